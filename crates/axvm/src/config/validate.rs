@@ -1,0 +1,241 @@
+//! Refusing configs that cannot work, before any host resource is touched.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::{AxVMConfig, ConfigError, MappingFlags, VmMemConfig};
+use crate::{is_page_aligned, GuestPhysAddr};
+
+fn region_field(index: usize) -> String {
+    format!("kernel.memory_regions[{index}]")
+}
+
+fn emu_field(index: usize, name: &str) -> String {
+    format!("devices.emu_devices[{index}] ({name})")
+}
+
+impl AxVMConfig {
+    /// Refuses the config with the first problem found; see [`problems`](Self::problems).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every reason this config cannot work, in field order (empty when it is fine).
+    ///
+    /// Checks: at least one vCPU; affinity lists no longer than `cpu_num`; memory regions
+    /// non-empty, page-aligned, not wrapping, not overlapping, without the DEVICE flag; entry
+    /// points inside RAM; device ranges non-empty, not wrapping, and emulated devices not
+    /// overlapping RAM or each other.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        self.check_cpus(&mut problems);
+        self.check_regions(&mut problems);
+        self.check_entries(&mut problems);
+        self.check_devices(&mut problems);
+        problems
+    }
+
+    /// Refuses an image of `len` bytes at `gpa` unless it lies inside one RAM region.
+    /// `field` names the load-address field, for the message.
+    ///
+    /// ```
+    /// use axvm::{AxVMConfig, GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
+    /// let mut config = AxVMConfig::new("vm", 1);
+    /// config.memory_regions.push(VmMemConfig {
+    ///     gpa: GuestPhysAddr::new(0),
+    ///     size: 0x10_0000,
+    ///     flags: MappingFlags::READ | MappingFlags::WRITE,
+    ///     map_type: VmMemMappingType::MapAlloc,
+    /// });
+    /// let at = GuestPhysAddr::new(0xf_f000);
+    /// assert!(config.check_image_fits("kernel.kernel_load_addr", at, 0x1000).is_ok());
+    /// let err = config.check_image_fits("kernel.kernel_load_addr", at, 0x2000).unwrap_err();
+    /// assert_eq!(err.field(), Some("kernel.kernel_load_addr"));
+    /// ```
+    pub fn check_image_fits(
+        &self,
+        field: &str,
+        gpa: GuestPhysAddr,
+        len: u64,
+    ) -> Result<(), ConfigError> {
+        let Some(index) = self.region_containing(gpa) else {
+            return Err(ConfigError::invalid(
+                field,
+                format!("{gpa} is not inside any memory region, so a {len:#x}-byte image cannot be loaded there; add a region or move the image"),
+            ));
+        };
+        let region = &self.memory_regions[index];
+        let image_end = gpa.as_u64().checked_add(len);
+        match image_end {
+            Some(end) if end <= region.end().as_u64() => Ok(()),
+            _ => Err(ConfigError::invalid(
+                field,
+                format!(
+                    "a {len:#x}-byte image at {gpa} does not fit: {} ends at {}, {:#x} bytes short; enlarge the region or load the image lower",
+                    region_field(index),
+                    region.end(),
+                    gpa.as_u64().saturating_add(len) - region.end().as_u64(),
+                ),
+            )),
+        }
+    }
+
+    fn check_cpus(&self, problems: &mut Vec<ConfigError>) {
+        if self.cpu_num == 0 {
+            problems.push(ConfigError::invalid("base.cpu_num", "must be at least 1"));
+        }
+        let lists = [
+            ("base.phys_cpu_ids", &self.phys_cpu_ids),
+            ("base.phys_cpu_sets", &self.phys_cpu_sets),
+        ];
+        for (field, list) in lists {
+            if let Some(list) = list {
+                if list.len() > self.cpu_num {
+                    problems.push(ConfigError::invalid(
+                        field,
+                        format!(
+                            "has {} entries but base.cpu_num is {}: give at most one entry per vCPU",
+                            list.len(),
+                            self.cpu_num
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn check_regions(&self, problems: &mut Vec<ConfigError>) {
+        for (index, region) in self.memory_regions.iter().enumerate() {
+            if let Some(problem) = region_problem(region) {
+                problems.push(ConfigError::invalid(region_field(index), problem));
+            }
+        }
+        for (index, region) in self.memory_regions.iter().enumerate() {
+            let earlier = self.memory_regions[..index]
+                .iter()
+                .position(|other| overlaps(other.gpa, other.size, region.gpa, region.size));
+            if let Some(other) = earlier {
+                problems.push(ConfigError::invalid(
+                    region_field(index),
+                    format!(
+                        "{}..{} overlaps {} ({}..{}); regions must not share addresses",
+                        region.gpa,
+                        region.end(),
+                        region_field(other),
+                        self.memory_regions[other].gpa,
+                        self.memory_regions[other].end()
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn check_entries(&self, problems: &mut Vec<ConfigError>) {
+        let entries = [
+            ("kernel.entry_point", self.cpu_config.bsp_entry, true),
+            (
+                "kernel.entry_point (AP entry)",
+                self.cpu_config.ap_entry,
+                self.cpu_num > 1,
+            ),
+        ];
+        for (field, entry, used) in entries {
+            if used && self.region_containing(entry).is_none() {
+                problems.push(ConfigError::invalid(
+                    field,
+                    format!("{entry} is not inside any memory region: a vCPU starting there would fetch from nothing"),
+                ));
+                // The AP entry is the same field in TOML configs: one message is enough.
+                if self.cpu_config.ap_entry == self.cpu_config.bsp_entry {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn check_devices(&self, problems: &mut Vec<ConfigError>) {
+        for (index, device) in self.emu_devices.iter().enumerate() {
+            let field = emu_field(index, &device.name);
+            if let Some(problem) = range_problem(device.base_gpa.as_u64(), device.length) {
+                problems.push(ConfigError::invalid(field, problem));
+                continue;
+            }
+            if let Some(ram) = self
+                .memory_regions
+                .iter()
+                .position(|r| overlaps(r.gpa, r.size, device.base_gpa, device.length))
+            {
+                problems.push(ConfigError::invalid(
+                    field.clone(),
+                    format!(
+                        "{}+{:#x} overlaps RAM {}: the guest would reach RAM, never the device",
+                        device.base_gpa,
+                        device.length,
+                        region_field(ram)
+                    ),
+                ));
+            }
+            if let Some(other) = self.emu_devices[..index]
+                .iter()
+                .position(|o| overlaps(o.base_gpa, o.length, device.base_gpa, device.length))
+            {
+                problems.push(ConfigError::invalid(
+                    field,
+                    format!(
+                        "overlaps {}: each address belongs to one device",
+                        emu_field(other, &self.emu_devices[other].name)
+                    ),
+                ));
+            }
+        }
+        for (index, device) in self.pass_through_devices.iter().enumerate() {
+            let field = format!("devices.passthrough_devices[{index}] ({})", device.name);
+            let problem = range_problem(device.base_gpa.as_u64(), device.length)
+                .or_else(|| range_problem(device.base_hpa.as_u64(), device.length));
+            if let Some(problem) = problem {
+                problems.push(ConfigError::invalid(field, problem));
+            }
+        }
+    }
+}
+
+fn region_problem(region: &VmMemConfig) -> Option<String> {
+    if let Some(problem) = range_problem(region.gpa.as_u64(), region.size) {
+        return Some(problem);
+    }
+    if !is_page_aligned(region.gpa.as_u64()) || !is_page_aligned(region.size) {
+        return Some(format!(
+            "start {} and size {:#x} must be multiples of 4 KiB (guest memory is mapped in pages)",
+            region.gpa, region.size
+        ));
+    }
+    if region.flags.contains(MappingFlags::DEVICE) {
+        return Some(String::from(
+            "has the DEVICE flag (0x10), which is only for pass-through devices; RAM needs flags like 0x7 (READ|WRITE|EXECUTE)",
+        ));
+    }
+    None
+}
+
+fn range_problem(base: u64, len: u64) -> Option<String> {
+    if len == 0 {
+        Some(String::from("has size 0"))
+    } else if base.checked_add(len).is_none() {
+        Some(format!(
+            "{base:#x}+{len:#x} wraps past the end of the address space"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Whether `[a, a+a_len)` and `[b, b+b_len)` share an address (lengths already checked not
+/// to wrap; a wrapped length saturates, which only makes the answer more cautious).
+fn overlaps(a: GuestPhysAddr, a_len: u64, b: GuestPhysAddr, b_len: u64) -> bool {
+    let (a, b) = (a.as_u64(), b.as_u64());
+    a < b.saturating_add(b_len) && b < a.saturating_add(a_len)
+}

@@ -1,0 +1,157 @@
+//! The device manager: finds the device behind an address, and deals with addresses that
+//! no device claims.
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::{BaseDeviceOps, DeviceError, DeviceRange, DeviceSpace, ScratchRegisters, WriteOutcome};
+use crate::{AccessWidth, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
+
+/// What happens when the guest touches an address that no device claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum UnclaimedAccessPolicy {
+    /// Reads return zero, writes are dropped, and the first access to each address is
+    /// logged as a warning: guests that probe for hardware keep running.
+    #[default]
+    Ignore,
+    /// The access is an error: the vCPU stops and the VM reports where.
+    Error,
+}
+
+/// The devices of one VM, looked up by address: the seed's `AxVmDevices`.
+///
+/// The set is fixed once the VM is created, so lookups on the exit path take no lock.
+pub struct AxVmDevices {
+    /// (range, device) sorted by (space, base); ranges never overlap.
+    ranges: Vec<(DeviceRange, Arc<dyn BaseDeviceOps>)>,
+    policy: UnclaimedAccessPolicy,
+    reported_unclaimed: spin::Mutex<BTreeSet<(DeviceSpace, u64)>>,
+}
+
+impl Default for AxVmDevices {
+    fn default() -> Self {
+        Self::new(UnclaimedAccessPolicy::default())
+    }
+}
+
+impl AxVmDevices {
+    /// No devices yet; unclaimed accesses follow `policy`.
+    pub fn new(policy: UnclaimedAccessPolicy) -> Self {
+        Self {
+            ranges: Vec::new(),
+            policy,
+            reported_unclaimed: spin::Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Creates the devices of a config's `emu_devices` that axvm emulates itself, and
+    /// refuses the others with the entry named.
+    pub fn add_emulated(&mut self, configs: &[EmulatedDeviceConfig]) -> Result<(), ConfigError> {
+        for (index, config) in configs.iter().enumerate() {
+            let field = || format!("devices.emu_devices[{index}] ({})", config.name);
+            let device: Arc<dyn BaseDeviceOps> = match config.emu_type {
+                EmulatedDeviceType::Dummy => Arc::new(ScratchRegisters::new(
+                    &config.name,
+                    config.base_gpa.as_u64(),
+                    config.length,
+                )),
+                other => {
+                    return Err(ConfigError::invalid(
+                        field(),
+                        format!("emu_type {other} is not emulated by axvm; remove the entry or use 0x0 (Dummy)"),
+                    ))
+                }
+            };
+            self.add(device)
+                .map_err(|err| ConfigError::invalid(field(), err.message))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `device`, refusing it when one of its ranges overlaps another device's.
+    pub fn add(&mut self, device: Arc<dyn BaseDeviceOps>) -> Result<(), DeviceError> {
+        let new_ranges = device.address_ranges();
+        for range in &new_ranges {
+            if let Some((_, other)) = self.ranges.iter().find(|(r, _)| overlap(r, range)) {
+                return Err(DeviceError {
+                    device: device.name().into(),
+                    message: format!(
+                        "{} {:#x}..{:#x} overlaps device `{}`",
+                        range.space,
+                        range.base,
+                        range.end(),
+                        other.name()
+                    ),
+                });
+            }
+        }
+        for range in new_ranges {
+            self.ranges.push((range, device.clone()));
+        }
+        self.ranges
+            .sort_by_key(|(range, _)| (range.space, range.base));
+        Ok(())
+    }
+
+    /// The device claiming `addr` in `space`.
+    pub fn find(&self, space: DeviceSpace, addr: u64) -> Option<&Arc<dyn BaseDeviceOps>> {
+        let index = self
+            .ranges
+            .partition_point(|(range, _)| (range.space, range.base) <= (space, addr));
+        let (range, device) = self.ranges.get(index.checked_sub(1)?)?;
+        range.contains(space, addr).then_some(device)
+    }
+
+    /// Every device range, sorted by space and address (for memory maps and diagnostics).
+    pub fn ranges(&self) -> impl Iterator<Item = (&DeviceRange, &Arc<dyn BaseDeviceOps>)> {
+        self.ranges.iter().map(|(range, device)| (range, device))
+    }
+
+    /// The policy for unclaimed accesses.
+    pub fn policy(&self) -> UnclaimedAccessPolicy {
+        self.policy
+    }
+
+    /// Routes a read; `Ok(None)` when no device claims `addr` (the caller applies the
+    /// policy, because only it knows the vCPU).
+    pub fn handle_read(
+        &self,
+        space: DeviceSpace,
+        addr: u64,
+        width: AccessWidth,
+    ) -> Result<Option<u64>, DeviceError> {
+        match self.find(space, addr) {
+            Some(device) => device
+                .handle_read(addr, width)
+                .map(|v| Some(width.truncate(v))),
+            None => Ok(None),
+        }
+    }
+
+    /// Routes a write; `Ok(None)` when no device claims `addr`.
+    pub fn handle_write(
+        &self,
+        space: DeviceSpace,
+        addr: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<Option<WriteOutcome>, DeviceError> {
+        match self.find(space, addr) {
+            Some(device) => device
+                .handle_write(addr, width, width.truncate(value))
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether this is the first unclaimed access to `addr` (so it deserves a log line).
+    pub(crate) fn first_unclaimed(&self, space: DeviceSpace, addr: u64) -> bool {
+        self.reported_unclaimed.lock().insert((space, addr))
+    }
+}
+
+fn overlap(a: &DeviceRange, b: &DeviceRange) -> bool {
+    a.space == b.space && a.base < b.end() && b.base < a.end()
+}

@@ -1,0 +1,91 @@
+//! [`AxVMHal`]: what the hosting environment provides to axvm.
+
+use alloc::string::String;
+
+use crate::{vcpu::AxArchVCpu, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
+
+/// The services axvm needs from the environment that hosts it: the seed's `AxVMHal`.
+///
+/// A type-1 hypervisor implements it over its own page allocator, nested page tables and
+/// IPIs; a hosted VMM implements it over its kernel's VM API (`axvm-kvm` does it over
+/// `/dev/kvm`). axvm itself stays `no_std` and knows neither.
+///
+/// Methods take `&self` so that a host can keep per-VM state (a KVM VM file descriptor,
+/// a page-table root). A host value serves one VM.
+pub trait AxVMHal: Send + Sync + Sized + 'static {
+    /// The vCPU type this host's backend provides.
+    type VCpu: AxArchVCpu;
+
+    /// Whether this machine can run VMs at all (virtualization extensions, a usable
+    /// hypervisor device). Explains nothing; hosts offer their own diagnostics.
+    fn has_hardware_support(&self) -> bool;
+
+    /// Allocates `size` bytes of zeroed host memory for guest RAM anywhere (MapAlloc).
+    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, String>;
+
+    /// Allocates `size` bytes of zeroed host memory at host-physical `base` (MapIdentical).
+    /// Returns `false` when the host cannot place memory there; axvm then falls back to
+    /// [`alloc_memory_region`](Self::alloc_memory_region).
+    fn alloc_memory_region_at(&self, base: HostPhysAddr, size: u64) -> bool;
+
+    /// Frees memory from [`alloc_memory_region`](Self::alloc_memory_region).
+    fn dealloc_memory_region(&self, hva: HostVirtAddr, size: u64);
+
+    /// Frees memory from [`alloc_memory_region_at`](Self::alloc_memory_region_at).
+    fn dealloc_memory_region_at(&self, base: HostPhysAddr, size: u64);
+
+    /// The host-physical address behind a host-virtual one.
+    fn virt_to_phys(&self, vaddr: HostVirtAddr) -> HostPhysAddr;
+
+    /// The host-virtual address at which axvm reaches host-physical `paddr`, if the host
+    /// maps it (needed for MapIdentical and MapReserved RAM).
+    fn phys_to_virt(&self, paddr: HostPhysAddr) -> Option<HostVirtAddr>;
+
+    /// Makes `size` bytes of host memory at `hva` the guest's RAM at `gpa`, with `flags`
+    /// (nested page tables on a type-1 host, a memory slot on KVM).
+    fn map_guest_memory(
+        &self,
+        gpa: GuestPhysAddr,
+        hva: HostVirtAddr,
+        size: u64,
+        flags: MappingFlags,
+    ) -> Result<(), String>;
+
+    /// Shows host-physical `hpa` (device registers, usually) to the guest at `gpa`. A host
+    /// that cannot map host-physical memory refuses with the reason.
+    fn map_passthrough(
+        &self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        flags: MappingFlags,
+    ) -> Result<(), String>;
+
+    /// Creates the backend vCPU `vcpu_id`, optionally bound to the physical CPUs in the
+    /// affinity mask `phys_cpu_set`.
+    fn create_vcpu(
+        &self,
+        vcpu_id: usize,
+        phys_cpu_set: Option<usize>,
+    ) -> Result<Self::VCpu, String>;
+
+    /// Makes vCPU `vcpu_id` leave guest mode soon, wherever it runs, so that its
+    /// [`run_vcpu`](crate::AxVM::run_vcpu) loop notices a status change. Must not block.
+    fn kick_vcpu(&self, vcpu_id: usize);
+
+    /// Delivers interrupt `irq` to vCPU `vcpu_id` of VM `vm_id` from any thread or CPU,
+    /// waking it if it waits for an interrupt.
+    fn inject_irq_to_vcpu(&self, vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), String>;
+
+    /// Nanoseconds of a monotonic clock.
+    fn current_time_nanos(&self) -> u64;
+
+    /// The VM whose vCPU the calling context runs, if any.
+    fn current_vm_id(&self) -> Option<usize>;
+
+    /// The vCPU the calling context runs, if any.
+    fn current_vcpu_id(&self) -> Option<usize>;
+
+    /// The physical CPU the caller runs on.
+    fn current_pcpu_id(&self) -> usize;
+}

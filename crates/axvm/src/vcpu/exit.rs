@@ -1,0 +1,150 @@
+//! Why a vCPU left guest mode: the seed's `AxVCpuExitReason`.
+
+use crate::{AccessWidth, GuestPhysAddr, MappingFlags};
+
+/// An MSR index (x86) or system-register encoding (other architectures).
+pub type SysRegAddr = u32;
+
+/// Why [`AxArchVCpu::run`](super::AxArchVCpu::run) returned.
+///
+/// The first six kinds are handled inside [`AxVM::run_vcpu`](crate::AxVM::run_vcpu) (through
+/// the device manager and the address space); every other kind is returned to its caller.
+///
+/// Reads carry no value: the VM answers them with
+/// [`AxArchVCpu::set_read_result`](super::AxArchVCpu::set_read_result) before running the vCPU
+/// again, so that each backend can deliver the value the way its hardware does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AxVCpuExitReason {
+    /// The guest read device memory.
+    MmioRead {
+        /// Guest-physical address.
+        addr: GuestPhysAddr,
+        /// Access width.
+        width: AccessWidth,
+    },
+    /// The guest wrote device memory.
+    MmioWrite {
+        /// Guest-physical address.
+        addr: GuestPhysAddr,
+        /// Access width.
+        width: AccessWidth,
+        /// The value written (the low `width` bytes are meaningful).
+        data: u64,
+    },
+    /// The guest read an I/O port (`IN`).
+    IoRead {
+        /// Port number.
+        port: u16,
+        /// Access width (1, 2 or 4 bytes).
+        width: AccessWidth,
+    },
+    /// The guest wrote an I/O port (`OUT`).
+    IoWrite {
+        /// Port number.
+        port: u16,
+        /// Access width (1, 2 or 4 bytes).
+        width: AccessWidth,
+        /// The value written.
+        data: u64,
+    },
+    /// The guest read a system register (`RDMSR`).
+    SysRegRead {
+        /// MSR index.
+        addr: SysRegAddr,
+    },
+    /// The guest wrote a system register (`WRMSR`).
+    SysRegWrite {
+        /// MSR index.
+        addr: SysRegAddr,
+        /// The value written (EDX:EAX).
+        value: u64,
+    },
+    /// A guest access that the nested page tables do not allow.
+    NestedPageFault {
+        /// Guest-physical address.
+        addr: GuestPhysAddr,
+        /// What the guest tried: READ, WRITE or EXECUTE.
+        access_flags: MappingFlags,
+    },
+    /// A hypercall (`VMCALL`).
+    Hypercall {
+        /// Hypercall number.
+        nr: u64,
+        /// Arguments.
+        args: [u64; 6],
+    },
+    /// The vCPU executed `HLT`.
+    Halt,
+    /// The guest asked to start another vCPU.
+    CpuUp {
+        /// Target vCPU id.
+        target_cpu: usize,
+        /// Where it starts.
+        entry_point: GuestPhysAddr,
+        /// A value handed to it.
+        arg: u64,
+    },
+    /// The vCPU turned itself off.
+    CpuDown {
+        /// Architecture-specific state.
+        state: u64,
+    },
+    /// The guest powered the machine off or reset it (exit device, keyboard-controller
+    /// reset, triple fault); the VM stops.
+    SystemDown,
+    /// The guest sent an inter-processor interrupt.
+    SendIPI {
+        /// Target vCPU id.
+        target_cpu: usize,
+        /// Interrupt vector.
+        vector: u8,
+    },
+    /// A host interrupt arrived while the guest ran.
+    ExternalInterrupt {
+        /// Host vector.
+        vector: u8,
+    },
+    /// The host asked the vCPU to leave guest mode (a kick): the caller should look at the
+    /// VM status and pending work, then run again.
+    Interrupted,
+    /// The hardware refused to enter the guest: its state is invalid.
+    FailEntry {
+        /// Hardware-specific reason code.
+        hardware_entry_failure_reason: u64,
+    },
+    /// The backend could not emulate what the guest did (an instruction its emulator does
+    /// not know, an exit reason it does not handle); the VM cannot go on.
+    InternalError {
+        /// Backend-specific code.
+        code: u64,
+    },
+    /// Nothing to do: the exit was handled inside the backend.
+    Nothing,
+}
+
+impl AxVCpuExitReason {
+    /// A short name of the kind, for statistics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MmioRead { .. } => "mmio-read",
+            Self::MmioWrite { .. } => "mmio-write",
+            Self::IoRead { .. } => "io-read",
+            Self::IoWrite { .. } => "io-write",
+            Self::SysRegRead { .. } => "sysreg-read",
+            Self::SysRegWrite { .. } => "sysreg-write",
+            Self::NestedPageFault { .. } => "nested-page-fault",
+            Self::Hypercall { .. } => "hypercall",
+            Self::Halt => "halt",
+            Self::CpuUp { .. } => "cpu-up",
+            Self::CpuDown { .. } => "cpu-down",
+            Self::SystemDown => "system-down",
+            Self::SendIPI { .. } => "send-ipi",
+            Self::ExternalInterrupt { .. } => "external-interrupt",
+            Self::Interrupted => "interrupted",
+            Self::FailEntry { .. } => "fail-entry",
+            Self::InternalError { .. } => "internal-error",
+            Self::Nothing => "nothing",
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The vCPU backend interface: what a hypervisor backend (KVM, VT-x, SVM, ...) implements.
+
+mod access;
+mod exit;
+
+pub use access::{extend_mmio_read, merge_port_read, split_msr_value, LoadExtension};
+pub use exit::{AxVCpuExitReason, SysRegAddr};
+
+use alloc::string::String;
+
+use crate::GuestPhysAddr;
+
+/// A virtual CPU as the backend provides it: the seed's `AxArchVCpu`.
+///
+/// axvm drives it: [`set_entry`](Self::set_entry) and [`setup`](Self::setup) before the
+/// first [`run`](Self::run), then `run` in a loop, answering each read exit with
+/// [`set_read_result`](Self::set_read_result). Methods fail with a message; axvm adds the
+/// vCPU id.
+pub trait AxArchVCpu: Send {
+    /// How the backend starts this vCPU beyond its entry address: processor mode, initial
+    /// registers, page-table root. Chosen by the host when it loads the images, because only
+    /// the image format says what the guest expects.
+    type SetupConfig;
+
+    /// Sets the address the vCPU starts executing at.
+    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), String>;
+
+    /// Prepares the vCPU's initial state.
+    fn setup(&mut self, config: Self::SetupConfig) -> Result<(), String>;
+
+    /// Runs the guest until it exits.
+    fn run(&mut self) -> Result<AxVCpuExitReason, String>;
+
+    /// Answers the read that caused the last exit ([`MmioRead`], [`IoRead`] or
+    /// [`SysRegRead`]) with `value`, which holds the access's bytes, zero-extended.
+    ///
+    /// The backend delivers it as the hardware would: see [`merge_port_read`],
+    /// [`extend_mmio_read`] and [`split_msr_value`].
+    ///
+    /// [`MmioRead`]: AxVCpuExitReason::MmioRead
+    /// [`IoRead`]: AxVCpuExitReason::IoRead
+    /// [`SysRegRead`]: AxVCpuExitReason::SysRegRead
+    fn set_read_result(&mut self, value: u64) -> Result<(), String>;
+
+    /// Sets general-purpose register `reg` (architecture numbering; 0 is RAX on x86).
+    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), String>;
+
+    /// Queues interrupt `vector` for delivery the next time the guest can take it.
+    fn inject_interrupt(&mut self, vector: u8) -> Result<(), String>;
+}
