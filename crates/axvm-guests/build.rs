@@ -1,0 +1,142 @@
+//! Builds the freestanding guest programs in `<repo>/guests` and copies the
+//! images into `OUT_DIR/images`, where `src/lib.rs` embeds them.
+//!
+//! The guests are a separate Cargo workspace with their own code-generation
+//! flags (`guests/.cargo/config.toml`: no SSE, static relocation, no C
+//! runtime), so they are built by a nested `cargo build` in that directory.
+//! The nested cargo must see none of the settings the outer build passes to
+//! build scripts (flags, wrappers such as clippy-driver, target directory,
+//! profile overrides), or it would build the guests wrongly or contend for
+//! the outer target directory; see [`scrub_env`].
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The binaries built from the guests workspace; each image keeps its name
+/// (which is also the `kernel_path` its config file names).
+const GUESTS: &[&str] = &["demo", "realmode", "rom"];
+
+/// The target the guests are compiled for (set in `guests/.cargo/config.toml`
+/// too; passed explicitly so the artifact path is certain).
+const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let guests_dir = manifest_dir
+        .join("../../guests")
+        .canonicalize()
+        .expect("the guests workspace should be at <repo>/guests");
+
+    emit_rerun_if_changed(&guests_dir);
+
+    let target_dir = out_dir.join("guests-target");
+    // The cargo running this build script, so both use the same toolchain.
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        // The guests' .cargo/config.toml is found from the current directory.
+        .current_dir(&guests_dir)
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--target",
+            GUEST_TARGET,
+            "--manifest-path",
+        ])
+        .arg(guests_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    scrub_env(&mut command);
+
+    let output = command.output().unwrap_or_else(|e| {
+        panic!(
+            "could not run {} to build the guests: {e}",
+            cargo.to_string_lossy()
+        )
+    });
+    if !output.status.success() {
+        panic!(
+            "building the guests in {} failed ({}):\n{}",
+            guests_dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let built = target_dir.join(GUEST_TARGET).join("release");
+    let images = out_dir.join("images");
+    fs::create_dir_all(&images)
+        .unwrap_or_else(|e| panic!("could not create {}: {e}", images.display()));
+    for guest in GUESTS {
+        let from = built.join(guest);
+        let to = images.join(guest);
+        fs::copy(&from, &to).unwrap_or_else(|e| {
+            panic!(
+                "could not copy guest image {} to {}: {e}",
+                from.display(),
+                to.display()
+            )
+        });
+    }
+}
+
+/// Asks cargo to rerun this script when any guest source, manifest, linker
+/// script or config changes. Entries are listed one by one so that
+/// `guests/target` (left by a manual build there) is not watched: cargo scans
+/// a listed directory recursively.
+fn emit_rerun_if_changed(guests_dir: &Path) {
+    let entries = fs::read_dir(guests_dir)
+        .unwrap_or_else(|e| panic!("could not list {}: {e}", guests_dir.display()));
+    for entry in entries {
+        let entry =
+            entry.unwrap_or_else(|e| panic!("could not list {}: {e}", guests_dir.display()));
+        if entry.file_name() == "target" {
+            continue;
+        }
+        println!("cargo:rerun-if-changed={}", entry.path().display());
+    }
+    // A new guest also needs a new member in guests/Cargo.toml, listed above.
+    println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Removes from the nested cargo's environment everything through which the
+/// outer build could leak into it: `RUSTFLAGS` and friends (which would
+/// replace the guests' flags), `RUSTC_WRAPPER`/`RUSTC_WORKSPACE_WRAPPER` (set
+/// to clippy-driver by `cargo clippy`), and every `CARGO_*` variable — build
+/// config (`CARGO_TARGET_DIR`, `CARGO_BUILD_*`, `CARGO_PROFILE_*`,
+/// `CARGO_ENCODED_RUSTFLAGS`), the jobserver (`CARGO_MAKEFLAGS`) and the
+/// build-script variables cargo sets for this script — except `CARGO_HOME`.
+/// `PATH`, `RUSTUP_HOME`, `RUSTUP_TOOLCHAIN` and `RUSTC` stay, so the nested
+/// build uses the same toolchain.
+fn scrub_env(command: &mut Command) {
+    const REMOVE: &[&str] = &[
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_LINKER",
+        "RUSTDOC",
+        // Build-script variables that mean something to other tools.
+        "OUT_DIR",
+        "TARGET",
+        "HOST",
+        "NUM_JOBS",
+        "OPT_LEVEL",
+        "DEBUG",
+        "PROFILE",
+    ];
+    for (key, _) in env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let cargo_var =
+            (key.starts_with("CARGO") && key != "CARGO_HOME") || key.starts_with("__CARGO");
+        if cargo_var || key.starts_with("DEP_") || REMOVE.contains(&key) {
+            command.env_remove(OsStr::new(key));
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Tiny runtime for axvm's 64-bit test guests.
+//!
+//! The guests are freestanding `#![no_std]` programs that exercise the VMM's
+//! exits (port I/O, MMIO, MSRs) and report over a 16550 UART. This crate
+//! holds what every such guest needs, so each guest is just its checks:
+//!
+//! * [`entry!`]: the `_start` stub contract (long mode, per-vCPU stacks,
+//!   `fn main(vcpu_id: u32) -> !`);
+//! * [`io`]: port I/O and volatile MMIO of each width;
+//! * [`cpu`]: `cpuid`, MSRs, [`cpu::vcpu_id`], halting;
+//! * [`console`]: `print!`/`println!` on COM1;
+//! * [`exit`]: ending the VM with a status byte; the panic handler uses it;
+//! * [`check_eq`]: the `FAIL: ... expected ... got ...` assertion.
+//!
+//! Everything here runs at CPL0 with interrupts off and is executed by KVM's
+//! instruction emulator on nested hosts, so it must stay free of SSE (see the
+//! guests' README).
+#![no_std]
+#![warn(missing_docs)]
+
+mod check;
+pub mod console;
+pub mod cpu;
+mod entry;
+mod exit;
+pub mod io;
+
+pub use check::check_eq;
+pub use entry::MAX_VCPUS;
+pub use exit::{exit, EXIT_PORT};
