@@ -9,6 +9,9 @@ use alloc::vec::Vec;
 use super::{BaseDeviceOps, DeviceError, DeviceRange, DeviceSpace, ScratchRegisters, WriteOutcome};
 use crate::{AccessWidth, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 
+/// How many distinct unclaimed addresses are logged per VM.
+const MAX_REPORTED_UNCLAIMED: usize = 1024;
+
 /// What happens when the guest touches an address that no device claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UnclaimedAccessPolicy {
@@ -147,8 +150,11 @@ impl AxVmDevices {
     }
 
     /// Whether this is the first unclaimed access to `addr` (so it deserves a log line).
+    /// After [`MAX_REPORTED_UNCLAIMED`] addresses, none is: a guest scanning the address
+    /// space must not grow the VMM's memory without bound.
     pub(crate) fn first_unclaimed(&self, space: DeviceSpace, addr: u64) -> bool {
-        self.reported_unclaimed.lock().insert((space, addr))
+        let mut reported = self.reported_unclaimed.lock();
+        reported.len() < MAX_REPORTED_UNCLAIMED && reported.insert((space, addr))
     }
 }
 

@@ -1,0 +1,54 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Run and check virtual machines described by ArceOS hypervisor config files (TOML).
+///
+/// With no CONFIG, `run` boots an embedded demo guest and `check` examines only this host.
+#[derive(Debug, Parser)]
+#[command(name = "axvm", version, propagate_version = true)]
+pub struct Cli {
+    /// More messages from axvm on stderr: -v info, -vv debug, -vvv every vCPU exit.
+    /// RUST_LOG (e.g. RUST_LOG=axvm=debug) takes precedence.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a VM; the guest's serial console goes to stdout.
+    ///
+    /// The exit status is the byte the guest writes to the exit port (0xf4), 0 after a
+    /// keyboard-controller reset, or 1 with a one-line reason on stderr when the VM cannot be
+    /// created or fails.
+    Run {
+        /// The VM config file. Image paths in it are relative to it. Omit it to boot the
+        /// embedded demo guest.
+        config: Option<PathBuf>,
+
+        /// What a guest access to a port, MMIO address or MSR without a device does.
+        #[arg(long, value_enum, default_value_t = Unclaimed::Ignore)]
+        unclaimed: Unclaimed,
+    },
+    /// Say whether this host can run VMs (and why not), and validate a config, printing its
+    /// memory map. Exits 0 when all is well.
+    Check {
+        /// The VM config file to validate.
+        config: Option<PathBuf>,
+    },
+}
+
+/// The unclaimed-access policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Unclaimed {
+    /// Reads return 0, writes are dropped, each new address is logged as a warning.
+    Ignore,
+    /// The access stops the VM with an error naming the vCPU and the address.
+    Error,
+}

@@ -1,0 +1,51 @@
+//! `axvm`: run and check VMs from ArceOS hypervisor config files, on Linux KVM.
+
+mod check;
+mod cli;
+mod run;
+mod vm_files;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Run { config, unclaimed } => {
+            let files = match &config {
+                Some(path) => vm_files::load(path),
+                None => vm_files::demo(),
+            };
+            let result = files
+                .map_err(|err| err.to_string())
+                .and_then(|files| run::run(files, unclaimed));
+            result.unwrap_or_else(|message| {
+                eprintln!("axvm: {message}");
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check { config } => {
+            check::check(config.map(|path| vm_files::load(&path).map_err(|err| err.to_string())))
+        }
+    }
+}
+
+/// axvm's own messages go to stderr, so they never mix with the guest console on stdout.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .format_timestamp(None)
+        .target(env_logger::Target::Stderr)
+        .init();
+}

@@ -1,0 +1,112 @@
+//! Turning a config file (or the embedded demo) into a VM config and its images.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use axvm::config::toml::AxVMCrateConfig;
+use axvm::{AxVMConfig, ConfigError};
+use axvm_kvm::BootImages;
+
+/// A config with everything it names read.
+pub struct VmFiles {
+    /// Where it came from, for messages.
+    pub origin: String,
+    /// The VM config.
+    pub config: AxVMConfig,
+    /// The images.
+    pub images: BootImages,
+}
+
+/// Why a config cannot be used; the message names the file and the field or line.
+#[derive(Debug)]
+pub struct ConfigFileError(pub String);
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn config_error(origin: &str, err: ConfigError) -> ConfigFileError {
+    match err {
+        ConfigError::Parse {
+            line,
+            column,
+            message,
+        } => ConfigFileError(format!("{origin}:{line}:{column}: {message}")),
+        other => ConfigFileError(format!("{origin}: {other}")),
+    }
+}
+
+/// Parses config text; `origin` names it in messages.
+pub fn parse(origin: &str, text: &str) -> Result<AxVMCrateConfig, ConfigFileError> {
+    AxVMCrateConfig::from_toml(text).map_err(|err| config_error(origin, err))
+}
+
+/// Reads and validates the config at `path` and every image it names (paths relative to it).
+pub fn load(path: &Path) -> Result<VmFiles, ConfigFileError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigFileError(format!("cannot read config {origin}: {err}")))?;
+    let file = parse(&origin, &text)?;
+    let config = file
+        .to_vm_config_unchecked()
+        .map_err(|err| config_error(&origin, err))?;
+    config
+        .validate()
+        .map_err(|err| config_error(&origin, err))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let images = read_images(&origin, base, &file)?;
+    Ok(VmFiles {
+        origin,
+        config,
+        images,
+    })
+}
+
+/// The embedded demo VM: its config and guest image are built into axvm.
+pub fn demo() -> Result<VmFiles, ConfigFileError> {
+    let origin = "embedded demo config".to_string();
+    let file = parse(&origin, axvm_guests::DEMO_CONFIG)?;
+    let config = file
+        .clone()
+        .into_vm_config()
+        .map_err(|err| config_error(&origin, err))?;
+    let images = BootImages {
+        kernel: axvm_guests::DEMO.to_vec(),
+        ..Default::default()
+    };
+    Ok(VmFiles {
+        origin,
+        config,
+        images,
+    })
+}
+
+fn read_images(
+    origin: &str,
+    base: &Path,
+    file: &AxVMCrateConfig,
+) -> Result<BootImages, ConfigFileError> {
+    let kernel = &file.kernel;
+    let read =
+        |field: &str, relative: &Option<String>| -> Result<Option<Vec<u8>>, ConfigFileError> {
+            let Some(relative) = relative else {
+                return Ok(None);
+            };
+            let path: PathBuf = base.join(relative);
+            std::fs::read(&path).map(Some).map_err(|err| {
+                ConfigFileError(format!(
+                    "{origin}: config field `kernel.{field}`: cannot read {}: {err}",
+                    path.display()
+                ))
+            })
+        };
+    let kernel_image = read("kernel_path", &Some(kernel.kernel_path.clone()))?.unwrap_or_default();
+    Ok(BootImages {
+        kernel: kernel_image,
+        bios: read("bios_path", &kernel.bios_path)?,
+        dtb: read("dtb_path", &kernel.dtb_path)?,
+        ramdisk: read("ramdisk_path", &kernel.ramdisk_path)?,
+    })
+}

@@ -1,0 +1,80 @@
+//! PCI configuration mechanism #1 (ports 0xcf8 address, 0xcfc-0xcff data) with one device:
+//! an i440FX host bridge at 00:00.0, as on QEMU's default PC. Operating systems probe PCI
+//! through these ports; an empty bus answers all-ones, as real hardware does.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::{AccessWidth, EmulatedDeviceType};
+
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+const ENABLE: u32 = 1 << 31;
+
+/// Config space of the host bridge, dword by dword: vendor 0x8086 device 0x1237 (i440FX),
+/// revision 2, class 06/00/00 (host bridge), header type 0.
+const HOST_BRIDGE: [u32; 4] = [0x1237_8086, 0x0000_0000, 0x0600_0002, 0x0000_0000];
+
+/// The PCI configuration ports.
+#[derive(Default)]
+pub struct PciHost {
+    address: AtomicU32,
+}
+
+impl PciHost {
+    /// The dword at `offset` (register aligned) of the selected function, or all-ones when
+    /// the address is disabled or names an absent function.
+    fn selected_dword(&self) -> u32 {
+        let address = self.address.load(Ordering::Relaxed);
+        let bus_device_function = (address >> 8) & 0xffff;
+        let register = ((address & 0xfc) >> 2) as usize;
+        if address & ENABLE == 0 || bus_device_function != 0 {
+            return u32::MAX;
+        }
+        HOST_BRIDGE.get(register).copied().unwrap_or(0)
+    }
+}
+
+impl BaseDeviceOps for PciHost {
+    fn name(&self) -> &str {
+        "PCI host bridge"
+    }
+
+    fn emu_type(&self) -> EmulatedDeviceType {
+        EmulatedDeviceType::Dummy
+    }
+
+    fn address_ranges(&self) -> Vec<DeviceRange> {
+        vec![
+            DeviceRange::port(CONFIG_ADDRESS, 4),
+            DeviceRange::port(CONFIG_DATA, 4),
+        ]
+    }
+
+    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
+        let port = addr as u16;
+        if port >= CONFIG_DATA {
+            let shift = 8 * u32::from(port - CONFIG_DATA);
+            return Ok(width.truncate(u64::from(self.selected_dword() >> shift)));
+        }
+        // The address register is a 32-bit register; narrower reads see no PCI register.
+        Ok(if port == CONFIG_ADDRESS && width == AccessWidth::Dword {
+            u64::from(self.address.load(Ordering::Relaxed))
+        } else {
+            width.mask()
+        })
+    }
+
+    fn handle_write(
+        &self,
+        addr: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<WriteOutcome, DeviceError> {
+        if addr as u16 == CONFIG_ADDRESS && width == AccessWidth::Dword {
+            self.address.store(value as u32, Ordering::Relaxed);
+        }
+        // The host bridge's registers are read-only here; writes to data are dropped.
+        Ok(WriteOutcome::Done)
+    }
+}

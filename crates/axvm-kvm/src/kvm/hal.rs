@@ -1,0 +1,301 @@
+//! [`KvmHal`]: axvm's [`AxVMHal`] on a Linux KVM virtual machine.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_msi, kvm_userspace_memory_region, CpuId, KVM_CAP_X86_USER_SPACE_MSR,
+    KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY, KVM_MSR_EXIT_REASON_UNKNOWN,
+};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+
+use super::cpuid::cpuid_for_vcpu;
+use super::kick::{install_kick_handler, KickGuard, KickRegistry};
+use super::system::require_capabilities;
+use super::vcpu::KvmVCpu;
+
+/// Where KVM puts the three pages of real-mode TSS it needs on Intel hosts: just below the
+/// 4 GiB boundary, below the firmware area, where no guest RAM is configured.
+const TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// Local APIC and IOAPIC register pages, which KVM's in-kernel irqchip emulates.
+const IRQCHIP_PAGES: [(u64, &str); 2] = [(0xfee0_0000, "local APIC"), (0xfec0_0000, "IOAPIC")];
+
+thread_local! {
+    static CURRENT_VCPU: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+}
+
+/// One KVM virtual machine as an axvm host: guest RAM is anonymous host memory registered as
+/// KVM memory slots, vCPUs are KVM vCPUs, interrupts go through KVM's in-kernel irqchip.
+pub struct KvmHal {
+    vm_id: usize,
+    vm: VmFd,
+    supported_cpuid: CpuId,
+    vcpu_mmap_size: usize,
+    irqchip: bool,
+    next_slot: AtomicU32,
+    read_only: Mutex<Vec<(u64, u64)>>,
+    kicks: KickRegistry,
+}
+
+impl KvmHal {
+    /// Opens `/dev/kvm` and creates an empty VM for axvm VM `vm_id`.
+    pub fn new(vm_id: usize) -> Result<Self, String> {
+        let kvm =
+            Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e} (see `axvm check`)"))?;
+        require_capabilities(&kvm)?;
+        install_kick_handler()?;
+        let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+        vm.set_tss_address(TSS_ADDRESS)
+            .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+        let irqchip = kvm.check_extension(Cap::Irqchip);
+        if irqchip {
+            vm.create_irq_chip()
+                .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+        }
+        let msr_exits = kvm_enable_cap {
+            cap: KVM_CAP_X86_USER_SPACE_MSR,
+            args: [u64::from(KVM_MSR_EXIT_REASON_UNKNOWN), 0, 0, 0],
+            ..Default::default()
+        };
+        vm.enable_cap(&msr_exits)
+            .map_err(|e| format!("enabling MSR exits to user space: {e}"))?;
+        let supported_cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
+        let vcpu_mmap_size = kvm
+            .get_vcpu_mmap_size()
+            .map_err(|e| format!("KVM_GET_VCPU_MMAP_SIZE: {e}"))?;
+        Ok(Self {
+            vm_id,
+            vm,
+            supported_cpuid,
+            vcpu_mmap_size,
+            irqchip,
+            next_slot: AtomicU32::new(0),
+            read_only: Mutex::new(Vec::new()),
+            kicks: KickRegistry::default(),
+        })
+    }
+
+    /// The KVM VM.
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm
+    }
+
+    /// Whether KVM emulates the local APICs, IOAPIC and PIC in the kernel.
+    pub fn has_irqchip(&self) -> bool {
+        self.irqchip
+    }
+
+    /// Marks the calling thread as the one running `vcpu_id` until the guard drops, so that
+    /// kicks and `current_vcpu_id` find it.
+    pub fn enter_vcpu_thread(&self, vcpu_id: usize) -> VCpuThreadGuard<'_> {
+        CURRENT_VCPU.with(|current| current.set(Some((self.vm_id, vcpu_id))));
+        VCpuThreadGuard {
+            _kick: self.kicks.register(vcpu_id),
+        }
+    }
+
+    fn lock_read_only(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64)>> {
+        self.read_only
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Keeps a thread registered as a vCPU's runner (see [`KvmHal::enter_vcpu_thread`]).
+pub struct VCpuThreadGuard<'a> {
+    _kick: KickGuard<'a>,
+}
+
+impl Drop for VCpuThreadGuard<'_> {
+    fn drop(&mut self) {
+        CURRENT_VCPU.with(|current| current.set(None));
+    }
+}
+
+impl AxVMHal for KvmHal {
+    type VCpu = KvmVCpu;
+
+    fn has_hardware_support(&self) -> bool {
+        // The VM exists, so /dev/kvm works and has what axvm requires.
+        true
+    }
+
+    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, String> {
+        let len = usize::try_from(size)
+            .map_err(|_| format!("{size:#x} bytes do not fit this host's address space"))?;
+        // SAFETY: an anonymous private mapping; the arguments are valid and the result is
+        // checked. NORESERVE: untouched guest RAM costs the host nothing.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap of {size:#x} bytes failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(HostVirtAddr::new(addr as u64))
+    }
+
+    fn alloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) -> bool {
+        // A Linux process cannot choose the physical addresses of its memory.
+        false
+    }
+
+    fn dealloc_memory_region(&self, hva: HostVirtAddr, size: u64) {
+        // SAFETY: `hva`/`size` come from `alloc_memory_region`, and axvm frees each once,
+        // after the last vCPU has stopped.
+        let ret = unsafe { libc::munmap(hva.as_u64() as *mut libc::c_void, size as usize) };
+        if ret != 0 {
+            log::warn!(
+                "munmap of guest memory at {hva} failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    fn dealloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) {}
+
+    fn virt_to_phys(&self, vaddr: HostVirtAddr) -> HostPhysAddr {
+        // A hosted VMM never sees host-physical addresses; its "physical" memory is its
+        // virtual memory.
+        HostPhysAddr::new(vaddr.as_u64())
+    }
+
+    fn phys_to_virt(&self, _paddr: HostPhysAddr) -> Option<HostVirtAddr> {
+        None
+    }
+
+    fn map_guest_memory(
+        &self,
+        gpa: GuestPhysAddr,
+        hva: HostVirtAddr,
+        size: u64,
+        flags: MappingFlags,
+    ) -> Result<(), String> {
+        if !flags.contains(MappingFlags::READ) {
+            return Err(
+                "KVM cannot map memory the guest may not read; add READ (0x1) to its flags".into(),
+            );
+        }
+        let read_only = !flags.contains(MappingFlags::WRITE);
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: if read_only { KVM_MEM_READONLY } else { 0 },
+            guest_phys_addr: gpa.as_u64(),
+            memory_size: size,
+            userspace_addr: hva.as_u64(),
+        };
+        // SAFETY: the memory at `hva` is a live mapping of `size` bytes owned by the VM,
+        // unmapped only after the VM (and this VmFd) stops running vCPUs.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+        if read_only {
+            self.lock_read_only()
+                .push((gpa.as_u64(), gpa.as_u64() + size));
+        }
+        Ok(())
+    }
+
+    fn map_passthrough(
+        &self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        _flags: MappingFlags,
+    ) -> Result<(), String> {
+        let emulated = IRQCHIP_PAGES.iter().find(|(page, _)| {
+            self.irqchip && gpa.as_u64() == *page && hpa.as_u64() == *page && size <= 0x1000
+        });
+        match emulated {
+            Some((_, name)) => {
+                log::info!("pass-through of the {name} at {gpa} is served by KVM's in-kernel irqchip");
+                Ok(())
+            }
+            None => Err("axvm runs VMs as a Linux process and cannot map host-physical memory; remove the entry, or run the config on a type-1 host".into()),
+        }
+    }
+
+    fn create_vcpu(&self, vcpu_id: usize, _phys_cpu_set: Option<usize>) -> Result<KvmVCpu, String> {
+        let mut fd = self
+            .vm
+            .create_vcpu(vcpu_id as u64)
+            .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+        let apic_id =
+            u32::try_from(vcpu_id).map_err(|_| "vCPU id too large for an APIC id".to_string())?;
+        fd.set_cpuid2(&cpuid_for_vcpu(&self.supported_cpuid, apic_id))
+            .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+        self.kicks.add_vcpu(vcpu_id, fd.get_kvm_run());
+        let read_only = Arc::new(self.lock_read_only().clone());
+        Ok(KvmVCpu::new(
+            vcpu_id,
+            fd,
+            self.irqchip,
+            self.vcpu_mmap_size,
+            read_only,
+        ))
+    }
+
+    fn kick_vcpu(&self, vcpu_id: usize) {
+        self.kicks.kick(vcpu_id);
+    }
+
+    fn inject_irq_to_vcpu(&self, _vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), String> {
+        if !self.irqchip {
+            return Err("this KVM has no in-kernel irqchip to deliver interrupts".into());
+        }
+        // A fixed-delivery MSI to the vCPU's APIC id: the local APIC queues the vector and
+        // wakes the vCPU if it halted, whichever thread sends it.
+        let msi = kvm_msi {
+            address_lo: 0xfee0_0000 | ((vcpu_id as u32 & 0xff) << 12),
+            data: u32::from(irq),
+            ..Default::default()
+        };
+        match self.vm.signal_msi(msi) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("KVM_SIGNAL_MSI: {e}")),
+        }
+    }
+
+    fn current_time_nanos(&self) -> u64 {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid timespec to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        (now.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.tv_nsec as u64)
+    }
+
+    fn current_vm_id(&self) -> Option<usize> {
+        CURRENT_VCPU.with(Cell::get).map(|(vm, _)| vm)
+    }
+
+    fn current_vcpu_id(&self) -> Option<usize> {
+        CURRENT_VCPU
+            .with(Cell::get)
+            .filter(|&(vm, _)| vm == self.vm_id)
+            .map(|(_, vcpu)| vcpu)
+    }
+
+    fn current_pcpu_id(&self) -> usize {
+        // SAFETY: sched_getcpu has no preconditions.
+        let cpu = unsafe { libc::sched_getcpu() };
+        usize::try_from(cpu).unwrap_or(0)
+    }
+}

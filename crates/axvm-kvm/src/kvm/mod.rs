@@ -1,0 +1,14 @@
+//! The KVM backend: one safe type per kernel object (the VM as [`KvmHal`], the vCPU as
+//! [`KvmVCpu`]); nothing outside this module issues a KVM ioctl.
+
+mod cpuid;
+mod hal;
+mod kick;
+mod regs;
+mod system;
+mod vcpu;
+
+pub use hal::{KvmHal, VCpuThreadGuard};
+pub use regs::CpuMode;
+pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport, KVM_DEVICE};
+pub use vcpu::KvmVCpu;

@@ -1,0 +1,405 @@
+//! [`KvmVCpu`]: a KVM vCPU as axvm's [`AxArchVCpu`].
+
+use std::sync::Arc;
+
+use axvm::vcpu::AxArchVCpu;
+use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, MappingFlags};
+use kvm_bindings::{kvm_mp_state, kvm_run, KVM_EXIT_IO_IN, KVM_MP_STATE_RUNNABLE};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use super::regs::{reset_fpu, set_boot_state, CpuMode};
+
+/// A read exit waiting for its value, and where KVM wants it.
+#[derive(Clone, Copy, Debug)]
+enum PendingRead {
+    /// Byte offset of the I/O data inside the `kvm_run` page.
+    Io {
+        data_offset: usize,
+        size: usize,
+    },
+    Mmio {
+        size: usize,
+    },
+    Msr,
+}
+
+/// A port access of a string instruction (`REP INSB` and friends): KVM reports all its
+/// elements in one exit, axvm hands them to the devices one by one.
+#[derive(Clone, Copy, Debug)]
+struct StringIo {
+    port: u16,
+    width: AccessWidth,
+    is_in: bool,
+    data_offset: usize,
+    count: usize,
+    /// The element being handled.
+    index: usize,
+}
+
+impl StringIo {
+    fn element_offset(&self) -> usize {
+        self.data_offset + self.index * self.width.size()
+    }
+}
+
+/// A vCPU backed by a KVM vCPU file descriptor.
+pub struct KvmVCpu {
+    id: usize,
+    fd: VcpuFd,
+    entry: GuestPhysAddr,
+    mode: CpuMode,
+    boot_state_applied: bool,
+    irqchip: bool,
+    /// Size of the `kvm_run` mapping, which holds port I/O data after the first page.
+    run_size: usize,
+    /// Guest-physical ranges mapped read-only: a write there is a nested page fault.
+    read_only: Arc<Vec<(u64, u64)>>,
+    io: Option<StringIo>,
+    pending_read: Option<PendingRead>,
+}
+
+impl KvmVCpu {
+    pub(crate) fn new(
+        id: usize,
+        fd: VcpuFd,
+        irqchip: bool,
+        run_size: usize,
+        read_only: Arc<Vec<(u64, u64)>>,
+    ) -> Self {
+        Self {
+            id,
+            fd,
+            run_size,
+            entry: GuestPhysAddr::default(),
+            mode: CpuMode::default(),
+            boot_state_applied: false,
+            irqchip,
+            read_only,
+            io: None,
+            pending_read: None,
+        }
+    }
+
+    /// The vCPU id.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The KVM vCPU, for host code that needs registers (diagnostics).
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    fn apply_boot_state(&mut self) -> Result<(), String> {
+        let mut sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+        let mut regs = Default::default();
+        set_boot_state(self.mode, self.entry, &mut sregs, &mut regs);
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+        self.fd
+            .set_fpu(&reset_fpu())
+            .map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+        if self.irqchip {
+            // With an in-kernel local APIC, KVM holds APs until INIT-SIPI; axvm's configs
+            // start every vCPU directly at its entry.
+            let runnable = kvm_mp_state {
+                mp_state: KVM_MP_STATE_RUNNABLE,
+            };
+            self.fd
+                .set_mp_state(runnable)
+                .map_err(|e| format!("KVM_SET_MP_STATE: {e}"))?;
+        }
+        self.boot_state_applied = true;
+        Ok(())
+    }
+
+    fn is_read_only(&self, gpa: u64) -> bool {
+        self.read_only
+            .iter()
+            .any(|&(start, end)| start <= gpa && gpa < end)
+    }
+
+    fn kvm_run(&mut self) -> &mut kvm_run {
+        self.fd.get_kvm_run()
+    }
+
+    /// The next element of a string I/O instruction, if one is left.
+    fn next_string_element(&mut self) -> Option<AxVCpuExitReason> {
+        let io = self.io.as_mut()?;
+        io.index += 1;
+        if io.index >= io.count {
+            self.io = None;
+            return None;
+        }
+        let io = *io;
+        Some(self.io_exit(io))
+    }
+
+    fn io_exit(&mut self, io: StringIo) -> AxVCpuExitReason {
+        let offset = io.element_offset();
+        if io.is_in {
+            self.pending_read = Some(PendingRead::Io {
+                data_offset: offset,
+                size: io.width.size(),
+            });
+            AxVCpuExitReason::IoRead {
+                port: io.port,
+                width: io.width,
+            }
+        } else {
+            let data = read_le(&self.kvm_run_bytes()[offset..offset + io.width.size()]);
+            AxVCpuExitReason::IoWrite {
+                port: io.port,
+                width: io.width,
+                data,
+            }
+        }
+    }
+
+    fn kvm_run_bytes(&mut self) -> &mut [u8] {
+        let start = self.fd.get_kvm_run() as *mut kvm_run as *mut u8;
+        // SAFETY: the kvm_run mapping is `run_size` bytes long (KVM_GET_VCPU_MMAP_SIZE) and
+        // lives as long as the vCPU fd.
+        unsafe { std::slice::from_raw_parts_mut(start, self.run_size) }
+    }
+
+    /// Starts tracking a port exit just reported by KVM.
+    fn begin_io(&mut self) -> Result<AxVCpuExitReason, String> {
+        let io = {
+            // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the active union member.
+            let raw = unsafe { self.kvm_run().__bindgen_anon_1.io };
+            raw
+        };
+        let width = AccessWidth::from_size(usize::from(io.size))
+            .ok_or_else(|| format!("KVM reported a {}-byte port access", io.size))?;
+        let data_offset = io.data_offset as usize;
+        let count = io.count as usize;
+        let end = data_offset + count * width.size();
+        if count == 0 || end > self.run_size {
+            return Err(format!("KVM reported port I/O data outside the kvm_run mapping ({count} x {width} at {data_offset:#x})"));
+        }
+        let string_io = StringIo {
+            port: io.port,
+            width,
+            is_in: u32::from(io.direction) == KVM_EXIT_IO_IN,
+            data_offset,
+            count,
+            index: 0,
+        };
+        self.io = Some(string_io);
+        Ok(self.io_exit(string_io))
+    }
+
+    fn translate(&mut self, exit: Exit) -> Result<AxVCpuExitReason, String> {
+        Ok(match exit {
+            Exit::Io => return self.begin_io(),
+            Exit::MmioRead { addr, size } => {
+                self.pending_read = Some(PendingRead::Mmio { size });
+                AxVCpuExitReason::MmioRead {
+                    addr: GuestPhysAddr::new(addr),
+                    width: mmio_width(addr, size)?,
+                }
+            }
+            Exit::MmioWrite { addr, size, data } if self.is_read_only(addr) => {
+                let _ = (size, data);
+                AxVCpuExitReason::NestedPageFault {
+                    addr: GuestPhysAddr::new(addr),
+                    access_flags: MappingFlags::WRITE,
+                }
+            }
+            Exit::MmioWrite { addr, size, data } => AxVCpuExitReason::MmioWrite {
+                addr: GuestPhysAddr::new(addr),
+                width: mmio_width(addr, size)?,
+                data,
+            },
+            Exit::Rdmsr { index } => {
+                self.pending_read = Some(PendingRead::Msr);
+                AxVCpuExitReason::SysRegRead { addr: index }
+            }
+            Exit::Wrmsr { index, data } => AxVCpuExitReason::SysRegWrite {
+                addr: index,
+                value: data,
+            },
+            Exit::Reason(reason) => reason,
+        })
+    }
+}
+
+/// What KVM reported, copied out of the `kvm_run` page so that its borrow ends.
+enum Exit {
+    Io,
+    MmioRead { addr: u64, size: usize },
+    MmioWrite { addr: u64, size: usize, data: u64 },
+    Rdmsr { index: u32 },
+    Wrmsr { index: u32, data: u64 },
+    Reason(AxVCpuExitReason),
+}
+
+fn classify(exit: VcpuExit<'_>) -> Exit {
+    use AxVCpuExitReason as R;
+    match exit {
+        VcpuExit::IoIn(..) | VcpuExit::IoOut(..) => Exit::Io,
+        VcpuExit::MmioRead(addr, data) => Exit::MmioRead {
+            addr,
+            size: data.len(),
+        },
+        VcpuExit::MmioWrite(addr, data) => Exit::MmioWrite {
+            addr,
+            size: data.len(),
+            data: read_le(data),
+        },
+        VcpuExit::X86Rdmsr(msr) => {
+            *msr.error = 0;
+            Exit::Rdmsr { index: msr.index }
+        }
+        VcpuExit::X86Wrmsr(msr) => {
+            *msr.error = 0;
+            Exit::Wrmsr {
+                index: msr.index,
+                data: msr.data,
+            }
+        }
+        VcpuExit::Hlt => Exit::Reason(R::Halt),
+        VcpuExit::Shutdown | VcpuExit::SystemEvent(..) => Exit::Reason(R::SystemDown),
+        VcpuExit::Intr | VcpuExit::IrqWindowOpen => Exit::Reason(R::Interrupted),
+        VcpuExit::FailEntry(reason, _cpu) => Exit::Reason(R::FailEntry {
+            hardware_entry_failure_reason: reason,
+        }),
+        VcpuExit::InternalError => Exit::Reason(R::InternalError {
+            code: u64::from(kvm_bindings::KVM_EXIT_INTERNAL_ERROR),
+        }),
+        other => Exit::Reason(R::InternalError {
+            code: exit_code(&other),
+        }),
+    }
+}
+
+/// A stable number for exits axvm does not expect, for the message.
+fn exit_code(exit: &VcpuExit<'_>) -> u64 {
+    match exit {
+        VcpuExit::Exception => u64::from(kvm_bindings::KVM_EXIT_EXCEPTION),
+        VcpuExit::Hypercall(_) => u64::from(kvm_bindings::KVM_EXIT_HYPERCALL),
+        VcpuExit::Debug(_) => u64::from(kvm_bindings::KVM_EXIT_DEBUG),
+        VcpuExit::Unknown => u64::from(kvm_bindings::KVM_EXIT_UNKNOWN),
+        VcpuExit::Unsupported(code) => u64::from(*code),
+        _ => u64::MAX,
+    }
+}
+
+fn mmio_width(addr: u64, size: usize) -> Result<AccessWidth, String> {
+    AccessWidth::from_size(size).ok_or_else(|| {
+        format!("{size}-byte MMIO access at {addr:#x} (SSE/AVX to device memory?) is not supported")
+    })
+}
+
+fn read_le(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .take(8)
+        .rev()
+        .fold(0, |value, &byte| value << 8 | u64::from(byte))
+}
+
+impl AxArchVCpu for KvmVCpu {
+    type SetupConfig = CpuMode;
+
+    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), String> {
+        self.entry = entry;
+        self.boot_state_applied = false;
+        Ok(())
+    }
+
+    fn setup(&mut self, mode: CpuMode) -> Result<(), String> {
+        self.mode = mode;
+        self.boot_state_applied = false;
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<AxVCpuExitReason, String> {
+        if let Some(next) = self.next_string_element() {
+            return Ok(next);
+        }
+        if !self.boot_state_applied {
+            self.apply_boot_state()?;
+        }
+        self.pending_read = None;
+        let exit = match self.fd.run() {
+            Ok(exit) => classify(exit),
+            Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => {
+                self.fd.set_kvm_immediate_exit(0);
+                return Ok(AxVCpuExitReason::Interrupted);
+            }
+            Err(err) => return Err(format!("KVM_RUN failed: {err}")),
+        };
+        self.translate(exit)
+    }
+
+    fn set_read_result(&mut self, value: u64) -> Result<(), String> {
+        let pending = self
+            .pending_read
+            .take()
+            .ok_or("no read is waiting for a value")?;
+        let bytes = value.to_le_bytes();
+        match pending {
+            PendingRead::Io { data_offset, size } => {
+                self.kvm_run_bytes()[data_offset..data_offset + size]
+                    .copy_from_slice(&bytes[..size]);
+            }
+            PendingRead::Mmio { size } => {
+                // SAFETY: the last exit was KVM_EXIT_MMIO, so `mmio` is the active member.
+                let mmio = unsafe { &mut self.kvm_run().__bindgen_anon_1.mmio };
+                mmio.data[..size].copy_from_slice(&bytes[..size]);
+            }
+            PendingRead::Msr => {
+                // SAFETY: the last exit was KVM_EXIT_X86_RDMSR, so `msr` is the active member.
+                let msr = unsafe { &mut self.kvm_run().__bindgen_anon_1.msr };
+                msr.data = value;
+                msr.error = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), String> {
+        let mut regs = self
+            .fd
+            .get_regs()
+            .map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+        let slot = match reg {
+            0 => &mut regs.rax,
+            1 => &mut regs.rcx,
+            2 => &mut regs.rdx,
+            3 => &mut regs.rbx,
+            4 => &mut regs.rsp,
+            5 => &mut regs.rbp,
+            6 => &mut regs.rsi,
+            7 => &mut regs.rdi,
+            8 => &mut regs.r8,
+            9 => &mut regs.r9,
+            10 => &mut regs.r10,
+            11 => &mut regs.r11,
+            12 => &mut regs.r12,
+            13 => &mut regs.r13,
+            14 => &mut regs.r14,
+            15 => &mut regs.r15,
+            _ => return Err(format!("there is no general-purpose register {reg}")),
+        };
+        *slot = value;
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| format!("KVM_SET_REGS: {e}"))
+    }
+
+    fn inject_interrupt(&mut self, vector: u8) -> Result<(), String> {
+        Err(format!(
+            "interrupt {vector:#x}: KVM vCPUs take interrupts through the in-kernel local APIC; use AxVM::inject_interrupt_to_vcpu"
+        ))
+    }
+}

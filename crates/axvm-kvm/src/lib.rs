@@ -1,0 +1,32 @@
+//! # axvm-kvm: axvm on Linux KVM
+//!
+//! Implements the axvm core's host traits on `/dev/kvm`, so the core runs real VMs:
+//! [`KvmHal`] is an [`axvm::AxVMHal`] (guest RAM as anonymous memory registered as KVM
+//! memory slots, vCPUs as KVM vCPUs, kicks by signal, interrupts through the in-kernel
+//! irqchip) and [`KvmVCpu`] an [`axvm::AxArchVCpu`]. On top, [`KvmVm`] is a small VMM:
+//! it adds the PC platform devices, loads images ([`boot`]) and runs one thread per vCPU.
+//!
+//! The folders are the architecture: `kvm/` talks to the kernel (nothing else issues an
+//! ioctl), `devices/` holds one emulated device per file, `boot/` loads images.
+//!
+//! ```no_run
+//! use axvm::config::toml::AxVMCrateConfig;
+//! use axvm_kvm::{BootImages, KvmVm, VmOptions, VmOutcome};
+//!
+//! let text = std::fs::read_to_string("vm.toml").unwrap();
+//! let config = AxVMCrateConfig::from_toml(&text).unwrap().into_vm_config().unwrap();
+//! let images = BootImages { kernel: std::fs::read("kernel.bin").unwrap(), ..Default::default() };
+//! let vm = KvmVm::create(config, &images, VmOptions::default()).unwrap();
+//! assert_eq!(vm.run().unwrap(), VmOutcome::Exited(0));
+//! ```
+
+pub mod boot;
+pub mod devices;
+mod error;
+pub mod kvm;
+mod vmm;
+
+pub use boot::{BootImages, BootPlan, ImageFormat};
+pub use error::Error;
+pub use kvm::{check_host, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu};
+pub use vmm::{KvmVm, VmOptions, VmOutcome};

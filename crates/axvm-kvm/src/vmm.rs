@@ -1,0 +1,215 @@
+//! [`KvmVm`]: creates an axvm VM on KVM, loads its images, and runs one host thread per vCPU
+//! until the guest or the host stops it.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axvm::device::UnclaimedAccessPolicy;
+use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
+
+use crate::boot::{load_images, BootImages, BootPlan};
+use crate::devices::platform_devices;
+use crate::kvm::KvmHal;
+use crate::Error;
+
+/// How to build the VM's platform.
+pub struct VmOptions {
+    /// Where the guest's serial console goes.
+    pub console: Box<dyn Write + Send>,
+    /// What accesses to addresses without a device do.
+    pub unclaimed: UnclaimedAccessPolicy,
+}
+
+impl Default for VmOptions {
+    /// Console on stdout; unclaimed accesses read as zero with a warning.
+    fn default() -> Self {
+        Self {
+            console: Box::new(std::io::stdout()),
+            unclaimed: UnclaimedAccessPolicy::Ignore,
+        }
+    }
+}
+
+/// How a VM run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmOutcome {
+    /// The guest asked to stop with this status (exit device; 0 for an i8042 reset).
+    Exited(u8),
+    /// The guest reset or powered off the machine without a status: on x86 usually a triple
+    /// fault, an exception the guest could not handle.
+    GuestReset {
+        /// The vCPU that did it.
+        vcpu: usize,
+    },
+    /// Every vCPU halted with nothing left to wake it.
+    AllHalted,
+    /// The host stopped the VM ([`AxVM::shutdown`]).
+    Stopped,
+}
+
+/// How one vCPU thread ended.
+enum VCpuEnd {
+    Stopped,
+    Halted,
+    GuestReset,
+    Failed(AxVMError),
+}
+
+/// A VM on KVM with its images loaded, ready to [`run`](Self::run).
+pub struct KvmVm {
+    vm: Arc<AxVM<KvmHal>>,
+    plan: BootPlan,
+}
+
+impl KvmVm {
+    /// Creates the VM `config` describes, with the platform devices, and loads `images`.
+    pub fn create(
+        config: AxVMConfig,
+        images: &BootImages,
+        options: VmOptions,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
+        let devices = platform_devices(options.console, options.unclaimed);
+        let vm = AxVM::new(config, hal, devices)?;
+        let plan = load_images(&vm, images)?;
+        Ok(Self { vm, plan })
+    }
+
+    /// The axvm VM, e.g. to call [`AxVM::shutdown`] from another thread.
+    pub fn vm(&self) -> &Arc<AxVM<KvmHal>> {
+        &self.vm
+    }
+
+    /// How the vCPUs start.
+    pub fn plan(&self) -> BootPlan {
+        self.plan
+    }
+
+    /// Boots the VM and runs every vCPU on its own thread until the VM stops.
+    ///
+    /// A vCPU failure stops the whole VM and is returned with the vCPU named.
+    pub fn run(&self) -> Result<VmOutcome, Error> {
+        self.vm.boot()?;
+        let ends = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..self.vm.vcpu_num())
+                .map(|vcpu_id| {
+                    std::thread::Builder::new()
+                        .name(format!("vcpu{vcpu_id}"))
+                        .spawn_scoped(scope, move || self.vcpu_thread(vcpu_id))
+                        .map_err(|err| Error::Thread {
+                            vcpu: vcpu_id,
+                            message: err.to_string(),
+                        })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| {
+                    let thread = thread.inspect_err(|_| self.vm.shutdown())?;
+                    thread.join().map_err(|_| Error::Thread {
+                        vcpu: usize::MAX,
+                        message: "the vCPU thread panicked".into(),
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })?;
+        self.outcome(ends)
+    }
+
+    fn outcome(&self, ends: Vec<VCpuEnd>) -> Result<VmOutcome, Error> {
+        let mut reset_by = None;
+        let mut halted = 0;
+        for (vcpu_id, end) in ends.into_iter().enumerate() {
+            match end {
+                VCpuEnd::Failed(err) => return Err(err.into()),
+                VCpuEnd::GuestReset => reset_by = reset_by.or(Some(vcpu_id)),
+                VCpuEnd::Halted => halted += 1,
+                VCpuEnd::Stopped => {}
+            }
+        }
+        Ok(match (self.vm.exit_status(), reset_by) {
+            (Some(status), _) => VmOutcome::Exited(status),
+            (None, Some(vcpu)) => VmOutcome::GuestReset { vcpu },
+            (None, None) if halted == self.vm.vcpu_num() => VmOutcome::AllHalted,
+            (None, None) => VmOutcome::Stopped,
+        })
+    }
+
+    fn vcpu_thread(&self, vcpu_id: usize) -> VCpuEnd {
+        pin_to_physical_cpus(self.vm.config(), vcpu_id);
+        let _thread = self.vm.hal().enter_vcpu_thread(vcpu_id);
+        loop {
+            match self.vm.run_vcpu(vcpu_id) {
+                Ok(AxVCpuExitReason::Interrupted | AxVCpuExitReason::Nothing) => {
+                    if self.vm.status() != VMStatus::Running {
+                        return VCpuEnd::Stopped;
+                    }
+                }
+                Ok(AxVCpuExitReason::SystemDown) => {
+                    self.vm.shutdown();
+                    return if self.vm.exit_status().is_some() {
+                        VCpuEnd::Stopped
+                    } else {
+                        VCpuEnd::GuestReset
+                    };
+                }
+                Ok(AxVCpuExitReason::Halt) => {
+                    // Only without an in-kernel irqchip: nothing can wake this vCPU.
+                    log::info!("vCPU {vcpu_id} halted");
+                    return VCpuEnd::Halted;
+                }
+                Ok(other) => {
+                    self.vm.shutdown();
+                    return VCpuEnd::Failed(AxVMError::VCpu {
+                        vcpu: vcpu_id,
+                        message: format!("stopped on an exit axvm cannot handle: {other:x?}"),
+                    });
+                }
+                Err(err) => return VCpuEnd::Failed(err),
+            }
+        }
+    }
+}
+
+/// Pins the calling thread to the physical CPUs the config gives vCPU `vcpu_id`
+/// (`phys_cpu_ids` first, then the `phys_cpu_sets` mask); CPUs this host lacks are skipped
+/// with a warning rather than refused, so configs written for larger boards still run.
+fn pin_to_physical_cpus(config: &AxVMConfig, vcpu_id: usize) {
+    let from_id = config
+        .phys_cpu_ids
+        .as_ref()
+        .and_then(|ids| ids.get(vcpu_id))
+        .map(|&id| 1usize.checked_shl(id as u32).unwrap_or(0));
+    let from_set = config
+        .phys_cpu_sets
+        .as_ref()
+        .and_then(|sets| sets.get(vcpu_id))
+        .copied();
+    let Some(mask) = from_id.or(from_set) else {
+        return;
+    };
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is bounds-checked by libc.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut any = false;
+    for cpu in (0..usize::BITS as usize).filter(|cpu| mask & (1 << cpu) != 0) {
+        if cpu < host_cpus {
+            // SAFETY: `cpu` is below the host's CPU count, inside cpu_set_t.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+            any = true;
+        }
+    }
+    if !any {
+        log::warn!("vCPU {vcpu_id}: physical CPUs {mask:#x} do not exist on this host ({host_cpus} CPUs); not pinning");
+        return;
+    }
+    // SAFETY: `set` is a valid cpu_set_t for the calling thread (pid 0).
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if ret != 0 {
+        log::warn!(
+            "vCPU {vcpu_id}: cannot pin to CPUs {mask:#x}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
