@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Run and check virtual machines described by ArceOS hypervisor config files (TOML).
 ///
-/// With no CONFIG, `run` boots an embedded demo guest and `check` examines only this host.
+/// With no command, axvm boots its embedded demo guest (`axvm run` without a config).
+/// With no CONFIG, `check` examines only this host.
 #[derive(Debug, Parser)]
 #[command(name = "axvm", version, propagate_version = true)]
 pub struct Cli {
@@ -16,7 +17,7 @@ pub struct Cli {
     pub verbose: u8,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// What to do.

@@ -14,7 +14,11 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Run {
+        config: None,
+        unclaimed: cli::Unclaimed::Ignore,
+    });
+    match command {
         Command::Run { config, unclaimed } => {
             let files = match &config {
                 Some(path) => vm_files::load(path),

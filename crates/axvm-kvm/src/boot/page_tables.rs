@@ -42,7 +42,7 @@ pub(crate) fn write_boot_tables<H: AxVMHal>(vm: &AxVM<H>) -> Result<BootTables, 
         .collect();
     memory.write(GuestPhysAddr::new(PDPT_ADDR), &to_bytes(&pdpt))?;
     let directory: Vec<u64> = (0..GIB_MAPPED * 512)
-        .map(|page| page * PAGE_2M | PRESENT | WRITABLE | HUGE_PAGE)
+        .map(|page| (page * PAGE_2M) | PRESENT | WRITABLE | HUGE_PAGE)
         .collect();
     memory.write(GuestPhysAddr::new(PD_ADDR), &to_bytes(&directory))?;
     Ok(BootTables {

@@ -172,11 +172,8 @@ impl KvmVCpu {
 
     /// Starts tracking a port exit just reported by KVM.
     fn begin_io(&mut self) -> Result<AxVCpuExitReason, String> {
-        let io = {
-            // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the active union member.
-            let raw = unsafe { self.kvm_run().__bindgen_anon_1.io };
-            raw
-        };
+        // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the active union member.
+        let io = unsafe { self.kvm_run().__bindgen_anon_1.io };
         let width = AccessWidth::from_size(usize::from(io.size))
             .ok_or_else(|| format!("KVM reported a {}-byte port access", io.size))?;
         let data_offset = io.data_offset as usize;
