@@ -180,7 +180,12 @@ fn pin_to_physical_cpus(config: &AxVMConfig, vcpu_id: usize) {
         .phys_cpu_ids
         .as_ref()
         .and_then(|ids| ids.get(vcpu_id))
-        .map(|&id| 1usize.checked_shl(id as u32).unwrap_or(0));
+        .map(|&id| {
+            u32::try_from(id)
+                .ok()
+                .and_then(|id| 1usize.checked_shl(id))
+                .unwrap_or(0)
+        });
     let from_set = config
         .phys_cpu_sets
         .as_ref()

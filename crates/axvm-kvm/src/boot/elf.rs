@@ -89,8 +89,9 @@ fn program_header(image: &[u8], header: &Elf64_Ehdr, index: usize) -> Result<Elf
         .ok()
         .and_then(|offset| offset.checked_add(index * size))
         .ok_or("program headers lie beyond the end of the file")?;
-    let bytes = image
-        .get(start..start + size)
+    let bytes = start
+        .checked_add(size)
+        .and_then(|end| image.get(start..end))
         .ok_or("program headers lie beyond the end of the file")?;
     phdr.as_mut_slice().copy_from_slice(bytes);
     Ok(phdr)
