@@ -1,0 +1,138 @@
+//! `axvm run`: the embedded demo, the built guests from config files next to their images,
+//! and tiny inline guests that end with a given exit status or touch a port no device
+//! claims, under each `--unclaimed` policy. The guest console is on stdout, axvm's own
+//! messages on stderr.
+
+mod common;
+
+use std::ffi::OsStr;
+
+use common::{axvm, guest, kvm_available, raw_guest, realmode_with, run, Scratch};
+
+/// `mov al, 42; out 0xf4, al; jmp $`: exit status 42.
+const EXIT_42: &[u8] = &[0xb0, 0x2a, 0xe6, 0xf4, 0xeb, 0xfe];
+/// `mov al, 0xfe; out 0x64, al; jmp $`: i8042 reset, exit status 0.
+const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
+/// `mov al, 0x55; in al, 0x99; out 0xf4, al; jmp $`: exits with what port 0x99 reads.
+const UNCLAIMED_READ: &[u8] = &[0xb0, 0x55, 0xe4, 0x99, 0xe6, 0xf4, 0xeb, 0xfe];
+
+#[test]
+fn run_without_config_boots_the_demo() {
+    if !kvm_available() {
+        return;
+    }
+    let output = axvm(&["run"]);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    let mut lines = output.stdout.lines();
+    for want in [
+        "vCPU 0",
+        "vCPU 1",
+        "MMIO OK",
+        "port I/O OK",
+        "MSR OK",
+        "all checks passed",
+    ] {
+        assert!(
+            lines.any(|line| line.contains(want)),
+            "no line containing {want:?} in order on stdout: {output:#?}"
+        );
+    }
+    // Everything on stdout is the guest's: axvm's own messages go to stderr.
+    for line in output.stdout.lines() {
+        assert!(
+            line.starts_with("axvm demo guest: "),
+            "stdout has a line that is not the guest's: {line:?}"
+        );
+    }
+    assert!(!output.stderr.contains("panicked"), "{output:#?}");
+}
+
+#[test]
+fn run_real_mode_guest_from_its_config() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("realmode");
+    let config = realmode_with(&scratch, |text| text);
+    let output = run(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert_eq!(output.stdout, "axvm real-mode guest: hello\n");
+}
+
+#[test]
+fn run_rom_guest_from_its_config() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("rom");
+    let config = guest(
+        &scratch,
+        axvm_guests::ROM_PATH,
+        "rom",
+        axvm_guests::ROM_CONFIG,
+    );
+    let output = run(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert!(
+        output
+            .stdout
+            .contains("axvm rom guest: ROM write ignored\n"),
+        "{output:#?}"
+    );
+    assert!(!output.stdout.contains("FAIL"), "{output:#?}");
+}
+
+#[test]
+fn exit_status_is_the_guests() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("exit42");
+    let output = run(&raw_guest(&scratch, EXIT_42));
+    assert_eq!(output.code(), 42, "{output:#?}");
+    assert_eq!(output.stdout, "");
+}
+
+#[test]
+fn keyboard_controller_reset_exits_0() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("reset");
+    let output = run(&raw_guest(&scratch, I8042_RESET));
+    assert_eq!(output.code(), 0, "{output:#?}");
+}
+
+#[test]
+fn unclaimed_error_stops_the_vm_naming_the_port() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("unclaimed-error");
+    let config = raw_guest(&scratch, UNCLAIMED_READ);
+    let output = axvm(&[
+        OsStr::new("run"),
+        OsStr::new("--unclaimed"),
+        OsStr::new("error"),
+        config.as_os_str(),
+    ]);
+    let line = common::assert_refused(&output, "port 0x99");
+    assert!(line.contains("vCPU 0"), "{line}");
+}
+
+#[test]
+fn unclaimed_ignore_reads_zero_and_warns() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("unclaimed-ignore");
+    let config = raw_guest(&scratch, UNCLAIMED_READ);
+    // The default policy; AL was 0x55 before the IN, so status 0 proves the read gave 0.
+    let output = run(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert!(
+        output.stderr.contains("port 0x99"),
+        "no warning about port 0x99 on stderr: {output:#?}"
+    );
+    assert_eq!(output.stdout, "");
+}

@@ -1,0 +1,227 @@
+//! Shared helpers of the KVM integration tests: the /dev/kvm skip-or-require rule, a console
+//! that captures what the guest prints, configs for tiny inline guests, and running a VM
+//! with a hard deadline so that a hung guest fails its test instead of blocking CI.
+//!
+//! Each test binary uses only part of this module, hence `allow(dead_code)`.
+#![allow(dead_code)]
+
+pub mod guests;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use axvm::config::toml::AxVMCrateConfig;
+use axvm::device::UnclaimedAccessPolicy;
+use axvm::{AxVMConfig, AxVMError, VMStatus};
+use axvm_kvm::{BootImages, Error, KvmVm, VmOptions, VmOutcome};
+
+/// The longest any VM in these tests may run. The guests finish in well under a second; this
+/// only turns a hang into a failure.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether tests that need KVM can run. When `/dev/kvm` cannot be opened this prints why on
+/// stderr and returns false (the caller returns, skipping), unless `AXVM_REQUIRE_KVM=1`, in
+/// which case it panics with the reason: CI must not pass by skipping.
+pub fn kvm_available() -> bool {
+    match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => true,
+        Err(err) => {
+            let reason = format!("/dev/kvm not available: {err}");
+            if std::env::var("AXVM_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("AXVM_REQUIRE_KVM=1 but {reason}");
+            }
+            eprintln!("skipping: {reason}");
+            false
+        }
+    }
+}
+
+/// A guest console that keeps everything written to it.
+#[derive(Clone, Default)]
+pub struct Console(Arc<Mutex<Vec<u8>>>);
+
+impl Console {
+    /// What the guest printed so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Options sending the console to `console`.
+pub fn options(console: &Console, unclaimed: UnclaimedAccessPolicy) -> VmOptions {
+    VmOptions {
+        console: Box::new(console.clone()),
+        unclaimed,
+    }
+}
+
+/// Parses and validates an ArceOS-format config.
+pub fn parse_config(text: &str) -> AxVMConfig {
+    AxVMCrateConfig::from_toml(text)
+        .unwrap_or_else(|err| panic!("test config does not parse: {err}\n{text}"))
+        .into_vm_config()
+        .unwrap_or_else(|err| panic!("test config is invalid: {err}\n{text}"))
+}
+
+/// The config of a one-vCPU VM with one RAM region at 0 of `ram` bytes, a raw kernel loaded at
+/// `load` and entered at `entry`, in the ArceOS TOML format.
+pub fn raw_config_text(ram: u64, load: u64, entry: u64) -> String {
+    format!(
+        r#"
+[base]
+id = 7
+name = "inline-guest"
+vm_type = 1
+cpu_num = 1
+
+[kernel]
+entry_point = {entry:#x}
+image_location = "memory"
+kernel_path = "inline"
+kernel_load_addr = {load:#x}
+memory_regions = [[0x0, {ram:#x}, 0x7, 0]]
+
+[devices]
+passthrough_devices = []
+emu_devices = []
+interrupt_mode = "no_irq"
+"#
+    )
+}
+
+/// [`raw_config_text`] with 1 MiB of RAM, loaded and entered at 0x8000.
+pub fn raw_config() -> AxVMConfig {
+    parse_config(&raw_config_text(0x10_0000, 0x8000, 0x8000))
+}
+
+/// Images holding only `kernel`.
+pub fn kernel(bytes: &[u8]) -> BootImages {
+    BootImages {
+        kernel: bytes.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Creates a VM, panicking with the reason if that fails.
+pub fn create(config: AxVMConfig, kernel_bytes: &[u8], options: VmOptions) -> KvmVm {
+    KvmVm::create(config, &kernel(kernel_bytes), options)
+        .unwrap_or_else(|err| panic!("cannot create the VM: {err}"))
+}
+
+/// Runs `vm` to its end on another thread. If it is still running after [`DEADLINE`], it is
+/// shut down and the test fails with what the guest printed.
+pub fn run_bounded(vm: KvmVm, console: &Console) -> Result<VmOutcome, Error> {
+    let vm = Arc::new(vm);
+    let (done, ended) = mpsc::channel();
+    let runner = Arc::clone(&vm);
+    thread::Builder::new()
+        .name("vm-run".into())
+        .spawn(move || {
+            let _ = done.send(runner.run());
+        })
+        .expect("cannot start the VM thread");
+    match ended.recv_timeout(DEADLINE) {
+        Ok(result) => result,
+        Err(_) => {
+            vm.vm().shutdown();
+            let after = match ended.recv_timeout(Duration::from_secs(5)) {
+                Ok(result) => format!("after shutdown() run() returned {result:?}"),
+                Err(_) => "run() did not return after shutdown() either".to_string(),
+            };
+            panic!(
+                "the VM still ran after {DEADLINE:?}; {after}; console: {:?}",
+                console.text()
+            );
+        }
+    }
+}
+
+/// Creates the VM and runs it to its end with [`run_bounded`]; returns how it ended and what
+/// the guest printed.
+pub fn boot(
+    config: AxVMConfig,
+    kernel_bytes: &[u8],
+    unclaimed: UnclaimedAccessPolicy,
+) -> (Result<VmOutcome, Error>, String) {
+    let console = Console::default();
+    let vm = create(config, kernel_bytes, options(&console, unclaimed));
+    let result = run_bounded(vm, &console);
+    (result, console.text())
+}
+
+/// Boots a raw image with [`raw_config`] and the default (ignore) policy, and returns its
+/// outcome, failing the test if the run fails.
+pub fn boot_raw(kernel_bytes: &[u8]) -> (VmOutcome, String) {
+    let (result, console) = boot(raw_config(), kernel_bytes, UnclaimedAccessPolicy::Ignore);
+    let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console: {console:?}"));
+    (outcome, console)
+}
+
+/// Waits (bounded) until `vm` has booted, so that a shutdown reaches running vCPUs; fails
+/// if `ended` (where the thread running it reports) says `run()` returned first.
+pub fn wait_until_booted<T: std::fmt::Debug>(vm: &KvmVm, ended: &mpsc::Receiver<T>) {
+    let start = Instant::now();
+    while vm.vm().status() == VMStatus::Created {
+        if let Ok(result) = ended.try_recv() {
+            panic!("run() returned before the VM booted: {result:?}");
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the VM did not boot within {DEADLINE:?}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The config field an error from [`KvmVm::create`] is about, if it is about one.
+pub fn refused_field(err: &Error) -> Option<&str> {
+    match err {
+        Error::Image(config) => config.field(),
+        Error::Vm(AxVMError::Config(config)) => config.field(),
+        _ => None,
+    }
+}
+
+/// Asserts that creating a VM from `config` and `kernel_bytes` is refused with an error about
+/// a field starting with `field`, whose message contains `words`; returns the message.
+pub fn assert_refused(config: AxVMConfig, kernel_bytes: &[u8], field: &str, words: &str) -> String {
+    let console = Console::default();
+    let err = match KvmVm::create(
+        config,
+        &kernel(kernel_bytes),
+        options(&console, UnclaimedAccessPolicy::Ignore),
+    ) {
+        Ok(vm) => panic!("the VM was created, plan {:?}", vm.plan()),
+        Err(err) => err,
+    };
+    let message = err.to_string();
+    let named = refused_field(&err)
+        .unwrap_or_else(|| panic!("the error names no config field: {message} ({err:?})"));
+    assert!(
+        named.starts_with(field),
+        "the error names `{named}`, expected `{field}`: {message}"
+    );
+    assert!(
+        message.contains(field) && message.contains(words),
+        "the message should contain `{field}` and `{words}`: {message}"
+    );
+    message
+}

@@ -1,0 +1,68 @@
+//! Exits of tiny inline real-mode guests through `KvmVm`: the exit device's status, the
+//! i8042 reset, port reads no device claims under each `UnclaimedAccessPolicy`, and string
+//! I/O (`rep outsb`), which KVM reports as one exit for the whole string.
+
+mod common;
+
+use axvm::device::UnclaimedAccessPolicy;
+use axvm_kvm::VmOutcome;
+use common::guests::{
+    EXIT_42, I8042_RESET, STRING_IO, STRING_IO_TEXT, UNCLAIMED_PORT, UNCLAIMED_READ,
+};
+use common::{boot, boot_raw, kvm_available, raw_config};
+
+#[test]
+fn exit_device_status_is_the_outcome() {
+    if !kvm_available() {
+        return;
+    }
+    let (outcome, _) = boot_raw(EXIT_42);
+    assert_eq!(outcome, VmOutcome::Exited(42));
+}
+
+#[test]
+fn i8042_reset_exits_with_status_0() {
+    if !kvm_available() {
+        return;
+    }
+    let (outcome, _) = boot_raw(I8042_RESET);
+    assert_eq!(outcome, VmOutcome::Exited(0));
+}
+
+#[test]
+fn unclaimed_port_read_is_an_error_under_the_error_policy() {
+    if !kvm_available() {
+        return;
+    }
+    let (result, console) = boot(raw_config(), UNCLAIMED_READ, UnclaimedAccessPolicy::Error);
+    let err = match result {
+        Ok(outcome) => panic!("the VM ended with {outcome:?}; console {console:?}"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("vCPU 0"), "the error names no vCPU: {err}");
+    assert!(
+        err.contains(&format!("port {UNCLAIMED_PORT:#x}")),
+        "the error names no port {UNCLAIMED_PORT:#x}: {err}"
+    );
+}
+
+#[test]
+fn unclaimed_port_reads_as_zero_under_the_ignore_policy() {
+    if !kvm_available() {
+        return;
+    }
+    // AL is 0x55 before the IN; the exit status is AL after it.
+    let (result, console) = boot(raw_config(), UNCLAIMED_READ, UnclaimedAccessPolicy::Ignore);
+    let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
+    assert_eq!(outcome, VmOutcome::Exited(0));
+}
+
+#[test]
+fn string_io_sends_every_element_to_the_device() {
+    if !kvm_available() {
+        return;
+    }
+    let (outcome, console) = boot_raw(STRING_IO);
+    assert_eq!(outcome, VmOutcome::Exited(0), "console {console:?}");
+    assert_eq!(console, STRING_IO_TEXT);
+}

@@ -1,0 +1,77 @@
+//! `AxVM::shutdown` from another thread stops a running VM whatever its guest does: a vCPU
+//! spinning in guest code (`jmp $`) and a vCPU halted with interrupts off (`cli; hlt`, which
+//! with KVM's in-kernel irqchip blocks inside the kernel) are both kicked out, and `run()`
+//! returns `VmOutcome::Stopped`.
+
+mod common;
+
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use axvm::device::UnclaimedAccessPolicy;
+use axvm_kvm::VmOutcome;
+use common::guests::{HALT, SPIN};
+use common::{create, kvm_available, options, raw_config, wait_until_booted, Console, DEADLINE};
+
+/// How long the guest runs before the host stops it.
+const RUN_FOR: Duration = Duration::from_millis(200);
+
+/// Runs `guest`, which never ends by itself, and stops it from this thread after
+/// [`RUN_FOR`]; returns the outcome. Fails if the VM ends before it is stopped, or does not
+/// stop within [`DEADLINE`] of the shutdown.
+fn run_then_shutdown(guest: &[u8]) -> VmOutcome {
+    let console = Console::default();
+    let vm = Arc::new(create(
+        raw_config(),
+        guest,
+        options(&console, UnclaimedAccessPolicy::Error),
+    ));
+    let (done, ended) = mpsc::channel();
+    let runner = Arc::clone(&vm);
+    thread::spawn(move || {
+        let _ = done.send(runner.run());
+    });
+    wait_until_booted(&vm, &ended);
+    if let Ok(result) = ended.recv_timeout(RUN_FOR) {
+        panic!("the VM ended by itself before the shutdown: {result:?}");
+    }
+    vm.vm().shutdown();
+    match ended.recv_timeout(DEADLINE) {
+        Ok(result) => result.unwrap_or_else(|err| panic!("the VM failed: {err}")),
+        Err(_) => panic!("run() did not return within {DEADLINE:?} of shutdown()"),
+    }
+}
+
+/// Whether KVM here has an in-kernel irqchip, where HLT blocks inside KVM_RUN.
+fn has_irqchip() -> bool {
+    let console = Console::default();
+    let vm = create(
+        raw_config(),
+        HALT,
+        options(&console, UnclaimedAccessPolicy::Error),
+    );
+    vm.vm().hal().has_irqchip()
+}
+
+#[test]
+fn shutdown_stops_a_spinning_guest() {
+    if !kvm_available() {
+        return;
+    }
+    assert_eq!(run_then_shutdown(SPIN), VmOutcome::Stopped);
+}
+
+#[test]
+fn shutdown_stops_a_halted_guest() {
+    if !kvm_available() {
+        return;
+    }
+    if !has_irqchip() {
+        // Without it HLT exits to axvm, which ends the VM as AllHalted by itself.
+        let (outcome, _) = common::boot_raw(HALT);
+        assert_eq!(outcome, VmOutcome::AllHalted);
+        return;
+    }
+    assert_eq!(run_then_shutdown(HALT), VmOutcome::Stopped);
+}
