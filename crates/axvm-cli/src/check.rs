@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
+use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, GuestPhysAddr};
-use axvm_kvm::boot::kernel_layout;
+use axvm_kvm::boot::{check_kernel_placement, kernel_layout};
 
 use crate::vm_files::VmFiles;
 
@@ -40,19 +41,16 @@ fn check_config(files: &VmFiles) -> bool {
         files.origin, config.id, config.name, config.cpu_num
     );
     let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
-    let layout = kernel_layout(&files.images.kernel, config.image_config.kernel_load_gpa);
-    match &layout {
-        Ok(layout) => {
-            for (index, &(gpa, len)) in layout.ranges.iter().enumerate() {
-                if let Err(err) =
-                    config.check_image_fits(&format!("kernel.kernel_path (part {index})"), gpa, len)
-                {
-                    problems.push(err.to_string());
-                }
-            }
-        }
-        Err(problem) => problems.push(format!("kernel.kernel_path: {problem}")),
+    if let Err(err) = AxVmDevices::default().add_emulated(&config.emu_devices) {
+        problems.push(err.to_string());
     }
+    // Image placement only means something once the regions themselves are sound.
+    if problems.is_empty() {
+        if let Err(err) = check_kernel_placement(config, &files.images.kernel) {
+            problems.push(err.to_string());
+        }
+    }
+    let layout = kernel_layout(&files.images.kernel, config.image_config.kernel_load_gpa);
     for problem in &problems {
         println!("  [FAIL] {problem}");
     }

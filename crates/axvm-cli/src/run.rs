@@ -6,7 +6,7 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::{KvmVm, VmOptions, VmOutcome};
 
 use crate::cli::Unclaimed;
-use crate::vm_files::VmFiles;
+use crate::vm_files::{config_error, VmFiles};
 
 /// Boots the VM and maps how it ended to the command's exit status.
 pub fn run(files: VmFiles, unclaimed: Unclaimed) -> Result<ExitCode, String> {
@@ -17,6 +17,10 @@ pub fn run(files: VmFiles, unclaimed: Unclaimed) -> Result<ExitCode, String> {
             Unclaimed::Error => UnclaimedAccessPolicy::Error,
         },
     };
+    files
+        .config
+        .validate()
+        .map_err(|err| config_error(&files.origin, err).to_string())?;
     let name = files.config.name.clone();
     let vm = KvmVm::create(files.config, &files.images, options)
         .map_err(|err| format!("cannot create VM `{name}` ({}): {err}", files.origin))?;

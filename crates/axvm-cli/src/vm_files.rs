@@ -27,7 +27,8 @@ impl fmt::Display for ConfigFileError {
     }
 }
 
-fn config_error(origin: &str, err: ConfigError) -> ConfigFileError {
+/// `err` prefixed with where the config came from.
+pub fn config_error(origin: &str, err: ConfigError) -> ConfigFileError {
     match err {
         ConfigError::Parse {
             line,
@@ -43,7 +44,9 @@ pub fn parse(origin: &str, text: &str) -> Result<AxVMCrateConfig, ConfigFileErro
     AxVMCrateConfig::from_toml(text).map_err(|err| config_error(origin, err))
 }
 
-/// Reads and validates the config at `path` and every image it names (paths relative to it).
+/// Reads the config at `path` and every image it names (paths relative to it). Values that
+/// have no meaning (unknown flag bits, map types) are refused; the rest of validation is left
+/// to the caller, so that `check` can list every problem and `run` can stop at the first.
 pub fn load(path: &Path) -> Result<VmFiles, ConfigFileError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -51,9 +54,6 @@ pub fn load(path: &Path) -> Result<VmFiles, ConfigFileError> {
     let file = parse(&origin, &text)?;
     let config = file
         .to_vm_config_unchecked()
-        .map_err(|err| config_error(&origin, err))?;
-    config
-        .validate()
         .map_err(|err| config_error(&origin, err))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let images = read_images(&origin, base, &file)?;

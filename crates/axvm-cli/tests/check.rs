@@ -109,7 +109,7 @@ fn check_unreadable_config_exits_1() {
 /// `check` should too. Today `check` validates only what `AxVMConfig::problems` covers and
 /// calls this config valid.
 #[test]
-#[ignore = "known bug: `axvm check` accepts emu_types that `axvm run` refuses"]
+
 fn check_refuses_what_run_refuses_unknown_emu_type() {
     let scratch = Scratch::new("check-emu-type");
     let config = realmode_with(&scratch, |text| {
@@ -131,7 +131,7 @@ fn check_refuses_what_run_refuses_unknown_emu_type() {
 /// config is validated while it is read (`vm_files::load`), so `check` stops at the first
 /// problem and prints no map.
 #[test]
-#[ignore = "known bug: `axvm check` reports only the first config problem"]
+
 fn check_lists_every_problem() {
     let scratch = Scratch::new("check-two-problems");
     let config = realmode_with(&scratch, |text| {
@@ -147,7 +147,7 @@ fn check_lists_every_problem() {
 
 /// Likewise for a 64-bit ELF guest without RAM at 0x1000..0x8000 for the boot page tables.
 #[test]
-#[ignore = "known bug: `axvm check` accepts ELF configs without RAM for the boot tables"]
+
 fn check_refuses_what_run_refuses_no_boot_table_ram() {
     let scratch = Scratch::new("check-boot-ram");
     scratch.copy_image(axvm_guests::DEMO_PATH, "demo");

@@ -53,14 +53,22 @@ pub(crate) fn parse_elf64(image: &[u8]) -> Result<ElfInfo, String> {
     let mut segments = Vec::new();
     for index in 0..usize::from(header.e_phnum) {
         let phdr = program_header(image, &header, index)?;
-        if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
+        if phdr.p_type != PT_LOAD {
             continue;
         }
         let file_end = phdr.p_offset.checked_add(phdr.p_filesz);
-        if file_end.is_none_or(|end| end > image.len() as u64) || phdr.p_filesz > phdr.p_memsz {
+        if file_end.is_none_or(|end| end > image.len() as u64) {
             return Err(format!(
                 "program header {index} describes bytes beyond the end of the file"
             ));
+        }
+        if phdr.p_filesz > phdr.p_memsz {
+            return Err(format!(
+                "program header {index} has more file bytes than memory bytes"
+            ));
+        }
+        if phdr.p_memsz == 0 {
+            continue;
         }
         segments.push(Segment {
             paddr: phdr.p_paddr,

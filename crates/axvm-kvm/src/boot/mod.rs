@@ -153,9 +153,7 @@ fn load_raw(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
 fn load_elf64(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
     let config = vm.config();
     let field = "kernel.kernel_path";
-    let info = elf::parse_elf64(kernel).map_err(|problem| {
-        ConfigError::invalid(field, format!("not a loadable ELF64 image: {problem}"))
-    })?;
+    let info = parse_kernel_elf(kernel)?;
     check_elf_placement(config, &info)?;
     let memory = vm_memory_view::vm_memory_view(vm.memory())
         .map_err(|problem| ConfigError::invalid(field, problem))?;
@@ -183,6 +181,30 @@ fn load_elf64(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError>
         },
         bsp_entry: entry,
         ap_entry: entry,
+    })
+}
+
+/// Refuses a kernel image that `config` cannot hold, naming the field, without loading it:
+/// a raw image that does not fit its region; an ELF64 image that is not loadable, whose
+/// segments lie outside RAM or over the boot tables, whose entry is outside RAM, or whose
+/// config has no RAM for the boot tables. `axvm check` and the loader use the same rules.
+pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
+    match detect_format(kernel) {
+        ImageFormat::Raw => config.check_image_fits(
+            "kernel.kernel_load_addr",
+            config.image_config.kernel_load_gpa,
+            kernel.len() as u64,
+        ),
+        ImageFormat::Elf64 => check_elf_placement(config, &parse_kernel_elf(kernel)?),
+    }
+}
+
+fn parse_kernel_elf(kernel: &[u8]) -> Result<elf::ElfInfo, ConfigError> {
+    elf::parse_elf64(kernel).map_err(|problem| {
+        ConfigError::invalid(
+            "kernel.kernel_path",
+            format!("not a loadable ELF64 image: {problem}"),
+        )
     })
 }
 

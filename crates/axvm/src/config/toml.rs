@@ -195,10 +195,15 @@ impl AxVMCrateConfig {
                 .span()
                 .map(|span| line_and_column(text, span.start))
                 .unwrap_or((0, 0));
+            let message = err.message().trim();
+            let message = match err.span().and_then(|span| offending_line(text, span.start)) {
+                Some(source) => format!("{message} (in `{source}`)"),
+                None => message.to_string(),
+            };
             ConfigError::Parse {
                 line,
                 column,
-                message: err.message().trim().to_string(),
+                message,
             }
         })
     }
@@ -321,6 +326,14 @@ fn convert_emu(raw: &RawEmuDevice) -> EmulatedDeviceConfig {
         emu_type: EmulatedDeviceType::from_raw(raw.emu_type),
         cfg_list: raw.cfg_list.clone(),
     }
+}
+
+/// The text of the line holding byte `offset`, trimmed, when it is short enough to quote:
+/// it shows the key a type error is about, which the parser's message does not name.
+fn offending_line(text: &str, offset: usize) -> Option<&str> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |p| p + 1);
+    let line = text[start..].lines().next()?.trim();
+    (!line.is_empty() && line.len() <= 80).then_some(line)
 }
 
 /// The 1-based line and column of byte `offset` in `text`.
