@@ -1,0 +1,66 @@
+//! The raw real-mode guests the benchmark runs, and the VM config they run in.
+//!
+//! The bytes were assembled once with `as --32` (`.code16`) and `objcopy -O binary`; the
+//! assembly is in the comments. Both guests are loaded and entered at [`ENTRY`] (CS base 0,
+//! IP 0x8000) in 1 MiB of RAM, like `guests/realmode`.
+
+use axvm::{AxVMConfig, GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
+
+/// Where the guests are loaded and entered.
+pub const ENTRY: u64 = 0x8000;
+/// Guest RAM: the real-mode address space.
+pub const RAM_SIZE: u64 = 0x10_0000;
+/// The port the loop guest writes: COM1's scratch register, which the UART just stores.
+pub const SCRATCH_PORT: u16 = 0x3ff;
+/// The exit device's port (`axvm_kvm::devices::EXIT_PORT`).
+pub const EXIT_PORT: u16 = 0xf4;
+
+/// The exit-loop guest, for `exits` = 20000 (0x4e20); [`loop_guest`] patches the count.
+///
+/// ```text
+///  0: b9 20 4e    mov  $20000, %cx    # exits to make
+///  3: ba ff 03    mov  $0x3ff, %dx    # COM1 scratch register
+///  6: 30 c0       xor  %al, %al
+///  8: ee       1: out  %al, (%dx)     # the measured exit
+///  9: e2 fd       loop 1b             # --cx, jump back while cx != 0
+///  b: b0 00       mov  $0, %al
+///  d: e6 f4       out  %al, $0xf4     # exit device: stop the VM with status 0
+///  f: f4          hlt                 # never reached
+/// ```
+const LOOP_GUEST: [u8; 16] = [
+    0xb9, 0x20, 0x4e, 0xba, 0xff, 0x03, 0x30, 0xc0, 0xee, 0xe2, 0xfd, 0xb0, 0x00, 0xe6, 0xf4, 0xf4,
+];
+/// Offset of the 16-bit loop count (the immediate of `mov $n, %cx`).
+const LOOP_COUNT_OFFSET: usize = 1;
+
+/// The trivial guest: stops the VM at once.
+///
+/// ```text
+///  0: b0 00       mov  $0, %al
+///  2: e6 f4       out  %al, $0xf4     # exit device: stop the VM with status 0
+///  4: f4          hlt                 # never reached
+/// ```
+pub const EXIT_GUEST: [u8; 5] = [0xb0, 0x00, 0xe6, 0xf4, 0xf4];
+
+/// The loop guest making `outs` writes to [`SCRATCH_PORT`], then one to [`EXIT_PORT`].
+pub fn loop_guest(outs: u16) -> Vec<u8> {
+    assert!(outs > 0, "`loop` with cx = 0 would run 65536 times");
+    let mut image = LOOP_GUEST.to_vec();
+    image[LOOP_COUNT_OFFSET..LOOP_COUNT_OFFSET + 2].copy_from_slice(&outs.to_le_bytes());
+    image
+}
+
+/// One vCPU, 1 MiB of RAM at 0, a raw image loaded and entered at [`ENTRY`].
+pub fn raw_config() -> AxVMConfig {
+    let mut config = AxVMConfig::new("bench", 1);
+    config.memory_regions.push(VmMemConfig {
+        gpa: GuestPhysAddr::new(0),
+        size: RAM_SIZE,
+        flags: MappingFlags::READ | MappingFlags::WRITE | MappingFlags::EXECUTE,
+        map_type: VmMemMappingType::MapAlloc,
+    });
+    config.cpu_config.bsp_entry = GuestPhysAddr::new(ENTRY);
+    config.cpu_config.ap_entry = GuestPhysAddr::new(ENTRY);
+    config.image_config.kernel_load_gpa = GuestPhysAddr::new(ENTRY);
+    config
+}
