@@ -11,6 +11,8 @@ mod flags;
 pub mod toml;
 mod validate;
 
+pub use validate::MAX_CPU_NUM;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 

@@ -9,7 +9,12 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use serde::Deserialize;
+use core::fmt;
+use core::marker::PhantomData;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::{
     AxVCpuConfig, AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags,
@@ -105,6 +110,7 @@ pub struct VMKernelConfig {
     /// A disk image file (accepted for compatibility; no block device uses it yet).
     pub disk_path: Option<String>,
     /// `[gpa, size, flags, map_type]` rows.
+    #[serde(deserialize_with = "rows")]
     pub memory_regions: Vec<RawMemRegion>,
 }
 
@@ -126,10 +132,10 @@ pub struct RawMemRegion {
 #[serde(deny_unknown_fields)]
 pub struct VMDevicesConfig {
     /// `[name, base_gpa, length, irq_id, emu_type, cfg_list]` rows.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rows")]
     pub emu_devices: Vec<RawEmuDevice>,
     /// `[name, base_gpa, base_hpa, length, irq_id]` rows.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rows")]
     pub passthrough_devices: Vec<RawPassThroughDevice>,
     /// `"no_irq"`, `"emu"`, `"passthrough"` or their aliases.
     #[serde(default)]
@@ -184,6 +190,82 @@ pub struct RawPassThroughAddress {
     pub base_gpa: u64,
     /// Length in bytes.
     pub length: u64,
+}
+
+/// Deserializes a list of rows, refusing a row array with more elements than its struct
+/// has fields: serde's derived code stops reading after the last field, which would drop the
+/// extra value silently.
+fn rows<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let rows = Vec::<Row<T>>::deserialize(deserializer)?;
+    Ok(rows.into_iter().map(|row| row.0).collect())
+}
+
+/// One row of [`rows`]: an array (checked for extra elements) or a table.
+struct Row<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Row<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RowVisitor(PhantomData))
+    }
+}
+
+struct RowVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for RowVisitor<T> {
+    type Value = Row<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a row: an array or a table")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut counted = Counted {
+            seq: &mut seq,
+            count: 0,
+        };
+        let value = T::deserialize(SeqAccessDeserializer::new(&mut counted))?;
+        let used = counted.count;
+        let mut len = used;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            len += 1;
+        }
+        if len > used {
+            let expected = format!("at most {used} elements");
+            return Err(de::Error::invalid_length(len, &expected.as_str()));
+        }
+        Ok(Row(value))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Row)
+    }
+}
+
+/// A [`SeqAccess`] that counts the elements read through it.
+struct Counted<'a, A> {
+    seq: &'a mut A,
+    count: usize,
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Counted<'_, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, A::Error> {
+        let element = self.seq.next_element_seed(seed)?;
+        self.count += usize::from(element.is_some());
+        Ok(element)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.seq.size_hint()
+    }
 }
 
 impl AxVMCrateConfig {

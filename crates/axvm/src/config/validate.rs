@@ -7,6 +7,9 @@ use alloc::vec::Vec;
 use super::{AxVMConfig, ConfigError, MappingFlags, VmMemConfig};
 use crate::{is_page_aligned, GuestPhysAddr};
 
+/// The most vCPUs a VM may have: xAPIC ids are 8 bits and 0xff is the broadcast id.
+pub const MAX_CPU_NUM: usize = 254;
+
 fn region_field(index: usize) -> String {
     format!("kernel.memory_regions[{index}]")
 }
@@ -87,6 +90,14 @@ impl AxVMConfig {
     fn check_cpus(&self, problems: &mut Vec<ConfigError>) {
         if self.cpu_num == 0 {
             problems.push(ConfigError::invalid("base.cpu_num", "must be at least 1"));
+        } else if self.cpu_num > MAX_CPU_NUM {
+            problems.push(ConfigError::invalid(
+                "base.cpu_num",
+                format!(
+                    "{} vCPUs are more than the {MAX_CPU_NUM} an x86 xAPIC can address",
+                    self.cpu_num
+                ),
+            ));
         }
         let lists = [
             ("base.phys_cpu_ids", &self.phys_cpu_ids),

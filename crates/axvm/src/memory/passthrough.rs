@@ -63,7 +63,12 @@ pub fn merge_pass_through(
     let mut merged: Vec<PassThroughRange> = Vec::with_capacity(ranges.len());
     for range in ranges {
         match merged.last_mut() {
-            Some(last) if range.gpa.as_u64() <= last.gpa_end() => {
+            // Ranges that only touch merge when one mapping serves both; otherwise each
+            // keeps its own.
+            Some(last)
+                if range.gpa.as_u64() < last.gpa_end()
+                    || (range.gpa.as_u64() == last.gpa_end() && last.delta() == range.delta()) =>
+            {
                 if last.delta() != range.delta() {
                     return Err(ConfigError::invalid(
                         "devices.passthrough_devices",

@@ -126,15 +126,17 @@ fn obtain_memory<H: AxVMHal>(
     match config.map_type {
         VmMemMappingType::MapIdentical => {
             if hal.alloc_memory_region_at(identical, config.size) {
-                let hva = hal.phys_to_virt(identical).ok_or_else(|| {
-                    host_error(
+                let Some(hva) = hal.phys_to_virt(identical) else {
+                    // Give the allocation back: the caller only releases what it got.
+                    hal.dealloc_memory_region_at(identical, config.size);
+                    return Err(host_error(
                         "reach identical memory",
                         format!(
                             "{}: the host allocated it but cannot map it for axvm",
                             describe()
                         ),
-                    )
-                })?;
+                    ));
+                };
                 return Ok((hva, RegionOutcome::Identical));
             }
             log::warn!(

@@ -16,6 +16,13 @@ enum Next {
     Return(AxVCpuExitReason),
 }
 
+fn not_booted() -> AxVMError {
+    AxVMError::BadStatus {
+        expected: "running (call boot first)",
+        actual: "created",
+    }
+}
+
 /// Counts the caller as a running vCPU for as long as it lives, so that the VM knows when
 /// the last one has left after a shutdown.
 struct ActiveRunner<'a, H: AxVMHal>(&'a AxVM<H>);
@@ -48,6 +55,11 @@ impl<H: AxVMHal> AxVM<H> {
     /// [`Interrupted`]: AxVCpuExitReason::Interrupted
     pub fn run_vcpu(&self, vcpu_id: usize) -> AxVMResult<AxVCpuExitReason> {
         self.check_vcpu_id(vcpu_id)?;
+        // Refused here, not in the loop: a call before `boot` is the caller's mistake and
+        // must not shut the VM down as the loop's errors do.
+        if self.status() == VMStatus::Created {
+            return Err(not_booted());
+        }
         self.active_runners.fetch_add(1, Ordering::SeqCst);
         let _runner = ActiveRunner(self);
         let mut vcpu = self.vcpus[vcpu_id].lock();
@@ -62,12 +74,7 @@ impl<H: AxVMHal> AxVM<H> {
         loop {
             match self.status() {
                 VMStatus::Running => {}
-                VMStatus::Created => {
-                    return Err(AxVMError::BadStatus {
-                        expected: "running (call boot first)",
-                        actual: "created",
-                    })
-                }
+                VMStatus::Created => return Err(not_booted()),
                 VMStatus::Stopping | VMStatus::Stopped => return Ok(AxVCpuExitReason::Interrupted),
             }
             let exit = vcpu.run().map_err(|message| AxVMError::VCpu {
