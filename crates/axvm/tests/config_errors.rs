@@ -156,7 +156,10 @@ fn zero_vcpus_are_refused() {
 #[test]
 fn more_vcpus_than_apic_ids_are_refused() {
     assert!(config(axvm::config::MAX_CPU_NUM).validate().is_ok());
-    assert_eq!(refused_field(&config(axvm::config::MAX_CPU_NUM + 1)), "base.cpu_num");
+    assert_eq!(
+        refused_field(&config(axvm::config::MAX_CPU_NUM + 1)),
+        "base.cpu_num"
+    );
 }
 
 #[test]
