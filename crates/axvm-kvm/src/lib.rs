@@ -28,5 +28,7 @@ mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
 pub use error::Error;
-pub use kvm::{check_host, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu};
+pub use kvm::{
+    check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
+};
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

@@ -24,9 +24,9 @@ fn demo_plan_is_elf64_in_long_mode_at_the_elf_entry() {
     let plan = vm.plan();
     assert_eq!(plan.format, ImageFormat::Elf64);
     assert!(
-        matches!(plan.mode, CpuMode::Long { .. }),
+        matches!(plan.bsp.mode, CpuMode::Long { .. }),
         "mode {:?}",
-        plan.mode
+        plan.bsp.mode
     );
     assert_eq!(plan.bsp_entry, GuestPhysAddr::new(0x20_0000));
     assert_eq!(plan.ap_entry, plan.bsp_entry);
@@ -45,7 +45,7 @@ fn real_mode_plan_is_raw_in_real_mode_at_the_config_entry() {
     );
     let plan = vm.plan();
     assert_eq!(plan.format, ImageFormat::Raw);
-    assert_eq!(plan.mode, CpuMode::Real);
+    assert_eq!(plan.bsp.mode, CpuMode::Real);
     assert_eq!(plan.bsp_entry, GuestPhysAddr::new(0x8000));
 }
 

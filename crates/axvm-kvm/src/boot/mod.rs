@@ -8,7 +8,9 @@
 //!
 //! The BIOS, device tree and ramdisk images, when given, are copied to their load addresses.
 
+pub mod e820;
 mod elf;
+pub mod layout;
 mod page_tables;
 mod vm_memory_view;
 
@@ -17,7 +19,7 @@ use std::io::Cursor;
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::{elf::Elf, KernelLoader};
 
-use crate::kvm::{CpuMode, KvmHal};
+use crate::kvm::{CpuMode, KvmHal, VCpuBoot};
 use page_tables::{write_boot_tables, BOOT_AREA_END, BOOT_AREA_START};
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
@@ -48,12 +50,37 @@ pub enum ImageFormat {
 pub struct BootPlan {
     /// The kernel's format.
     pub format: ImageFormat,
-    /// The processor mode every vCPU starts in.
-    pub mode: CpuMode,
     /// Where vCPU 0 starts.
     pub bsp_entry: GuestPhysAddr,
+    /// How vCPU 0 starts.
+    pub bsp: VCpuBoot,
     /// Where the other vCPUs start.
     pub ap_entry: GuestPhysAddr,
+    /// How the other vCPUs start.
+    pub ap: VCpuBoot,
+}
+
+impl BootPlan {
+    /// Every vCPU starting at boot in `mode`, with no boot-protocol registers: axvm's direct
+    /// start.
+    fn direct(
+        format: ImageFormat,
+        mode: CpuMode,
+        bsp_entry: GuestPhysAddr,
+        ap_entry: GuestPhysAddr,
+    ) -> Self {
+        let boot = VCpuBoot {
+            mode,
+            ..VCpuBoot::default()
+        };
+        Self {
+            format,
+            bsp_entry,
+            bsp: boot,
+            ap_entry,
+            ap: boot,
+        }
+    }
 }
 
 /// The format of a kernel image, from its first bytes.
@@ -74,20 +101,20 @@ pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, c
         ImageFormat::Elf64 => load_elf64(vm, &images.kernel)?,
     };
     for vcpu_id in 0..vm.vcpu_num() {
-        let entry = if vcpu_id == 0 {
-            plan.bsp_entry
+        let (entry, boot) = if vcpu_id == 0 {
+            (plan.bsp_entry, plan.bsp)
         } else {
-            plan.ap_entry
+            (plan.ap_entry, plan.ap)
         };
         vm.set_vcpu_entry(vcpu_id, entry)?;
-        vm.setup_vcpu(vcpu_id, plan.mode)?;
+        vm.setup_vcpu(vcpu_id, boot)?;
     }
     log::info!(
         "VM {}: {:?} kernel, vCPU 0 starts at {} in {:?}",
         config.id,
         plan.format,
         plan.bsp_entry,
-        plan.mode
+        plan.bsp.mode
     );
     Ok(plan)
 }
@@ -142,12 +169,12 @@ fn load_raw(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
         config.image_config.kernel_load_gpa,
         kernel,
     )?;
-    Ok(BootPlan {
-        format: ImageFormat::Raw,
-        mode: CpuMode::Real,
-        bsp_entry: config.bsp_entry(),
-        ap_entry: config.ap_entry(),
-    })
+    Ok(BootPlan::direct(
+        ImageFormat::Raw,
+        CpuMode::Real,
+        config.bsp_entry(),
+        config.ap_entry(),
+    ))
 }
 
 fn load_elf64(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
@@ -173,15 +200,11 @@ fn load_elf64(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError>
             config.bsp_entry()
         );
     }
-    Ok(BootPlan {
-        format: ImageFormat::Elf64,
-        mode: CpuMode::Long {
-            page_table_root: tables.page_table_root,
-            gdt_base: tables.gdt_base,
-        },
-        bsp_entry: entry,
-        ap_entry: entry,
-    })
+    let mode = CpuMode::Long {
+        page_table_root: tables.page_table_root,
+        gdt_base: tables.gdt_base,
+    };
+    Ok(BootPlan::direct(ImageFormat::Elf64, mode, entry, entry))
 }
 
 /// Refuses a kernel image that `config` cannot hold, naming the field, without loading it:

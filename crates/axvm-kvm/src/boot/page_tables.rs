@@ -20,8 +20,14 @@ const WRITABLE: u64 = 1 << 1;
 const HUGE_PAGE: u64 = 1 << 7;
 const PAGE_2M: u64 = 1 << 21;
 
-/// Null descriptor, 64-bit code (selector 0x8), flat data (selector 0x10).
-const GDT: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+/// Null descriptor, 64-bit code (selector 0x8), flat data (selector 0x10), 32-bit code
+/// (selector 0x18): one GDT serves the 32-bit and the 64-bit entries.
+const GDT: [u64; 4] = [
+    0,
+    0x00af_9b00_0000_ffff,
+    0x00cf_9300_0000_ffff,
+    0x00cf_9b00_0000_ffff,
+];
 
 /// Where the loaded structures are, for the vCPU's initial CR3 and GDTR.
 pub(crate) struct BootTables {
@@ -29,10 +35,17 @@ pub(crate) struct BootTables {
     pub(crate) gdt_base: GuestPhysAddr,
 }
 
+/// Writes the GDT into guest RAM and returns its address.
+pub(crate) fn write_gdt<H: AxVMHal>(vm: &AxVM<H>) -> Result<GuestPhysAddr, GuestMemoryError> {
+    vm.memory()
+        .write(GuestPhysAddr::new(GDT_ADDR), &to_bytes(&GDT))?;
+    Ok(GuestPhysAddr::new(GDT_ADDR))
+}
+
 /// Writes the GDT and the identity page tables into guest RAM.
 pub(crate) fn write_boot_tables<H: AxVMHal>(vm: &AxVM<H>) -> Result<BootTables, GuestMemoryError> {
     let memory = vm.memory();
-    memory.write(GuestPhysAddr::new(GDT_ADDR), &to_bytes(&GDT))?;
+    let gdt_base = write_gdt(vm)?;
     memory.write_to_guest_of(
         GuestPhysAddr::new(PML4_ADDR),
         &(PDPT_ADDR | PRESENT | WRITABLE),
@@ -47,7 +60,7 @@ pub(crate) fn write_boot_tables<H: AxVMHal>(vm: &AxVM<H>) -> Result<BootTables, 
     memory.write(GuestPhysAddr::new(PD_ADDR), &to_bytes(&directory))?;
     Ok(BootTables {
         page_table_root: GuestPhysAddr::new(PML4_ADDR),
-        gdt_base: GuestPhysAddr::new(GDT_ADDR),
+        gdt_base,
     })
 }
 

@@ -9,6 +9,6 @@ mod system;
 mod vcpu;
 
 pub use hal::{KvmHal, VCpuThreadGuard};
-pub use regs::CpuMode;
+pub use regs::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
 pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport, KVM_DEVICE};
 pub use vcpu::KvmVCpu;

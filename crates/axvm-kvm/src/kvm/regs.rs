@@ -1,18 +1,24 @@
-//! Initial register state: how a vCPU starts in real mode or in 64-bit long mode.
+//! Initial register state: how a vCPU starts in real mode, 32-bit protected mode or 64-bit
+//! long mode, with the registers a boot protocol passes values in.
 
 use axvm::GuestPhysAddr;
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
-/// How a vCPU starts; the `SetupConfig` of [`KvmVCpu`](super::KvmVCpu), chosen by the boot
-/// loader from the image format.
+/// The processor mode a vCPU starts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CpuMode {
     /// 16-bit real mode at the entry address, like a PC after reset jumping to a BIOS-style
     /// entry (how the ArceOS hypervisor starts x86 guests).
     #[default]
     Real,
+    /// 32-bit protected mode, paging off, interrupts off, flat 4 GiB segments from the GDT at
+    /// `gdt_base` (code 0x18, data 0x10): the Multiboot and PVH entry state.
+    Protected32 {
+        /// Guest-physical address of the GDT.
+        gdt_base: GuestPhysAddr,
+    },
     /// 64-bit long mode, paging on, interrupts off, with the page tables at
-    /// `page_table_root` and a GDT (null, code 0x8, data 0x10) at `gdt_base`.
+    /// `page_table_root` and the GDT at `gdt_base` (code 0x8, data 0x10).
     Long {
         /// Guest-physical address of the PML4.
         page_table_root: GuestPhysAddr,
@@ -21,9 +27,47 @@ pub enum CpuMode {
     },
 }
 
-/// GDT selectors of the long-mode GDT built by the boot loader.
+/// Registers a boot protocol hands values in (Multiboot: EAX magic, EBX info block; PVH: EBX
+/// start_info; Linux: RSI zero page). The others start at zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BootRegs {
+    /// RAX.
+    pub rax: u64,
+    /// RBX.
+    pub rbx: u64,
+    /// RSI.
+    pub rsi: u64,
+    /// RSP.
+    pub rsp: u64,
+}
+
+/// When a vCPU starts running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StartPolicy {
+    /// At boot, at its entry (axvm's direct start; always the case for vCPU 0).
+    #[default]
+    AtBoot,
+    /// When another vCPU sends it INIT-SIPI-SIPI through the local APIC, as on a real PC:
+    /// the entry is then the SIPI vector, and the entry set here is unused.
+    WaitForSipi,
+}
+
+/// How one vCPU starts: the `SetupConfig` of [`KvmVCpu`](super::KvmVCpu), chosen by the boot
+/// loader from the image format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VCpuBoot {
+    /// The processor mode.
+    pub mode: CpuMode,
+    /// Registers with values from the boot protocol.
+    pub regs: BootRegs,
+    /// When it starts.
+    pub start: StartPolicy,
+}
+
+/// GDT selectors of the GDT the boot loader writes (see `boot::page_tables::GDT`).
 const CODE64_SELECTOR: u16 = 0x8;
 const DATA_SELECTOR: u16 = 0x10;
+const CODE32_SELECTOR: u16 = 0x18;
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;
@@ -36,21 +80,27 @@ const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
+/// The GDT has four 8-byte descriptors.
+const GDT_LIMIT: u16 = 4 * 8 - 1;
 /// RFLAGS bit 1 is reserved and always set; everything else (IF included) is clear.
 const RFLAGS_RESERVED: u64 = 1 << 1;
 
-/// Sets `sregs` and `regs` so that the vCPU starts at `entry` in `mode`.
+/// Sets `sregs` and `regs` so that the vCPU starts at `entry` as `boot` says.
 pub(crate) fn set_boot_state(
-    mode: CpuMode,
+    boot: &VCpuBoot,
     entry: GuestPhysAddr,
     sregs: &mut kvm_sregs,
     regs: &mut kvm_regs,
 ) {
     *regs = kvm_regs {
         rflags: RFLAGS_RESERVED,
+        rax: boot.regs.rax,
+        rbx: boot.regs.rbx,
+        rsi: boot.regs.rsi,
+        rsp: boot.regs.rsp,
         ..Default::default()
     };
-    match mode {
+    match boot.mode {
         CpuMode::Real => {
             let entry = entry.as_u64();
             // CS:IP reaches the entry; the other segments start at 0, like after reset.
@@ -69,20 +119,19 @@ pub(crate) fn set_boot_state(
             }
             regs.rip = entry & 0xffff;
         }
+        CpuMode::Protected32 { gdt_base } => {
+            set_flat_segments(sregs, flat_segment(CODE32_SELECTOR, 0xb, false), gdt_base);
+            sregs.cr0 = CR0_PE | CR0_ET;
+            sregs.cr3 = 0;
+            sregs.cr4 = 0;
+            sregs.efer = 0;
+            regs.rip = entry.as_u64();
+        }
         CpuMode::Long {
             page_table_root,
             gdt_base,
         } => {
-            let code = flat_segment(CODE64_SELECTOR, 0xb, true);
-            let data = flat_segment(DATA_SELECTOR, 0x3, false);
-            sregs.cs = code;
-            sregs.ds = data;
-            sregs.es = data;
-            sregs.fs = data;
-            sregs.gs = data;
-            sregs.ss = data;
-            sregs.gdt.base = gdt_base.as_u64();
-            sregs.gdt.limit = 3 * 8 - 1;
+            set_flat_segments(sregs, flat_segment(CODE64_SELECTOR, 0xb, true), gdt_base);
             sregs.cr3 = page_table_root.as_u64();
             sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
             sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
@@ -90,6 +139,19 @@ pub(crate) fn set_boot_state(
             regs.rip = entry.as_u64();
         }
     }
+}
+
+/// Loads `code` into CS, the flat data segment into the others, and the GDT register.
+fn set_flat_segments(sregs: &mut kvm_sregs, code: kvm_segment, gdt_base: GuestPhysAddr) {
+    let data = flat_segment(DATA_SELECTOR, 0x3, false);
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = gdt_base.as_u64();
+    sregs.gdt.limit = GDT_LIMIT;
 }
 
 /// A flat 4 GiB segment (64-bit code when `long`).

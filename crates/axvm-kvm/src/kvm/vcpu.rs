@@ -7,7 +7,7 @@ use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, MappingFlags};
 use kvm_bindings::{kvm_mp_state, kvm_run, KVM_EXIT_IO_IN, KVM_MP_STATE_RUNNABLE};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use super::regs::{reset_fpu, set_boot_state, CpuMode};
+use super::regs::{reset_fpu, set_boot_state, StartPolicy, VCpuBoot};
 
 /// A read exit waiting for its value, and where KVM wants it.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +47,7 @@ pub struct KvmVCpu {
     id: usize,
     fd: VcpuFd,
     entry: GuestPhysAddr,
-    mode: CpuMode,
+    boot: VCpuBoot,
     boot_state_applied: bool,
     irqchip: bool,
     /// Size of the `kvm_run` mapping, which holds port I/O data after the first page.
@@ -71,7 +71,7 @@ impl KvmVCpu {
             fd,
             run_size,
             entry: GuestPhysAddr::default(),
-            mode: CpuMode::default(),
+            boot: VCpuBoot::default(),
             boot_state_applied: false,
             irqchip,
             read_only,
@@ -96,7 +96,7 @@ impl KvmVCpu {
             .get_sregs()
             .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
         let mut regs = Default::default();
-        set_boot_state(self.mode, self.entry, &mut sregs, &mut regs);
+        set_boot_state(&self.boot, self.entry, &mut sregs, &mut regs);
         self.fd
             .set_sregs(&sregs)
             .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
@@ -106,9 +106,9 @@ impl KvmVCpu {
         self.fd
             .set_fpu(&reset_fpu())
             .map_err(|e| format!("KVM_SET_FPU: {e}"))?;
-        if self.irqchip {
-            // With an in-kernel local APIC, KVM holds APs until INIT-SIPI; axvm's configs
-            // start every vCPU directly at its entry.
+        if self.irqchip && self.boot.start == StartPolicy::AtBoot {
+            // With an in-kernel local APIC, KVM holds APs until INIT-SIPI; a direct start
+            // makes them runnable at their entry now.
             let runnable = kvm_mp_state {
                 mp_state: KVM_MP_STATE_RUNNABLE,
             };
@@ -305,7 +305,7 @@ fn read_le(bytes: &[u8]) -> u64 {
 }
 
 impl AxArchVCpu for KvmVCpu {
-    type SetupConfig = CpuMode;
+    type SetupConfig = VCpuBoot;
 
     fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), String> {
         self.entry = entry;
@@ -313,8 +313,8 @@ impl AxArchVCpu for KvmVCpu {
         Ok(())
     }
 
-    fn setup(&mut self, mode: CpuMode) -> Result<(), String> {
-        self.mode = mode;
+    fn setup(&mut self, boot: VCpuBoot) -> Result<(), String> {
+        self.boot = boot;
         self.boot_state_applied = false;
         Ok(())
     }
