@@ -24,6 +24,7 @@ pub mod boot;
 pub mod devices;
 mod error;
 pub mod kvm;
+mod liveness;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};

@@ -10,6 +10,7 @@ use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 use crate::boot::{load_images, BootImages, BootPlan};
 use crate::devices::platform_devices;
 use crate::kvm::KvmHal;
+use crate::liveness::Liveness;
 use crate::Error;
 
 /// How to build the VM's platform.
@@ -41,7 +42,8 @@ pub enum VmOutcome {
         /// The vCPU that did it.
         vcpu: usize,
     },
-    /// Every vCPU halted with nothing left to wake it.
+    /// Every vCPU halted with interrupts disabled (or waits for a start-up IPI), so nothing
+    /// can wake the VM: it was stopped.
     AllHalted,
     /// The host stopped the VM ([`AxVM::shutdown`]).
     Stopped,
@@ -50,7 +52,6 @@ pub enum VmOutcome {
 /// How one vCPU thread ended.
 enum VCpuEnd {
     Stopped,
-    Halted,
     GuestReset,
     Failed(AxVMError),
 }
@@ -91,19 +92,23 @@ impl KvmVm {
     /// A vCPU failure stops the whole VM and is returned with the vCPU named.
     pub fn run(&self) -> Result<VmOutcome, Error> {
         self.vm.boot()?;
+        let liveness = Liveness::new(self.vm.vcpu_num());
         let ends = std::thread::scope(|scope| {
+            let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
+            let liveness = &liveness;
+            scope.spawn(move || liveness.watch(&self.vm, &stop));
             let threads: Vec<_> = (0..self.vm.vcpu_num())
                 .map(|vcpu_id| {
                     std::thread::Builder::new()
                         .name(format!("vcpu{vcpu_id}"))
-                        .spawn_scoped(scope, move || self.vcpu_thread(vcpu_id))
+                        .spawn_scoped(scope, move || self.vcpu_thread(vcpu_id, liveness))
                         .map_err(|err| Error::Thread {
                             vcpu: vcpu_id,
                             message: err.to_string(),
                         })
                 })
                 .collect();
-            threads
+            let ends = threads
                 .into_iter()
                 .map(|thread| {
                     let thread = thread.inspect_err(|_| self.vm.shutdown())?;
@@ -112,39 +117,44 @@ impl KvmVm {
                         message: "the vCPU thread panicked".into(),
                     })
                 })
-                .collect::<Result<Vec<_>, Error>>()
+                .collect::<Result<Vec<_>, Error>>();
+            drop(stop_watching);
+            ends
         })?;
-        self.outcome(ends)
+        self.outcome(ends, liveness.all_halted())
     }
 
-    fn outcome(&self, ends: Vec<VCpuEnd>) -> Result<VmOutcome, Error> {
+    fn outcome(&self, ends: Vec<VCpuEnd>, all_halted: bool) -> Result<VmOutcome, Error> {
         let mut reset_by = None;
-        let mut halted = 0;
         for (vcpu_id, end) in ends.into_iter().enumerate() {
             match end {
                 VCpuEnd::Failed(err) => return Err(err.into()),
                 VCpuEnd::GuestReset => reset_by = reset_by.or(Some(vcpu_id)),
-                VCpuEnd::Halted => halted += 1,
                 VCpuEnd::Stopped => {}
             }
         }
         Ok(match (self.vm.exit_status(), reset_by) {
             (Some(status), _) => VmOutcome::Exited(status),
             (None, Some(vcpu)) => VmOutcome::GuestReset { vcpu },
-            (None, None) if halted == self.vm.vcpu_num() => VmOutcome::AllHalted,
+            (None, None) if all_halted => VmOutcome::AllHalted,
             (None, None) => VmOutcome::Stopped,
         })
     }
 
-    fn vcpu_thread(&self, vcpu_id: usize) -> VCpuEnd {
+    fn vcpu_thread(&self, vcpu_id: usize, liveness: &Liveness) -> VCpuEnd {
         pin_to_physical_cpus(self.vm.config(), vcpu_id);
         let _thread = self.vm.hal().enter_vcpu_thread(vcpu_id);
         loop {
             match self.vm.run_vcpu(vcpu_id) {
-                Ok(AxVCpuExitReason::Interrupted | AxVCpuExitReason::Nothing) => {
+                Ok(
+                    exit @ (AxVCpuExitReason::Interrupted
+                    | AxVCpuExitReason::Nothing
+                    | AxVCpuExitReason::Halt),
+                ) => {
                     if self.vm.status() != VMStatus::Running {
                         return VCpuEnd::Stopped;
                     }
+                    liveness.report(vcpu_id, exit == AxVCpuExitReason::Halt);
                 }
                 Ok(AxVCpuExitReason::SystemDown) => {
                     self.vm.shutdown();
@@ -153,11 +163,6 @@ impl KvmVm {
                     } else {
                         VCpuEnd::GuestReset
                     };
-                }
-                Ok(AxVCpuExitReason::Halt) => {
-                    // Only without an in-kernel irqchip: nothing can wake this vCPU.
-                    log::info!("vCPU {vcpu_id} halted");
-                    return VCpuEnd::Halted;
                 }
                 Ok(other) => {
                     self.vm.shutdown();

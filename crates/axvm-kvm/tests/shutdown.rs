@@ -1,7 +1,8 @@
 //! `AxVM::shutdown` from another thread stops a running VM whatever its guest does: a vCPU
-//! spinning in guest code (`jmp $`) and a vCPU halted with interrupts off (`cli; hlt`, which
-//! with KVM's in-kernel irqchip blocks inside the kernel) are both kicked out, and `run()`
-//! returns `VmOutcome::Stopped`.
+//! spinning in guest code (`jmp $`) and a vCPU halted waiting for an interrupt (`sti; hlt`,
+//! which with KVM's in-kernel irqchip blocks inside the kernel) are both kicked out, and
+//! `run()` returns `VmOutcome::Stopped`. A VM whose every vCPU halted with interrupts off
+//! (`cli; hlt`) can never run again: axvm stops it by itself as `VmOutcome::AllHalted`.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::VmOutcome;
-use common::guests::{HALT, SPIN};
+use common::guests::{HALT, SPIN, WAIT_FOR_INTERRUPT};
 use common::{create, kvm_available, options, raw_config, wait_until_booted, Console, DEADLINE};
 
 /// How long the guest runs before the host stops it.
@@ -43,15 +44,21 @@ fn run_then_shutdown(guest: &[u8]) -> VmOutcome {
     }
 }
 
-/// Whether KVM here has an in-kernel irqchip, where HLT blocks inside KVM_RUN.
-fn has_irqchip() -> bool {
-    let console = Console::default();
-    let vm = create(
-        raw_config(),
-        HALT,
-        options(&console, UnclaimedAccessPolicy::Error),
-    );
-    vm.vm().hal().has_irqchip()
+#[test]
+fn shutdown_stops_a_guest_waiting_for_interrupts() {
+    if !kvm_available() {
+        return;
+    }
+    assert_eq!(run_then_shutdown(WAIT_FOR_INTERRUPT), VmOutcome::Stopped);
+}
+
+#[test]
+fn a_vm_halted_with_interrupts_off_is_stopped_and_reported() {
+    if !kvm_available() {
+        return;
+    }
+    let (outcome, _) = common::boot_raw(HALT);
+    assert_eq!(outcome, VmOutcome::AllHalted);
 }
 
 #[test]
@@ -60,18 +67,4 @@ fn shutdown_stops_a_spinning_guest() {
         return;
     }
     assert_eq!(run_then_shutdown(SPIN), VmOutcome::Stopped);
-}
-
-#[test]
-fn shutdown_stops_a_halted_guest() {
-    if !kvm_available() {
-        return;
-    }
-    if !has_irqchip() {
-        // Without it HLT exits to axvm, which ends the VM as AllHalted by itself.
-        let (outcome, _) = common::boot_raw(HALT);
-        assert_eq!(outcome, VmOutcome::AllHalted);
-        return;
-    }
-    assert_eq!(run_then_shutdown(HALT), VmOutcome::Stopped);
 }

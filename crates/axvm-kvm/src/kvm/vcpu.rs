@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use axvm::vcpu::AxArchVCpu;
 use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, MappingFlags};
-use kvm_bindings::{kvm_mp_state, kvm_run, KVM_EXIT_IO_IN, KVM_MP_STATE_RUNNABLE};
+use kvm_bindings::{
+    kvm_mp_state, kvm_run, KVM_EXIT_IO_IN, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::regs::{reset_fpu, set_boot_state, StartPolicy, VCpuBoot};
@@ -304,6 +307,40 @@ fn read_le(bytes: &[u8]) -> u64 {
         .fold(0, |value, &byte| value << 8 | u64::from(byte))
 }
 
+impl KvmVCpu {
+    /// What a kicked vCPU was doing: `Halt` when it waits for something only another vCPU
+    /// could send (halted with interrupts off, or an AP waiting for INIT-SIPI), so that the
+    /// host can tell a VM that will never run again; `Interrupted` otherwise.
+    ///
+    /// With KVM's in-kernel local APIC, `HLT` never exits to user space; this is how axvm
+    /// sees it.
+    fn interrupted(&mut self) -> Result<AxVCpuExitReason, String> {
+        let state = self
+            .fd
+            .get_mp_state()
+            .map_err(|e| format!("KVM_GET_MP_STATE: {e}"))?;
+        let stuck = match state.mp_state {
+            KVM_MP_STATE_HALTED => {
+                let regs = self
+                    .fd
+                    .get_regs()
+                    .map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+                regs.rflags & RFLAGS_IF == 0
+            }
+            KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => true,
+            _ => false,
+        };
+        Ok(if stuck {
+            AxVCpuExitReason::Halt
+        } else {
+            AxVCpuExitReason::Interrupted
+        })
+    }
+}
+
+/// RFLAGS.IF: maskable interrupts enabled.
+const RFLAGS_IF: u64 = 1 << 9;
+
 impl AxArchVCpu for KvmVCpu {
     type SetupConfig = VCpuBoot;
 
@@ -331,7 +368,7 @@ impl AxArchVCpu for KvmVCpu {
             Ok(exit) => classify(exit),
             Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => {
                 self.fd.set_kvm_immediate_exit(0);
-                return Ok(AxVCpuExitReason::Interrupted);
+                return self.interrupted();
             }
             Err(err) => return Err(format!("KVM_RUN failed: {err}")),
         };

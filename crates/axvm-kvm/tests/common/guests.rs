@@ -46,6 +46,15 @@ pub const SPIN: &[u8] = &[0xeb, 0xfe];
 /// ```
 pub const HALT: &[u8] = &[0xfa, 0xf4, 0xeb, 0xfc];
 
+/// Waits for interrupts that never come: halted, but with interrupts enabled, so not stuck.
+///
+/// ```text
+/// 1: sti
+///    hlt
+///    jmp 1b
+/// ```
+pub const WAIT_FOR_INTERRUPT: &[u8] = &[0xfb, 0xf4, 0xeb, 0xfc];
+
 /// The line [`STRING_IO`] prints.
 pub const STRING_IO_TEXT: &str = "string I/O: rep outsb sends every byte\n";
 
