@@ -71,7 +71,8 @@ impl KvmVm {
     ) -> Result<Self, Error> {
         config.validate()?;
         let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
-        let devices = platform_devices(options.console, options.unclaimed);
+        let devices = platform_devices(&config, options.console, &hal, options.unclaimed)
+            .map_err(Error::Kvm)?;
         let vm = AxVM::new(config, hal, devices)?;
         let plan = load_images(&vm, images)?;
         Ok(Self { vm, plan })

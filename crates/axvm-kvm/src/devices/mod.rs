@@ -1,41 +1,134 @@
-//! The PC platform devices axvm's KVM host provides to every VM, one per file.
+//! The PC platform devices axvm's KVM host provides to every VM, one per file: what kernels
+//! built for QEMU's default PC expect to find.
 
+mod civil_time;
+mod cmos;
+mod console;
+mod debug_port;
 mod exit_port;
+mod fw_cfg;
 mod i8042;
 mod ident_msr;
 mod pci_host;
+mod reset_control;
 mod serial;
 
 use std::io::Write;
 use std::sync::Arc;
 
-use axvm::device::{AxVmDevices, UnclaimedAccessPolicy};
+use axvm::device::{AxVmDevices, BaseDeviceOps, UnclaimedAccessPolicy};
+use axvm::AxVMConfig;
 
+use crate::kvm::KvmHal;
+
+pub use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
+pub use console::SharedConsole;
+pub use debug_port::{DebugPort, DEBUG_PORT, DEBUG_PORT_READBACK};
 pub use exit_port::{ExitPort, EXIT_PORT};
+pub use fw_cfg::{
+    FwCfg, FW_CFG_DATA_PORT, FW_CFG_FILE_DIR, FW_CFG_FILE_FIRST, FW_CFG_ID, FW_CFG_NB_CPUS,
+    FW_CFG_RAM_SIZE, FW_CFG_SELECTOR_PORT, FW_CFG_SIGNATURE,
+};
 pub use i8042::I8042;
 pub use ident_msr::{IdentMsrs, AXVM_SIGNATURE, IDENT_MSR, SCRATCH_MSR};
 pub use pci_host::PciHost;
-pub use serial::{SerialConsole, COM1_BASE};
+pub use reset_control::{ResetControl, RESET_CONTROL_PORT, RESET_VALUE};
+pub use serial::{IrqLine, NoInterrupt, SerialConsole, COM1_BASE, COM1_IRQ};
 
-/// The platform devices: COM1 writing to `console`, the exit device, the i8042 reset line,
-/// the PCI configuration ports and the identification MSRs.
+/// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port sharing
+/// `console`, COM1's IRQ 4 through `hal`'s irqchip (when it has one), the exit device, the
+/// i8042 and 0xcf9 reset lines, the PCI configuration ports, fw_cfg, the CMOS RTC and the
+/// identification MSRs. The PIT needs no device here: KVM emulates it (see `KvmHal::new`).
+///
+/// Fails only when the host has an irqchip but refuses COM1's interrupt line.
 pub fn platform_devices(
+    config: &AxVMConfig,
     console: Box<dyn Write + Send>,
+    hal: &KvmHal,
     policy: UnclaimedAccessPolicy,
-) -> AxVmDevices {
+) -> Result<AxVmDevices, String> {
+    let console = SharedConsole::new(console);
+    let com1: Arc<dyn BaseDeviceOps> = if hal.has_irqchip() {
+        let line = IrqLine::new(hal.irq_line(COM1_IRQ)?);
+        Arc::new(SerialConsole::with_interrupt(console.clone(), line))
+    } else {
+        Arc::new(SerialConsole::new(console.clone()))
+    };
     let mut devices = AxVmDevices::new(policy);
-    let platform: [Arc<dyn axvm::device::BaseDeviceOps>; 5] = [
-        Arc::new(SerialConsole::new(console)),
-        Arc::new(ExitPort),
-        Arc::new(I8042::default()),
-        Arc::new(PciHost::default()),
-        Arc::new(IdentMsrs::default()),
-    ];
-    for device in platform {
-        // The platform's own ranges are disjoint by construction.
+    for device in platform(config, console, com1) {
+        // The platform's own ranges are disjoint by construction (see the tests).
         if let Err(err) = devices.add(device) {
             unreachable!("platform devices overlap: {err}");
         }
     }
-    devices
+    Ok(devices)
+}
+
+/// Every platform device, given COM1 (whose interrupt depends on the host).
+fn platform(
+    config: &AxVMConfig,
+    console: SharedConsole,
+    com1: Arc<dyn BaseDeviceOps>,
+) -> [Arc<dyn BaseDeviceOps>; 9] {
+    [
+        com1,
+        Arc::new(DebugPort::new(console)),
+        Arc::new(ExitPort),
+        Arc::new(I8042::default()),
+        Arc::new(ResetControl::default()),
+        Arc::new(PciHost::default()),
+        Arc::new(FwCfg::for_vm(config)),
+        Arc::new(Cmos::for_vm(config)),
+        Arc::new(IdentMsrs::default()),
+    ]
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use axvm::device::DeviceSpace;
+    use axvm::{GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
+
+    use super::*;
+
+    /// A config with `cpus` vCPUs and `(gpa, size, flags)` memory regions, for device tests.
+    pub(crate) fn config(cpus: usize, regions: &[(u64, u64, u64)]) -> AxVMConfig {
+        let mut config = AxVMConfig::new("devices", cpus);
+        for &(gpa, size, flags) in regions {
+            config.memory_regions.push(VmMemConfig {
+                gpa: GuestPhysAddr::new(gpa),
+                size,
+                flags: MappingFlags::from_bits(flags).expect("valid flags"),
+                map_type: VmMemMappingType::MapAlloc,
+            });
+        }
+        config
+    }
+
+    #[test]
+    fn platform_devices_do_not_overlap_and_own_their_ports() {
+        let console = SharedConsole::new(Box::new(Vec::new()));
+        let com1 = Arc::new(SerialConsole::new(console.clone()));
+        let config = config(2, &[(0, 0x100_0000, 0x7)]);
+        let mut devices = AxVmDevices::new(UnclaimedAccessPolicy::Error);
+        for device in platform(&config, console, com1) {
+            let name = device.name().to_string();
+            devices
+                .add(device)
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+        }
+        let owner = |port: u16| {
+            devices
+                .find(DeviceSpace::Port, port.into())
+                .map(|device| device.name().to_string())
+        };
+        assert_eq!(owner(0xcf8).as_deref(), Some("PCI host bridge"));
+        assert_eq!(owner(0xcf9).as_deref(), Some("reset control register"));
+        assert_eq!(owner(0xcfa).as_deref(), Some("PCI host bridge"));
+        assert_eq!(owner(0x511).as_deref(), Some("fw_cfg"));
+        assert_eq!(owner(0x71).as_deref(), Some("CMOS RTC"));
+        assert_eq!(owner(0xe9).as_deref(), Some("debug console (port 0xe9)"));
+        // The PIT and the speaker port are KVM's, not ours.
+        assert_eq!(owner(0x40), None);
+        assert_eq!(owner(0x61), None);
+    }
 }

@@ -1,5 +1,6 @@
 //! The COM1 16550 UART (ports 0x3f8-0x3ff), emulated by vm-superio; its output is the
-//! guest's console.
+//! guest's console. Its interrupt is ISA IRQ 4, raised through a KVM irqfd where the host
+//! has an in-kernel irqchip, so interrupt-driven drivers (Linux's 8250) transmit.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -8,11 +9,15 @@ use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
 
 /// COM1's I/O base.
 pub const COM1_BASE: u16 = 0x3f8;
+/// COM1's ISA interrupt line (and GSI).
+pub const COM1_IRQ: u32 = 4;
 
-/// The interrupt line, until an interrupt controller is wired to it: raising it does nothing.
+/// The interrupt line of a host without an interrupt controller: raising it does nothing,
+/// and guests poll the line status register instead.
 pub struct NoInterrupt;
 
 impl Trigger for NoInterrupt {
@@ -22,20 +27,45 @@ impl Trigger for NoInterrupt {
     }
 }
 
-/// A 16550 UART at COM1 whose transmitter writes to `W`.
-pub struct SerialConsole<W: Write + Send> {
-    uart: Mutex<Serial<NoInterrupt, NoEvents, W>>,
+/// An interrupt line backed by an eventfd registered as a KVM irqfd: each trigger pulses
+/// the line in the kernel's irqchip (see [`KvmHal::irq_line`](crate::KvmHal::irq_line)).
+pub struct IrqLine(EventFd);
+
+impl IrqLine {
+    /// The line that `event` raises.
+    pub fn new(event: EventFd) -> Self {
+        Self(event)
+    }
+}
+
+impl Trigger for IrqLine {
+    type E = std::io::Error;
+    fn trigger(&self) -> Result<(), Self::E> {
+        self.0.write(1)
+    }
+}
+
+/// A 16550 UART at COM1 whose transmitter writes to `W` and whose interrupt is `T`.
+pub struct SerialConsole<W: Write + Send, T: Trigger = NoInterrupt> {
+    uart: Mutex<Serial<T, NoEvents, W>>,
 }
 
 impl<W: Write + Send> SerialConsole<W> {
-    /// A UART that sends what the guest transmits to `out`.
+    /// A UART without an interrupt that sends what the guest transmits to `out`.
     pub fn new(out: W) -> Self {
+        Self::with_interrupt(out, NoInterrupt)
+    }
+}
+
+impl<W: Write + Send, T: Trigger> SerialConsole<W, T> {
+    /// A UART that sends what the guest transmits to `out` and raises `interrupt`.
+    pub fn with_interrupt(out: W, interrupt: T) -> Self {
         Self {
-            uart: Mutex::new(Serial::new(NoInterrupt, out)),
+            uart: Mutex::new(Serial::new(interrupt, out)),
         }
     }
 
-    fn uart(&self) -> std::sync::MutexGuard<'_, Serial<NoInterrupt, NoEvents, W>> {
+    fn uart(&self) -> std::sync::MutexGuard<'_, Serial<T, NoEvents, W>> {
         self.uart
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -46,7 +76,7 @@ fn register_offset(addr: u64) -> u8 {
     (addr - u64::from(COM1_BASE)) as u8
 }
 
-impl<W: Write + Send> BaseDeviceOps for SerialConsole<W> {
+impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
     fn name(&self) -> &str {
         "serial (COM1)"
     }
@@ -73,8 +103,61 @@ impl<W: Write + Send> BaseDeviceOps for SerialConsole<W> {
             .write(register_offset(addr), value as u8)
             .map_err(|err| DeviceError {
                 device: self.name().into(),
-                message: format!("cannot write the console output: {err:?}"),
+                message: format!("cannot write the console output or raise IRQ 4: {err:?}"),
             })?;
         Ok(WriteOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    const IER: u64 = COM1_BASE as u64 + 1;
+    const THR_EMPTY: u64 = 0x02;
+
+    #[test]
+    fn enabling_thr_empty_interrupts_raises_the_line() {
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        let uart =
+            SerialConsole::with_interrupt(Vec::new(), IrqLine::new(event.try_clone().unwrap()));
+        assert!(event.read().is_err(), "raised before anything was enabled");
+        uart.handle_write(IER, AccessWidth::Byte, THR_EMPTY)
+            .unwrap();
+        assert_eq!(event.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn each_transmitted_byte_raises_the_line_again() {
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        let uart =
+            SerialConsole::with_interrupt(Vec::new(), IrqLine::new(event.try_clone().unwrap()));
+        uart.handle_write(IER, AccessWidth::Byte, THR_EMPTY)
+            .unwrap();
+        // The guest's handler reads IIR, which acknowledges THR empty; the next byte sent
+        // empties the holding register again and raises a new interrupt.
+        let iir = uart
+            .handle_read(COM1_BASE as u64 + 2, AccessWidth::Byte)
+            .unwrap();
+        assert_eq!(iir & 0x0f, 0x02, "IIR {iir:#x} does not report THR empty");
+        assert_eq!(event.read().unwrap(), 1);
+        uart.handle_write(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
+            .unwrap();
+        assert_eq!(event.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn without_an_irqchip_the_uart_still_transmits() {
+        let uart = SerialConsole::new(Vec::new());
+        uart.handle_write(IER, AccessWidth::Byte, THR_EMPTY)
+            .unwrap();
+        uart.handle_write(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
+            .unwrap();
+        // Line status: THR empty and transmitter empty, so polling drivers go on.
+        let lsr = uart
+            .handle_read(COM1_BASE as u64 + 5, AccessWidth::Byte)
+            .unwrap();
+        assert_eq!(lsr & 0x60, 0x60);
     }
 }

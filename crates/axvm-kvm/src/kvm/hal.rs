@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
 use kvm_bindings::{
-    kvm_enable_cap, kvm_msi, kvm_userspace_memory_region, CpuId, KVM_CAP_X86_USER_SPACE_MSR,
-    KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY, KVM_MSR_EXIT_REASON_UNKNOWN,
+    kvm_enable_cap, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, CpuId,
+    KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
+    KVM_MSR_EXIT_REASON_UNKNOWN, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::cpuid::cpuid_for_vcpu;
 use super::kick::{install_kick_handler, KickGuard, KickRegistry};
@@ -54,6 +56,16 @@ impl KvmHal {
         if irqchip {
             vm.create_irq_chip()
                 .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+            // The i8254 PIT (ports 0x40-0x43), emulated in the kernel: kernels calibrate
+            // their clocks against it. The dummy speaker makes KVM answer port 0x61 too.
+            // KVM wires the PIT to GSI 0, which its default routing sends to PIC IRQ 0 and
+            // IOAPIC pin 2 (what an ACPI interrupt source override for IRQ 0 declares).
+            let pit = kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            };
+            vm.create_pit2(pit)
+                .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
         }
         let msr_exits = kvm_enable_cap {
             cap: KVM_CAP_X86_USER_SPACE_MSR,
@@ -88,6 +100,22 @@ impl KvmHal {
     /// Whether KVM emulates the local APICs, IOAPIC and PIC in the kernel.
     pub fn has_irqchip(&self) -> bool {
         self.irqchip
+    }
+
+    /// An interrupt line into the in-kernel irqchip: writing 1 to the returned eventfd
+    /// pulses GSI `gsi` (PIC IRQ `gsi` and IOAPIC pin `gsi` for the ISA lines below 16),
+    /// without a trip through this process's vCPU threads. An error without an irqchip.
+    pub fn irq_line(&self, gsi: u32) -> Result<EventFd, String> {
+        if !self.irqchip {
+            return Err(format!(
+                "GSI {gsi}: this KVM has no in-kernel irqchip to deliver interrupts"
+            ));
+        }
+        let line = EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd for GSI {gsi}: {e}"))?;
+        self.vm
+            .register_irqfd(&line, gsi)
+            .map_err(|e| format!("KVM_IRQFD for GSI {gsi}: {e}"))?;
+        Ok(line)
     }
 
     /// Marks the calling thread as the one running `vcpu_id` until the guard drops, so that

@@ -1,0 +1,272 @@
+//! The CMOS RAM and real-time clock (an MC146818 behind ports 0x70 index, 0x71 data), as
+//! PC firmware leaves it: kernels read the wall-clock time here at boot, and older ones
+//! (and firmware built for QEMU) the memory size. The clock is the host's, in UTC, read at
+//! each access; RTC interrupts and alarms are not emulated, and time writes are dropped.
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType};
+
+use crate::boot::e820::{e820_map, lower_and_upper_memory_kib, E820Kind};
+use crate::boot::layout::HIGH_MEMORY_START;
+
+use super::civil_time::DateTime;
+
+/// The index port; bit 7 of what is written there disables NMIs and is not part of the index.
+pub const CMOS_INDEX_PORT: u16 = 0x70;
+/// The data port: the selected register.
+pub const CMOS_DATA_PORT: u16 = 0x71;
+
+const NMI_DISABLE: u8 = 0x80;
+const STATUS_A: u8 = 0x0a;
+const STATUS_B: u8 = 0x0b;
+const STATUS_C: u8 = 0x0c;
+const STATUS_D: u8 = 0x0d;
+const CENTURY: u8 = 0x32;
+/// Status A: update in progress, never set (the time is always consistent).
+const UIP: u8 = 0x80;
+/// Status A at reset: 32.768 kHz time base, 1024 Hz periodic rate.
+const STATUS_A_RESET: u8 = 0x26;
+/// Status B: hours in 24-hour form.
+const HOURS_24: u8 = 0x02;
+/// Status B: binary rather than BCD values.
+const BINARY: u8 = 0x04;
+/// Status D: the RAM and time are valid (the battery is good).
+const VALID_RAM_AND_TIME: u8 = 0x80;
+/// Hours register in 12-hour form: PM.
+const PM: u8 = 0x80;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// The registers and the selected index.
+struct State {
+    index: u8,
+    ram: [u8; 128],
+}
+
+/// The CMOS RAM and RTC.
+pub struct Cmos {
+    state: Mutex<State>,
+    /// Seconds since the Unix epoch (a parameter so that tests can fix the time).
+    clock: fn() -> u64,
+}
+
+impl Cmos {
+    /// The CMOS of the VM `config` describes, with the memory-size registers filled from its
+    /// memory map, on the host's clock.
+    pub fn for_vm(config: &AxVMConfig) -> Self {
+        Self::with_clock(config, host_unix_time)
+    }
+
+    /// Like [`for_vm`](Self::for_vm), with time read from `clock` (seconds since 1970, UTC).
+    pub fn with_clock(config: &AxVMConfig, clock: fn() -> u64) -> Self {
+        let mut ram = [0u8; 128];
+        ram[usize::from(STATUS_A)] = STATUS_A_RESET;
+        ram[usize::from(STATUS_B)] = HOURS_24;
+        let map = e820_map(config);
+        let (base_kib, upper_kib) = lower_and_upper_memory_kib(&map);
+        let extended_kib = upper_kib.min(0xffff);
+        let mut set = |at: usize, value: u64, bytes: usize| {
+            ram[at..at + bytes].copy_from_slice(&value.to_le_bytes()[..bytes]);
+        };
+        // Base memory (KiB below 640 KiB), then extended memory (KiB from 1 MiB), which
+        // firmware stores twice: as the "configured" and the POST-"detected" amount.
+        set(0x15, base_kib.min(640), 2);
+        set(0x17, extended_kib, 2);
+        set(0x30, extended_kib, 2);
+        // RAM contiguous from 1 MiB, below 4 GiB: what lies above 16 MiB, in 64 KiB units;
+        // then RAM above 4 GiB, in 64 KiB units, in three bytes.
+        let low_top = (HIGH_MEMORY_START + upper_kib * 1024).min(4 * GIB);
+        set(
+            0x34,
+            (low_top.saturating_sub(16 * MIB) >> 16).min(0xffff),
+            2,
+        );
+        let above_4g: u64 = map
+            .iter()
+            .filter(|entry| entry.kind == E820Kind::Ram)
+            .map(|entry| (entry.addr + entry.size).saturating_sub(entry.addr.max(4 * GIB)))
+            .sum();
+        set(0x5b, (above_4g >> 16).min(0xff_ffff), 3);
+        Self {
+            state: Mutex::new(State { index: 0, ram }),
+            clock,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The register at `index`: clock registers from the clock, in the form status B asks.
+    fn read_register(&self, state: &State, index: u8) -> u8 {
+        let status_b = state.ram[usize::from(STATUS_B)];
+        let encode = |value: u8| {
+            if status_b & BINARY != 0 {
+                value
+            } else {
+                ((value / 10) << 4) | (value % 10)
+            }
+        };
+        let now = || DateTime::from_unix((self.clock)());
+        match index {
+            0x00 => encode(now().second),
+            0x02 => encode(now().minute),
+            0x04 => {
+                let hour = now().hour;
+                if status_b & HOURS_24 != 0 {
+                    encode(hour)
+                } else {
+                    let pm = if hour >= 12 { PM } else { 0 };
+                    encode((hour + 11) % 12 + 1) | pm
+                }
+            }
+            0x06 => encode(now().weekday),
+            0x07 => encode(now().day),
+            0x08 => encode(now().month),
+            0x09 => encode((now().year % 100) as u8),
+            CENTURY => encode((now().year / 100 % 100) as u8),
+            STATUS_A => state.ram[usize::from(STATUS_A)] & !UIP,
+            // No RTC interrupt is ever pending.
+            STATUS_C => 0,
+            STATUS_D => VALID_RAM_AND_TIME,
+            _ => state.ram[usize::from(index)],
+        }
+    }
+}
+
+fn host_unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+impl BaseDeviceOps for Cmos {
+    fn name(&self) -> &str {
+        "CMOS RTC"
+    }
+
+    fn emu_type(&self) -> EmulatedDeviceType {
+        EmulatedDeviceType::Dummy
+    }
+
+    fn address_ranges(&self) -> Vec<DeviceRange> {
+        vec![DeviceRange::port(CMOS_INDEX_PORT, 2)]
+    }
+
+    /// Byte by byte: a 16-bit access at 0x70 is the index port then the data port.
+    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
+        let state = self.state();
+        let mut value = 0u64;
+        for i in 0..width.size() {
+            let byte = match addr + i as u64 {
+                port if port == u64::from(CMOS_DATA_PORT) => {
+                    self.read_register(&state, state.index)
+                }
+                // The index port is write-only.
+                _ => 0xff,
+            };
+            value |= u64::from(byte) << (8 * i);
+        }
+        Ok(value)
+    }
+
+    fn handle_write(
+        &self,
+        addr: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<WriteOutcome, DeviceError> {
+        let mut state = self.state();
+        for i in 0..width.size() {
+            let byte = (value >> (8 * i)) as u8;
+            match addr + i as u64 {
+                port if port == u64::from(CMOS_INDEX_PORT) => state.index = byte & !NMI_DISABLE,
+                port if port == u64::from(CMOS_DATA_PORT) => match state.index {
+                    // Clock registers follow the host; status C and D are read-only.
+                    0x00 | 0x02 | 0x04 | 0x06..=0x09 | CENTURY | STATUS_C | STATUS_D => {}
+                    STATUS_A => state.ram[usize::from(STATUS_A)] = byte & !UIP,
+                    index => state.ram[usize::from(index)] = byte,
+                },
+                _ => {}
+            }
+        }
+        Ok(WriteOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::tests::config;
+
+    const INDEX: u64 = CMOS_INDEX_PORT as u64;
+    const DATA: u64 = CMOS_DATA_PORT as u64;
+
+    fn read(cmos: &Cmos, index: u8) -> u8 {
+        cmos.handle_write(INDEX, AccessWidth::Byte, index.into())
+            .unwrap();
+        cmos.handle_read(DATA, AccessWidth::Byte).unwrap() as u8
+    }
+
+    fn write(cmos: &Cmos, index: u8, value: u8) {
+        cmos.handle_write(INDEX, AccessWidth::Byte, index.into())
+            .unwrap();
+        cmos.handle_write(DATA, AccessWidth::Byte, value.into())
+            .unwrap();
+    }
+
+    #[test]
+    fn clock_registers_are_bcd_24_hour() {
+        // 2009-02-13 23:31:30, a Friday.
+        let cmos = Cmos::with_clock(&config(1, &[(0, 0x10_0000, 0x7)]), || 1_234_567_890);
+        let registers = [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32];
+        let values = registers.map(|index| read(&cmos, index));
+        assert_eq!(values, [0x30, 0x31, 0x23, 0x06, 0x13, 0x02, 0x09, 0x20]);
+        assert_eq!(read(&cmos, STATUS_A) & UIP, 0);
+        assert_eq!(read(&cmos, STATUS_B), 0x02);
+        assert_eq!(read(&cmos, STATUS_D), 0x80);
+        // Binary, 12-hour: 11 PM.
+        write(&cmos, STATUS_B, BINARY);
+        assert_eq!(read(&cmos, 0x04), PM | 11);
+        assert_eq!(read(&cmos, 0x00), 30);
+    }
+
+    #[test]
+    fn memory_size_registers() {
+        // 1 MiB, then 31 MiB from 1 MiB, then 1 GiB above 4 GiB.
+        let cmos = Cmos::for_vm(&config(1, &[(0, 0x200_0000, 0x7), (4 * GIB, GIB, 0x7)]));
+        let word = |index: u8| u16::from_le_bytes([read(&cmos, index), read(&cmos, index + 1)]);
+        assert_eq!(word(0x15), 639);
+        assert_eq!(word(0x17), 31 * 1024);
+        assert_eq!(word(0x30), 31 * 1024);
+        assert_eq!(word(0x34), ((16 * MIB) >> 16) as u16);
+        let high = [read(&cmos, 0x5b), read(&cmos, 0x5c), read(&cmos, 0x5d)];
+        assert_eq!(high, [0x00, 0x40, 0x00]);
+        // Extended memory caps at 0xffff KiB.
+        let big = Cmos::for_vm(&config(1, &[(0, 2 * GIB, 0x7)]));
+        assert_eq!([read(&big, 0x17), read(&big, 0x18)], [0xff, 0xff]);
+        assert_eq!([read(&big, 0x34), read(&big, 0x35)], [0x00, 0x7f]);
+    }
+
+    #[test]
+    fn other_registers_are_ram_and_bit_7_of_the_index_is_nmi() {
+        let cmos = Cmos::for_vm(&config(1, &[(0, 0x10_0000, 0x7)]));
+        write(&cmos, NMI_DISABLE | 0x40, 0xa5);
+        assert_eq!(read(&cmos, 0x40), 0xa5);
+        write(&cmos, 0x7f, 0x5a);
+        assert_eq!(read(&cmos, NMI_DISABLE | 0x7f), 0x5a);
+        // Status D and the clock ignore writes.
+        write(&cmos, STATUS_D, 0);
+        assert_eq!(read(&cmos, STATUS_D), 0x80);
+        // A 16-bit OUT to 0x70 writes the index, then the data port.
+        cmos.handle_write(INDEX, AccessWidth::Word, 0x3c41).unwrap();
+        assert_eq!(read(&cmos, 0x41), 0x3c);
+        assert_eq!(cmos.handle_read(INDEX, AccessWidth::Byte).unwrap(), 0xff);
+    }
+}

@@ -1,0 +1,91 @@
+//! The debug console port 0xe9 (Bochs' "port e9 hack", QEMU's `debugcon`): the simplest
+//! possible console, one `OUT` per character with no UART to program, which early boot code
+//! and firmware built for QEMU print to. Its bytes go to the same console as COM1.
+
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::{AccessWidth, EmulatedDeviceType};
+
+use super::SharedConsole;
+
+/// The debug console's port.
+pub const DEBUG_PORT: u16 = 0xe9;
+
+/// What a read of [`DEBUG_PORT`] returns: the port number itself, which is how guests tell
+/// that the debug console is there (an absent port reads as something else).
+pub const DEBUG_PORT_READBACK: u8 = 0xe9;
+
+/// Writes each byte the guest sends to port 0xe9 to the console.
+pub struct DebugPort {
+    console: SharedConsole,
+}
+
+impl DebugPort {
+    /// A debug port printing to `console`.
+    pub fn new(console: SharedConsole) -> Self {
+        Self { console }
+    }
+}
+
+impl BaseDeviceOps for DebugPort {
+    fn name(&self) -> &str {
+        "debug console (port 0xe9)"
+    }
+
+    fn emu_type(&self) -> EmulatedDeviceType {
+        EmulatedDeviceType::Console
+    }
+
+    fn address_ranges(&self) -> Vec<DeviceRange> {
+        vec![DeviceRange::port(DEBUG_PORT, 1)]
+    }
+
+    fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+        Ok(u64::from(DEBUG_PORT_READBACK))
+    }
+
+    fn handle_write(
+        &self,
+        _addr: u64,
+        _width: AccessWidth,
+        value: u64,
+    ) -> Result<WriteOutcome, DeviceError> {
+        // The port is one byte wide: a wider OUT prints only its low byte, as on QEMU.
+        self.console
+            .send(&[value as u8])
+            .map_err(|err| DeviceError {
+                device: self.name().into(),
+                message: format!("cannot write the console output: {err}"),
+            })?;
+        Ok(WriteOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::console::tests::Captured;
+    use crate::devices::SerialConsole;
+
+    const PORT: u64 = DEBUG_PORT as u64;
+
+    #[test]
+    fn reads_return_0xe9() {
+        let port = DebugPort::new(SharedConsole::new(Box::new(Vec::new())));
+        assert_eq!(port.handle_read(PORT, AccessWidth::Byte).unwrap(), 0xe9);
+    }
+
+    #[test]
+    fn bytes_reach_the_console_shared_with_com1() {
+        let captured = Captured::default();
+        let console = SharedConsole::new(Box::new(captured.clone()));
+        let port = DebugPort::new(console.clone());
+        let com1 = SerialConsole::new(console);
+        port.handle_write(PORT, AccessWidth::Byte, u64::from(b'a'))
+            .unwrap();
+        com1.handle_write(0x3f8, AccessWidth::Byte, u64::from(b'b'))
+            .unwrap();
+        // A 16-bit OUT prints its low byte only.
+        port.handle_write(PORT, AccessWidth::Word, 0x4363).unwrap();
+        assert_eq!(&*captured.0.lock().unwrap(), b"abc");
+    }
+}

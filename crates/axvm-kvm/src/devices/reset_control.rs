@@ -1,0 +1,93 @@
+//! The reset control register at port 0xcf9 (Intel chipsets since the PIIX): the reset
+//! method kernels try first on a PC, and the register the ACPI FADT's `RESET_REG` names,
+//! so an ACPI reboot lands here. A reset ends the VM with status 0, like the i8042 reset.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::{AccessWidth, EmulatedDeviceType};
+
+/// The reset control register's port (the FADT's `RESET_REG`, an I/O-space byte).
+pub const RESET_CONTROL_PORT: u16 = 0xcf9;
+/// The value that resets the machine (the FADT's `RESET_VALUE`): "system reset" (bit 1) with
+/// "reset CPU" (bit 2), the hard reset Linux and Windows write.
+pub const RESET_VALUE: u8 = 0x06;
+/// The bit whose setting starts the reset; the other bits only choose its kind.
+const RESET_CPU: u8 = 0x04;
+
+/// The reset control register.
+#[derive(Default)]
+pub struct ResetControl {
+    /// The last value written without [`RESET_CPU`]: the reset kind a later reset would use,
+    /// which reads return.
+    kind: AtomicU8,
+}
+
+impl BaseDeviceOps for ResetControl {
+    fn name(&self) -> &str {
+        "reset control register"
+    }
+
+    fn emu_type(&self) -> EmulatedDeviceType {
+        EmulatedDeviceType::Dummy
+    }
+
+    fn address_ranges(&self) -> Vec<DeviceRange> {
+        vec![DeviceRange::port(RESET_CONTROL_PORT, 1)]
+    }
+
+    fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+        Ok(u64::from(self.kind.load(Ordering::Relaxed)))
+    }
+
+    fn handle_write(
+        &self,
+        _addr: u64,
+        _width: AccessWidth,
+        value: u64,
+    ) -> Result<WriteOutcome, DeviceError> {
+        let value = value as u8;
+        if value & RESET_CPU != 0 {
+            log::info!("guest reset the machine through port {RESET_CONTROL_PORT:#x}");
+            return Ok(WriteOutcome::StopVm { exit_status: 0 });
+        }
+        self.kind.store(value, Ordering::Relaxed);
+        Ok(WriteOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PORT: u64 = RESET_CONTROL_PORT as u64;
+
+    #[test]
+    fn the_reset_value_stops_the_vm_with_status_0() {
+        let reset = ResetControl::default();
+        assert_eq!(
+            reset
+                .handle_write(PORT, AccessWidth::Byte, RESET_VALUE.into())
+                .unwrap(),
+            WriteOutcome::StopVm { exit_status: 0 }
+        );
+        // A soft reset (bit 2 alone) resets too.
+        assert_eq!(
+            reset.handle_write(PORT, AccessWidth::Byte, 0x04).unwrap(),
+            WriteOutcome::StopVm { exit_status: 0 }
+        );
+    }
+
+    #[test]
+    fn writes_without_bit_2_only_choose_the_reset_kind() {
+        let reset = ResetControl::default();
+        assert_eq!(reset.handle_read(PORT, AccessWidth::Byte).unwrap(), 0);
+        for kind in [0x02, 0x0a, 0x00] {
+            assert_eq!(
+                reset.handle_write(PORT, AccessWidth::Byte, kind).unwrap(),
+                WriteOutcome::Done
+            );
+            assert_eq!(reset.handle_read(PORT, AccessWidth::Byte).unwrap(), kind);
+        }
+    }
+}
