@@ -9,8 +9,23 @@
 //!   0x000e_0000-0x000f_0000  ACPI tables, RSDP first
 //!   0x000f_0000-0x000f_1000  MP floating pointer and MP configuration table
 //! ```
+//!
+//! Each boot protocol fills the boot data area from its start, in this order (the
+//! register names the block the kernel is given):
+//!
+//! - Multiboot: command line, boot loader name, module name, module list, memory map, then
+//!   the information structure (EBX); the GDT at 0x1000.
+//! - PVH: command line, module list, memory map, then `hvm_start_info` (EBX); the GDT at
+//!   0x1000.
+//! - Linux: command line, then the zero page (RSI) at the next 4 KiB boundary (0xa000 for
+//!   a command line under 4 KiB); GDT and page tables at 0x1000-0x8000.
+//!
+//! Kernels and ramdisks may not overlap [`PROTOCOL_RESERVED`], so in practice they go at
+//! 1 MiB and above.
 
 use axvm::{AxVM, AxVMHal, ConfigError, GuestPhysAddr};
+
+use super::page_tables::BOOT_AREA_START;
 
 /// Boot-protocol data area.
 pub const BOOT_INFO_START: u64 = 0x9000;
@@ -28,6 +43,22 @@ pub const ACPI_END: u64 = 0xf_0000;
 pub const MPTABLE_START: u64 = 0xf_0000;
 /// One past the MP table area.
 pub const MPTABLE_END: u64 = 0xf_1000;
+
+/// Low memory the PC boot protocols (Multiboot, PVH, Linux) keep for themselves, with what
+/// it holds: kernel segments and ramdisks may not overlap it, because axvm writes the GDT,
+/// page tables and boot data there and the ACPI and MP tables go in the legacy area.
+pub const PROTOCOL_RESERVED: [(u64, u64, &str); 2] = [
+    (
+        BOOT_AREA_START,
+        BOOT_INFO_END,
+        "the GDT, boot page tables and boot data",
+    ),
+    (
+        LEGACY_HOLE_START,
+        HIGH_MEMORY_START,
+        "the legacy area below 1 MiB (ACPI and MP tables)",
+    ),
+];
 
 /// Hands out space in the boot-protocol data area and writes data there: each boot protocol
 /// lays out its info block, command line and tables through one of these.

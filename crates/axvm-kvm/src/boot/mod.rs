@@ -1,26 +1,48 @@
-//! Loading a VM's images and choosing how its vCPUs start, from the image's format.
+//! Loading a VM's images and choosing how its vCPUs start, from the kernel image's format,
+//! the way `qemu-system-x86_64 -kernel IMAGE -append CMDLINE -initrd RAMDISK` does.
 //!
-//! - A raw image is copied to `kernel_load_addr` and entered in 16-bit real mode at
-//!   `entry_point`, the BIOS-style start the ArceOS hypervisor uses on x86.
-//! - An ELF64 image is loaded by its program headers (physical addresses) with linux-loader
-//!   and entered in 64-bit long mode at its ELF entry, with the low 4 GiB identity-mapped by
-//!   page tables written at 0x1000-0x8000 and interrupts off.
+//! The format is detected from the content, in this order:
 //!
-//! The BIOS, device tree and ramdisk images, when given, are copied to their load addresses.
+//! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`): 32-bit protected
+//!    mode, EAX = 0x2BADB002, EBX = the Multiboot information;
+//! 2. an ELF64 image with a PVH note → PVH (`pvh.rs`): 32-bit protected mode at the note's
+//!    entry, EBX = `hvm_start_info`;
+//! 3. "HdrS" at 0x202 → a Linux bzImage (`bzimage.rs`): 64-bit long mode at the kernel's
+//!    64-bit entry, RSI = the zero page;
+//! 4. another ELF64 image → axvm's direct 64-bit start at the ELF entry (`direct.rs`);
+//! 5. anything else → raw code copied to `kernel_load_addr`, entered in 16-bit real mode at
+//!    `entry_point` (`direct.rs`), the BIOS-style start the ArceOS hypervisor uses on x86.
+//!
+//! The three boot protocols start vCPU 0 and leave the others waiting for INIT-SIPI-SIPI,
+//! as a PC's firmware does: real kernels wake their APs themselves. They pass
+//! `kernel.cmdline`, the ramdisk (at `ramdisk_load_addr`, or near the top of RAM below
+//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`layout.rs`). The
+//! direct starts run every vCPU at boot, at the config's (or the ELF's) entry.
+//!
+//! The BIOS and device tree images, when given, are copied to their load addresses, and so is
+//! the ramdisk for the direct starts.
 
+pub mod acpi;
+mod bzimage;
+mod direct;
 pub mod e820;
 mod elf;
 pub mod layout;
+pub mod mptable;
+mod multiboot;
 mod page_tables;
+mod placement;
+mod pvh;
 mod vm_memory_view;
 
-use std::io::Cursor;
-
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
-use linux_loader::loader::{elf::Elf, KernelLoader};
 
-use crate::kvm::{CpuMode, KvmHal, VCpuBoot};
-use page_tables::{write_boot_tables, BOOT_AREA_END, BOOT_AREA_START};
+pub use bzimage::KERNEL_LOAD_ADDR as BZIMAGE_LOAD_ADDR;
+pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
+pub use placement::RamdiskPlacement;
+pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
+
+use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
 /// the files a config names; tests and the demo embed them).
@@ -32,7 +54,7 @@ pub struct BootImages {
     pub bios: Option<Vec<u8>>,
     /// A device tree blob for `dtb_load_addr`.
     pub dtb: Option<Vec<u8>>,
-    /// A ramdisk for `ramdisk_load_addr`.
+    /// A ramdisk: at `ramdisk_load_addr`, or placed by the boot protocol when that is unset.
     pub ramdisk: Option<Vec<u8>>,
 }
 
@@ -41,8 +63,22 @@ pub struct BootImages {
 pub enum ImageFormat {
     /// No known header: raw code, entered in real mode.
     Raw,
-    /// An x86-64 ELF64 executable, entered in long mode.
+    /// An x86-64 ELF64 executable without a PVH note, entered in long mode.
     Elf64,
+    /// A kernel with a Multiboot v1 header, entered in 32-bit protected mode.
+    Multiboot,
+    /// An ELF64 kernel with a PVH entry note, entered in 32-bit protected mode.
+    Pvh,
+    /// A Linux bzImage, entered at its 64-bit entry in long mode.
+    BzImage,
+}
+
+impl ImageFormat {
+    /// Whether this is one of the PC boot protocols (Multiboot, PVH, Linux), which start only
+    /// vCPU 0 and pass the command line, the ramdisk and the memory map.
+    pub fn is_boot_protocol(self) -> bool {
+        matches!(self, Self::Multiboot | Self::Pvh | Self::BzImage)
+    }
 }
 
 /// How the loaded VM starts.
@@ -54,10 +90,16 @@ pub struct BootPlan {
     pub bsp_entry: GuestPhysAddr,
     /// How vCPU 0 starts.
     pub bsp: VCpuBoot,
-    /// Where the other vCPUs start.
+    /// Where the other vCPUs start (unused when `ap.start` is `WaitForSipi`: the guest's
+    /// SIPI vector decides).
     pub ap_entry: GuestPhysAddr,
     /// How the other vCPUs start.
     pub ap: VCpuBoot,
+    /// The boot protocol's information block: the Multiboot information structure, PVH's
+    /// `hvm_start_info` or Linux's zero page. None for the direct starts.
+    pub info: Option<GuestPhysAddr>,
+    /// Where the ramdisk went, for the boot protocols.
+    pub ramdisk: Option<RamdiskPlacement>,
 }
 
 impl BootPlan {
@@ -79,33 +121,99 @@ impl BootPlan {
             bsp: boot,
             ap_entry,
             ap: boot,
+            info: None,
+            ramdisk: None,
+        }
+    }
+
+    /// vCPU 0 starting at boot as `bsp` says, the others waiting for INIT-SIPI-SIPI: how a
+    /// PC hands over to a kernel, which then wakes its APs through the local APIC.
+    fn protocol(
+        format: ImageFormat,
+        entry: GuestPhysAddr,
+        bsp: VCpuBoot,
+        info: GuestPhysAddr,
+        ramdisk: Option<RamdiskPlacement>,
+    ) -> Self {
+        Self {
+            format,
+            bsp_entry: entry,
+            bsp,
+            ap_entry: entry,
+            ap: VCpuBoot {
+                start: StartPolicy::WaitForSipi,
+                ..VCpuBoot::default()
+            },
+            info: Some(info),
+            ramdisk,
+        }
+    }
+
+    /// The entry and boot state of vCPU `vcpu_id`.
+    pub fn vcpu(&self, vcpu_id: usize) -> (GuestPhysAddr, VCpuBoot) {
+        if vcpu_id == 0 {
+            (self.bsp_entry, self.bsp)
+        } else {
+            (self.ap_entry, self.ap)
         }
     }
 }
 
-/// The format of a kernel image, from its first bytes.
+/// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
+/// interrupts off, flat segments from the GDT written at 0x1000, and `regs`.
+fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
+    let gdt_base = page_tables::write_gdt(vm).map_err(|err| {
+        ConfigError::invalid(
+            "kernel.memory_regions",
+            format!("cannot write the GDT at 0x1000, which must be RAM: {err}"),
+        )
+    })?;
+    Ok(VCpuBoot {
+        mode: CpuMode::Protected32 { gdt_base },
+        regs,
+        start: StartPolicy::AtBoot,
+    })
+}
+
+/// The format of a kernel image, from its content (see the module documentation).
 pub fn detect_format(image: &[u8]) -> ImageFormat {
-    if elf::is_elf(image) {
+    if multiboot::find_header(image).is_some() {
+        ImageFormat::Multiboot
+    } else if pvh::detect(image) {
+        ImageFormat::Pvh
+    } else if bzimage::detect(image) {
+        ImageFormat::BzImage
+    } else if elf::is_elf(image) {
         ImageFormat::Elf64
     } else {
         ImageFormat::Raw
     }
 }
 
-/// Loads `images` into `vm`'s memory and gives every vCPU its entry and mode.
+/// Loads `images` into `vm`'s memory as their format says, and gives every vCPU its entry
+/// and boot state. Refused with the config field named, before the kernel is written, when
+/// something does not fit.
+///
+/// Kernels started by a boot protocol (Multiboot, PVH, Linux) also get the firmware tables
+/// a PC provides, ACPI and MP, so they find their CPUs and interrupt controllers.
 pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
     let config = vm.config();
-    load_extra_images(vm, images)?;
-    let plan = match detect_format(&images.kernel) {
-        ImageFormat::Raw => load_raw(vm, &images.kernel)?,
-        ImageFormat::Elf64 => load_elf64(vm, &images.kernel)?,
+    let format = detect_format(&images.kernel);
+    load_extra_images(vm, images, !format.is_boot_protocol())?;
+    let rsdp = if format.is_boot_protocol() {
+        Some(write_firmware_tables(vm)?)
+    } else {
+        None
+    };
+    let plan = match format {
+        ImageFormat::Raw => direct::load_raw(vm, &images.kernel)?,
+        ImageFormat::Elf64 => direct::load_elf64(vm, &images.kernel)?,
+        ImageFormat::Multiboot => multiboot::load(vm, images)?,
+        ImageFormat::Pvh => pvh::load(vm, images, rsdp)?,
+        ImageFormat::BzImage => bzimage::load(vm, images, rsdp)?,
     };
     for vcpu_id in 0..vm.vcpu_num() {
-        let (entry, boot) = if vcpu_id == 0 {
-            (plan.bsp_entry, plan.bsp)
-        } else {
-            (plan.ap_entry, plan.ap)
-        };
+        let (entry, boot) = plan.vcpu(vcpu_id);
         vm.set_vcpu_entry(vcpu_id, entry)?;
         vm.setup_vcpu(vcpu_id, boot)?;
     }
@@ -119,8 +227,25 @@ pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, c
     Ok(plan)
 }
 
-fn load_extra_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<(), ConfigError> {
+/// Writes the ACPI tables and, when the vCPUs fit in it, the MP table; returns the RSDP
+/// (PVH's `rsdp_paddr` and Linux's `acpi_rsdp_addr` point at it).
+fn write_firmware_tables(vm: &AxVM<KvmHal>) -> Result<GuestPhysAddr, ConfigError> {
+    let rsdp = acpi::write_acpi_tables(vm)?;
+    if vm.config().cpu_num <= mptable::MAX_MP_CPUS {
+        mptable::write_mp_table(vm)?;
+    }
+    Ok(rsdp)
+}
+
+/// Copies the BIOS and device tree images, and the ramdisk when `with_ramdisk` (the boot
+/// protocols place theirs).
+fn load_extra_images(
+    vm: &AxVM<KvmHal>,
+    images: &BootImages,
+    with_ramdisk: bool,
+) -> Result<(), ConfigError> {
     let image_config = vm.config().image_config;
+    let ramdisk = if with_ramdisk { &images.ramdisk } else { &None };
     let extras = [
         (
             "kernel.bios_load_addr",
@@ -134,7 +259,7 @@ fn load_extra_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<(), Confi
         ),
         (
             "kernel.ramdisk_load_addr",
-            &images.ramdisk,
+            ramdisk,
             image_config.ramdisk_load_gpa,
         ),
     ];
@@ -161,56 +286,12 @@ fn copy_image(
         .map_err(|err| ConfigError::invalid(field, err.to_string()))
 }
 
-fn load_raw(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
-    let config = vm.config();
-    copy_image(
-        vm,
-        "kernel.kernel_load_addr",
-        config.image_config.kernel_load_gpa,
-        kernel,
-    )?;
-    Ok(BootPlan::direct(
-        ImageFormat::Raw,
-        CpuMode::Real,
-        config.bsp_entry(),
-        config.ap_entry(),
-    ))
-}
-
-fn load_elf64(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
-    let config = vm.config();
-    let field = "kernel.kernel_path";
-    let info = parse_kernel_elf(kernel)?;
-    check_elf_placement(config, &info)?;
-    let memory = vm_memory_view::vm_memory_view(vm.memory())
-        .map_err(|problem| ConfigError::invalid(field, problem))?;
-    Elf::load(&memory, None, &mut Cursor::new(kernel), None).map_err(|err| {
-        ConfigError::invalid(field, format!("loading the ELF image failed: {err}"))
-    })?;
-    let tables = write_boot_tables(vm).map_err(|err| {
-        ConfigError::invalid(
-            "kernel.memory_regions",
-            format!("cannot write the boot page tables: {err}"),
-        )
-    })?;
-    let entry = GuestPhysAddr::new(info.entry);
-    if entry != config.bsp_entry() {
-        log::info!(
-            "ELF entry {entry} is used instead of kernel.entry_point {}",
-            config.bsp_entry()
-        );
-    }
-    let mode = CpuMode::Long {
-        page_table_root: tables.page_table_root,
-        gdt_base: tables.gdt_base,
-    };
-    Ok(BootPlan::direct(ImageFormat::Elf64, mode, entry, entry))
-}
-
 /// Refuses a kernel image that `config` cannot hold, naming the field, without loading it:
 /// a raw image that does not fit its region; an ELF64 image that is not loadable, whose
 /// segments lie outside RAM or over the boot tables, whose entry is outside RAM, or whose
-/// config has no RAM for the boot tables. `axvm check` and the loader use the same rules.
+/// config has no RAM for the boot tables; a Multiboot, PVH or bzImage kernel that is
+/// malformed, asks for what axvm lacks, lies outside RAM or over the low memory the boot
+/// protocols keep. `axvm check` and the loader use the same rules.
 pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
     match detect_format(kernel) {
         ImageFormat::Raw => config.check_image_fits(
@@ -218,59 +299,35 @@ pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), 
             config.image_config.kernel_load_gpa,
             kernel.len() as u64,
         ),
-        ImageFormat::Elf64 => check_elf_placement(config, &parse_kernel_elf(kernel)?),
-    }
-}
-
-fn parse_kernel_elf(kernel: &[u8]) -> Result<elf::ElfInfo, ConfigError> {
-    elf::parse_elf64(kernel).map_err(|problem| {
-        ConfigError::invalid(
-            "kernel.kernel_path",
-            format!("not a loadable ELF64 image: {problem}"),
-        )
-    })
-}
-
-/// Refuses segments outside RAM or over the boot tables, an entry outside RAM, and a config
-/// without RAM for the boot tables, naming the problem before anything is written.
-fn check_elf_placement(config: &AxVMConfig, info: &elf::ElfInfo) -> Result<(), ConfigError> {
-    let field = "kernel.kernel_path";
-    config
-        .check_image_fits("kernel.memory_regions", GuestPhysAddr::new(BOOT_AREA_START), BOOT_AREA_END - BOOT_AREA_START)
-        .map_err(|_| {
-            ConfigError::invalid(
-                "kernel.memory_regions",
-                format!("64-bit ELF guests need RAM at {BOOT_AREA_START:#x}..{BOOT_AREA_END:#x} for the boot page tables and GDT; add a region there"),
-            )
-        })?;
-    for (index, segment) in info.segments.iter().enumerate() {
-        let describe = format!(
-            "{field} (ELF segment {index} at {:#x}, {:#x} bytes)",
-            segment.paddr, segment.memsz
-        );
-        config.check_image_fits(&describe, GuestPhysAddr::new(segment.paddr), segment.memsz)?;
-        if segment.paddr < BOOT_AREA_END
-            && segment.paddr.saturating_add(segment.memsz) > BOOT_AREA_START
-        {
-            return Err(ConfigError::invalid(
-                describe,
-                format!("overlaps the boot page tables at {BOOT_AREA_START:#x}..{BOOT_AREA_END:#x}; link the image above {BOOT_AREA_END:#x}"),
-            ));
+        ImageFormat::Elf64 => {
+            direct::check_elf_placement(config, &direct::parse_kernel_elf(kernel)?)
         }
+        ImageFormat::Multiboot => multiboot::check(config, &multiboot::parse(kernel)?),
+        ImageFormat::Pvh => pvh::check(config, &pvh::parse(kernel)?),
+        ImageFormat::BzImage => bzimage::check(config, &bzimage::parse(kernel)?),
     }
-    if config
-        .region_containing(GuestPhysAddr::new(info.entry))
-        .is_none()
-    {
-        return Err(ConfigError::invalid(
-            field,
-            format!(
-                "the ELF entry {:#x} is not inside any memory region",
-                info.entry
-            ),
-        ));
-    }
-    Ok(())
+}
+
+/// [`check_kernel_placement`], then, for the boot protocols, where the ramdisk would go
+/// (explicit address checked, or room found), as the loader would decide it.
+pub fn check_placement(config: &AxVMConfig, images: &BootImages) -> Result<(), ConfigError> {
+    check_kernel_placement(config, &images.kernel)?;
+    let Some(ramdisk) = images.ramdisk.as_deref() else {
+        return Ok(());
+    };
+    let (segments, limit) = match detect_format(&images.kernel) {
+        ImageFormat::Raw | ImageFormat::Elf64 => return Ok(()),
+        ImageFormat::Multiboot => (
+            multiboot::parse(&images.kernel)?.segments,
+            multiboot::RAMDISK_LIMIT,
+        ),
+        ImageFormat::Pvh => (pvh::parse(&images.kernel)?.segments, placement::FOUR_GIB),
+        ImageFormat::BzImage => {
+            let kernel = bzimage::parse(&images.kernel)?;
+            (kernel.footprint(), kernel.ramdisk_limit())
+        }
+    };
+    placement::plan_ramdisk(config, Some(ramdisk), &segments, limit).map(|_| ())
 }
 
 /// Where a kernel image's bytes go in guest memory, for memory maps.
@@ -278,7 +335,7 @@ fn check_elf_placement(config: &AxVMConfig, info: &elf::ElfInfo) -> Result<(), C
 pub struct KernelLayout {
     /// The image's format.
     pub format: ImageFormat,
-    /// The entry the image names (ELF), if it names one.
+    /// The entry the image names (ELF, Multiboot, PVH, bzImage), if it names one.
     pub entry: Option<GuestPhysAddr>,
     /// (start, size) of each range the image occupies.
     pub ranges: Vec<(GuestPhysAddr, u64)>,
@@ -286,23 +343,38 @@ pub struct KernelLayout {
 
 /// Describes where `kernel` would be loaded, for a raw image at `load_gpa`.
 pub fn kernel_layout(kernel: &[u8], load_gpa: GuestPhysAddr) -> Result<KernelLayout, String> {
-    match detect_format(kernel) {
-        ImageFormat::Raw => Ok(KernelLayout {
-            format: ImageFormat::Raw,
-            entry: None,
-            ranges: vec![(load_gpa, kernel.len() as u64)],
-        }),
-        ImageFormat::Elf64 => {
-            let info = elf::parse_elf64(kernel)?;
-            Ok(KernelLayout {
-                format: ImageFormat::Elf64,
-                entry: Some(GuestPhysAddr::new(info.entry)),
-                ranges: info
-                    .segments
-                    .iter()
-                    .map(|s| (GuestPhysAddr::new(s.paddr), s.memsz))
-                    .collect(),
+    let format = detect_format(kernel);
+    let (entry, segments) = match format {
+        ImageFormat::Raw => {
+            return Ok(KernelLayout {
+                format,
+                entry: None,
+                ranges: vec![(load_gpa, kernel.len() as u64)],
             })
         }
-    }
+        ImageFormat::Elf64 => {
+            let info = elf::parse_elf64(kernel)?;
+            (info.entry, info.segments)
+        }
+        ImageFormat::Multiboot => {
+            let parsed = multiboot::parse(kernel).map_err(|err| err.to_string())?;
+            (parsed.entry, parsed.segments)
+        }
+        ImageFormat::Pvh => {
+            let parsed = pvh::parse(kernel).map_err(|err| err.to_string())?;
+            (parsed.entry, parsed.segments)
+        }
+        ImageFormat::BzImage => {
+            let parsed = bzimage::parse(kernel).map_err(|err| err.to_string())?;
+            (parsed.entry(), vec![parsed.segment])
+        }
+    };
+    Ok(KernelLayout {
+        format,
+        entry: Some(GuestPhysAddr::new(entry)),
+        ranges: segments
+            .iter()
+            .map(|s| (GuestPhysAddr::new(s.paddr), s.memsz))
+            .collect(),
+    })
 }

@@ -1,0 +1,116 @@
+//! axvm's direct starts, without a boot protocol: a raw image entered in 16-bit real mode at
+//! `entry_point` (the BIOS-style start the ArceOS hypervisor uses on x86), and an ELF64
+//! image entered in 64-bit long mode at its ELF entry. Every vCPU starts at boot.
+
+use std::io::Cursor;
+
+use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
+use linux_loader::loader::{elf::Elf, KernelLoader};
+
+use super::elf;
+use super::page_tables::{write_boot_tables, BOOT_AREA_END, BOOT_AREA_START};
+use super::{copy_image, vm_memory_view, BootPlan, ImageFormat};
+use crate::kvm::{CpuMode, KvmHal};
+
+/// Copies a raw image to `kernel_load_addr`; every vCPU starts in real mode at the config's
+/// entries.
+pub(crate) fn load_raw(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
+    let config = vm.config();
+    copy_image(
+        vm,
+        "kernel.kernel_load_addr",
+        config.image_config.kernel_load_gpa,
+        kernel,
+    )?;
+    Ok(BootPlan::direct(
+        ImageFormat::Raw,
+        CpuMode::Real,
+        config.bsp_entry(),
+        config.ap_entry(),
+    ))
+}
+
+/// Loads an ELF64 image with linux-loader; every vCPU starts in long mode at the ELF entry.
+pub(crate) fn load_elf64(vm: &AxVM<KvmHal>, kernel: &[u8]) -> Result<BootPlan, ConfigError> {
+    let config = vm.config();
+    let field = "kernel.kernel_path";
+    let info = parse_kernel_elf(kernel)?;
+    check_elf_placement(config, &info)?;
+    let memory = vm_memory_view::vm_memory_view(vm.memory())
+        .map_err(|problem| ConfigError::invalid(field, problem))?;
+    Elf::load(&memory, None, &mut Cursor::new(kernel), None).map_err(|err| {
+        ConfigError::invalid(field, format!("loading the ELF image failed: {err}"))
+    })?;
+    let tables = write_boot_tables(vm).map_err(|err| {
+        ConfigError::invalid(
+            "kernel.memory_regions",
+            format!("cannot write the boot page tables: {err}"),
+        )
+    })?;
+    let entry = GuestPhysAddr::new(info.entry);
+    if entry != config.bsp_entry() {
+        log::info!(
+            "ELF entry {entry} is used instead of kernel.entry_point {}",
+            config.bsp_entry()
+        );
+    }
+    let mode = CpuMode::Long {
+        page_table_root: tables.page_table_root,
+        gdt_base: tables.gdt_base,
+    };
+    Ok(BootPlan::direct(ImageFormat::Elf64, mode, entry, entry))
+}
+
+pub(crate) fn parse_kernel_elf(kernel: &[u8]) -> Result<elf::ElfInfo, ConfigError> {
+    elf::parse_elf64(kernel).map_err(|problem| {
+        ConfigError::invalid(
+            "kernel.kernel_path",
+            format!("not a loadable ELF64 image: {problem}"),
+        )
+    })
+}
+
+/// Refuses segments outside RAM or over the boot tables, an entry outside RAM, and a config
+/// without RAM for the boot tables, naming the problem before anything is written.
+pub(crate) fn check_elf_placement(
+    config: &AxVMConfig,
+    info: &elf::ElfInfo,
+) -> Result<(), ConfigError> {
+    let field = "kernel.kernel_path";
+    config
+        .check_image_fits("kernel.memory_regions", GuestPhysAddr::new(BOOT_AREA_START), BOOT_AREA_END - BOOT_AREA_START)
+        .map_err(|_| {
+            ConfigError::invalid(
+                "kernel.memory_regions",
+                format!("64-bit ELF guests need RAM at {BOOT_AREA_START:#x}..{BOOT_AREA_END:#x} for the boot page tables and GDT; add a region there"),
+            )
+        })?;
+    for (index, segment) in info.segments.iter().enumerate() {
+        let describe = format!(
+            "{field} (ELF segment {index} at {:#x}, {:#x} bytes)",
+            segment.paddr, segment.memsz
+        );
+        config.check_image_fits(&describe, GuestPhysAddr::new(segment.paddr), segment.memsz)?;
+        if segment.paddr < BOOT_AREA_END
+            && segment.paddr.saturating_add(segment.memsz) > BOOT_AREA_START
+        {
+            return Err(ConfigError::invalid(
+                describe,
+                format!("overlaps the boot page tables at {BOOT_AREA_START:#x}..{BOOT_AREA_END:#x}; link the image above {BOOT_AREA_END:#x}"),
+            ));
+        }
+    }
+    if config
+        .region_containing(GuestPhysAddr::new(info.entry))
+        .is_none()
+    {
+        return Err(ConfigError::invalid(
+            field,
+            format!(
+                "the ELF entry {:#x} is not inside any memory region",
+                info.entry
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! PVH: a tiny synthetic ELF64 kernel with a `XEN_ELFNOTE_PHYS32_ENTRY` note whose 32-bit
+//! code checks `hvm_start_info` through EBX, the structure read back from guest memory, and
+//! a PVH kernel axvm refuses with the field named.
+
+mod common;
+mod protocol_common;
+
+use axvm::GuestPhysAddr;
+use axvm_kvm::boot::{detect_format, kernel_layout, PVH_START_INFO_MAGIC};
+use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
+use common::kvm_available;
+use protocol_common::*;
+
+/// The ELF entry, deliberately not the PVH entry: PVH kernels are entered at the note's.
+const ELF_ENTRY_OFFSET: u64 = 0x1000;
+
+/// An x86-64 ELF64 kernel: one PT_LOAD segment of 0x2000 bytes at `paddr` starting with
+/// [`PVH_CODE`], and a PT_NOTE segment holding a foreign note, then the PVH entry note
+/// (8-byte descriptor, as Linux writes it) naming `paddr`.
+fn pvh_kernel(paddr: u64) -> Vec<u8> {
+    const PHDRS_END: u64 = 64 + 2 * 56;
+    let code_offset = PHDRS_END;
+    let note_offset = (code_offset + PVH_CODE.len() as u64).next_multiple_of(4);
+    let mut notes = Vec::new();
+    for word in [4u32, 4, 1] {
+        put32(&mut notes, word); // namesz, descsz, type: a GNU note to skip
+    }
+    notes.extend_from_slice(b"GNU\0\0\0\0\0");
+    for word in [4u32, 8, 18] {
+        put32(&mut notes, word); // namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY
+    }
+    notes.extend_from_slice(b"Xen\0");
+    put64(&mut notes, paddr);
+    let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
+    elf.extend_from_slice(&62u16.to_le_bytes()); // e_machine: EM_X86_64
+    put32(&mut elf, 1); // e_version
+    put64(&mut elf, paddr + ELF_ENTRY_OFFSET); // e_entry
+    put64(&mut elf, 64); // e_phoff
+    put64(&mut elf, 0); // e_shoff
+    put32(&mut elf, 0); // e_flags
+    for half in [64u16, 56, 2, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    // PT_LOAD, R|W|X: offset, vaddr, paddr, filesz, memsz, align
+    put32(&mut elf, 1);
+    put32(&mut elf, 7);
+    for value in [
+        code_offset,
+        paddr,
+        paddr,
+        PVH_CODE.len() as u64,
+        0x2000,
+        0x1000,
+    ] {
+        put64(&mut elf, value);
+    }
+    // PT_NOTE
+    put32(&mut elf, 4);
+    put32(&mut elf, 4);
+    for value in [note_offset, 0, 0, notes.len() as u64, 0, 4] {
+        put64(&mut elf, value);
+    }
+    assert_eq!(elf.len() as u64, code_offset);
+    elf.extend_from_slice(PVH_CODE);
+    elf.resize(note_offset as usize, 0);
+    elf.extend_from_slice(&notes);
+    elf
+}
+
+#[test]
+fn pvh_kernels_are_detected_by_their_note() {
+    let kernel = pvh_kernel(0x10_0000);
+    assert_eq!(detect_format(&kernel), ImageFormat::Pvh);
+    let layout = kernel_layout(&kernel, GuestPhysAddr::new(0)).expect("layout");
+    assert_eq!(layout.entry, Some(GuestPhysAddr::new(0x10_0000)));
+    assert_eq!(layout.ranges, [(GuestPhysAddr::new(0x10_0000), 0x2000)]);
+}
+
+#[test]
+fn pvh_kernel_gets_start_info_in_ebx() {
+    if !kvm_available() {
+        return;
+    }
+    let (vm, console) = create(config(2), &images(&pvh_kernel(0x10_0000)));
+    let plan = vm.plan();
+    assert_eq!(plan.format, ImageFormat::Pvh);
+    assert_eq!(plan.bsp_entry, GuestPhysAddr::new(0x10_0000));
+    assert!(
+        matches!(plan.bsp.mode, CpuMode::Protected32 { .. }),
+        "{plan:?}"
+    );
+    assert_eq!(plan.bsp.start, StartPolicy::AtBoot);
+    assert_eq!(plan.ap.start, StartPolicy::WaitForSipi);
+    let info = plan.info.expect("start_info").as_u64();
+    assert_eq!(plan.bsp.regs.rbx, info);
+    check_start_info(&vm, info);
+    let (outcome, printed) = run(vm, &console);
+    assert_eq!(outcome, VmOutcome::Exited(42), "console: {printed:?}");
+    assert_eq!(printed, PVH_LINE);
+}
+
+/// Checks `hvm_start_info` for [`config`] with [`RAM`], [`CMDLINE`] and [`RAMDISK`].
+fn check_start_info(vm: &axvm_kvm::KvmVm, info: u64) {
+    assert_eq!(read_u32(vm, info), PVH_START_INFO_MAGIC);
+    assert_eq!(read_u32(vm, info + 4), 1, "version");
+    assert_eq!(read_u32(vm, info + 12), 1, "nr_modules");
+    let module = read_u64(vm, info + 16);
+    let (paddr, size) = (read_u64(vm, module), read_u64(vm, module + 8));
+    assert_eq!(paddr, (RAM - RAMDISK.len() as u64) & !0xfff);
+    assert_eq!(size, RAMDISK.len() as u64);
+    assert_eq!(read(vm, paddr, RAMDISK.len()), RAMDISK);
+    assert_eq!(read_cstr(vm, read_u64(vm, info + 24)), CMDLINE);
+    // The VMM may pass an RSDP; when it does, the RSDP must be there.
+    let rsdp = read_u64(vm, info + 32);
+    if rsdp != 0 {
+        assert_eq!(read(vm, rsdp, 8), b"RSD PTR ");
+    }
+    let (memmap, entries) = (read_u64(vm, info + 40), read_u32(vm, info + 48));
+    let expected = [
+        (0, 0x9_fc00, 1),
+        (0x9_fc00, 0x6_0400, 2),
+        (0x10_0000, RAM - 0x10_0000, 1),
+    ];
+    assert_eq!(entries as usize, expected.len());
+    for (index, (addr, len, kind)) in expected.into_iter().enumerate() {
+        let entry = memmap + 24 * index as u64;
+        assert_eq!(read_u64(vm, entry), addr, "entry {index}: addr");
+        assert_eq!(read_u64(vm, entry + 8), len, "entry {index}: size");
+        assert_eq!(read_u32(vm, entry + 16), kind, "entry {index}: type");
+    }
+}
+
+#[test]
+fn pvh_kernel_over_the_boot_data_is_refused() {
+    if !kvm_available() {
+        return;
+    }
+    assert_refused(
+        config(1),
+        &images(&pvh_kernel(0x8000)),
+        "kernel.kernel_path",
+        "boot data",
+    );
+}
