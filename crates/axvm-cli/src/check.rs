@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, GuestPhysAddr};
-use axvm_kvm::boot::{check_kernel_placement, kernel_layout};
+use axvm_kvm::boot::{check_placement, kernel_layout};
 
 use crate::vm_files::VmFiles;
 
@@ -46,7 +46,7 @@ fn check_config(files: &VmFiles) -> bool {
     }
     // Image placement only means something once the regions themselves are sound.
     if problems.is_empty() {
-        if let Err(err) = check_kernel_placement(config, &files.images.kernel) {
+        if let Err(err) = check_placement(config, &files.images) {
             problems.push(err.to_string());
         }
     }

@@ -14,6 +14,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::cpuid::cpuid_for_vcpu;
+use super::irq_routing::set_pc_routing;
 use super::kick::{install_kick_handler, KickGuard, KickRegistry};
 use super::system::require_capabilities;
 use super::vcpu::KvmVCpu;
@@ -58,14 +59,15 @@ impl KvmHal {
                 .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
             // The i8254 PIT (ports 0x40-0x43), emulated in the kernel: kernels calibrate
             // their clocks against it. The dummy speaker makes KVM answer port 0x61 too.
-            // KVM wires the PIT to GSI 0, which its default routing sends to PIC IRQ 0 and
-            // IOAPIC pin 2 (what an ACPI interrupt source override for IRQ 0 declares).
+            // KVM wires the PIT to GSI 0, which the PC routing below sends to PIC IRQ 0 and
+            // IOAPIC pin 2 (what the ACPI interrupt source override for IRQ 0 declares).
             let pit = kvm_pit_config {
                 flags: KVM_PIT_SPEAKER_DUMMY,
                 ..Default::default()
             };
             vm.create_pit2(pit)
                 .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+            set_pc_routing(&vm)?;
         }
         let msr_exits = kvm_enable_cap {
             cap: KVM_CAP_X86_USER_SPACE_MSR,

@@ -3,6 +3,7 @@
 
 mod cpuid;
 mod hal;
+mod irq_routing;
 mod kick;
 mod regs;
 mod system;
