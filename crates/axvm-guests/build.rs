@@ -15,9 +15,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build/bzimage.rs"]
+mod bzimage;
+
 /// The binaries built from the guests workspace; each image keeps its name
 /// (which is also the `kernel_path` its config file names).
-const GUESTS: &[&str] = &["demo", "realmode", "rom"];
+const GUESTS: &[&str] = &[
+    "demo",
+    "realmode",
+    "rom",
+    "timer",
+    "wakeup",
+    "multiboot",
+    "pvh",
+];
 
 /// The target the guests are compiled for (set in `guests/.cargo/config.toml`
 /// too; passed explicitly so the artifact path is certain).
@@ -84,6 +95,28 @@ fn main() {
             )
         });
     }
+    write_bzimage(&built, &images);
+}
+
+/// The `bzimage` guest is built as an ELF linked at 1 MiB; its image is that ELF turned
+/// into a bzImage-style file (setup sectors + protected-mode kernel, see
+/// `build/bzimage.rs`), written as `images/bzimage` (and the ELF as `images/bzimage.elf`,
+/// for disassembly), with the test ramdisk its config names as `images/ramdisk`.
+fn write_bzimage(built: &Path, images: &Path) {
+    let elf_path = built.join("bzimage");
+    let elf = fs::read(&elf_path)
+        .unwrap_or_else(|e| panic!("could not read {}: {e}", elf_path.display()));
+    let image = bzimage::make_bzimage(&elf)
+        .unwrap_or_else(|e| panic!("{}: cannot make a bzImage: {e}", elf_path.display()));
+    let outputs = [
+        ("bzimage", image),
+        ("bzimage.elf", elf),
+        ("ramdisk", bzimage::test_ramdisk()),
+    ];
+    for (name, bytes) in outputs {
+        let to = images.join(name);
+        fs::write(&to, bytes).unwrap_or_else(|e| panic!("could not write {}: {e}", to.display()));
+    }
 }
 
 /// Asks cargo to rerun this script when any guest source, manifest, linker
@@ -103,6 +136,7 @@ fn emit_rerun_if_changed(guests_dir: &Path) {
     }
     // A new guest also needs a new member in guests/Cargo.toml, listed above.
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build/bzimage.rs");
 }
 
 /// Removes from the nested cargo's environment everything through which the

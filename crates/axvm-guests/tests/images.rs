@@ -2,8 +2,9 @@
 //! rely on, without running them (running needs /dev/kvm and the VMM).
 
 use axvm_guests::{
-    DEMO, DEMO_CONFIG, DEMO_PATH, REALMODE, REALMODE_CONFIG, REALMODE_PATH, ROM, ROM_CONFIG,
-    ROM_PATH,
+    BZIMAGE, BZIMAGE_CONFIG, BZIMAGE_ELF_PATH, BZIMAGE_PATH, DEMO, DEMO_CONFIG, DEMO_PATH, RAMDISK,
+    RAMDISK_PATH, REALMODE, REALMODE_CONFIG, REALMODE_PATH, ROM, ROM_CONFIG, ROM_PATH, TIMER,
+    TIMER_CONFIG, TIMER_PATH, WAKEUP, WAKEUP_CONFIG, WAKEUP_PATH, WAKEUP_SMP_CONFIG,
 };
 
 /// Where rt/link64.ld places the 64-bit guests, and where their configs say
@@ -77,6 +78,64 @@ fn check_elf(name: &str, image: &[u8]) {
 fn long_mode_guests_are_elf64_at_the_load_address() {
     check_elf("demo", DEMO);
     check_elf("rom", ROM);
+    check_elf("timer", TIMER);
+    check_elf("wakeup", WAKEUP);
+}
+
+/// The Linux boot protocol's layout: one boot sector and one setup sector with the setup
+/// header, then the protected-mode kernel (loaded at code32_start, 1 MiB), whose 64-bit
+/// entry at +0x200 is the guest's `startup_64` (`mov [rip + BOOT_PARAMS], rsi`).
+#[test]
+fn bzimage_guest_has_the_linux_setup_header() {
+    let image = BZIMAGE;
+    let setup_sects = usize::from(image[0x1f1]);
+    assert_eq!(setup_sects, 1, "setup_sects");
+    let kernel = &image[(setup_sects + 1) * 512..];
+    assert_eq!(u16_at(image, 0x1fe), 0xaa55, "boot_flag");
+    assert_eq!(image[0x200], 0xeb, "a short jump at 0x200");
+    assert_eq!(&image[0x202..0x206], b"HdrS");
+    assert!(u16_at(image, 0x206) >= 0x020c, "protocol 2.12 or later");
+    assert_eq!(image[0x211] & 0x01, 0x01, "loadflags: LOADED_HIGH");
+    assert_eq!(u32_at(image, 0x214), 0x10_0000, "code32_start");
+    assert_eq!(image[0x234], 0, "relocatable_kernel");
+    assert_eq!(u16_at(image, 0x236) & 0x1, 0x1, "xloadflags: XLF_KERNEL_64");
+    assert!(u32_at(image, 0x238) > 0, "cmdline_size");
+    assert_eq!(u64_at(image, 0x258), 0x10_0000, "pref_address");
+    let syssize = u32_at(image, 0x1f4) as usize;
+    assert_eq!(
+        syssize,
+        kernel.len().div_ceil(16),
+        "syssize (16-byte units)"
+    );
+    let init_size = u32_at(image, 0x260) as usize;
+    assert!(
+        init_size >= kernel.len() && init_size.is_multiple_of(4096),
+        "init_size {init_size:#x} for a {:#x}-byte kernel",
+        kernel.len()
+    );
+    assert_eq!(
+        &kernel[0x200..0x203],
+        &[0x48, 0x89, 0x35],
+        "startup_64 at +0x200"
+    );
+    let elf = std::fs::read(BZIMAGE_ELF_PATH).unwrap();
+    assert_eq!(
+        u64_at(&elf, 24),
+        0x10_0200,
+        "the ELF entry is the 64-bit entry"
+    );
+}
+
+/// The test ramdisk: "AXVMRD", payload length, payload, byte sum of the payload.
+#[test]
+fn test_ramdisk_is_well_formed() {
+    assert_eq!(&RAMDISK[..6], b"AXVMRD");
+    let len = u32_at(RAMDISK, 6) as usize;
+    assert_eq!(RAMDISK.len(), 6 + 4 + len + 4);
+    let sum = RAMDISK[10..10 + len]
+        .iter()
+        .fold(0u32, |sum, &b| sum.wrapping_add(u32::from(b)));
+    assert_eq!(u32_at(RAMDISK, 10 + len), sum);
 }
 
 #[test]
@@ -102,6 +161,10 @@ fn paths_hold_the_embedded_images() {
         (DEMO_PATH, DEMO),
         (REALMODE_PATH, REALMODE),
         (ROM_PATH, ROM),
+        (TIMER_PATH, TIMER),
+        (WAKEUP_PATH, WAKEUP),
+        (BZIMAGE_PATH, BZIMAGE),
+        (RAMDISK_PATH, RAMDISK),
     ] {
         let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(on_disk, image, "{path} differs from the embedded image");
@@ -112,17 +175,22 @@ fn paths_hold_the_embedded_images() {
 /// so a test can copy the image next to the config.
 #[test]
 fn configs_name_their_images() {
-    for (config, path) in [
-        (DEMO_CONFIG, DEMO_PATH),
-        (REALMODE_CONFIG, REALMODE_PATH),
-        (ROM_CONFIG, ROM_PATH),
+    for (config, key, path) in [
+        (DEMO_CONFIG, "kernel_path", DEMO_PATH),
+        (REALMODE_CONFIG, "kernel_path", REALMODE_PATH),
+        (ROM_CONFIG, "kernel_path", ROM_PATH),
+        (TIMER_CONFIG, "kernel_path", TIMER_PATH),
+        (WAKEUP_CONFIG, "kernel_path", WAKEUP_PATH),
+        (WAKEUP_SMP_CONFIG, "kernel_path", WAKEUP_PATH),
+        (BZIMAGE_CONFIG, "kernel_path", BZIMAGE_PATH),
+        (BZIMAGE_CONFIG, "ramdisk_path", RAMDISK_PATH),
     ] {
         let file_name = std::path::Path::new(path)
             .file_name()
             .unwrap()
             .to_str()
             .unwrap();
-        let line = format!("kernel_path = \"{file_name}\"");
+        let line = format!("{key} = \"{file_name}\"");
         assert!(config.contains(&line), "config for {path} lacks `{line}`");
     }
 }
@@ -132,7 +200,13 @@ fn configs_name_their_images() {
 /// (binutils); skipped without it.
 #[test]
 fn long_mode_guests_contain_no_sse() {
-    for path in [DEMO_PATH, ROM_PATH] {
+    for path in [
+        DEMO_PATH,
+        ROM_PATH,
+        TIMER_PATH,
+        WAKEUP_PATH,
+        BZIMAGE_ELF_PATH,
+    ] {
         let output = match std::process::Command::new("objdump")
             .args(["-d", "-M", "intel", path])
             .output()

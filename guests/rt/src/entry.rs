@@ -12,15 +12,20 @@ use core::arch::global_asm;
 /// vCPUs with an APIC ID at or above this have no stack and halt at once.
 pub const MAX_VCPUS: usize = 8;
 /// log2 of each vCPU's stack size (16 KiB).
-const STACK_SHIFT: usize = 14;
+pub(crate) const STACK_SHIFT: usize = 14;
 const STACK_SIZE: usize = 1 << STACK_SHIFT;
 
 /// The per-vCPU stacks, in `.bss`. 16-byte alignment makes every stack top
 /// meet the SysV ABI's alignment at the `call` into Rust.
 #[repr(C, align(16))]
-struct Stacks([[u8; STACK_SIZE]; MAX_VCPUS]);
+pub(crate) struct Stacks([[u8; STACK_SIZE]; MAX_VCPUS]);
 
-static mut STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_VCPUS]);
+/// Also used by the 32-bit entry ([`crate::boot32`]). Its own section name
+/// (still under `.bss.`, so `link64.ld` keeps it in `.bss`) lets a linker
+/// script keep the stacks out of the range that the 32-bit entry zeroes:
+/// stacks need no clearing.
+#[unsafe(link_section = ".bss.axvm_stacks")]
+pub(crate) static mut STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_VCPUS]);
 
 extern "C" {
     /// Defined by the guest binary through [`entry!`](crate::entry).

@@ -10,7 +10,13 @@
 //! * [`cpu`]: `cpuid`, MSRs, [`cpu::vcpu_id`], halting;
 //! * [`console`]: `print!`/`println!` on COM1;
 //! * [`exit`]: ending the VM with a status byte; the panic handler uses it;
-//! * [`check_eq`]: the `FAIL: ... expected ... got ...` assertion.
+//! * [`check_eq`]: the `FAIL: ... expected ... got ...` assertion;
+//! * [`boot32`], [`entry32!`]: the 32-bit entry for Multiboot v1 and PVH
+//!   guests (long mode from protected mode) and the AP start-up trampoline;
+//! * [`smp`]: INIT-SIPI-SIPI through the local APIC; [`time`]: the TSC
+//!   calibrated against the PIT; [`fw_cfg`]: QEMU's firmware configuration
+//!   ports; [`acpi`]: RSDP, RSDT/XSDT and MADT; [`ramdisk`]: the test
+//!   ramdisk format.
 //!
 //! Everything here runs at CPL0 with interrupts off and is executed by KVM's
 //! instruction emulator on nested hosts, so it must stay free of SSE (see the
@@ -18,12 +24,20 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod acpi;
+pub mod boot32;
 mod check;
 pub mod console;
 pub mod cpu;
 mod entry;
 mod exit;
+pub mod fw_cfg;
+pub mod interrupts;
 pub mod io;
+pub mod phys;
+pub mod ramdisk;
+pub mod smp;
+pub mod time;
 
 pub use check::check_eq;
 pub use entry::MAX_VCPUS;

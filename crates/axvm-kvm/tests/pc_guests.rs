@@ -1,0 +1,240 @@
+//! Kernels built for QEMU's PC, started by axvm the way QEMU starts them: the Multiboot kernel
+//! (its command line, fw_cfg, the ACPI MADT, its ramdisk module, and its APs brought up with
+//! INIT-SIPI-SIPI, with 1 and 4 vCPUs), the PVH kernel, the bzImage with a ramdisk it
+//! verifies, the timer guest (PIT interrupts through the IOAPIC at the right rate), and the
+//! wake-up guest, halted with interrupts on until the host injects an interrupt from another
+//! thread (and, with two vCPUs, woken by an IPI from the other vCPU).
+
+mod common;
+
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use axvm::device::UnclaimedAccessPolicy;
+use axvm::AxVMConfig;
+use axvm_kvm::{BootImages, KvmVm, VmOutcome};
+use common::{kvm_available, options, parse_config, run_bounded, Console, DEADLINE};
+
+/// Creates a VM from a guest's config with its kernel, and the test ramdisk when the config
+/// names one (as the `axvm` command would read it).
+fn create(config: AxVMConfig, kernel: &[u8], console: &Console) -> KvmVm {
+    create_with(config, kernel, None, console)
+}
+
+fn create_with(
+    config: AxVMConfig,
+    kernel: &[u8],
+    ramdisk: Option<&[u8]>,
+    console: &Console,
+) -> KvmVm {
+    let images = BootImages {
+        kernel: kernel.to_vec(),
+        ramdisk: ramdisk.map(<[u8]>::to_vec),
+        ..Default::default()
+    };
+    KvmVm::create(
+        config,
+        &images,
+        options(console, UnclaimedAccessPolicy::Ignore),
+    )
+    .unwrap_or_else(|err| panic!("cannot create the VM: {err}"))
+}
+
+/// Boots a guest (with the test ramdisk) to its end and returns its console, asserting it
+/// exited 0 without FAIL.
+fn boot_guest(config: AxVMConfig, kernel: &[u8]) -> String {
+    let console = Console::default();
+    let vm = create_with(config, kernel, Some(axvm_guests::RAMDISK), &console);
+    let outcome = run_bounded(vm, &console);
+    let text = console.text();
+    assert!(
+        matches!(outcome, Ok(VmOutcome::Exited(0))),
+        "the guest ended with {outcome:?}; console:\n{text}"
+    );
+    assert!(!text.contains("FAIL"), "console:\n{text}");
+    text
+}
+
+fn assert_has_lines(console: &str, expected: &[&str]) {
+    for want in expected {
+        assert!(
+            console.lines().any(|line| line == *want),
+            "no line {want:?} in the console:\n{console}"
+        );
+    }
+}
+
+fn with_cpus(config: &str, cpu_num: usize) -> AxVMConfig {
+    AxVMConfig {
+        cpu_num,
+        ..parse_config(config)
+    }
+}
+
+#[test]
+fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
+    if !kvm_available() {
+        return;
+    }
+    for cpus in [1, 4] {
+        let console = boot_guest(
+            with_cpus(axvm_guests::MULTIBOOT_CONFIG, cpus),
+            axvm_guests::MULTIBOOT,
+        );
+        assert_has_lines(
+            &console,
+            &[
+                "cmdline: console=ttyS0 axvm-compat",
+                &format!("fw_cfg: {cpus} CPUs, 128 MiB"),
+                &format!("ACPI: {cpus} CPUs"),
+                &format!("APs started: {}", cpus - 1),
+                &format!("module: {} bytes", axvm_guests::RAMDISK.len()),
+                "multiboot: all checks passed",
+            ],
+        );
+    }
+}
+
+#[test]
+fn pvh_kernel_reads_its_start_info() {
+    if !kvm_available() {
+        return;
+    }
+    let console = boot_guest(parse_config(axvm_guests::PVH_CONFIG), axvm_guests::PVH);
+    assert_has_lines(
+        &console,
+        &[
+            "cmdline: console=ttyS0 axvm-compat",
+            &format!("module: {} bytes", axvm_guests::RAMDISK.len()),
+            "pvh: all checks passed",
+        ],
+    );
+}
+
+#[test]
+fn bzimage_reads_its_zero_page_and_verifies_its_ramdisk() {
+    if !kvm_available() {
+        return;
+    }
+    let console = boot_guest(
+        parse_config(axvm_guests::BZIMAGE_CONFIG),
+        axvm_guests::BZIMAGE,
+    );
+    assert_has_lines(
+        &console,
+        &[
+            &format!("bzimage: ramdisk OK ({} bytes)", axvm_guests::RAMDISK.len()),
+            "bzimage: all checks passed",
+        ],
+    );
+    assert!(
+        console.contains("bzimage: cmdline: console=ttyS0"),
+        "console:\n{console}"
+    );
+}
+
+#[test]
+fn pit_interrupts_arrive_through_the_ioapic_at_their_rate() {
+    if !kvm_available() {
+        return;
+    }
+    let console = Console::default();
+    let vm = create(
+        parse_config(axvm_guests::TIMER_CONFIG),
+        axvm_guests::TIMER,
+        &console,
+    );
+    let outcome = run_bounded(vm, &console);
+    let text = console.text();
+    assert!(
+        matches!(outcome, Ok(VmOutcome::Exited(0))),
+        "ended with {outcome:?}; console:
+{text}"
+    );
+    assert_has_lines(&text, &["timer: rate OK"]);
+}
+
+/// Runs the wake-up guest and, once it says it waits, injects vector 0x40 into vCPU 0 from
+/// this thread; returns the console after the VM ended.
+fn wake_with_injected_interrupt(config: AxVMConfig) -> String {
+    let console = Console::default();
+    let vm = Arc::new(create(config, axvm_guests::WAKEUP, &console));
+    let (done, ended) = mpsc::channel();
+    let runner = Arc::clone(&vm);
+    thread::spawn(move || {
+        let _ = done.send(runner.run());
+    });
+    let start = Instant::now();
+    while !console.text().contains("wakeup: waiting for an interrupt") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the guest never waited; console:\n{}",
+            console.text()
+        );
+        if let Ok(result) = ended.try_recv() {
+            panic!(
+                "the VM ended before waiting: {result:?}; console:\n{}",
+                console.text()
+            );
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Give the vCPU time to reach HLT: the interrupt must wake it, not find it running.
+    thread::sleep(Duration::from_millis(100));
+    vm.vm()
+        .inject_interrupt_to_vcpu(&[0], 0x40)
+        .expect("inject");
+    let outcome = ended.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+        vm.vm().shutdown();
+        panic!(
+            "the injected interrupt did not wake the guest; console:\n{}",
+            console.text()
+        )
+    });
+    let text = console.text();
+    assert!(
+        matches!(outcome, Ok(VmOutcome::Exited(0))),
+        "ended with {outcome:?}; console:\n{text}"
+    );
+    text
+}
+
+#[test]
+fn an_interrupt_injected_from_another_thread_wakes_a_halted_vcpu() {
+    if !kvm_available() {
+        return;
+    }
+    let console = wake_with_injected_interrupt(parse_config(axvm_guests::WAKEUP_CONFIG));
+    assert_has_lines(&console, &["wakeup: woken by vector 0x40"]);
+}
+
+#[test]
+fn an_ipi_between_guest_vcpus_wakes_the_other_one() {
+    if !kvm_available() {
+        return;
+    }
+    let console = wake_with_injected_interrupt(parse_config(axvm_guests::WAKEUP_SMP_CONFIG));
+    assert!(
+        console.contains("wakeup: IPI received on vCPU 1"),
+        "console:\n{console}"
+    );
+}
+
+#[test]
+fn injecting_into_a_vcpu_the_vm_lacks_is_refused() {
+    if !kvm_available() {
+        return;
+    }
+    let console = Console::default();
+    let vm = create(
+        parse_config(axvm_guests::WAKEUP_CONFIG),
+        axvm_guests::WAKEUP,
+        &console,
+    );
+    let err = vm
+        .vm()
+        .inject_interrupt_to_vcpu(&[5], 0x40)
+        .expect_err("vCPU 5 does not exist");
+    assert!(err.to_string().contains("vCPU 5"), "{err}");
+}

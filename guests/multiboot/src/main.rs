@@ -1,0 +1,335 @@
+//! axvm's Multiboot v1 guest: a flat a.out-kludge image that checks what a
+//! Multiboot loader and the PC platform hand it, the same way under axvm and
+//! QEMU (`scripts/qemu-compat.sh` compares the two).
+//!
+//! Output, one line per check (the first always starts `multiboot: `):
+//!
+//! ```text
+//! multiboot: magic 0x2badb002
+//! cmdline: console=ttyS0 axvm-compat
+//! fw_cfg: 4 CPUs, 128 MiB
+//! memory: mem_upper and mmap agree with fw_cfg
+//! module: 1038 bytes                 (only with a module)
+//! ACPI: 4 CPUs
+//! APs started: 3
+//! multiboot: all checks passed
+//! ```
+//!
+//! then exit status 0 on port 0xf4. A failed check prints `FAIL: ...` and
+//! exits with its own status ([`status`]). See `guests/README.md`.
+#![no_std]
+#![no_main]
+
+mod head;
+mod info;
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use rt::fw_cfg::{self, E820Entry};
+use rt::phys::CStrAt;
+use rt::time::Tsc;
+use rt::{acpi, println, smp};
+
+use info::Info;
+
+/// Exit statuses, one per failed check.
+pub mod status {
+    /// EAX was not the Multiboot magic.
+    pub const MAGIC: u8 = 2;
+    /// No command line in the info block.
+    pub const CMDLINE: u8 = 3;
+    /// fw_cfg's signature is not "QEMU".
+    pub const FW_CFG: u8 = 4;
+    /// fw_cfg has no `etc/e820`, or no RAM above 1 MiB in it.
+    pub const FW_CFG_E820: u8 = 5;
+    /// mem_lower/mem_upper missing or implausible.
+    pub const MEM_UPPER: u8 = 6;
+    /// The Multiboot memory map is missing or disagrees with `etc/e820`.
+    pub const MMAP: u8 = 7;
+    /// A module that is not a valid test ramdisk.
+    pub const MODULE: u8 = 8;
+    /// No boot loader name.
+    pub const LOADER_NAME: u8 = 9;
+    /// No valid RSDP in 0xe0000-0xfffff.
+    pub const RSDP: u8 = 10;
+    /// No valid MADT.
+    pub const MADT: u8 = 11;
+    /// The MADT and fw_cfg disagree on the number of CPUs.
+    pub const CPU_COUNT: u8 = 12;
+    /// PIT channel 2 never counted down (TSC calibration).
+    pub const PIT: u8 = 13;
+    /// An INIT or SIPI stayed pending.
+    pub const IPI: u8 = 14;
+    /// Not every AP checked in.
+    pub const APS: u8 = 15;
+    /// More CPUs than rt has stacks for.
+    pub const TOO_MANY_CPUS: u8 = 16;
+    /// Run in real mode from the first byte: the VMM ignored the header.
+    pub const NOT_MULTIBOOT: u8 = 0x7e;
+}
+
+/// EAX on entry from a Multiboot loader.
+const BOOTLOADER_MAGIC: u32 = 0x2bad_b002;
+/// Where the AP trampoline goes: SIPI vector 0x08. Free under axvm (whose
+/// boot data starts at 0x9000) and QEMU, once the info block has been read.
+const TRAMPOLINE_PAGE: usize = 0x8000;
+/// Usable RAM above 1 MiB may differ this much between the Multiboot mmap
+/// and fw_cfg's `etc/e820`: firmware (SeaBIOS under QEMU) reserves some RAM
+/// at the top for itself and its ACPI tables.
+const MMAP_MARGIN: u64 = 2 << 20;
+/// mem_upper may fall this far (KiB) short of the RAM above 1 MiB.
+const MEM_UPPER_MARGIN_KIB: u64 = 4096;
+/// How long the BSP waits for the APs to check in (generous: under TCG on a
+/// loaded host a vCPU thread may wait long for a core).
+const AP_TIMEOUT_US: u64 = 3_000_000;
+const MIB: u64 = 1 << 20;
+
+/// Incremented by each AP once it runs Rust code in long mode.
+static APS_STARTED: AtomicU32 = AtomicU32::new(0);
+
+rt::entry32!(bsp, ap);
+
+/// Prints `FAIL: ...` and exits with `status`.
+macro_rules! fail {
+    ($status:expr, $($arg:tt)*) => {{
+        println!("FAIL: {}", format_args!($($arg)*));
+        rt::exit($status)
+    }};
+}
+
+fn ap(_apic_id: u32) -> ! {
+    APS_STARTED.fetch_add(1, Ordering::SeqCst);
+    rt::cpu::halt_forever()
+}
+
+fn bsp(magic: u32, info: u32) -> ! {
+    println!("multiboot: magic {magic:#x}");
+    if magic != BOOTLOADER_MAGIC {
+        fail!(
+            status::MAGIC,
+            "Multiboot magic expected {BOOTLOADER_MAGIC:#x} got {magic:#x}"
+        );
+    }
+    let info = Info::at(info as usize);
+
+    print_cmdline(&info);
+    if info.boot_loader_name().is_none_or(|name| name.is_empty()) {
+        fail!(
+            status::LOADER_NAME,
+            "no boot_loader_name (flags {:#x})",
+            info.flags()
+        );
+    }
+
+    let (cpus, ram) = check_fw_cfg();
+    check_memory(&info, ram);
+    check_modules(&info);
+    let aps = count_acpi_cpus(cpus);
+    start_aps(&aps);
+
+    println!("multiboot: all checks passed");
+    rt::exit(0)
+}
+
+/// Prints the command line without the kernel path that loaders put first
+/// (QEMU passes `<-kernel path> <-append text>`, as GRUB passes the kernel's
+/// path): a first word containing `/`, or naming this image (`multiboot`),
+/// is dropped.
+fn print_cmdline(info: &Info) {
+    let Some(cmdline) = info.cmdline() else {
+        fail!(
+            status::CMDLINE,
+            "no command line (flags {:#x})",
+            info.flags()
+        );
+    };
+    let first_word_end = (0..)
+        .find(|&i| cmdline.byte(i).is_none_or(|b| b == b' '))
+        .unwrap_or(0);
+    let first_is_path = (0..first_word_end).any(|i| cmdline.byte(i) == Some(b'/'))
+        || (first_word_end >= 9
+            && (0..9).all(|i| cmdline.byte(first_word_end - 9 + i) == Some(b"multiboot"[i])));
+    let mut rest = cmdline;
+    if first_is_path {
+        let skip = (first_word_end..)
+            .find(|&i| cmdline.byte(i) != Some(b' '))
+            .unwrap_or(first_word_end);
+        rest = CStrAt {
+            addr: cmdline.addr + skip,
+        };
+    }
+    println!("cmdline: {rest}");
+}
+
+/// fw_cfg: signature, CPU count, RAM size. Returns (CPUs, RAM bytes).
+fn check_fw_cfg() -> (u64, u64) {
+    if !fw_cfg::present() {
+        fail!(
+            status::FW_CFG,
+            "fw_cfg signature (selector 0x0000) is not \"QEMU\""
+        );
+    }
+    let cpus = fw_cfg::read_item_le(fw_cfg::NB_CPUS, 2);
+    let ram = fw_cfg::read_item_le(fw_cfg::RAM_SIZE, 8);
+    println!("fw_cfg: {cpus} CPUs, {} MiB", ram / MIB);
+    (cpus, ram)
+}
+
+/// mem_upper against the fw_cfg RAM size; the Multiboot memory map against
+/// fw_cfg's `etc/e820`, by usable RAM above 1 MiB.
+fn check_memory(info: &Info, ram: u64) {
+    let Some((mem_lower, mem_upper)) = info.mem() else {
+        fail!(
+            status::MEM_UPPER,
+            "no mem_lower/mem_upper (flags {:#x})",
+            info.flags()
+        );
+    };
+    let ram_kib = ram / 1024;
+    // RAM above 1 MiB, up to the PCI hole (which starts at 3 GiB or later).
+    let upper_max = ram_kib.saturating_sub(1024);
+    let upper_min = (ram.min(3 << 30) / 1024).saturating_sub(1024 + MEM_UPPER_MARGIN_KIB);
+    if !(upper_min..=upper_max).contains(&u64::from(mem_upper)) {
+        fail!(
+            status::MEM_UPPER,
+            "mem_upper {mem_upper} KiB implausible for {ram_kib} KiB of RAM (expected {upper_min}..={upper_max})"
+        );
+    }
+    if !(512..=640).contains(&mem_lower) {
+        fail!(
+            status::MEM_UPPER,
+            "mem_lower {mem_lower} KiB not in 512..=640"
+        );
+    }
+
+    let mut e820_ram = 0;
+    let entries = fw_cfg::for_each_e820(|e| e820_ram += e.ram_above(MIB));
+    if entries.is_none() || e820_ram == 0 {
+        fail!(
+            status::FW_CFG_E820,
+            "fw_cfg has no etc/e820 with RAM above 1 MiB"
+        );
+    }
+    let mut mmap_ram = 0;
+    if info
+        .for_each_mmap(|e: E820Entry| mmap_ram += e.ram_above(MIB))
+        .is_none()
+    {
+        fail!(status::MMAP, "no memory map (flags {:#x})", info.flags());
+    }
+    if mmap_ram > e820_ram || e820_ram - mmap_ram > MMAP_MARGIN {
+        fail!(
+            status::MMAP,
+            "Multiboot mmap has {mmap_ram:#x} bytes of RAM above 1 MiB, etc/e820 {e820_ram:#x}"
+        );
+    }
+    println!("memory: mem_upper and mmap agree with fw_cfg");
+}
+
+/// Checks the first module, if any, as a test ramdisk.
+fn check_modules(info: &Info) {
+    let Some((start, end)) = info.first_module() else {
+        return;
+    };
+    if end < start {
+        fail!(
+            status::MODULE,
+            "module ends ({end:#x}) before it starts ({start:#x})"
+        );
+    }
+    let size = (end - start) as usize;
+    println!("module: {size} bytes");
+    if let Err(e) = rt::ramdisk::check(start as usize, size) {
+        fail!(status::MODULE, "{e}");
+    }
+}
+
+/// The APIC IDs of the MADT's enabled processors, the BSP's included.
+struct ApicIds {
+    ids: [u32; rt::MAX_VCPUS],
+    len: usize,
+}
+
+/// Counts the MADT's enabled processors, prints `ACPI: <n> CPUs` and checks
+/// the count against fw_cfg's.
+fn count_acpi_cpus(fw_cfg_cpus: u64) -> ApicIds {
+    let Some(rsdp) = acpi::find_rsdp() else {
+        fail!(status::RSDP, "no valid RSDP in 0xe0000-0xfffff");
+    };
+    let madt = match acpi::find_table(&rsdp, b"APIC") {
+        Ok(madt) => madt,
+        Err(e) => fail!(status::MADT, "MADT: {e}"),
+    };
+    let mut found = ApicIds {
+        ids: [0; rt::MAX_VCPUS],
+        len: 0,
+    };
+    let mut enabled = 0u64;
+    acpi::for_each_processor(madt, |p| {
+        if p.enabled {
+            if let Some(slot) = found.ids.get_mut(enabled as usize) {
+                *slot = p.apic_id;
+                found.len += 1;
+            }
+            enabled += 1;
+        }
+    });
+    println!("ACPI: {enabled} CPUs");
+    if enabled != fw_cfg_cpus {
+        fail!(
+            status::CPU_COUNT,
+            "MADT lists {enabled} enabled CPUs, fw_cfg {fw_cfg_cpus}"
+        );
+    }
+    if enabled as usize > found.len
+        || found.ids[..found.len]
+            .iter()
+            .any(|&id| id as usize >= rt::MAX_VCPUS)
+    {
+        fail!(
+            status::TOO_MANY_CPUS,
+            "this guest starts at most {} CPUs (APIC IDs below {0})",
+            rt::MAX_VCPUS
+        );
+    }
+    found
+}
+
+/// Wakes every AP of the MADT with INIT-SIPI-SIPI into the trampoline at
+/// 0x8000 and waits (bounded) until each has incremented [`APS_STARTED`].
+fn start_aps(cpus: &ApicIds) {
+    let Some(tsc) = Tsc::calibrate() else {
+        fail!(
+            status::PIT,
+            "PIT channel 2 output (port 0x61 bit 5) never went high"
+        );
+    };
+    let bsp = smp::lapic_id();
+    smp::enable_lapic();
+    // SAFETY: 0x8000 is RAM below 1 MiB that nothing uses any more: the
+    // Multiboot info has been read, and neither axvm nor QEMU put anything
+    // there. The BSP entered through rt's axvm_start32.
+    let vector = unsafe { rt::boot32::install_ap_trampoline(TRAMPOLINE_PAGE) };
+    let mut expected = 0;
+    for &apic_id in cpus.ids[..cpus.len].iter().filter(|&&id| id != bsp) {
+        if !smp::start_ap(apic_id, vector, &tsc) {
+            fail!(
+                status::IPI,
+                "INIT/SIPI to APIC {apic_id} was never accepted"
+            );
+        }
+        expected += 1;
+    }
+    let deadline = tsc.deadline_us(AP_TIMEOUT_US);
+    while APS_STARTED.load(Ordering::SeqCst) < expected && !tsc.passed(deadline) {
+        rt::cpu::pause();
+    }
+    let started = APS_STARTED.load(Ordering::SeqCst);
+    println!("APs started: {started}");
+    if started != expected {
+        fail!(
+            status::APS,
+            "{expected} APs woken, {started} reached long mode"
+        );
+    }
+}

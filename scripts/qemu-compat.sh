@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# qemu-compat.sh: boots the same boot-protocol guest images under QEMU (TCG, the
+# reference) and under axvm, and compares what the guests print on their serial console
+# and the status they exit with.
+#
+# Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
+#
+#   CASE        multiboot-smp1, multiboot-smp4, pvh (default: all)
+#   --no-build  use the axvm binary and guest images already built
+#   --keep      keep the work directory (configs, consoles, logs) and print its path
+#
+# Environment: QEMU (default qemu-system-x86_64), COMPAT_TIMEOUT (seconds per run,
+# default 120), CARGO_TARGET_DIR.
+#
+# Installs nothing (.ci/run installs qemu-system-x86) and uses no network. Builds axvm and
+# the guests (`cargo build -p axvm-cli -p axvm-guests`), takes the images from the newest
+# target/debug/build/axvm-guests-*/out/images, and for each case runs
+#
+#   qemu-system-x86_64 -accel tcg -nographic -no-reboot -serial stdio -monitor none
+#       -display none -device isa-debug-exit,iobase=0xf4,iosize=4
+#       -kernel IMAGE -append CMDLINE -smp N -m 128M -initrd RAMDISK
+#
+# and `axvm run` on an equivalent generated config (cpu_num N, 128 MiB of RAM at 0,
+# cmdline, ramdisk_path). Console lines are compared from the guest's first line on (the
+# first line containing "<guest>: "; SeaBIOS and option-ROM output before it is dropped),
+# with carriage returns removed. Exit statuses are compared as the guest's byte: QEMU's
+# isa-debug-exit makes QEMU exit with (v << 1) | 1, axvm exits with v. A case passes when
+# both match and QEMU's run passed (status 0). Exits 0 when every case passes, 1 when one
+# does not, 2 when it cannot run at all.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+qemu=${QEMU:-qemu-system-x86_64}
+run_timeout=${COMPAT_TIMEOUT:-120}
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+cmdline="console=ttyS0 axvm-compat"
+memory_mib=128
+
+# name:image:cpus:ramdisk(yes/no)
+all_cases=(
+  "multiboot-smp1:multiboot:1:yes"
+  "multiboot-smp4:multiboot:4:yes"
+  "pvh:pvh:2:yes"
+)
+
+build=1
+keep=0
+wanted=()
+for arg in "$@"; do
+  case $arg in
+    --no-build) build=0 ;;
+    --keep) keep=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    -*)
+      echo "qemu-compat: unknown option $arg" >&2
+      exit 2
+      ;;
+    *) wanted+=("$arg") ;;
+  esac
+done
+
+cases=()
+if [ ${#wanted[@]} -eq 0 ]; then
+  cases=("${all_cases[@]}")
+else
+  for name in "${wanted[@]}"; do
+    found=""
+    for spec in "${all_cases[@]}"; do
+      [ "${spec%%:*}" = "$name" ] && found=$spec
+    done
+    if [ -z "$found" ]; then
+      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh)" >&2
+      exit 2
+    fi
+    cases+=("$found")
+  done
+fi
+
+if ! command -v "$qemu" >/dev/null 2>&1; then
+  echo "qemu-compat: $qemu not found; install it (Debian: apt-get install qemu-system-x86)" >&2
+  exit 2
+fi
+if ! command -v timeout >/dev/null 2>&1; then
+  echo "qemu-compat: timeout (coreutils) not found" >&2
+  exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/qemu-compat.XXXXXX")
+cleanup() {
+  if [ "$keep" = 1 ]; then
+    echo "qemu-compat: work directory kept: $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+
+if [ "$build" = 1 ]; then
+  echo "qemu-compat: building axvm and the guests"
+  if ! (cd "$root" && cargo build -p axvm-cli -p axvm-guests) >"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log" >&2
+    echo "qemu-compat: build failed" >&2
+    exit 2
+  fi
+fi
+
+axvm=$target_dir/debug/axvm
+if [ ! -x "$axvm" ]; then
+  echo "qemu-compat: $axvm not found (build with: cargo build -p axvm-cli)" >&2
+  exit 2
+fi
+# The images of the most recent axvm-guests build script run: the newest multiboot image
+# (its directory also holds pvh and the test ramdisk).
+images=""
+newest=$(ls -t "$target_dir"/debug/build/axvm-guests-*/out/images/multiboot 2>/dev/null | head -n 1 || true)
+if [ -n "$newest" ] && [ -f "$(dirname "$newest")/pvh" ]; then
+  images=$(dirname "$newest")
+fi
+if [ -z "$images" ]; then
+  echo "qemu-compat: no guest images with multiboot and pvh under $target_dir/debug/build/axvm-guests-*/out/images" >&2
+  exit 2
+fi
+
+# The test ramdisk (guests/README.md): AXVMRD, u32 LE length, payload, u32 LE byte sum.
+# The build writes one; make one if it did not.
+ramdisk=$images/ramdisk
+if [ ! -f "$ramdisk" ]; then
+  ramdisk=$work/ramdisk
+  payload="axvm qemu-compat test ramdisk payload"
+  le32() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 24 & 255)))"; }
+  sum=$(printf %s "$payload" | od -An -v -tu1 | awk '{ for (i = 1; i <= NF; i++) s += $i } END { print s % 4294967296 }')
+  { printf AXVMRD; le32 ${#payload}; printf %s "$payload"; le32 "$sum"; } >"$ramdisk"
+fi
+
+# Console output from the guest's first line ("<marker>: " anywhere in a line) on, with
+# carriage returns removed. Without the marker, all of it.
+guest_lines() { # file marker
+  local file=$1 marker="$2: "
+  if tr -d '\r' <"$file" | grep -qaF -- "$marker"; then
+    tr -d '\r' <"$file" | awk -v m="$marker" '
+      !found { i = index($0, m); if (i == 0) next; $0 = substr($0, i); found = 1 }
+      { print }'
+  else
+    tr -d '\r' <"$file"
+  fi
+}
+
+# Describes a guest exit status byte (or a run outcome).
+describe() { # status
+  case $1 in
+    0) echo "exit 0 (passed)" ;;
+    timeout) echo "timed out after ${run_timeout}s" ;;
+    noexit) echo "QEMU ended without the exit port (reset or triple fault)" ;;
+    qemu-error*) echo "QEMU failed (${1#qemu-error })" ;;
+    126) echo "exit 126 (0x7e: not booted through the protocol)" ;;
+    255) echo "exit 255 (guest panic)" ;;
+    *) echo "exit $1" ;;
+  esac
+}
+
+toml_string() { # text -> TOML basic string
+  local s=${1//\\/\\\\}
+  printf '"%s"' "${s//\"/\\\"}"
+}
+
+qemu_version=$("$qemu" --version | head -n 1)
+echo "qemu-compat: reference $qemu_version (TCG)"
+echo "qemu-compat: axvm $axvm"
+echo "qemu-compat: images $images"
+echo
+
+passed=0
+failed=0
+summary=()
+details=()
+for spec in "${cases[@]}"; do
+  IFS=: read -r name image cpus with_ramdisk <<<"$spec"
+  dir=$work/$name
+  mkdir -p "$dir"
+  cp "$images/$image" "$dir/$image"
+  initrd=()
+  ramdisk_line=""
+  if [ "$with_ramdisk" = yes ]; then
+    cp "$ramdisk" "$dir/ramdisk"
+    initrd=(-initrd "$dir/ramdisk")
+    ramdisk_line="ramdisk_path = \"ramdisk\""
+  fi
+
+  # QEMU: the reference.
+  qemu_rc=0
+  timeout -k 5 "$run_timeout" "$qemu" -accel tcg -nographic -no-reboot -serial stdio \
+    -monitor none -display none -device isa-debug-exit,iobase=0xf4,iosize=4 \
+    -kernel "$dir/$image" -append "$cmdline" -smp "$cpus" -m "${memory_mib}M" "${initrd[@]}" \
+    </dev/null >"$dir/qemu.out" 2>"$dir/qemu.err" || qemu_rc=$?
+  if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+    qemu_status=timeout
+  elif [ "$qemu_rc" = 0 ]; then
+    qemu_status=noexit
+  elif [ $((qemu_rc % 2)) = 1 ]; then
+    qemu_status=$(((qemu_rc - 1) / 2))
+  else
+    qemu_status="qemu-error status $qemu_rc: $(tail -n 1 "$dir/qemu.err")"
+  fi
+
+  # axvm, with the equivalent config (paths relative to it).
+  cat >"$dir/$name.toml" <<EOF
+# Generated by scripts/qemu-compat.sh: the axvm equivalent of
+# qemu -kernel $image -append "$cmdline" -smp $cpus -m ${memory_mib}M${initrd:+ -initrd ramdisk}
+[base]
+id = 0
+name = "compat-$name"
+vm_type = 1
+cpu_num = $cpus
+
+[kernel]
+entry_point = 0x10_0000
+image_location = "memory"
+kernel_path = "$image"
+kernel_load_addr = 0x10_0000
+cmdline = $(toml_string "$cmdline")
+$ramdisk_line
+memory_regions = [
+    [0x0, $(printf '%#x' $((memory_mib << 20))), 0x7, 0],
+]
+
+[devices]
+passthrough_devices = []
+emu_devices = []
+interrupt_mode = "no_irq"
+EOF
+  axvm_rc=0
+  timeout -k 5 "$run_timeout" "$axvm" run "$dir/$name.toml" \
+    </dev/null >"$dir/axvm.out" 2>"$dir/axvm.err" || axvm_rc=$?
+  if [ "$axvm_rc" = 124 ] || [ "$axvm_rc" = 137 ]; then
+    axvm_status=timeout
+  else
+    axvm_status=$axvm_rc
+  fi
+
+  guest_lines "$dir/qemu.out" "$image" >"$dir/qemu.lines"
+  guest_lines "$dir/axvm.out" "$image" >"$dir/axvm.lines"
+
+  verdict=same
+  notes=()
+  if ! cmp -s "$dir/qemu.lines" "$dir/axvm.lines"; then
+    verdict=DIFFERENT
+    notes+=("console lines differ (- QEMU, + axvm):")
+    while IFS= read -r line; do notes+=("    $line"); done < <(
+      diff -U1 --label qemu --label axvm "$dir/qemu.lines" "$dir/axvm.lines" | tail -n +3 | head -n 40
+    )
+  fi
+  if [ "$qemu_status" != "$axvm_status" ]; then
+    verdict=DIFFERENT
+    notes+=("exit status: QEMU $(describe "$qemu_status"), axvm $(describe "$axvm_status")")
+  fi
+  if [ "$qemu_status" != 0 ]; then
+    verdict="$verdict, REFERENCE FAILED"
+    notes+=("the guest did not pass under QEMU: $(describe "$qemu_status")")
+    while IFS= read -r line; do notes+=("    qemu stderr: $line"); done < <(tail -n 5 "$dir/qemu.err")
+  fi
+  if [ "$axvm_status" != 0 ] && [ -s "$dir/axvm.err" ]; then
+    while IFS= read -r line; do notes+=("    axvm stderr: $line"); done < <(tail -n 5 "$dir/axvm.err")
+  fi
+  if [ "$axvm_status" = 126 ]; then
+    notes+=("hint: axvm started the image without its $image boot protocol (the guest's fallback entry ran)")
+  fi
+
+  if [ "$verdict" = same ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+  summary+=("$(printf '%-16s %-28s %-28s %s' "$name" \
+    "$(describe "$qemu_status"), $(wc -l <"$dir/qemu.lines") lines" \
+    "$(describe "$axvm_status"), $(wc -l <"$dir/axvm.lines") lines" "$verdict")")
+  if [ ${#notes[@]} -gt 0 ]; then
+    details+=("== $name: qemu -smp $cpus vs axvm cpu_num = $cpus" "${notes[@]}" "")
+  fi
+done
+
+printf '%-16s %-28s %-28s %s\n' case QEMU axvm result
+printf '%s\n' "${summary[@]}"
+echo
+if [ ${#details[@]} -gt 0 ]; then
+  printf '%s\n' "${details[@]}"
+fi
+echo "qemu-compat: $passed passed, $failed failed"
+[ "$failed" = 0 ]
