@@ -88,4 +88,17 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
 
     /// The physical CPU the caller runs on.
     fn current_pcpu_id(&self) -> usize;
+
+    /// `bytes` (guest code at `ip`) as assembly text, one instruction per line, decoded as
+    /// `bitness`-bit code; `None` when the host has no disassembler. For messages only.
+    fn disassemble(
+        &self,
+        bytes: &[u8],
+        ip: u64,
+        bitness: u32,
+        max_instructions: usize,
+    ) -> Option<String> {
+        let _ = (bytes, ip, bitness, max_instructions);
+        None
+    }
 }

@@ -46,7 +46,7 @@ pub use config::{
 pub use error::{AxVMError, AxVMResult, GuestMemoryError};
 pub use hal::AxVMHal;
 pub use vcpu::{AxArchVCpu, AxVCpuExitReason};
-pub use vm::{AxVM, VMStatus};
+pub use vm::{AxVM, ExitDisposition, ExitEvent, ExitObserver, InstructionPointer, VMStatus};
 
 /// Whether host `hal` can run VMs: the seed's `has_hardware_support()`, asked of the host
 /// because only it knows (virtualization extensions, a hypervisor device).

@@ -328,4 +328,14 @@ impl AxVMHal for KvmHal {
         let cpu = unsafe { libc::sched_getcpu() };
         usize::try_from(cpu).unwrap_or(0)
     }
+
+    fn disassemble(
+        &self,
+        bytes: &[u8],
+        ip: u64,
+        bitness: u32,
+        max_instructions: usize,
+    ) -> Option<String> {
+        super::disasm::disassemble(bytes, ip, bitness, max_instructions)
+    }
 }

@@ -2,6 +2,7 @@
 //! [`KvmVCpu`]); nothing outside this module issues a KVM ioctl.
 
 mod cpuid;
+mod disasm;
 mod hal;
 mod irq_routing;
 mod kick;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axvm::vcpu::AxArchVCpu;
-use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, MappingFlags};
+use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, InstructionPointer, MappingFlags};
 use kvm_bindings::{
     kvm_mp_state, kvm_run, KVM_EXIT_IO_IN, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
     KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
@@ -340,6 +340,12 @@ impl KvmVCpu {
 
 /// RFLAGS.IF: maskable interrupts enabled.
 const RFLAGS_IF: u64 = 1 << 9;
+/// CR0.PE: protected mode.
+const CR0_PE: u64 = 1 << 0;
+/// CR0.PG: paging.
+const CR0_PG: u64 = 1 << 31;
+/// EFER.LMA: long mode active.
+const EFER_LMA: u64 = 1 << 10;
 
 impl AxArchVCpu for KvmVCpu {
     type SetupConfig = VCpuBoot;
@@ -429,6 +435,34 @@ impl AxArchVCpu for KvmVCpu {
         self.fd
             .set_regs(&regs)
             .map_err(|e| format!("KVM_SET_REGS: {e}"))
+    }
+
+    fn instruction_pointer(&mut self) -> Option<InstructionPointer> {
+        let regs = self.fd.get_regs().ok()?;
+        let sregs = self.fd.get_sregs().ok()?;
+        let bitness = if sregs.cs.l == 1 && sregs.efer & EFER_LMA != 0 {
+            64
+        } else if sregs.cr0 & CR0_PE != 0 && sregs.cs.db == 1 {
+            32
+        } else {
+            16
+        };
+        let linear = sregs.cs.base.wrapping_add(regs.rip);
+        let physical = if sregs.cr0 & CR0_PG == 0 {
+            Some(linear)
+        } else {
+            self.fd
+                .translate_gva(linear)
+                .ok()
+                .filter(|t| t.valid != 0)
+                .map(|t| t.physical_address)
+        };
+        Some(InstructionPointer {
+            rip: regs.rip,
+            linear,
+            physical: physical.map(GuestPhysAddr::new),
+            bitness,
+        })
     }
 
     fn inject_interrupt(&mut self, vector: u8) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! The device manager: finds the device behind an address, and deals with addresses that
 //! no device claims.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use super::{BaseDeviceOps, DeviceError, DeviceRange, DeviceSpace, ScratchRegisters, WriteOutcome};
 use crate::{AccessWidth, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 
-/// How many distinct unclaimed addresses are logged per VM.
+/// How many distinct unclaimed accesses (space, address, width, direction) are kept per VM.
 const MAX_REPORTED_UNCLAIMED: usize = 1024;
 
 /// What happens when the guest touches an address that no device claims.
@@ -30,7 +30,24 @@ pub struct AxVmDevices {
     /// (range, device) sorted by (space, base); ranges never overlap.
     ranges: Vec<(DeviceRange, Arc<dyn BaseDeviceOps>)>,
     policy: UnclaimedAccessPolicy,
-    reported_unclaimed: spin::Mutex<BTreeSet<(DeviceSpace, u64)>>,
+    /// Unclaimed accesses: (space, address, width, is_write) → count.
+    unclaimed: spin::Mutex<BTreeMap<(DeviceSpace, u64, AccessWidth, bool), u64>>,
+    unclaimed_overflow: core::sync::atomic::AtomicU64,
+}
+
+/// Accesses to one address that no device claims, for the summary when the VM stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnclaimedAccess {
+    /// Which space.
+    pub space: DeviceSpace,
+    /// The port, address or MSR.
+    pub addr: u64,
+    /// The access width.
+    pub width: AccessWidth,
+    /// Writes (or reads).
+    pub write: bool,
+    /// How many.
+    pub count: u64,
 }
 
 impl Default for AxVmDevices {
@@ -45,7 +62,8 @@ impl AxVmDevices {
         Self {
             ranges: Vec::new(),
             policy,
-            reported_unclaimed: spin::Mutex::new(BTreeSet::new()),
+            unclaimed: spin::Mutex::new(BTreeMap::new()),
+            unclaimed_overflow: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -149,12 +167,78 @@ impl AxVmDevices {
         }
     }
 
-    /// Whether this is the first unclaimed access to `addr` (so it deserves a log line).
-    /// After [`MAX_REPORTED_UNCLAIMED`] addresses, none is: a guest scanning the address
-    /// space must not grow the VMM's memory without bound.
-    pub(crate) fn first_unclaimed(&self, space: DeviceSpace, addr: u64) -> bool {
-        let mut reported = self.reported_unclaimed.lock();
-        reported.len() < MAX_REPORTED_UNCLAIMED && reported.insert((space, addr))
+    /// Counts an access that no device claims; `true` when it is the first to its address
+    /// (so it deserves a log line). After [`MAX_REPORTED_UNCLAIMED`] distinct accesses, new
+    /// ones are counted together: a guest scanning the address space must not grow the
+    /// VMM's memory without bound.
+    pub(crate) fn record_unclaimed(
+        &self,
+        space: DeviceSpace,
+        addr: u64,
+        width: AccessWidth,
+        write: bool,
+    ) -> bool {
+        let mut counts = self.unclaimed.lock();
+        let address_keys =
+            (space, addr, AccessWidth::Byte, false)..=(space, addr, AccessWidth::Qword, true);
+        let first_to_address = counts.range(address_keys).next().is_none();
+        let kept = counts.len();
+        match counts.get_mut(&(space, addr, width, write)) {
+            Some(count) => *count += 1,
+            None if kept < MAX_REPORTED_UNCLAIMED => {
+                counts.insert((space, addr, width, write), 1);
+            }
+            None => {
+                self.unclaimed_overflow
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                return false;
+            }
+        }
+        first_to_address
+    }
+
+    /// The unclaimed accesses so far, most frequent first, and how many more accesses went
+    /// to addresses beyond what is kept.
+    pub fn unclaimed_accesses(&self) -> (Vec<UnclaimedAccess>, u64) {
+        let mut accesses: Vec<UnclaimedAccess> = self
+            .unclaimed
+            .lock()
+            .iter()
+            .map(|(&(space, addr, width, write), &count)| UnclaimedAccess {
+                space,
+                addr,
+                width,
+                write,
+                count,
+            })
+            .collect();
+        accesses.sort_by(|a, b| b.count.cmp(&a.count).then(a.addr.cmp(&b.addr)));
+        (
+            accesses,
+            self.unclaimed_overflow
+                .load(core::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The device whose range is closest to `addr` in `space`: the one a guest touching a
+    /// wrong address most likely meant.
+    pub fn nearest_device(
+        &self,
+        space: DeviceSpace,
+        addr: u64,
+    ) -> Option<(&DeviceRange, &Arc<dyn BaseDeviceOps>)> {
+        let distance = |range: &DeviceRange| {
+            if addr < range.base {
+                range.base - addr
+            } else {
+                addr.saturating_sub(range.end().saturating_sub(1))
+            }
+        };
+        self.ranges
+            .iter()
+            .filter(|(range, _)| range.space == space)
+            .min_by_key(|(range, _)| distance(range))
+            .map(|(range, device)| (range, device))
     }
 }
 

@@ -5,7 +5,7 @@ mod dummy;
 mod manager;
 
 pub use dummy::ScratchRegisters;
-pub use manager::{AxVmDevices, UnclaimedAccessPolicy};
+pub use manager::{AxVmDevices, UnclaimedAccess, UnclaimedAccessPolicy};
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -47,4 +47,10 @@ pub trait AxArchVCpu: Send {
 
     /// Queues interrupt `vector` for delivery the next time the guest can take it.
     fn inject_interrupt(&mut self, vector: u8) -> Result<(), String>;
+
+    /// Where the vCPU is executing, for messages; `None` when the backend cannot tell.
+    /// Called on rare paths only (a first unclaimed access, a diagnosis).
+    fn instruction_pointer(&mut self) -> Option<crate::vm::InstructionPointer> {
+        None
+    }
 }

@@ -29,6 +29,7 @@ impl<H: AxVMHal> AxVM<H> {
             status: AtomicU8::new(VMStatus::Created as u8),
             active_runners: AtomicUsize::new(0),
             exit_status: spin::Once::new(),
+            observer: spin::Once::new(),
             hal,
             config,
         };

@@ -1,8 +1,13 @@
 //! [`AxVM`]: one virtual machine, from creation to stop.
 
 mod create;
+mod observer;
 mod run;
 
+pub use observer::{ExitDisposition, ExitEvent, ExitObserver, InstructionPointer};
+
+use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -70,6 +75,7 @@ pub struct AxVM<H: AxVMHal> {
     /// vCPUs currently inside `run_vcpu`: the VM is Stopped once it is Stopping and this is 0.
     active_runners: AtomicUsize,
     exit_status: spin::Once<u8>,
+    observer: spin::Once<Arc<dyn ExitObserver<H::VCpu>>>,
     hal: H,
 }
 
@@ -183,6 +189,68 @@ impl<H: AxVMHal> AxVM<H> {
     pub fn stop_with_status(&self, exit_status: u8) {
         self.exit_status.call_once(|| exit_status);
         self.shutdown();
+    }
+
+    /// Lets `observer` see every exit from now on (statistics, traces, a watchdog). One per
+    /// VM, set before [`boot`](Self::boot); a VM without one pays one branch per exit.
+    pub fn set_exit_observer(&self, observer: Arc<dyn ExitObserver<H::VCpu>>) -> AxVMResult {
+        self.expect_status(VMStatus::Created)?;
+        let mut installed = false;
+        self.observer.call_once(|| {
+            installed = true;
+            observer
+        });
+        if installed {
+            Ok(())
+        } else {
+            Err(AxVMError::BadStatus {
+                expected: "without an exit observer",
+                actual: "observed already",
+            })
+        }
+    }
+
+    /// Runs `inspect` on vCPU `vcpu_id` unless a thread is running it (then `None`): for
+    /// diagnostics from the vCPU's own thread between `run_vcpu` calls, or after a stop.
+    pub fn try_inspect_vcpu<R>(
+        &self,
+        vcpu_id: usize,
+        inspect: impl FnOnce(&mut H::VCpu) -> R,
+    ) -> AxVMResult<Option<R>> {
+        self.check_vcpu_id(vcpu_id)?;
+        Ok(self.vcpus[vcpu_id]
+            .try_lock()
+            .map(|mut vcpu| inspect(&mut vcpu)))
+    }
+
+    /// "`0x8004` (real mode): `in al, dx`": where `vcpu` executes and the instructions
+    /// there (up to `count`), for messages. `None` when the backend cannot say where it is.
+    pub fn describe_instruction(&self, vcpu: &mut H::VCpu, count: usize) -> Option<String> {
+        let ip = vcpu.instruction_pointer()?;
+        let mode = match ip.bitness {
+            16 => "real mode",
+            32 => "protected mode",
+            _ => "long mode",
+        };
+        let mut text = alloc::format!("RIP {:#x} ({mode})", ip.rip);
+        if let Some(code) = ip.physical.and_then(|gpa| self.code_at(gpa)) {
+            match self.hal.disassemble(&code, ip.linear, ip.bitness, count) {
+                Some(assembly) => text = alloc::format!("{text}: {assembly}"),
+                None => text = alloc::format!("{text}: bytes {code:02x?}"),
+            }
+        } else {
+            text.push_str(": not in guest RAM");
+        }
+        Some(text)
+    }
+
+    /// Up to 32 bytes of guest RAM at `gpa`, stopping at the end of its region.
+    fn code_at(&self, gpa: GuestPhysAddr) -> Option<Vec<u8>> {
+        let region = self.memory.region_of(gpa)?;
+        let available = region.end().as_u64() - gpa.as_u64();
+        let mut code = alloc::vec![0u8; available.min(32) as usize];
+        self.memory.read(gpa, &mut code).ok()?;
+        Some(code)
     }
 
     /// Delivers interrupt `vector` to each vCPU in `targets`, from any thread.

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{AxVM, VMStatus};
+use super::{AxVM, ExitDisposition, ExitEvent, VMStatus};
 use crate::device::{DeviceSpace, UnclaimedAccessPolicy, WriteOutcome};
 use crate::vcpu::{AxArchVCpu, AxVCpuExitReason};
 use crate::{AccessWidth, AxVMError, AxVMHal, AxVMResult};
@@ -14,6 +14,31 @@ enum Next {
     Resume,
     /// Give this reason to `run_vcpu`'s caller.
     Return(AxVCpuExitReason),
+}
+
+/// What handling one exit did, for the loop and its observer.
+struct Handling {
+    next: Next,
+    disposition: ExitDisposition,
+    read_value: Option<u64>,
+}
+
+impl Handling {
+    fn resumed(disposition: ExitDisposition, read_value: Option<u64>) -> Self {
+        Self {
+            next: Next::Resume,
+            disposition,
+            read_value,
+        }
+    }
+
+    fn returned(reason: AxVCpuExitReason) -> Self {
+        Self {
+            next: Next::Return(reason),
+            disposition: ExitDisposition::Returned,
+            read_value: None,
+        }
+    }
 }
 
 fn not_booted() -> AxVMError {
@@ -82,9 +107,25 @@ impl<H: AxVMHal> AxVM<H> {
                 message,
             })?;
             log::trace!("vCPU {vcpu_id} exit: {exit:x?}");
-            match self.handle_exit(vcpu_id, vcpu, exit)? {
-                Next::Resume => {}
-                Next::Return(reason) => return Ok(reason),
+            let handling = match self.observer.get() {
+                None => self.handle_exit(vcpu_id, vcpu, exit)?,
+                Some(observer) => {
+                    let start = self.hal.current_time_nanos();
+                    let handling = self.handle_exit(vcpu_id, vcpu, exit)?;
+                    let event = ExitEvent {
+                        vcpu: vcpu_id,
+                        exit,
+                        disposition: handling.disposition,
+                        read_value: handling.read_value,
+                        time_nanos: start,
+                        handling_nanos: self.hal.current_time_nanos().saturating_sub(start),
+                    };
+                    observer.on_exit(&event, vcpu);
+                    handling
+                }
+            };
+            if let Next::Return(reason) = handling.next {
+                return Ok(reason);
             }
         }
     }
@@ -94,7 +135,7 @@ impl<H: AxVMHal> AxVM<H> {
         vcpu_id: usize,
         vcpu: &mut H::VCpu,
         exit: AxVCpuExitReason,
-    ) -> AxVMResult<Next> {
+    ) -> AxVMResult<Handling> {
         use AxVCpuExitReason as Exit;
         let (space, addr, width, write) = match exit {
             Exit::IoRead { port, width } => (DeviceSpace::Port, u64::from(port), width, None),
@@ -119,29 +160,35 @@ impl<H: AxVMHal> AxVM<H> {
             ),
             Exit::NestedPageFault { addr, access_flags } => {
                 return Ok(if self.memory.handle_page_fault(addr, access_flags) {
-                    Next::Resume
+                    Handling::resumed(ExitDisposition::Handled, None)
                 } else {
-                    Next::Return(exit)
+                    Handling::returned(exit)
                 });
             }
-            other => return Ok(Next::Return(other)),
+            other => return Ok(Handling::returned(other)),
+        };
+        let access = Access {
+            vcpu_id,
+            space,
+            addr,
+            width,
         };
         match write {
             None => {
-                let value = self.device_read(vcpu_id, space, addr, width)?;
+                let (value, disposition) = self.device_read(vcpu, access)?;
                 vcpu.set_read_result(value)
                     .map_err(|message| AxVMError::VCpu {
                         vcpu: vcpu_id,
                         message,
                     })?;
-                Ok(Next::Resume)
+                Ok(Handling::resumed(disposition, Some(value)))
             }
-            Some(value) => match self.device_write(vcpu_id, space, addr, width, value)? {
-                WriteOutcome::Done => Ok(Next::Resume),
-                WriteOutcome::StopVm { exit_status } => {
+            Some(value) => match self.device_write(vcpu, access, value)? {
+                (WriteOutcome::Done, disposition) => Ok(Handling::resumed(disposition, None)),
+                (WriteOutcome::StopVm { exit_status }, _) => {
                     log::info!("vCPU {vcpu_id}: guest stops the VM with exit status {exit_status} ({space} {addr:#x})");
                     self.stop_with_status(exit_status);
-                    Ok(Next::Return(Exit::SystemDown))
+                    Ok(Handling::returned(Exit::SystemDown))
                 }
             },
         }
@@ -149,63 +196,89 @@ impl<H: AxVMHal> AxVM<H> {
 
     fn device_read(
         &self,
-        vcpu_id: usize,
-        space: DeviceSpace,
-        addr: u64,
-        width: AccessWidth,
-    ) -> AxVMResult<u64> {
-        match self.devices.handle_read(space, addr, width)? {
-            Some(value) => Ok(value),
+        vcpu: &mut H::VCpu,
+        access: Access,
+    ) -> AxVMResult<(u64, ExitDisposition)> {
+        match self
+            .devices
+            .handle_read(access.space, access.addr, access.width)?
+        {
+            Some(value) => Ok((value, ExitDisposition::Handled)),
             None => self
-                .unclaimed(vcpu_id, "read", space, addr, width)
-                .map(|()| 0),
+                .unclaimed(vcpu, access, false)
+                .map(|()| (0, ExitDisposition::Unclaimed)),
         }
     }
 
     fn device_write(
         &self,
-        vcpu_id: usize,
-        space: DeviceSpace,
-        addr: u64,
-        width: AccessWidth,
+        vcpu: &mut H::VCpu,
+        access: Access,
         value: u64,
-    ) -> AxVMResult<WriteOutcome> {
-        match self.devices.handle_write(space, addr, width, value)? {
-            Some(outcome) => Ok(outcome),
+    ) -> AxVMResult<(WriteOutcome, ExitDisposition)> {
+        match self
+            .devices
+            .handle_write(access.space, access.addr, access.width, value)?
+        {
+            Some(outcome) => Ok((outcome, ExitDisposition::Handled)),
             None => self
-                .unclaimed(vcpu_id, "write", space, addr, width)
-                .map(|()| WriteOutcome::Done),
+                .unclaimed(vcpu, access, true)
+                .map(|()| (WriteOutcome::Done, ExitDisposition::Unclaimed)),
         }
     }
 
-    /// Applies the unclaimed-access policy: `Ok` means "read as zero / drop the write".
-    fn unclaimed(
-        &self,
-        vcpu_id: usize,
-        access: &'static str,
-        space: DeviceSpace,
-        addr: u64,
-        width: AccessWidth,
-    ) -> AxVMResult {
-        let error = || AxVMError::UnclaimedAccess {
-            vcpu: vcpu_id,
-            access,
-            space: match space {
+    /// Counts an access no device claims and applies the unclaimed-access policy: `Ok` means
+    /// "read as zero / drop the write". The first access to each address is logged with
+    /// where the guest made it and the nearest device, which is usually the one it meant.
+    fn unclaimed(&self, vcpu: &mut H::VCpu, access: Access, write: bool) -> AxVMResult {
+        let error = AxVMError::UnclaimedAccess {
+            vcpu: access.vcpu_id,
+            access: if write { "write" } else { "read" },
+            space: match access.space {
                 DeviceSpace::Port => "port",
                 DeviceSpace::Mmio => "MMIO",
                 DeviceSpace::SysReg => "MSR",
             },
-            addr,
-            width,
+            addr: access.addr,
+            width: access.width,
         };
+        let first = self
+            .devices
+            .record_unclaimed(access.space, access.addr, access.width, write);
         match self.devices.policy() {
-            UnclaimedAccessPolicy::Error => Err(error()),
+            UnclaimedAccessPolicy::Error => Err(error),
             UnclaimedAccessPolicy::Ignore => {
-                if self.devices.first_unclaimed(space, addr) {
-                    log::warn!("{}; reads as zero, writes are dropped", error());
+                if first {
+                    let nearest = self
+                        .devices
+                        .nearest_device(access.space, access.addr)
+                        .map(|(range, device)| {
+                            alloc::format!(
+                                "; nearest device: `{}` at {} {:#x}..{:#x}",
+                                device.name(),
+                                range.space,
+                                range.base,
+                                range.end()
+                            )
+                        })
+                        .unwrap_or_default();
+                    let at = self
+                        .describe_instruction(vcpu, 1)
+                        .map(|text| alloc::format!("; guest at {text}"))
+                        .unwrap_or_default();
+                    log::warn!("{error}; reads as zero, writes are dropped{at}{nearest}");
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// One device access of a vCPU.
+#[derive(Clone, Copy)]
+struct Access {
+    vcpu_id: usize,
+    space: DeviceSpace,
+    addr: u64,
+    width: AccessWidth,
 }
