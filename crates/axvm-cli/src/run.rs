@@ -16,6 +16,7 @@ pub fn run(files: VmFiles, unclaimed: Unclaimed) -> Result<ExitCode, String> {
             Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
             Unclaimed::Error => UnclaimedAccessPolicy::Error,
         },
+        ..Default::default()
     };
     files
         .config

@@ -22,12 +22,14 @@
 
 pub mod boot;
 pub mod devices;
+pub mod diagnostics;
 mod error;
 pub mod kvm;
 mod liveness;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
+pub use diagnostics::DiagnosticsOptions;
 pub use error::Error;
 pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,

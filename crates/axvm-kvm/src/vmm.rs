@@ -9,6 +9,7 @@ use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 
 use crate::boot::{load_images, BootImages, BootPlan};
 use crate::devices::platform_devices;
+use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::liveness::Liveness;
 use crate::Error;
@@ -19,14 +20,17 @@ pub struct VmOptions {
     pub console: Box<dyn Write + Send>,
     /// What accesses to addresses without a device do.
     pub unclaimed: UnclaimedAccessPolicy,
+    /// Statistics, exit trace, watchdog.
+    pub diagnostics: DiagnosticsOptions,
 }
 
 impl Default for VmOptions {
-    /// Console on stdout; unclaimed accesses read as zero with a warning.
+    /// Console on stdout; unclaimed accesses read as zero with a warning; no diagnostics.
     fn default() -> Self {
         Self {
             console: Box::new(std::io::stdout()),
             unclaimed: UnclaimedAccessPolicy::Ignore,
+            diagnostics: DiagnosticsOptions::default(),
         }
     }
 }
@@ -60,6 +64,7 @@ enum VCpuEnd {
 pub struct KvmVm {
     vm: Arc<AxVM<KvmHal>>,
     plan: BootPlan,
+    diagnostics: Option<Arc<Diagnostics>>,
 }
 
 impl KvmVm {
@@ -73,9 +78,26 @@ impl KvmVm {
         let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
         let devices = platform_devices(&config, options.console, &hal, options.unclaimed)
             .map_err(Error::Kvm)?;
+        let vcpu_num = config.cpu_num;
         let vm = AxVM::new(config, hal, devices)?;
         let plan = load_images(&vm, images)?;
-        Ok(Self { vm, plan })
+        let diagnostics = if options.diagnostics.any() {
+            let diagnostics = Arc::new(Diagnostics::new(options.diagnostics, vcpu_num));
+            vm.set_exit_observer(diagnostics.clone())?;
+            Some(diagnostics)
+        } else {
+            None
+        };
+        Ok(Self {
+            vm,
+            plan,
+            diagnostics,
+        })
+    }
+
+    /// The diagnostics of this VM, when any was asked for.
+    pub fn diagnostics(&self) -> Option<&Diagnostics> {
+        self.diagnostics.as_deref()
     }
 
     /// The axvm VM, e.g. to call [`AxVM::shutdown`] from another thread.

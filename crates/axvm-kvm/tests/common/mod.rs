@@ -70,6 +70,7 @@ pub fn options(console: &Console, unclaimed: UnclaimedAccessPolicy) -> VmOptions
     VmOptions {
         console: Box::new(console.clone()),
         unclaimed,
+        ..Default::default()
     }
 }
 

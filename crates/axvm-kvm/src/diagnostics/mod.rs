@@ -1,0 +1,81 @@
+//! Diagnostics that a run can turn on: exit statistics (`--stats`), an exit trace
+//! (`--trace-exits`) and a watchdog that stops a VM making no progress (`--watchdog`).
+//!
+//! They all watch the exit loop through one [`axvm::ExitObserver`]; when none is on, no
+//! observer is installed and the exit path stays as it is.
+
+pub mod stats;
+pub mod trace;
+pub mod watchdog;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axvm::{ExitEvent, ExitObserver};
+
+use crate::kvm::KvmVCpu;
+
+/// Which diagnostics a run wants.
+#[derive(Default)]
+pub struct DiagnosticsOptions {
+    /// Count exits per kind and per port / MMIO range / MSR, with handling time.
+    pub stats: bool,
+    /// Write every exit as a JSON line here.
+    pub trace_exits: Option<Box<dyn Write + Send>>,
+    /// Stop the VM when the guest makes no progress for this long, and explain why.
+    pub watchdog: Option<Duration>,
+}
+
+impl DiagnosticsOptions {
+    /// Whether any diagnostic is on.
+    pub fn any(&self) -> bool {
+        self.stats || self.trace_exits.is_some() || self.watchdog.is_some()
+    }
+}
+
+/// The diagnostics of one VM: the exit observer and what it collects.
+pub struct Diagnostics {
+    pub(crate) stats: Option<stats::ExitStats>,
+    pub(crate) trace: Option<trace::ExitTrace>,
+    pub(crate) watchdog: Option<Arc<watchdog::Progress>>,
+    pub(crate) watchdog_timeout: Option<Duration>,
+}
+
+impl Diagnostics {
+    /// The diagnostics `options` ask for.
+    pub(crate) fn new(options: DiagnosticsOptions, vcpu_num: usize) -> Self {
+        Self {
+            stats: options.stats.then(|| stats::ExitStats::new(vcpu_num)),
+            trace: options.trace_exits.map(trace::ExitTrace::new),
+            watchdog: options
+                .watchdog
+                .map(|_| Arc::new(watchdog::Progress::new(vcpu_num))),
+            watchdog_timeout: options.watchdog,
+        }
+    }
+
+    /// How long the watchdog lets the guest go without progress, when it is on.
+    pub fn watchdog_timeout(&self) -> Option<Duration> {
+        self.watchdog_timeout
+    }
+
+    /// The statistics collected so far, when `--stats` is on.
+    pub fn stats(&self) -> Option<&stats::ExitStats> {
+        self.stats.as_ref()
+    }
+}
+
+impl ExitObserver<KvmVCpu> for Diagnostics {
+    fn on_exit(&self, event: &ExitEvent, vcpu: &mut KvmVCpu) {
+        if let Some(stats) = &self.stats {
+            stats.record(event);
+        }
+        if let Some(trace) = &self.trace {
+            trace.record(event, vcpu);
+        }
+        if let Some(progress) = &self.watchdog {
+            progress.record(event, vcpu);
+        }
+    }
+}
