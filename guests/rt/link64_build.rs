@@ -1,5 +1,6 @@
-//! Links this guest with the shared 64-bit linker script (`rt/link64.ld`):
-//! loaded at physical = virtual 0x200000, `_start` first.
+//! The build script of every guest linked with the shared 64-bit linker script
+//! (`rt/link64.ld`: loaded at physical = virtual 0x200000, `_start` first). Guests name it
+//! with `build = "../rt/link64_build.rs"` instead of each keeping a copy.
 
 use std::path::PathBuf;
 
