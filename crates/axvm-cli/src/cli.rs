@@ -1,6 +1,7 @@
 //! The command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -36,6 +37,21 @@ pub enum Command {
         /// What a guest access to a port, MMIO address or MSR without a device does.
         #[arg(long, value_enum, default_value_t = Unclaimed::Ignore)]
         unclaimed: Unclaimed,
+
+        /// At the end of the run, print exit statistics on stderr: exits per kind and per
+        /// port / MMIO device range / MSR, with the time axvm took to handle them.
+        #[arg(long)]
+        stats: bool,
+
+        /// Write every vCPU exit to FILE as one JSON line (kind, vCPU, RIP, port or address,
+        /// width, data, time); see the README for the fields.
+        #[arg(long, value_name = "FILE")]
+        trace_exits: Option<PathBuf>,
+
+        /// Stop the VM when the guest makes no progress (no console output, no exit of a new
+        /// kind or at a new place) for SECS seconds, and explain why on stderr; exit status 1.
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        watchdog: Option<Duration>,
     },
     /// Say whether this host can run VMs (and why not), and validate a config, printing its
     /// memory map. Exits 0 when all is well.
@@ -52,4 +68,16 @@ pub enum Unclaimed {
     Ignore,
     /// The access stops the VM with an error naming the vCPU and the address.
     Error,
+}
+
+/// A positive number of seconds (fractions allowed), for `--watchdog`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("`{text}`: give a positive number of seconds"))
+    }
 }

@@ -17,16 +17,25 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run {
         config: None,
         unclaimed: cli::Unclaimed::Ignore,
+        stats: false,
+        trace_exits: None,
+        watchdog: None,
     });
     match command {
-        Command::Run { config, unclaimed } => {
+        Command::Run {
+            config,
+            unclaimed,
+            stats,
+            trace_exits,
+            watchdog,
+        } => {
             let files = match &config {
                 Some(path) => vm_files::load(path),
                 None => vm_files::demo(),
             };
-            let result = files
-                .map_err(|err| err.to_string())
-                .and_then(|files| run::run(files, unclaimed));
+            let result = files.map_err(|err| err.to_string()).and_then(|files| {
+                run::run(files, unclaimed, stats, trace_exits.as_deref(), watchdog)
+            });
             result.unwrap_or_else(|message| {
                 eprintln!("axvm: {message}");
                 ExitCode::FAILURE

@@ -1,22 +1,44 @@
 //! `axvm run`.
 
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm_kvm::{KvmVm, VmOptions, VmOutcome};
+use axvm_kvm::diagnostics::stats::unclaimed_summary;
+use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 
 use crate::cli::Unclaimed;
 use crate::vm_files::{config_error, VmFiles};
 
 /// Boots the VM and maps how it ended to the command's exit status.
-pub fn run(files: VmFiles, unclaimed: Unclaimed) -> Result<ExitCode, String> {
+pub fn run(
+    files: VmFiles,
+    unclaimed: Unclaimed,
+    stats: bool,
+    trace_exits: Option<&Path>,
+    watchdog: Option<Duration>,
+) -> Result<ExitCode, String> {
+    let trace_exits = match trace_exits {
+        Some(path) => Some(Box::new(
+            File::create(path)
+                .map_err(|err| format!("cannot create the exit trace {}: {err}", path.display()))?,
+        ) as Box<dyn Write + Send>),
+        None => None,
+    };
     let options = VmOptions {
         console: Box::new(std::io::stdout()),
         unclaimed: match unclaimed {
             Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
             Unclaimed::Error => UnclaimedAccessPolicy::Error,
         },
-        ..Default::default()
+        diagnostics: DiagnosticsOptions {
+            stats,
+            trace_exits,
+            watchdog,
+        },
     };
     files
         .config
@@ -25,9 +47,9 @@ pub fn run(files: VmFiles, unclaimed: Unclaimed) -> Result<ExitCode, String> {
     let name = files.config.name.clone();
     let vm = KvmVm::create(files.config, &files.images, options)
         .map_err(|err| format!("cannot create VM `{name}` ({}): {err}", files.origin))?;
-    let outcome = vm
-        .run()
-        .map_err(|err| format!("VM `{name}` failed: {err}"))?;
+    let result = vm.run();
+    report_after_run(&vm, result.is_err());
+    let outcome = result.map_err(|err| format!("VM `{name}` failed: {err}"))?;
     log::info!("VM `{name}` ended: {outcome:?}");
     match outcome {
         VmOutcome::Exited(status) => Ok(ExitCode::from(status)),
@@ -36,5 +58,28 @@ pub fn run(files: VmFiles, unclaimed: Unclaimed) -> Result<ExitCode, String> {
         )),
         VmOutcome::AllHalted => Err(format!("VM `{name}`: every vCPU halted and nothing can wake them")),
         VmOutcome::Stopped => Ok(ExitCode::SUCCESS),
+        VmOutcome::NoProgress => Err(vm.watchdog_report().map_or_else(
+            || format!("VM `{name}`: the watchdog stopped it"),
+            |report| report.trim_end().to_string(),
+        )),
+    }
+}
+
+/// What the VM left to say once it stopped, on stderr: the accesses no device claimed
+/// (without `--stats` too: they are the usual reason a guest misbehaves; not when the run
+/// `failed`, whose one-line reason already names the access that stopped it under
+/// `--unclaimed error`), the `--stats` report, and the end of the `--trace-exits` file.
+fn report_after_run(vm: &KvmVm, failed: bool) {
+    if let Some(summary) = unclaimed_summary(vm.vm().devices()).filter(|_| !failed) {
+        eprint!("{summary}");
+    }
+    let diagnostics = vm.diagnostics();
+    if let Some(stats) = diagnostics.and_then(|d| d.stats()) {
+        eprint!("{}", stats.report(vm.vm().devices()));
+    }
+    if let Some(trace) = diagnostics.and_then(|d| d.trace()) {
+        if let Err(err) = trace.flush() {
+            eprintln!("axvm: cannot write the exit trace: {err}");
+        }
     }
 }

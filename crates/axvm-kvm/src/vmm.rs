@@ -7,8 +7,10 @@ use std::sync::Arc;
 use axvm::device::UnclaimedAccessPolicy;
 use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 
-use crate::boot::{load_images, BootImages, BootPlan};
+use crate::boot::{load_images, BootImages, BootPlan, ImageFormat};
 use crate::devices::platform_devices;
+use crate::diagnostics::watchdog::watcher::Watch;
+use crate::diagnostics::watchdog::{CountingConsole, Progress};
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::liveness::Liveness;
@@ -51,6 +53,9 @@ pub enum VmOutcome {
     AllHalted,
     /// The host stopped the VM ([`AxVM::shutdown`]).
     Stopped,
+    /// The watchdog ([`DiagnosticsOptions::watchdog`]) saw no progress for its timeout and
+    /// stopped the VM; [`KvmVm::watchdog_report`] says why.
+    NoProgress,
 }
 
 /// How one vCPU thread ended.
@@ -76,18 +81,25 @@ impl KvmVm {
     ) -> Result<Self, Error> {
         config.validate()?;
         let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
-        let devices = platform_devices(&config, options.console, &hal, options.unclaimed)
-            .map_err(Error::Kvm)?;
-        let vcpu_num = config.cpu_num;
+        let diagnostics = options
+            .diagnostics
+            .any()
+            .then(|| Arc::new(Diagnostics::new(options.diagnostics, config.cpu_num)));
+        let console = match diagnostics.as_ref().and_then(|d| d.watchdog.clone()) {
+            // Console output is progress: the watchdog counts it.
+            Some(progress) => Box::new(CountingConsole {
+                inner: options.console,
+                progress,
+            }),
+            None => options.console,
+        };
+        let devices =
+            platform_devices(&config, console, &hal, options.unclaimed).map_err(Error::Kvm)?;
         let vm = AxVM::new(config, hal, devices)?;
         let plan = load_images(&vm, images)?;
-        let diagnostics = if options.diagnostics.any() {
-            let diagnostics = Arc::new(Diagnostics::new(options.diagnostics, vcpu_num));
+        if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
-            Some(diagnostics)
-        } else {
-            None
-        };
+        }
         Ok(Self {
             vm,
             plan,
@@ -110,6 +122,28 @@ impl KvmVm {
         self.plan
     }
 
+    /// Why the watchdog stopped the VM (several lines), after [`run`](Self::run) returned
+    /// [`VmOutcome::NoProgress`].
+    pub fn watchdog_report(&self) -> Option<String> {
+        self.watchdog().and_then(|progress| progress.report())
+    }
+
+    fn watchdog(&self) -> Option<&Arc<Progress>> {
+        self.diagnostics.as_ref()?.watchdog.as_ref()
+    }
+
+    /// The watchdog's watcher, when the watchdog is on.
+    fn watch(&self) -> Option<Watch<'_>> {
+        let diagnostics = self.diagnostics.as_ref()?;
+        Some(Watch {
+            progress: diagnostics.watchdog.as_ref()?,
+            timeout: diagnostics.watchdog_timeout()?,
+            entry: self.plan.bsp_entry,
+            raw_load: (self.plan.format == ImageFormat::Raw)
+                .then_some(self.vm.config().image_config.kernel_load_gpa),
+        })
+    }
+
     /// Boots the VM and runs every vCPU on its own thread until the VM stops.
     ///
     /// A vCPU failure stops the whole VM and is returned with the vCPU named.
@@ -120,6 +154,10 @@ impl KvmVm {
             let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
             let liveness = &liveness;
             scope.spawn(move || liveness.watch(&self.vm, &stop));
+            let (stop_watchdog, watchdog_stop) = std::sync::mpsc::channel::<()>();
+            if let Some(watch) = self.watch() {
+                scope.spawn(move || watch.run(&self.vm, &watchdog_stop));
+            }
             let threads: Vec<_> = (0..self.vm.vcpu_num())
                 .map(|vcpu_id| {
                     std::thread::Builder::new()
@@ -142,6 +180,7 @@ impl KvmVm {
                 })
                 .collect::<Result<Vec<_>, Error>>();
             drop(stop_watching);
+            drop(stop_watchdog);
             ends
         })?;
         self.outcome(ends, liveness.all_halted())
@@ -160,6 +199,7 @@ impl KvmVm {
             (Some(status), _) => VmOutcome::Exited(status),
             (None, Some(vcpu)) => VmOutcome::GuestReset { vcpu },
             (None, None) if all_halted => VmOutcome::AllHalted,
+            (None, None) if self.watchdog().is_some_and(|p| p.fired()) => VmOutcome::NoProgress,
             (None, None) => VmOutcome::Stopped,
         })
     }
@@ -178,6 +218,9 @@ impl KvmVm {
                         return VCpuEnd::Stopped;
                     }
                     liveness.report(vcpu_id, exit == AxVCpuExitReason::Halt);
+                    if let Some(progress) = self.watchdog() {
+                        progress.board.answer_if_asked(&self.vm, vcpu_id);
+                    }
                 }
                 Ok(AxVCpuExitReason::SystemDown) => {
                     self.vm.shutdown();

@@ -7,9 +7,11 @@
 //!   every write is a `KVM_RUN` return handled by [`AxVM::run_vcpu`]'s exit loop (exit
 //!   translation, device lookup, the UART model); the reference runs the same bytes at the
 //!   same address on a VM built with kvm-ioctls, whose loop only calls `KVM_RUN` and
-//!   matches the exit ([`bare`]). Only the run is timed, each on a fresh VM; the two sides
-//!   alternate round by round, so host drift hits both. The ratio axvm / bare is what axvm
-//!   adds per exit: near 1.0 means little.
+//!   matches the exit ([`bare`]). A third side is axvm with `--stats` on: the diagnostics
+//!   observer installed, counting every exit. Only the run is timed, each on a fresh VM;
+//!   the sides take turns in a rotating order round by round, so host drift hits all. The
+//!   ratio axvm / bare is what axvm adds per exit: near 1.0 means little; stats / axvm is
+//!   what the statistics add when on.
 //! - **VM lifecycle.** `KvmVm::create` + `run` (boot, one vCPU thread per vCPU) + drop, for
 //!   a guest that stops at once (`mov al,0; out 0xf4,al`, 1 MiB RAM) and for the embedded
 //!   demo guest (2 vCPUs, 16 MiB, long mode, its checks and console output). For
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axvm::config::toml::AxVMCrateConfig;
 use axvm::{AxVCpuExitReason, AxVMConfig};
-use axvm_kvm::{BootImages, KvmVm, VmOptions, VmOutcome};
+use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 use kvm_ioctls::Kvm;
 
 /// How much to measure.
@@ -75,20 +77,28 @@ fn main() {
     let exits = u64::from(plan.outs) + 1;
     let image = guest::loop_guest(plan.outs);
     // Warm-up: one untimed run of each side (page cache, allocator, CPU frequency).
-    axvm_exit_loop(&image);
+    axvm_exit_loop(&image, exits, false);
+    axvm_exit_loop(&image, exits, true);
     bare_exit_loop(&kvm, &image, exits);
-    let (mut axvm, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut axvm, mut bare, mut stats) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ratios, mut stats_ratios) = (Vec::new(), Vec::new());
     for round in 0..plan.rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a = axvm_exit_loop(&image);
-            (a, bare_exit_loop(&kvm, &image, exits))
-        } else {
-            let b = bare_exit_loop(&kvm, &image, exits);
-            (axvm_exit_loop(&image), b)
-        };
+        // [axvm, bare, stats], each round starting one further along.
+        let mut times = [Duration::ZERO; 3];
+        for turn in 0..3 {
+            let side = (round + turn) % 3;
+            times[side] = match side {
+                0 => axvm_exit_loop(&image, exits, false),
+                1 => bare_exit_loop(&kvm, &image, exits),
+                _ => axvm_exit_loop(&image, exits, true),
+            };
+        }
+        let [a, b, s] = times;
         axvm.push(per_exit_ns(a, exits));
         bare.push(per_exit_ns(b, exits));
+        stats.push(per_exit_ns(s, exits));
         ratios.push(a.as_secs_f64() / b.as_secs_f64());
+        stats_ratios.push(s.as_secs_f64() / a.as_secs_f64());
     }
 
     let raw = BootImages {
@@ -112,17 +122,21 @@ fn main() {
     if !bench {
         println!("smoke run (no --bench): the figures mean nothing");
     }
-    println!("exit: {exits} exits per run, axvm and bare alternating; lifecycle: create+run+drop");
+    println!("exit: {exits} exits per run, axvm, bare and axvm --stats rotating; lifecycle: create+run+drop");
     println!("host load average before the runs: {}", load.join(" "));
     println!(
         "{:<30} {:>5} {:>10} {:>10} {:>10} {:>10}",
         "measure", "runs", "median", "p90", "min", "max"
     );
     let diffs = axvm.iter().zip(&bare).map(|(a, b)| a - b).collect();
+    let stats_diffs = stats.iter().zip(&axvm).map(|(s, a)| s - a).collect();
     row("exit, axvm run_vcpu", axvm, fmt_ns);
     row("exit, bare KVM_RUN loop", bare, fmt_ns);
+    row("exit, axvm --stats", stats, fmt_ns);
     row("exit, axvm - bare", diffs, fmt_ns);
     row("exit, axvm / bare", ratios, |r| format!("{r:.3}"));
+    row("exit, stats - axvm", stats_diffs, fmt_ns);
+    row("exit, stats / axvm", stats_ratios, |r| format!("{r:.3}"));
     row("lifecycle, trivial, axvm", raw_ns, fmt_ns);
     row("lifecycle, trivial, bare KVM", bare_raw_ns, fmt_ns);
     row("lifecycle, demo (2 vCPUs)", demo_ns, fmt_ns);
@@ -131,13 +145,21 @@ fn main() {
 /// A fresh axvm VM running the loop guest: times [`axvm::AxVM::run_vcpu`] from the first
 /// guest entry until it returns on the exit-port write. The call also applies the boot
 /// registers (five ioctls, untimed on the bare side): a few ns per exit at 20 001 exits.
-fn axvm_exit_loop(image: &[u8]) -> Duration {
+/// With `stats`, the VM counts every exit as `axvm run --stats` does (checked after).
+fn axvm_exit_loop(image: &[u8], exits: u64, stats: bool) -> Duration {
     let images = BootImages {
         kernel: image.to_vec(),
         ..Default::default()
     };
-    let vm = KvmVm::create(guest::raw_config(), &images, quiet()).expect("KvmVm::create");
-    let vm = vm.vm();
+    let options = VmOptions {
+        diagnostics: DiagnosticsOptions {
+            stats,
+            ..Default::default()
+        },
+        ..quiet()
+    };
+    let kvm_vm = KvmVm::create(guest::raw_config(), &images, options).expect("KvmVm::create");
+    let vm = kvm_vm.vm();
     vm.boot().expect("boot");
     let _thread = vm.hal().enter_vcpu_thread(0);
     let start = Instant::now();
@@ -147,6 +169,11 @@ fn axvm_exit_loop(image: &[u8]) -> Duration {
         matches!(reason, Ok(AxVCpuExitReason::SystemDown)) && vm.exit_status() == Some(0),
         "the loop guest did not stop through the exit port: {reason:?}"
     );
+    let counted = kvm_vm.diagnostics().and_then(|d| d.stats());
+    assert_eq!(counted.is_some(), stats);
+    if let Some(counted) = counted {
+        assert_eq!(counted.total_exits(), exits, "the statistics missed exits");
+    }
     elapsed
 }
 

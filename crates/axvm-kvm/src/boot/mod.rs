@@ -311,12 +311,22 @@ pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), 
 /// [`check_kernel_placement`], then, for the boot protocols, where the ramdisk would go
 /// (explicit address checked, or room found), as the loader would decide it.
 pub fn check_placement(config: &AxVMConfig, images: &BootImages) -> Result<(), ConfigError> {
+    plan_placement(config, images).map(|_| ())
+}
+
+/// [`check_placement`], returning where a boot protocol would put the ramdisk (None without
+/// a ramdisk or for the direct starts, which copy it to `ramdisk_load_addr`), so that
+/// `axvm check` can show it in the memory map.
+pub fn plan_placement(
+    config: &AxVMConfig,
+    images: &BootImages,
+) -> Result<Option<RamdiskPlacement>, ConfigError> {
     check_kernel_placement(config, &images.kernel)?;
     let Some(ramdisk) = images.ramdisk.as_deref() else {
-        return Ok(());
+        return Ok(None);
     };
     let (segments, limit) = match detect_format(&images.kernel) {
-        ImageFormat::Raw | ImageFormat::Elf64 => return Ok(()),
+        ImageFormat::Raw | ImageFormat::Elf64 => return Ok(None),
         ImageFormat::Multiboot => (
             multiboot::parse(&images.kernel)?.segments,
             multiboot::RAMDISK_LIMIT,
@@ -327,7 +337,7 @@ pub fn check_placement(config: &AxVMConfig, images: &BootImages) -> Result<(), C
             (kernel.footprint(), kernel.ramdisk_limit())
         }
     };
-    placement::plan_ramdisk(config, Some(ramdisk), &segments, limit).map(|_| ())
+    placement::plan_ramdisk(config, Some(ramdisk), &segments, limit)
 }
 
 /// Where a kernel image's bytes go in guest memory, for memory maps.

@@ -64,6 +64,12 @@ impl Diagnostics {
     pub fn stats(&self) -> Option<&stats::ExitStats> {
         self.stats.as_ref()
     }
+
+    /// The exit trace, when `--trace-exits` is on: [`flush`](trace::ExitTrace::flush) it
+    /// when the VM has stopped (it is also flushed when the VM is dropped).
+    pub fn trace(&self) -> Option<&trace::ExitTrace> {
+        self.trace.as_ref()
+    }
 }
 
 impl ExitObserver<KvmVCpu> for Diagnostics {

@@ -69,15 +69,30 @@ impl AxVmDevices {
 
     /// Creates the devices of a config's `emu_devices` that axvm emulates itself, and
     /// refuses the others with the entry named.
+    ///
+    /// An `emu_type` that the ArceOS numbering does not define (`Unknown`) becomes a Dummy
+    /// device with a warning, as the ArceOS hypervisor treats it, so configs written for it
+    /// keep working; a known type that axvm does not emulate (virtio, GIC, ...) is refused,
+    /// because the guest expects a real device there.
     pub fn add_emulated(&mut self, configs: &[EmulatedDeviceConfig]) -> Result<(), ConfigError> {
         for (index, config) in configs.iter().enumerate() {
             let field = || format!("devices.emu_devices[{index}] ({})", config.name);
-            let device: Arc<dyn BaseDeviceOps> = match config.emu_type {
-                EmulatedDeviceType::Dummy => Arc::new(ScratchRegisters::new(
+            let scratch = || {
+                Arc::new(ScratchRegisters::new(
                     &config.name,
                     config.base_gpa.as_u64(),
                     config.length,
-                )),
+                ))
+            };
+            let device: Arc<dyn BaseDeviceOps> = match config.emu_type {
+                EmulatedDeviceType::Dummy => scratch(),
+                EmulatedDeviceType::Unknown(value) => {
+                    log::warn!(
+                        "{}: emu_type {value:#x} is not a device type; treated as 0x0 (Dummy: scratch registers)",
+                        field()
+                    );
+                    scratch()
+                }
                 other => {
                     return Err(ConfigError::invalid(
                         field(),

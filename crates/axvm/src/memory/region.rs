@@ -89,8 +89,11 @@ pub(crate) fn map_region<H: AxVMHal>(
         release_memory(hal, hva, config, outcome);
         return Err(host_error(
             "map guest memory",
+            // The host's reason is often terse (KVM says only "Invalid argument" for a
+            // slot too large or too high), so name the region and what usually helps.
             format!(
-                "kernel.memory_regions[{index}] ({}..{}, {}): {message}",
+                "kernel.memory_regions[{index}] ({:#x} bytes at {}, up to {}, {}): {message}; make the region smaller or split it, or move it lower",
+                config.size,
                 config.gpa,
                 config.end(),
                 config.map_type

@@ -1,0 +1,58 @@
+//! `axvm check`: the host's ability to run VMs, and a config's validity and memory map.
+//!
+//! Problems (`[FAIL]`) are what `axvm run` would refuse or what this host cannot do; they
+//! make the exit status 1. Warnings (`[warn]`) are legal but suspicious (an entry point in
+//! zeros, images over each other, memory the host places differently than asked); they are
+//! printed and leave the exit status 0, because the VM runs as configured.
+
+mod config;
+mod host;
+mod memory_map;
+
+use std::process::ExitCode;
+
+use crate::vm_files::VmFiles;
+
+/// Prints the host report, then (with a config) its problems, warnings and memory map.
+pub fn check(files: Option<Result<VmFiles, String>>) -> ExitCode {
+    let mut ok = host::print_host();
+    let mut warnings = 0;
+    if let Some(files) = files {
+        match files {
+            Ok(files) => {
+                let verdict = config::check_config(&files);
+                ok &= verdict.ok;
+                warnings += verdict.warnings;
+            }
+            Err(message) => {
+                println!("\nConfig:\n  [FAIL] {message}");
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        println!("\nProblems found (marked FAIL above).");
+        ExitCode::FAILURE
+    } else if warnings > 0 {
+        println!("\nNo problems; {warnings} warning(s) (marked warn above).");
+        ExitCode::SUCCESS
+    } else {
+        println!("\nAll is well.");
+        ExitCode::SUCCESS
+    }
+}
+
+/// `bytes` in the largest unit that divides it exactly, else in bytes.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    if bytes < 1 << 10 {
+        format!("{bytes} B")
+    } else {
+        format!("{bytes:#x} B")
+    }
+}

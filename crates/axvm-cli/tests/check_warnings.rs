@@ -1,0 +1,172 @@
+//! `axvm check` warnings: what is legal but suspicious is printed as `[warn]` naming the
+//! field, and leaves the exit status 0 when there is nothing worse; what this host refuses
+//! (MapReserved) is a `[FAIL]` with the fix.
+
+mod common;
+
+use common::{axvm, realmode_with, replace, Output, Scratch};
+
+fn check(config: &std::path::Path) -> Output {
+    axvm(&[std::ffi::OsStr::new("check"), config.as_os_str()])
+}
+
+/// Checks the real-mode guest's config edited by `edit`.
+fn check_edited(tag: &str, edit: impl FnOnce(String) -> String) -> Output {
+    let scratch = Scratch::new(tag);
+    check(&realmode_with(&scratch, edit))
+}
+
+/// The `[warn]` lines of the config part.
+fn warnings(output: &Output) -> Vec<&str> {
+    let config = output.stdout.split_once("\nConfig ").map_or("", |(_, c)| c);
+    config
+        .lines()
+        .filter(|l| l.starts_with("  [warn] "))
+        .collect()
+}
+
+/// Asserts exit 0, no config FAIL, and exactly one warning, containing each of `wants`.
+fn assert_one_warning(output: &Output, wants: &[&str]) {
+    assert_eq!(
+        output.code(),
+        0,
+        "warnings alone must not fail: {output:#?}"
+    );
+    assert!(!output.stdout.contains("[FAIL]"), "{output:#?}");
+    let warnings = warnings(output);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}\n{output:#?}");
+    for want in wants {
+        assert!(
+            warnings[0].contains(want),
+            "{want:?} is not in {:?}",
+            warnings[0]
+        );
+    }
+    assert!(
+        output.stdout.contains("No problems; 1 warning(s)"),
+        "{output:#?}"
+    );
+    assert!(!output.stderr.contains("panicked"), "{output:#?}");
+}
+
+#[test]
+fn entry_point_outside_the_raw_image_warns() {
+    let output = check_edited("warn-entry", |text| {
+        replace(&text, "entry_point = 0x8000", "entry_point = 0x7c00")
+    });
+    let image_end = 0x8000 + axvm_guests::REALMODE.len();
+    assert_one_warning(
+        &output,
+        &[
+            "kernel.entry_point: entry point 0x7c00 is not inside the kernel image",
+            &format!("(0x8000..{image_end:#x})"),
+            "the vCPU will start in memory that holds zeros",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_images_warn() {
+    let output = check_edited("warn-overlap", |text| {
+        replace(
+            &text,
+            "kernel_load_addr = 0x8000",
+            "kernel_load_addr = 0x8000\nbios_path = \"realmode\"\nbios_load_addr = 0x8010",
+        )
+    });
+    assert_one_warning(
+        &output,
+        &[
+            "kernel.bios_load_addr: the BIOS image (0x8010..",
+            "overlaps the kernel image (raw) (0x8000..",
+        ],
+    );
+}
+
+#[test]
+fn pass_through_over_ram_warns() {
+    let output = check_edited("warn-passthrough", |text| {
+        replace(
+            &text,
+            "passthrough_devices = []",
+            "passthrough_devices = [[\"rom\", 0xf_0000, 0xf_0000, 0x1000, 0]]",
+        )
+    });
+    assert_one_warning(
+        &output,
+        &[
+            "devices.passthrough_devices[0] (rom)",
+            "overlaps RAM kernel.memory_regions[0]",
+        ],
+    );
+}
+
+#[test]
+fn unknown_emu_type_warns_and_is_treated_as_dummy() {
+    let output = check_edited("warn-emu-type", |text| {
+        replace(
+            &text,
+            "emu_devices = []",
+            "emu_devices = [[\"mystery\", 0xfeb0_0000, 0x1000, 0, 0x77, []]]",
+        )
+    });
+    assert_one_warning(
+        &output,
+        &[
+            "devices.emu_devices[0] (mystery): emu_type 0x77",
+            "treated as 0x0 (Dummy",
+        ],
+    );
+    // Said once, on stdout: the device manager's log line is not repeated on stderr.
+    assert_eq!(output.stderr, "", "{output:#?}");
+}
+
+#[test]
+fn map_identical_warns_that_this_host_allocates_elsewhere() {
+    let output = check_edited("warn-identical", |text| {
+        replace(
+            &text,
+            "[0x0, 0x10_0000, 0x7, 0]",
+            "[0x0, 0x10_0000, 0x7, 1]",
+        )
+    });
+    assert_one_warning(
+        &output,
+        &["kernel.memory_regions[0]: MapIdentical cannot be honoured by a Linux process: the region will be allocated elsewhere (guest-physical addresses are unchanged)"],
+    );
+    assert!(
+        output
+            .stdout
+            .contains("[0] RAM rwx--- MapIdentical: identical fallback"),
+        "the map shows the planned outcome: {output:#?}"
+    );
+}
+
+#[test]
+fn map_reserved_fails_with_the_fix() {
+    let output = check_edited("fail-reserved", |text| {
+        replace(
+            &text,
+            "[0x0, 0x10_0000, 0x7, 0],",
+            "[0x0, 0x10_0000, 0x7, 0], [0x200_0000, 0x1000, 0x7, 2],",
+        )
+    });
+    assert_eq!(output.code(), 1, "{output:#?}");
+    let fail = output
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("  [FAIL]"))
+        .unwrap_or_else(|| panic!("no FAIL line: {output:#?}"));
+    for want in [
+        "kernel.memory_regions[1]",
+        "MapReserved",
+        "this host refuses it",
+        "use map_type 0 (MapAlloc)",
+    ] {
+        assert!(fail.contains(want), "{want:?} is not in {fail:?}");
+    }
+    assert!(
+        output.stdout.contains("MapReserved: REFUSED by this host"),
+        "{output:#?}"
+    );
+}

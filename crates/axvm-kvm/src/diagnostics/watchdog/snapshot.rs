@@ -1,0 +1,182 @@
+//! A vCPU's registers and code, taken on its own thread: a running vCPU's state belongs to
+//! the thread in `KVM_RUN`, so the watchdog asks (a flag and a kick) and the vCPU thread
+//! answers between two `run_vcpu` calls.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use axvm::{AxArchVCpu, AxVM, VMStatus};
+use kvm_bindings::{
+    KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE,
+    KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+};
+
+use crate::kvm::{KvmHal, KvmVCpu};
+
+const RFLAGS_IF: u64 = 1 << 9;
+const CR0_PE: u64 = 1 << 0;
+const EFER_LMA: u64 = 1 << 10;
+
+/// What the report says about one vCPU.
+#[derive(Clone, Debug)]
+pub(crate) struct VcpuSnapshot {
+    /// "running", "halted", "waiting for SIPI", ...
+    pub state: &'static str,
+    /// Halted with RFLAGS.IF set: waiting for an interrupt.
+    pub waits_for_interrupt: bool,
+    /// "real", "protected" or "long".
+    pub mode: &'static str,
+    pub rip: u64,
+    /// CS base + RIP.
+    pub linear_rip: u64,
+    pub rsp: u64,
+    pub rflags: u64,
+    pub cr0: u64,
+    pub cr3: u64,
+    pub efer: u64,
+    /// `AxVM::describe_instruction`: the instructions at RIP, disassembled.
+    pub code: Option<String>,
+    /// The 16 bytes at RIP are all zeros: nothing was loaded there.
+    pub zeros_at_rip: bool,
+}
+
+impl VcpuSnapshot {
+    /// Reads `vcpu`'s state; only on the thread that runs it, between `run_vcpu` calls.
+    pub(crate) fn capture(vm: &AxVM<KvmHal>, vcpu: &mut KvmVCpu) -> Result<Self, String> {
+        let fd = vcpu.fd();
+        let regs = fd.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+        let sregs = fd.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+        let mp = fd
+            .get_mp_state()
+            .map_err(|e| format!("KVM_GET_MP_STATE: {e}"))?;
+        let mode = if sregs.efer & EFER_LMA != 0 && sregs.cs.l == 1 {
+            "long"
+        } else if sregs.cr0 & CR0_PE != 0 {
+            "protected"
+        } else {
+            "real"
+        };
+        let halted = mp.mp_state == KVM_MP_STATE_HALTED;
+        let physical = vcpu.instruction_pointer().and_then(|ip| ip.physical);
+        let zeros_at_rip = physical.is_some_and(|gpa| {
+            let mut code = [0u8; 16];
+            vm.memory().read(gpa, &mut code).is_ok() && code.iter().all(|&b| b == 0)
+        });
+        Ok(Self {
+            state: mp_state_name(mp.mp_state),
+            waits_for_interrupt: halted && regs.rflags & RFLAGS_IF != 0,
+            mode,
+            rip: regs.rip,
+            linear_rip: sregs.cs.base.wrapping_add(regs.rip),
+            rsp: regs.rsp,
+            rflags: regs.rflags,
+            cr0: sregs.cr0,
+            cr3: sregs.cr3,
+            efer: sregs.efer,
+            code: vm.describe_instruction(vcpu, 4),
+            zeros_at_rip,
+        })
+    }
+}
+
+fn mp_state_name(state: u32) -> &'static str {
+    match state {
+        KVM_MP_STATE_RUNNABLE => "running",
+        KVM_MP_STATE_HALTED => "halted",
+        KVM_MP_STATE_UNINITIALIZED => "waiting for INIT",
+        KVM_MP_STATE_INIT_RECEIVED => "waiting for SIPI",
+        KVM_MP_STATE_SIPI_RECEIVED => "starting (SIPI received)",
+        _ => "in another state",
+    }
+}
+
+/// One vCPU's answer: the snapshot, or why it could not be taken.
+pub(crate) type Answer = Result<VcpuSnapshot, String>;
+
+/// Where the watchdog asks for snapshots and the vCPU threads leave them. Requests are
+/// numbered, so a late answer to an old request is never taken for a new one.
+pub(crate) struct SnapshotBoard {
+    wanted: AtomicU64,
+    answers: Mutex<Vec<Option<(u64, Answer)>>>,
+    answered: Condvar,
+}
+
+impl SnapshotBoard {
+    pub(crate) fn new(vcpu_num: usize) -> Self {
+        Self {
+            wanted: AtomicU64::new(0),
+            answers: Mutex::new(vec![None; vcpu_num]),
+            answered: Condvar::new(),
+        }
+    }
+
+    /// Asks every vCPU for a snapshot; returns the request's number.
+    pub(crate) fn request(&self) -> u64 {
+        self.wanted.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Called by vCPU `vcpu_id`'s thread between `run_vcpu` calls: answers a pending request.
+    /// One atomic load when none is pending.
+    pub(crate) fn answer_if_asked(&self, vm: &AxVM<KvmHal>, vcpu_id: usize) {
+        let wanted = self.wanted.load(Ordering::SeqCst);
+        if wanted == 0 || self.answered_for(vcpu_id) == Some(wanted) {
+            return;
+        }
+        let answer = match vm.try_inspect_vcpu(vcpu_id, |vcpu| VcpuSnapshot::capture(vm, vcpu)) {
+            Ok(Some(answer)) => answer,
+            Ok(None) => Err("another thread holds the vCPU".into()),
+            Err(err) => Err(err.to_string()),
+        };
+        let mut answers = self.lock();
+        if let Some(slot) = answers.get_mut(vcpu_id) {
+            *slot = Some((wanted, answer));
+        }
+        self.answered.notify_all();
+    }
+
+    fn answered_for(&self, vcpu_id: usize) -> Option<u64> {
+        self.lock()
+            .get(vcpu_id)?
+            .as_ref()
+            .map(|(request, _)| *request)
+    }
+
+    /// Waits (at most `timeout`, less if the VM stops) for every vCPU's answer to `request`;
+    /// `None` for a vCPU that did not answer.
+    pub(crate) fn collect(
+        &self,
+        vm: &AxVM<KvmHal>,
+        request: u64,
+        timeout: Duration,
+    ) -> Vec<Option<Answer>> {
+        let deadline = Instant::now() + timeout;
+        let mut answers = self.lock();
+        loop {
+            let done = answers
+                .iter()
+                .all(|slot| matches!(slot, Some((r, _)) if *r == request));
+            let now = Instant::now();
+            if done || now >= deadline || vm.status() != VMStatus::Running {
+                break;
+            }
+            let step = (deadline - now).min(Duration::from_millis(20));
+            answers = self
+                .answered
+                .wait_timeout(answers, step)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        answers
+            .iter()
+            .map(|slot| match slot {
+                Some((r, answer)) if *r == request => Some(answer.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<(u64, Answer)>>> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
