@@ -4,8 +4,8 @@
 //! Progress is what a person would call progress: console output, or an exit of a new kind
 //! or at a new place (port, MMIO address, MSR). Exits alone are not: a guest polling an
 //! absent device makes exits forever and gets nowhere. [`Progress`] is fed by the exit
-//! observer and the console; the watcher thread ([`watcher`]) checks it, and on a timeout
-//! takes snapshots of the vCPUs, writes the report ([`report`]) and stops the VM.
+//! observer and the console; the watcher thread (`watcher.rs`) checks it, and on a timeout
+//! takes snapshots of the vCPUs, writes the report (`report.rs`) and stops the VM.
 
 mod history;
 pub(crate) mod report;
