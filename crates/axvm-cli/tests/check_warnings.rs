@@ -85,18 +85,24 @@ fn overlapping_images_warn() {
 
 #[test]
 fn pass_through_over_ram_warns() {
+    // The IOAPIC page, which this host can pass through, over a RAM region put there.
     let output = check_edited("warn-passthrough", |text| {
+        let text = replace(
+            &text,
+            "[0x0, 0x10_0000, 0x7, 0],",
+            "[0x0, 0x10_0000, 0x7, 0], [0xfec0_0000, 0x1000, 0x7, 0],",
+        );
         replace(
             &text,
             "passthrough_devices = []",
-            "passthrough_devices = [[\"rom\", 0xf_0000, 0xf_0000, 0x1000, 0]]",
+            "passthrough_devices = [[\"ioapic\", 0xfec0_0000, 0xfec0_0000, 0x1000, 0]]",
         )
     });
     assert_one_warning(
         &output,
         &[
-            "devices.passthrough_devices[0] (rom)",
-            "overlaps RAM kernel.memory_regions[0]",
+            "devices.passthrough_devices[0] (ioapic)",
+            "overlaps RAM kernel.memory_regions[1]",
         ],
     );
 }
@@ -167,6 +173,53 @@ fn map_reserved_fails_with_the_fix() {
     }
     assert!(
         output.stdout.contains("MapReserved: REFUSED by this host"),
+        "{output:#?}"
+    );
+}
+
+/// The pass-through rows of the ArceOS hypervisor's x86_64 example config.
+const ARCEOS_PASS_THROUGH: &str = r#"passthrough_devices = [
+    ["IO APIC", 0xfec0_0000, 0xfec0_0000, 0x1000, 0x1],
+    ["Local APIC", 0xfee0_0000, 0xfee0_0000, 0x1000, 0x1],
+    ["HPET", 0xfed0_0000, 0xfed0_0000, 0x1000, 0x1],
+]"#;
+
+#[test]
+fn pass_through_this_host_cannot_map_fails_as_run_would() {
+    // The local APIC and IOAPIC pages are served by KVM's in-kernel irqchip; the HPET is
+    // host-physical memory a Linux process cannot map: `axvm run` refuses it, so check must.
+    let output = check_edited("fail-hpet", |text| {
+        replace(&text, "passthrough_devices = []", ARCEOS_PASS_THROUGH)
+    });
+    assert_eq!(output.code(), 1, "{output:#?}");
+    let fails: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  [FAIL]"))
+        .collect();
+    assert_eq!(fails.len(), 1, "only the HPET is refused: {output:#?}");
+    for want in [
+        "HPET",
+        "0xfed00000",
+        "cannot map host-physical memory",
+        "remove the entry",
+    ] {
+        assert!(fails[0].contains(want), "{want:?} is not in {:?}", fails[0]);
+    }
+}
+
+#[test]
+fn pass_through_of_the_interrupt_controllers_is_accepted() {
+    let rows = ARCEOS_PASS_THROUGH.replace(
+        "    [\"HPET\", 0xfed0_0000, 0xfed0_0000, 0x1000, 0x1],\n",
+        "",
+    );
+    let output = check_edited("ok-apics", |text| {
+        replace(&text, "passthrough_devices = []", &rows)
+    });
+    assert!(!output.stdout.contains("[FAIL]"), "{output:#?}");
+    assert!(
+        output.stdout.contains("pass-through Local APIC"),
         "{output:#?}"
     );
 }

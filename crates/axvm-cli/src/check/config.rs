@@ -2,8 +2,10 @@
 //! cannot do (MapReserved), and warnings for what is legal but suspicious.
 
 use axvm::device::AxVmDevices;
+use axvm::memory::merge_pass_through;
 use axvm::{AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, VmMemMappingType};
 use axvm_kvm::boot::{detect_format, kernel_layout, plan_placement};
+use axvm_kvm::kvm::{has_in_kernel_irqchip, pass_through_plan};
 use axvm_kvm::ImageFormat;
 
 use super::memory_map;
@@ -101,8 +103,40 @@ fn as_dummy_if_unknown(mut device: EmulatedDeviceConfig) -> EmulatedDeviceConfig
 }
 
 /// What the Linux KVM host refuses although the config format allows it: MapReserved
-/// regions need host-physical memory reserved beforehand, which a process never has.
+/// regions need host-physical memory reserved beforehand, which a process never has, and
+/// pass-through ranges other than the interrupt-controller pages KVM emulates.
 fn host_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
+    let mut refusals = reserved_region_refusals(config);
+    refusals.extend(pass_through_refusals(config));
+    refusals
+}
+
+/// Pass-through ranges, merged as `AxVM::new` merges them, that this host cannot map.
+fn pass_through_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
+    let Ok(ranges) = merge_pass_through(&config.pass_through_devices) else {
+        return Vec::new(); // Refused by validation already, with the field named.
+    };
+    let irqchip = has_in_kernel_irqchip();
+    ranges
+        .iter()
+        .filter_map(|range| {
+            pass_through_plan(range.gpa, range.hpa, range.size, irqchip)
+                .err()
+                .map(|why| {
+                    ConfigError::invalid(
+                        format!("devices.passthrough_devices ({})", range.names),
+                        format!(
+                            "guest {}..{:#x}: {why}",
+                            range.gpa,
+                            range.gpa.as_u64() + range.size
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn reserved_region_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
     let reserved = config.memory_regions.iter().enumerate();
     reserved
         .filter(|(_, region)| region.map_type == VmMemMappingType::MapReserved)

@@ -16,15 +16,13 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::cpuid::cpuid_for_vcpu;
 use super::irq_routing::set_pc_routing;
 use super::kick::{install_kick_handler, KickGuard, KickRegistry};
+use super::pass_through::pass_through_plan;
 use super::system::require_capabilities;
 use super::vcpu::KvmVCpu;
 
 /// Where KVM puts the three pages of real-mode TSS it needs on Intel hosts: just below the
 /// 4 GiB boundary, below the firmware area, where no guest RAM is configured.
 const TSS_ADDRESS: usize = 0xfffb_d000;
-
-/// Local APIC and IOAPIC register pages, which KVM's in-kernel irqchip emulates.
-const IRQCHIP_PAGES: [(u64, &str); 2] = [(0xfee0_0000, "local APIC"), (0xfec0_0000, "IOAPIC")];
 
 thread_local! {
     static CURRENT_VCPU: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
@@ -247,16 +245,9 @@ impl AxVMHal for KvmHal {
         size: u64,
         _flags: MappingFlags,
     ) -> Result<(), String> {
-        let emulated = IRQCHIP_PAGES.iter().find(|(page, _)| {
-            self.irqchip && gpa.as_u64() == *page && hpa.as_u64() == *page && size <= 0x1000
-        });
-        match emulated {
-            Some((_, name)) => {
-                log::info!("pass-through of the {name} at {gpa} is served by KVM's in-kernel irqchip");
-                Ok(())
-            }
-            None => Err("axvm runs VMs as a Linux process and cannot map host-physical memory; remove the entry, or run the config on a type-1 host".into()),
-        }
+        let served_by = pass_through_plan(gpa, hpa, size, self.irqchip)?;
+        log::info!("pass-through of the {served_by} at {gpa} is served by KVM's in-kernel irqchip");
+        Ok(())
     }
 
     fn create_vcpu(&self, vcpu_id: usize, _phys_cpu_set: Option<usize>) -> Result<KvmVCpu, String> {

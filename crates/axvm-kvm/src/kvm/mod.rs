@@ -6,11 +6,13 @@ mod disasm;
 mod hal;
 mod irq_routing;
 mod kick;
+mod pass_through;
 mod regs;
 mod system;
 mod vcpu;
 
 pub use hal::{KvmHal, VCpuThreadGuard};
+pub use pass_through::{has_in_kernel_irqchip, pass_through_plan};
 pub use regs::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
 pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport, KVM_DEVICE};
 pub use vcpu::KvmVCpu;
