@@ -1,5 +1,6 @@
-//! `axvm check` on a host where `/dev/kvm` is missing: run in a private mount namespace with
-//! an empty tmpfs over /dev, it says the device is missing, gives the fix, and exits 1.
+//! `axvm check` on hosts that cannot run VMs: where `/dev/kvm` is missing (a private mount
+//! namespace with an empty tmpfs over /dev) and where the user may not open it (an
+//! unprivileged user, via `setpriv`), it says so, gives the fix, and exits 1.
 
 mod common;
 
@@ -56,5 +57,53 @@ fn check_without_dev_kvm_says_so_with_the_fix_and_exits_1() {
     assert!(line.contains("modprobe kvm_intel"), "the fix: {line}");
     assert!(line.contains("no VM can run"), "the consequence: {line}");
     assert!(stdout.contains("Problems found"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1() {
+    let axvm = env!("CARGO_BIN_EXE_axvm");
+    // As `nobody`, with no supplementary groups: /dev/kvm (root-only or group kvm) refuses.
+    let output = match Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(axvm)
+        .arg("check")
+        .env_remove("RUST_LOG")
+        .output()
+    {
+        Ok(output) => output,
+        Err(err) => {
+            eprintln!("skipping: cannot run `setpriv`: {err}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stdout.starts_with("Host:") {
+        // Not root, or the binary is not reachable by `nobody` in this checkout.
+        eprintln!(
+            "skipping: `setpriv` could not run axvm as nobody: {}",
+            stderr.trim()
+        );
+        return;
+    }
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("/dev/kvm"))
+        .unwrap_or_else(|| panic!("/dev/kvm is not mentioned:\n{stdout}"));
+    if line.contains("[ok  ]") {
+        eprintln!("skipping: /dev/kvm is open to every user here");
+        return;
+    }
+    assert!(
+        line.starts_with("  [FAIL] /dev/kvm: not accessible"),
+        "{line}"
+    );
+    assert!(line.contains("usermod -aG kvm"), "the fix: {line}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
