@@ -95,6 +95,11 @@ impl<H: AxVMHal> AxVM<H> {
         &self.hal
     }
 
+    /// Whether its host can run VMs: the seed's `has_hardware_support()`, asked of the host.
+    pub fn has_hardware_support(&self) -> bool {
+        self.hal.has_hardware_support()
+    }
+
     /// Its guest memory.
     pub fn memory(&self) -> &GuestMemory {
         &self.memory
