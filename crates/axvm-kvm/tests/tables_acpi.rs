@@ -5,62 +5,30 @@
 
 mod common;
 
-use axvm::device::UnclaimedAccessPolicy;
 use axvm::{AxVM, GuestPhysAddr};
 use axvm_kvm::boot::acpi::write_acpi_tables;
 use axvm_kvm::boot::e820::{e820_map, E820Kind};
-use axvm_kvm::{KvmHal, KvmVm};
-use common::guests::SPIN;
-use common::{create, kvm_available, options, parse_config, raw_config_text, Console};
+use axvm_kvm::KvmHal;
 
-/// A VM with `cpus` vCPUs and `ram` bytes of RAM at 0, created but never run.
-fn vm(cpus: usize, ram: u64) -> KvmVm {
-    let text =
-        raw_config_text(ram, 0x8000, 0x8000).replace("cpu_num = 1", &format!("cpu_num = {cpus}"));
-    let console = Console::default();
-    create(
-        parse_config(&text),
-        SPIN,
-        options(&console, UnclaimedAccessPolicy::Ignore),
-    )
-}
-
-fn read(vm: &AxVM<KvmHal>, gpa: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    vm.memory()
-        .read(GuestPhysAddr::new(gpa), &mut bytes)
-        .unwrap_or_else(|err| panic!("cannot read {len} bytes at {gpa:#x}: {err}"));
-    bytes
-}
-
-fn sum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0, |s, b| s.wrapping_add(*b))
-}
-
-fn le(bytes: &[u8], at: usize, len: usize) -> u64 {
-    bytes[at..at + len]
-        .iter()
-        .rev()
-        .fold(0, |v, b| v << 8 | u64::from(*b))
-}
+use common::{byte_sum, kvm_available, le_field, read_guest, unrun_vm};
 
 /// The RSDP a kernel finds: the first "RSD PTR " on a 16-byte boundary in 0xe0000-0xfffff
 /// whose first 20 bytes sum to zero.
 fn find_rsdp(vm: &AxVM<KvmHal>) -> (u64, Vec<u8>) {
-    let area = read(vm, 0xe_0000, 0x2_0000);
+    let area = read_guest(vm, 0xe_0000, 0x2_0000);
     let offset = (0..area.len())
         .step_by(16)
-        .find(|&at| &area[at..at + 8] == b"RSD PTR " && sum(&area[at..at + 20]) == 0)
+        .find(|&at| &area[at..at + 8] == b"RSD PTR " && byte_sum(&area[at..at + 20]) == 0)
         .expect("no RSDP with a valid checksum in 0xe0000-0xfffff");
     (0xe_0000 + offset as u64, area[offset..offset + 36].to_vec())
 }
 
 /// The table at `gpa`, after checking that it sums to zero and lies in the ACPI area.
 fn table(vm: &AxVM<KvmHal>, gpa: u64) -> Vec<u8> {
-    let len = le(&read(vm, gpa, 8), 4, 4) as usize;
-    let bytes = read(vm, gpa, len);
+    let len = le_field(&read_guest(vm, gpa, 8), 4, 4) as usize;
+    let bytes = read_guest(vm, gpa, len);
     let name = String::from_utf8_lossy(&bytes[..4]).into_owned();
-    assert_eq!(sum(&bytes), 0, "{name} at {gpa:#x}: bad checksum");
+    assert_eq!(byte_sum(&bytes), 0, "{name} at {gpa:#x}: bad checksum");
     assert!(
         gpa >= 0xe_0000 && gpa + len as u64 <= 0xf_0000,
         "{name} at {gpa:#x}+{len:#x} is outside 0xe0000..0xf0000"
@@ -73,7 +41,7 @@ fn listed(vm: &AxVM<KvmHal>, root: &[u8], pointer_len: usize) -> Vec<(String, u6
     (36..root.len())
         .step_by(pointer_len)
         .map(|at| {
-            let gpa = le(root, at, pointer_len);
+            let gpa = le_field(root, at, pointer_len);
             let bytes = table(vm, gpa);
             (
                 String::from_utf8_lossy(&bytes[..4]).into_owned(),
@@ -88,10 +56,10 @@ fn listed(vm: &AxVM<KvmHal>, root: &[u8], pointer_len: usize) -> Vec<(String, u6
 fn tables_of(vm: &AxVM<KvmHal>) -> Vec<(String, u64, Vec<u8>)> {
     let (_, rsdp) = find_rsdp(vm);
     assert_eq!(rsdp[15], 2, "RSDP revision");
-    assert_eq!(le(&rsdp, 20, 4), 36, "RSDP length");
-    assert_eq!(sum(&rsdp), 0, "RSDP extended checksum");
-    let xsdt = table(vm, le(&rsdp, 24, 8));
-    let rsdt = table(vm, le(&rsdp, 16, 4));
+    assert_eq!(le_field(&rsdp, 20, 4), 36, "RSDP length");
+    assert_eq!(byte_sum(&rsdp), 0, "RSDP extended checksum");
+    let xsdt = table(vm, le_field(&rsdp, 24, 8));
+    let rsdt = table(vm, le_field(&rsdp, 16, 4));
     assert_eq!((&xsdt[..4], &rsdt[..4]), (&b"XSDT"[..], &b"RSDT"[..]));
     let tables = listed(vm, &xsdt, 8);
     let via_rsdt: Vec<u64> = listed(vm, &rsdt, 4).iter().map(|t| t.1).collect();
@@ -123,14 +91,14 @@ fn madt_lists_every_vcpu_the_ioapic_and_the_isa_overrides() {
         return;
     }
     for cpus in [1, 2, 4] {
-        let vm = vm(cpus, 0x10_0000);
+        let vm = unrun_vm(cpus, 0x10_0000);
         let rsdp = write_acpi_tables(vm.vm()).expect("the tables are written");
         assert_eq!(rsdp, GuestPhysAddr::new(find_rsdp(vm.vm()).0));
         assert_eq!(rsdp.as_u64() % 16, 0);
         let tables = tables_of(vm.vm());
         let madt = find(&tables, "APIC");
-        assert_eq!(le(madt, 36, 4), 0xfee0_0000, "local APIC address");
-        assert_eq!(le(madt, 40, 4) & 1, 1, "PCAT_COMPAT");
+        assert_eq!(le_field(madt, 36, 4), 0xfee0_0000, "local APIC address");
+        assert_eq!(le_field(madt, 40, 4) & 1, 1, "PCAT_COMPAT");
         let entries = madt_entries(madt);
         let apics: Vec<_> = entries.iter().filter(|e| e.0 == 0).map(|e| e.1).collect();
         assert_eq!(apics.len(), cpus, "{cpus} vCPUs: local APIC entries");
@@ -140,7 +108,7 @@ fn madt_lists_every_vcpu_the_ioapic_and_the_isa_overrides() {
                 (id as u8, id as u8),
                 "processor id, APIC id"
             );
-            assert_eq!(le(apic, 4, 4) & 1, 1, "vCPU {id} enabled");
+            assert_eq!(le_field(apic, 4, 4) & 1, 1, "vCPU {id} enabled");
         }
         let ioapics: Vec<_> = entries.iter().filter(|e| e.0 == 1).map(|e| e.1).collect();
         assert_eq!(ioapics.len(), 1);
@@ -149,16 +117,16 @@ fn madt_lists_every_vcpu_the_ioapic_and_the_isa_overrides() {
             "IOAPIC id clashes with an APIC id"
         );
         assert_eq!(
-            (le(ioapics[0], 4, 4), le(ioapics[0], 8, 4)),
+            (le_field(ioapics[0], 4, 4), le_field(ioapics[0], 8, 4)),
             (0xfec0_0000, 0)
         );
         let overrides: Vec<_> = entries.iter().filter(|e| e.0 == 2).map(|e| e.1).collect();
         let irq = |n: u8| overrides.iter().find(|o| o[2] == 0 && o[3] == n).copied();
         let irq0 = irq(0).expect("an override for ISA IRQ 0");
-        assert_eq!(le(irq0, 4, 4), 2, "IRQ 0 (the PIT) is on GSI 2");
+        assert_eq!(le_field(irq0, 4, 4), 2, "IRQ 0 (the PIT) is on GSI 2");
         let sci = irq(9).expect("an override for the SCI");
         assert_eq!(
-            (le(sci, 4, 4), le(sci, 8, 2)),
+            (le_field(sci, 4, 4), le_field(sci, 8, 2)),
             (9, 0b1101),
             "SCI: level, high"
         );
@@ -170,12 +138,12 @@ fn fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs() {
     if !kvm_available() {
         return;
     }
-    let vm = vm(2, 0x10_0000);
+    let vm = unrun_vm(2, 0x10_0000);
     write_acpi_tables(vm.vm()).expect("the tables are written");
     let tables = tables_of(vm.vm());
     let fadt = find(&tables, "FACP");
     assert!(fadt[8] >= 5, "FADT revision {}", fadt[8]);
-    let flags = le(fadt, 112, 4);
+    let flags = le_field(fadt, 112, 4);
     assert_eq!(
         flags & 1 << 20,
         0,
@@ -188,17 +156,17 @@ fn fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs() {
         "RESET_REG: one byte of I/O space"
     );
     assert_eq!(
-        (le(fadt, 120, 8), fadt[128]),
+        (le_field(fadt, 120, 8), fadt[128]),
         (0xcf9, 6),
         "reset port, value"
     );
-    assert_eq!(le(fadt, 46, 2), 9, "SCI_INT");
-    let dsdt = le(fadt, 140, 8);
-    assert_eq!(le(fadt, 40, 4), dsdt, "DSDT and X_DSDT agree");
+    assert_eq!(le_field(fadt, 46, 2), 9, "SCI_INT");
+    let dsdt = le_field(fadt, 140, 8);
+    assert_eq!(le_field(fadt, 40, 4), dsdt, "DSDT and X_DSDT agree");
     assert_eq!(&table(vm.vm(), dsdt)[..4], b"DSDT");
-    let facs_at = le(fadt, 36, 4);
-    let facs = read(vm.vm(), facs_at, 64);
-    assert_eq!((&facs[..4], le(&facs, 4, 4)), (&b"FACS"[..], 64));
+    let facs_at = le_field(fadt, 36, 4);
+    let facs = read_guest(vm.vm(), facs_at, 64);
+    assert_eq!((&facs[..4], le_field(&facs, 4, 4)), (&b"FACS"[..], 64));
     assert_eq!(facs_at % 64, 0, "the FACS is 64-byte aligned");
 }
 
@@ -207,7 +175,7 @@ fn the_tables_lie_in_memory_the_e820_map_reserves() {
     if !kvm_available() {
         return;
     }
-    let vm = vm(4, 0x10_0000);
+    let vm = unrun_vm(4, 0x10_0000);
     write_acpi_tables(vm.vm()).expect("the tables are written");
     let map = e820_map(vm.vm().config());
     for (name, gpa, bytes) in tables_of(vm.vm()) {
@@ -225,7 +193,7 @@ fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
     if !kvm_available() {
         return;
     }
-    let vm = vm(1, 0x8_0000);
+    let vm = unrun_vm(1, 0x8_0000);
     let err = write_acpi_tables(vm.vm()).expect_err("512 KiB of RAM has no room for ACPI");
     let message = err.to_string();
     assert_eq!(err.field(), Some("kernel.memory_regions"), "{message}");

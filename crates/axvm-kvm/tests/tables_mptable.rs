@@ -4,52 +4,20 @@
 
 mod common;
 
-use axvm::device::UnclaimedAccessPolicy;
-use axvm::{AxVM, GuestPhysAddr};
+use axvm::AxVM;
 use axvm_kvm::boot::acpi::write_acpi_tables;
 use axvm_kvm::boot::mptable::write_mp_table;
-use axvm_kvm::{KvmHal, KvmVm};
-use common::guests::SPIN;
-use common::{create, kvm_available, options, parse_config, raw_config_text, Console};
+use axvm_kvm::KvmHal;
 
-/// A VM with `cpus` vCPUs and `ram` bytes of RAM at 0, created but never run.
-fn vm(cpus: usize, ram: u64) -> KvmVm {
-    let text =
-        raw_config_text(ram, 0x8000, 0x8000).replace("cpu_num = 1", &format!("cpu_num = {cpus}"));
-    let console = Console::default();
-    create(
-        parse_config(&text),
-        SPIN,
-        options(&console, UnclaimedAccessPolicy::Ignore),
-    )
-}
-
-fn read(vm: &AxVM<KvmHal>, gpa: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    vm.memory()
-        .read(GuestPhysAddr::new(gpa), &mut bytes)
-        .unwrap_or_else(|err| panic!("cannot read {len} bytes at {gpa:#x}: {err}"));
-    bytes
-}
-
-fn sum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0, |s, b| s.wrapping_add(*b))
-}
-
-fn le(bytes: &[u8], at: usize, len: usize) -> u64 {
-    bytes[at..at + len]
-        .iter()
-        .rev()
-        .fold(0, |v, b| v << 8 | u64::from(*b))
-}
+use common::{byte_sum, kvm_available, le_field, read_guest, unrun_vm};
 
 /// The configuration table a kernel finds: through the first "_MP_" on a 16-byte boundary in
 /// 0xf0000-0xfffff with a valid checksum.
 fn find_config_table(vm: &AxVM<KvmHal>) -> Vec<u8> {
-    let area = read(vm, 0xf_0000, 0x1_0000);
+    let area = read_guest(vm, 0xf_0000, 0x1_0000);
     let at = (0..area.len())
         .step_by(16)
-        .find(|&at| &area[at..at + 4] == b"_MP_" && sum(&area[at..at + 16]) == 0)
+        .find(|&at| &area[at..at + 4] == b"_MP_" && byte_sum(&area[at..at + 16]) == 0)
         .expect("no MP floating pointer with a valid checksum in 0xf0000-0xfffff");
     let pointer = &area[at..at + 16];
     assert_eq!(
@@ -61,14 +29,14 @@ fn find_config_table(vm: &AxVM<KvmHal>) -> Vec<u8> {
         pointer[11], 0,
         "feature byte 1: a configuration table, not a default"
     );
-    let table_at = le(pointer, 4, 4);
-    let len = le(&read(vm, table_at, 8), 4, 2) as usize;
-    let table = read(vm, table_at, len);
+    let table_at = le_field(pointer, 4, 4);
+    let len = le_field(&read_guest(vm, table_at, 8), 4, 2) as usize;
+    let table = read_guest(vm, table_at, len);
     assert_eq!(&table[..4], b"PCMP");
-    assert_eq!(sum(&table), 0, "configuration table checksum");
+    assert_eq!(byte_sum(&table), 0, "configuration table checksum");
     assert_eq!(table[6], 4, "spec revision");
     assert_eq!(&table[8..16], b"AXVM    ");
-    assert_eq!(le(&table, 36, 4), 0xfee0_0000, "local APIC address");
+    assert_eq!(le_field(&table, 36, 4), 0xfee0_0000, "local APIC address");
     table
 }
 
@@ -81,7 +49,7 @@ fn entries(table: &[u8]) -> Vec<(u8, &[u8])> {
         entries.push((table[at], &table[at..at + len]));
         at += len;
     }
-    assert_eq!(entries.len() as u64, le(table, 34, 2), "entry count");
+    assert_eq!(entries.len() as u64, le_field(table, 34, 2), "entry count");
     entries
 }
 
@@ -99,7 +67,7 @@ fn one_processor_entry_per_vcpu_and_the_bsp_is_vcpu_0() {
         return;
     }
     for cpus in [1, 2, 4] {
-        let vm = vm(cpus, 0x10_0000);
+        let vm = unrun_vm(cpus, 0x10_0000);
         write_mp_table(vm.vm()).expect("the MP table is written");
         let table = find_config_table(vm.vm());
         let entries = entries(&table);
@@ -120,7 +88,7 @@ fn isa_irqs_reach_the_ioapic_of_the_madt_with_irq_0_on_pin_2() {
     if !kvm_available() {
         return;
     }
-    let vm = vm(2, 0x10_0000);
+    let vm = unrun_vm(2, 0x10_0000);
     write_mp_table(vm.vm()).expect("the MP table is written");
     let rsdp = write_acpi_tables(vm.vm()).expect("the ACPI tables are written");
     let table = find_config_table(vm.vm());
@@ -129,10 +97,14 @@ fn isa_irqs_reach_the_ioapic_of_the_madt_with_irq_0_on_pin_2() {
     assert_eq!(ioapics.len(), 1);
     let ioapic = ioapics[0];
     assert_eq!((ioapic[2], ioapic[3] & 1), (0x11, 1), "version, enabled");
-    assert_eq!(le(ioapic, 4, 4), 0xfec0_0000);
+    assert_eq!(le_field(ioapic, 4, 4), 0xfec0_0000);
     // The IOAPIC id of the MADT (RSDP → XSDT → second entry, the MADT → after the LAPICs).
-    let xsdt = read(vm.vm(), le(&read(vm.vm(), rsdp.as_u64(), 36), 24, 8), 52);
-    let madt = read(vm.vm(), le(&xsdt, 44, 8), 44 + 2 * 8 + 12);
+    let xsdt = read_guest(
+        vm.vm(),
+        le_field(&read_guest(vm.vm(), rsdp.as_u64(), 36), 24, 8),
+        52,
+    );
+    let madt = read_guest(vm.vm(), le_field(&xsdt, 44, 8), 44 + 2 * 8 + 12);
     assert_eq!(&madt[..4], b"APIC");
     assert_eq!(madt[44 + 16], 1, "the IOAPIC entry follows the two LAPICs");
     assert_eq!(
@@ -166,7 +138,7 @@ fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
     if !kvm_available() {
         return;
     }
-    let vm = vm(1, 0x8_0000);
+    let vm = unrun_vm(1, 0x8_0000);
     let err = write_mp_table(vm.vm()).expect_err("512 KiB of RAM has no room for the MP table");
     let message = err.to_string();
     assert_eq!(err.field(), Some("kernel.memory_regions"), "{message}");

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use axvm::config::toml::AxVMCrateConfig;
 use axvm::device::UnclaimedAccessPolicy;
-use axvm::{AxVMConfig, AxVMError, VMStatus};
-use axvm_kvm::{BootImages, Error, KvmVm, VmOptions, VmOutcome};
+use axvm::{AxVM, AxVMConfig, AxVMError, GuestPhysAddr, VMStatus};
+use axvm_kvm::{BootImages, Error, KvmHal, KvmVm, VmOptions, VmOutcome};
 
 /// The longest any VM in these tests may run. The guests finish in well under a second; this
 /// only turns a hang into a failure.
@@ -204,10 +204,20 @@ pub fn refused_field(err: &Error) -> Option<&str> {
 /// Asserts that creating a VM from `config` and `kernel_bytes` is refused with an error about
 /// a field starting with `field`, whose message contains `words`; returns the message.
 pub fn assert_refused(config: AxVMConfig, kernel_bytes: &[u8], field: &str, words: &str) -> String {
+    assert_images_refused(config, &kernel(kernel_bytes), field, words)
+}
+
+/// [`assert_refused`] for full [`BootImages`] (ramdisk, BIOS, ...).
+pub fn assert_images_refused(
+    config: AxVMConfig,
+    images: &BootImages,
+    field: &str,
+    words: &str,
+) -> String {
     let console = Console::default();
     let err = match KvmVm::create(
         config,
-        &kernel(kernel_bytes),
+        images,
         options(&console, UnclaimedAccessPolicy::Ignore),
     ) {
         Ok(vm) => panic!("the VM was created, plan {:?}", vm.plan()),
@@ -225,4 +235,39 @@ pub fn assert_refused(config: AxVMConfig, kernel_bytes: &[u8], field: &str, word
         "the message should contain `{field}` and `{words}`: {message}"
     );
     message
+}
+
+/// A VM with `cpus` vCPUs and `ram` bytes of RAM at 0 running a spinning raw guest, created
+/// but never run: for reading back what creation wrote into guest memory.
+pub fn unrun_vm(cpus: usize, ram: u64) -> KvmVm {
+    let text =
+        raw_config_text(ram, 0x8000, 0x8000).replace("cpu_num = 1", &format!("cpu_num = {cpus}"));
+    let console = Console::default();
+    create(
+        parse_config(&text),
+        guests::SPIN,
+        options(&console, UnclaimedAccessPolicy::Ignore),
+    )
+}
+
+/// `len` bytes of guest memory at `gpa`.
+pub fn read_guest(vm: &AxVM<KvmHal>, gpa: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    vm.memory()
+        .read(GuestPhysAddr::new(gpa), &mut bytes)
+        .unwrap_or_else(|err| panic!("cannot read {len} bytes at {gpa:#x}: {err}"));
+    bytes
+}
+
+/// The 8-bit sum of `bytes`: zero for a table with a valid checksum.
+pub fn byte_sum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0, |s, b| s.wrapping_add(*b))
+}
+
+/// The `len`-byte little-endian field at `at` of `bytes`.
+pub fn le_field(bytes: &[u8], at: usize, len: usize) -> u64 {
+    bytes[at..at + len]
+        .iter()
+        .rev()
+        .fold(0, |v, b| v << 8 | u64::from(*b))
 }

@@ -7,10 +7,12 @@
 #![allow(dead_code)]
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm::{AxVMConfig, GuestPhysAddr};
+use axvm::AxVMConfig;
 use axvm_kvm::{BootImages, KvmVm, VmOutcome};
 
-use crate::common::{options, parse_config, refused_field, run_bounded, Console};
+use crate::common::{
+    assert_images_refused, options, parse_config, read_guest, run_bounded, Console,
+};
 
 /// RAM of the test VMs: 64 MiB from 0, so `mem_upper` is 63 MiB = 0xfc00 KiB.
 pub const RAM: u64 = 0x400_0000;
@@ -88,12 +90,7 @@ pub fn run(vm: KvmVm, console: &Console) -> (VmOutcome, String) {
 
 /// `len` bytes of guest memory at `gpa`.
 pub fn read(vm: &KvmVm, gpa: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    vm.vm()
-        .memory()
-        .read(GuestPhysAddr::new(gpa), &mut bytes)
-        .unwrap_or_else(|err| panic!("cannot read {len} bytes at {gpa:#x}: {err}"));
-    bytes
+    read_guest(vm.vm(), gpa, len)
 }
 
 /// The little-endian u32 at `gpa`.
@@ -116,27 +113,7 @@ pub fn read_cstr(vm: &KvmVm, gpa: u64) -> String {
 /// Asserts that creating a VM from `config` and `images` is refused with an error about a
 /// field starting with `field`, whose message contains `words`; returns the message.
 pub fn assert_refused(config: AxVMConfig, images: &BootImages, field: &str, words: &str) -> String {
-    let console = Console::default();
-    let err = match KvmVm::create(
-        config,
-        images,
-        options(&console, UnclaimedAccessPolicy::Ignore),
-    ) {
-        Ok(vm) => panic!("the VM was created, plan {:?}", vm.plan()),
-        Err(err) => err,
-    };
-    let message = err.to_string();
-    let named = refused_field(&err)
-        .unwrap_or_else(|| panic!("the error names no config field: {message} ({err:?})"));
-    assert!(
-        named.starts_with(field),
-        "the error names `{named}`, expected `{field}`: {message}"
-    );
-    assert!(
-        message.contains(words),
-        "the message should contain `{words}`: {message}"
-    );
-    message
+    assert_images_refused(config, images, field, words)
 }
 
 /// 32-bit Multiboot kernel code (position-independent): checks EAX, then prints on COM1
