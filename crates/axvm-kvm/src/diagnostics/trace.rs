@@ -9,9 +9,10 @@
 //!
 //! - `t_ns`: nanoseconds since the first traced exit (host monotonic clock), when the loop
 //!   got the exit; `handling_ns`: how long axvm took to handle it.
-//! - `vcpu`, `kind` ([`axvm::AxVCpuExitReason::kind`]), `rip`: the guest's RIP after the exit
-//!   (for port and MMIO exits KVM has already moved it past the instruction; null when the
-//!   registers cannot be read).
+//! - `vcpu`, `kind` ([`axvm::AxVCpuExitReason::kind`]), `rip`: the guest's RIP as KVM
+//!   reports it at the exit (null when the registers cannot be read). For port and MMIO exits
+//!   hardware KVM (kvm_intel, kvm_amd) reports the accessing instruction itself, which it
+//!   completes on the next entry; kvm_pvm reports the instruction after it.
 //! - `port`: the I/O port, as a number; `addr`: the MMIO or nested-page-fault guest-physical
 //!   address, or the MSR index, as a hex string.
 //! - `width`: bytes (8 for MSRs); `data`: the value written, or the value the guest read.

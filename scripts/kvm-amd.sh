@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# kvm-amd.sh: runs axvm on a real hardware-style KVM, kvm_amd, on any x86_64 Linux machine.
+#
+# QEMU's TCG emulates AMD SVM with nested paging, and Debian's cloud kernel with kvm-amd.ko
+# loaded runs on it: that is the "L1" machine this script builds and boots, and whose
+# /dev/kvm runs axvm's VMs ("L2") the way a VT-x/AMD-V host does.
+#
+# Usage: scripts/kvm-amd.sh [--no-build] [--keep-going] [STEP...]
+#
+#   suite     the KVM integration tests of axvm-kvm and axvm-cli (cargo test --no-run
+#             executables), with AXVM_REQUIRE_KVM=1
+#   linux     the Debian kernel as an axvm guest with 1, 2 and 4 vCPUs ending in poweroff,
+#             and with 2 vCPUs ending in reboot; its /init (scripts/kvm-amd/linux-init.sh)
+#             checks CPUs, memory, clocksource, /proc/cpuinfo and dmesg
+#   qemu      the same kernel under QEMU -accel kvm (-M pc and -M microvm) in L1: the
+#             reference the linux step is compared with
+#   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1
+#   (default: suite linux qemu)
+#
+#   --no-build    use the binaries already built
+#
+# Needs root for apt-get (it installs qemu-system-x86, busybox-static and cpio when
+# missing) and nothing but apt and cargo. Builds under target/kvm-amd/ (CARGO_TARGET_DIR):
+# the Debian packages (cached), the L1 initramfs, and logs/: console.log (everything L1
+# printed) and one file per step. Prints a line per step as it ends; on failure, the failed
+# steps' logs. Exits 0 when every step passed, 1 when one failed, 2 when it could not run.
+#
+# Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for the whole
+# L1 run, default 3000), KVM_AMD_CPU (default EPYC).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+here=$root/scripts/kvm-amd
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+work=$target_dir/kvm-amd
+qemu=${QEMU:-qemu-system-x86_64}
+run_timeout=${KVM_AMD_TIMEOUT:-3000}
+l1_cpu=${KVM_AMD_CPU:-EPYC}
+
+build=1
+steps=()
+for arg in "$@"; do
+  case $arg in
+    --no-build) build=0 ;;
+    suite | linux | qemu | bench) steps+=("$arg") ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "kvm-amd: unknown argument $arg (see --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+[ ${#steps[@]} -gt 0 ] || steps=(suite linux qemu)
+wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
+
+say() { echo "kvm-amd: $*"; }
+die() {
+  echo "kvm-amd: $*" >&2
+  exit 2
+}
+
+# --- tools and packages -------------------------------------------------------------------
+
+install_tools() {
+  local need=()
+  command -v "$qemu" >/dev/null || need+=(qemu-system-x86)
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
+  command -v cpio >/dev/null || need+=(cpio)
+  command -v strip >/dev/null || need+=(binutils)
+  [ ${#need[@]} -eq 0 ] && return
+  [ "$(id -u)" = 0 ] || die "needs ${need[*]} (apt-get install ${need[*]}, as root)"
+  say "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+# The newest Debian cloud kernel package (linux-image-cloud-amd64 depends on it), fetched
+# once into $work/debs and unpacked into $work/kernel.
+fetch_kernel() {
+  local package
+  package=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+    sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n 1)
+  if [ -z "$package" ]; then
+    apt-get update -qq
+    package=$(apt-cache depends linux-image-cloud-amd64 |
+      sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n 1)
+  fi
+  [ -n "$package" ] || die "apt knows no linux-image-cloud-amd64"
+  if [ "$(cat "$work/kernel/package" 2>/dev/null)" != "$package" ]; then
+    say "fetching $package"
+    rm -rf "$work/debs" "$work/kernel"
+    mkdir -p "$work/debs" "$work/kernel"
+    (cd "$work/debs" && apt-get download -q "$package" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+    dpkg-deb -x "$work"/debs/*.deb "$work/kernel"
+    echo "$package" >"$work/kernel/package"
+  fi
+  kernel=$(ls "$work"/kernel/boot/vmlinuz-*)
+  modules=$(ls -d "$work"/kernel/lib/modules/*)
+}
+
+# --- builds ---------------------------------------------------------------------------
+
+# Test executables of the packages whose tests need /dev/kvm, one "package target path"
+# line each.
+test_executables() {
+  cargo test --manifest-path "$root/Cargo.toml" -p axvm-kvm -p axvm-cli --no-run \
+    --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message.get("executable") \
+            and message["profile"]["test"]:
+        package = message["package_id"].split("#")[0].rstrip("/").split("/")[-1]
+        print(package, message["target"]["name"], message["executable"])
+'
+}
+
+build_workspace() {
+  say "building axvm (release) and the KVM test executables"
+  cargo build --manifest-path "$root/Cargo.toml" --release -p axvm-cli
+  cargo test --manifest-path "$root/Cargo.toml" -p axvm-kvm -p axvm-cli --no-run
+  if wants bench; then
+    cargo bench --manifest-path "$root/Cargo.toml" -p axvm-kvm --bench exits --no-run
+  fi
+}
+
+# --- the L1 initramfs -------------------------------------------------------------------
+
+# copy_elf SRC DEST: copies an executable without its debug info (test executables are
+# mostly DWARF), keeping its libraries' list for copy_libraries.
+copy_elf() {
+  mkdir -p "$(dirname "$stage$2")"
+  strip --strip-debug -o "$stage$2" "$1"
+  echo "$1" >>"$work/elves"
+}
+
+# Every shared library the copied executables need, at the path the loader looks for.
+copy_libraries() {
+  local lib
+  sort -u "$work/elves" | while read -r elf; do ldd "$elf" 2>/dev/null || true; done |
+    grep -oE '(/[^ ]+\.so[^ ]*)' | sort -u | while read -r lib; do
+    mkdir -p "$stage$(dirname "$lib")"
+    cp -L "$lib" "$stage$lib"
+  done
+}
+
+# The Debian kernel's own initramfs for the L2 guest: busybox and linux-init.sh.
+make_linux_initramfs() {
+  local dir=$work/linux-initramfs
+  rm -rf "$dir"
+  mkdir -p "$dir"/{bin,proc,sys,dev,tmp}
+  cp /bin/busybox "$dir/bin/busybox"
+  ln -s busybox "$dir/bin/sh"
+  cp "$here/linux-init.sh" "$dir/init"
+  chmod +x "$dir/init"
+  (cd "$dir" && find . | cpio -o -H newc --quiet | gzip -9) >"$stage/harness/linux/initramfs.cpio.gz"
+}
+
+make_l1() {
+  stage=$work/l1
+  rm -rf "$stage" "$work/elves"
+  mkdir -p "$stage"/{bin,proc,sys,dev,tmp,root,harness/modules,harness/linux}
+  : >"$work/elves"
+  cp /bin/busybox "$stage/bin/busybox"
+  ln -s busybox "$stage/bin/sh"
+  cp "$here/l1-init.sh" "$stage/init"
+  chmod +x "$stage/init"
+
+  # kvm-amd.ko and what it depends on, in load order.
+  local order=() module
+  for module in irqbypass kvm kvm-amd; do
+    cp "$(find "$modules" -name "$module.ko")" "$stage/harness/modules/"
+    order+=("$module")
+  done
+  echo "${order[*]}" >"$stage/harness/modules/order"
+
+  copy_elf "$target_dir/release/axvm" /bin/axvm
+  cp "$kernel" "$stage/harness/linux/vmlinuz"
+  cp "$here/vm.toml.in" "$here/linux-boot.sh" "$stage/harness/linux/"
+  make_linux_initramfs
+
+  : >"$stage/harness/steps"
+  if wants suite; then add_suite; fi
+  if wants linux; then
+    for cpus in 1 2 4; do
+      echo "linux/axvm-smp$cpus-poweroff sh linux/linux-boot.sh $cpus poweroff axvm" >>"$stage/harness/steps"
+    done
+    echo "linux/axvm-smp2-reboot sh linux/linux-boot.sh 2 reboot axvm" >>"$stage/harness/steps"
+  fi
+  if wants qemu; then add_qemu; fi
+  if wants bench; then add_bench; fi
+  copy_libraries
+
+  say "packing the L1 initramfs ($(du -sh "$stage" | cut -f1))"
+  (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
+}
+
+# The test executables, at the absolute paths cargo built them at: they name the axvm
+# binary and the guest images by those paths.
+add_suite() {
+  local package name path images
+  test_executables >"$work/tests"
+  [ -s "$work/tests" ] || die "cargo listed no test executables"
+  while read -r package name path; do
+    copy_elf "$path" "$path"
+    mkdir -p "$stage$root/crates/$package"
+    echo "suite/$package/$name cd $root/crates/$package && $path" >>"$stage/harness/steps"
+  done <"$work/tests"
+  copy_elf "$target_dir/debug/axvm" "$target_dir/debug/axvm"
+  for images in "$target_dir"/debug/build/axvm-guests-*/out/images; do
+    mkdir -p "$stage$images"
+    cp -r "$images/." "$stage$images/"
+  done
+}
+
+# QEMU itself, its firmware and option ROMs, to boot the same kernel under -accel kvm.
+add_qemu() {
+  # At /usr/bin: QEMU finds its firmware relative to its own path (../share/qemu).
+  copy_elf "$(command -v "$qemu")" /usr/bin/qemu-system-x86_64
+  mkdir -p "$stage/usr/share"
+  cp -rL /usr/share/qemu "$stage/usr/share/qemu"
+  [ -d /usr/share/seabios ] && cp -rL /usr/share/seabios "$stage/usr/share/seabios"
+  local machine
+  for machine in qemu-pc qemu-microvm; do
+    echo "linux/$machine-smp2-poweroff sh linux/linux-boot.sh 2 poweroff $machine" >>"$stage/harness/steps"
+  done
+}
+
+add_bench() {
+  local bench
+  bench=$(ls -t "$target_dir"/release/deps/exits-* | grep -v '\.d$' | head -n 1)
+  copy_elf "$bench" /harness/bench-exits
+  echo "bench/exits /harness/bench-exits --bench" >>"$stage/harness/steps"
+}
+
+# --- the run and its report -----------------------------------------------------------
+
+run_l1() {
+  local log=$work/logs/console.log
+  rm -rf "$work/logs"
+  mkdir -p "$work/logs"
+  say "booting L1: $qemu -accel tcg -cpu $l1_cpu -smp 2 -m 4G (log: $log)"
+  set +e
+  timeout "$run_timeout" "$qemu" -accel tcg -cpu "$l1_cpu" -smp 2 -m 4G \
+    -nographic -no-reboot -monitor none -nodefaults -serial "file:$log" \
+    -kernel "$kernel" -initrd "$work/l1.cpio" \
+    -append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null \
+    2> >(grep -v "TCG doesn't support requested feature" >&2) &
+  local qemu_pid=$!
+  tail -n +1 -F --pid=$qemu_pid "$log" 2>/dev/null | grep --line-buffered -E '^@@@ (END|DONE)|^linux-boot:' |
+    sed -u 's/^@@@ //'
+  wait $qemu_pid
+  qemu_status=$?
+  set -e
+}
+
+# One log per step, the Linux boot times, axvm compared with QEMU, and the verdict.
+report() {
+  python3 "$here/report.py" "$work/logs/console.log" "$work/logs"
+}
+
+install_tools
+fetch_kernel
+[ $build = 0 ] || build_workspace
+make_l1
+run_l1
+report

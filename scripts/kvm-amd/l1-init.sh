@@ -1,0 +1,50 @@
+#!/bin/sh
+# /init of the L1 machine the kvm-amd harness boots under QEMU TCG (emulated AMD SVM with
+# nested paging): loads kvm_amd, then runs the steps listed in /harness/steps, one line
+# each, and powers the machine off. Every step is framed on the console by
+#   @@@ BEGIN <step>          and          @@@ END <step> <exit status> <seconds>
+# which scripts/kvm-amd.sh turns into per-step logs and its pass/fail.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp /run && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run
+ln -sf /proc/self/fd /dev/fd
+hostname kvm-amd-l1
+ip link set lo up 2>/dev/null
+export HOME=/root TMPDIR=/tmp AXVM_REQUIRE_KVM=1 RUST_BACKTRACE=1
+mkdir -p "$HOME"
+cd /harness || exit 1
+
+now() { cut -d' ' -f1 /proc/uptime; }
+
+# step NAME COMMAND...: runs one framed step.
+step() {
+  name=$1
+  shift
+  echo "@@@ BEGIN $name"
+  start=$(now)
+  "$@" </dev/null 2>&1
+  status=$?
+  echo "@@@ END $name $status $(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+}
+
+load_kvm() {
+  for module in $(cat modules/order); do
+    insmod "modules/$module.ko" || return 1
+  done
+  dmesg | grep -E 'SVM|kvm' | sed 's/^/dmesg: /'
+  [ -c /dev/kvm ] || { echo "no /dev/kvm after loading the modules"; return 1; }
+  dmesg | grep -q 'Nested Paging enabled' || { echo "kvm_amd without nested paging"; return 1; }
+  echo "/dev/kvm is kvm_amd with nested paging"
+}
+
+step load-kvm load_kvm
+while read -r name command; do
+  case $name in '' | '#'*) continue ;; esac
+  step "$name" sh -c "$command"
+done <steps
+echo "@@@ DONE"
+sync
+poweroff -f

@@ -1,0 +1,42 @@
+#!/bin/sh
+# linux-boot.sh CPUS END [VMM]: inside the kvm-amd harness's L1 machine, boots the Debian
+# kernel with linux-init.sh as its /init under axvm (VMM axvm, the default) or QEMU with
+# KVM (VMM qemu-pc or qemu-microvm), with CPUS vCPUs and 256 MiB, and checks that the
+# guest's checks passed and that its END (poweroff or reboot) stopped the VM with status 0.
+# Prints the guest's console, then one "linux-boot:" verdict line with the wall time.
+cpus=$1
+end=$2
+vmm=${3:-axvm}
+mem_mib=256
+cd /harness/linux || exit 1
+cmdline="console=ttyS0 axvm.cpus=$cpus axvm.mem_mib=$mem_mib axvm.end=$end"
+log=/tmp/linux-$vmm-$cpus-$end.log
+start=$(cut -d' ' -f1 /proc/uptime)
+case $vmm in
+  axvm)
+    sed -e "s/@CPUS@/$cpus/" -e "s/@CMDLINE@/$cmdline/" vm.toml.in >"/tmp/linux-$cpus.toml"
+    cp vmlinuz initramfs.cpio.gz /tmp/
+    timeout 600 axvm run "/tmp/linux-$cpus.toml" >"$log" 2>&1
+    status=$?
+    ;;
+  qemu-pc | qemu-microvm)
+    machine=pc
+    # microvm has no PCI unless asked; tell the kernel not to look for it.
+    [ "$vmm" = qemu-microvm ] && machine=microvm && cmdline="$cmdline pci=off"
+    # -no-reboot turns the guest's reboot into a QEMU exit with status 0, like axvm's.
+    timeout 600 qemu-system-x86_64 -accel kvm -cpu host -M "$machine" -smp "$cpus" \
+      -m "$mem_mib" -nographic -no-reboot -monitor none -nodefaults -serial stdio \
+      -kernel vmlinuz -initrd initramfs.cpio.gz -append "$cmdline" >"$log" 2>&1
+    status=$?
+    ;;
+esac
+seconds=$(awk -v a="$start" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')
+cat "$log"
+at_init=$(sed -n 's/^linux-guest: fact uptime_at_init=//p' "$log" | tr -d '\r')
+times="/init at ${at_init:-?} s of guest uptime, $seconds s from start to stop"
+if [ "$status" = 0 ] && grep -q '^linux-guest: all checks passed' "$log"; then
+  echo "linux-boot: $vmm $cpus vCPU(s) $end: passed; $times"
+  exit 0
+fi
+echo "linux-boot: $vmm $cpus vCPU(s) $end: FAILED (status $status); $times"
+exit 1

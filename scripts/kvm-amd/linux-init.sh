@@ -1,0 +1,67 @@
+#!/bin/sh
+# /init of the Debian kernel the kvm-amd harness boots as a guest (under axvm, and under
+# QEMU for comparison). It looks at what a user would look at after a boot and prints one
+# line per check, then ends the way /proc/cmdline says:
+#   axvm.cpus=N       the vCPUs the VM has
+#   axvm.mem_mib=M    the RAM the VM has, in MiB
+#   axvm.end=poweroff|reboot
+# Lines start with "linux-guest: ": "fact NAME=VALUE" for what the harness compares between
+# VMMs, "ok"/"FAIL" per check, and last "all checks passed" or "N check(s) failed".
+export PATH=/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() { echo "linux-guest: $*"; }
+say "fact uptime_at_init=$(cut -d' ' -f1 /proc/uptime)"
+
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^axvm\.$1=//p"; }
+cpus=$(arg cpus)
+mem_mib=$(arg mem_mib)
+end=$(arg end)
+failed=0
+check() { # check NAME CONDITION DETAIL
+  if eval "$2"; then say "ok   $1: $3"; else say "FAIL $1: $3"; failed=$((failed + 1)); fi
+}
+
+fact() { say "fact $1=$2"; }
+
+online=$(grep -c '^processor' /proc/cpuinfo)
+fact cpus "$online"
+check cpus '[ "$online" = "$cpus" ] && [ "$(nproc)" = "$cpus" ]' \
+  "$online CPU(s) in /proc/cpuinfo, nproc $(nproc), expected $cpus"
+
+mem_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+check memory '[ "$mem_kb" -le $((mem_mib * 1024)) ] && [ "$mem_kb" -ge $((mem_mib * 1024 * 3 / 4)) ]' \
+  "MemTotal $mem_kb kB of $mem_mib MiB"
+
+source=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
+available=$(cat /sys/devices/system/clocksource/clocksource0/available_clocksource)
+fact clocksource "$source"
+check clocksource 'case $source in kvm-clock | tsc) true ;; *) false ;; esac' \
+  "$source (available: $available)"
+
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+fact cpu_model "$model"
+check cpu-model '[ -n "$model" ] && ! echo "$model" | grep -qE "^[0-9a-f]+/[0-9a-f]+$"' "$model"
+
+# Platform errors: anything at KERN_ERR or worse, and the messages of known firmware gaps
+# at any level.
+dmesg -r >/tmp/dmesg
+grep -E '^<[0-3]>' /tmp/dmesg >/tmp/errors
+grep -E 'ACPI BIOS Error|ACPI Error|Unable to start the ACPI|i8042: Can.t|Call Trace|BUG:|WARNING: CPU:' \
+  /tmp/dmesg >>/tmp/errors
+check dmesg '[ ! -s /tmp/errors ]' "$(sort -u /tmp/errors | wc -l) platform error line(s)"
+sort -u /tmp/errors | sed 's/^/linux-guest:      /'
+
+acpi=$(grep -c 'ACPI: Interpreter enabled' /tmp/dmesg)
+check acpi '[ "$acpi" = 1 ]' "ACPI interpreter enabled"
+
+if [ "$failed" = 0 ]; then say "all checks passed"; else say "$failed check(s) failed"; fi
+say "ending with $end"
+case $end in
+  reboot) reboot -f ;;
+  *) poweroff -f ;;
+esac
+sleep 10
+say "still running 10 s after $end"

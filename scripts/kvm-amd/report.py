@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""report.py CONSOLE_LOG LOG_DIR: turns what the kvm-amd harness's L1 machine printed into
+a verdict.
+
+Writes one log per step (the lines between "@@@ BEGIN name" and "@@@ END name status
+seconds") into LOG_DIR, compares what the Debian kernel reported about its machine under
+axvm and under QEMU (the reference), prints the boot times side by side, the tail of each
+failed step's log, and a last line "kvm-amd: N passed, M failed". Exits 1 when a step
+failed, the comparison differs or L1 did not finish.
+"""
+import os
+import re
+import sys
+
+# Facts the guest must report identically under axvm and QEMU -M pc (same kernel, CPUs, RAM).
+COMPARED_FACTS = ("cpus", "clocksource", "cpu_model")
+# (axvm step, reference step) pairs compared when both ran.
+COMPARISONS = (("linux/axvm-smp2-poweroff", "linux/qemu-pc-smp2-poweroff"),)
+
+
+def split_steps(console, log_dir):
+    """Per-step logs and results: {name: (status, seconds, lines)}, in run order."""
+    steps, current, lines = {}, None, []
+    finished = False
+    for raw in open(console, errors="replace"):
+        line = raw.replace("\r", "").rstrip("\n")
+        begin = re.match(r"^@@@ BEGIN (\S+)$", line)
+        end = re.match(r"^@@@ END (\S+) (\d+) ([\d.]+)$", line)
+        if begin:
+            current, lines = begin.group(1), []
+        elif end and current == end.group(1):
+            steps[current] = (int(end.group(2)), float(end.group(3)), lines)
+            with open(os.path.join(log_dir, current.replace("/", "_") + ".log"), "w") as out:
+                out.write("\n".join(lines) + "\n")
+            current = None
+        elif line == "@@@ DONE":
+            finished = True
+        elif current:
+            lines.append(line)
+    return steps, finished
+
+
+def facts(lines):
+    found = {}
+    for line in lines:
+        match = re.match(r"^linux-guest: fact (\w+)=(.*)$", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def compare(steps):
+    """Failure messages for facts that differ between axvm and the reference."""
+    problems = []
+    for ours, reference in COMPARISONS:
+        if ours not in steps or reference not in steps:
+            continue
+        a, b = facts(steps[ours][2]), facts(steps[reference][2])
+        for name in COMPARED_FACTS:
+            if a.get(name) != b.get(name):
+                problems.append(f"{name}: {a.get(name)!r} under axvm, {b.get(name)!r} under QEMU")
+        print(f"kvm-amd: {ours} vs {reference}: " + ("same " + ", ".join(COMPARED_FACTS)
+                                                      if not problems else "DIFFERENT"))
+    return problems
+
+
+def boot_table(steps):
+    rows = [(name, facts(lines).get("uptime_at_init", "?"), seconds, status)
+            for name, (status, seconds, lines) in steps.items() if name.startswith("linux/")]
+    if rows:
+        print("kvm-amd: Linux boots (guest uptime at /init; wall time from VMM start to stop):")
+        for name, at_init, seconds, status in rows:
+            verdict = "passed" if status == 0 else "FAILED"
+            print(f"  {name:32} /init at {at_init:>6} s   {seconds:6.1f} s   {verdict}")
+
+
+def main():
+    console, log_dir = sys.argv[1], sys.argv[2]
+    steps, finished = split_steps(console, log_dir)
+    boot_table(steps)
+    problems = compare(steps)
+    failed = [name for name, (status, _, _) in steps.items() if status != 0]
+    for name in failed:
+        status, _, lines = steps[name]
+        print(f"----- {name} failed (status {status}); the end of "
+              f"{os.path.join(log_dir, name.replace('/', '_') + '.log')}:")
+        print("\n".join(lines[-60:]))
+    for problem in problems:
+        print(f"kvm-amd: axvm and QEMU disagree: {problem}")
+    if not finished:
+        print("kvm-amd: L1 did not finish; the end of its console:")
+        print("".join(open(console, errors="replace").readlines()[-40:]).replace("\r", ""))
+    passed = len(steps) - len(failed)
+    print(f"kvm-amd: {passed} passed, {len(failed) + len(problems) + (not finished)} failed")
+    return 1 if failed or problems or not finished else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
