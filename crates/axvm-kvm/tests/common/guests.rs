@@ -22,6 +22,26 @@ pub const EXIT_1: &[u8] = &[0xb0, 0x01, 0xe6, 0xf4, 0xeb, 0xfe];
 /// ```
 pub const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
 
+/// Asks the i8042 for its self-test and exits with the reply, or 1 if the reply was not
+/// waiting on the first status read (a guest that had to poll):
+/// ```text
+/// mov al, 0xaa
+/// out 0x64, al      ; i8042: controller self-test
+/// in al, 0x64       ; status
+/// test al, 1        ; OBF: the reply is there
+/// jz fail
+/// in al, 0x60       ; the reply: 0x55
+/// out 0xf4, al
+/// jmp $
+/// fail: mov al, 1
+/// out 0xf4, al
+/// jmp $
+/// ```
+pub const I8042_SELF_TEST: &[u8] = &[
+    0xb0, 0xaa, 0xe6, 0x64, 0xe4, 0x64, 0xa8, 0x01, 0x74, 0x06, 0xe4, 0x60, 0xe6, 0xf4, 0xeb, 0xfe,
+    0xb0, 0x01, 0xe6, 0xf4, 0xeb, 0xfe,
+];
+
 /// Reads a port no device claims and exits with what it read:
 /// ```text
 /// mov al, 0x55      ; so that a status of 0 proves the read replaced AL
