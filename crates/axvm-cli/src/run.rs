@@ -65,17 +65,23 @@ pub fn run(
     }
 }
 
-/// What the VM left to say once it stopped, on stderr: the accesses no device claimed
-/// (without `--stats` too: they are the usual reason a guest misbehaves; not when the run
-/// `failed`, whose one-line reason already names the access that stopped it under
-/// `--unclaimed error`), the `--stats` report, and the end of the `--trace-exits` file.
+/// What the VM left to say once it stopped, on stderr: the `--stats` report, the accesses
+/// no device claimed, and the end of the `--trace-exits` file.
+///
+/// The unclaimed accesses are part of the `--stats` report, and otherwise an info message
+/// (`-v`): a stock kernel probes absent devices on every boot, so they are no warning; they
+/// are left out when the run `failed`, whose one-line reason already names the access that
+/// stopped it under `--unclaimed error`.
 fn report_after_run(vm: &KvmVm, failed: bool) {
-    if let Some(summary) = unclaimed_summary(vm.vm().devices()).filter(|_| !failed) {
-        eprint!("{summary}");
-    }
+    let unclaimed = unclaimed_summary(vm.vm().devices()).filter(|_| !failed);
     let diagnostics = vm.diagnostics();
     if let Some(stats) = diagnostics.and_then(|d| d.stats()) {
         eprint!("{}", stats.report(vm.vm().devices()));
+        eprint!("{}", unclaimed.unwrap_or_default());
+    } else if let Some(summary) = unclaimed {
+        for line in summary.lines() {
+            log::info!("{line}");
+        }
     }
     if let Some(trace) = diagnostics.and_then(|d| d.trace()) {
         if let Err(err) = trace.flush() {

@@ -85,20 +85,48 @@ fn trace_exits_into_a_missing_directory_is_refused() {
     );
 }
 
+/// The summary line the UNCLAIMED_READS guest leaves.
+const UNCLAIMED_SUMMARY: &str =
+    "unclaimed: 3 x 1-byte read at port 0x3e5 (nearest device: serial (COM1) at port 0x3f8-0x3ff)";
+
 #[test]
-fn unclaimed_accesses_are_summarised_without_stats() {
+fn unclaimed_accesses_are_summarised_with_verbose_but_are_no_warning() {
     if !kvm_available() {
         return;
     }
     let scratch = Scratch::new("unclaimed-summary");
     let config = raw_guest(&scratch, UNCLAIMED_READS);
-    let output = axvm(&["run".as_ref(), config.as_os_str()]);
+    let quiet = axvm(&["run".as_ref(), config.as_os_str()]);
+    assert_eq!(quiet.code(), 0, "{quiet:#?}");
+    assert_eq!(quiet.stderr, "", "{quiet:#?}");
+    let verbose = axvm(&["-v".as_ref(), "run".as_ref(), config.as_os_str()]);
+    assert_eq!(verbose.code(), 0, "{verbose:#?}");
+    let line = verbose
+        .stderr
+        .lines()
+        .find(|line| line.contains(UNCLAIMED_SUMMARY))
+        .unwrap_or_else(|| panic!("no summary with -v: {verbose:#?}"));
+    assert!(line.starts_with("[INFO "), "{line}");
+    assert!(!verbose.stderr.contains("exit statistics"), "{verbose:#?}");
+}
+
+#[test]
+fn unclaimed_accesses_are_part_of_the_stats_report() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = Scratch::new("unclaimed-stats");
+    let config = raw_guest(&scratch, UNCLAIMED_READS);
+    let output = axvm(&["run".as_ref(), config.as_os_str(), "--stats".as_ref()]);
     assert_eq!(output.code(), 0, "{output:#?}");
-    assert!(
-        output.stderr.contains(
-            "unclaimed: 3 x 1-byte read at port 0x3e5 (nearest device: serial (COM1) at port 0x3f8-0x3ff)"
-        ),
-        "{output:#?}"
-    );
-    assert!(!output.stderr.contains("exit statistics"), "{output:#?}");
+    let stats = output
+        .stderr
+        .find("exit statistics: ")
+        .unwrap_or_else(|| panic!("no report: {output:#?}"));
+    let summary = output
+        .stderr
+        .find(UNCLAIMED_SUMMARY)
+        .unwrap_or_else(|| panic!("no summary with --stats: {output:#?}"));
+    assert!(stats < summary, "{output:#?}");
+    assert!(!output.stderr.contains("WARN"), "{output:#?}");
 }

@@ -27,7 +27,7 @@ pub struct VmOptions {
 }
 
 impl Default for VmOptions {
-    /// Console on stdout; unclaimed accesses read as zero with a warning; no diagnostics.
+    /// Console on stdout; unclaimed accesses read as zero (counted, logged at debug); no diagnostics.
     fn default() -> Self {
         Self {
             console: Box::new(std::io::stdout()),

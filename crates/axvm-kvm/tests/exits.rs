@@ -1,13 +1,15 @@
 //! Exits of tiny inline real-mode guests through `KvmVm`: the exit device's status, the
-//! i8042 reset, port reads no device claims under each `UnclaimedAccessPolicy`, and string
-//! I/O (`rep outsb`), which KVM reports as one exit for the whole string.
+//! i8042 reset and self-test, port reads no device claims under each
+//! `UnclaimedAccessPolicy`, and string I/O (`rep outsb`), which KVM reports as one exit for
+//! the whole string.
 
 mod common;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::VmOutcome;
 use common::guests::{
-    EXIT_42, I8042_RESET, STRING_IO, STRING_IO_TEXT, UNCLAIMED_PORT, UNCLAIMED_READ,
+    EXIT_42, I8042_RESET, I8042_SELF_TEST, STRING_IO, STRING_IO_TEXT, UNCLAIMED_PORT,
+    UNCLAIMED_READ,
 };
 use common::{boot, boot_raw, kvm_available, raw_config};
 
@@ -27,6 +29,16 @@ fn i8042_reset_exits_with_status_0() {
     }
     let (outcome, _) = boot_raw(I8042_RESET);
     assert_eq!(outcome, VmOutcome::Exited(0));
+}
+
+#[test]
+fn i8042_answers_its_self_test_at_once() {
+    if !kvm_available() {
+        return;
+    }
+    let (result, console) = boot(raw_config(), I8042_SELF_TEST, UnclaimedAccessPolicy::Error);
+    let outcome = result.unwrap_or_else(|err| panic!("{err}; console {console:?}"));
+    assert_eq!(outcome, VmOutcome::Exited(0x55), "console {console:?}");
 }
 
 #[test]

@@ -1,49 +1,39 @@
-//! The i8042 keyboard controller (ports 0x60 and 0x64), emulated by vm-superio, for the one
-//! thing guests use it for on a VM: writing 0xfe to port 0x64 resets the machine.
+//! The i8042 keyboard controller (ports 0x60 and 0x64) of a PC with no keyboard and no
+//! mouse plugged in: axvm's own model (`i8042/controller.rs`), since vm-superio's answers
+//! only the reset command and reads zero from both ports.
+//!
+//! ACPI kernels are told there is no 8042 and do not look; firmware and kernels that probe
+//! anyway (`acpi=off`, SeaBIOS) get every answer at once: the self-test passes, the
+//! configuration byte reads back, interface tests pass, and bytes for the keyboard or mouse
+//! time out, so no guest polls the status port waiting for a reply that never comes. The
+//! controller's CPU reset line (command 0xfe, or the output port's bit 0) stops the VM with
+//! exit status 0.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+mod controller;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
-use vm_superio::{I8042Device, Trigger};
 
-const DATA_PORT: u16 = 0x60;
-const COMMAND_PORT: u16 = 0x64;
+use controller::{Controller, Effect};
 
-/// Remembers that the guest asked for a reset.
-#[derive(Clone, Default)]
-struct ResetRequest(Arc<AtomicBool>);
-
-impl Trigger for ResetRequest {
-    type E = std::convert::Infallible;
-    fn trigger(&self) -> Result<(), Self::E> {
-        self.0.store(true, Ordering::Relaxed);
-        Ok(())
-    }
-}
+/// The data port: the output buffer (read) and command data or device bytes (write).
+pub const I8042_DATA_PORT: u16 = 0x60;
+/// The command port: the status register (read) and controller commands (write).
+pub const I8042_COMMAND_PORT: u16 = 0x64;
 
 /// The keyboard controller; a reset request stops the VM with exit status 0.
+#[derive(Default)]
 pub struct I8042 {
-    reset: ResetRequest,
-    controller: Mutex<I8042Device<ResetRequest>>,
-}
-
-impl Default for I8042 {
-    fn default() -> Self {
-        let reset = ResetRequest::default();
-        Self {
-            controller: Mutex::new(I8042Device::new(reset.clone())),
-            reset,
-        }
-    }
+    controller: Mutex<Controller>,
 }
 
 impl I8042 {
-    fn controller(&self) -> std::sync::MutexGuard<'_, I8042Device<ResetRequest>> {
+    fn controller(&self) -> MutexGuard<'_, Controller> {
         self.controller
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -58,15 +48,19 @@ impl BaseDeviceOps for I8042 {
 
     fn address_ranges(&self) -> Vec<DeviceRange> {
         vec![
-            DeviceRange::port(DATA_PORT, 1),
-            DeviceRange::port(COMMAND_PORT, 1),
+            DeviceRange::port(I8042_DATA_PORT, 1),
+            DeviceRange::port(I8042_COMMAND_PORT, 1),
         ]
     }
 
     fn handle_read(&self, addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
-        Ok(u64::from(
-            self.controller().read((addr - u64::from(DATA_PORT)) as u8),
-        ))
+        let mut controller = self.controller();
+        let value = if addr == u64::from(I8042_COMMAND_PORT) {
+            controller.status()
+        } else {
+            controller.read_data()
+        };
+        Ok(u64::from(value))
     }
 
     fn handle_write(
@@ -75,12 +69,75 @@ impl BaseDeviceOps for I8042 {
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
-        let offset = (addr - u64::from(DATA_PORT)) as u8;
-        let _ = self.controller().write(offset, value as u8);
-        if self.reset.0.swap(false, Ordering::Relaxed) {
-            log::info!("guest reset the machine through the i8042 keyboard controller");
-            return Ok(WriteOutcome::StopVm { exit_status: 0 });
+        let mut controller = self.controller();
+        let effect = if addr == u64::from(I8042_COMMAND_PORT) {
+            controller.write_command(value as u8)
+        } else {
+            controller.write_data(value as u8)
+        };
+        match effect {
+            Effect::Reset => {
+                log::info!("guest reset the machine through the i8042 keyboard controller");
+                Ok(WriteOutcome::StopVm { exit_status: 0 })
+            }
+            Effect::None => Ok(WriteOutcome::Done),
         }
-        Ok(WriteOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATA: u64 = I8042_DATA_PORT as u64;
+    const COMMAND: u64 = I8042_COMMAND_PORT as u64;
+
+    fn write(i8042: &I8042, port: u64, value: u8) -> WriteOutcome {
+        i8042
+            .handle_write(port, AccessWidth::Byte, value.into())
+            .expect("the i8042 accepts every write")
+    }
+
+    fn read(i8042: &I8042, port: u64) -> u8 {
+        i8042
+            .handle_read(port, AccessWidth::Byte)
+            .expect("the i8042 answers every read") as u8
+    }
+
+    #[test]
+    fn reset_command_stops_the_vm_with_status_0() {
+        let i8042 = I8042::default();
+        assert_eq!(
+            write(&i8042, COMMAND, 0xfe),
+            WriteOutcome::StopVm { exit_status: 0 }
+        );
+    }
+
+    #[test]
+    fn writing_the_output_port_with_bit_0_clear_resets() {
+        let i8042 = I8042::default();
+        assert_eq!(write(&i8042, COMMAND, 0xd1), WriteOutcome::Done);
+        assert_eq!(
+            write(&i8042, DATA, 0x02),
+            WriteOutcome::StopVm { exit_status: 0 }
+        );
+    }
+
+    #[test]
+    fn linux_controller_probe_gets_its_answers_through_the_ports() {
+        let i8042 = I8042::default();
+        // i8042_controller_check / _selftest / _init, in Linux's order.
+        assert_eq!(read(&i8042, COMMAND) & 0x01, 0, "nothing to flush");
+        write(&i8042, COMMAND, 0xaa);
+        assert_eq!(read(&i8042, COMMAND) & 0x0d, 0x0d, "OBF, SYS, A2");
+        assert_eq!(read(&i8042, DATA), 0x55);
+        write(&i8042, COMMAND, 0x20);
+        assert_eq!(read(&i8042, COMMAND) & 0x01, 0x01);
+        let ctr = read(&i8042, DATA);
+        write(&i8042, COMMAND, 0x60);
+        write(&i8042, DATA, ctr | 0x03);
+        write(&i8042, COMMAND, 0x20);
+        assert_eq!(read(&i8042, DATA), ctr | 0x03);
+        assert_eq!(read(&i8042, COMMAND) & 0x01, 0, "every reply read");
     }
 }

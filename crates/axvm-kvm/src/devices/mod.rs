@@ -29,7 +29,7 @@ pub use fw_cfg::{
     FwCfg, FW_CFG_DATA_PORT, FW_CFG_FILE_DIR, FW_CFG_FILE_FIRST, FW_CFG_ID, FW_CFG_NB_CPUS,
     FW_CFG_RAM_SIZE, FW_CFG_SELECTOR_PORT, FW_CFG_SIGNATURE,
 };
-pub use i8042::I8042;
+pub use i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT};
 pub use ident_msr::{IdentMsrs, AXVM_SIGNATURE, IDENT_MSR, SCRATCH_MSR};
 pub use pci_host::PciHost;
 pub use reset_control::{ResetControl, RESET_CONTROL_PORT, RESET_VALUE};

@@ -16,7 +16,8 @@ const MAX_REPORTED_UNCLAIMED: usize = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UnclaimedAccessPolicy {
     /// Reads return zero, writes are dropped, and the first access to each address is
-    /// logged as a warning: guests that probe for hardware keep running.
+    /// logged at debug level (probing for absent hardware is normal, not a fault): guests
+    /// that probe for hardware keep running, and every access is counted for the summary.
     #[default]
     Ignore,
     /// The access is an error: the vCPU stops and the VM reports where.

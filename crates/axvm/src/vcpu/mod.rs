@@ -49,7 +49,8 @@ pub trait AxArchVCpu: Send {
     fn inject_interrupt(&mut self, vector: u8) -> Result<(), String>;
 
     /// Where the vCPU is executing, for messages; `None` when the backend cannot tell.
-    /// Called on rare paths only (a first unclaimed access, a diagnosis).
+    /// Called on rare paths only (a first unclaimed access while debug logging is on, a
+    /// diagnosis).
     fn instruction_pointer(&mut self) -> Option<crate::vm::InstructionPointer> {
         None
     }

@@ -1,6 +1,7 @@
 //! The exit loop: run a vCPU, handle the exits that are device or memory accesses, return
 //! the rest.
 
+use alloc::string::String;
 use core::sync::atomic::Ordering;
 
 use super::{AxVM, ExitDisposition, ExitEvent, VMStatus};
@@ -228,8 +229,14 @@ impl<H: AxVMHal> AxVM<H> {
     }
 
     /// Counts an access no device claims and applies the unclaimed-access policy: `Ok` means
-    /// "read as zero / drop the write". The first access to each address is logged with
-    /// where the guest made it and the nearest device, which is usually the one it meant.
+    /// "read as zero / drop the write".
+    ///
+    /// Under `Ignore` the first access to each address is logged at debug level, not as a
+    /// warning: a stock kernel's boot probes absent devices (COM2-COM4, model-specific MSRs)
+    /// as a matter of course, and the stop summary counts them all anyway. The message names
+    /// the guest instruction and the nearest device (usually the one the guest meant), but
+    /// reading guest memory, disassembling and searching the device map cost far more than
+    /// the exit itself, so they are done only when debug logging is on.
     fn unclaimed(&self, vcpu: &mut H::VCpu, access: Access, write: bool) -> AxVMResult {
         let error = AxVMError::UnclaimedAccess {
             vcpu: access.vcpu_id,
@@ -248,29 +255,36 @@ impl<H: AxVMHal> AxVM<H> {
         match self.devices.policy() {
             UnclaimedAccessPolicy::Error => Err(error),
             UnclaimedAccessPolicy::Ignore => {
-                if first {
-                    let nearest = self
-                        .devices
-                        .nearest_device(access.space, access.addr)
-                        .map(|(range, device)| {
-                            alloc::format!(
-                                "; nearest device: `{}` at {} {:#x}..{:#x}",
-                                device.name(),
-                                range.space,
-                                range.base,
-                                range.end()
-                            )
-                        })
-                        .unwrap_or_default();
-                    let at = self
-                        .describe_instruction(vcpu, 1)
-                        .map(|text| alloc::format!("; guest at {text}"))
-                        .unwrap_or_default();
-                    log::warn!("{error}; reads as zero, writes are dropped{at}{nearest}");
+                if first && log::log_enabled!(log::Level::Debug) {
+                    let at = self.describe_unclaimed(vcpu, access);
+                    log::debug!("{error}; reads as zero, writes are dropped{at}");
                 }
                 Ok(())
             }
         }
+    }
+
+    /// "; guest at RIP ...: in al,dx; nearest device: `serial` at port 0x3f8..0x400": the
+    /// expensive part of an unclaimed-access message (guest memory, disassembly, device map).
+    fn describe_unclaimed(&self, vcpu: &mut H::VCpu, access: Access) -> String {
+        let at = self
+            .describe_instruction(vcpu, 1)
+            .map(|text| alloc::format!("; guest at {text}"))
+            .unwrap_or_default();
+        let nearest = self
+            .devices
+            .nearest_device(access.space, access.addr)
+            .map(|(range, device)| {
+                alloc::format!(
+                    "; nearest device: `{}` at {} {:#x}..{:#x}",
+                    device.name(),
+                    range.space,
+                    range.base,
+                    range.end()
+                )
+            })
+            .unwrap_or_default();
+        alloc::format!("{at}{nearest}")
     }
 }
 
