@@ -14,7 +14,9 @@
 #             checks CPUs, memory, clocksource, /proc/cpuinfo and dmesg
 #   qemu      the same kernel under QEMU -accel kvm (-M pc and -M microvm) in L1: the
 #             reference the linux step is compared with
-#   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1
+#   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1, and the
+#             Debian kernel's boot under axvm, QEMU -M pc and QEMU -M microvm with 1 and
+#             2 vCPUs, one after the other (docs/PERFORMANCE.md)
 #   (default: suite linux qemu)
 #
 #   --no-build    use the binaries already built
@@ -217,23 +219,35 @@ add_suite() {
 }
 
 # QEMU itself, its firmware and option ROMs, to boot the same kernel under -accel kvm.
-add_qemu() {
+copy_qemu() {
+  [ -x "$stage/usr/bin/qemu-system-x86_64" ] && return
   # At /usr/bin: QEMU finds its firmware relative to its own path (../share/qemu).
   copy_elf "$(command -v "$qemu")" /usr/bin/qemu-system-x86_64
   mkdir -p "$stage/usr/share"
   cp -rL /usr/share/qemu "$stage/usr/share/qemu"
-  [ -d /usr/share/seabios ] && cp -rL /usr/share/seabios "$stage/usr/share/seabios"
+  if [ -d /usr/share/seabios ]; then cp -rL /usr/share/seabios "$stage/usr/share/seabios"; fi
+}
+
+add_qemu() {
+  copy_qemu
   local machine
   for machine in qemu-pc qemu-microvm; do
     echo "linux/$machine-smp2-poweroff sh linux/linux-boot.sh 2 poweroff $machine" >>"$stage/harness/steps"
   done
 }
 
+# The exit benchmark, and the same kernel's boot under axvm and QEMU side by side.
 add_bench() {
-  local bench
+  local bench cpus vmm
   bench=$(ls -t "$target_dir"/release/deps/exits-* | grep -v '\.d$' | head -n 1)
   copy_elf "$bench" /harness/bench-exits
   echo "bench/exits /harness/bench-exits --bench" >>"$stage/harness/steps"
+  copy_qemu
+  for cpus in 1 2; do
+    for vmm in axvm qemu-pc qemu-microvm; do
+      echo "boot/$vmm-smp$cpus sh linux/linux-boot.sh $cpus poweroff $vmm" >>"$stage/harness/steps"
+    done
+  done
 }
 
 # --- the run and its report -----------------------------------------------------------

@@ -66,7 +66,8 @@ def compare(steps):
 
 def boot_table(steps):
     rows = [(name, facts(lines).get("uptime_at_init", "?"), seconds, status)
-            for name, (status, seconds, lines) in steps.items() if name.startswith("linux/")]
+            for name, (status, seconds, lines) in steps.items()
+            if name.startswith(("linux/", "boot/"))]
     if rows:
         print("kvm-amd: Linux boots (guest uptime at /init; wall time from VMM start to stop):")
         for name, at_init, seconds, status in rows:
