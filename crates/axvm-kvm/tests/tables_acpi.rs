@@ -5,6 +5,9 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
+
 use axvm::{AxVM, GuestPhysAddr};
 use axvm_kvm::boot::acpi::write_acpi_tables;
 use axvm_kvm::boot::e820::{e820_map, E820Kind};
@@ -161,6 +164,21 @@ fn fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs() {
         "reset port, value"
     );
     assert_eq!(le_field(fadt, 46, 2), 9, "SCI_INT");
+    assert_eq!(le_field(fadt, 48, 4), 0, "SMI_CMD: always in ACPI mode");
+    let blocks = [(56, 88, 0x600, 4), (64, 89, 0x604, 2), (76, 91, 0x608, 4)];
+    for (address, length, port, len) in blocks {
+        assert_eq!(
+            (le_field(fadt, address, 4), fadt[length]),
+            (port, len),
+            "PM block at {port:#x}"
+        );
+    }
+    assert_ne!(
+        flags & 1 << 8,
+        0,
+        "TMR_VAL_EXT: the PM timer counts 32 bits"
+    );
+    assert_eq!(le_field(fadt, 109, 2) & 3, 1, "LEGACY_DEVICES, no 8042");
     let dsdt = le_field(fadt, 140, 8);
     assert_eq!(le_field(fadt, 40, 4), dsdt, "DSDT and X_DSDT agree");
     assert_eq!(&table(vm.vm(), dsdt)[..4], b"DSDT");
@@ -201,4 +219,95 @@ fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
         message.contains("0xe0000") && message.contains("1 MiB"),
         "{message}"
     );
+}
+
+/// Whether a missing tool must fail the test rather than skip it: in CI, and wherever KVM
+/// tests are required.
+fn tools_required() -> bool {
+    std::env::var("AXVM_REQUIRE_KVM").as_deref() == Ok("1")
+        || std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// A fresh scratch directory for this test process.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("axvm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("cannot create {dir:?}: {err}"));
+    dir
+}
+
+/// `iasl -d` on `table` (saved as `name`.dat): the disassembly, after checking that iasl
+/// succeeded and reported no error. `None` when iasl is not installed and tools are not
+/// required (the caller skips).
+fn disassemble(name: &str, table: &[u8]) -> Option<String> {
+    let dir = scratch_dir(name);
+    let binary = dir.join(format!("{name}.dat"));
+    std::fs::write(&binary, table).unwrap_or_else(|err| panic!("cannot write {binary:?}: {err}"));
+    let output = match Command::new("iasl").arg("-d").arg(&binary).output() {
+        Ok(output) => output,
+        Err(err) if tools_required() => {
+            panic!("cannot run iasl ({err}): install it with `apt-get install acpica-tools`")
+        }
+        Err(err) => {
+            eprintln!("skipping the iasl check: cannot run iasl: {err}");
+            return None;
+        }
+    };
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "iasl -d {name} failed:\n{log}");
+    let listing = dir.join(format!("{name}.dsl"));
+    let text = std::fs::read_to_string(&listing)
+        .unwrap_or_else(|err| panic!("iasl wrote no {listing:?} ({err}):\n{log}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    for text in [&log, &text] {
+        let lower = text.to_lowercase();
+        for complaint in ["error", "warning", "invalid", "****"] {
+            assert!(
+                !lower.contains(complaint),
+                "iasl -d {name} reports `{complaint}`:\n{log}\n{text}"
+            );
+        }
+    }
+    Some(text)
+}
+
+#[test]
+fn iasl_disassembles_the_fadt_and_the_dsdt_without_complaint() {
+    if !kvm_available() {
+        return;
+    }
+    let vm = unrun_vm(2, 0x800_0000);
+    write_acpi_tables(vm.vm()).expect("the tables are written");
+    let tables = tables_of(vm.vm());
+    let fadt = find(&tables, "FACP");
+    let dsdt = table(vm.vm(), le_field(fadt, 140, 8));
+    let Some(fadt_text) = disassemble("fadt", fadt) else {
+        return;
+    };
+    for field in [
+        "PM1A Event Block Address : 00000600",
+        "PM Timer Block Length : 04",
+    ] {
+        let squeezed = fadt_text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(squeezed.contains(field), "no `{field}` in\n{fadt_text}");
+    }
+    let dsdt_text = disassemble("dsdt", &dsdt).expect("iasl ran for the FADT");
+    let expected = [
+        "Name (\\_S5, Package (0x04)",
+        "Scope (\\_SB)",
+        "Device (PCI0)",
+        "EisaId (\"PNP0A03\")",
+        "0x08000000,         // Range Minimum",
+        "0xFEBFFFFF,         // Range Maximum",
+    ];
+    for expected in expected {
+        assert!(
+            dsdt_text.contains(expected),
+            "no `{expected}` in\n{dsdt_text}"
+        );
+    }
 }
