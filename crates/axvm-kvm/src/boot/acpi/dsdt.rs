@@ -1,7 +1,9 @@
 //! The DSDT: the AML a kernel's ACPI interpreter loads at start. It declares
 //!
 //! - `\_S5`, the SLP_TYP values of the soft-off state: how a kernel powers the machine off
-//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which `devices::AcpiPm` turns into a VM exit);
+//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which `devices::AcpiPm` turns into a VM exit),
+//!   and `\_S0`, those of the working state, which ACPICA writes back when it leaves a sleep
+//!   state (without them its wake path fails with AE_NOT_FOUND);
 //! - `\_SB.PCI0`, the PCI root bridge (`PNP0A03`, bus 0) and, in its `_CRS`, what the bridge
 //!   decodes: bus numbers 0-0xff, the configuration ports 0xcf8-0xcff, every other I/O port,
 //!   and a 32-bit memory window from the end of low RAM up to the IOAPIC. Linux takes its PCI
@@ -21,6 +23,8 @@ use super::S5_SLEEP_TYPE;
 /// The last address of the PCI memory window: right below the IOAPIC (0xfec00000), as on
 /// PCs, since the IOAPIC, HPET, local APIC and BIOS ranges above it are not PCI's.
 pub const PCI_MEMORY_WINDOW_END: u32 = 0xfebf_ffff;
+/// The SLP_TYP of the working state S0 (never entered by a write with SLP_EN).
+const S0_SLEEP_TYPE: u8 = 0;
 /// The PCI configuration mechanism's ports (address at 0xcf8, data at 0xcfc-0xcff), which
 /// the bridge consumes rather than forwards.
 const PCI_CONFIG_PORTS: (u16, u8) = (0xcf8, 8);
@@ -46,7 +50,8 @@ pub fn pci_memory_window(regions: impl IntoIterator<Item = (u64, u64)>) -> Optio
 /// The DSDT (revision 2: 64-bit AML integers) for a root bridge with `memory_window`.
 pub(super) fn dsdt(memory_window: Option<(u32, u32)>) -> Vec<u8> {
     let mut table = sdt_header(b"DSDT", 2);
-    soft_off().to_aml_bytes(&mut table);
+    sleep_state("\\_S0_", S0_SLEEP_TYPE).to_aml_bytes(&mut table);
+    sleep_state("\\_S5_", S5_SLEEP_TYPE).to_aml_bytes(&mut table);
     let resources = RootBridgeResources::new(memory_window);
     let current_resources = Name::new(Path::new("_CRS"), &resources.template());
     Scope::new(
@@ -65,12 +70,13 @@ pub(super) fn dsdt(memory_window: Option<(u32, u32)>) -> Vec<u8> {
     finish_sdt(table)
 }
 
-/// `Name (\_S5, Package { SLP_TYPa, SLP_TYPb, 0, 0 })`: one PM1 control block, so both
+/// `Name (path, Package { SLP_TYPa, SLP_TYPb, 0, 0 })`: the sleep state `path` names is
+/// entered by writing `sleep_type` to SLP_TYP. There is one PM1 control block, so both
 /// values are the same; the last two are reserved.
-fn soft_off() -> Name {
+fn sleep_state(path: &str, sleep_type: u8) -> Name {
     Name::new(
-        Path::new("\\_S5_"),
-        &Package::new(vec![&S5_SLEEP_TYPE, &S5_SLEEP_TYPE, &ZERO, &ZERO]),
+        Path::new(path),
+        &Package::new(vec![&sleep_type, &sleep_type, &ZERO, &ZERO]),
     )
 }
 
@@ -92,15 +98,18 @@ impl RootBridgeResources {
             config_ports: IO::new(config_port, config_port, 1, config_len),
             ports_below: AddressSpace::new_io(0, config_port - 1, None),
             ports_above: AddressSpace::new_io(config_port + u16::from(config_len), 0xffff, None),
-            memory: memory_window.map(|(start, end)| {
-                AddressSpace::new_memory(
-                    AddressSpaceCacheable::NotCacheable,
-                    true,
-                    start,
-                    end,
-                    None,
-                )
-            }),
+            // A window the descriptor cannot hold (empty, or all 4 GiB) is left out.
+            memory: memory_window
+                .filter(|&(start, end)| start <= end && end - start < u32::MAX)
+                .map(|(start, end)| {
+                    AddressSpace::new_memory(
+                        AddressSpaceCacheable::NotCacheable,
+                        true,
+                        start,
+                        end,
+                        None,
+                    )
+                }),
         }
     }
 
@@ -175,6 +184,8 @@ mod tests {
     fn without_a_window_the_bridge_declares_no_memory() {
         let with = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)));
         let without = dsdt(None);
+        assert_eq!(dsdt(Some((0x2000, 0x1000))), without, "an empty window");
+        assert_eq!(dsdt(Some((0, u32::MAX))), without, "a 4 GiB window");
         // A DWord address space descriptor (tag 0x87, 23 more bytes) appears only in `with`
         // (which grows by its 26 bytes, and perhaps a package length byte).
         assert!(with.len() >= without.len() + 26);
