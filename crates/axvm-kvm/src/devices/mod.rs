@@ -40,7 +40,8 @@ pub use serial::{IrqLine, NoInterrupt, SerialConsole, COM1_BASE, COM1_IRQ};
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port sharing
 /// `console`, COM1's IRQ 4 through `hal`'s irqchip (when it has one), the exit device, the
 /// i8042 and 0xcf9 reset lines, the PCI configuration ports, fw_cfg, the CMOS RTC, the ACPI
-/// power-management registers and the identification MSRs. The PIT needs no device here: KVM emulates it (see `KvmHal::new`).
+/// power-management registers and the identification MSRs. The PIT needs no device here:
+/// KVM emulates it (see `KvmHal::new`).
 ///
 /// Fails only when the host has an irqchip but refuses COM1's interrupt line.
 pub fn platform_devices(
