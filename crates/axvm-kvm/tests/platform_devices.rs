@@ -1,6 +1,7 @@
 //! The PC platform devices kernels built for QEMU expect, seen from tiny real-mode guests:
 //! fw_cfg's signature and CPU count, the CMOS base-memory size, the 0xe9 debug console next
-//! to COM1, and the 0xcf9 reset. Every guest runs under the `Error` policy for unclaimed
+//! to COM1, the 0xcf9 reset, and the ACPI PM block (power-off through PM1_CNT, the PM
+//! timer). Every guest runs under the `Error` policy for unclaimed
 //! accesses, so a port no device answers fails the test instead of reading 0.
 //!
 //! The guests were assembled with `as --32` (`.code16`) and `objcopy -O binary`; they are
@@ -98,6 +99,57 @@ const DEBUG_PORT_GUEST: &[u8] = &[
 /// ```
 const RESET_GUEST: &[u8] = &[0xb0, 0x06, 0xba, 0xf9, 0x0c, 0xee, 0xeb, 0xfe];
 
+/// Powers off the ACPI way, as Linux's `poweroff` ends: SLP_TYP of `\_S5` (5) with SLP_EN
+/// to PM1_CNT. Exits with 0x10 plus SCI_EN should the VM go on after the write:
+/// ```text
+///     mov dx, 0x604        ; PM1a_CNT
+///     in ax, dx
+///     mov bx, ax           ; SCI_EN in bit 0
+///     mov ax, 0x3400       ; SLP_TYP 5 << 10 | SLP_EN (1 << 13)
+///     out dx, ax
+///     mov al, bl
+///     add al, 0x10
+///     out 0xf4, al
+///     jmp $
+/// ```
+const ACPI_POWER_OFF_GUEST: &[u8] = &[
+    0xba, 0x04, 0x06, 0xed, 0x89, 0xc3, 0xb8, 0x00, 0x34, 0xef, 0x88, 0xd8, 0x04, 0x10, 0xe6, 0xf4,
+    0xeb, 0xfe,
+];
+
+/// Asks for sleep state type 3 (not supported: ignored), then exits with PM1_CNT's low and
+/// high bytes or-ed: SCI_EN (1) | SLP_TYP 3 << 2 (0x0c), SLP_EN reading 0:
+/// ```text
+///     mov dx, 0x604
+///     mov ax, 0x2c00       ; SLP_TYP 3 << 10 | SLP_EN
+///     out dx, ax
+///     in ax, dx
+///     or al, ah
+///     out 0xf4, al
+///     jmp $
+/// ```
+const ACPI_OTHER_SLEEP_GUEST: &[u8] = &[
+    0xba, 0x04, 0x06, 0xb8, 0x00, 0x2c, 0xef, 0xed, 0x08, 0xe0, 0xe6, 0xf4, 0xeb, 0xfe,
+];
+
+/// Reads the PM timer until it changes, then exits with 0x22 (a stopped timer leaves the
+/// guest looping until the test's deadline):
+/// ```text
+///     mov dx, 0x608        ; PM_TMR
+///     in eax, dx
+///     mov ebx, eax
+/// 1:  in eax, dx
+///     cmp eax, ebx
+///     je 1b
+///     mov al, 0x22
+///     out 0xf4, al
+///     jmp $
+/// ```
+const PM_TIMER_GUEST: &[u8] = &[
+    0xba, 0x08, 0x06, 0x66, 0xed, 0x66, 0x89, 0xc3, 0x66, 0xed, 0x66, 0x39, 0xd8, 0x74, 0xf9, 0xb0,
+    0x22, 0xe6, 0xf4, 0xeb, 0xfe,
+];
+
 #[test]
 fn fw_cfg_reports_the_qemu_signature_and_the_cpu_count() {
     if !kvm_available() {
@@ -144,4 +196,42 @@ fn reset_control_port_resets_with_status_0() {
     let (result, console) = boot(raw_config(), RESET_GUEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited(0));
+}
+
+#[test]
+fn writing_s5_to_pm1_cnt_powers_off_with_status_0() {
+    if !kvm_available() {
+        return;
+    }
+    let (result, console) = boot(
+        raw_config(),
+        ACPI_POWER_OFF_GUEST,
+        UnclaimedAccessPolicy::Error,
+    );
+    let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
+    assert_eq!(outcome, VmOutcome::Exited(0));
+}
+
+#[test]
+fn other_sleep_types_leave_the_guest_running() {
+    if !kvm_available() {
+        return;
+    }
+    let (result, console) = boot(
+        raw_config(),
+        ACPI_OTHER_SLEEP_GUEST,
+        UnclaimedAccessPolicy::Error,
+    );
+    let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
+    assert_eq!(outcome, VmOutcome::Exited(0x0d));
+}
+
+#[test]
+fn the_pm_timer_counts_for_the_guest() {
+    if !kvm_available() {
+        return;
+    }
+    let (result, console) = boot(raw_config(), PM_TIMER_GUEST, UnclaimedAccessPolicy::Error);
+    let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
+    assert_eq!(outcome, VmOutcome::Exited(0x22));
 }

@@ -5,6 +5,9 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
 use axvm::{AxVM, GuestPhysAddr};
 use axvm_kvm::boot::acpi::write_acpi_tables;
 use axvm_kvm::boot::e820::{e820_map, E820Kind};
@@ -161,6 +164,21 @@ fn fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs() {
         "reset port, value"
     );
     assert_eq!(le_field(fadt, 46, 2), 9, "SCI_INT");
+    assert_eq!(le_field(fadt, 48, 4), 0, "SMI_CMD: always in ACPI mode");
+    let blocks = [(56, 88, 0x600, 4), (64, 89, 0x604, 2), (76, 91, 0x608, 4)];
+    for (address, length, port, len) in blocks {
+        assert_eq!(
+            (le_field(fadt, address, 4), fadt[length]),
+            (port, len),
+            "PM block at {port:#x}"
+        );
+    }
+    assert_ne!(
+        flags & 1 << 8,
+        0,
+        "TMR_VAL_EXT: the PM timer counts 32 bits"
+    );
+    assert_eq!(le_field(fadt, 109, 2) & 3, 1, "LEGACY_DEVICES, no 8042");
     let dsdt = le_field(fadt, 140, 8);
     assert_eq!(le_field(fadt, 40, 4), dsdt, "DSDT and X_DSDT agree");
     assert_eq!(&table(vm.vm(), dsdt)[..4], b"DSDT");
@@ -201,4 +219,153 @@ fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
         message.contains("0xe0000") && message.contains("1 MiB"),
         "{message}"
     );
+}
+
+/// Whether a missing tool must fail the test rather than skip it: in CI, and wherever KVM
+/// tests are required.
+fn tools_required() -> bool {
+    std::env::var("AXVM_REQUIRE_KVM").as_deref() == Ok("1")
+        || std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// A fresh scratch directory holding `files` (name, bytes), for one test.
+fn scratch_dir(test: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("axvm-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("cannot create {dir:?}: {err}"));
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap_or_else(|err| panic!("cannot write {path:?}: {err}"));
+    }
+    dir
+}
+
+/// Runs the ACPICA tool `tool` (from Debian's `acpica-tools`) with `args` in `dir`; returns
+/// what it printed, after checking that it succeeded. `None` when the tool is not
+/// installed and tools are not required (the caller skips).
+fn run_acpica(tool: &str, args: &[&str], dir: &Path) -> Option<String> {
+    let output = match Command::new(tool)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) => output,
+        Err(err) if tools_required() => {
+            panic!("cannot run {tool} ({err}): install it with `apt-get install acpica-tools`")
+        }
+        Err(err) => {
+            eprintln!("skipping the {tool} check: cannot run {tool}: {err}");
+            return None;
+        }
+    };
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} failed:\n{printed}"
+    );
+    Some(printed)
+}
+
+/// How iasl's disassembler flags a problem: messages, and `****` before what it cannot parse.
+const IASL_COMPLAINTS: [&str; 4] = ["error", "warning", "invalid", "****"];
+/// How ACPICA's interpreter flags a problem ("ACPI Error", "Firmware Warning (ACPI)", ...).
+const ACPIEXEC_COMPLAINTS: [&str; 2] = ["error", "warning"];
+
+/// Fails if `text`, from ACPICA about `what`, contains any of `complaints` (in any case).
+fn assert_no_complaint(what: &str, text: &str, complaints: &[&str]) {
+    let lower = text.to_lowercase();
+    for complaint in complaints {
+        assert!(
+            !lower.contains(complaint),
+            "{what}: ACPICA reports `{complaint}`:\n{text}"
+        );
+    }
+}
+
+/// The FADT and the DSDT axvm writes for 2 vCPUs and 128 MiB of RAM, read back from the
+/// guest.
+fn fadt_and_dsdt() -> (Vec<u8>, Vec<u8>) {
+    let vm = unrun_vm(2, 0x800_0000);
+    write_acpi_tables(vm.vm()).expect("the tables are written");
+    let tables = tables_of(vm.vm());
+    let fadt = find(&tables, "FACP").to_vec();
+    let dsdt = table(vm.vm(), le_field(&fadt, 140, 8));
+    (fadt, dsdt)
+}
+
+#[test]
+fn iasl_disassembles_the_fadt_and_the_dsdt_without_complaint() {
+    if !kvm_available() {
+        return;
+    }
+    let (fadt, dsdt) = fadt_and_dsdt();
+    let dir = scratch_dir("iasl", &[("fadt.dat", &fadt), ("dsdt.dat", &dsdt)]);
+    let mut listings = Vec::new();
+    for name in ["fadt", "dsdt"] {
+        let Some(printed) = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir) else {
+            return;
+        };
+        assert_no_complaint(&format!("iasl -d {name}"), &printed, &IASL_COMPLAINTS);
+        let listing = std::fs::read_to_string(dir.join(format!("{name}.dsl")))
+            .unwrap_or_else(|err| panic!("iasl wrote no {name}.dsl ({err}):\n{printed}"));
+        assert_no_complaint(&format!("{name}.dsl"), &listing, &IASL_COMPLAINTS);
+        listings.push(listing);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let fadt_fields = listings[0].split_whitespace().collect::<Vec<_>>().join(" ");
+    for field in [
+        "PM1A Event Block Address : 00000600",
+        "PM Timer Block Length : 04",
+        "32-bit PM Timer (V1) : 1",
+        "Legacy Devices Supported (V2) : 1",
+        "8042 Present on ports 60/64 (V2) : 0",
+    ] {
+        assert!(
+            fadt_fields.contains(field),
+            "no `{field}` in\n{}",
+            listings[0]
+        );
+    }
+    let expected = [
+        "Name (\\_S5, Package (0x04)",
+        "Scope (\\_SB)",
+        "Device (PCI0)",
+        "EisaId (\"PNP0A03\")",
+        "0x08000000,         // Range Minimum",
+        "0xFEBFFFFF,         // Range Maximum",
+    ];
+    for expected in expected {
+        assert!(
+            listings[1].contains(expected),
+            "no `{expected}` in\n{}",
+            listings[1]
+        );
+    }
+}
+
+/// ACPICA's interpreter, as Linux runs it, in `acpiexec`: it loads the FADT and the DSDT,
+/// starts (the step that failed without PM blocks), and goes through the S5 transition
+/// Linux's `poweroff` makes, reading SLP_TYP from `\_S5`. (acpiexec pauses some 10 s in its
+/// simulated sleep.)
+#[test]
+fn acpicas_interpreter_starts_and_enters_s5_from_the_tables() {
+    if !kvm_available() {
+        return;
+    }
+    let (fadt, dsdt) = fadt_and_dsdt();
+    let dir = scratch_dir("acpiexec", &[("fadt.dat", &fadt), ("dsdt.dat", &dsdt)]);
+    let args = ["-b", "sleep 5", "dsdt.dat", "fadt.dat"];
+    let Some(printed) = run_acpica("acpiexec", &args, &dir) else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_no_complaint("acpiexec", &printed, &ACPIEXEC_COMPLAINTS);
+    for expected in ["Sleep-A: 05, Sleep-B: 05", "Entering sleep state [S5]"] {
+        assert!(printed.contains(expected), "no `{expected}` in\n{printed}");
+    }
 }

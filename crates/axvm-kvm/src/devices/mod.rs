@@ -1,6 +1,7 @@
 //! The PC platform devices axvm's KVM host provides to every VM, one per file: what kernels
 //! built for QEMU's default PC expect to find.
 
+mod acpi_pm;
 mod civil_time;
 mod cmos;
 mod console;
@@ -21,6 +22,7 @@ use axvm::AxVMConfig;
 
 use crate::kvm::KvmHal;
 
+pub use acpi_pm::{pm_timer_ticks, AcpiPm, PM_TIMER_HZ, POWER_OFF, SCI_EN, SLP_EN, TMR_STS};
 pub use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
 pub use console::SharedConsole;
 pub use debug_port::{DebugPort, DEBUG_PORT, DEBUG_PORT_READBACK};
@@ -37,8 +39,9 @@ pub use serial::{IrqLine, NoInterrupt, SerialConsole, COM1_BASE, COM1_IRQ};
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port sharing
 /// `console`, COM1's IRQ 4 through `hal`'s irqchip (when it has one), the exit device, the
-/// i8042 and 0xcf9 reset lines, the PCI configuration ports, fw_cfg, the CMOS RTC and the
-/// identification MSRs. The PIT needs no device here: KVM emulates it (see `KvmHal::new`).
+/// i8042 and 0xcf9 reset lines, the PCI configuration ports, fw_cfg, the CMOS RTC, the ACPI
+/// power-management registers and the identification MSRs. The PIT needs no device here:
+/// KVM emulates it (see `KvmHal::new`).
 ///
 /// Fails only when the host has an irqchip but refuses COM1's interrupt line.
 pub fn platform_devices(
@@ -69,7 +72,7 @@ fn platform(
     config: &AxVMConfig,
     console: SharedConsole,
     com1: Arc<dyn BaseDeviceOps>,
-) -> [Arc<dyn BaseDeviceOps>; 9] {
+) -> [Arc<dyn BaseDeviceOps>; 10] {
     [
         com1,
         Arc::new(DebugPort::new(console)),
@@ -79,6 +82,7 @@ fn platform(
         Arc::new(PciHost::default()),
         Arc::new(FwCfg::for_vm(config)),
         Arc::new(Cmos::for_vm(config)),
+        Arc::new(AcpiPm::default()),
         Arc::new(IdentMsrs::default()),
     ]
 }
@@ -126,6 +130,10 @@ pub(crate) mod tests {
         assert_eq!(owner(0xcfa).as_deref(), Some("PCI host bridge"));
         assert_eq!(owner(0x511).as_deref(), Some("fw_cfg"));
         assert_eq!(owner(0x71).as_deref(), Some("CMOS RTC"));
+        for port in [0x600, 0x603, 0x604, 0x605, 0x608, 0x60b] {
+            assert_eq!(owner(port).as_deref(), Some("ACPI PM"), "port {port:#x}");
+        }
+        assert_eq!(owner(0x606), None);
         assert_eq!(owner(0xe9).as_deref(), Some("debug console (port 0xe9)"));
         // The PIT and the speaker port are KVM's, not ours.
         assert_eq!(owner(0x40), None);

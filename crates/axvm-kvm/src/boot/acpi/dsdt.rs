@@ -1,0 +1,194 @@
+//! The DSDT: the AML a kernel's ACPI interpreter loads at start. It declares
+//!
+//! - `\_S5`, the SLP_TYP values of the soft-off state: how a kernel powers the machine off
+//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which `devices::AcpiPm` turns into a VM exit),
+//!   and `\_S0`, those of the working state, which ACPICA writes back when it leaves a sleep
+//!   state (without them its wake path fails with AE_NOT_FOUND);
+//! - `\_SB.PCI0`, the PCI root bridge (`PNP0A03`, bus 0) and, in its `_CRS`, what the bridge
+//!   decodes: bus numbers 0-0xff, the configuration ports 0xcf8-0xcff, every other I/O port,
+//!   and a 32-bit memory window from the end of low RAM up to the IOAPIC. Linux takes its PCI
+//!   windows from here ("PCI: Using host bridge windows from ACPI") and places BARs in them.
+//!
+//! The AML is built with the `acpi_tables` crate's `aml` module rather than by hand.
+
+use acpi_tables::aml::{
+    AddressSpace, AddressSpaceCacheable, Device, EISAName, Name, Package, Path, ResourceTemplate,
+    Scope, IO, ZERO,
+};
+use acpi_tables::Aml;
+
+use super::sdt::{finish_sdt, sdt_header};
+use super::S5_SLEEP_TYPE;
+
+/// The last address of the PCI memory window: right below the IOAPIC (0xfec00000), as on
+/// PCs, since the IOAPIC, HPET, local APIC and BIOS ranges above it are not PCI's.
+pub const PCI_MEMORY_WINDOW_END: u32 = 0xfebf_ffff;
+/// The SLP_TYP of the working state S0 (never entered by a write with SLP_EN).
+const S0_SLEEP_TYPE: u8 = 0;
+/// The PCI configuration mechanism's ports (address at 0xcf8, data at 0xcfc-0xcff), which
+/// the bridge consumes rather than forwards.
+const PCI_CONFIG_PORTS: (u16, u8) = (0xcf8, 8);
+
+/// The PCI root bridge's 32-bit memory window for guest memory `regions` (start, size):
+/// from the end of the highest region that starts at or below [`PCI_MEMORY_WINDOW_END`] to
+/// [`PCI_MEMORY_WINDOW_END`], so that it overlaps no RAM, ROM or pass-through range. `None`
+/// when those regions reach past the window's end.
+pub fn pci_memory_window(regions: impl IntoIterator<Item = (u64, u64)>) -> Option<(u32, u32)> {
+    let end = u64::from(PCI_MEMORY_WINDOW_END);
+    let start = regions
+        .into_iter()
+        .filter(|&(gpa, _)| gpa <= end)
+        .map(|(gpa, size)| gpa.saturating_add(size))
+        .max()
+        .unwrap_or(0);
+    let start = u32::try_from(start)
+        .ok()
+        .filter(|&start| start <= PCI_MEMORY_WINDOW_END)?;
+    Some((start, PCI_MEMORY_WINDOW_END))
+}
+
+/// The DSDT (revision 2: 64-bit AML integers) for a root bridge with `memory_window`.
+pub(super) fn dsdt(memory_window: Option<(u32, u32)>) -> Vec<u8> {
+    let mut table = sdt_header(b"DSDT", 2);
+    sleep_state("\\_S0_", S0_SLEEP_TYPE).to_aml_bytes(&mut table);
+    sleep_state("\\_S5_", S5_SLEEP_TYPE).to_aml_bytes(&mut table);
+    let resources = RootBridgeResources::new(memory_window);
+    let current_resources = Name::new(Path::new("_CRS"), &resources.template());
+    Scope::new(
+        Path::new("\\_SB_"),
+        vec![&Device::new(
+            Path::new("PCI0"),
+            vec![
+                &Name::new(Path::new("_HID"), &EISAName::new("PNP0A03")),
+                &Name::new(Path::new("_UID"), &ZERO),
+                &Name::new(Path::new("_BBN"), &ZERO),
+                &current_resources,
+            ],
+        )],
+    )
+    .to_aml_bytes(&mut table);
+    finish_sdt(table)
+}
+
+/// `Name (path, Package { SLP_TYPa, SLP_TYPb, 0, 0 })`: the sleep state `path` names is
+/// entered by writing `sleep_type` to SLP_TYP. There is one PM1 control block, so both
+/// values are the same; the last two are reserved.
+fn sleep_state(path: &str, sleep_type: u8) -> Name {
+    Name::new(
+        Path::new(path),
+        &Package::new(vec![&sleep_type, &sleep_type, &ZERO, &ZERO]),
+    )
+}
+
+/// What the root bridge decodes, for its `_CRS`. The I/O and memory windows are "producer"
+/// ranges, which the bridge forwards to the bus.
+struct RootBridgeResources {
+    buses: AddressSpace<u16>,
+    config_ports: IO,
+    ports_below: AddressSpace<u16>,
+    ports_above: AddressSpace<u16>,
+    memory: Option<AddressSpace<u32>>,
+}
+
+impl RootBridgeResources {
+    fn new(memory_window: Option<(u32, u32)>) -> Self {
+        let (config_port, config_len) = PCI_CONFIG_PORTS;
+        Self {
+            buses: AddressSpace::new_bus_number(0, 0xff),
+            config_ports: IO::new(config_port, config_port, 1, config_len),
+            ports_below: AddressSpace::new_io(0, config_port - 1, None),
+            ports_above: AddressSpace::new_io(config_port + u16::from(config_len), 0xffff, None),
+            // A window the descriptor cannot hold (empty, or all 4 GiB) is left out.
+            memory: memory_window
+                .filter(|&(start, end)| start <= end && end - start < u32::MAX)
+                .map(|(start, end)| {
+                    AddressSpace::new_memory(
+                        AddressSpaceCacheable::NotCacheable,
+                        true,
+                        start,
+                        end,
+                        None,
+                    )
+                }),
+        }
+    }
+
+    /// The resource template (a buffer of descriptors) listing them.
+    fn template(&self) -> ResourceTemplate<'_> {
+        let mut children: Vec<&dyn Aml> = vec![
+            &self.buses,
+            &self.config_ports,
+            &self.ports_below,
+            &self.ports_above,
+        ];
+        if let Some(memory) = &self.memory {
+            children.push(memory);
+        }
+        ResourceTemplate::new(children)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sum;
+    use super::*;
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn the_window_starts_where_low_memory_ends() {
+        let mib = 1 << 20;
+        assert_eq!(
+            pci_memory_window([(0, 128 * mib)]),
+            Some((0x800_0000, PCI_MEMORY_WINDOW_END))
+        );
+        // Memory above 4 GiB does not move it; a ROM region below does.
+        let regions = [(0, 64 * mib), (1 << 32, 1 << 30), (0x800_0000, mib)];
+        assert_eq!(
+            pci_memory_window(regions),
+            Some((0x810_0000, PCI_MEMORY_WINDOW_END))
+        );
+        assert_eq!(pci_memory_window([]), Some((0, PCI_MEMORY_WINDOW_END)));
+    }
+
+    #[test]
+    fn memory_reaching_past_the_window_leaves_none() {
+        assert_eq!(pci_memory_window([(0, 0xfec0_0000)]), None);
+        assert_eq!(pci_memory_window([(0xfeb0_0000, 1 << 33)]), None);
+        assert_eq!(pci_memory_window([(0, u64::MAX)]), None);
+        assert_eq!(
+            pci_memory_window([(0, 0xfebf_ffff)]),
+            Some((PCI_MEMORY_WINDOW_END, PCI_MEMORY_WINDOW_END))
+        );
+    }
+
+    #[test]
+    fn the_dsdt_declares_s5_and_the_root_bridge() {
+        let dsdt = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)));
+        assert_eq!((&dsdt[..4], dsdt[8], sum(&dsdt)), (&b"DSDT"[..], 2, 0));
+        // Name (\_S5_, Package (4) { 5, 5, 0, 0 })
+        let s5 = [
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x08, 4, 0x0a, 5, 0x0a, 5, 0, 0,
+        ];
+        assert!(contains(&dsdt, &s5), "{dsdt:02x?}");
+        // _HID: EisaId ("PNP0A03") is the dword 0x030ad041.
+        assert!(contains(&dsdt, b"_HID\x0c\x41\xd0\x0a\x03"));
+        // The memory window: DWordMemory min 0x8000000, max 0xfebfffff.
+        let window = [0x00, 0x00, 0x00, 0x08, 0xff, 0xff, 0xbf, 0xfe];
+        assert!(contains(&dsdt, &window), "{dsdt:02x?}");
+    }
+
+    #[test]
+    fn without_a_window_the_bridge_declares_no_memory() {
+        let with = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)));
+        let without = dsdt(None);
+        assert_eq!(dsdt(Some((0x2000, 0x1000))), without, "an empty window");
+        assert_eq!(dsdt(Some((0, u32::MAX))), without, "a 4 GiB window");
+        // A DWord address space descriptor (tag 0x87, 23 more bytes) appears only in `with`
+        // (which grows by its 26 bytes, and perhaps a package length byte).
+        assert!(with.len() >= without.len() + 26);
+        assert!(contains(&with, &[0x87, 23, 0]) && !contains(&without, &[0x87, 23, 0]));
+    }
+}
