@@ -17,7 +17,13 @@
 //!   demo guest (2 vCPUs, 16 MiB, long mode, its checks and console output). For
 //!   reference, the same cycle of the trivial guest on a bare kvm-ioctls VM (no vCPU thread).
 //!
-//! Guest consoles go to [`std::io::sink`]. Run without `--bench` (as `cargo test
+//! - **Console throughput.** A raw real-mode guest prints `N` bytes to COM1's transmit
+//!   register (`out dx, al` in a counted loop) and stops; the console is a pipe that a
+//!   reader thread empties, as with `axvm run | tee log`. `KvmVm::run` is timed, from boot
+//!   until it returns with every byte written to the pipe (the reader checks the count);
+//!   the figure is the time per byte, to set against the exit round trip above.
+//!
+//! The other guests' consoles go to [`std::io::sink`]. Run without `--bench` (as `cargo test
 //! --all-targets` does), it makes one small round of each, as a smoke test, skipped
 //! without `/dev/kvm` unless `AXVM_REQUIRE_KVM=1`.
 //!
@@ -43,6 +49,10 @@ struct Plan {
     raw_runs: usize,
     /// Lifecycle runs of the demo guest.
     demo_runs: usize,
+    /// Bytes the console guest prints per run.
+    console_bytes: u16,
+    /// Timed console-guest runs.
+    console_runs: usize,
 }
 
 const BENCH: Plan = Plan {
@@ -50,6 +60,8 @@ const BENCH: Plan = Plan {
     rounds: 11,
     raw_runs: 200,
     demo_runs: 50,
+    console_bytes: 32 * 1024,
+    console_runs: 7,
 };
 
 const SMOKE: Plan = Plan {
@@ -57,6 +69,8 @@ const SMOKE: Plan = Plan {
     rounds: 1,
     raw_runs: 2,
     demo_runs: 1,
+    console_bytes: 64,
+    console_runs: 1,
 };
 
 fn main() {
@@ -117,6 +131,7 @@ fn main() {
         ..Default::default()
     };
     let demo_ns = lifecycle(&demo_config, &demo, plan.demo_runs);
+    let console_ns = console_throughput(plan.console_bytes, plan.console_runs);
 
     println!();
     if !bench {
@@ -140,6 +155,8 @@ fn main() {
     row("lifecycle, trivial, axvm", raw_ns, fmt_ns);
     row("lifecycle, trivial, bare KVM", bare_raw_ns, fmt_ns);
     row("lifecycle, demo (2 vCPUs)", demo_ns, fmt_ns);
+    let console_name = format!("console, per byte ({} B)", plan.console_bytes);
+    row(&console_name, console_ns, fmt_ns);
 }
 
 /// A fresh axvm VM running the loop guest: times [`axvm::AxVM::run_vcpu`] from the first
@@ -197,6 +214,51 @@ fn lifecycle(config: &AxVMConfig, images: &BootImages, runs: usize) -> Vec<f64> 
         let vm = KvmVm::create(config.clone(), images, quiet()).expect("KvmVm::create");
         assert_eq!(vm.run().expect("KvmVm::run"), VmOutcome::Exited(0));
     })
+}
+
+/// Nanoseconds per byte of each of `runs` `KvmVm::run`s of the console guest printing
+/// `bytes` bytes to COM1, with the console a pipe.
+fn console_throughput(bytes: u16, runs: usize) -> Vec<f64> {
+    let images = BootImages {
+        kernel: guest::console_guest(bytes),
+        ..Default::default()
+    };
+    let mut per_byte = Vec::new();
+    timed_runs(runs, || {
+        per_byte.push(console_run(&images, bytes).as_secs_f64() * 1e9 / f64::from(bytes));
+    });
+    // The warm-up run is timed too; leave it out.
+    per_byte.split_off(1)
+}
+
+/// Times `KvmVm::run` of the console guest with its console a pipe that a reader thread
+/// empties, and checks the reader got every byte.
+fn console_run(images: &BootImages, bytes: u16) -> Duration {
+    let (mut reader, writer) = std::io::pipe().expect("a pipe");
+    let expected = usize::from(bytes);
+    let counter = std::thread::spawn(move || {
+        let (mut got, mut buf) = (0, [0u8; 4096]);
+        while got < expected {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        got
+    });
+    let options = VmOptions {
+        console: Box::new(writer),
+        ..quiet()
+    };
+    let vm = KvmVm::create(guest::raw_config(), images, options).expect("KvmVm::create");
+    let start = Instant::now();
+    let outcome = vm.run().expect("KvmVm::run");
+    let elapsed = start.elapsed();
+    assert_eq!(outcome, VmOutcome::Exited(0));
+    drop(vm);
+    let got = counter.join().expect("the pipe reader");
+    assert_eq!(got, expected, "the console lost bytes");
+    elapsed
 }
 
 /// Nanoseconds of each of `runs` calls of `cycle`, after one untimed warm-up call.
