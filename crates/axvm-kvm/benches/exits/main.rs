@@ -20,8 +20,9 @@
 //! - **Console throughput.** A raw real-mode guest prints `N` bytes to COM1's transmit
 //!   register (`out dx, al` in a counted loop) and stops; the console is a pipe that a
 //!   reader thread empties, as with `axvm run | tee log`. `KvmVm::run` is timed, from boot
-//!   until it returns with every byte written to the pipe (the reader checks the count);
-//!   the figure is the time per byte, to set against the exit round trip above.
+//!   until it returns with every byte written to the pipe (the reader checks the count).
+//!   The same loop writing COM1's scratch register (the same exits, nothing printed) runs
+//!   in alternation; the difference per byte is what printing a byte costs.
 //!
 //! The other guests' consoles go to [`std::io::sink`]. Run without `--bench` (as `cargo test
 //! --all-targets` does), it makes one small round of each, as a smoke test, skipped
@@ -131,7 +132,8 @@ fn main() {
         ..Default::default()
     };
     let demo_ns = lifecycle(&demo_config, &demo, plan.demo_runs);
-    let console_ns = console_throughput(plan.console_bytes, plan.console_runs);
+    let [console_ns, scratch_ns, console_cost_ns] =
+        console_throughput(plan.console_bytes, plan.console_runs);
 
     println!();
     if !bench {
@@ -157,6 +159,8 @@ fn main() {
     row("lifecycle, demo (2 vCPUs)", demo_ns, fmt_ns);
     let console_name = format!("console, per byte ({} B)", plan.console_bytes);
     row(&console_name, console_ns, fmt_ns);
+    row("console, scratch-port loop", scratch_ns, fmt_ns);
+    row("console - scratch, per byte", console_cost_ns, fmt_ns);
 }
 
 /// A fresh axvm VM running the loop guest: times [`axvm::AxVM::run_vcpu`] from the first
@@ -216,35 +220,50 @@ fn lifecycle(config: &AxVMConfig, images: &BootImages, runs: usize) -> Vec<f64> 
     })
 }
 
-/// Nanoseconds per byte of each of `runs` `KvmVm::run`s of the console guest printing
-/// `bytes` bytes to COM1, with the console a pipe.
-fn console_throughput(bytes: u16, runs: usize) -> Vec<f64> {
-    let images = BootImages {
-        kernel: guest::console_guest(bytes),
+/// Nanoseconds per byte of `runs` `KvmVm::run`s of the console guest printing `bytes`
+/// bytes to COM1, of as many runs of the same loop writing COM1's scratch register instead
+/// (the same exits, no console output), and per run the difference: what printing costs.
+/// The two alternate run by run after one warm-up each; the console is a pipe for both.
+fn console_throughput(bytes: u16, runs: usize) -> [Vec<f64>; 3] {
+    let image = |kernel| BootImages {
+        kernel,
         ..Default::default()
     };
-    let mut per_byte = Vec::new();
-    timed_runs(runs, || {
-        per_byte.push(console_run(&images, bytes).as_secs_f64() * 1e9 / f64::from(bytes));
-    });
-    // The warm-up run is timed too; leave it out.
-    per_byte.split_off(1)
+    let printing = image(guest::console_guest(bytes));
+    let scratch = image(guest::loop_guest(bytes));
+    let expected = [usize::from(bytes), 0];
+    let per_byte = |side: usize| {
+        let images = if side == 0 { &printing } else { &scratch };
+        console_run(images, expected[side]).as_secs_f64() * 1e9 / f64::from(bytes)
+    };
+    per_byte(0);
+    per_byte(1);
+    let mut sides = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..runs {
+        let mut times = [0.0; 2];
+        for turn in 0..2 {
+            let side = (round + turn) % 2;
+            times[side] = per_byte(side);
+        }
+        sides[0].push(times[0]);
+        sides[1].push(times[1]);
+        sides[2].push(times[0] - times[1]);
+    }
+    sides
 }
 
-/// Times `KvmVm::run` of the console guest with its console a pipe that a reader thread
-/// empties, and checks the reader got every byte.
-fn console_run(images: &BootImages, bytes: u16) -> Duration {
+/// Times `KvmVm::run` of a raw guest with its console a pipe that a reader thread empties,
+/// and checks the reader got `expected` bytes.
+fn console_run(images: &BootImages, expected: usize) -> Duration {
     let (mut reader, writer) = pipe();
-    let expected = usize::from(bytes);
     let counter = std::thread::spawn(move || {
         let (mut got, mut buf) = (0, [0u8; 4096]);
-        while got < expected {
+        loop {
             match std::io::Read::read(&mut reader, &mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => break got,
                 Ok(n) => got += n,
             }
         }
-        got
     });
     let options = VmOptions {
         console: Box::new(writer),
@@ -255,9 +274,10 @@ fn console_run(images: &BootImages, bytes: u16) -> Duration {
     let outcome = vm.run().expect("KvmVm::run");
     let elapsed = start.elapsed();
     assert_eq!(outcome, VmOutcome::Exited(0));
+    // Dropping the VM closes the pipe's write end: the reader sees the end.
     drop(vm);
     let got = counter.join().expect("the pipe reader");
-    assert_eq!(got, expected, "the console lost bytes");
+    assert_eq!(got, expected, "the console lost or invented bytes");
     elapsed
 }
 
