@@ -22,7 +22,9 @@
 //!   reader thread empties, as with `axvm run | tee log`. `KvmVm::run` is timed, from boot
 //!   until it returns with every byte written to the pipe (the reader checks the count).
 //!   The same loop writing COM1's scratch register (the same exits, nothing printed) runs
-//!   in alternation; the difference per byte is what printing a byte costs.
+//!   in alternation; the difference per byte is what printing a byte costs. Both run with
+//!   `--stats` on, whose mean handling time of the port writes is axvm's own time per byte
+//!   on the vCPU thread (where the console's write used to be).
 //!
 //! The other guests' consoles go to [`std::io::sink`]. Run without `--bench` (as `cargo test
 //! --all-targets` does), it makes one small round of each, as a smoke test, skipped
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use axvm::config::toml::AxVMCrateConfig;
 use axvm::{AxVCpuExitReason, AxVMConfig};
+use axvm_kvm::diagnostics::stats::ExitTarget;
 use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 use kvm_ioctls::Kvm;
 
@@ -132,8 +135,7 @@ fn main() {
         ..Default::default()
     };
     let demo_ns = lifecycle(&demo_config, &demo, plan.demo_runs);
-    let [console_ns, scratch_ns, console_cost_ns] =
-        console_throughput(plan.console_bytes, plan.console_runs);
+    let console = console_throughput(plan.console_bytes, plan.console_runs);
 
     println!();
     if !bench {
@@ -158,9 +160,19 @@ fn main() {
     row("lifecycle, trivial, bare KVM", bare_raw_ns, fmt_ns);
     row("lifecycle, demo (2 vCPUs)", demo_ns, fmt_ns);
     let console_name = format!("console, per byte ({} B)", plan.console_bytes);
-    row(&console_name, console_ns, fmt_ns);
-    row("console, scratch-port loop", scratch_ns, fmt_ns);
-    row("console - scratch, per byte", console_cost_ns, fmt_ns);
+    row(&console_name, console.printing, fmt_ns);
+    row("console, scratch-port loop", console.scratch, fmt_ns);
+    row("console - scratch, per byte", console.cost, fmt_ns);
+    row(
+        "console, axvm handling/byte",
+        console.printing_handling,
+        fmt_ns,
+    );
+    row(
+        "scratch, axvm handling/exit",
+        console.scratch_handling,
+        fmt_ns,
+    );
 }
 
 /// A fresh axvm VM running the loop guest: times [`axvm::AxVM::run_vcpu`] from the first
@@ -220,41 +232,70 @@ fn lifecycle(config: &AxVMConfig, images: &BootImages, runs: usize) -> Vec<f64> 
     })
 }
 
-/// Nanoseconds per byte of `runs` `KvmVm::run`s of the console guest printing `bytes`
-/// bytes to COM1, of as many runs of the same loop writing COM1's scratch register instead
-/// (the same exits, no console output), and per run the difference: what printing costs.
-/// The two alternate run by run after one warm-up each; the console is a pipe for both.
-fn console_throughput(bytes: u16, runs: usize) -> [Vec<f64>; 3] {
+/// The console measure: per byte, in nanoseconds, one value per run of each.
+struct ConsoleFigures {
+    /// `KvmVm::run` of the printing guest.
+    printing: Vec<f64>,
+    /// `KvmVm::run` of the same loop on the scratch port.
+    scratch: Vec<f64>,
+    /// printing - scratch, run by run: what printing a byte costs in all.
+    cost: Vec<f64>,
+    /// axvm's handling time of a COM1 transmit exit (`--stats`' mean), on the vCPU thread.
+    printing_handling: Vec<f64>,
+    /// The same for a scratch-register exit.
+    scratch_handling: Vec<f64>,
+}
+
+/// Runs the console guest printing `bytes` bytes to COM1 and the same loop writing COM1's
+/// scratch register instead (the same exits, no console output), alternating run by run
+/// after one warm-up each, `runs` times each; the console is a pipe for both, and exit
+/// statistics are on (both sides pay them) to get axvm's handling time per exit.
+fn console_throughput(bytes: u16, runs: usize) -> ConsoleFigures {
     let image = |kernel| BootImages {
         kernel,
         ..Default::default()
     };
-    let printing = image(guest::console_guest(bytes));
-    let scratch = image(guest::loop_guest(bytes));
-    let expected = [usize::from(bytes), 0];
+    let sides = [
+        (
+            image(guest::console_guest(bytes)),
+            guest::COM1_DATA_PORT,
+            usize::from(bytes),
+        ),
+        (image(guest::loop_guest(bytes)), guest::SCRATCH_PORT, 0),
+    ];
     let per_byte = |side: usize| {
-        let images = if side == 0 { &printing } else { &scratch };
-        console_run(images, expected[side]).as_secs_f64() * 1e9 / f64::from(bytes)
+        let (images, port, expected) = &sides[side];
+        let (elapsed, handling) = console_run(images, *port, *expected);
+        (elapsed.as_secs_f64() * 1e9 / f64::from(bytes), handling)
     };
     per_byte(0);
     per_byte(1);
-    let mut sides = [Vec::new(), Vec::new(), Vec::new()];
+    let mut figures = ConsoleFigures {
+        printing: Vec::new(),
+        scratch: Vec::new(),
+        cost: Vec::new(),
+        printing_handling: Vec::new(),
+        scratch_handling: Vec::new(),
+    };
     for round in 0..runs {
-        let mut times = [0.0; 2];
+        let mut times = [(0.0, 0.0); 2];
         for turn in 0..2 {
             let side = (round + turn) % 2;
             times[side] = per_byte(side);
         }
-        sides[0].push(times[0]);
-        sides[1].push(times[1]);
-        sides[2].push(times[0] - times[1]);
+        figures.printing.push(times[0].0);
+        figures.scratch.push(times[1].0);
+        figures.cost.push(times[0].0 - times[1].0);
+        figures.printing_handling.push(times[0].1);
+        figures.scratch_handling.push(times[1].1);
     }
-    sides
+    figures
 }
 
-/// Times `KvmVm::run` of a raw guest with its console a pipe that a reader thread empties,
-/// and checks the reader got `expected` bytes.
-fn console_run(images: &BootImages, expected: usize) -> Duration {
+/// Times `KvmVm::run` of a raw guest with exit statistics on and its console a pipe that a
+/// reader thread empties; checks the reader got `expected` bytes. Returns the run's time and
+/// axvm's mean handling time of the guest's writes to `port`, in nanoseconds.
+fn console_run(images: &BootImages, port: u16, expected: usize) -> (Duration, f64) {
     let (mut reader, writer) = pipe();
     let counter = std::thread::spawn(move || {
         let (mut got, mut buf) = (0, [0u8; 4096]);
@@ -267,6 +308,10 @@ fn console_run(images: &BootImages, expected: usize) -> Duration {
     });
     let options = VmOptions {
         console: Box::new(writer),
+        diagnostics: DiagnosticsOptions {
+            stats: true,
+            ..Default::default()
+        },
         ..quiet()
     };
     let vm = KvmVm::create(guest::raw_config(), images, options).expect("KvmVm::create");
@@ -274,11 +319,20 @@ fn console_run(images: &BootImages, expected: usize) -> Duration {
     let outcome = vm.run().expect("KvmVm::run");
     let elapsed = start.elapsed();
     assert_eq!(outcome, VmOutcome::Exited(0));
+    let writes = vm
+        .diagnostics()
+        .and_then(|d| d.stats())
+        .expect("stats are on")
+        .tallies()
+        .into_iter()
+        .find(|t| t.kind == "io-write" && t.target == ExitTarget::Port(port))
+        .expect("the guest's writes were counted");
+    let handling = writes.handling_nanos as f64 / writes.count as f64;
     // Dropping the VM closes the pipe's write end: the reader sees the end.
     drop(vm);
     let got = counter.join().expect("the pipe reader");
     assert_eq!(got, expected, "the console lost or invented bytes");
-    elapsed
+    (elapsed, handling)
 }
 
 /// A pipe: its read end and its write end.
