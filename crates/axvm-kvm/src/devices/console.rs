@@ -91,8 +91,13 @@ impl Shared {
         state
     }
 
-    fn notify_progress(&self, state: &State) {
-        if state.progress_waiters > 0 {
+    /// Releases `state`, then wakes the threads waiting on `progress`, if any. Notifying
+    /// after the unlock spares the woken threads from blocking at once on the lock the
+    /// notifier still holds (and the notifier a second wake-up when it lets go).
+    fn notify_progress(&self, state: MutexGuard<'_, State>) {
+        let waiters = state.progress_waiters > 0;
+        drop(state);
+        if waiters {
             self.progress.notify_all();
         }
     }
@@ -129,11 +134,13 @@ impl SharedConsole {
         }
         state.pending.extend_from_slice(bytes);
         state.sent += bytes.len() as u64;
-        if state.thread_idle {
-            state.thread_idle = false;
+        // Wake the console thread only when it sleeps: while it writes, bytes just pile up.
+        let wake = std::mem::replace(&mut state.thread_idle, false);
+        // Woken after the unlock, the thread finds the lock free (see `notify_progress`).
+        drop(state);
+        if wake {
             shared.arrived.notify_one();
         }
-        drop(state);
         if let Some(observer) = &shared.observer {
             observer(bytes.len());
         }
@@ -244,8 +251,7 @@ struct EndGuard<'a>(&'a Shared);
 
 impl Drop for EndGuard<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.thread_ended = true;
+        self.0.state().thread_ended = true;
         self.0.progress.notify_all();
     }
 }
@@ -265,7 +271,7 @@ fn write_batches(shared: &Shared, mut out: Box<dyn Write + Send>) {
         }
         let mut state = shared.state();
         state.settled += batch.len() as u64;
-        shared.notify_progress(&state);
+        shared.notify_progress(state);
     }
 }
 
@@ -287,7 +293,7 @@ fn take_batch(shared: &Shared, batch: &mut Vec<u8>) -> bool {
     batch.clear();
     std::mem::swap(batch, &mut state.pending);
     // The buffer is empty again: senders waiting for room go on.
-    shared.notify_progress(&state);
+    shared.notify_progress(state);
     true
 }
 
