@@ -186,7 +186,9 @@ impl Write for SharedConsole {
 }
 
 /// The thread writing a VM's console to the host, and the owner of its output. It lives as
-/// long as the VM (`KvmVm` holds it); dropping it writes what is left and ends the thread.
+/// long as the VM (`KvmVm` holds it), across runs; dropping it writes what is left and ends
+/// the thread (so with a stalled stdout, the drop waits as long as the stall, as the vCPU
+/// writing the byte itself used to).
 pub struct ConsoleThread {
     console: SharedConsole,
     thread: Option<JoinHandle<()>>,
