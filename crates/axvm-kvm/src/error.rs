@@ -14,6 +14,9 @@ pub enum Error {
     /// An image cannot be loaded as the config asks.
     #[error(transparent)]
     Image(#[from] ConfigError),
+    /// The thread writing the guest's console could not be started.
+    #[error("cannot start the console thread: {0}")]
+    Console(String),
     /// A vCPU thread could not be started.
     #[error("cannot start a thread for vCPU {vcpu}: {message}")]
     Thread {

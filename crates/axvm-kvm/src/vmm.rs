@@ -8,9 +8,9 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 
 use crate::boot::{load_images, BootImages, BootPlan, ImageFormat};
-use crate::devices::platform_devices;
+use crate::devices::{platform_devices, ConsoleThread, OutputObserver};
 use crate::diagnostics::watchdog::watcher::Watch;
-use crate::diagnostics::watchdog::{CountingConsole, Progress};
+use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::liveness::Liveness;
@@ -18,7 +18,9 @@ use crate::Error;
 
 /// How to build the VM's platform.
 pub struct VmOptions {
-    /// Where the guest's serial console goes.
+    /// Where the guest's serial console goes. A console thread writes it, in batches of what
+    /// the guest printed since the last write (see [`ConsoleThread`]); [`KvmVm::run`] returns
+    /// only once everything the guest printed is written.
     pub console: Box<dyn Write + Send>,
     /// What accesses to addresses without a device do.
     pub unclaimed: UnclaimedAccessPolicy,
@@ -70,6 +72,8 @@ pub struct KvmVm {
     vm: Arc<AxVM<KvmHal>>,
     plan: BootPlan,
     diagnostics: Option<Arc<Diagnostics>>,
+    /// Writes the guest's console; lives as long as the VM, and ends when it is dropped.
+    console: ConsoleThread,
 }
 
 impl KvmVm {
@@ -85,16 +89,17 @@ impl KvmVm {
             .diagnostics
             .any()
             .then(|| Arc::new(Diagnostics::new(options.diagnostics, config.cpu_num)));
-        let console = match diagnostics.as_ref().and_then(|d| d.watchdog.clone()) {
-            // Console output is progress: the watchdog counts it.
-            Some(progress) => Box::new(CountingConsole {
-                inner: options.console,
-                progress,
-            }),
-            None => options.console,
-        };
-        let devices =
-            platform_devices(&config, console, &hal, options.unclaimed).map_err(Error::Kvm)?;
+        // Console output is progress: the watchdog counts it as the guest prints it.
+        let observer = diagnostics
+            .as_ref()
+            .and_then(|d| d.watchdog.clone())
+            .map(|progress| {
+                Box::new(move |bytes| progress.console_output(bytes)) as OutputObserver
+            });
+        let console = ConsoleThread::spawn(options.console, observer)
+            .map_err(|err| Error::Console(err.to_string()))?;
+        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)
+            .map_err(Error::Kvm)?;
         let vm = AxVM::new(config, hal, devices)?;
         let plan = load_images(&vm, images)?;
         if let Some(diagnostics) = &diagnostics {
@@ -104,6 +109,7 @@ impl KvmVm {
             vm,
             plan,
             diagnostics,
+            console,
         })
     }
 
@@ -146,8 +152,16 @@ impl KvmVm {
 
     /// Boots the VM and runs every vCPU on its own thread until the VM stops.
     ///
-    /// A vCPU failure stops the whole VM and is returned with the vCPU named.
+    /// A vCPU failure stops the whole VM and is returned with the vCPU named. However the
+    /// VM ends, everything the guest printed has been written to the console (and flushed)
+    /// when this returns: its last line comes before whatever the caller prints next.
     pub fn run(&self) -> Result<VmOutcome, Error> {
+        let ended = self.run_vcpus();
+        self.console.drain();
+        ended
+    }
+
+    fn run_vcpus(&self) -> Result<VmOutcome, Error> {
         self.vm.boot()?;
         let liveness = Liveness::new(self.vm.vcpu_num());
         let ends = std::thread::scope(|scope| {

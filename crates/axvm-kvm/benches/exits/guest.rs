@@ -12,6 +12,10 @@ pub const ENTRY: u64 = 0x8000;
 pub const RAM_SIZE: u64 = 0x10_0000;
 /// The port the loop guest writes: COM1's scratch register, which the UART just stores.
 pub const SCRATCH_PORT: u16 = 0x3ff;
+/// COM1's transmit register: what the console guest writes, one byte per `out`.
+pub const COM1_DATA_PORT: u16 = 0x3f8;
+/// The byte the console guest prints.
+pub const CONSOLE_BYTE: u8 = b'.';
 /// The exit device's port (`axvm_kvm::devices::EXIT_PORT`).
 pub const EXIT_PORT: u16 = 0xf4;
 
@@ -32,6 +36,11 @@ const LOOP_GUEST: [u8; 16] = [
 ];
 /// Offset of the 16-bit loop count (the immediate of `mov $n, %cx`).
 const LOOP_COUNT_OFFSET: usize = 1;
+/// Offset of the 16-bit port (the immediate of `mov $port, %dx`).
+const LOOP_PORT_OFFSET: usize = 4;
+/// Offset of the byte written: `xor %al, %al` (30 c0) becomes `mov $value, %al` (b0 value),
+/// the same length.
+const LOOP_VALUE_OFFSET: usize = 6;
 
 /// The trivial guest: stops the VM at once.
 ///
@@ -47,6 +56,16 @@ pub fn loop_guest(outs: u16) -> Vec<u8> {
     assert!(outs > 0, "`loop` with cx = 0 would run 65536 times");
     let mut image = LOOP_GUEST.to_vec();
     image[LOOP_COUNT_OFFSET..LOOP_COUNT_OFFSET + 2].copy_from_slice(&outs.to_le_bytes());
+    image
+}
+
+/// The console guest: the loop guest printing [`CONSOLE_BYTE`] `bytes` times to COM1's
+/// transmit register (no line-status polling: the UART model's transmitter is always
+/// ready), then stopping with status 0.
+pub fn console_guest(bytes: u16) -> Vec<u8> {
+    let mut image = loop_guest(bytes);
+    image[LOOP_PORT_OFFSET..LOOP_PORT_OFFSET + 2].copy_from_slice(&COM1_DATA_PORT.to_le_bytes());
+    image[LOOP_VALUE_OFFSET..LOOP_VALUE_OFFSET + 2].copy_from_slice(&[0xb0, CONSOLE_BYTE]);
     image
 }
 

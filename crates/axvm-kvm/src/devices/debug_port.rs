@@ -63,21 +63,22 @@ impl BaseDeviceOps for DebugPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::console::tests::Captured;
+    use crate::devices::console::tests::captured_console;
     use crate::devices::SerialConsole;
 
     const PORT: u64 = DEBUG_PORT as u64;
 
     #[test]
     fn reads_return_0xe9() {
-        let port = DebugPort::new(SharedConsole::new(Box::new(Vec::new())));
+        let (thread, _) = captured_console();
+        let port = DebugPort::new(thread.console());
         assert_eq!(port.handle_read(PORT, AccessWidth::Byte).unwrap(), 0xe9);
     }
 
     #[test]
     fn bytes_reach_the_console_shared_with_com1() {
-        let captured = Captured::default();
-        let console = SharedConsole::new(Box::new(captured.clone()));
+        let (thread, captured) = captured_console();
+        let console = thread.console();
         let port = DebugPort::new(console.clone());
         let com1 = SerialConsole::new(console);
         port.handle_write(PORT, AccessWidth::Byte, u64::from(b'a'))
@@ -86,6 +87,7 @@ mod tests {
             .unwrap();
         // A 16-bit OUT prints its low byte only.
         port.handle_write(PORT, AccessWidth::Word, 0x4363).unwrap();
-        assert_eq!(&*captured.0.lock().unwrap(), b"abc");
+        thread.drain();
+        assert_eq!(captured.bytes(), b"abc");
     }
 }

@@ -14,7 +14,6 @@ mod pci_host;
 mod reset_control;
 mod serial;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use axvm::device::{AxVmDevices, BaseDeviceOps, UnclaimedAccessPolicy};
@@ -24,7 +23,7 @@ use crate::kvm::KvmHal;
 
 pub use acpi_pm::{pm_timer_ticks, AcpiPm, PM_TIMER_HZ, POWER_OFF, SCI_EN, SLP_EN, TMR_STS};
 pub use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
-pub use console::SharedConsole;
+pub use console::{ConsoleThread, OutputObserver, SharedConsole, CONSOLE_BUFFER_BYTES};
 pub use debug_port::{DebugPort, DEBUG_PORT, DEBUG_PORT_READBACK};
 pub use exit_port::{ExitPort, EXIT_PORT};
 pub use fw_cfg::{
@@ -37,20 +36,19 @@ pub use pci_host::PciHost;
 pub use reset_control::{ResetControl, RESET_CONTROL_PORT, RESET_VALUE};
 pub use serial::{IrqLine, NoInterrupt, SerialConsole, COM1_BASE, COM1_IRQ};
 
-/// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port sharing
-/// `console`, COM1's IRQ 4 through `hal`'s irqchip (when it has one), the exit device, the
-/// i8042 and 0xcf9 reset lines, the PCI configuration ports, fw_cfg, the CMOS RTC, the ACPI
-/// power-management registers and the identification MSRs. The PIT needs no device here:
-/// KVM emulates it (see `KvmHal::new`).
+/// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
+/// to `console` (a [`ConsoleThread`]'s), COM1's IRQ 4 through `hal`'s irqchip (when it has
+/// one), the exit device, the i8042 and 0xcf9 reset lines, the PCI configuration ports,
+/// fw_cfg, the CMOS RTC, the ACPI power-management registers and the identification MSRs.
+/// The PIT needs no device here: KVM emulates it (see `KvmHal::new`).
 ///
 /// Fails only when the host has an irqchip but refuses COM1's interrupt line.
 pub fn platform_devices(
     config: &AxVMConfig,
-    console: Box<dyn Write + Send>,
+    console: SharedConsole,
     hal: &KvmHal,
     policy: UnclaimedAccessPolicy,
 ) -> Result<AxVmDevices, String> {
-    let console = SharedConsole::new(console);
     let com1: Arc<dyn BaseDeviceOps> = if hal.has_irqchip() {
         let line = IrqLine::new(hal.irq_line(COM1_IRQ)?);
         Arc::new(SerialConsole::with_interrupt(console.clone(), line))
@@ -110,7 +108,8 @@ pub(crate) mod tests {
 
     #[test]
     fn platform_devices_do_not_overlap_and_own_their_ports() {
-        let console = SharedConsole::new(Box::new(Vec::new()));
+        let (thread, _) = console::tests::captured_console();
+        let console = thread.console();
         let com1 = Arc::new(SerialConsole::new(console.clone()));
         let config = config(2, &[(0, 0x100_0000, 0x7)]);
         let mut devices = AxVmDevices::new(UnclaimedAccessPolicy::Error);

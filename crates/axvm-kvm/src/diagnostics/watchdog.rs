@@ -12,9 +12,8 @@ pub(crate) mod report;
 pub(crate) mod snapshot;
 pub(crate) mod watcher;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axvm::{AxVCpuExitReason, ExitEvent};
@@ -79,7 +78,8 @@ impl Progress {
         }
     }
 
-    /// The guest printed `bytes` bytes.
+    /// The guest printed `bytes` bytes: called by the console as the guest sends them (not
+    /// when the console thread writes them, which a stalled stdout may delay).
     pub(crate) fn console_output(&self, bytes: usize) {
         self.console_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -148,25 +148,5 @@ impl Progress {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-}
-
-/// The guest console, counting what the guest prints as progress.
-pub(crate) struct CountingConsole {
-    pub(crate) inner: Box<dyn Write + Send>,
-    pub(crate) progress: Arc<Progress>,
-}
-
-impl Write for CountingConsole {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        if written > 0 {
-            self.progress.console_output(written);
-        }
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
