@@ -271,6 +271,7 @@ run_l1() {
   set +e
   timeout "$run_timeout" "$qemu" -accel tcg -cpu "$l1_cpu" -smp 2 -m 4G \
     -nographic -no-reboot -monitor none -nodefaults -serial "file:$log" \
+    -d guest_errors,cpu_reset -D "$work/logs/qemu.log" \
     -kernel "$kernel" -initrd "$work/l1.cpio" \
     -append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null \
     2> >(grep -v "TCG doesn't support requested feature" >&2) &
@@ -280,6 +281,11 @@ run_l1() {
   wait $qemu_pid
   qemu_status=$?
   set -e
+  case $qemu_status in
+    0) ;;
+    124) say "L1 ran out of time (${run_timeout} s); QEMU was stopped" ;;
+    *) say "QEMU exited with status $qemu_status (see $work/logs/qemu.log)" ;;
+  esac
 }
 
 # One log per step, the Linux boot times, axvm compared with QEMU, and the verdict.

@@ -89,7 +89,8 @@ def main():
     for problem in problems:
         print(f"kvm-amd: axvm and QEMU disagree: {problem}")
     if not finished:
-        print("kvm-amd: L1 did not finish; the end of its console:")
+        print("kvm-amd: L1 did not finish (a reset of L1, such as a triple fault, ends QEMU "
+              "at once under -no-reboot: see qemu.log); the end of its console:")
         print("".join(open(console, errors="replace").readlines()[-40:]).replace("\r", ""))
     passed = len(steps) - len(failed)
     print(f"kvm-amd: {passed} passed, {len(failed) + len(problems) + (not finished)} failed")
