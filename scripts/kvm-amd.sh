@@ -16,7 +16,7 @@
 #             reference the linux step is compared with
 #   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1, and the
 #             Debian kernel's boot under axvm, QEMU -M pc and QEMU -M microvm with 1 and
-#             2 vCPUs, one after the other (docs/PERFORMANCE.md)
+#             2 vCPUs, one after the other, and once under axvm --stats (docs/PERFORMANCE.md)
 #   (default: suite linux qemu)
 #
 #   --no-build    use the binaries already built
@@ -259,6 +259,8 @@ add_bench() {
       echo "boot/$vmm-smp$cpus sh linux/linux-boot.sh $cpus poweroff $vmm" >>"$stage/harness/steps"
     done
   done
+  # Where axvm's time goes during a boot (exits per kind and port, axvm's handling time).
+  echo "boot/axvm-stats-smp1 sh linux/linux-boot.sh 1 poweroff axvm-stats" >>"$stage/harness/steps"
 }
 
 # --- the run and its report -----------------------------------------------------------

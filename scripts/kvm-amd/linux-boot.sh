@@ -1,9 +1,10 @@
 #!/bin/sh
 # linux-boot.sh CPUS END [VMM]: inside the kvm-amd harness's L1 machine, boots the Debian
-# kernel with linux-init.sh as its /init under axvm (VMM axvm, the default) or QEMU with
-# KVM (VMM qemu-pc or qemu-microvm), with CPUS vCPUs and 256 MiB, and checks that the
-# guest's checks passed and that its END (poweroff or reboot) stopped the VM with status 0.
-# Prints the guest's console, then one "linux-boot:" verdict line with the wall time.
+# kernel with linux-init.sh as its /init under axvm (VMM axvm, the default; axvm-stats adds
+# --stats) or QEMU with KVM (VMM qemu-pc or qemu-microvm), with CPUS vCPUs and 256 MiB, and
+# checks that the guest's checks passed and that its END (poweroff or reboot) stopped the VM
+# with status 0. Prints the guest's console, then one "linux-boot:" verdict line with the
+# times.
 cpus=$1
 end=$2
 vmm=${3:-axvm}
@@ -12,13 +13,15 @@ cd /harness/linux || exit 1
 cmdline="console=ttyS0 axvm.cpus=$cpus axvm.mem_mib=$mem_mib axvm.end=$end"
 log=/tmp/linux-$vmm-$cpus-$end.log
 start=$(cut -d' ' -f1 /proc/uptime)
+stats=
+[ "$vmm" = axvm-stats ] && stats=--stats
 case $vmm in
-  axvm)
+  axvm | axvm-stats)
     sed -e "s/@CPUS@/$cpus/" -e "s/@CMDLINE@/$cmdline/" vm.toml.in >"/tmp/linux-$cpus.toml"
     cp vmlinuz initramfs.cpio.gz /tmp/
     # The watchdog turns a hang into a report of every vCPU's state (a boot prints all
     # along); the timeout ends what the watchdog cannot, in time to print the log.
-    timeout 240 axvm run --watchdog 60 "/tmp/linux-$cpus.toml" >"$log" 2>&1
+    timeout 240 axvm run --watchdog 60 $stats "/tmp/linux-$cpus.toml" >"$log" 2>&1
     status=$?
     ;;
   qemu-pc | qemu-microvm)
