@@ -5,20 +5,20 @@
 
 use axvm::{AxVMConfig, MappingFlags, VmMemConfig, VmMemMappingType};
 use axvm_kvm::boot::e820::{e820_map, E820Kind};
-use axvm_kvm::boot::layout::{
-    ACPI_END, ACPI_START, BOOT_INFO_END, BOOT_INFO_START, HIGH_MEMORY_START, LEGACY_HOLE_START,
-    MPTABLE_END, MPTABLE_START,
-};
 use axvm_kvm::boot::mptable::MAX_MP_CPUS;
+use axvm_kvm::platform::pc::layout::{
+    ACPI_END, ACPI_START, BOOT_INFO_END, BOOT_INFO_START, BOOT_TABLES_END, BOOT_TABLES_START,
+    GDT_END, GDT_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
+};
 use axvm_kvm::ImageFormat;
 
 use super::config::Plan;
 use super::human_size;
 
-/// The GDT axvm writes at 0x1000 for every start but real mode: four 8-byte descriptors.
-const GDT: (u64, u64) = (0x1000, 0x1020);
+/// The GDT axvm writes for every start but real mode.
+const GDT: (u64, u64) = (GDT_START, GDT_END);
 /// The GDT and the page tables identity-mapping 4 GiB, for the 64-bit starts.
-const BOOT_PAGE_TABLES: (u64, u64) = (0x1000, 0x8000);
+const BOOT_PAGE_TABLES: (u64, u64) = (BOOT_TABLES_START, BOOT_TABLES_END);
 
 /// One line: a range and what it is.
 struct Line {

@@ -10,22 +10,23 @@
 //!
 //! The zero page gets the image's setup header with the loader's fields set (loader type
 //! 0xff, command line, ramdisk), the e820 memory map and, from protocol 2.14, the ACPI RSDP
-//! address. It goes in the boot data area (`layout.rs`) with the command line after it.
+//! address. It goes in the boot data area (`platform::pc::layout`) with the command line after it.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use vm_memory::ByteValued;
 
+use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::elf::Segment;
-use super::layout::BootInfoWriter;
 use super::page_tables::write_boot_tables;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
+use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START, BZIMAGE_LOAD_ADDR};
 
-/// Where the protected-mode kernel goes: 1 MiB, the default `code32_start`.
-pub const KERNEL_LOAD_ADDR: u64 = 0x10_0000;
+/// Where the protected-mode kernel goes (the PC layout's [`BZIMAGE_LOAD_ADDR`]).
+pub const KERNEL_LOAD_ADDR: u64 = BZIMAGE_LOAD_ADDR;
 /// The 64-bit entry is this far into the protected-mode kernel.
 const ENTRY_64_OFFSET: u64 = 0x200;
 /// The setup header's offset in the image and in `boot_params`.
@@ -192,7 +193,7 @@ pub(crate) fn load(
         ConfigError::invalid(
             "kernel.memory_regions",
             format!(
-                "cannot write the boot page tables at 0x1000..0x8000, which must be RAM: {err}"
+                "cannot write the boot page tables at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x}, which must be RAM: {err}"
             ),
         )
     })?;

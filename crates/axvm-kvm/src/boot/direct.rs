@@ -8,9 +8,10 @@ use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::{elf::Elf, KernelLoader};
 
 use super::elf;
-use super::page_tables::{write_boot_tables, BOOT_AREA_END, BOOT_AREA_START};
+use super::page_tables::write_boot_tables;
 use super::{copy_image, vm_memory_view, BootPlan, ImageFormat};
 use crate::kvm::{CpuMode, KvmHal};
+use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START};
 
 /// Copies a raw image to `kernel_load_addr`; every vCPU starts in real mode at the config's
 /// entries.
@@ -78,11 +79,11 @@ pub(crate) fn check_elf_placement(
 ) -> Result<(), ConfigError> {
     let field = "kernel.kernel_path";
     config
-        .check_image_fits("kernel.memory_regions", GuestPhysAddr::new(BOOT_AREA_START), BOOT_AREA_END - BOOT_AREA_START)
+        .check_image_fits("kernel.memory_regions", GuestPhysAddr::new(BOOT_TABLES_START), BOOT_TABLES_END - BOOT_TABLES_START)
         .map_err(|_| {
             ConfigError::invalid(
                 "kernel.memory_regions",
-                format!("64-bit ELF guests need RAM at {BOOT_AREA_START:#x}..{BOOT_AREA_END:#x} for the boot page tables and GDT; add a region there"),
+                format!("64-bit ELF guests need RAM at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x} for the boot page tables and GDT; add a region there"),
             )
         })?;
     for (index, segment) in info.segments.iter().enumerate() {
@@ -91,12 +92,12 @@ pub(crate) fn check_elf_placement(
             segment.paddr, segment.memsz
         );
         config.check_image_fits(&describe, GuestPhysAddr::new(segment.paddr), segment.memsz)?;
-        if segment.paddr < BOOT_AREA_END
-            && segment.paddr.saturating_add(segment.memsz) > BOOT_AREA_START
+        if segment.paddr < BOOT_TABLES_END
+            && segment.paddr.saturating_add(segment.memsz) > BOOT_TABLES_START
         {
             return Err(ConfigError::invalid(
                 describe,
-                format!("overlaps the boot page tables at {BOOT_AREA_START:#x}..{BOOT_AREA_END:#x}; link the image above {BOOT_AREA_END:#x}"),
+                format!("overlaps the boot page tables at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x}; link the image above {BOOT_TABLES_END:#x}"),
             ));
         }
     }

@@ -16,18 +16,18 @@
 //! The three boot protocols start vCPU 0 and leave the others waiting for INIT-SIPI-SIPI,
 //! as a PC's firmware does: real kernels wake their APs themselves. They pass
 //! `kernel.cmdline`, the ramdisk (at `ramdisk_load_addr`, or near the top of RAM below
-//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`layout.rs`). The
+//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`platform::pc::layout`). The
 //! direct starts run every vCPU at boot, at the config's (or the ELF's) entry.
 //!
 //! The BIOS and device tree images, when given, are copied to their load addresses, and so is
 //! the ramdisk for the direct starts.
 
 pub mod acpi;
+mod boot_info;
 mod bzimage;
 mod direct;
 pub mod e820;
 mod elf;
-pub mod layout;
 pub mod mptable;
 mod multiboot;
 mod page_tables;
@@ -37,12 +37,15 @@ mod vm_memory_view;
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
-pub use bzimage::KERNEL_LOAD_ADDR as BZIMAGE_LOAD_ADDR;
+/// The PC layout, where it was before `platform::pc::layout` took it over.
+pub use crate::platform::pc::layout;
+pub use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
 pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
 pub use placement::RamdiskPlacement;
 pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
 
 use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
+use crate::platform::pc::layout::GDT_START;
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
 /// the files a config names; tests and the demo embed them).
@@ -160,12 +163,12 @@ impl BootPlan {
 }
 
 /// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
-/// interrupts off, flat segments from the GDT written at 0x1000, and `regs`.
+/// interrupts off, flat segments from the GDT written at [`GDT_START`], and `regs`.
 fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
     let gdt_base = page_tables::write_gdt(vm).map_err(|err| {
         ConfigError::invalid(
             "kernel.memory_regions",
-            format!("cannot write the GDT at 0x1000, which must be RAM: {err}"),
+            format!("cannot write the GDT at {GDT_START:#x}, which must be RAM: {err}"),
         )
     })?;
     Ok(VCpuBoot {

@@ -6,7 +6,7 @@
 //! is an ELF file loaded by its program headers (ELF32, as QEMU requires, or ELF64). The
 //! kernel is entered in 32-bit protected mode, paging off, with EAX = 0x2BADB002 and EBX =
 //! the Multiboot information structure, which axvm writes in the boot data area
-//! (`layout.rs`) with the memory sizes, the command line, the ramdisk as the one module, the
+//! (`platform::pc::layout`) with the memory sizes, the command line, the ramdisk as the one module, the
 //! memory map and the boot loader name "axvm".
 //!
 //! The module's string is "ramdisk": axvm gets the ramdisk's bytes, not its file name.
@@ -17,9 +17,9 @@
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
+use super::boot_info::BootInfoWriter;
 use super::e820::{e820_map, lower_and_upper_memory_kib};
 use super::elf::{self, le32, Segment};
-use super::layout::BootInfoWriter;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};

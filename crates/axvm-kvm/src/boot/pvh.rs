@@ -5,7 +5,7 @@
 //! The ELF64 image is loaded by its program headers with linux-loader, which also reads the
 //! note. The kernel is entered at the note's 32-bit entry in protected mode, paging off, with
 //! EBX = the `hvm_start_info` structure (version 1, with the memory map) that axvm writes in
-//! the boot data area (`layout.rs`), together with the command line, the ramdisk as the one
+//! the boot data area (`platform::pc::layout`), together with the command line, the ramdisk as the one
 //! module, and the memory map. The ACPI RSDP address is the caller's, since the ACPI tables
 //! are written elsewhere.
 
@@ -19,9 +19,9 @@ use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::ByteValued;
 
+use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::elf::{self, Segment};
-use super::layout::BootInfoWriter;
 use super::placement::{self, RamdiskPlacement, FOUR_GIB, KERNEL_FIELD};
 use super::vm_memory_view::vm_memory_view;
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
