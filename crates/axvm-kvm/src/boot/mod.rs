@@ -32,6 +32,7 @@ pub mod mptable;
 mod multiboot;
 mod page_tables;
 mod placement;
+mod protocol;
 mod pvh;
 mod vm_memory_view;
 
@@ -43,6 +44,8 @@ pub use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
 pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
 pub use placement::RamdiskPlacement;
 pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
+
+use protocol::protocol_for;
 
 use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
 use crate::platform::pc::layout::GDT_START;
@@ -180,17 +183,7 @@ fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, Confi
 
 /// The format of a kernel image, from its content (see the module documentation).
 pub fn detect_format(image: &[u8]) -> ImageFormat {
-    if multiboot::find_header(image).is_some() {
-        ImageFormat::Multiboot
-    } else if pvh::detect(image) {
-        ImageFormat::Pvh
-    } else if bzimage::detect(image) {
-        ImageFormat::BzImage
-    } else if elf::is_elf(image) {
-        ImageFormat::Elf64
-    } else {
-        ImageFormat::Raw
-    }
+    protocol_for(image).format()
 }
 
 /// Loads `images` into `vm`'s memory as their format says, and gives every vCPU its entry
@@ -201,20 +194,17 @@ pub fn detect_format(image: &[u8]) -> ImageFormat {
 /// a PC provides, ACPI and MP, so they find their CPUs and interrupt controllers.
 pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
     let config = vm.config();
-    let format = detect_format(&images.kernel);
+    let protocol = protocol_for(&images.kernel);
+    let format = protocol.format();
+    log::debug!("{format:?} kernel: {}", protocol.detected_by());
     load_extra_images(vm, images, !format.is_boot_protocol())?;
     let rsdp = if format.is_boot_protocol() {
         Some(write_firmware_tables(vm)?)
     } else {
         None
     };
-    let plan = match format {
-        ImageFormat::Raw => direct::load_raw(vm, &images.kernel)?,
-        ImageFormat::Elf64 => direct::load_elf64(vm, &images.kernel)?,
-        ImageFormat::Multiboot => multiboot::load(vm, images)?,
-        ImageFormat::Pvh => pvh::load(vm, images, rsdp)?,
-        ImageFormat::BzImage => bzimage::load(vm, images, rsdp)?,
-    };
+    let kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
+    let plan = protocol.load(vm, images, &kernel, rsdp)?;
     for vcpu_id in 0..vm.vcpu_num() {
         let (entry, boot) = plan.vcpu(vcpu_id);
         vm.set_vcpu_entry(vcpu_id, entry)?;
@@ -296,19 +286,7 @@ fn copy_image(
 /// malformed, asks for what axvm lacks, lies outside RAM or over the low memory the boot
 /// protocols keep. `axvm check` and the loader use the same rules.
 pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
-    match detect_format(kernel) {
-        ImageFormat::Raw => config.check_image_fits(
-            "kernel.kernel_load_addr",
-            config.image_config.kernel_load_gpa,
-            kernel.len() as u64,
-        ),
-        ImageFormat::Elf64 => {
-            direct::check_elf_placement(config, &direct::parse_kernel_elf(kernel)?)
-        }
-        ImageFormat::Multiboot => multiboot::check(config, &multiboot::parse(kernel)?),
-        ImageFormat::Pvh => pvh::check(config, &pvh::parse(kernel)?),
-        ImageFormat::BzImage => bzimage::check(config, &bzimage::parse(kernel)?),
-    }
+    protocol_for(kernel).plan(config, kernel, None).map(|_| ())
 }
 
 /// [`check_kernel_placement`], then, for the boot protocols, where the ramdisk would go
@@ -324,23 +302,9 @@ pub fn plan_placement(
     config: &AxVMConfig,
     images: &BootImages,
 ) -> Result<Option<RamdiskPlacement>, ConfigError> {
-    check_kernel_placement(config, &images.kernel)?;
-    let Some(ramdisk) = images.ramdisk.as_deref() else {
-        return Ok(None);
-    };
-    let (segments, limit) = match detect_format(&images.kernel) {
-        ImageFormat::Raw | ImageFormat::Elf64 => return Ok(None),
-        ImageFormat::Multiboot => (
-            multiboot::parse(&images.kernel)?.segments,
-            multiboot::RAMDISK_LIMIT,
-        ),
-        ImageFormat::Pvh => (pvh::parse(&images.kernel)?.segments, placement::FOUR_GIB),
-        ImageFormat::BzImage => {
-            let kernel = bzimage::parse(&images.kernel)?;
-            (kernel.footprint(), kernel.ramdisk_limit())
-        }
-    };
-    placement::plan_ramdisk(config, Some(ramdisk), &segments, limit)
+    let protocol = protocol_for(&images.kernel);
+    let plan = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
+    Ok(plan.ramdisk)
 }
 
 /// Where a kernel image's bytes go in guest memory, for memory maps.
@@ -356,36 +320,13 @@ pub struct KernelLayout {
 
 /// Describes where `kernel` would be loaded, for a raw image at `load_gpa`.
 pub fn kernel_layout(kernel: &[u8], load_gpa: GuestPhysAddr) -> Result<KernelLayout, String> {
-    let format = detect_format(kernel);
-    let (entry, segments) = match format {
-        ImageFormat::Raw => {
-            return Ok(KernelLayout {
-                format,
-                entry: None,
-                ranges: vec![(load_gpa, kernel.len() as u64)],
-            })
-        }
-        ImageFormat::Elf64 => {
-            let info = elf::parse_elf64(kernel)?;
-            (info.entry, info.segments)
-        }
-        ImageFormat::Multiboot => {
-            let parsed = multiboot::parse(kernel).map_err(|err| err.to_string())?;
-            (parsed.entry, parsed.segments)
-        }
-        ImageFormat::Pvh => {
-            let parsed = pvh::parse(kernel).map_err(|err| err.to_string())?;
-            (parsed.entry, parsed.segments)
-        }
-        ImageFormat::BzImage => {
-            let parsed = bzimage::parse(kernel).map_err(|err| err.to_string())?;
-            (parsed.entry(), vec![parsed.segment])
-        }
-    };
+    let protocol = protocol_for(kernel);
+    let image = protocol.layout(kernel, load_gpa)?;
     Ok(KernelLayout {
-        format,
-        entry: Some(GuestPhysAddr::new(entry)),
-        ranges: segments
+        format: protocol.format(),
+        entry: image.entry.map(GuestPhysAddr::new),
+        ranges: image
+            .segments
             .iter()
             .map(|s| (GuestPhysAddr::new(s.paddr), s.memsz))
             .collect(),
