@@ -27,6 +27,7 @@ pub mod diagnostics;
 mod error;
 pub mod kvm;
 mod liveness;
+pub mod plan;
 pub mod platform;
 mod vmm;
 
@@ -36,4 +37,5 @@ pub use error::Error;
 pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
 };
+pub use plan::VmPlan;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

@@ -21,7 +21,7 @@ use super::e820::e820_map;
 use super::elf::Segment;
 use super::page_tables::write_boot_tables;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
-use super::protocol::{BootProtocol, KernelImage, KernelPlan};
+use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
 use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START, BZIMAGE_LOAD_ADDR};
@@ -182,6 +182,13 @@ impl BootProtocol for BzImage {
 
     fn detected_by(&self) -> &'static str {
         "the Linux setup header's \"HdrS\" at 0x202"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![
+            BOOT_TABLES_AREA,
+            boot_info_area("boot data area: command line, zero page (RSI)"),
+        ]
     }
 
     fn detect(&self, image: &[u8]) -> bool {

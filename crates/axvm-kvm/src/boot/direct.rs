@@ -9,7 +9,7 @@ use linux_loader::loader::{elf::Elf, KernelLoader};
 
 use super::elf::{self, Segment};
 use super::page_tables::write_boot_tables;
-use super::protocol::{BootProtocol, KernelImage, KernelPlan};
+use super::protocol::{BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{copy_image, vm_memory_view, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{CpuMode, KvmHal};
 use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START};
@@ -28,6 +28,10 @@ impl BootProtocol for RawDirect {
 
     fn detected_by(&self) -> &'static str {
         "no header axvm knows: raw code entered in real mode"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        Vec::new()
     }
 
     fn detect(&self, _image: &[u8]) -> bool {
@@ -99,6 +103,10 @@ impl BootProtocol for Elf64Direct {
         "an ELF image without a Multiboot header or PVH note: axvm's direct 64-bit start"
     }
 
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![BOOT_TABLES_AREA]
+    }
+
     fn detect(&self, image: &[u8]) -> bool {
         elf::is_elf(image)
     }
@@ -140,7 +148,6 @@ fn load_elf64(
     kernel: &[u8],
     plan: &KernelPlan,
 ) -> Result<BootPlan, ConfigError> {
-    let config = vm.config();
     let field = "kernel.kernel_path";
     let memory = vm_memory_view::vm_memory_view(vm.memory())
         .map_err(|problem| ConfigError::invalid(field, problem))?;
@@ -154,12 +161,6 @@ fn load_elf64(
         )
     })?;
     let entry = GuestPhysAddr::new(plan.image.entry.unwrap_or_default());
-    if entry != config.bsp_entry() {
-        log::info!(
-            "ELF entry {entry} is used instead of kernel.entry_point {}",
-            config.bsp_entry()
-        );
-    }
     let mode = CpuMode::Long {
         page_table_root: tables.page_table_root,
         gdt_base: tables.gdt_base,

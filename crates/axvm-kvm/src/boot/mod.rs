@@ -45,7 +45,9 @@ pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
 pub use placement::RamdiskPlacement;
 pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
 
-use protocol::protocol_for;
+pub(crate) use protocol::{protocol_for, KernelPlan};
+
+use crate::plan::VmPlan;
 
 use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
 use crate::platform::pc::layout::GDT_START;
@@ -186,14 +188,42 @@ pub fn detect_format(image: &[u8]) -> ImageFormat {
     protocol_for(image).format()
 }
 
-/// Loads `images` into `vm`'s memory as their format says, and gives every vCPU its entry
-/// and boot state. Refused with the config field named, before the kernel is written, when
-/// something does not fit.
+/// Loads `images` into `vm`'s memory as [`VmPlan::for_config`] plans it, and gives every
+/// vCPU its entry and boot state. For a VM created from a config whose entries were not
+/// taken from the plan; [`KvmVm::create`](crate::KvmVm::create) creates the vCPUs at the
+/// plan's entries and calls [`load_planned`].
+pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
+    let plan = VmPlan::for_config(vm.config(), images)?;
+    for vcpu_id in 0..vm.vcpu_num() {
+        let entry = if vcpu_id == 0 {
+            plan.bsp_entry
+        } else {
+            plan.ap_entry
+        };
+        vm.set_vcpu_entry(vcpu_id, entry)?;
+    }
+    load_planned(vm, images, &plan)
+}
+
+/// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
+/// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
+/// the vCPUs were created at the plan's entries). Refused with the config field named when
+/// guest memory cannot take what the plan puts there.
 ///
 /// Kernels started by a boot protocol (Multiboot, PVH, Linux) also get the firmware tables
 /// a PC provides, ACPI and MP, so they find their CPUs and interrupt controllers.
-pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
+pub fn load_planned(
+    vm: &AxVM<KvmHal>,
+    images: &BootImages,
+    plan: &VmPlan,
+) -> Result<BootPlan, crate::Error> {
     let config = vm.config();
+    let kernel = match &plan.kernel {
+        Some(kernel) => kernel,
+        None => {
+            &protocol_for(&images.kernel).plan(config, &images.kernel, images.ramdisk.as_deref())?
+        }
+    };
     let protocol = protocol_for(&images.kernel);
     let format = protocol.format();
     log::debug!("{format:?} kernel: {}", protocol.detected_by());
@@ -203,21 +233,19 @@ pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, c
     } else {
         None
     };
-    let kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
-    let plan = protocol.load(vm, images, &kernel, rsdp)?;
+    let boot = protocol.load(vm, images, kernel, rsdp)?;
     for vcpu_id in 0..vm.vcpu_num() {
-        let (entry, boot) = plan.vcpu(vcpu_id);
-        vm.set_vcpu_entry(vcpu_id, entry)?;
-        vm.setup_vcpu(vcpu_id, boot)?;
+        let (_, state) = boot.vcpu(vcpu_id);
+        vm.setup_vcpu(vcpu_id, state)?;
     }
     log::info!(
         "VM {}: {:?} kernel, vCPU 0 starts at {} in {:?}",
         config.id,
-        plan.format,
-        plan.bsp_entry,
-        plan.bsp.mode
+        boot.format,
+        boot.bsp_entry,
+        boot.bsp.mode
     );
-    Ok(plan)
+    Ok(boot)
 }
 
 /// Writes the ACPI tables and, when the vCPUs fit in it, the MP table; returns the RSDP

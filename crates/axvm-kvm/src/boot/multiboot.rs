@@ -21,7 +21,7 @@ use super::boot_info::BootInfoWriter;
 use super::e820::{e820_map, lower_and_upper_memory_kib};
 use super::elf::{self, le32, Segment};
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
-use super::protocol::{BootProtocol, KernelImage, KernelPlan};
+use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
 
@@ -114,6 +114,15 @@ impl BootProtocol for Multiboot {
 
     fn detected_by(&self) -> &'static str {
         "a Multiboot v1 header in the first 8 KiB"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![
+            GDT_AREA,
+            boot_info_area(
+                "boot data area: command line, module list, memory map, Multiboot info (EBX)",
+            ),
+        ]
     }
 
     fn detect(&self, image: &[u8]) -> bool {

@@ -15,6 +15,23 @@ use super::elf::Segment;
 use super::placement::RamdiskPlacement;
 use super::{bzimage, direct, multiboot, pvh, BootImages, BootPlan, ImageFormat};
 use crate::kvm::KvmHal;
+use crate::platform::pc::layout::{
+    BOOT_INFO_END, BOOT_INFO_START, BOOT_TABLES_END, BOOT_TABLES_START, GDT_END, GDT_START,
+};
+
+/// The GDT alone, which the 32-bit protocols start with.
+pub(crate) const GDT_AREA: (u64, u64, &str) = (GDT_START, GDT_END, "GDT (axvm writes it)");
+/// The GDT and the page tables identity-mapping 4 GiB, which the 64-bit starts need.
+pub(crate) const BOOT_TABLES_AREA: (u64, u64, &str) = (
+    BOOT_TABLES_START,
+    BOOT_TABLES_END,
+    "GDT and boot page tables (axvm writes them)",
+);
+
+/// The boot data area, described as holding `what`.
+pub(crate) const fn boot_info_area(what: &'static str) -> (u64, u64, &'static str) {
+    (BOOT_INFO_START, BOOT_INFO_END, what)
+}
 
 /// Where a kernel image's bytes go and where it starts, as the image says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +59,10 @@ pub(crate) trait BootProtocol: Sync {
 
     /// Why an image is taken as this format: the detection rule, for `axvm check`.
     fn detected_by(&self) -> &'static str;
+
+    /// The low memory this protocol writes besides the images (GDT, page tables, its boot
+    /// data), as (start, end, what): `axvm check` shows it, the loader writes it.
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)>;
 
     /// Whether `image` is this protocol's. Asked in [`PROTOCOLS`] order; the first yes wins.
     fn detect(&self, image: &[u8]) -> bool;

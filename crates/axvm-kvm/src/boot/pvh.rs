@@ -23,7 +23,7 @@ use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::elf::{self, Segment};
 use super::placement::{self, RamdiskPlacement, FOUR_GIB, KERNEL_FIELD};
-use super::protocol::{BootProtocol, KernelImage, KernelPlan};
+use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::vm_memory_view::vm_memory_view;
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
@@ -76,6 +76,15 @@ impl BootProtocol for Pvh {
 
     fn detected_by(&self) -> &'static str {
         "an ELF64 image with a XEN_ELFNOTE_PHYS32_ENTRY note"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![
+            GDT_AREA,
+            boot_info_area(
+                "boot data area: command line, module list, memory map, hvm_start_info (EBX)",
+            ),
+        ]
     }
 
     fn detect(&self, image: &[u8]) -> bool {
