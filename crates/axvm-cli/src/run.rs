@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::diagnostics::stats::unclaimed_summary;
-use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
+use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 use crate::cli::Unclaimed;
 use crate::vm_files::{config_error, VmFiles};
@@ -40,13 +40,20 @@ pub fn run(
             watchdog,
         },
     };
+    // The one validation of the config on the run path: the plan and the VM take it as
+    // validated.
     files
         .config
         .validate()
         .map_err(|err| config_error(&files.origin, err).to_string())?;
     let name = files.config.name.clone();
-    let vm = KvmVm::create(files.config, &files.images, options)
-        .map_err(|err| format!("cannot create VM `{name}` ({}): {err}", files.origin))?;
+    let cannot_create = |err: &dyn std::fmt::Display| {
+        format!("cannot create VM `{name}` ({}): {err}", files.origin)
+    };
+    let plan = VmPlan::for_valid_config(&files.config, &files.images)
+        .map_err(|err| cannot_create(&err))?;
+    let vm = KvmVm::from_plan(files.config, &files.images, &plan, options)
+        .map_err(|err| cannot_create(&err))?;
     let result = vm.run();
     report_after_run(&vm, result.is_err());
     let outcome = result.map_err(|err| format!("VM `{name}` failed: {err}"))?;

@@ -7,7 +7,8 @@
 //! it adds the PC platform devices, loads images ([`boot`]) and runs one thread per vCPU.
 //!
 //! The folders are the architecture: `kvm/` talks to the kernel (nothing else issues an
-//! ioctl), `devices/` holds one emulated device per file, `boot/` loads images.
+//! ioctl), `devices/` holds one emulated device per file, `boot/` loads images,
+//! `platform/` holds each machine's guest-physical layout.
 //!
 //! ```no_run
 //! use axvm::config::toml::AxVMCrateConfig;
@@ -26,6 +27,8 @@ pub mod diagnostics;
 mod error;
 pub mod kvm;
 mod liveness;
+pub mod plan;
+pub mod platform;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
@@ -34,4 +37,5 @@ pub use error::Error;
 pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
 };
+pub use plan::VmPlan;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use axvm::device::UnclaimedAccessPolicy;
 use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 
-use crate::boot::{load_images, BootImages, BootPlan, ImageFormat};
+use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
 use crate::devices::{platform_devices, ConsoleThread, OutputObserver};
 use crate::diagnostics::watchdog::watcher::Watch;
 use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::liveness::Liveness;
+use crate::plan::VmPlan;
 use crate::Error;
 
 /// How to build the VM's platform.
@@ -77,13 +78,29 @@ pub struct KvmVm {
 }
 
 impl KvmVm {
-    /// Creates the VM `config` describes, with the platform devices, and loads `images`.
+    /// Creates the VM `config` describes, with the platform devices, and loads `images`, as
+    /// [`VmPlan::for_config`] plans it (which validates the config and checks the images
+    /// before any host resource is taken).
     pub fn create(
         config: AxVMConfig,
         images: &BootImages,
         options: VmOptions,
     ) -> Result<Self, Error> {
-        config.validate()?;
+        let plan = VmPlan::for_config(&config, images)?;
+        Self::from_plan(config, images, &plan, options)
+    }
+
+    /// Creates the VM from a `plan` that [`VmPlan::for_config`] made of `config` and
+    /// `images`: the vCPUs are created at the plan's entries (the image's, or the config's
+    /// for raw code), so each vCPU's entry is set once.
+    pub fn from_plan(
+        mut config: AxVMConfig,
+        images: &BootImages,
+        plan: &VmPlan,
+        options: VmOptions,
+    ) -> Result<Self, Error> {
+        config.cpu_config.bsp_entry = plan.bsp_entry;
+        config.cpu_config.ap_entry = plan.ap_entry;
         let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
         let diagnostics = options
             .diagnostics
@@ -101,7 +118,7 @@ impl KvmVm {
         let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)
             .map_err(Error::Kvm)?;
         let vm = AxVM::new(config, hal, devices)?;
-        let plan = load_images(&vm, images)?;
+        let plan = load_planned(&vm, images, plan)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
         }

@@ -1,24 +1,14 @@
 //! The memory map `axvm check` prints: each RAM region with its planned outcome on this
 //! host, and inside it what axvm puts there (the kernel, the other images, the boot data
-//! for the detected format, the e820 reserved hole); then the devices. Sorted by address,
+//! for the detected format, the e820 reserved hole), all as the host's [`VmPlan`] says;
+//! then the devices. Sorted by address,
 //! so that a collision is visible as two lines over the same addresses.
 
-use axvm::{AxVMConfig, MappingFlags, VmMemConfig, VmMemMappingType};
-use axvm_kvm::boot::e820::{e820_map, E820Kind};
-use axvm_kvm::boot::layout::{
-    ACPI_END, ACPI_START, BOOT_INFO_END, BOOT_INFO_START, HIGH_MEMORY_START, LEGACY_HOLE_START,
-    MPTABLE_END, MPTABLE_START,
-};
-use axvm_kvm::boot::mptable::MAX_MP_CPUS;
-use axvm_kvm::ImageFormat;
+use axvm::{AxVMConfig, MappingFlags, VmMemConfig};
+use axvm_kvm::plan::RegionFate;
+use axvm_kvm::VmPlan;
 
-use super::config::Plan;
 use super::human_size;
-
-/// The GDT axvm writes at 0x1000 for every start but real mode: four 8-byte descriptors.
-const GDT: (u64, u64) = (0x1000, 0x1020);
-/// The GDT and the page tables identity-mapping 4 GiB, for the 64-bit starts.
-const BOOT_PAGE_TABLES: (u64, u64) = (0x1000, 0x8000);
 
 /// One line: a range and what it is.
 struct Line {
@@ -48,12 +38,12 @@ impl Line {
 }
 
 /// Prints the map of `config` as `plan` lays it out.
-pub fn print(config: &AxVMConfig, plan: &Plan) {
+pub fn print(config: &AxVMConfig, plan: &VmPlan) {
     println!(
         "\nMemory map:\n  ({:?} kernel; each region's outcome as planned on this host)",
         plan.format
     );
-    let mut contents = contents(config, plan);
+    let mut contents = contents(plan);
     contents.sort_by_key(|line| (line.start, std::cmp::Reverse(line.end)));
     let mut top: Vec<(Line, Vec<Line>)> = Vec::new();
     for (index, region) in config.memory_regions.iter().enumerate() {
@@ -62,7 +52,15 @@ pub fn print(config: &AxVMConfig, plan: &Plan) {
         (inside, contents) = contents
             .into_iter()
             .partition(|line| start <= line.start && line.start < end);
-        top.push((Line::new(start, end, region_text(index, region)), inside));
+        let fate = plan
+            .regions
+            .get(index)
+            .copied()
+            .unwrap_or(RegionFate::Allocated);
+        top.push((
+            Line::new(start, end, region_text(index, region, fate)),
+            inside,
+        ));
     }
     for line in contents {
         let text = format!("{} (outside RAM: not loaded)", line.text);
@@ -94,17 +92,17 @@ pub fn print(config: &AxVMConfig, plan: &Plan) {
 }
 
 /// "[0] RAM rwx--- MapAlloc: allocated": the region, and how the KVM host will give it
-/// memory (a Linux process can only allocate anywhere: see `axvm_kvm::KvmHal`).
-fn region_text(index: usize, region: &VmMemConfig) -> String {
+/// memory (its [`RegionFate`] in the plan).
+fn region_text(index: usize, region: &VmMemConfig, fate: RegionFate) -> String {
     let kind = if region.flags.contains(MappingFlags::WRITE) {
         "RAM"
     } else {
         "ROM"
     };
-    let outcome = match region.map_type {
-        VmMemMappingType::MapAlloc => "allocated",
-        VmMemMappingType::MapIdentical => "identical fallback (allocated elsewhere)",
-        VmMemMappingType::MapReserved => "REFUSED by this host",
+    let outcome = match fate {
+        RegionFate::Allocated => "allocated",
+        RegionFate::IdenticalFallback => "identical fallback (allocated elsewhere)",
+        RegionFate::Refused => "REFUSED by this host",
     };
     format!(
         "[{index}] {kind} {} {}: {outcome}",
@@ -112,66 +110,11 @@ fn region_text(index: usize, region: &VmMemConfig) -> String {
     )
 }
 
-/// The images and the boot data axvm writes for `plan.format`.
-fn contents(config: &AxVMConfig, plan: &Plan) -> Vec<Line> {
-    let mut lines: Vec<Line> = plan
-        .images
+/// The images and the boot data the plan writes.
+fn contents(plan: &VmPlan) -> Vec<Line> {
+    plan.images
         .iter()
-        .map(|image| {
-            Line::new(
-                image.start,
-                image.start.saturating_add(image.len),
-                image.what.clone(),
-            )
-        })
-        .collect();
-    let boot_info = match plan.format {
-        ImageFormat::Raw => return lines,
-        ImageFormat::Elf64 => {
-            lines.push(Line::new(
-                BOOT_PAGE_TABLES.0,
-                BOOT_PAGE_TABLES.1,
-                "GDT and boot page tables (axvm writes them)",
-            ));
-            return lines;
-        }
-        ImageFormat::BzImage => {
-            lines.push(Line::new(
-                BOOT_PAGE_TABLES.0,
-                BOOT_PAGE_TABLES.1,
-                "GDT and boot page tables (axvm writes them)",
-            ));
-            "boot data area: command line, zero page (RSI)"
-        }
-        ImageFormat::Multiboot => {
-            lines.push(Line::new(GDT.0, GDT.1, "GDT (axvm writes it)"));
-            "boot data area: command line, module list, memory map, Multiboot info (EBX)"
-        }
-        ImageFormat::Pvh => {
-            lines.push(Line::new(GDT.0, GDT.1, "GDT (axvm writes it)"));
-            "boot data area: command line, module list, memory map, hvm_start_info (EBX)"
-        }
-    };
-    lines.push(Line::new(BOOT_INFO_START, BOOT_INFO_END, boot_info));
-    lines.push(Line::new(ACPI_START, ACPI_END, "ACPI tables, RSDP first"));
-    if config.cpu_num <= MAX_MP_CPUS {
-        lines.push(Line::new(
-            MPTABLE_START,
-            MPTABLE_END,
-            "MP floating pointer and MP table",
-        ));
-    }
-    for entry in e820_map(config)
-        .iter()
-        .filter(|e| e.kind == E820Kind::Reserved)
-    {
-        let end = entry.addr + entry.size;
-        let why = if LEGACY_HOLE_START <= entry.addr && end <= HIGH_MEMORY_START {
-            "e820 reserved: the legacy hole (EBDA, VGA, option ROMs, BIOS)"
-        } else {
-            "e820 reserved (read-only memory)"
-        };
-        lines.push(Line::new(entry.addr, end, why));
-    }
-    lines
+        .chain(&plan.boot_data)
+        .map(|range| Line::new(range.start, range.end, range.what.clone()))
+        .collect()
 }

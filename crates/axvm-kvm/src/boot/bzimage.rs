@@ -10,22 +10,24 @@
 //!
 //! The zero page gets the image's setup header with the loader's fields set (loader type
 //! 0xff, command line, ramdisk), the e820 memory map and, from protocol 2.14, the ACPI RSDP
-//! address. It goes in the boot data area (`layout.rs`) with the command line after it.
+//! address. It goes in the boot data area (`platform::pc::layout`) with the command line after it.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use vm_memory::ByteValued;
 
+use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::elf::Segment;
-use super::layout::BootInfoWriter;
 use super::page_tables::write_boot_tables;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
+use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
+use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START, BZIMAGE_LOAD_ADDR};
 
-/// Where the protected-mode kernel goes: 1 MiB, the default `code32_start`.
-pub const KERNEL_LOAD_ADDR: u64 = 0x10_0000;
+/// Where the protected-mode kernel goes (the PC layout's [`BZIMAGE_LOAD_ADDR`]).
+pub const KERNEL_LOAD_ADDR: u64 = BZIMAGE_LOAD_ADDR;
 /// The 64-bit entry is this far into the protected-mode kernel.
 const ENTRY_64_OFFSET: u64 = 0x200;
 /// The setup header's offset in the image and in `boot_params`.
@@ -101,12 +103,12 @@ impl Kernel {
 }
 
 /// Whether `image` has the Linux setup header magic "HdrS" at 0x202.
-pub(crate) fn detect(image: &[u8]) -> bool {
+fn detect(image: &[u8]) -> bool {
     image.get(MAGIC_OFFSET..MAGIC_OFFSET + 4) == Some(HDRS)
 }
 
 /// Reads the setup header and refuses images axvm cannot start through the 64-bit entry.
-pub(crate) fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
+fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
     let refuse =
         |problem: String| ConfigError::invalid(KERNEL_FIELD, format!("bzImage: {problem}"));
     let mut header = setup_header::default();
@@ -157,7 +159,7 @@ pub(crate) fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
 }
 
 /// Refuses a kernel that does not fit in RAM, or a command line longer than it accepts.
-pub(crate) fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
+fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
     placement::check_segments(config, "protected-mode kernel", &[kernel.segment])?;
     let cmdline_len = config.cmdline.as_deref().map_or(0, str::len);
     let max = kernel.header.cmdline_size;
@@ -170,29 +172,82 @@ pub(crate) fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigEr
     Ok(())
 }
 
-/// Loads the protected-mode kernel and the ramdisk, writes the zero page, the command line
-/// and the boot page tables, and returns the plan: vCPU 0 in long mode at the 64-bit entry,
-/// the others waiting for INIT-SIPI-SIPI. `rsdp` goes in `acpi_rsdp_addr` when the kernel
-/// knows the field.
-pub(crate) fn load(
+/// The Linux boot protocol for bzImages (see the module documentation).
+pub(crate) struct BzImage;
+
+impl BootProtocol for BzImage {
+    fn format(&self) -> ImageFormat {
+        ImageFormat::BzImage
+    }
+
+    fn detected_by(&self) -> &'static str {
+        "the Linux setup header's \"HdrS\" at 0x202"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![
+            BOOT_TABLES_AREA,
+            boot_info_area("boot data area: command line, zero page (RSI)"),
+        ]
+    }
+
+    fn detect(&self, image: &[u8]) -> bool {
+        detect(image)
+    }
+
+    fn layout(&self, kernel: &[u8], _raw_load_gpa: GuestPhysAddr) -> Result<KernelImage, String> {
+        let kernel = parse(kernel).map_err(|err| err.to_string())?;
+        Ok(KernelImage::new(kernel.entry(), vec![kernel.segment]))
+    }
+
+    fn plan(
+        &self,
+        config: &AxVMConfig,
+        kernel: &[u8],
+        ramdisk: Option<&[u8]>,
+    ) -> Result<KernelPlan, ConfigError> {
+        let kernel = parse(kernel)?;
+        check(config, &kernel)?;
+        let footprint = kernel.footprint();
+        let ramdisk = placement::plan_ramdisk(config, ramdisk, &footprint, kernel.ramdisk_limit())?;
+        Ok(KernelPlan {
+            image: KernelImage::new(kernel.entry(), vec![kernel.segment]),
+            ramdisk,
+        })
+    }
+
+    fn load(
+        &self,
+        vm: &AxVM<KvmHal>,
+        images: &BootImages,
+        plan: &KernelPlan,
+        rsdp: Option<GuestPhysAddr>,
+    ) -> Result<BootPlan, ConfigError> {
+        // The zero page copies the setup header, which the plan does not keep.
+        let kernel = parse(&images.kernel)?;
+        load(vm, images, &kernel, plan.ramdisk, rsdp)
+    }
+}
+
+/// Loads the protected-mode kernel and the ramdisk (placed by [`BzImage::plan`]), writes the
+/// zero page, the command line and the boot page tables, and returns the plan: vCPU 0 in
+/// long mode at the 64-bit entry, the others waiting for INIT-SIPI-SIPI. `rsdp` goes in
+/// `acpi_rsdp_addr` when the kernel knows the field.
+fn load(
     vm: &AxVM<KvmHal>,
     images: &BootImages,
+    kernel: &Kernel,
+    placed: Option<RamdiskPlacement>,
     rsdp: Option<GuestPhysAddr>,
 ) -> Result<BootPlan, ConfigError> {
-    let config = vm.config();
-    let kernel = parse(&images.kernel)?;
-    check(config, &kernel)?;
-    let ramdisk = images.ramdisk.as_deref();
-    let footprint = kernel.footprint();
-    let placed = placement::plan_ramdisk(config, ramdisk, &footprint, kernel.ramdisk_limit())?;
     placement::copy_segments(vm, &images.kernel, &[kernel.segment])?;
-    placement::copy_ramdisk(vm, ramdisk, placed)?;
-    let zero_page = write_zero_page(vm, &kernel, placed, rsdp)?;
+    placement::copy_ramdisk(vm, images.ramdisk.as_deref(), placed)?;
+    let zero_page = write_zero_page(vm, kernel, placed, rsdp)?;
     let tables = write_boot_tables(vm).map_err(|err| {
         ConfigError::invalid(
             "kernel.memory_regions",
             format!(
-                "cannot write the boot page tables at 0x1000..0x8000, which must be RAM: {err}"
+                "cannot write the boot page tables at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x}, which must be RAM: {err}"
             ),
         )
     })?;

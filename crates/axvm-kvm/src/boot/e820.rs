@@ -3,7 +3,7 @@
 
 use axvm::{AxVMConfig, MappingFlags};
 
-use super::layout::{HIGH_MEMORY_START, LEGACY_HOLE_START};
+use crate::platform::pc::layout::{HIGH_MEMORY_START, LEGACY_HOLE_START};
 
 /// What a range of guest-physical memory is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl E820Entry {
 }
 
 /// The memory map of `config`: writable regions are RAM, read-only ones reserved, and the
-/// legacy area from the EBDA (0x9fc00) to 1 MiB is reserved, as a PC firmware reports it.
+/// legacy area from the EBDA ([`LEGACY_HOLE_START`]) to 1 MiB is reserved, as a PC firmware reports it.
 /// Sorted, with adjacent ranges of one kind merged.
 pub fn e820_map(config: &AxVMConfig) -> Vec<E820Entry> {
     let mut regions: Vec<_> = config.memory_regions.iter().collect();

@@ -16,33 +16,41 @@
 //! The three boot protocols start vCPU 0 and leave the others waiting for INIT-SIPI-SIPI,
 //! as a PC's firmware does: real kernels wake their APs themselves. They pass
 //! `kernel.cmdline`, the ramdisk (at `ramdisk_load_addr`, or near the top of RAM below
-//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`layout.rs`). The
+//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`platform::pc::layout`). The
 //! direct starts run every vCPU at boot, at the config's (or the ELF's) entry.
 //!
 //! The BIOS and device tree images, when given, are copied to their load addresses, and so is
 //! the ramdisk for the direct starts.
 
 pub mod acpi;
+mod boot_info;
 mod bzimage;
 mod direct;
 pub mod e820;
 mod elf;
-pub mod layout;
 pub mod mptable;
 mod multiboot;
 mod page_tables;
 mod placement;
+mod protocol;
 mod pvh;
 mod vm_memory_view;
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
-pub use bzimage::KERNEL_LOAD_ADDR as BZIMAGE_LOAD_ADDR;
+/// The PC layout, where it was before `platform::pc::layout` took it over.
+pub use crate::platform::pc::layout;
+pub use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
 pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
 pub use placement::RamdiskPlacement;
 pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
 
+pub(crate) use protocol::{protocol_for, KernelPlan};
+
+use crate::plan::VmPlan;
+
 use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
+use crate::platform::pc::layout::GDT_START;
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
 /// the files a config names; tests and the demo embed them).
@@ -160,12 +168,12 @@ impl BootPlan {
 }
 
 /// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
-/// interrupts off, flat segments from the GDT written at 0x1000, and `regs`.
+/// interrupts off, flat segments from the GDT written at [`GDT_START`], and `regs`.
 fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
     let gdt_base = page_tables::write_gdt(vm).map_err(|err| {
         ConfigError::invalid(
             "kernel.memory_regions",
-            format!("cannot write the GDT at 0x1000, which must be RAM: {err}"),
+            format!("cannot write the GDT at {GDT_START:#x}, which must be RAM: {err}"),
         )
     })?;
     Ok(VCpuBoot {
@@ -177,54 +185,67 @@ fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, Confi
 
 /// The format of a kernel image, from its content (see the module documentation).
 pub fn detect_format(image: &[u8]) -> ImageFormat {
-    if multiboot::find_header(image).is_some() {
-        ImageFormat::Multiboot
-    } else if pvh::detect(image) {
-        ImageFormat::Pvh
-    } else if bzimage::detect(image) {
-        ImageFormat::BzImage
-    } else if elf::is_elf(image) {
-        ImageFormat::Elf64
-    } else {
-        ImageFormat::Raw
-    }
+    protocol_for(image).format()
 }
 
-/// Loads `images` into `vm`'s memory as their format says, and gives every vCPU its entry
-/// and boot state. Refused with the config field named, before the kernel is written, when
-/// something does not fit.
+/// Loads `images` into `vm`'s memory as [`VmPlan::for_config`] plans it, and gives every
+/// vCPU its entry and boot state. For a VM created from a config whose entries were not
+/// taken from the plan; [`KvmVm::create`](crate::KvmVm::create) creates the vCPUs at the
+/// plan's entries and calls [`load_planned`].
+pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
+    let plan = VmPlan::for_config(vm.config(), images)?;
+    for vcpu_id in 0..vm.vcpu_num() {
+        let entry = if vcpu_id == 0 {
+            plan.bsp_entry
+        } else {
+            plan.ap_entry
+        };
+        vm.set_vcpu_entry(vcpu_id, entry)?;
+    }
+    load_planned(vm, images, &plan)
+}
+
+/// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
+/// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
+/// the vCPUs were created at the plan's entries). Refused with the config field named when
+/// guest memory cannot take what the plan puts there.
 ///
 /// Kernels started by a boot protocol (Multiboot, PVH, Linux) also get the firmware tables
 /// a PC provides, ACPI and MP, so they find their CPUs and interrupt controllers.
-pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
+pub fn load_planned(
+    vm: &AxVM<KvmHal>,
+    images: &BootImages,
+    plan: &VmPlan,
+) -> Result<BootPlan, crate::Error> {
     let config = vm.config();
-    let format = detect_format(&images.kernel);
+    let kernel = match &plan.kernel {
+        Some(kernel) => kernel,
+        None => {
+            &protocol_for(&images.kernel).plan(config, &images.kernel, images.ramdisk.as_deref())?
+        }
+    };
+    let protocol = protocol_for(&images.kernel);
+    let format = protocol.format();
+    log::debug!("{format:?} kernel: {}", protocol.detected_by());
     load_extra_images(vm, images, !format.is_boot_protocol())?;
     let rsdp = if format.is_boot_protocol() {
         Some(write_firmware_tables(vm)?)
     } else {
         None
     };
-    let plan = match format {
-        ImageFormat::Raw => direct::load_raw(vm, &images.kernel)?,
-        ImageFormat::Elf64 => direct::load_elf64(vm, &images.kernel)?,
-        ImageFormat::Multiboot => multiboot::load(vm, images)?,
-        ImageFormat::Pvh => pvh::load(vm, images, rsdp)?,
-        ImageFormat::BzImage => bzimage::load(vm, images, rsdp)?,
-    };
+    let boot = protocol.load(vm, images, kernel, rsdp)?;
     for vcpu_id in 0..vm.vcpu_num() {
-        let (entry, boot) = plan.vcpu(vcpu_id);
-        vm.set_vcpu_entry(vcpu_id, entry)?;
-        vm.setup_vcpu(vcpu_id, boot)?;
+        let (_, state) = boot.vcpu(vcpu_id);
+        vm.setup_vcpu(vcpu_id, state)?;
     }
     log::info!(
         "VM {}: {:?} kernel, vCPU 0 starts at {} in {:?}",
         config.id,
-        plan.format,
-        plan.bsp_entry,
-        plan.bsp.mode
+        boot.format,
+        boot.bsp_entry,
+        boot.bsp.mode
     );
-    Ok(plan)
+    Ok(boot)
 }
 
 /// Writes the ACPI tables and, when the vCPUs fit in it, the MP table; returns the RSDP
@@ -293,19 +314,7 @@ fn copy_image(
 /// malformed, asks for what axvm lacks, lies outside RAM or over the low memory the boot
 /// protocols keep. `axvm check` and the loader use the same rules.
 pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
-    match detect_format(kernel) {
-        ImageFormat::Raw => config.check_image_fits(
-            "kernel.kernel_load_addr",
-            config.image_config.kernel_load_gpa,
-            kernel.len() as u64,
-        ),
-        ImageFormat::Elf64 => {
-            direct::check_elf_placement(config, &direct::parse_kernel_elf(kernel)?)
-        }
-        ImageFormat::Multiboot => multiboot::check(config, &multiboot::parse(kernel)?),
-        ImageFormat::Pvh => pvh::check(config, &pvh::parse(kernel)?),
-        ImageFormat::BzImage => bzimage::check(config, &bzimage::parse(kernel)?),
-    }
+    protocol_for(kernel).plan(config, kernel, None).map(|_| ())
 }
 
 /// [`check_kernel_placement`], then, for the boot protocols, where the ramdisk would go
@@ -321,23 +330,9 @@ pub fn plan_placement(
     config: &AxVMConfig,
     images: &BootImages,
 ) -> Result<Option<RamdiskPlacement>, ConfigError> {
-    check_kernel_placement(config, &images.kernel)?;
-    let Some(ramdisk) = images.ramdisk.as_deref() else {
-        return Ok(None);
-    };
-    let (segments, limit) = match detect_format(&images.kernel) {
-        ImageFormat::Raw | ImageFormat::Elf64 => return Ok(None),
-        ImageFormat::Multiboot => (
-            multiboot::parse(&images.kernel)?.segments,
-            multiboot::RAMDISK_LIMIT,
-        ),
-        ImageFormat::Pvh => (pvh::parse(&images.kernel)?.segments, placement::FOUR_GIB),
-        ImageFormat::BzImage => {
-            let kernel = bzimage::parse(&images.kernel)?;
-            (kernel.footprint(), kernel.ramdisk_limit())
-        }
-    };
-    placement::plan_ramdisk(config, Some(ramdisk), &segments, limit)
+    let protocol = protocol_for(&images.kernel);
+    let plan = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
+    Ok(plan.ramdisk)
 }
 
 /// Where a kernel image's bytes go in guest memory, for memory maps.
@@ -353,36 +348,13 @@ pub struct KernelLayout {
 
 /// Describes where `kernel` would be loaded, for a raw image at `load_gpa`.
 pub fn kernel_layout(kernel: &[u8], load_gpa: GuestPhysAddr) -> Result<KernelLayout, String> {
-    let format = detect_format(kernel);
-    let (entry, segments) = match format {
-        ImageFormat::Raw => {
-            return Ok(KernelLayout {
-                format,
-                entry: None,
-                ranges: vec![(load_gpa, kernel.len() as u64)],
-            })
-        }
-        ImageFormat::Elf64 => {
-            let info = elf::parse_elf64(kernel)?;
-            (info.entry, info.segments)
-        }
-        ImageFormat::Multiboot => {
-            let parsed = multiboot::parse(kernel).map_err(|err| err.to_string())?;
-            (parsed.entry, parsed.segments)
-        }
-        ImageFormat::Pvh => {
-            let parsed = pvh::parse(kernel).map_err(|err| err.to_string())?;
-            (parsed.entry, parsed.segments)
-        }
-        ImageFormat::BzImage => {
-            let parsed = bzimage::parse(kernel).map_err(|err| err.to_string())?;
-            (parsed.entry(), vec![parsed.segment])
-        }
-    };
+    let protocol = protocol_for(kernel);
+    let image = protocol.layout(kernel, load_gpa)?;
     Ok(KernelLayout {
-        format,
-        entry: Some(GuestPhysAddr::new(entry)),
-        ranges: segments
+        format: protocol.format(),
+        entry: image.entry.map(GuestPhysAddr::new),
+        ranges: image
+            .segments
             .iter()
             .map(|s| (GuestPhysAddr::new(s.paddr), s.memsz))
             .collect(),

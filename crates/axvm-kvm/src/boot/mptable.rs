@@ -10,20 +10,17 @@
 
 use axvm::{AxVM, AxVMHal, ConfigError};
 
-use super::acpi::{
-    checked_cpu_count, checksum, ioapic_id, write_area, PutLe, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS,
-    PIT_IOAPIC_PIN,
+use super::acpi::{checked_cpu_count, checksum, ioapic_id, write_area, PutLe};
+use crate::platform::pc::layout::{
+    CASCADE_IRQ, IOAPIC_ADDRESS, ISA_IRQS, LOCAL_APIC_ADDRESS, MPTABLE_END, MPTABLE_START,
+    TIMER_IOAPIC_PIN, TIMER_IRQ,
 };
-use super::layout::{MPTABLE_END, MPTABLE_START};
 
 const FLOATING_POINTER_LEN: usize = 16;
 const HEADER_LEN: usize = 44;
 const PROCESSOR_LEN: usize = 20;
 /// Every entry but a processor's is 8 bytes.
 const ENTRY_LEN: usize = 8;
-const ISA_IRQS: u8 = 16;
-/// The ISA IRQ of the slave 8259's cascade, which reaches no IOAPIC pin.
-const CASCADE_IRQ: u8 = 2;
 /// Entries besides the processors': the bus, the IOAPIC, ISA IRQs 0-15 but the cascade, and
 /// the two local interrupts.
 const FIXED_ENTRIES: usize = 2 + (ISA_IRQS as usize - 1) + 2;
@@ -118,7 +115,11 @@ fn configuration_table(cpu_count: u8) -> Vec<u8> {
         .put_u8(1)
         .put_u32(IOAPIC_ADDRESS);
     for irq in (0..ISA_IRQS).filter(|&irq| irq != CASCADE_IRQ) {
-        let pin = if irq == 0 { PIT_IOAPIC_PIN } else { irq };
+        let pin = if irq == TIMER_IRQ {
+            TIMER_IOAPIC_PIN
+        } else {
+            irq
+        };
         entries.put_bytes(&interrupt(IO_INTERRUPT, INT, irq, ioapic, pin));
     }
     // The PIC's output on the BSP's LINT0 (virtual wire); NMI on every CPU's LINT1.

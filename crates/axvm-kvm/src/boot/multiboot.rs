@@ -6,7 +6,7 @@
 //! is an ELF file loaded by its program headers (ELF32, as QEMU requires, or ELF64). The
 //! kernel is entered in 32-bit protected mode, paging off, with EAX = 0x2BADB002 and EBX =
 //! the Multiboot information structure, which axvm writes in the boot data area
-//! (`layout.rs`) with the memory sizes, the command line, the ramdisk as the one module, the
+//! (`platform::pc::layout`) with the memory sizes, the command line, the ramdisk as the one module, the
 //! memory map and the boot loader name "axvm".
 //!
 //! The module's string is "ramdisk": axvm gets the ramdisk's bytes, not its file name.
@@ -17,10 +17,11 @@
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
+use super::boot_info::BootInfoWriter;
 use super::e820::{e820_map, lower_and_upper_memory_kib};
 use super::elf::{self, le32, Segment};
-use super::layout::BootInfoWriter;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
+use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
 
@@ -46,7 +47,7 @@ const INFO_LOADER_NAME: u32 = 1 << 9;
 /// Size of the information structure (up to and including the framebuffer fields).
 const INFO_SIZE: usize = 116;
 /// Module addresses are 32-bit: the ramdisk must end below 4 GiB.
-pub(crate) const RAMDISK_LIMIT: u64 = u32::MAX as u64;
+const RAMDISK_LIMIT: u64 = u32::MAX as u64;
 
 /// The Multiboot header of an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub(crate) struct Kernel {
 /// The offset of the Multiboot header in `image`, if it has one: the first magic with a
 /// valid checksum, or else the first magic at all, so that a damaged header is refused as
 /// Multiboot rather than run as raw code.
-pub(crate) fn find_header(image: &[u8]) -> Option<usize> {
+fn find_header(image: &[u8]) -> Option<usize> {
     let searched = image.len().min(SEARCH_LEN);
     let mut candidates = (0..searched.saturating_sub(11))
         .step_by(4)
@@ -87,7 +88,7 @@ fn checksum_ok(image: &[u8], offset: usize) -> bool {
 }
 
 /// Parses the header and works out where the kernel goes, refusing what axvm cannot load.
-pub(crate) fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
+fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
     let header = header(image).map_err(refuse)?;
     if header.flags & FLAG_AOUT_KLUDGE != 0 {
         aout_kludge(image, header.offset).map_err(refuse)
@@ -98,39 +99,87 @@ pub(crate) fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
 
 /// Refuses a kernel that does not fit in RAM, overlaps the boot data, or starts outside
 /// RAM; used by the loader and by `axvm check`.
-pub(crate) fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
+fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
     placement::check_segments(config, "Multiboot segment", &kernel.segments)?;
     placement::check_entry(config, kernel.entry)
 }
 
-/// Loads a Multiboot kernel and its ramdisk, writes the information structure and the GDT,
-/// and returns the plan: vCPU 0 in 32-bit protected mode at the kernel's entry, the others
-/// waiting for INIT-SIPI-SIPI.
-pub(crate) fn load(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, ConfigError> {
-    let config = vm.config();
-    let kernel = parse(&images.kernel)?;
-    check(config, &kernel)?;
-    let ramdisk = images.ramdisk.as_deref();
-    let placed = placement::plan_ramdisk(config, ramdisk, &kernel.segments, RAMDISK_LIMIT)?;
-    placement::copy_segments(vm, &images.kernel, &kernel.segments)?;
-    placement::copy_ramdisk(vm, ramdisk, placed)?;
-    let info = write_info(vm, placed)?;
-    let bsp = protected32_boot(
-        vm,
-        BootRegs {
-            rax: u64::from(BOOTLOADER_MAGIC),
-            rbx: info.as_u64(),
-            ..BootRegs::default()
-        },
-    )?;
-    let entry = GuestPhysAddr::new(kernel.entry);
-    Ok(BootPlan::protocol(
-        ImageFormat::Multiboot,
-        entry,
-        bsp,
-        info,
-        placed,
-    ))
+/// The Multiboot protocol (see the module documentation).
+pub(crate) struct Multiboot;
+
+impl BootProtocol for Multiboot {
+    fn format(&self) -> ImageFormat {
+        ImageFormat::Multiboot
+    }
+
+    fn detected_by(&self) -> &'static str {
+        "a Multiboot v1 header in the first 8 KiB"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![
+            GDT_AREA,
+            boot_info_area(
+                "boot data area: command line, module list, memory map, Multiboot info (EBX)",
+            ),
+        ]
+    }
+
+    fn detect(&self, image: &[u8]) -> bool {
+        find_header(image).is_some()
+    }
+
+    fn layout(&self, kernel: &[u8], _raw_load_gpa: GuestPhysAddr) -> Result<KernelImage, String> {
+        let kernel = parse(kernel).map_err(|err| err.to_string())?;
+        Ok(KernelImage::new(kernel.entry, kernel.segments))
+    }
+
+    fn plan(
+        &self,
+        config: &AxVMConfig,
+        kernel: &[u8],
+        ramdisk: Option<&[u8]>,
+    ) -> Result<KernelPlan, ConfigError> {
+        let kernel = parse(kernel)?;
+        check(config, &kernel)?;
+        let ramdisk = placement::plan_ramdisk(config, ramdisk, &kernel.segments, RAMDISK_LIMIT)?;
+        Ok(KernelPlan {
+            image: KernelImage::new(kernel.entry, kernel.segments),
+            ramdisk,
+        })
+    }
+
+    /// Loads the kernel and its ramdisk, writes the information structure and the GDT: vCPU
+    /// 0 starts in 32-bit protected mode at the kernel's entry, the others wait for
+    /// INIT-SIPI-SIPI.
+    fn load(
+        &self,
+        vm: &AxVM<KvmHal>,
+        images: &BootImages,
+        plan: &KernelPlan,
+        _rsdp: Option<GuestPhysAddr>,
+    ) -> Result<BootPlan, ConfigError> {
+        let placed = plan.ramdisk;
+        placement::copy_segments(vm, &images.kernel, &plan.image.segments)?;
+        placement::copy_ramdisk(vm, images.ramdisk.as_deref(), placed)?;
+        let info = write_info(vm, placed)?;
+        let bsp = protected32_boot(
+            vm,
+            BootRegs {
+                rax: u64::from(BOOTLOADER_MAGIC),
+                rbx: info.as_u64(),
+                ..BootRegs::default()
+            },
+        )?;
+        let entry = GuestPhysAddr::new(plan.image.entry.unwrap_or_default());
+        Ok(BootPlan::protocol(
+            ImageFormat::Multiboot,
+            entry,
+            bsp,
+            info,
+            placed,
+        ))
+    }
 }
 
 fn refuse(problem: String) -> ConfigError {

@@ -7,8 +7,8 @@
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr, MappingFlags};
 
 use super::elf::Segment;
-use super::layout::{HIGH_MEMORY_START, PROTOCOL_RESERVED};
 use crate::kvm::KvmHal;
+use crate::platform::pc::layout::{HIGH_MEMORY_START, PROTOCOL_RESERVED};
 
 /// The field that names the kernel image in errors.
 pub(crate) const KERNEL_FIELD: &str = "kernel.kernel_path";

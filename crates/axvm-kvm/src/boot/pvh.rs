@@ -5,7 +5,7 @@
 //! The ELF64 image is loaded by its program headers with linux-loader, which also reads the
 //! note. The kernel is entered at the note's 32-bit entry in protected mode, paging off, with
 //! EBX = the `hvm_start_info` structure (version 1, with the memory map) that axvm writes in
-//! the boot data area (`layout.rs`), together with the command line, the ramdisk as the one
+//! the boot data area (`platform::pc::layout`), together with the command line, the ramdisk as the one
 //! module, and the memory map. The ACPI RSDP address is the caller's, since the ACPI tables
 //! are written elsewhere.
 
@@ -19,10 +19,11 @@ use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::ByteValued;
 
+use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::elf::{self, Segment};
-use super::layout::BootInfoWriter;
 use super::placement::{self, RamdiskPlacement, FOUR_GIB, KERNEL_FIELD};
+use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::vm_memory_view::vm_memory_view;
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
@@ -41,12 +42,12 @@ pub(crate) struct Kernel {
 }
 
 /// Whether `image` is an x86-64 ELF image with a PVH entry note.
-pub(crate) fn detect(image: &[u8]) -> bool {
+fn detect(image: &[u8]) -> bool {
     elf::class(image) == Some(2) && matches!(elf::pvh_entry(image), Ok(Some(_)))
 }
 
 /// The PVH entry and loadable segments of `image`.
-pub(crate) fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
+fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
     let refuse =
         |problem: String| ConfigError::invalid(KERNEL_FIELD, format!("PVH kernel: {problem}"));
     let info = elf::parse_elf64(image).map_err(refuse)?;
@@ -60,41 +61,89 @@ pub(crate) fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
 }
 
 /// Refuses a kernel outside RAM, over the boot data, or with its entry outside RAM.
-pub(crate) fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
+fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
     placement::check_segments(config, "ELF segment", &kernel.segments)?;
     placement::check_entry(config, kernel.entry)
 }
 
-/// Loads a PVH kernel and its ramdisk, writes `hvm_start_info` and the GDT, and returns the
-/// plan: vCPU 0 in 32-bit protected mode at the PVH entry, the others waiting for
-/// INIT-SIPI-SIPI. `rsdp` is the ACPI RSDP address the guest is given (0 when None).
-pub(crate) fn load(
-    vm: &AxVM<KvmHal>,
-    images: &BootImages,
-    rsdp: Option<GuestPhysAddr>,
-) -> Result<BootPlan, ConfigError> {
-    let config = vm.config();
-    let kernel = parse(&images.kernel)?;
-    check(config, &kernel)?;
-    let ramdisk = images.ramdisk.as_deref();
-    let placed = placement::plan_ramdisk(config, ramdisk, &kernel.segments, FOUR_GIB)?;
-    load_elf(vm, &images.kernel, &kernel)?;
-    placement::copy_ramdisk(vm, ramdisk, placed)?;
-    let start_info = write_start_info(vm, placed, rsdp)?;
-    let bsp = protected32_boot(
-        vm,
-        BootRegs {
-            rbx: start_info.as_u64(),
-            ..BootRegs::default()
-        },
-    )?;
-    Ok(BootPlan::protocol(
-        ImageFormat::Pvh,
-        GuestPhysAddr::new(kernel.entry),
-        bsp,
-        start_info,
-        placed,
-    ))
+/// The PVH protocol (see the module documentation).
+pub(crate) struct Pvh;
+
+impl BootProtocol for Pvh {
+    fn format(&self) -> ImageFormat {
+        ImageFormat::Pvh
+    }
+
+    fn detected_by(&self) -> &'static str {
+        "an ELF64 image with a XEN_ELFNOTE_PHYS32_ENTRY note"
+    }
+
+    fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
+        vec![
+            GDT_AREA,
+            boot_info_area(
+                "boot data area: command line, module list, memory map, hvm_start_info (EBX)",
+            ),
+        ]
+    }
+
+    fn detect(&self, image: &[u8]) -> bool {
+        detect(image)
+    }
+
+    fn layout(&self, kernel: &[u8], _raw_load_gpa: GuestPhysAddr) -> Result<KernelImage, String> {
+        let kernel = parse(kernel).map_err(|err| err.to_string())?;
+        Ok(KernelImage::new(kernel.entry, kernel.segments))
+    }
+
+    fn plan(
+        &self,
+        config: &AxVMConfig,
+        kernel: &[u8],
+        ramdisk: Option<&[u8]>,
+    ) -> Result<KernelPlan, ConfigError> {
+        let kernel = parse(kernel)?;
+        check(config, &kernel)?;
+        let ramdisk = placement::plan_ramdisk(config, ramdisk, &kernel.segments, FOUR_GIB)?;
+        Ok(KernelPlan {
+            image: KernelImage::new(kernel.entry, kernel.segments),
+            ramdisk,
+        })
+    }
+
+    /// Loads the kernel and its ramdisk, writes `hvm_start_info` and the GDT: vCPU 0 starts
+    /// in 32-bit protected mode at the PVH entry, the others wait for INIT-SIPI-SIPI. `rsdp`
+    /// is the ACPI RSDP address the guest is given (0 when None).
+    fn load(
+        &self,
+        vm: &AxVM<KvmHal>,
+        images: &BootImages,
+        plan: &KernelPlan,
+        rsdp: Option<GuestPhysAddr>,
+    ) -> Result<BootPlan, ConfigError> {
+        let placed = plan.ramdisk;
+        let kernel = Kernel {
+            entry: plan.image.entry.unwrap_or_default(),
+            segments: plan.image.segments.clone(),
+        };
+        load_elf(vm, &images.kernel, &kernel)?;
+        placement::copy_ramdisk(vm, images.ramdisk.as_deref(), placed)?;
+        let start_info = write_start_info(vm, placed, rsdp)?;
+        let bsp = protected32_boot(
+            vm,
+            BootRegs {
+                rbx: start_info.as_u64(),
+                ..BootRegs::default()
+            },
+        )?;
+        Ok(BootPlan::protocol(
+            ImageFormat::Pvh,
+            GuestPhysAddr::new(kernel.entry),
+            bsp,
+            start_info,
+            placed,
+        ))
+    }
 }
 
 /// Loads the segments with linux-loader and checks it found the entry axvm checked; then

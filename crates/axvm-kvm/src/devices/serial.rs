@@ -14,7 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 /// COM1's I/O base.
 pub const COM1_BASE: u16 = 0x3f8;
 /// COM1's ISA interrupt line (and GSI).
-pub const COM1_IRQ: u32 = 4;
+pub const COM1_IRQ: u32 = crate::platform::pc::layout::COM1_IRQ as u32;
 
 /// The interrupt line of a host without an interrupt controller: raising it does nothing,
 /// and guests poll the line status register instead.

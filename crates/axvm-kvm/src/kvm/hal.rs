@@ -19,10 +19,7 @@ use super::kick::{install_kick_handler, KickGuard, KickRegistry};
 use super::pass_through::pass_through_plan;
 use super::system::require_capabilities;
 use super::vcpu::KvmVCpu;
-
-/// Where KVM puts the three pages of real-mode TSS it needs on Intel hosts: just below the
-/// 4 GiB boundary, below the firmware area, where no guest RAM is configured.
-const TSS_ADDRESS: usize = 0xfffb_d000;
+use crate::platform::pc::layout::{KVM_TSS_ADDRESS, MSI_ADDRESS_BASE};
 
 thread_local! {
     static CURRENT_VCPU: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
@@ -49,7 +46,7 @@ impl KvmHal {
         require_capabilities(&kvm)?;
         install_kick_handler()?;
         let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
-        vm.set_tss_address(TSS_ADDRESS)
+        vm.set_tss_address(KVM_TSS_ADDRESS as usize)
             .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
         let irqchip = kvm.check_extension(Cap::Irqchip);
         if irqchip {
@@ -58,7 +55,7 @@ impl KvmHal {
             // The i8254 PIT (ports 0x40-0x43), emulated in the kernel: kernels calibrate
             // their clocks against it. The dummy speaker makes KVM answer port 0x61 too.
             // KVM wires the PIT to GSI 0, which the PC routing below sends to PIC IRQ 0 and
-            // IOAPIC pin 2 (what the ACPI interrupt source override for IRQ 0 declares).
+            // IOAPIC pin 2 (see `platform::pc::layout`, "Interrupt wiring").
             let pit = kvm_pit_config {
                 flags: KVM_PIT_SPEAKER_DUMMY,
                 ..Default::default()
@@ -281,7 +278,7 @@ impl AxVMHal for KvmHal {
         // A fixed-delivery MSI to the vCPU's APIC id: the local APIC queues the vector and
         // wakes the vCPU if it halted, whichever thread sends it.
         let msi = kvm_msi {
-            address_lo: 0xfee0_0000 | ((vcpu_id as u32 & 0xff) << 12),
+            address_lo: MSI_ADDRESS_BASE | ((vcpu_id as u32 & 0xff) << 12),
             data: u32::from(irq),
             ..Default::default()
         };

@@ -1,10 +1,10 @@
 //! How interrupt lines (GSIs) reach the in-kernel interrupt controllers: wired as on a PC.
 //!
-//! KVM's default routing sends GSI n to IOAPIC pin n. On a PC, and in the ACPI and MP tables
-//! axvm writes, the timer's ISA IRQ 0 arrives on IOAPIC pin 2 instead (pin 0 carries the
-//! 8259's ExtINT output), and a kernel that follows the tables programs pin 2. So axvm
-//! replaces the routing: ISA IRQs 0-15 reach both 8259 PICs and the IOAPIC (IRQ 0 on pin 2,
-//! IRQ 2 being the cascade), and GSIs 16-23 reach IOAPIC pins 16-23.
+//! Why axvm replaces KVM's default routing is said once, in `platform::pc::layout` (its
+//! "Interrupt wiring"): the timer's IRQ 0 must reach IOAPIC pin 2, which the ACPI and MP
+//! tables declare. The table here: ISA IRQs 0-15 reach both 8259 PICs and the IOAPIC (IRQ 0
+//! on [`TIMER_IOAPIC_PIN`], IRQ 2 being the cascade), and GSIs 16-23 reach IOAPIC pins
+//! 16-23.
 
 use kvm_bindings::{
     kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
@@ -12,12 +12,9 @@ use kvm_bindings::{
 };
 use kvm_ioctls::VmFd;
 
-/// The IOAPIC's pin count.
-const IOAPIC_PINS: u32 = 24;
-/// ISA IRQ 2 is where the secondary 8259 cascades into the primary one: no device has it.
-const CASCADE_IRQ: u32 = 2;
-/// The IOAPIC pin the ISA timer interrupt (IRQ 0) arrives on.
-pub(crate) const TIMER_IOAPIC_PIN: u32 = 2;
+use crate::platform::pc::layout::{
+    CASCADE_IRQ, IOAPIC_PINS, ISA_IRQS, TIMER_IOAPIC_PIN, TIMER_IRQ,
+};
 
 fn entry(gsi: u32, irqchip: u32, pin: u32) -> kvm_irq_routing_entry {
     let mut entry = kvm_irq_routing_entry {
@@ -33,17 +30,21 @@ fn entry(gsi: u32, irqchip: u32, pin: u32) -> kvm_irq_routing_entry {
 /// The PC routing table (see the module documentation).
 fn pc_routing() -> Vec<kvm_irq_routing_entry> {
     let mut entries = Vec::new();
-    for irq in (0..16).filter(|&irq| irq != CASCADE_IRQ) {
+    for irq in (0..ISA_IRQS).filter(|&irq| irq != CASCADE_IRQ) {
         let pic = if irq < 8 {
             KVM_IRQCHIP_PIC_MASTER
         } else {
             KVM_IRQCHIP_PIC_SLAVE
         };
-        entries.push(entry(irq, pic, irq % 8));
+        entries.push(entry(irq.into(), pic, u32::from(irq % 8)));
     }
     for gsi in (0..IOAPIC_PINS).filter(|&gsi| gsi != CASCADE_IRQ) {
-        let pin = if gsi == 0 { TIMER_IOAPIC_PIN } else { gsi };
-        entries.push(entry(gsi, KVM_IRQCHIP_IOAPIC, pin));
+        let pin = if gsi == TIMER_IRQ {
+            TIMER_IOAPIC_PIN
+        } else {
+            gsi
+        };
+        entries.push(entry(gsi.into(), KVM_IRQCHIP_IOAPIC, pin.into()));
     }
     entries
 }

@@ -7,8 +7,13 @@
 use axvm::{GuestPhysAddr, HostPhysAddr};
 use kvm_ioctls::{Cap, Kvm};
 
+use crate::platform::pc::layout::{APIC_PAGE_SIZE, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS};
+
 /// Register pages KVM's in-kernel irqchip emulates.
-const IRQCHIP_PAGES: [(u64, &str); 2] = [(0xfee0_0000, "local APIC"), (0xfec0_0000, "IOAPIC")];
+const IRQCHIP_PAGES: [(u32, &str); 2] = [
+    (LOCAL_APIC_ADDRESS, "local APIC"),
+    (IOAPIC_ADDRESS, "IOAPIC"),
+];
 
 /// `Ok(what serves it)` when this host can give the guest `size` bytes of host-physical
 /// `hpa` at `gpa`, with an in-kernel irqchip when `irqchip`; otherwise why not, with the fix.
@@ -19,7 +24,8 @@ pub fn pass_through_plan(
     irqchip: bool,
 ) -> Result<&'static str, String> {
     let served = IRQCHIP_PAGES.iter().find(|(page, _)| {
-        irqchip && gpa.as_u64() == *page && hpa.as_u64() == *page && size <= 0x1000
+        let page = u64::from(*page);
+        irqchip && gpa.as_u64() == page && hpa.as_u64() == page && size <= APIC_PAGE_SIZE
     });
     match served {
         Some((_, name)) => Ok(name),

@@ -20,9 +20,9 @@ use acpi_tables::Aml;
 use super::sdt::{finish_sdt, sdt_header};
 use super::S5_SLEEP_TYPE;
 
-/// The last address of the PCI memory window: right below the IOAPIC (0xfec00000), as on
-/// PCs, since the IOAPIC, HPET, local APIC and BIOS ranges above it are not PCI's.
-pub const PCI_MEMORY_WINDOW_END: u32 = 0xfebf_ffff;
+/// The last address of the PCI memory window (the PC layout's): right below the IOAPIC, as
+/// on PCs, since the IOAPIC, HPET, local APIC and BIOS ranges above it are not PCI's.
+pub use crate::platform::pc::layout::PCI_MEMORY_WINDOW_END;
 /// The SLP_TYP of the working state S0 (never entered by a write with SLP_EN).
 const S0_SLEEP_TYPE: u8 = 0;
 /// The PCI configuration mechanism's ports (address at 0xcf8, data at 0xcfc-0xcff), which

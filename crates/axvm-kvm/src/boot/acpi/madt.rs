@@ -2,7 +2,10 @@
 //! tells them which ISA IRQs reach another IOAPIC pin, or another trigger mode, than ISA's.
 
 use super::sdt::{finish_sdt, sdt_header};
-use super::{ioapic_id, PutLe, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, PIT_IOAPIC_PIN, SCI_IRQ};
+use super::{ioapic_id, PutLe};
+use crate::platform::pc::layout::{
+    IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, SCI_IRQ, TIMER_IOAPIC_PIN, TIMER_IRQ,
+};
 
 /// MADT flags: PCAT_COMPAT, the machine also has dual 8259 PICs, which kernels then mask.
 const MADT_PCAT_COMPAT: u32 = 1;
@@ -27,9 +30,10 @@ pub(super) fn madt(cpu_count: u8) -> Vec<u8> {
         .put_u32(IOAPIC_ADDRESS)
         .put_u32(0);
     // Interrupt source overrides: type 2, length 10, bus 0 (ISA), IRQ, GSI, INTI flags. The
-    // PIT's IRQ 0 is on GSI 2 (flags 0: ISA's edge, active high); the SCI is level, high.
+    // PIT's IRQ 0 is on GSI 2 (flags 0: ISA's edge, active high; see the PC layout for why
+    // axvm routes it there); the SCI is level, high.
     for (irq, gsi, flags) in [
-        (0, PIT_IOAPIC_PIN, 0),
+        (TIMER_IRQ, TIMER_IOAPIC_PIN, 0),
         (SCI_IRQ, SCI_IRQ, LEVEL_ACTIVE_HIGH),
     ] {
         table.put_u8(2).put_u8(10).put_u8(0).put_u8(irq);

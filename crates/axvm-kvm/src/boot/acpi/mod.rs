@@ -29,19 +29,13 @@ mod sdt;
 use axvm::config::MAX_CPU_NUM;
 use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 
-use super::layout::{ACPI_END, ACPI_START};
+use crate::platform::pc::layout::{ACPI_END, ACPI_START};
+/// The interrupt controllers' addresses and the SCI's IRQ, which the tables declare, are the
+/// PC layout's; named here too for the tables' readers.
+pub use crate::platform::pc::layout::{IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, SCI_IRQ};
 
 pub use dsdt::{pci_memory_window, PCI_MEMORY_WINDOW_END};
 
-/// Where every local APIC's registers are (KVM's in-kernel local APIC).
-pub const LOCAL_APIC_ADDRESS: u32 = 0xfee0_0000;
-/// Where the IOAPIC's registers are (KVM's in-kernel IOAPIC).
-pub const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
-/// The IOAPIC pin of ISA IRQ 0: KVM's default routing sends the in-kernel PIT's GSI 0 to
-/// IOAPIC pin 2, as PC chipsets do, so a kernel must be told to look there.
-pub const PIT_IOAPIC_PIN: u8 = 2;
-/// The ISA IRQ of the ACPI system control interrupt (as on QEMU's PC).
-pub const SCI_IRQ: u8 = 9;
 /// The reset register the FADT names: the chipset's reset control port.
 pub const RESET_PORT: u16 = 0xcf9;
 /// What a kernel writes to [`RESET_PORT`] to reboot: "reset CPU" with "system reset".

@@ -1,0 +1,376 @@
+//! [`VmPlan`]: what axvm will do with a config and its images on this host, worked out
+//! before anything is created. `axvm run` ([`KvmVm::create`](crate::KvmVm::create)) loads
+//! the VM from it and `axvm check` prints it, so the two cannot disagree: each memory
+//! region's fate on a Linux host, where every image goes, which boot protocol starts the
+//! kernel and why, and the low memory axvm writes (GDT, page tables, boot data, firmware
+//! tables, the e820 holes).
+
+use axvm::memory::merge_pass_through;
+use axvm::{AxVMConfig, ConfigError, GuestPhysAddr, VmMemConfig, VmMemMappingType};
+
+use crate::boot::e820::{e820_map, E820Kind};
+use crate::boot::mptable::MAX_MP_CPUS;
+use crate::boot::{protocol_for, BootImages, ImageFormat, KernelPlan, RamdiskPlacement};
+use crate::kvm::{has_in_kernel_irqchip, pass_through_plan};
+use crate::platform::pc::layout::{
+    ACPI_END, ACPI_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
+};
+
+/// How this host gives a memory region its memory. A Linux process can only allocate
+/// anywhere: `KvmHal` cannot allocate at a chosen host-physical address (MapIdentical falls
+/// back) nor reach memory reserved beforehand (MapReserved is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionFate {
+    /// Allocated anywhere, as MapAlloc asks.
+    Allocated,
+    /// MapIdentical, allocated elsewhere: guest-physical addresses are unchanged.
+    IdenticalFallback,
+    /// MapReserved: refused by this host.
+    Refused,
+}
+
+impl RegionFate {
+    /// The fate of a region mapped as `map_type` on this host.
+    pub fn of(map_type: VmMemMappingType) -> Self {
+        match map_type {
+            VmMemMappingType::MapAlloc => Self::Allocated,
+            VmMemMappingType::MapIdentical => Self::IdenticalFallback,
+            VmMemMappingType::MapReserved => Self::Refused,
+        }
+    }
+}
+
+/// One range axvm writes into guest memory: an image, or data axvm makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRange {
+    /// What it is, for memory maps ("kernel image (raw)", "ACPI tables, RSDP first").
+    pub what: String,
+    /// The config field that places it (images only), for warnings.
+    pub field: Option<&'static str>,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl PlannedRange {
+    fn new(what: impl Into<String>, field: Option<&'static str>, start: u64, len: u64) -> Self {
+        Self {
+            what: what.into(),
+            field,
+            start,
+            end: start.saturating_add(len),
+        }
+    }
+}
+
+/// What axvm will do with a VM (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct VmPlan {
+    /// The kernel's format: which boot protocol starts it.
+    pub format: ImageFormat,
+    /// Why that format: the detection rule that matched.
+    pub detected_by: &'static str,
+    /// Each memory region's fate on this host, in config order.
+    pub regions: Vec<RegionFate>,
+    /// The images, in load order (extras first, then the kernel, which thus wins overlaps).
+    pub images: Vec<PlannedRange>,
+    /// The low memory axvm writes for this format, and the e820 map's reserved ranges.
+    pub boot_data: Vec<PlannedRange>,
+    /// Where vCPU 0 starts: the image's entry, or the config's for raw code.
+    pub bsp_entry: GuestPhysAddr,
+    /// Where the other vCPUs start (a boot protocol's APs wait for a SIPI instead).
+    pub ap_entry: GuestPhysAddr,
+    /// Where a boot protocol puts the ramdisk (None for the direct starts, which copy it to
+    /// `ramdisk_load_addr`, or before the config was checked).
+    pub ramdisk: Option<RamdiskPlacement>,
+    /// The checked kernel, for the loader (None in a [`sketch`](Self::sketch)).
+    pub(crate) kernel: Option<KernelPlan>,
+}
+
+impl VmPlan {
+    /// The plan a VM is loaded by: the config validated, the kernel checked against it and
+    /// the ramdisk placed, with nothing created or written. Refused with the field named.
+    pub fn for_config(config: &AxVMConfig, images: &BootImages) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Self::for_valid_config(config, images)
+    }
+
+    /// [`for_config`](Self::for_config) for a config the caller has validated already
+    /// (`axvm run` validates once, to word a refusal as the config file's), so that it is
+    /// not validated again.
+    pub fn for_valid_config(config: &AxVMConfig, images: &BootImages) -> Result<Self, ConfigError> {
+        let protocol = protocol_for(&images.kernel);
+        let kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
+        let mut plan = Self::sketch(config, images);
+        plan.ramdisk = kernel.ramdisk;
+        if let Some(entry) = kernel.image.entry {
+            let entry = GuestPhysAddr::new(entry);
+            if plan.format == ImageFormat::Elf64 && entry != config.bsp_entry() {
+                log::info!(
+                    "ELF entry {entry} is used instead of kernel.entry_point {}",
+                    config.bsp_entry()
+                );
+            }
+            plan.bsp_entry = entry;
+            plan.ap_entry = entry;
+        }
+        plan.kernel = Some(kernel);
+        plan.images = planned_images(config, images, &plan);
+        Ok(plan)
+    }
+
+    /// What can be said of a config without checking it (for `axvm check`, which prints a
+    /// map even of a config it refuses): the kernel where its headers put it, the ramdisk at
+    /// `ramdisk_load_addr` only, the config's entries.
+    pub fn sketch(config: &AxVMConfig, images: &BootImages) -> Self {
+        let protocol = protocol_for(&images.kernel);
+        let format = protocol.format();
+        let mut boot_data: Vec<PlannedRange> = protocol
+            .boot_data()
+            .into_iter()
+            .map(|(start, end, what)| PlannedRange::new(what, None, start, end - start))
+            .collect();
+        if format.is_boot_protocol() {
+            boot_data.extend(firmware_areas(config));
+        }
+        let mut plan = Self {
+            format,
+            detected_by: protocol.detected_by(),
+            regions: config
+                .memory_regions
+                .iter()
+                .map(|r| RegionFate::of(r.map_type))
+                .collect(),
+            images: Vec::new(),
+            boot_data,
+            bsp_entry: config.bsp_entry(),
+            ap_entry: config.ap_entry(),
+            ramdisk: None,
+            kernel: None,
+        };
+        plan.images = planned_images(config, images, &plan);
+        plan
+    }
+
+    /// What this host refuses although the config format allows it, each naming the field
+    /// and the fix: MapReserved regions, and pass-through ranges other than the interrupt
+    /// controller pages KVM emulates. (`axvm run` meets the same refusals when it maps them.)
+    pub fn host_refusals(&self, config: &AxVMConfig) -> Vec<ConfigError> {
+        let mut refusals: Vec<ConfigError> = config
+            .memory_regions
+            .iter()
+            .zip(&self.regions)
+            .enumerate()
+            .filter(|(_, (_, fate))| **fate == RegionFate::Refused)
+            .map(|(index, (region, _))| reserved_refusal(index, region))
+            .collect();
+        refusals.extend(pass_through_refusals(config));
+        refusals
+    }
+}
+
+fn reserved_refusal(index: usize, region: &VmMemConfig) -> ConfigError {
+    ConfigError::invalid(
+        format!("kernel.memory_regions[{index}]"),
+        format!("MapReserved maps host-physical memory reserved beforehand at {}, which a Linux process cannot reach: this host refuses it; use map_type 0 (MapAlloc), or 1 (MapIdentical) to keep the intent", region.gpa),
+    )
+}
+
+/// Pass-through ranges, merged as `AxVM::new` merges them, that this host cannot map.
+fn pass_through_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
+    let Ok(ranges) = merge_pass_through(&config.pass_through_devices) else {
+        return Vec::new(); // Refused by validation already, with the field named.
+    };
+    let irqchip = has_in_kernel_irqchip();
+    ranges
+        .iter()
+        .filter_map(|range| {
+            let why = pass_through_plan(range.gpa, range.hpa, range.size, irqchip).err()?;
+            Some(ConfigError::invalid(
+                format!("devices.passthrough_devices ({})", range.names),
+                format!(
+                    "guest {}..{:#x}: {why}",
+                    range.gpa,
+                    range.gpa.as_u64() + range.size
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The firmware tables the boot protocols get, and the e820 map's reserved ranges.
+fn firmware_areas(config: &AxVMConfig) -> Vec<PlannedRange> {
+    let area = |what: &str, start: u64, end: u64| PlannedRange::new(what, None, start, end - start);
+    let mut areas = vec![area("ACPI tables, RSDP first", ACPI_START, ACPI_END)];
+    if config.cpu_num <= MAX_MP_CPUS {
+        areas.push(area(
+            "MP floating pointer and MP table",
+            MPTABLE_START,
+            MPTABLE_END,
+        ));
+    }
+    for entry in e820_map(config)
+        .iter()
+        .filter(|e| e.kind == E820Kind::Reserved)
+    {
+        let end = entry.addr + entry.size;
+        let why = if LEGACY_HOLE_START <= entry.addr && end <= HIGH_MEMORY_START {
+            "e820 reserved: the legacy hole (EBDA, VGA, option ROMs, BIOS)"
+        } else {
+            "e820 reserved (read-only memory)"
+        };
+        areas.push(area(why, entry.addr, end));
+    }
+    areas
+}
+
+/// Where each image goes: the BIOS, DTB and (direct starts, or an explicit address) the
+/// ramdisk at their load addresses, a boot protocol's ramdisk where `plan` placed it, and
+/// the kernel by its layout.
+fn planned_images(config: &AxVMConfig, images: &BootImages, plan: &VmPlan) -> Vec<PlannedRange> {
+    let load = &config.image_config;
+    let placed_by_axvm = plan.format.is_boot_protocol() && load.ramdisk_load_gpa.is_none();
+    let ramdisk_gpa = match plan.ramdisk {
+        Some(placed) if plan.format.is_boot_protocol() => Some(placed.gpa),
+        _ => load.ramdisk_load_gpa,
+    };
+    let ramdisk_what = if placed_by_axvm {
+        "ramdisk (placed by axvm)"
+    } else {
+        "ramdisk"
+    };
+    let extras = [
+        (
+            "BIOS image",
+            "kernel.bios_load_addr",
+            &images.bios,
+            load.bios_load_gpa,
+        ),
+        (
+            "device tree",
+            "kernel.dtb_load_addr",
+            &images.dtb,
+            load.dtb_load_gpa,
+        ),
+        (
+            ramdisk_what,
+            "kernel.ramdisk_load_addr",
+            &images.ramdisk,
+            ramdisk_gpa,
+        ),
+    ];
+    let mut planned: Vec<PlannedRange> = extras
+        .into_iter()
+        .filter_map(|(what, field, image, gpa)| {
+            let (image, gpa) = (image.as_ref()?, gpa?);
+            Some(PlannedRange::new(
+                what,
+                Some(field),
+                gpa.as_u64(),
+                image.len() as u64,
+            ))
+        })
+        .collect();
+    let protocol = protocol_for(&images.kernel);
+    let segments = match &plan.kernel {
+        Some(kernel) => Ok(kernel.image.segments.clone()),
+        None => protocol
+            .layout(&images.kernel, load.kernel_load_gpa)
+            .map(|image| image.segments),
+    };
+    if let Ok(segments) = segments {
+        let (format, count) = (plan.format, segments.len());
+        for (index, segment) in segments.iter().enumerate() {
+            let what = match (format, count) {
+                (ImageFormat::Raw, _) => "kernel image (raw)".to_string(),
+                (_, 1) => format!("kernel ({format:?})"),
+                _ => format!("kernel ({format:?}) segment {index}"),
+            };
+            planned.push(PlannedRange::new(
+                what,
+                Some("kernel.kernel_path"),
+                segment.paddr,
+                segment.memsz,
+            ));
+        }
+    }
+    planned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axvm::{AxVMHal, HostPhysAddr, MappingFlags};
+
+    fn config(map_type: VmMemMappingType) -> AxVMConfig {
+        let mut config = AxVMConfig::new("plan", 1);
+        config.memory_regions.push(VmMemConfig {
+            gpa: GuestPhysAddr::new(0),
+            size: 0x20_0000,
+            flags: MappingFlags::READ | MappingFlags::WRITE | MappingFlags::EXECUTE,
+            map_type,
+        });
+        config.image_config.kernel_load_gpa = GuestPhysAddr::new(0x8000);
+        config.cpu_config.bsp_entry = GuestPhysAddr::new(0x8000);
+        config.cpu_config.ap_entry = GuestPhysAddr::new(0x8000);
+        config
+    }
+
+    #[test]
+    fn a_raw_image_is_planned_at_its_load_address_with_the_config_entry() {
+        let images = BootImages {
+            kernel: vec![0xf4; 0x100],
+            ..BootImages::default()
+        };
+        let plan = VmPlan::for_config(&config(VmMemMappingType::MapAlloc), &images).unwrap();
+        assert_eq!(plan.format, ImageFormat::Raw);
+        assert_eq!(plan.bsp_entry, GuestPhysAddr::new(0x8000));
+        assert_eq!(plan.regions, [RegionFate::Allocated]);
+        assert_eq!(
+            plan.images,
+            [PlannedRange::new(
+                "kernel image (raw)",
+                Some("kernel.kernel_path"),
+                0x8000,
+                0x100
+            )]
+        );
+        assert!(plan.boot_data.is_empty(), "raw code gets no boot data");
+    }
+
+    #[test]
+    fn map_reserved_is_a_host_refusal_naming_the_region() {
+        let config = config(VmMemMappingType::MapReserved);
+        let plan = VmPlan::sketch(&config, &BootImages::default());
+        assert_eq!(plan.regions, [RegionFate::Refused]);
+        let refusals = plan.host_refusals(&config);
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].field(), Some("kernel.memory_regions[0]"));
+    }
+
+    /// The fates the plan gives are what `KvmHal` does: it cannot allocate at a chosen
+    /// host-physical address (MapIdentical falls back) nor reach reserved memory.
+    #[test]
+    fn region_fates_match_what_kvm_hal_can_do() {
+        let hal = match crate::kvm::KvmHal::new(0) {
+            Ok(hal) => hal,
+            Err(err) if std::env::var_os("AXVM_REQUIRE_KVM").is_none() => {
+                eprintln!("skipped: {err}");
+                return;
+            }
+            Err(err) => panic!("{err}"),
+        };
+        let at = HostPhysAddr::new(0x10_0000);
+        let identical_honoured = hal.alloc_memory_region_at(at, 0x1000);
+        assert_eq!(
+            identical_honoured,
+            RegionFate::of(VmMemMappingType::MapIdentical) != RegionFate::IdenticalFallback
+        );
+        let reserved_reachable = hal.phys_to_virt(at).is_some();
+        assert_eq!(
+            reserved_reachable,
+            RegionFate::of(VmMemMappingType::MapReserved) != RegionFate::Refused
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! The PC's guest-physical layout and interrupt wiring: every address, size and pin axvm
+//! relies on, each written once here with why it is where it is.
+//!
+//! ```text
+//! 0x0000_1000-0x0000_1020  GDT                                 (boot/page_tables.rs)
+//! 0x0000_2000-0x0000_8000  boot page tables: PML4, PDPT, 4 PDs (boot/page_tables.rs)
+//! 0x0000_9000-0x0009_f000  boot-protocol data: Multiboot info, PVH start_info, Linux zero
+//!                          page, command line, memory maps, module lists (BootInfoWriter)
+//! 0x0009_fc00-0x0010_0000  reserved, as on a PC: EBDA, VGA hole, option ROMs, BIOS
+//!   0x000e_0000-0x000f_0000  ACPI tables, RSDP first            (boot/acpi/)
+//!   0x000f_0000-0x000f_1000  MP floating pointer and table      (boot/mptable.rs)
+//! 0x0010_0000-             kernels and ramdisks (a bzImage's protected-mode kernel here)
+//!           -0xfebf_ffff   end of the PCI memory window the DSDT declares
+//! 0xfec0_0000-0xfec0_1000  IOAPIC registers                    (KVM's in-kernel IOAPIC)
+//! 0xfee0_0000-0xfee0_1000  local APIC registers, MSI window     (KVM's in-kernel LAPIC)
+//! 0xfffb_d000-0xfffc_0000  KVM's real-mode TSS (Intel hosts)
+//! ```
+//!
+//! Each boot protocol fills the boot data area from its start, in this order (the register
+//! names the block the kernel is given):
+//!
+//! - Multiboot: command line, boot loader name, module name, module list, memory map, then
+//!   the information structure (EBX); the GDT.
+//! - PVH: command line, module list, memory map, then `hvm_start_info` (EBX); the GDT.
+//! - Linux: command line, then the zero page (RSI) at the next 4 KiB boundary (0xa000 for
+//!   a command line under 4 KiB); the GDT and the page tables.
+//!
+//! Kernels and ramdisks may not overlap [`PROTOCOL_RESERVED`], so in practice they go at
+//! [`HIGH_MEMORY_START`] and above.
+//!
+//! # Interrupt wiring
+//!
+//! KVM's default GSI routing (`kvm_setup_default_irq_routing` in the kernel's
+//! `arch/x86/kvm/irq_comm.c`) connects GSI n, for n below 16, to pin n % 8 of the primary
+//! (n < 8) or secondary 8259 *and* to IOAPIC pin n, and GSIs 16-23 to IOAPIC pins 16-23
+//! only. So by default the in-kernel PIT's GSI 0 reaches IOAPIC pin 0. A PC wires the
+//! timer to IOAPIC pin [`TIMER_IOAPIC_PIN`] instead (pin 0 carries the 8259's ExtINT
+//! output), and the ACPI MADT's interrupt source override and the MP table say so; axvm
+//! therefore replaces KVM's routing with the PC's (`kvm/irq_routing.rs`), which differs
+//! from the default only in sending GSI 0 to pin 2 and leaving out the cascade, IRQ 2.
+
+/// The GDT: low memory no image uses (kernels load at 1 MiB), below the page tables. One
+/// GDT serves the 32-bit and the 64-bit starts.
+pub const GDT_START: u64 = 0x1000;
+/// Descriptors in the GDT: null, 64-bit code, flat data, 32-bit code.
+pub const GDT_ENTRIES: u64 = 4;
+/// One past the GDT.
+pub const GDT_END: u64 = GDT_START + GDT_ENTRIES * 8;
+/// The boot page tables' root (PML4), the page after the GDT's.
+pub const PML4_START: u64 = 0x2000;
+/// The page-directory-pointer table: one entry per GiB mapped.
+pub const PDPT_START: u64 = 0x3000;
+/// The first of the page directories, one 4 KiB page per GiB mapped.
+pub const PD_START: u64 = 0x4000;
+/// How many GiB the boot page tables identity-map with 2 MiB pages: the whole 32-bit space,
+/// RAM and the device window below 4 GiB alike, so a 64-bit kernel reaches both at entry.
+pub const IDENTITY_MAPPED_GIB: u64 = 4;
+/// The GDT and boot page tables together start here: what the 64-bit starts need as RAM.
+pub const BOOT_TABLES_START: u64 = GDT_START;
+/// One past the last page directory.
+pub const BOOT_TABLES_END: u64 = PD_START + IDENTITY_MAPPED_GIB * 0x1000;
+
+/// The boot-protocol data area: after the page tables, up to below the EBDA, in the
+/// conventional memory every PC kernel can address in any mode.
+pub const BOOT_INFO_START: u64 = 0x9000;
+/// One past the boot-protocol data area.
+pub const BOOT_INFO_END: u64 = 0x9_f000;
+/// Start of the reserved legacy area below 1 MiB (the EBDA onwards): PC kernels treat it
+/// as firmware's, so the e820 map reports it reserved.
+pub const LEGACY_HOLE_START: u64 = 0x9_fc00;
+/// 1 MiB: where the legacy area ends and "upper memory" starts.
+pub const HIGH_MEMORY_START: u64 = 0x10_0000;
+/// ACPI tables area: inside the BIOS area kernels scan for the RSDP (0xe0000-0xfffff), and
+/// inside the legacy hole, so the guest's memory map marks it reserved.
+pub const ACPI_START: u64 = 0xe_0000;
+/// One past the ACPI tables area.
+pub const ACPI_END: u64 = 0xf_0000;
+/// MP table area: inside the BIOS area kernels scan for the MP floating pointer
+/// (0xf0000-0xfffff).
+pub const MPTABLE_START: u64 = 0xf_0000;
+/// One past the MP table area.
+pub const MPTABLE_END: u64 = 0xf_1000;
+/// Where a bzImage's protected-mode kernel goes: 1 MiB, the header's default
+/// `code32_start`, where QEMU loads it too.
+pub const BZIMAGE_LOAD_ADDR: u64 = HIGH_MEMORY_START;
+
+/// Low memory the PC boot protocols (Multiboot, PVH, Linux) keep for themselves, with what
+/// it holds: kernel segments and ramdisks may not overlap it, because axvm writes the GDT,
+/// page tables and boot data there and the ACPI and MP tables go in the legacy area.
+pub const PROTOCOL_RESERVED: [(u64, u64, &str); 2] = [
+    (
+        BOOT_TABLES_START,
+        BOOT_INFO_END,
+        "the GDT, boot page tables and boot data",
+    ),
+    (
+        LEGACY_HOLE_START,
+        HIGH_MEMORY_START,
+        "the legacy area below 1 MiB (ACPI and MP tables)",
+    ),
+];
+
+/// Where the IOAPIC's registers are: the PC's address, where KVM's in-kernel IOAPIC sits.
+pub const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
+/// Where every local APIC's registers are: the architectural default, where KVM's
+/// in-kernel local APIC sits.
+pub const LOCAL_APIC_ADDRESS: u32 = 0xfee0_0000;
+/// The MSI address window: a write there is an interrupt message to the local APIC whose
+/// id is in bits 12-19. It is the local APIC's page by the architecture's design.
+pub const MSI_ADDRESS_BASE: u32 = LOCAL_APIC_ADDRESS;
+/// The size of each interrupt controller's register page (what a pass-through entry for it
+/// may span).
+pub const APIC_PAGE_SIZE: u64 = 0x1000;
+/// The last address of the PCI memory window the DSDT declares: right below the IOAPIC, as
+/// on a PC, so the window never covers the interrupt controllers.
+pub const PCI_MEMORY_WINDOW_END: u32 = IOAPIC_ADDRESS - 1;
+/// Where KVM puts the three pages of real-mode TSS it needs on Intel hosts: just below the
+/// 4 GiB boundary, below the firmware area, where no guest RAM is configured.
+pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
+
+/// The IOAPIC's pin count (KVM's in-kernel IOAPIC has 24, as a PC's does).
+pub const IOAPIC_PINS: u8 = 24;
+/// ISA IRQs: the 16 lines of the two 8259 PICs.
+pub const ISA_IRQS: u8 = 16;
+/// ISA IRQ 2 is where the secondary 8259 cascades into the primary one: no device has it,
+/// and it reaches no IOAPIC pin.
+pub const CASCADE_IRQ: u8 = 2;
+/// The PIT's ISA IRQ (KVM's in-kernel PIT raises GSI 0).
+pub const TIMER_IRQ: u8 = 0;
+/// The IOAPIC pin the timer's IRQ 0 arrives on, as on a PC (see the module documentation
+/// for why this differs from KVM's default routing); the MADT and the MP table declare it.
+pub const TIMER_IOAPIC_PIN: u8 = 2;
+/// COM1's ISA IRQ, as on every PC.
+pub const COM1_IRQ: u8 = 4;
+/// The ISA IRQ of the ACPI system control interrupt (as on QEMU's PC).
+pub const SCI_IRQ: u8 = 9;
