@@ -84,7 +84,7 @@ impl KvmVm {
         options: VmOptions,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
+        let hal = KvmHal::new(config.id)?;
         let diagnostics = options
             .diagnostics
             .any()
@@ -98,8 +98,7 @@ impl KvmVm {
             });
         let console = ConsoleThread::spawn(options.console, observer)
             .map_err(|err| Error::Console(err.to_string()))?;
-        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)
-            .map_err(Error::Kvm)?;
+        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
         let vm = AxVM::new(config, hal, devices)?;
         let plan = load_images(&vm, images)?;
         if let Some(diagnostics) = &diagnostics {
@@ -246,10 +245,10 @@ impl KvmVm {
                 }
                 Ok(other) => {
                     self.vm.shutdown();
-                    return VCpuEnd::Failed(AxVMError::VCpu {
-                        vcpu: vcpu_id,
-                        message: format!("stopped on an exit axvm cannot handle: {other:x?}"),
-                    });
+                    return VCpuEnd::Failed(AxVMError::vcpu(
+                        vcpu_id,
+                        format!("stopped on an exit axvm cannot handle: {other:x?}"),
+                    ));
                 }
                 Err(err) => return VCpuEnd::Failed(err),
             }

@@ -16,12 +16,24 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
     /// The vCPU type this host's backend provides.
     type VCpu: AxArchVCpu;
 
+    /// How this host's methods fail: the host's own error type (`axvm_kvm::KvmError` on
+    /// KVM, which carries the failed ioctl and its errno).
+    ///
+    /// An associated type rather than a core enum, because only the host knows what can go
+    /// wrong in it (an errno on Linux, a page-allocator failure on a type-1 host): host code
+    /// calling its own HAL gets its own type back and matches on it directly. When an error
+    /// reaches axvm, axvm boxes it into [`AxVMError::Host`](crate::AxVMError::Host) or
+    /// [`AxVMError::VCpu`](crate::AxVMError::VCpu) (only then, never on the exit path),
+    /// where [`AxVMError::host_cause`](crate::AxVMError::host_cause) gives it back. Its
+    /// message should read well after `host could not <operation>: <what>: `.
+    type Error: core::error::Error + Send + Sync + 'static;
+
     /// Whether this machine can run VMs at all (virtualization extensions, a usable
     /// hypervisor device). Explains nothing; hosts offer their own diagnostics.
     fn has_hardware_support(&self) -> bool;
 
     /// Allocates `size` bytes of zeroed host memory for guest RAM anywhere (MapAlloc).
-    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, String>;
+    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, Self::Error>;
 
     /// Allocates `size` bytes of zeroed host memory at host-physical `base` (MapIdentical).
     /// Returns `false` when the host cannot place memory there; axvm then falls back to
@@ -49,7 +61,7 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
         hva: HostVirtAddr,
         size: u64,
         flags: MappingFlags,
-    ) -> Result<(), String>;
+    ) -> Result<(), Self::Error>;
 
     /// Shows host-physical `hpa` (device registers, usually) to the guest at `gpa`. A host
     /// that cannot map host-physical memory refuses with the reason.
@@ -59,7 +71,7 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
         hpa: HostPhysAddr,
         size: u64,
         flags: MappingFlags,
-    ) -> Result<(), String>;
+    ) -> Result<(), Self::Error>;
 
     /// Creates the backend vCPU `vcpu_id`, optionally bound to the physical CPUs in the
     /// affinity mask `phys_cpu_set`.
@@ -67,7 +79,7 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
         &self,
         vcpu_id: usize,
         phys_cpu_set: Option<usize>,
-    ) -> Result<Self::VCpu, String>;
+    ) -> Result<Self::VCpu, Self::Error>;
 
     /// Makes vCPU `vcpu_id` leave guest mode soon, wherever it runs, so that its
     /// [`run_vcpu`](crate::AxVM::run_vcpu) loop notices a status change. Must not block.
@@ -75,7 +87,7 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
 
     /// Delivers interrupt `irq` to vCPU `vcpu_id` of VM `vm_id` from any thread or CPU,
     /// waking it if it waits for an interrupt.
-    fn inject_irq_to_vcpu(&self, vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), String>;
+    fn inject_irq_to_vcpu(&self, vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), Self::Error>;
 
     /// Nanoseconds of a monotonic clock.
     fn current_time_nanos(&self) -> u64;

@@ -233,8 +233,15 @@ fn a_backend_failure_names_the_vcpu_and_stops_the_vm() {
     let vm = booted_vm(config(2), &hal, no_devices());
 
     let err = vm.run_vcpu(1).unwrap_err();
-    assert!(matches!(&err, AxVMError::VCpu { vcpu: 1, message } if message == "VM entry failed"));
+    assert!(
+        matches!(&err, AxVMError::VCpu { vcpu: 1, message, .. } if message == "VM entry failed")
+    );
     assert_eq!(err.to_string(), "vCPU 1: VM entry failed");
+    // The backend's own error comes back whole, for a caller that matches on it.
+    let cause = err
+        .host_cause()
+        .and_then(|c| c.downcast_ref::<common::TestError>());
+    assert_eq!(cause, Some(&common::TestError("VM entry failed".into())));
     assert_eq!(vm.status(), VMStatus::Stopped);
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axvm::device::{AxVmDevices, BaseDeviceOps, UnclaimedAccessPolicy};
 use axvm::AxVMConfig;
 
+use crate::error::KvmError;
 use crate::kvm::KvmHal;
 
 pub use acpi_pm::{pm_timer_ticks, AcpiPm, PM_TIMER_HZ, POWER_OFF, SCI_EN, SLP_EN, TMR_STS};
@@ -48,7 +49,7 @@ pub fn platform_devices(
     console: SharedConsole,
     hal: &KvmHal,
     policy: UnclaimedAccessPolicy,
-) -> Result<AxVmDevices, String> {
+) -> Result<AxVmDevices, KvmError> {
     let com1: Arc<dyn BaseDeviceOps> = if hal.has_irqchip() {
         let line = IrqLine::new(hal.irq_line(COM1_IRQ)?);
         Arc::new(SerialConsole::with_interrupt(console.clone(), line))

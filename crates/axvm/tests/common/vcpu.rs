@@ -96,13 +96,14 @@ fn check_width(value: u64, width: axvm::AccessWidth) -> Result<(), String> {
 
 impl AxArchVCpu for TestVCpu {
     type SetupConfig = TestSetup;
+    type Error = super::TestError;
 
-    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), String> {
+    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), super::TestError> {
         self.0.state().entry = Some(entry);
         Ok(())
     }
 
-    fn setup(&mut self, config: TestSetup) -> Result<(), String> {
+    fn setup(&mut self, config: TestSetup) -> Result<(), super::TestError> {
         let mut state = self.0.state();
         state.rax = config.rax;
         state.rdx = config.rdx;
@@ -110,10 +111,10 @@ impl AxArchVCpu for TestVCpu {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<AxVCpuExitReason, String> {
+    fn run(&mut self) -> Result<AxVCpuExitReason, super::TestError> {
         let mut state = self.0.state();
         if let Some(read) = state.pending_read.take() {
-            return Err(format!("guest re-entered before {read:?} was answered"));
+            return Err(format!("guest re-entered before {read:?} was answered").into());
         }
         state.runs += 1;
         let exit = state
@@ -131,7 +132,7 @@ impl AxArchVCpu for TestVCpu {
         Ok(exit)
     }
 
-    fn set_read_result(&mut self, value: u64) -> Result<(), String> {
+    fn set_read_result(&mut self, value: u64) -> Result<(), super::TestError> {
         let mut state = self.0.state();
         let read = state.pending_read.take().ok_or("no read to answer")?;
         match read {
@@ -155,7 +156,7 @@ impl AxArchVCpu for TestVCpu {
         Ok(())
     }
 
-    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), String> {
+    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), super::TestError> {
         let mut state = self.0.state();
         match reg {
             0 => state.rax = value,
@@ -166,7 +167,7 @@ impl AxArchVCpu for TestVCpu {
         Ok(())
     }
 
-    fn inject_interrupt(&mut self, vector: u8) -> Result<(), String> {
+    fn inject_interrupt(&mut self, vector: u8) -> Result<(), super::TestError> {
         self.0.state().injected.push(vector);
         Ok(())
     }
