@@ -143,13 +143,6 @@ pub enum KvmError {
     #[error("no read is waiting for a value")]
     NoPendingRead,
 
-    /// KVM vCPUs take interrupts through the in-kernel local APIC only.
-    #[error("interrupt {vector:#x}: KVM vCPUs take interrupts through the in-kernel local APIC; use AxVM::inject_interrupt_to_vcpu")]
-    InjectThroughApic {
-        /// The vector asked for.
-        vector: u8,
-    },
-
     /// A general-purpose register number x86 does not have.
     #[error("there is no general-purpose register {reg}")]
     NoSuchRegister {

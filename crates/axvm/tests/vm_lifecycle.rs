@@ -251,7 +251,7 @@ fn interrupts_are_injected_through_the_host() {
     let vm = booted_vm(config(2), &hal, no_devices());
 
     vm.inject_interrupt_to_vcpu(&[1, 0], 0x30).unwrap();
-    assert_eq!(hal.state().irqs, [(7, 1, 0x30), (7, 0, 0x30)]);
+    assert_eq!(hal.state().irqs, [(1, 0x30), (0, 0x30)]);
     let err = vm.inject_interrupt_to_vcpu(&[2], 0x31).unwrap_err();
     assert!(
         matches!(err, AxVMError::NoSuchVCpu { vcpu: 2, count: 2 }),

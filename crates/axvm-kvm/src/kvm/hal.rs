@@ -203,12 +203,6 @@ impl AxVMHal for KvmHal {
 
     fn dealloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) {}
 
-    fn virt_to_phys(&self, vaddr: HostVirtAddr) -> HostPhysAddr {
-        // A hosted VMM never sees host-physical addresses; its "physical" memory is its
-        // virtual memory.
-        HostPhysAddr::new(vaddr.as_u64())
-    }
-
     fn phys_to_virt(&self, _paddr: HostPhysAddr) -> Option<HostVirtAddr> {
         None
     }
@@ -283,7 +277,7 @@ impl AxVMHal for KvmHal {
         self.kicks.kick(vcpu_id);
     }
 
-    fn inject_irq_to_vcpu(&self, _vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), KvmError> {
+    fn inject_irq_to_vcpu(&self, vcpu_id: usize, irq: u8) -> Result<(), KvmError> {
         if !self.irqchip {
             return Err(KvmError::NoIrqchip { gsi: None });
         }
@@ -312,21 +306,11 @@ impl AxVMHal for KvmHal {
             .saturating_add(now.tv_nsec as u64)
     }
 
-    fn current_vm_id(&self) -> Option<usize> {
-        CURRENT_VCPU.with(Cell::get).map(|(vm, _)| vm)
-    }
-
     fn current_vcpu_id(&self) -> Option<usize> {
         CURRENT_VCPU
             .with(Cell::get)
             .filter(|&(vm, _)| vm == self.vm_id)
             .map(|(_, vcpu)| vcpu)
-    }
-
-    fn current_pcpu_id(&self) -> usize {
-        // SAFETY: sched_getcpu has no preconditions.
-        let cpu = unsafe { libc::sched_getcpu() };
-        usize::try_from(cpu).unwrap_or(0)
     }
 
     fn disassemble(

@@ -465,8 +465,4 @@ impl AxArchVCpu for KvmVCpu {
             bitness,
         })
     }
-
-    fn inject_interrupt(&mut self, vector: u8) -> Result<(), KvmError> {
-        Err(KvmError::InjectThroughApic { vector })
-    }
 }

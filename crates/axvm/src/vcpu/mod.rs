@@ -50,9 +50,6 @@ pub trait AxArchVCpu: Send {
     /// Sets general-purpose register `reg` (architecture numbering; 0 is RAX on x86).
     fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), Self::Error>;
 
-    /// Queues interrupt `vector` for delivery the next time the guest can take it.
-    fn inject_interrupt(&mut self, vector: u8) -> Result<(), Self::Error>;
-
     /// Where the vCPU is executing, for messages; `None` when the backend cannot tell.
     /// Called on rare paths only (a first unclaimed access while debug logging is on, a
     /// diagnosis).

@@ -263,7 +263,7 @@ impl<H: AxVMHal> AxVM<H> {
         for &vcpu_id in targets {
             self.check_vcpu_id(vcpu_id)?;
             self.hal
-                .inject_irq_to_vcpu(self.id(), vcpu_id, vector)
+                .inject_irq_to_vcpu(vcpu_id, vector)
                 .map_err(|cause| AxVMError::VCpu {
                     vcpu: vcpu_id,
                     message: alloc::format!("cannot inject interrupt {vector:#x}: {cause}"),

@@ -78,7 +78,8 @@ pub struct HalState {
     pub maps: Vec<MapCall>,
     pub passthrough_maps: Vec<MapCall>,
     pub kicks: Vec<usize>,
-    pub irqs: Vec<(usize, usize, u8)>,
+    /// (vCPU, vector) of each injected interrupt.
+    pub irqs: Vec<(usize, u8)>,
     pub created_vcpus: Vec<(usize, Option<usize>)>,
     /// Live host allocations: hva → layout.
     live: HashMap<u64, Layout>,
@@ -225,10 +226,6 @@ impl AxVMHal for TestHal {
         }
     }
 
-    fn virt_to_phys(&self, vaddr: HostVirtAddr) -> HostPhysAddr {
-        HostPhysAddr::new(vaddr.as_u64())
-    }
-
     fn phys_to_virt(&self, paddr: HostPhysAddr) -> Option<HostVirtAddr> {
         let state = self.state();
         let identical = state.identical.get(&paddr.as_u64()).copied();
@@ -296,24 +293,12 @@ impl AxVMHal for TestHal {
         self.state().kicks.push(vcpu_id);
     }
 
-    fn inject_irq_to_vcpu(&self, vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), TestError> {
-        self.state().irqs.push((vm_id, vcpu_id, irq));
+    fn inject_irq_to_vcpu(&self, vcpu_id: usize, irq: u8) -> Result<(), TestError> {
+        self.state().irqs.push((vcpu_id, irq));
         Ok(())
     }
 
     fn current_time_nanos(&self) -> u64 {
-        0
-    }
-
-    fn current_vm_id(&self) -> Option<usize> {
-        None
-    }
-
-    fn current_vcpu_id(&self) -> Option<usize> {
-        None
-    }
-
-    fn current_pcpu_id(&self) -> usize {
         0
     }
 }

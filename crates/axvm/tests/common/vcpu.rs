@@ -27,7 +27,6 @@ pub struct VCpuState {
     pub entry: Option<GuestPhysAddr>,
     pub setups: Vec<TestSetup>,
     pub gprs_set: Vec<(usize, u64)>,
-    pub injected: Vec<u8>,
 }
 
 impl Default for VCpuState {
@@ -44,7 +43,6 @@ impl Default for VCpuState {
             entry: None,
             setups: Vec::new(),
             gprs_set: Vec::new(),
-            injected: Vec::new(),
         }
     }
 }
@@ -164,11 +162,6 @@ impl AxArchVCpu for TestVCpu {
             _ => {}
         }
         state.gprs_set.push((reg, value));
-        Ok(())
-    }
-
-    fn inject_interrupt(&mut self, vector: u8) -> Result<(), super::TestError> {
-        self.0.state().injected.push(vector);
         Ok(())
     }
 }
