@@ -33,7 +33,7 @@ mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
 pub use diagnostics::DiagnosticsOptions;
-pub use error::Error;
+pub use error::{Error, KvmError};
 pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
 };

@@ -101,7 +101,7 @@ impl KvmVm {
     ) -> Result<Self, Error> {
         config.cpu_config.bsp_entry = plan.bsp_entry;
         config.cpu_config.ap_entry = plan.ap_entry;
-        let hal = KvmHal::new(config.id).map_err(Error::Kvm)?;
+        let hal = KvmHal::new(config.id)?;
         let diagnostics = options
             .diagnostics
             .any()
@@ -115,8 +115,7 @@ impl KvmVm {
             });
         let console = ConsoleThread::spawn(options.console, observer)
             .map_err(|err| Error::Console(err.to_string()))?;
-        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)
-            .map_err(Error::Kvm)?;
+        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
         let vm = AxVM::new(config, hal, devices)?;
         let plan = load_planned(&vm, images, plan)?;
         if let Some(diagnostics) = &diagnostics {
@@ -263,10 +262,10 @@ impl KvmVm {
                 }
                 Ok(other) => {
                     self.vm.shutdown();
-                    return VCpuEnd::Failed(AxVMError::VCpu {
-                        vcpu: vcpu_id,
-                        message: format!("stopped on an exit axvm cannot handle: {other:x?}"),
-                    });
+                    return VCpuEnd::Failed(AxVMError::vcpu(
+                        vcpu_id,
+                        format!("stopped on an exit axvm cannot handle: {other:x?}"),
+                    ));
                 }
                 Err(err) => return VCpuEnd::Failed(err),
             }

@@ -43,7 +43,7 @@ pub use config::{
     AxVCpuConfig, AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags,
     PassThroughDeviceConfig, VMImageConfig, VMInterruptMode, VmMemConfig, VmMemMappingType,
 };
-pub use error::{AxVMError, AxVMResult, GuestMemoryError};
+pub use error::{AxVMError, AxVMResult, GuestMemoryError, HostCause};
 pub use hal::AxVMHal;
 pub use vcpu::{AxArchVCpu, AxVCpuExitReason};
 pub use vm::{AxVM, ExitDisposition, ExitEvent, ExitObserver, InstructionPointer, VMStatus};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use axvm::device::{DeviceRange, DeviceSpace, UnclaimedAccessPolicy, WriteOutcome};
+use axvm::device::{DeviceOffset, DeviceRange, DeviceSpace, UnclaimedAccessPolicy, WriteOutcome};
 use axvm::vcpu::LoadExtension;
 use axvm::{AccessWidth, AxVCpuExitReason as Exit, EmulatedDeviceType, VMStatus};
 use common::configs::{booted_vm, config, device_set, emu, gpa};
@@ -51,14 +51,14 @@ fn port_accesses_reach_the_device_that_claims_the_port() {
     assert_eq!(
         log_of(&status_log),
         [Access::Read {
-            addr: 0x64,
+            at: DeviceOffset::first(0),
             width: Byte
         }]
     );
     assert_eq!(
         log_of(&data_log),
         [Access::Write {
-            addr: 0x60,
+            at: DeviceOffset::first(0),
             width: Byte,
             value: 0xf4
         }]
@@ -67,17 +67,58 @@ fn port_accesses_reach_the_device_that_claims_the_port() {
         log_of(&uart_log),
         [
             Access::Read {
-                addr: 0x3fd,
+                at: DeviceOffset::first(5),
                 width: Byte
             },
             Access::Write {
-                addr: 0x3f8,
+                at: DeviceOffset::first(0),
                 width: Byte,
                 value: 0x41
             }
         ]
     );
     assert_eq!(vcpu.state().read_results, [0x22, 0x33]);
+}
+
+#[test]
+fn a_device_with_several_ranges_is_told_which_range_and_the_offset_in_it() {
+    // Like a keyboard controller at 0x60 and 0x64 with a second block of MSRs: the manager
+    // names the range by its place in the device's list, whatever order the bases sort in.
+    let (log, device) = Recorder::new("two-blocks", DeviceRange::port(0x64, 1))
+        .also(DeviceRange::port(0x60, 2))
+        .also(DeviceRange::sysreg(0x4000_0010, 4))
+        .build();
+    let hal = TestHal::new();
+    hal.vcpu(0).script([
+        io_read(0x64, Byte),
+        io_write(0x61, Byte, 0x5a),
+        Exit::SysRegRead { addr: 0x4000_0013 },
+    ]);
+    let vm = booted_vm(
+        config(1),
+        &hal,
+        device_set(UnclaimedAccessPolicy::Error, vec![device]),
+    );
+
+    assert_eq!(vm.run_vcpu(0).unwrap(), Exit::Halt);
+    assert_eq!(
+        log_of(&log),
+        [
+            Access::Read {
+                at: DeviceOffset::new(0, 0),
+                width: Byte
+            },
+            Access::Write {
+                at: DeviceOffset::new(1, 1),
+                width: Byte,
+                value: 0x5a
+            },
+            Access::Read {
+                at: DeviceOffset::new(2, 3),
+                width: Qword
+            },
+        ]
+    );
 }
 
 #[test]
@@ -129,17 +170,17 @@ fn port_writes_are_cut_to_the_access_width() {
         log_of(&log),
         [
             Access::Write {
-                addr: 0x80,
+                at: DeviceOffset::first(0),
                 width: Byte,
                 value: 0x34
             },
             Access::Write {
-                addr: 0x81,
+                at: DeviceOffset::first(1),
                 width: Word,
                 value: 0xbeef
             },
             Access::Write {
-                addr: 0x80,
+                at: DeviceOffset::first(0),
                 width: Dword,
                 value: 0x2345_6789
             },
@@ -180,7 +221,9 @@ fn mmio_reaches_the_scratch_registers_of_an_emu_devices_entry() {
         .expect("claimed");
     assert_eq!(scratch.name(), "scratch");
     assert_eq!(
-        scratch.handle_read(BASE + 0x10, Qword).unwrap(),
+        scratch
+            .handle_read(DeviceOffset::first(0x10), Qword)
+            .unwrap(),
         0x8765_4321
     );
 
@@ -241,11 +284,11 @@ fn msr_reads_land_in_edx_eax_and_writes_reach_the_sysreg_device() {
         log_of(&log),
         [
             Access::Read {
-                addr: 0x4000_0001,
+                at: DeviceOffset::first(1),
                 width: Qword
             },
             Access::Write {
-                addr: 0x4000_0002,
+                at: DeviceOffset::first(2),
                 width: Qword,
                 value: 0xaaaa_bbbb_cccc_dddd
             },

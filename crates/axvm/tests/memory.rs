@@ -262,6 +262,13 @@ fn a_failing_map_gives_back_the_regions_already_obtained() {
         err.to_string().contains("kernel.memory_regions[2]"),
         "{err}"
     );
+    let cause = err
+        .host_cause()
+        .and_then(|c| c.downcast_ref::<common::TestError>());
+    assert_eq!(
+        cause,
+        Some(&common::TestError("no more memory slots".into()))
+    );
     let state = hal.state();
     assert_eq!(state.alloc_calls.len(), 3, "region 3 was never asked for");
     assert_eq!(

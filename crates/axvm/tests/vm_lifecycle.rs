@@ -233,8 +233,15 @@ fn a_backend_failure_names_the_vcpu_and_stops_the_vm() {
     let vm = booted_vm(config(2), &hal, no_devices());
 
     let err = vm.run_vcpu(1).unwrap_err();
-    assert!(matches!(&err, AxVMError::VCpu { vcpu: 1, message } if message == "VM entry failed"));
+    assert!(
+        matches!(&err, AxVMError::VCpu { vcpu: 1, message, .. } if message == "VM entry failed")
+    );
     assert_eq!(err.to_string(), "vCPU 1: VM entry failed");
+    // The backend's own error comes back whole, for a caller that matches on it.
+    let cause = err
+        .host_cause()
+        .and_then(|c| c.downcast_ref::<common::TestError>());
+    assert_eq!(cause, Some(&common::TestError("VM entry failed".into())));
     assert_eq!(vm.status(), VMStatus::Stopped);
 }
 
@@ -244,7 +251,7 @@ fn interrupts_are_injected_through_the_host() {
     let vm = booted_vm(config(2), &hal, no_devices());
 
     vm.inject_interrupt_to_vcpu(&[1, 0], 0x30).unwrap();
-    assert_eq!(hal.state().irqs, [(7, 1, 0x30), (7, 0, 0x30)]);
+    assert_eq!(hal.state().irqs, [(1, 0x30), (0, 0x30)]);
     let err = vm.inject_interrupt_to_vcpu(&[2], 0x31).unwrap_err();
     assert!(
         matches!(err, AxVMError::NoSuchVCpu { vcpu: 2, count: 2 }),

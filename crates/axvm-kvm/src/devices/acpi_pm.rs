@@ -28,7 +28,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 use crate::boot::acpi::{
@@ -79,10 +79,27 @@ const REGISTERS: [Register; 4] = [
     Register::Timer,
 ];
 
-/// The register holding the byte at `port`, and that byte's bit shift in it.
-fn register_at(port: u64) -> Option<(Register, u32)> {
+/// Each range's first port (in [`AcpiPm::address_ranges`] order), as a distance from
+/// PM1a_EVT_BLK. The blocks keep their chipset spacing, so an access that runs off the end
+/// of one block into the next reaches the next block's register, as on the chipset.
+const BLOCK_STARTS: [u16; 3] = [
+    0,
+    PM1A_CONTROL_PORT - PM1A_EVENT_PORT,
+    PM_TIMER_PORT - PM1A_EVENT_PORT,
+];
+
+/// How far past PM1a_EVT_BLK the byte `i` of an access at `at` lies.
+fn position(at: DeviceOffset, i: u64) -> u64 {
+    let start = BLOCK_STARTS.get(at.range).copied().unwrap_or(0);
+    u64::from(start) + at.offset + i
+}
+
+/// The register holding the byte `position` ports past PM1a_EVT_BLK, and that byte's bit
+/// shift in it.
+fn register_at(position: u64) -> Option<(Register, u32)> {
     let in_block = |base: u16, len: u8| {
-        port.checked_sub(base.into())
+        position
+            .checked_sub(u64::from(base - PM1A_EVENT_PORT))
             .filter(|&offset| offset < u64::from(len))
     };
     if let Some(offset) = in_block(PM1A_EVENT_PORT, PM1_EVENT_LEN) {
@@ -213,11 +230,11 @@ impl BaseDeviceOps for AcpiPm {
         ]
     }
 
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
         let ticks = self.ticks();
         let state = self.state();
         let value = (0..width.size() as u64).rev().fold(0u64, |value, i| {
-            let byte = register_at(addr + i).map_or(0xff, |(register, shift)| {
+            let byte = register_at(position(at, i)).map_or(0xff, |(register, shift)| {
                 (self.read_register(&state, register, ticks) >> shift) as u8
             });
             value << 8 | u64::from(byte)
@@ -227,14 +244,14 @@ impl BaseDeviceOps for AcpiPm {
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
         // The (mask, bits) each register receives from this access.
         let mut writes = [(0u32, 0u32); REGISTERS.len()];
         for i in 0..width.size() as u64 {
-            if let Some((register, shift)) = register_at(addr + i) {
+            if let Some((register, shift)) = register_at(position(at, i)) {
                 let byte = (value >> (8 * i)) as u8;
                 let write = &mut writes[register as usize];
                 *write = (write.0 | 0xff << shift, write.1 | u32::from(byte) << shift);
@@ -259,6 +276,7 @@ impl BaseDeviceOps for AcpiPm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::tests::PortAccess;
 
     const STATUS: u64 = PM1A_EVENT_PORT as u64;
     const ENABLE: u64 = STATUS + 2;
@@ -266,11 +284,11 @@ mod tests {
     const TIMER: u64 = PM_TIMER_PORT as u64;
 
     fn read(pm: &AcpiPm, port: u64, width: AccessWidth) -> u64 {
-        pm.handle_read(port, width).unwrap()
+        pm.read_port(port, width).unwrap()
     }
 
     fn write(pm: &AcpiPm, port: u64, width: AccessWidth, value: u64) -> WriteOutcome {
-        pm.handle_write(port, width, value).unwrap()
+        pm.write_port(port, width, value).unwrap()
     }
 
     #[test]

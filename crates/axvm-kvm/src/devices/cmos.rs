@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType};
 
 use crate::boot::e820::{e820_map, lower_and_upper_memory_kib, E820Kind};
@@ -140,6 +140,10 @@ impl Cmos {
     }
 }
 
+/// The index and data ports' offsets in the device's one range.
+const INDEX_OFFSET: u64 = 0;
+const DATA_OFFSET: u64 = (CMOS_DATA_PORT - CMOS_INDEX_PORT) as u64;
+
 fn host_unix_time() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,14 +164,12 @@ impl BaseDeviceOps for Cmos {
     }
 
     /// Byte by byte: a 16-bit access at 0x70 is the index port then the data port.
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
         let state = self.state();
         let mut value = 0u64;
         for i in 0..width.size() {
-            let byte = match addr + i as u64 {
-                port if port == u64::from(CMOS_DATA_PORT) => {
-                    self.read_register(&state, state.index)
-                }
+            let byte = match at.offset + i as u64 {
+                DATA_OFFSET => self.read_register(&state, state.index),
                 // The index port is write-only.
                 _ => 0xff,
             };
@@ -178,16 +180,16 @@ impl BaseDeviceOps for Cmos {
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
         let mut state = self.state();
         for i in 0..width.size() {
             let byte = (value >> (8 * i)) as u8;
-            match addr + i as u64 {
-                port if port == u64::from(CMOS_INDEX_PORT) => state.index = byte & !NMI_DISABLE,
-                port if port == u64::from(CMOS_DATA_PORT) => match state.index {
+            match at.offset + i as u64 {
+                INDEX_OFFSET => state.index = byte & !NMI_DISABLE,
+                DATA_OFFSET => match state.index {
                     // Clock registers follow the host; status C and D are read-only.
                     0x00 | 0x02 | 0x04 | 0x06..=0x09 | CENTURY | STATUS_C | STATUS_D => {}
                     STATUS_A => state.ram[usize::from(STATUS_A)] = byte & !UIP,
@@ -204,20 +206,21 @@ impl BaseDeviceOps for Cmos {
 mod tests {
     use super::*;
     use crate::devices::tests::config;
+    use crate::devices::tests::PortAccess;
 
     const INDEX: u64 = CMOS_INDEX_PORT as u64;
     const DATA: u64 = CMOS_DATA_PORT as u64;
 
     fn read(cmos: &Cmos, index: u8) -> u8 {
-        cmos.handle_write(INDEX, AccessWidth::Byte, index.into())
+        cmos.write_port(INDEX, AccessWidth::Byte, index.into())
             .unwrap();
-        cmos.handle_read(DATA, AccessWidth::Byte).unwrap() as u8
+        cmos.read_port(DATA, AccessWidth::Byte).unwrap() as u8
     }
 
     fn write(cmos: &Cmos, index: u8, value: u8) {
-        cmos.handle_write(INDEX, AccessWidth::Byte, index.into())
+        cmos.write_port(INDEX, AccessWidth::Byte, index.into())
             .unwrap();
-        cmos.handle_write(DATA, AccessWidth::Byte, value.into())
+        cmos.write_port(DATA, AccessWidth::Byte, value.into())
             .unwrap();
     }
 
@@ -265,8 +268,8 @@ mod tests {
         write(&cmos, STATUS_D, 0);
         assert_eq!(read(&cmos, STATUS_D), 0x80);
         // A 16-bit OUT to 0x70 writes the index, then the data port.
-        cmos.handle_write(INDEX, AccessWidth::Word, 0x3c41).unwrap();
+        cmos.write_port(INDEX, AccessWidth::Word, 0x3c41).unwrap();
         assert_eq!(read(&cmos, 0x41), 0x3c);
-        assert_eq!(cmos.handle_read(INDEX, AccessWidth::Byte).unwrap(), 0xff);
+        assert_eq!(cmos.read_port(INDEX, AccessWidth::Byte).unwrap(), 0xff);
     }
 }

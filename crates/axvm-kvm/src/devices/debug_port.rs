@@ -2,7 +2,7 @@
 //! possible console, one `OUT` per character with no UART to program, which early boot code
 //! and firmware built for QEMU print to. Its bytes go to the same console as COM1.
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 use super::SharedConsole;
@@ -39,13 +39,13 @@ impl BaseDeviceOps for DebugPort {
         vec![DeviceRange::port(DEBUG_PORT, 1)]
     }
 
-    fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, _at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
         Ok(u64::from(DEBUG_PORT_READBACK))
     }
 
     fn handle_write(
         &self,
-        _addr: u64,
+        _at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
@@ -64,6 +64,7 @@ impl BaseDeviceOps for DebugPort {
 mod tests {
     use super::*;
     use crate::devices::console::tests::captured_console;
+    use crate::devices::tests::PortAccess;
     use crate::devices::SerialConsole;
 
     const PORT: u64 = DEBUG_PORT as u64;
@@ -72,7 +73,7 @@ mod tests {
     fn reads_return_0xe9() {
         let (thread, _) = captured_console();
         let port = DebugPort::new(thread.console());
-        assert_eq!(port.handle_read(PORT, AccessWidth::Byte).unwrap(), 0xe9);
+        assert_eq!(port.read_port(PORT, AccessWidth::Byte).unwrap(), 0xe9);
     }
 
     #[test]
@@ -81,12 +82,12 @@ mod tests {
         let console = thread.console();
         let port = DebugPort::new(console.clone());
         let com1 = SerialConsole::new(console);
-        port.handle_write(PORT, AccessWidth::Byte, u64::from(b'a'))
+        port.write_port(PORT, AccessWidth::Byte, u64::from(b'a'))
             .unwrap();
-        com1.handle_write(0x3f8, AccessWidth::Byte, u64::from(b'b'))
+        com1.write_port(0x3f8, AccessWidth::Byte, u64::from(b'b'))
             .unwrap();
         // A 16-bit OUT prints its low byte only.
-        port.handle_write(PORT, AccessWidth::Word, 0x4363).unwrap();
+        port.write_port(PORT, AccessWidth::Word, 0x4363).unwrap();
         thread.drain();
         assert_eq!(captured.bytes(), b"abc");
     }

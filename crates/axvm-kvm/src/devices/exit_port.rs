@@ -1,7 +1,7 @@
 //! The exit device (port 0xf4, like QEMU's `isa-debug-exit`): a guest writes a status byte
 //! and the VM ends with that status. Test guests use it to report pass or fail.
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 /// The exit device's port.
@@ -25,13 +25,13 @@ impl BaseDeviceOps for ExitPort {
         vec![DeviceRange::port(EXIT_PORT, 4)]
     }
 
-    fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, _at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
         Ok(0)
     }
 
     fn handle_write(
         &self,
-        _addr: u64,
+        _at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType, MappingFlags};
 
 use crate::boot::e820::{e820_map, E820Entry};
@@ -148,6 +148,10 @@ fn e820_file(map: &[E820Entry]) -> Vec<u8> {
     bytes
 }
 
+/// The selector and data ports' offsets in the device's one range.
+const SELECTOR_OFFSET: u64 = 0;
+const DATA_OFFSET: u64 = (FW_CFG_DATA_PORT - FW_CFG_SELECTOR_PORT) as u64;
+
 impl BaseDeviceOps for FwCfg {
     fn name(&self) -> &str {
         "fw_cfg"
@@ -161,8 +165,8 @@ impl BaseDeviceOps for FwCfg {
         vec![DeviceRange::port(FW_CFG_SELECTOR_PORT, 2)]
     }
 
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
-        if addr != u64::from(FW_CFG_DATA_PORT) {
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
+        if at.offset != DATA_OFFSET {
             // The selector is write-only.
             return Ok(0);
         }
@@ -188,12 +192,12 @@ impl BaseDeviceOps for FwCfg {
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
         // Data-port writes are ignored: no item is writable.
-        if addr == u64::from(FW_CFG_SELECTOR_PORT) {
+        if at.offset == SELECTOR_OFFSET {
             let selector = value as u16 & !WRITE_CHANNEL;
             if !self.items.contains_key(&selector) {
                 log::debug!("fw_cfg: guest selected absent item {selector:#x}");
@@ -211,16 +215,17 @@ impl BaseDeviceOps for FwCfg {
 mod tests {
     use super::*;
     use crate::devices::tests::config;
+    use crate::devices::tests::PortAccess;
 
     const SELECTOR: u64 = FW_CFG_SELECTOR_PORT as u64;
     const DATA: u64 = FW_CFG_DATA_PORT as u64;
 
     fn read_item(fw_cfg: &FwCfg, selector: u16, len: usize) -> Vec<u8> {
         fw_cfg
-            .handle_write(SELECTOR, AccessWidth::Word, selector.into())
+            .write_port(SELECTOR, AccessWidth::Word, selector.into())
             .unwrap();
         (0..len)
-            .map(|_| fw_cfg.handle_read(DATA, AccessWidth::Byte).unwrap() as u8)
+            .map(|_| fw_cfg.read_port(DATA, AccessWidth::Byte).unwrap() as u8)
             .collect()
     }
 
@@ -255,22 +260,22 @@ mod tests {
     fn selecting_rewinds_and_data_writes_are_ignored() {
         let fw_cfg = FwCfg::default();
         assert_eq!(read_item(&fw_cfg, FW_CFG_SIGNATURE, 2), b"QE");
-        fw_cfg.handle_write(DATA, AccessWidth::Byte, 0x55).unwrap();
+        fw_cfg.write_port(DATA, AccessWidth::Byte, 0x55).unwrap();
         assert_eq!(
-            fw_cfg.handle_read(DATA, AccessWidth::Byte).unwrap(),
+            fw_cfg.read_port(DATA, AccessWidth::Byte).unwrap(),
             u64::from(b'M')
         );
         assert_eq!(read_item(&fw_cfg, FW_CFG_SIGNATURE, 1), b"Q");
         // The write-channel bit selects the same item; the selector port reads 0.
         assert_eq!(read_item(&fw_cfg, WRITE_CHANNEL, 1), b"Q");
-        assert_eq!(fw_cfg.handle_read(SELECTOR, AccessWidth::Word).unwrap(), 0);
+        assert_eq!(fw_cfg.read_port(SELECTOR, AccessWidth::Word).unwrap(), 0);
     }
 
     #[test]
     fn wide_data_reads_keep_the_byte_order() {
         let fw_cfg = FwCfg::default();
-        fw_cfg.handle_write(SELECTOR, AccessWidth::Word, 0).unwrap();
-        let dword = fw_cfg.handle_read(DATA, AccessWidth::Dword).unwrap() as u32;
+        fw_cfg.write_port(SELECTOR, AccessWidth::Word, 0).unwrap();
+        let dword = fw_cfg.read_port(DATA, AccessWidth::Dword).unwrap() as u32;
         assert_eq!(&dword.to_le_bytes(), b"QEMU");
     }
 

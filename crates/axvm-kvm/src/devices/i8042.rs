@@ -13,7 +13,7 @@ mod controller;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 use controller::{Controller, Effect};
@@ -22,6 +22,9 @@ use controller::{Controller, Effect};
 pub const I8042_DATA_PORT: u16 = 0x60;
 /// The command port: the status register (read) and controller commands (write).
 pub const I8042_COMMAND_PORT: u16 = 0x64;
+
+/// The command port's range, second in [`I8042::address_ranges`] (the data port is first).
+const COMMAND_RANGE: usize = 1;
 
 /// The keyboard controller; a reset request stops the VM with exit status 0.
 #[derive(Default)]
@@ -53,9 +56,9 @@ impl BaseDeviceOps for I8042 {
         ]
     }
 
-    fn handle_read(&self, addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
         let mut controller = self.controller();
-        let value = if addr == u64::from(I8042_COMMAND_PORT) {
+        let value = if at.range == COMMAND_RANGE {
             controller.status()
         } else {
             controller.read_data()
@@ -65,12 +68,12 @@ impl BaseDeviceOps for I8042 {
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
         let mut controller = self.controller();
-        let effect = if addr == u64::from(I8042_COMMAND_PORT) {
+        let effect = if at.range == COMMAND_RANGE {
             controller.write_command(value as u8)
         } else {
             controller.write_data(value as u8)
@@ -88,19 +91,20 @@ impl BaseDeviceOps for I8042 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::tests::PortAccess;
 
     const DATA: u64 = I8042_DATA_PORT as u64;
     const COMMAND: u64 = I8042_COMMAND_PORT as u64;
 
     fn write(i8042: &I8042, port: u64, value: u8) -> WriteOutcome {
         i8042
-            .handle_write(port, AccessWidth::Byte, value.into())
+            .write_port(port, AccessWidth::Byte, value.into())
             .expect("the i8042 accepts every write")
     }
 
     fn read(i8042: &I8042, port: u64) -> u8 {
         i8042
-            .handle_read(port, AccessWidth::Byte)
+            .read_port(port, AccessWidth::Byte)
             .expect("the i8042 answers every read") as u8
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 /// Reads as [`AXVM_SIGNATURE`]: "AXVM" in the low half, the interface version in the high.
@@ -13,6 +13,10 @@ pub const IDENT_MSR: u32 = 0x4158_564d;
 pub const SCRATCH_MSR: u32 = 0x4158_564e;
 /// The value of [`IDENT_MSR`].
 pub const AXVM_SIGNATURE: u64 = 0x0000_0001_4158_564d;
+
+/// Where each MSR lies in the device's one range, which starts at [`IDENT_MSR`].
+const IDENT_OFFSET: u64 = 0;
+const SCRATCH_OFFSET: u64 = (SCRATCH_MSR - IDENT_MSR) as u64;
 
 /// The identification and scratch MSRs.
 #[derive(Default)]
@@ -33,8 +37,8 @@ impl BaseDeviceOps for IdentMsrs {
         vec![DeviceRange::sysreg(IDENT_MSR, 2)]
     }
 
-    fn handle_read(&self, addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
-        Ok(if addr == u64::from(IDENT_MSR) {
+    fn handle_read(&self, at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
+        Ok(if at.offset == IDENT_OFFSET {
             AXVM_SIGNATURE
         } else {
             self.scratch.load(Ordering::Relaxed)
@@ -43,11 +47,11 @@ impl BaseDeviceOps for IdentMsrs {
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
-        if addr == u64::from(SCRATCH_MSR) {
+        if at.offset == SCRATCH_OFFSET {
             self.scratch.store(value, Ordering::Relaxed);
         }
         Ok(WriteOutcome::Done)

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axvm::device::{AxVmDevices, BaseDeviceOps, UnclaimedAccessPolicy};
 use axvm::AxVMConfig;
 
+use crate::error::KvmError;
 use crate::kvm::KvmHal;
 
 pub use acpi_pm::{pm_timer_ticks, AcpiPm, PM_TIMER_HZ, POWER_OFF, SCI_EN, SLP_EN, TMR_STS};
@@ -48,7 +49,7 @@ pub fn platform_devices(
     console: SharedConsole,
     hal: &KvmHal,
     policy: UnclaimedAccessPolicy,
-) -> Result<AxVmDevices, String> {
+) -> Result<AxVmDevices, KvmError> {
     let com1: Arc<dyn BaseDeviceOps> = if hal.has_irqchip() {
         let line = IrqLine::new(hal.irq_line(COM1_IRQ)?);
         Arc::new(SerialConsole::with_interrupt(console.clone(), line))
@@ -87,10 +88,49 @@ fn platform(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use axvm::device::DeviceSpace;
-    use axvm::{GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
+    use axvm::device::{DeviceError, DeviceOffset, DeviceSpace, WriteOutcome};
+    use axvm::{AccessWidth, GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
 
     use super::*;
+
+    /// Device tests speak in ports: each access goes to the range and offset the device
+    /// manager would compute from the device's own `address_ranges`.
+    pub(crate) trait PortAccess {
+        /// Reads `port` as the guest's `IN` would reach the device.
+        fn read_port(&self, port: u64, width: AccessWidth) -> Result<u64, DeviceError>;
+        /// Writes `port` as the guest's `OUT` would reach the device.
+        fn write_port(
+            &self,
+            port: u64,
+            width: AccessWidth,
+            value: u64,
+        ) -> Result<WriteOutcome, DeviceError>;
+    }
+
+    impl<D: BaseDeviceOps + ?Sized> PortAccess for D {
+        fn read_port(&self, port: u64, width: AccessWidth) -> Result<u64, DeviceError> {
+            self.handle_read(offset_of(self, port), width)
+        }
+
+        fn write_port(
+            &self,
+            port: u64,
+            width: AccessWidth,
+            value: u64,
+        ) -> Result<WriteOutcome, DeviceError> {
+            self.handle_write(offset_of(self, port), width, value)
+        }
+    }
+
+    fn offset_of<D: BaseDeviceOps + ?Sized>(device: &D, port: u64) -> DeviceOffset {
+        let ranges = device.address_ranges();
+        let (index, range) = ranges
+            .iter()
+            .enumerate()
+            .find(|(_, range)| range.contains(DeviceSpace::Port, port))
+            .unwrap_or_else(|| panic!("{} does not claim port {port:#x}", device.name()));
+        DeviceOffset::new(index, port - range.base)
+    }
 
     /// A config with `cpus` vCPUs and `(gpa, size, flags)` memory regions, for device tests.
     pub(crate) fn config(cpus: usize, regions: &[(u64, u64, u64)]) -> AxVMConfig {

@@ -4,12 +4,15 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
 const ENABLE: u32 = 1 << 31;
+/// The address register's and the data window's places in [`PciHost::address_ranges`].
+const ADDRESS_RANGE: usize = 0;
+const DATA_RANGE: usize = 2;
 
 /// Config space of the host bridge, dword by dword: vendor 0x8086 device 0x1237 (i440FX),
 /// revision 2, class 06/00/00 (host bridge), header type 0.
@@ -55,27 +58,29 @@ impl BaseDeviceOps for PciHost {
         ]
     }
 
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
-        let port = addr as u16;
-        if port >= CONFIG_DATA {
-            let shift = 8 * u32::from(port - CONFIG_DATA);
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
+        if at.range == DATA_RANGE {
+            // The offset is below 4: the data range is four ports.
+            let shift = 8 * at.offset as u32;
             return Ok(width.truncate(u64::from(self.selected_dword() >> shift)));
         }
         // The address register is a 32-bit register; narrower reads see no PCI register.
-        Ok(if port == CONFIG_ADDRESS && width == AccessWidth::Dword {
-            u64::from(self.address.load(Ordering::Relaxed))
-        } else {
-            width.mask()
-        })
+        Ok(
+            if at.range == ADDRESS_RANGE && width == AccessWidth::Dword {
+                u64::from(self.address.load(Ordering::Relaxed))
+            } else {
+                width.mask()
+            },
+        )
     }
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
-        if addr as u16 == CONFIG_ADDRESS && width == AccessWidth::Dword {
+        if at.range == ADDRESS_RANGE && width == AccessWidth::Dword {
             self.address.store(value as u32, Ordering::Relaxed);
         }
         // The host bridge's registers are read-only here; writes to data are dropped.
@@ -86,6 +91,7 @@ impl BaseDeviceOps for PciHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::tests::PortAccess;
 
     const ADDRESS: u64 = CONFIG_ADDRESS as u64;
     const DATA: u64 = CONFIG_DATA as u64;
@@ -100,25 +106,22 @@ mod tests {
     #[test]
     fn dword_address_then_data_reads_the_host_bridge() {
         let pci = PciHost::default();
-        pci.handle_write(ADDRESS, AccessWidth::Dword, u64::from(ENABLE))
+        pci.write_port(ADDRESS, AccessWidth::Dword, u64::from(ENABLE))
             .unwrap();
         assert_eq!(
-            pci.handle_read(ADDRESS, AccessWidth::Dword).unwrap(),
+            pci.read_port(ADDRESS, AccessWidth::Dword).unwrap(),
             u64::from(ENABLE)
         );
         assert_eq!(
-            pci.handle_read(DATA, AccessWidth::Dword).unwrap(),
+            pci.read_port(DATA, AccessWidth::Dword).unwrap(),
             0x1237_8086
         );
-        assert_eq!(
-            pci.handle_read(DATA + 2, AccessWidth::Word).unwrap(),
-            0x1237
-        );
+        assert_eq!(pci.read_port(DATA + 2, AccessWidth::Word).unwrap(), 0x1237);
         // Function 00:01.0 is absent.
-        pci.handle_write(ADDRESS, AccessWidth::Dword, u64::from(ENABLE | 1 << 8))
+        pci.write_port(ADDRESS, AccessWidth::Dword, u64::from(ENABLE | 1 << 8))
             .unwrap();
         assert_eq!(
-            pci.handle_read(DATA, AccessWidth::Dword).unwrap(),
+            pci.read_port(DATA, AccessWidth::Dword).unwrap(),
             0xffff_ffff
         );
     }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
 /// The reset control register's port (the FADT's `RESET_REG`, an I/O-space byte).
@@ -36,13 +36,13 @@ impl BaseDeviceOps for ResetControl {
         vec![DeviceRange::port(RESET_CONTROL_PORT, 1)]
     }
 
-    fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, _at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
         Ok(u64::from(self.kind.load(Ordering::Relaxed)))
     }
 
     fn handle_write(
         &self,
-        _addr: u64,
+        _at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
@@ -59,6 +59,7 @@ impl BaseDeviceOps for ResetControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::tests::PortAccess;
 
     const PORT: u64 = RESET_CONTROL_PORT as u64;
 
@@ -67,13 +68,13 @@ mod tests {
         let reset = ResetControl::default();
         assert_eq!(
             reset
-                .handle_write(PORT, AccessWidth::Byte, RESET_VALUE.into())
+                .write_port(PORT, AccessWidth::Byte, RESET_VALUE.into())
                 .unwrap(),
             WriteOutcome::StopVm { exit_status: 0 }
         );
         // A soft reset (bit 2 alone) resets too.
         assert_eq!(
-            reset.handle_write(PORT, AccessWidth::Byte, 0x04).unwrap(),
+            reset.write_port(PORT, AccessWidth::Byte, 0x04).unwrap(),
             WriteOutcome::StopVm { exit_status: 0 }
         );
     }
@@ -81,13 +82,13 @@ mod tests {
     #[test]
     fn writes_without_bit_2_only_choose_the_reset_kind() {
         let reset = ResetControl::default();
-        assert_eq!(reset.handle_read(PORT, AccessWidth::Byte).unwrap(), 0);
+        assert_eq!(reset.read_port(PORT, AccessWidth::Byte).unwrap(), 0);
         for kind in [0x02, 0x0a, 0x00] {
             assert_eq!(
-                reset.handle_write(PORT, AccessWidth::Byte, kind).unwrap(),
+                reset.write_port(PORT, AccessWidth::Byte, kind).unwrap(),
                 WriteOutcome::Done
             );
-            assert_eq!(reset.handle_read(PORT, AccessWidth::Byte).unwrap(), kind);
+            assert_eq!(reset.read_port(PORT, AccessWidth::Byte).unwrap(), kind);
         }
     }
 }

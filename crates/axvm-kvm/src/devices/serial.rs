@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
@@ -72,10 +72,6 @@ impl<W: Write + Send, T: Trigger> SerialConsole<W, T> {
     }
 }
 
-fn register_offset(addr: u64) -> u8 {
-    (addr - u64::from(COM1_BASE)) as u8
-}
-
 impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
     fn name(&self) -> &str {
         "serial (COM1)"
@@ -89,18 +85,19 @@ impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
         vec![DeviceRange::port(COM1_BASE, 8)]
     }
 
-    fn handle_read(&self, addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
-        Ok(u64::from(self.uart().read(register_offset(addr))))
+    /// The offset in the 8-port range is the UART register's number.
+    fn handle_read(&self, at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
+        Ok(u64::from(self.uart().read(at.offset as u8)))
     }
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         _width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
         self.uart()
-            .write(register_offset(addr), value as u8)
+            .write(at.offset as u8, value as u8)
             .map_err(|err| DeviceError {
                 device: self.name().into(),
                 message: format!("cannot write the console output or raise IRQ 4: {err:?}"),
@@ -112,6 +109,7 @@ impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::tests::PortAccess;
     use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
     const IER: u64 = COM1_BASE as u64 + 1;
@@ -123,8 +121,7 @@ mod tests {
         let uart =
             SerialConsole::with_interrupt(Vec::new(), IrqLine::new(event.try_clone().unwrap()));
         assert!(event.read().is_err(), "raised before anything was enabled");
-        uart.handle_write(IER, AccessWidth::Byte, THR_EMPTY)
-            .unwrap();
+        uart.write_port(IER, AccessWidth::Byte, THR_EMPTY).unwrap();
         assert_eq!(event.read().unwrap(), 1);
     }
 
@@ -133,16 +130,15 @@ mod tests {
         let event = EventFd::new(EFD_NONBLOCK).unwrap();
         let uart =
             SerialConsole::with_interrupt(Vec::new(), IrqLine::new(event.try_clone().unwrap()));
-        uart.handle_write(IER, AccessWidth::Byte, THR_EMPTY)
-            .unwrap();
+        uart.write_port(IER, AccessWidth::Byte, THR_EMPTY).unwrap();
         // The guest's handler reads IIR, which acknowledges THR empty; the next byte sent
         // empties the holding register again and raises a new interrupt.
         let iir = uart
-            .handle_read(COM1_BASE as u64 + 2, AccessWidth::Byte)
+            .read_port(COM1_BASE as u64 + 2, AccessWidth::Byte)
             .unwrap();
         assert_eq!(iir & 0x0f, 0x02, "IIR {iir:#x} does not report THR empty");
         assert_eq!(event.read().unwrap(), 1);
-        uart.handle_write(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
+        uart.write_port(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
             .unwrap();
         assert_eq!(event.read().unwrap(), 1);
     }
@@ -150,13 +146,12 @@ mod tests {
     #[test]
     fn without_an_irqchip_the_uart_still_transmits() {
         let uart = SerialConsole::new(Vec::new());
-        uart.handle_write(IER, AccessWidth::Byte, THR_EMPTY)
-            .unwrap();
-        uart.handle_write(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
+        uart.write_port(IER, AccessWidth::Byte, THR_EMPTY).unwrap();
+        uart.write_port(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
             .unwrap();
         // Line status: THR empty and transmitter empty, so polling drivers go on.
         let lsr = uart
-            .handle_read(COM1_BASE as u64 + 5, AccessWidth::Byte)
+            .read_port(COM1_BASE as u64 + 5, AccessWidth::Byte)
             .unwrap();
         assert_eq!(lsr & 0x60, 0x60);
     }

@@ -11,6 +11,7 @@ use kvm_bindings::{
     KVM_MSR_EXIT_REASON_UNKNOWN, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
+use vmm_sys_util::errno::Error as Errno;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::cpuid::cpuid_for_vcpu;
@@ -19,6 +20,7 @@ use super::kick::{install_kick_handler, KickGuard, KickRegistry};
 use super::pass_through::pass_through_plan;
 use super::system::require_capabilities;
 use super::vcpu::KvmVCpu;
+use crate::error::KvmError;
 use crate::platform::pc::layout::{KVM_TSS_ADDRESS, MSI_ADDRESS_BASE};
 
 thread_local! {
@@ -40,18 +42,17 @@ pub struct KvmHal {
 
 impl KvmHal {
     /// Opens `/dev/kvm` and creates an empty VM for axvm VM `vm_id`.
-    pub fn new(vm_id: usize) -> Result<Self, String> {
-        let kvm =
-            Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e} (see `axvm check`)"))?;
+    pub fn new(vm_id: usize) -> Result<Self, KvmError> {
+        let kvm = Kvm::new().map_err(|errno| KvmError::Open { errno })?;
         require_capabilities(&kvm)?;
         install_kick_handler()?;
-        let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+        let vm = kvm.create_vm().map_err(KvmError::ioctl("KVM_CREATE_VM"))?;
         vm.set_tss_address(KVM_TSS_ADDRESS as usize)
-            .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_SET_TSS_ADDR"))?;
         let irqchip = kvm.check_extension(Cap::Irqchip);
         if irqchip {
             vm.create_irq_chip()
-                .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+                .map_err(KvmError::ioctl("KVM_CREATE_IRQCHIP"))?;
             // The i8254 PIT (ports 0x40-0x43), emulated in the kernel: kernels calibrate
             // their clocks against it. The dummy speaker makes KVM answer port 0x61 too.
             // KVM wires the PIT to GSI 0, which the PC routing below sends to PIC IRQ 0 and
@@ -61,7 +62,7 @@ impl KvmHal {
                 ..Default::default()
             };
             vm.create_pit2(pit)
-                .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+                .map_err(KvmError::ioctl("KVM_CREATE_PIT2"))?;
             set_pc_routing(&vm)?;
         }
         let msr_exits = kvm_enable_cap {
@@ -70,13 +71,13 @@ impl KvmHal {
             ..Default::default()
         };
         vm.enable_cap(&msr_exits)
-            .map_err(|e| format!("enabling MSR exits to user space: {e}"))?;
+            .map_err(KvmError::ioctl("enabling MSR exits to user space"))?;
         let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_GET_SUPPORTED_CPUID"))?;
         let vcpu_mmap_size = kvm
             .get_vcpu_mmap_size()
-            .map_err(|e| format!("KVM_GET_VCPU_MMAP_SIZE: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_GET_VCPU_MMAP_SIZE"))?;
         Ok(Self {
             vm_id,
             vm,
@@ -102,16 +103,22 @@ impl KvmHal {
     /// An interrupt line into the in-kernel irqchip: writing 1 to the returned eventfd
     /// pulses GSI `gsi` (PIC IRQ `gsi` and IOAPIC pin `gsi` for the ISA lines below 16),
     /// without a trip through this process's vCPU threads. An error without an irqchip.
-    pub fn irq_line(&self, gsi: u32) -> Result<EventFd, String> {
+    pub fn irq_line(&self, gsi: u32) -> Result<EventFd, KvmError> {
         if !self.irqchip {
-            return Err(format!(
-                "GSI {gsi}: this KVM has no in-kernel irqchip to deliver interrupts"
-            ));
+            return Err(KvmError::NoIrqchip { gsi: Some(gsi) });
         }
-        let line = EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd for GSI {gsi}: {e}"))?;
+        let line_error = |operation| {
+            move |errno| KvmError::IrqLine {
+                gsi,
+                operation,
+                errno,
+            }
+        };
+        let line =
+            EventFd::new(EFD_NONBLOCK).map_err(|err| line_error("eventfd")(Errno::from(err)))?;
         self.vm
             .register_irqfd(&line, gsi)
-            .map_err(|e| format!("KVM_IRQFD for GSI {gsi}: {e}"))?;
+            .map_err(line_error("KVM_IRQFD"))?;
         Ok(line)
     }
 
@@ -144,15 +151,15 @@ impl Drop for VCpuThreadGuard<'_> {
 
 impl AxVMHal for KvmHal {
     type VCpu = KvmVCpu;
+    type Error = KvmError;
 
     fn has_hardware_support(&self) -> bool {
         // The VM exists, so /dev/kvm works and has what axvm requires.
         true
     }
 
-    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, String> {
-        let len = usize::try_from(size)
-            .map_err(|_| format!("{size:#x} bytes do not fit this host's address space"))?;
+    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, KvmError> {
+        let len = usize::try_from(size).map_err(|_| KvmError::TooLarge { size })?;
         // SAFETY: an anonymous private mapping; the arguments are valid and the result is
         // checked. NORESERVE: untouched guest RAM costs the host nothing.
         let addr = unsafe {
@@ -166,10 +173,10 @@ impl AxVMHal for KvmHal {
             )
         };
         if addr == libc::MAP_FAILED {
-            return Err(format!(
-                "mmap of {size:#x} bytes failed: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(KvmError::Mmap {
+                size,
+                errno: Errno::last(),
+            });
         }
         Ok(HostVirtAddr::new(addr as u64))
     }
@@ -193,12 +200,6 @@ impl AxVMHal for KvmHal {
 
     fn dealloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) {}
 
-    fn virt_to_phys(&self, vaddr: HostVirtAddr) -> HostPhysAddr {
-        // A hosted VMM never sees host-physical addresses; its "physical" memory is its
-        // virtual memory.
-        HostPhysAddr::new(vaddr.as_u64())
-    }
-
     fn phys_to_virt(&self, _paddr: HostPhysAddr) -> Option<HostVirtAddr> {
         None
     }
@@ -209,11 +210,9 @@ impl AxVMHal for KvmHal {
         hva: HostVirtAddr,
         size: u64,
         flags: MappingFlags,
-    ) -> Result<(), String> {
+    ) -> Result<(), KvmError> {
         if !flags.contains(MappingFlags::READ) {
-            return Err(
-                "KVM cannot map memory the guest may not read; add READ (0x1) to its flags".into(),
-            );
+            return Err(KvmError::UnreadableMemory);
         }
         let read_only = !flags.contains(MappingFlags::WRITE);
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +226,7 @@ impl AxVMHal for KvmHal {
         // SAFETY: the memory at `hva` is a live mapping of `size` bytes owned by the VM,
         // unmapped only after the VM (and this VmFd) stops running vCPUs.
         unsafe { self.vm.set_user_memory_region(region) }
-            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         if read_only {
             self.lock_read_only()
                 .push((gpa.as_u64(), gpa.as_u64() + size));
@@ -241,21 +240,25 @@ impl AxVMHal for KvmHal {
         hpa: HostPhysAddr,
         size: u64,
         _flags: MappingFlags,
-    ) -> Result<(), String> {
+    ) -> Result<(), KvmError> {
         let served_by = pass_through_plan(gpa, hpa, size, self.irqchip)?;
         log::info!("pass-through of the {served_by} at {gpa} is served by KVM's in-kernel irqchip");
         Ok(())
     }
 
-    fn create_vcpu(&self, vcpu_id: usize, _phys_cpu_set: Option<usize>) -> Result<KvmVCpu, String> {
+    fn create_vcpu(
+        &self,
+        vcpu_id: usize,
+        _phys_cpu_set: Option<usize>,
+    ) -> Result<KvmVCpu, KvmError> {
         let mut fd = self
             .vm
             .create_vcpu(vcpu_id as u64)
-            .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_CREATE_VCPU"))?;
         let apic_id =
-            u32::try_from(vcpu_id).map_err(|_| "vCPU id too large for an APIC id".to_string())?;
+            u32::try_from(vcpu_id).map_err(|_| KvmError::ApicIdTooLarge { vcpu: vcpu_id })?;
         fd.set_cpuid2(&cpuid_for_vcpu(&self.supported_cpuid, apic_id))
-            .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
         self.kicks.add_vcpu(vcpu_id, fd.get_kvm_run());
         let read_only = Arc::new(self.lock_read_only().clone());
         Ok(KvmVCpu::new(
@@ -271,9 +274,9 @@ impl AxVMHal for KvmHal {
         self.kicks.kick(vcpu_id);
     }
 
-    fn inject_irq_to_vcpu(&self, _vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), String> {
+    fn inject_irq_to_vcpu(&self, vcpu_id: usize, irq: u8) -> Result<(), KvmError> {
         if !self.irqchip {
-            return Err("this KVM has no in-kernel irqchip to deliver interrupts".into());
+            return Err(KvmError::NoIrqchip { gsi: None });
         }
         // A fixed-delivery MSI to the vCPU's APIC id: the local APIC queues the vector and
         // wakes the vCPU if it halted, whichever thread sends it.
@@ -282,10 +285,10 @@ impl AxVMHal for KvmHal {
             data: u32::from(irq),
             ..Default::default()
         };
-        match self.vm.signal_msi(msi) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("KVM_SIGNAL_MSI: {e}")),
-        }
+        self.vm
+            .signal_msi(msi)
+            .map(|_| ())
+            .map_err(KvmError::ioctl("KVM_SIGNAL_MSI"))
     }
 
     fn current_time_nanos(&self) -> u64 {
@@ -300,21 +303,11 @@ impl AxVMHal for KvmHal {
             .saturating_add(now.tv_nsec as u64)
     }
 
-    fn current_vm_id(&self) -> Option<usize> {
-        CURRENT_VCPU.with(Cell::get).map(|(vm, _)| vm)
-    }
-
     fn current_vcpu_id(&self) -> Option<usize> {
         CURRENT_VCPU
             .with(Cell::get)
             .filter(|&(vm, _)| vm == self.vm_id)
             .map(|(_, vcpu)| vcpu)
-    }
-
-    fn current_pcpu_id(&self) -> usize {
-        // SAFETY: sched_getcpu has no preconditions.
-        let cpu = unsafe { libc::sched_getcpu() };
-        usize::try_from(cpu).unwrap_or(0)
     }
 
     fn disassemble(

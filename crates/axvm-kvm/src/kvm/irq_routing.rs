@@ -12,6 +12,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::VmFd;
 
+use crate::error::KvmError;
 use crate::platform::pc::layout::{
     CASCADE_IRQ, IOAPIC_PINS, ISA_IRQS, TIMER_IOAPIC_PIN, TIMER_IRQ,
 };
@@ -50,11 +51,10 @@ fn pc_routing() -> Vec<kvm_irq_routing_entry> {
 }
 
 /// Installs the PC routing on `vm` (which has an in-kernel irqchip).
-pub(crate) fn set_pc_routing(vm: &VmFd) -> Result<(), String> {
-    let routing = KvmIrqRouting::from_entries(&pc_routing())
-        .map_err(|e| format!("building the IRQ routing table: {e:?}"))?;
+pub(crate) fn set_pc_routing(vm: &VmFd) -> Result<(), KvmError> {
+    let routing = KvmIrqRouting::from_entries(&pc_routing()).map_err(KvmError::RoutingTable)?;
     vm.set_gsi_routing(&routing)
-        .map_err(|e| format!("KVM_SET_GSI_ROUTING: {e}"))
+        .map_err(KvmError::ioctl("KVM_SET_GSI_ROUTING"))
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use kvm_bindings::kvm_run;
 use libc::{c_int, c_void, siginfo_t};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
+use crate::error::KvmError;
+
 thread_local! {
     /// The `kvm_run` page of the vCPU this thread runs (null when it runs none). Constant-
     /// initialized, so reading it from a signal handler allocates nothing.
@@ -34,12 +36,13 @@ extern "C" fn on_kick(_: c_int, _: *mut siginfo_t, _: *mut c_void) {
 }
 
 /// Installs the kick signal handler once per process.
-pub(crate) fn install_kick_handler() -> Result<(), String> {
+pub(crate) fn install_kick_handler() -> Result<(), KvmError> {
     static INSTALL: Once = Once::new();
     let mut result = Ok(());
     INSTALL.call_once(|| {
-        result = register_signal_handler(kick_signal(), on_kick)
-            .map_err(|err| format!("cannot install the vCPU kick signal handler: {err}"));
+        result = register_signal_handler(kick_signal(), on_kick).map_err(KvmError::ioctl(
+            "cannot install the vCPU kick signal handler",
+        ));
     });
     result
 }

@@ -7,6 +7,7 @@
 use axvm::{GuestPhysAddr, HostPhysAddr};
 use kvm_ioctls::{Cap, Kvm};
 
+use crate::error::KvmError;
 use crate::platform::pc::layout::{APIC_PAGE_SIZE, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS};
 
 /// Register pages KVM's in-kernel irqchip emulates.
@@ -22,14 +23,14 @@ pub fn pass_through_plan(
     hpa: HostPhysAddr,
     size: u64,
     irqchip: bool,
-) -> Result<&'static str, String> {
+) -> Result<&'static str, KvmError> {
     let served = IRQCHIP_PAGES.iter().find(|(page, _)| {
         let page = u64::from(*page);
         irqchip && gpa.as_u64() == page && hpa.as_u64() == page && size <= APIC_PAGE_SIZE
     });
     match served {
         Some((_, name)) => Ok(name),
-        None => Err("axvm runs VMs as a Linux process and cannot map host-physical memory; remove the entry, or run the config on a type-1 host".into()),
+        None => Err(KvmError::NoHostPhysicalMemory),
     }
 }
 
@@ -52,6 +53,7 @@ mod tests {
         let (gpa, hpa) = page(0xfed0_0000);
         assert!(pass_through_plan(gpa, hpa, 0x1000, true)
             .unwrap_err()
+            .to_string()
             .contains("remove the entry"));
         let (gpa, _) = page(0xfec0_0000);
         assert!(pass_through_plan(gpa, HostPhysAddr::new(0xfec0_1000), 0x1000, true).is_err());

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use kvm_ioctls::{Cap, Kvm};
 
+use crate::error::KvmError;
+
 /// The KVM device.
 pub const KVM_DEVICE: &str = "/dev/kvm";
 
@@ -167,13 +169,13 @@ pub fn is_software_nested_kvm() -> bool {
 }
 
 /// Refuses to go on when the host lacks something VMs cannot run without, with the reason.
-pub(crate) fn require_capabilities(kvm: &Kvm) -> Result<(), String> {
+pub(crate) fn require_capabilities(kvm: &Kvm) -> Result<(), KvmError> {
     for capability in CAPABILITIES.iter().filter(|c| c.required) {
         if !kvm.check_extension(capability.cap) {
-            return Err(format!(
-                "KVM lacks {}: {} (see `axvm check`)",
-                capability.name, capability.without_it
-            ));
+            return Err(KvmError::MissingCapability {
+                capability: capability.name,
+                without_it: capability.without_it,
+            });
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::regs::{reset_fpu, set_boot_state, StartPolicy, VCpuBoot};
+use crate::error::KvmError;
 
 /// A read exit waiting for its value, and where KVM wants it.
 #[derive(Clone, Copy, Debug)]
@@ -93,22 +94,22 @@ impl KvmVCpu {
         &self.fd
     }
 
-    fn apply_boot_state(&mut self) -> Result<(), String> {
+    fn apply_boot_state(&mut self) -> Result<(), KvmError> {
         let mut sregs = self
             .fd
             .get_sregs()
-            .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
         let mut regs = Default::default();
         set_boot_state(&self.boot, self.entry, &mut sregs, &mut regs);
         self.fd
             .set_sregs(&sregs)
-            .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_SET_SREGS"))?;
         self.fd
             .set_regs(&regs)
-            .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_SET_REGS"))?;
         self.fd
             .set_fpu(&reset_fpu())
-            .map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_SET_FPU"))?;
         if self.irqchip && self.boot.start == StartPolicy::AtBoot {
             // With an in-kernel local APIC, KVM holds APs until INIT-SIPI; a direct start
             // makes them runnable at their entry now.
@@ -117,7 +118,7 @@ impl KvmVCpu {
             };
             self.fd
                 .set_mp_state(runnable)
-                .map_err(|e| format!("KVM_SET_MP_STATE: {e}"))?;
+                .map_err(KvmError::ioctl("KVM_SET_MP_STATE"))?;
         }
         self.boot_state_applied = true;
         Ok(())
@@ -174,16 +175,20 @@ impl KvmVCpu {
     }
 
     /// Starts tracking a port exit just reported by KVM.
-    fn begin_io(&mut self) -> Result<AxVCpuExitReason, String> {
+    fn begin_io(&mut self) -> Result<AxVCpuExitReason, KvmError> {
         // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the active union member.
         let io = unsafe { self.kvm_run().__bindgen_anon_1.io };
         let width = AccessWidth::from_size(usize::from(io.size))
-            .ok_or_else(|| format!("KVM reported a {}-byte port access", io.size))?;
+            .ok_or(KvmError::PortAccessSize { size: io.size })?;
         let data_offset = io.data_offset as usize;
         let count = io.count as usize;
         let end = data_offset + count * width.size();
         if count == 0 || end > self.run_size {
-            return Err(format!("KVM reported port I/O data outside the kvm_run mapping ({count} x {width} at {data_offset:#x})"));
+            return Err(KvmError::PortDataOutside {
+                count,
+                width,
+                data_offset,
+            });
         }
         let string_io = StringIo {
             port: io.port,
@@ -197,7 +202,7 @@ impl KvmVCpu {
         Ok(self.io_exit(string_io))
     }
 
-    fn translate(&mut self, exit: Exit) -> Result<AxVCpuExitReason, String> {
+    fn translate(&mut self, exit: Exit) -> Result<AxVCpuExitReason, KvmError> {
         Ok(match exit {
             Exit::Io => return self.begin_io(),
             Exit::MmioRead { addr, size } => {
@@ -293,10 +298,8 @@ fn exit_code(exit: &VcpuExit<'_>) -> u64 {
     }
 }
 
-fn mmio_width(addr: u64, size: usize) -> Result<AccessWidth, String> {
-    AccessWidth::from_size(size).ok_or_else(|| {
-        format!("{size}-byte MMIO access at {addr:#x} (SSE/AVX to device memory?) is not supported")
-    })
+fn mmio_width(addr: u64, size: usize) -> Result<AccessWidth, KvmError> {
+    AccessWidth::from_size(size).ok_or(KvmError::MmioAccessSize { addr, size })
 }
 
 fn read_le(bytes: &[u8]) -> u64 {
@@ -314,17 +317,17 @@ impl KvmVCpu {
     ///
     /// With KVM's in-kernel local APIC, `HLT` never exits to user space; this is how axvm
     /// sees it.
-    fn interrupted(&mut self) -> Result<AxVCpuExitReason, String> {
+    fn interrupted(&mut self) -> Result<AxVCpuExitReason, KvmError> {
         let state = self
             .fd
             .get_mp_state()
-            .map_err(|e| format!("KVM_GET_MP_STATE: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_GET_MP_STATE"))?;
         let stuck = match state.mp_state {
             KVM_MP_STATE_HALTED => {
                 let regs = self
                     .fd
                     .get_regs()
-                    .map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+                    .map_err(KvmError::ioctl("KVM_GET_REGS"))?;
                 regs.rflags & RFLAGS_IF == 0
             }
             KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => true,
@@ -349,20 +352,21 @@ const EFER_LMA: u64 = 1 << 10;
 
 impl AxArchVCpu for KvmVCpu {
     type SetupConfig = VCpuBoot;
+    type Error = KvmError;
 
-    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), String> {
+    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), KvmError> {
         self.entry = entry;
         self.boot_state_applied = false;
         Ok(())
     }
 
-    fn setup(&mut self, boot: VCpuBoot) -> Result<(), String> {
+    fn setup(&mut self, boot: VCpuBoot) -> Result<(), KvmError> {
         self.boot = boot;
         self.boot_state_applied = false;
         Ok(())
     }
 
-    fn run(&mut self) -> Result<AxVCpuExitReason, String> {
+    fn run(&mut self) -> Result<AxVCpuExitReason, KvmError> {
         if let Some(next) = self.next_string_element() {
             return Ok(next);
         }
@@ -376,16 +380,13 @@ impl AxArchVCpu for KvmVCpu {
                 self.fd.set_kvm_immediate_exit(0);
                 return self.interrupted();
             }
-            Err(err) => return Err(format!("KVM_RUN failed: {err}")),
+            Err(errno) => return Err(KvmError::Run { errno }),
         };
         self.translate(exit)
     }
 
-    fn set_read_result(&mut self, value: u64) -> Result<(), String> {
-        let pending = self
-            .pending_read
-            .take()
-            .ok_or("no read is waiting for a value")?;
+    fn set_read_result(&mut self, value: u64) -> Result<(), KvmError> {
+        let pending = self.pending_read.take().ok_or(KvmError::NoPendingRead)?;
         let bytes = value.to_le_bytes();
         match pending {
             PendingRead::Io { data_offset, size } => {
@@ -407,11 +408,11 @@ impl AxArchVCpu for KvmVCpu {
         Ok(())
     }
 
-    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), String> {
+    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), KvmError> {
         let mut regs = self
             .fd
             .get_regs()
-            .map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+            .map_err(KvmError::ioctl("KVM_GET_REGS"))?;
         let slot = match reg {
             0 => &mut regs.rax,
             1 => &mut regs.rcx,
@@ -429,12 +430,12 @@ impl AxArchVCpu for KvmVCpu {
             13 => &mut regs.r13,
             14 => &mut regs.r14,
             15 => &mut regs.r15,
-            _ => return Err(format!("there is no general-purpose register {reg}")),
+            _ => return Err(KvmError::NoSuchRegister { reg }),
         };
         *slot = value;
         self.fd
             .set_regs(&regs)
-            .map_err(|e| format!("KVM_SET_REGS: {e}"))
+            .map_err(KvmError::ioctl("KVM_SET_REGS"))
     }
 
     fn instruction_pointer(&mut self) -> Option<InstructionPointer> {
@@ -463,11 +464,5 @@ impl AxArchVCpu for KvmVCpu {
             physical: physical.map(GuestPhysAddr::new),
             bitness,
         })
-    }
-
-    fn inject_interrupt(&mut self, vector: u8) -> Result<(), String> {
-        Err(format!(
-            "interrupt {vector:#x}: KVM vCPUs take interrupts through the in-kernel local APIC; use AxVM::inject_interrupt_to_vcpu"
-        ))
     }
 }

@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use super::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use crate::{AccessWidth, EmulatedDeviceType};
 
 /// MMIO registers that return what was last written to them (zero before), little-endian,
@@ -15,12 +15,13 @@ use crate::{AccessWidth, EmulatedDeviceType};
 /// of an access that run past the end read as zero and are dropped on write.
 ///
 /// ```
-/// use axvm::device::{BaseDeviceOps, ScratchRegisters};
+/// use axvm::device::{BaseDeviceOps, DeviceOffset, ScratchRegisters};
 /// use axvm::AccessWidth;
 /// let regs = ScratchRegisters::new("scratch", 0xfeb0_0000, 0x1000);
-/// regs.handle_write(0xfeb0_0010, AccessWidth::Dword, 0x1234_5678).unwrap();
-/// assert_eq!(regs.handle_read(0xfeb0_0010, AccessWidth::Byte).unwrap(), 0x78);
-/// assert_eq!(regs.handle_read(0xfeb0_0012, AccessWidth::Word).unwrap(), 0x1234);
+/// // Offsets from the base: 0x10 is guest-physical 0xfeb0_0010.
+/// regs.handle_write(DeviceOffset::first(0x10), AccessWidth::Dword, 0x1234_5678).unwrap();
+/// assert_eq!(regs.handle_read(DeviceOffset::first(0x10), AccessWidth::Byte).unwrap(), 0x78);
+/// assert_eq!(regs.handle_read(DeviceOffset::first(0x12), AccessWidth::Word).unwrap(), 0x1234);
 /// ```
 pub struct ScratchRegisters {
     name: String,
@@ -41,8 +42,7 @@ impl ScratchRegisters {
     }
 
     /// Offsets of the access's bytes that fall inside the device.
-    fn offsets(&self, addr: u64, width: AccessWidth) -> impl Iterator<Item = (usize, u64)> + '_ {
-        let start = addr.wrapping_sub(self.base);
+    fn offsets(&self, start: u64, width: AccessWidth) -> impl Iterator<Item = (usize, u64)> + '_ {
         (0..width.size())
             .map(move |i| (i, start.wrapping_add(i as u64)))
             .filter(|&(_, offset)| offset < self.len)
@@ -62,23 +62,25 @@ impl BaseDeviceOps for ScratchRegisters {
         vec![DeviceRange::mmio(self.base, self.len)]
     }
 
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
         let bytes = self.bytes.lock();
-        let value = self.offsets(addr, width).fold(0u64, |value, (i, offset)| {
-            let byte = bytes.get(&offset).copied().unwrap_or(0);
-            value | u64::from(byte) << (8 * i)
-        });
+        let value = self
+            .offsets(at.offset, width)
+            .fold(0u64, |value, (i, offset)| {
+                let byte = bytes.get(&offset).copied().unwrap_or(0);
+                value | u64::from(byte) << (8 * i)
+            });
         Ok(value)
     }
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
         let mut bytes = self.bytes.lock();
-        for (i, offset) in self.offsets(addr, width) {
+        for (i, offset) in self.offsets(at.offset, width) {
             bytes.insert(offset, (value >> (8 * i)) as u8);
         }
         Ok(WriteOutcome::Done)

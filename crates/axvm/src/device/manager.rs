@@ -6,7 +6,10 @@ use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::{BaseDeviceOps, DeviceError, DeviceRange, DeviceSpace, ScratchRegisters, WriteOutcome};
+use super::{
+    BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, DeviceSpace, ScratchRegisters,
+    WriteOutcome,
+};
 use crate::{AccessWidth, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 
 /// How many distinct unclaimed accesses (space, address, width, direction) are kept per VM.
@@ -28,12 +31,21 @@ pub enum UnclaimedAccessPolicy {
 ///
 /// The set is fixed once the VM is created, so lookups on the exit path take no lock.
 pub struct AxVmDevices {
-    /// (range, device) sorted by (space, base); ranges never overlap.
-    ranges: Vec<(DeviceRange, Arc<dyn BaseDeviceOps>)>,
+    /// Every claimed range, sorted by (space, base); ranges never overlap.
+    ranges: Vec<Claim>,
     policy: UnclaimedAccessPolicy,
     /// Unclaimed accesses: (space, address, width, is_write) → count.
     unclaimed: spin::Mutex<BTreeMap<(DeviceSpace, u64, AccessWidth, bool), u64>>,
     unclaimed_overflow: core::sync::atomic::AtomicU64,
+}
+
+/// One range of one device, as the manager keeps it.
+struct Claim {
+    range: DeviceRange,
+    /// The range's index in the device's own `address_ranges()`, which the device receives
+    /// with each access in its [`DeviceOffset`].
+    index: usize,
+    device: Arc<dyn BaseDeviceOps>,
 }
 
 /// Accesses to one address that no device claims, for the summary when the VM stops.
@@ -111,7 +123,7 @@ impl AxVmDevices {
     pub fn add(&mut self, device: Arc<dyn BaseDeviceOps>) -> Result<(), DeviceError> {
         let new_ranges = device.address_ranges();
         for range in &new_ranges {
-            if let Some((_, other)) = self.ranges.iter().find(|(r, _)| overlap(r, range)) {
+            if let Some(other) = self.ranges.iter().find(|c| overlap(&c.range, range)) {
                 return Err(DeviceError {
                     device: device.name().into(),
                     message: format!(
@@ -119,31 +131,59 @@ impl AxVmDevices {
                         range.space,
                         range.base,
                         range.end(),
-                        other.name()
+                        other.device.name()
                     ),
                 });
             }
         }
-        for range in new_ranges {
-            self.ranges.push((range, device.clone()));
+        for (index, range) in new_ranges.into_iter().enumerate() {
+            self.ranges.push(Claim {
+                range,
+                index,
+                device: device.clone(),
+            });
         }
         self.ranges
-            .sort_by_key(|(range, _)| (range.space, range.base));
+            .sort_by_key(|claim| (claim.range.space, claim.range.base));
         Ok(())
     }
 
     /// The device claiming `addr` in `space`.
     pub fn find(&self, space: DeviceSpace, addr: u64) -> Option<&Arc<dyn BaseDeviceOps>> {
+        self.locate(space, addr).map(|(device, _)| device)
+    }
+
+    /// The device claiming `addr` in `space`, and where in it `addr` lands: what the device
+    /// receives with the access.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axvm::device::{AxVmDevices, DeviceOffset, DeviceSpace, ScratchRegisters};
+    /// let mut devices = AxVmDevices::default();
+    /// devices.add(Arc::new(ScratchRegisters::new("regs", 0xfeb0_0000, 0x100))).unwrap();
+    /// let (device, at) = devices.locate(DeviceSpace::Mmio, 0xfeb0_0010).unwrap();
+    /// assert_eq!((device.name(), at), ("regs", DeviceOffset::first(0x10)));
+    /// ```
+    pub fn locate(
+        &self,
+        space: DeviceSpace,
+        addr: u64,
+    ) -> Option<(&Arc<dyn BaseDeviceOps>, DeviceOffset)> {
         let index = self
             .ranges
-            .partition_point(|(range, _)| (range.space, range.base) <= (space, addr));
-        let (range, device) = self.ranges.get(index.checked_sub(1)?)?;
-        range.contains(space, addr).then_some(device)
+            .partition_point(|claim| (claim.range.space, claim.range.base) <= (space, addr));
+        let claim = self.ranges.get(index.checked_sub(1)?)?;
+        claim.range.contains(space, addr).then(|| {
+            let at = DeviceOffset::new(claim.index, addr - claim.range.base);
+            (&claim.device, at)
+        })
     }
 
     /// Every device range, sorted by space and address (for memory maps and diagnostics).
     pub fn ranges(&self) -> impl Iterator<Item = (&DeviceRange, &Arc<dyn BaseDeviceOps>)> {
-        self.ranges.iter().map(|(range, device)| (range, device))
+        self.ranges
+            .iter()
+            .map(|claim| (&claim.range, &claim.device))
     }
 
     /// The policy for unclaimed accesses.
@@ -159,9 +199,9 @@ impl AxVmDevices {
         addr: u64,
         width: AccessWidth,
     ) -> Result<Option<u64>, DeviceError> {
-        match self.find(space, addr) {
-            Some(device) => device
-                .handle_read(addr, width)
+        match self.locate(space, addr) {
+            Some((device, at)) => device
+                .handle_read(at, width)
                 .map(|v| Some(width.truncate(v))),
             None => Ok(None),
         }
@@ -175,9 +215,9 @@ impl AxVmDevices {
         width: AccessWidth,
         value: u64,
     ) -> Result<Option<WriteOutcome>, DeviceError> {
-        match self.find(space, addr) {
-            Some(device) => device
-                .handle_write(addr, width, width.truncate(value))
+        match self.locate(space, addr) {
+            Some((device, at)) => device
+                .handle_write(at, width, width.truncate(value))
                 .map(Some),
             None => Ok(None),
         }
@@ -250,11 +290,9 @@ impl AxVmDevices {
                 addr.saturating_sub(range.end().saturating_sub(1))
             }
         };
-        self.ranges
-            .iter()
+        self.ranges()
             .filter(|(range, _)| range.space == space)
             .min_by_key(|(range, _)| distance(range))
-            .map(|(range, device)| (range, device))
     }
 }
 

@@ -84,6 +84,40 @@ impl DeviceRange {
     }
 }
 
+/// Where inside a device an access lands: which of the device's ranges (its index in
+/// [`BaseDeviceOps::address_ranges`]) and how far past that range's base.
+///
+/// The device manager computes it once per access, from the range lookup it does anyway, so
+/// devices never rebase absolute ports or addresses themselves, and a device placed at a
+/// different base (a config's `base_gpa`) needs no change.
+///
+/// ```
+/// use axvm::device::DeviceOffset;
+/// // The byte at 0x64 of a device claiming ports 0x60 (range 0) and 0x64 (range 1):
+/// let at = DeviceOffset::new(1, 0);
+/// assert_eq!((at.range, at.offset), (1, 0));
+/// assert_eq!(DeviceOffset::first(8), DeviceOffset::new(0, 8));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceOffset {
+    /// Index of the matched range in the device's [`address_ranges`](BaseDeviceOps::address_ranges).
+    pub range: usize,
+    /// Distance from that range's base (ports, bytes or register indices).
+    pub offset: u64,
+}
+
+impl DeviceOffset {
+    /// `offset` into the device's range number `range`.
+    pub const fn new(range: usize, offset: u64) -> Self {
+        Self { range, offset }
+    }
+
+    /// `offset` into the device's first range: all a single-range device needs.
+    pub const fn first(offset: u64) -> Self {
+        Self::new(0, offset)
+    }
+}
+
 /// What a handled write asks of the VM besides the write itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -110,11 +144,13 @@ pub struct DeviceError {
 /// An emulated device: the seed's `BaseDeviceOps`.
 ///
 /// Devices are shared by all vCPUs of a VM and called concurrently, so they take `&self`
-/// and keep their state behind their own locks. `addr` is the absolute port, guest-physical
-/// address or MSR index; it lies inside one of [`address_ranges`](Self::address_ranges).
+/// and keep their state behind their own locks. An access arrives as a [`DeviceOffset`]:
+/// the index of the range it falls in (in the order [`address_ranges`](Self::address_ranges)
+/// returned them) and its offset from that range's base, so a device never needs to know
+/// where it was placed.
 ///
 /// ```
-/// use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+/// use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 /// use axvm::{AccessWidth, EmulatedDeviceType};
 ///
 /// /// Reads as a fixed identification byte.
@@ -123,15 +159,15 @@ pub struct DeviceError {
 ///     fn name(&self) -> &str { "ident" }
 ///     fn emu_type(&self) -> EmulatedDeviceType { EmulatedDeviceType::Dummy }
 ///     fn address_ranges(&self) -> Vec<DeviceRange> { vec![DeviceRange::port(0x510, 1)] }
-///     fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+///     fn handle_read(&self, _at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
 ///         Ok(0x42)
 ///     }
-///     fn handle_write(&self, _addr: u64, _width: AccessWidth, _value: u64)
+///     fn handle_write(&self, _at: DeviceOffset, _width: AccessWidth, _value: u64)
 ///         -> Result<WriteOutcome, DeviceError> {
 ///         Ok(WriteOutcome::Done)
 ///     }
 /// }
-/// assert_eq!(Ident.handle_read(0x510, AccessWidth::Byte).unwrap(), 0x42);
+/// assert_eq!(Ident.handle_read(DeviceOffset::first(0), AccessWidth::Byte).unwrap(), 0x42);
 /// ```
 pub trait BaseDeviceOps: Send + Sync {
     /// A name for messages.
@@ -143,13 +179,14 @@ pub trait BaseDeviceOps: Send + Sync {
     /// The addresses it claims (called once, when the device is added).
     fn address_ranges(&self) -> Vec<DeviceRange>;
 
-    /// Handles a read; the result's low `width` bytes are used.
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError>;
+    /// Handles a read at `at`; the result's low `width` bytes are used. The access starts
+    /// inside the range; its later bytes may run past the range's end.
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError>;
 
-    /// Handles a write of the low `width` bytes of `value`.
+    /// Handles a write of the low `width` bytes of `value` at `at`.
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError>;

@@ -74,10 +74,6 @@ impl GuestRegion {
     }
 }
 
-fn host_error(operation: &'static str, message: String) -> AxVMError {
-    AxVMError::Host { operation, message }
-}
-
 /// Obtains host memory for `config` (the region at `index` of the config) and maps it.
 pub(crate) fn map_region<H: AxVMHal>(
     hal: &H,
@@ -85,19 +81,20 @@ pub(crate) fn map_region<H: AxVMHal>(
     config: &VmMemConfig,
 ) -> AxVMResult<GuestRegion> {
     let (hva, outcome) = obtain_memory(hal, index, config)?;
-    if let Err(message) = hal.map_guest_memory(config.gpa, hva, config.size, config.flags) {
+    if let Err(cause) = hal.map_guest_memory(config.gpa, hva, config.size, config.flags) {
         release_memory(hal, hva, config, outcome);
-        return Err(host_error(
+        return Err(AxVMError::host_failed(
             "map guest memory",
             // The host's reason is often terse (KVM says only "Invalid argument" for a
             // slot too large or too high), so name the region and what usually helps.
             format!(
-                "kernel.memory_regions[{index}] ({:#x} bytes at {}, up to {}, {}): {message}; make the region smaller or split it, or move it lower",
+                "kernel.memory_regions[{index}] ({:#x} bytes at {}, up to {}, {}): {cause}; make the region smaller or split it, or move it lower",
                 config.size,
                 config.gpa,
                 config.end(),
                 config.map_type
             ),
+            cause,
         ));
     }
     log::info!(
@@ -132,7 +129,7 @@ fn obtain_memory<H: AxVMHal>(
                 let Some(hva) = hal.phys_to_virt(identical) else {
                     // Give the allocation back: the caller only releases what it got.
                     hal.dealloc_memory_region_at(identical, config.size);
-                    return Err(host_error(
+                    return Err(AxVMError::host_refused(
                         "reach identical memory",
                         format!(
                             "{}: the host allocated it but cannot map it for axvm",
@@ -153,7 +150,7 @@ fn obtain_memory<H: AxVMHal>(
         }
         VmMemMappingType::MapReserved => {
             let hva = hal.phys_to_virt(identical).ok_or_else(|| {
-                host_error(
+                AxVMError::host_refused(
                     "map reserved memory",
                     format!("{}: MapReserved needs host-physical memory at {identical} that this host cannot reach; use map_type 0 (MapAlloc)", describe()),
                 )
@@ -168,14 +165,12 @@ fn alloc_anywhere<H: AxVMHal>(
     config: &VmMemConfig,
     describe: impl Fn() -> String,
 ) -> AxVMResult<HostVirtAddr> {
-    hal.alloc_memory_region(config.size).map_err(|message| {
-        host_error(
-            "allocate guest memory",
-            format!(
-                "{}: {message}; make the region smaller or free host memory",
-                describe()
-            ),
-        )
+    hal.alloc_memory_region(config.size).map_err(|cause| {
+        let message = format!(
+            "{}: {cause}; make the region smaller or free host memory",
+            describe()
+        );
+        AxVMError::host_failed("allocate guest memory", message, cause)
     })
 }
 

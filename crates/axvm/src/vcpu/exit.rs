@@ -10,6 +10,12 @@ pub type SysRegAddr = u32;
 /// The first six kinds are handled inside [`AxVM::run_vcpu`](crate::AxVM::run_vcpu) (through
 /// the device manager and the address space); every other kind is returned to its caller.
 ///
+/// [`Hypercall`](Self::Hypercall), [`CpuUp`](Self::CpuUp), [`CpuDown`](Self::CpuDown),
+/// [`SendIPI`](Self::SendIPI) and [`ExternalInterrupt`](Self::ExternalInterrupt) are for
+/// type-1 hosts (e.g. a bare-metal SVM host, issue 12), whose backend sees these events
+/// itself; the KVM host never reports them, because KVM handles each in the kernel (see
+/// each kind). They are returned to the caller like any kind axvm does not handle.
+///
 /// Reads carry no value: the VM answers them with
 /// [`AxArchVCpu::set_read_result`](super::AxArchVCpu::set_read_result) before running the vCPU
 /// again, so that each backend can deliver the value the way its hardware does.
@@ -67,7 +73,9 @@ pub enum AxVCpuExitReason {
         /// What the guest tried: READ, WRITE or EXECUTE.
         access_flags: MappingFlags,
     },
-    /// A hypercall (`VMCALL`).
+    /// A hypercall (`VMCALL`/`VMMCALL`). Type-1 hosts only: KVM answers the guest's
+    /// hypercalls itself (its own paravirtual ones) and exits to user space with
+    /// `KVM_EXIT_HYPERCALL` only for a capability axvm does not enable.
     Hypercall {
         /// Hypercall number.
         nr: u64,
@@ -76,7 +84,8 @@ pub enum AxVCpuExitReason {
     },
     /// The vCPU executed `HLT`.
     Halt,
-    /// The guest asked to start another vCPU.
+    /// The guest asked to start another vCPU. Type-1 hosts only: with KVM, INIT and
+    /// start-up IPIs go through the in-kernel local APIC, which starts the target itself.
     CpuUp {
         /// Target vCPU id.
         target_cpu: usize,
@@ -85,7 +94,8 @@ pub enum AxVCpuExitReason {
         /// A value handed to it.
         arg: u64,
     },
-    /// The vCPU turned itself off.
+    /// The vCPU turned itself off. Type-1 hosts only: a KVM vCPU that stops waits in the
+    /// kernel (reported as [`Halt`](Self::Halt) when kicked, if nothing can wake it).
     CpuDown {
         /// Architecture-specific state.
         state: u64,
@@ -93,14 +103,17 @@ pub enum AxVCpuExitReason {
     /// The guest powered the machine off or reset it (exit device, keyboard-controller
     /// reset, triple fault); the VM stops.
     SystemDown,
-    /// The guest sent an inter-processor interrupt.
+    /// The guest sent an inter-processor interrupt. Type-1 hosts only: KVM's in-kernel
+    /// local APIC delivers IPIs between vCPUs without an exit.
     SendIPI {
         /// Target vCPU id.
         target_cpu: usize,
         /// Interrupt vector.
         vector: u8,
     },
-    /// A host interrupt arrived while the guest ran.
+    /// A host interrupt arrived while the guest ran. Type-1 hosts only: under KVM the host
+    /// kernel takes its own interrupts, and a signal that stops the vCPU is
+    /// [`Interrupted`](Self::Interrupted).
     ExternalInterrupt {
         /// Host vector.
         vector: u8,

@@ -63,12 +63,12 @@ impl<H: AxVMHal> AxVM<H> {
             let flags = MappingFlags::READ | MappingFlags::WRITE | MappingFlags::DEVICE;
             self.hal
                 .map_passthrough(range.gpa, range.hpa, range.size, flags)
-                .map_err(|message| AxVMError::Host {
-                    operation: "map a pass-through device",
-                    message: format!(
-                        "{} (guest {}, host {}, {:#x} bytes): {message}",
+                .map_err(|cause| {
+                    let message = format!(
+                        "{} (guest {}, host {}, {:#x} bytes): {cause}",
                         range.names, range.gpa, range.hpa, range.size
-                    ),
+                    );
+                    AxVMError::host_failed("map a pass-through device", message, cause)
                 })?;
         }
         Ok(())
@@ -87,15 +87,12 @@ impl<H: AxVMHal> AxVM<H> {
                 } else {
                     self.config.ap_entry()
                 };
-                let vcpu_error = |message| AxVMError::VCpu {
-                    vcpu: vcpu_id,
-                    message,
-                };
                 let mut vcpu = self
                     .hal
                     .create_vcpu(vcpu_id, affinity)
-                    .map_err(vcpu_error)?;
-                vcpu.set_entry(entry).map_err(vcpu_error)?;
+                    .map_err(|cause| AxVMError::vcpu_failed(vcpu_id, cause))?;
+                vcpu.set_entry(entry)
+                    .map_err(|cause| AxVMError::vcpu_failed(vcpu_id, cause))?;
                 Ok(spin::Mutex::new(vcpu))
             })
             .collect()

@@ -166,10 +166,10 @@ impl<H: AxVMHal> AxVM<H> {
     /// when the host cannot run VMs, or the VM was booted already.
     pub fn boot(&self) -> AxVMResult {
         if !self.hal.has_hardware_support() {
-            return Err(AxVMError::Host {
-                operation: "boot the VM",
-                message: "no hardware virtualization support (see `axvm check`)".into(),
-            });
+            return Err(AxVMError::host_refused(
+                "boot the VM",
+                "no hardware virtualization support (see `axvm check`)".into(),
+            ));
         }
         self.transition(VMStatus::Created, VMStatus::Running)
     }
@@ -263,10 +263,11 @@ impl<H: AxVMHal> AxVM<H> {
         for &vcpu_id in targets {
             self.check_vcpu_id(vcpu_id)?;
             self.hal
-                .inject_irq_to_vcpu(self.id(), vcpu_id, vector)
-                .map_err(|message| AxVMError::VCpu {
+                .inject_irq_to_vcpu(vcpu_id, vector)
+                .map_err(|cause| AxVMError::VCpu {
                     vcpu: vcpu_id,
-                    message: alloc::format!("cannot inject interrupt {vector:#x}: {message}"),
+                    message: alloc::format!("cannot inject interrupt {vector:#x}: {cause}"),
+                    cause: Some(alloc::boxed::Box::new(cause)),
                 })?;
         }
         Ok(())
@@ -286,13 +287,11 @@ impl<H: AxVMHal> AxVM<H> {
     fn with_vcpu(
         &self,
         vcpu_id: usize,
-        action: impl FnOnce(&mut H::VCpu) -> Result<(), alloc::string::String>,
+        action: impl FnOnce(&mut H::VCpu) -> Result<(), <H::VCpu as AxArchVCpu>::Error>,
     ) -> AxVMResult {
         self.check_vcpu_id(vcpu_id)?;
-        action(&mut self.vcpus[vcpu_id].lock()).map_err(|message| AxVMError::VCpu {
-            vcpu: vcpu_id,
-            message,
-        })
+        action(&mut self.vcpus[vcpu_id].lock())
+            .map_err(|cause| AxVMError::vcpu_failed(vcpu_id, cause))
     }
 
     fn expect_status(&self, expected: VMStatus) -> AxVMResult {

@@ -103,10 +103,9 @@ impl<H: AxVMHal> AxVM<H> {
                 VMStatus::Created => return Err(not_booted()),
                 VMStatus::Stopping | VMStatus::Stopped => return Ok(AxVCpuExitReason::Interrupted),
             }
-            let exit = vcpu.run().map_err(|message| AxVMError::VCpu {
-                vcpu: vcpu_id,
-                message,
-            })?;
+            let exit = vcpu
+                .run()
+                .map_err(|cause| AxVMError::vcpu_failed(vcpu_id, cause))?;
             log::trace!("vCPU {vcpu_id} exit: {exit:x?}");
             let handling = match self.observer.get() {
                 None => self.handle_exit(vcpu_id, vcpu, exit)?,
@@ -178,10 +177,7 @@ impl<H: AxVMHal> AxVM<H> {
             None => {
                 let (value, disposition) = self.device_read(vcpu, access)?;
                 vcpu.set_read_result(value)
-                    .map_err(|message| AxVMError::VCpu {
-                        vcpu: vcpu_id,
-                        message,
-                    })?;
+                    .map_err(|cause| AxVMError::vcpu_failed(vcpu_id, cause))?;
                 Ok(Handling::resumed(disposition, Some(value)))
             }
             Some(value) => match self.device_write(vcpu, access, value)? {

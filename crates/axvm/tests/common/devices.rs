@@ -3,20 +3,20 @@
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use axvm::device::{BaseDeviceOps, DeviceError, DeviceRange, WriteOutcome};
+use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVM, EmulatedDeviceType};
 
 use super::TestHal;
 
-/// One access a device saw.
+/// One access a device saw, where the device manager said it landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     Read {
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
     },
     Write {
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     },
@@ -46,6 +46,12 @@ impl Recorder {
             fails: false,
             log: AccessLog::default(),
         }
+    }
+
+    /// Claims `range` too, after the ranges already claimed.
+    pub fn also(mut self, range: DeviceRange) -> Self {
+        self.ranges.push(range);
+        self
     }
 
     pub fn reads(mut self, value: u64) -> Self {
@@ -94,18 +100,18 @@ impl BaseDeviceOps for Recorder {
         self.ranges.clone()
     }
 
-    fn handle_read(&self, addr: u64, width: AccessWidth) -> Result<u64, DeviceError> {
-        self.record(Access::Read { addr, width })?;
+    fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
+        self.record(Access::Read { at, width })?;
         Ok(self.read_value)
     }
 
     fn handle_write(
         &self,
-        addr: u64,
+        at: DeviceOffset,
         width: AccessWidth,
         value: u64,
     ) -> Result<WriteOutcome, DeviceError> {
-        self.record(Access::Write { addr, width, value })?;
+        self.record(Access::Write { at, width, value })?;
         Ok(self.write_outcome)
     }
 }
@@ -140,13 +146,13 @@ impl BaseDeviceOps for ShutdownPort {
         vec![DeviceRange::port(self.port, 1)]
     }
 
-    fn handle_read(&self, _addr: u64, _width: AccessWidth) -> Result<u64, DeviceError> {
+    fn handle_read(&self, _at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
         Ok(0)
     }
 
     fn handle_write(
         &self,
-        _addr: u64,
+        _at: DeviceOffset,
         _width: AccessWidth,
         _value: u64,
     ) -> Result<WriteOutcome, DeviceError> {

@@ -16,6 +16,30 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// The doubles' error: a message, as a host's own error type would carry one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestError(pub String);
+
+impl std::fmt::Display for TestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TestError {}
+
+impl From<String> for TestError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for TestError {
+    fn from(message: &str) -> Self {
+        Self(message.into())
+    }
+}
+
 use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags, PAGE_SIZE};
 
 /// One `map_guest_memory` or `map_passthrough` call (`host` is the HVA or the HPA).
@@ -54,7 +78,8 @@ pub struct HalState {
     pub maps: Vec<MapCall>,
     pub passthrough_maps: Vec<MapCall>,
     pub kicks: Vec<usize>,
-    pub irqs: Vec<(usize, usize, u8)>,
+    /// (vCPU, vector) of each injected interrupt.
+    pub irqs: Vec<(usize, u8)>,
     pub created_vcpus: Vec<(usize, Option<usize>)>,
     /// Live host allocations: hva → layout.
     live: HashMap<u64, Layout>,
@@ -160,15 +185,19 @@ impl TestHal {
 
 impl AxVMHal for TestHal {
     type VCpu = TestVCpu;
+    type Error = TestError;
 
     fn has_hardware_support(&self) -> bool {
         !self.state().no_hardware_support
     }
 
-    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, String> {
+    fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, TestError> {
         let mut state = self.state();
         state.alloc_calls.push(size);
-        state.allocate(size).map(HostVirtAddr::new)
+        state
+            .allocate(size)
+            .map(HostVirtAddr::new)
+            .map_err(TestError)
     }
 
     fn alloc_memory_region_at(&self, base: HostPhysAddr, size: u64) -> bool {
@@ -197,10 +226,6 @@ impl AxVMHal for TestHal {
         }
     }
 
-    fn virt_to_phys(&self, vaddr: HostVirtAddr) -> HostPhysAddr {
-        HostPhysAddr::new(vaddr.as_u64())
-    }
-
     fn phys_to_virt(&self, paddr: HostPhysAddr) -> Option<HostVirtAddr> {
         let state = self.state();
         let identical = state.identical.get(&paddr.as_u64()).copied();
@@ -215,7 +240,7 @@ impl AxVMHal for TestHal {
         hva: HostVirtAddr,
         size: u64,
         flags: MappingFlags,
-    ) -> Result<(), String> {
+    ) -> Result<(), TestError> {
         let mut state = self.state();
         let index = state.maps.len();
         state.maps.push(MapCall {
@@ -236,7 +261,7 @@ impl AxVMHal for TestHal {
         hpa: HostPhysAddr,
         size: u64,
         flags: MappingFlags,
-    ) -> Result<(), String> {
+    ) -> Result<(), TestError> {
         let mut state = self.state();
         state.passthrough_maps.push(MapCall {
             gpa: gpa.as_u64(),
@@ -245,12 +270,16 @@ impl AxVMHal for TestHal {
             flags,
         });
         match &state.refuse_passthrough {
-            Some(message) => Err(message.clone()),
+            Some(message) => Err(TestError(message.clone())),
             None => Ok(()),
         }
     }
 
-    fn create_vcpu(&self, vcpu_id: usize, phys_cpu_set: Option<usize>) -> Result<TestVCpu, String> {
+    fn create_vcpu(
+        &self,
+        vcpu_id: usize,
+        phys_cpu_set: Option<usize>,
+    ) -> Result<TestVCpu, TestError> {
         let mut state = self.state();
         state.created_vcpus.push((vcpu_id, phys_cpu_set));
         if state.fail_create_vcpu == Some(vcpu_id) {
@@ -264,24 +293,12 @@ impl AxVMHal for TestHal {
         self.state().kicks.push(vcpu_id);
     }
 
-    fn inject_irq_to_vcpu(&self, vm_id: usize, vcpu_id: usize, irq: u8) -> Result<(), String> {
-        self.state().irqs.push((vm_id, vcpu_id, irq));
+    fn inject_irq_to_vcpu(&self, vcpu_id: usize, irq: u8) -> Result<(), TestError> {
+        self.state().irqs.push((vcpu_id, irq));
         Ok(())
     }
 
     fn current_time_nanos(&self) -> u64 {
-        0
-    }
-
-    fn current_vm_id(&self) -> Option<usize> {
-        None
-    }
-
-    fn current_vcpu_id(&self) -> Option<usize> {
-        None
-    }
-
-    fn current_pcpu_id(&self) -> usize {
         0
     }
 }

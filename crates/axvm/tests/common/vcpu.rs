@@ -27,7 +27,6 @@ pub struct VCpuState {
     pub entry: Option<GuestPhysAddr>,
     pub setups: Vec<TestSetup>,
     pub gprs_set: Vec<(usize, u64)>,
-    pub injected: Vec<u8>,
 }
 
 impl Default for VCpuState {
@@ -44,7 +43,6 @@ impl Default for VCpuState {
             entry: None,
             setups: Vec::new(),
             gprs_set: Vec::new(),
-            injected: Vec::new(),
         }
     }
 }
@@ -96,13 +94,14 @@ fn check_width(value: u64, width: axvm::AccessWidth) -> Result<(), String> {
 
 impl AxArchVCpu for TestVCpu {
     type SetupConfig = TestSetup;
+    type Error = super::TestError;
 
-    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), String> {
+    fn set_entry(&mut self, entry: GuestPhysAddr) -> Result<(), super::TestError> {
         self.0.state().entry = Some(entry);
         Ok(())
     }
 
-    fn setup(&mut self, config: TestSetup) -> Result<(), String> {
+    fn setup(&mut self, config: TestSetup) -> Result<(), super::TestError> {
         let mut state = self.0.state();
         state.rax = config.rax;
         state.rdx = config.rdx;
@@ -110,10 +109,10 @@ impl AxArchVCpu for TestVCpu {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<AxVCpuExitReason, String> {
+    fn run(&mut self) -> Result<AxVCpuExitReason, super::TestError> {
         let mut state = self.0.state();
         if let Some(read) = state.pending_read.take() {
-            return Err(format!("guest re-entered before {read:?} was answered"));
+            return Err(format!("guest re-entered before {read:?} was answered").into());
         }
         state.runs += 1;
         let exit = state
@@ -131,7 +130,7 @@ impl AxArchVCpu for TestVCpu {
         Ok(exit)
     }
 
-    fn set_read_result(&mut self, value: u64) -> Result<(), String> {
+    fn set_read_result(&mut self, value: u64) -> Result<(), super::TestError> {
         let mut state = self.0.state();
         let read = state.pending_read.take().ok_or("no read to answer")?;
         match read {
@@ -155,7 +154,7 @@ impl AxArchVCpu for TestVCpu {
         Ok(())
     }
 
-    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), String> {
+    fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), super::TestError> {
         let mut state = self.0.state();
         match reg {
             0 => state.rax = value,
@@ -163,11 +162,6 @@ impl AxArchVCpu for TestVCpu {
             _ => {}
         }
         state.gprs_set.push((reg, value));
-        Ok(())
-    }
-
-    fn inject_interrupt(&mut self, vector: u8) -> Result<(), String> {
-        self.0.state().injected.push(vector);
         Ok(())
     }
 }
