@@ -25,7 +25,6 @@ pub mod devices;
 pub mod diagnostics;
 mod error;
 pub mod kvm;
-mod liveness;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
