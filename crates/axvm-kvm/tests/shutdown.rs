@@ -16,7 +16,7 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::kvm::BlockingProbe;
 use axvm_kvm::{KvmVm, VmOutcome};
 use common::guests::{HALT, SPIN, WAIT_FOR_INTERRUPT};
-use common::{create, kvm_available, options, raw_config, wait_until_booted, Console, DEADLINE};
+use common::{create, options, raw_config, require_kvm, wait_until_booted, Console, DEADLINE};
 
 /// How long the guest runs before the host stops it.
 const RUN_FOR: Duration = Duration::from_millis(200);
@@ -59,28 +59,19 @@ fn run_then_shutdown_watching<T>(
     }
 }
 
-#[test]
 fn shutdown_stops_a_guest_waiting_for_interrupts() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert_eq!(run_then_shutdown(WAIT_FOR_INTERRUPT), VmOutcome::Stopped);
 }
 
-#[test]
 fn a_vm_halted_with_interrupts_off_is_stopped_and_reported() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (outcome, _) = common::boot_raw(HALT);
     assert_eq!(outcome, VmOutcome::AllHalted);
 }
 
-#[test]
 fn shutdown_stops_a_spinning_guest() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert_eq!(run_then_shutdown(SPIN), VmOutcome::Stopped);
 }
 
@@ -108,11 +99,15 @@ fn blocking_readings(guest: &[u8]) -> usize {
     readings
 }
 
-#[test]
 fn a_halted_vcpu_is_seen_blocking_and_a_spinning_one_never() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert!(blocking_readings(WAIT_FOR_INTERRUPT) > 0);
     assert_eq!(blocking_readings(SPIN), 0);
 }
+
+axvm_test_harness::main!(
+    shutdown_stops_a_guest_waiting_for_interrupts,
+    a_vm_halted_with_interrupts_off_is_stopped_and_reported,
+    shutdown_stops_a_spinning_guest,
+    a_halted_vcpu_is_seen_blocking_and_a_spinning_one_never,
+);
