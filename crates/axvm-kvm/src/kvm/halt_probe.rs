@@ -77,12 +77,15 @@ fn find_blocking(stats: &File) -> Result<u64, String> {
         u64::from(u32::from_ne_bytes(bytes))
     };
     let (name_size, descs, desc_offset, data_offset) = (field(1), field(2), field(4), field(5));
-    let desc_size = DESC_FIXED_SIZE as u64 + name_size;
-    let mut desc = vec![0u8; usize::try_from(desc_size).map_err(|e| e.to_string())?];
-    for index in 0..descs {
-        stats
-            .read_exact_at(&mut desc, desc_offset + index * desc_size)
-            .map_err(|e| format!("reading KVM statistic {index}: {e}"))?;
+    // All descriptors in one read: opening a probe is part of every VM's start.
+    let desc_size =
+        usize::try_from(DESC_FIXED_SIZE as u64 + name_size).map_err(|e| e.to_string())?;
+    let count = usize::try_from(descs).map_err(|e| e.to_string())?;
+    let mut table = vec![0u8; desc_size.saturating_mul(count)];
+    stats
+        .read_exact_at(&mut table, desc_offset)
+        .map_err(|e| format!("reading the KVM statistics descriptors: {e}"))?;
+    for desc in table.chunks_exact(desc_size) {
         let name = desc[DESC_FIXED_SIZE..].split(|&b| b == 0).next();
         if name == Some(BLOCKING) {
             let offset = u32::from_ne_bytes([desc[8], desc[9], desc[10], desc[11]]);
