@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_refused, kvm_available, realmode_with, replace, run, Scratch};
+use common::{assert_refused, realmode_with, replace, require_kvm, run, Scratch};
 
 const RAM_ROW: &str = "[0x0, 0x10_0000, 0x7, 0],";
 
@@ -16,7 +16,6 @@ fn edited(scratch: &Scratch, from: &str, to: &str) -> PathBuf {
     realmode_with(scratch, |text| replace(&text, from, to))
 }
 
-#[test]
 fn overlapping_memory_regions() {
     let scratch = Scratch::new("overlap");
     let config = edited(
@@ -28,7 +27,6 @@ fn overlapping_memory_regions() {
     assert!(line.contains("overlaps kernel.memory_regions[0]"), "{line}");
 }
 
-#[test]
 fn device_flag_on_ram() {
     let scratch = Scratch::new("device-flag");
     let config = edited(&scratch, RAM_ROW, "[0x0, 0x10_0000, 0x17, 0],");
@@ -36,7 +34,6 @@ fn device_flag_on_ram() {
     assert!(line.contains("DEVICE"), "{line}");
 }
 
-#[test]
 fn entry_point_outside_ram() {
     let scratch = Scratch::new("entry");
     let config = edited(&scratch, "entry_point = 0x8000", "entry_point = 0x20_0000");
@@ -44,7 +41,6 @@ fn entry_point_outside_ram() {
     assert!(line.contains("0x200000"), "{line}");
 }
 
-#[test]
 fn phys_cpu_ids_longer_than_cpu_num() {
     let scratch = Scratch::new("cpu-ids");
     let config = edited(&scratch, "phys_cpu_ids = [0]", "phys_cpu_ids = [0, 1]");
@@ -52,14 +48,12 @@ fn phys_cpu_ids_longer_than_cpu_num() {
     assert!(line.contains("base.cpu_num is 1"), "{line}");
 }
 
-#[test]
 fn zero_vcpus() {
     let scratch = Scratch::new("cpu-num");
     let config = edited(&scratch, "cpu_num = 1", "cpu_num = 0");
     assert_refused(&run(&config), "base.cpu_num");
 }
 
-#[test]
 fn unknown_interrupt_mode() {
     let scratch = Scratch::new("irq-mode");
     let config = edited(
@@ -79,7 +73,6 @@ fn line_of(path: &PathBuf, prefix: &str) -> usize {
         .unwrap_or_else(|| panic!("no line starts with {prefix:?}"))
 }
 
-#[test]
 fn unknown_key_is_refused_with_its_line() {
     let scratch = Scratch::new("unknown-key");
     let config = edited(
@@ -92,7 +85,6 @@ fn unknown_key_is_refused_with_its_line() {
     assert!(refused.contains("unknown field `colour`"), "{refused}");
 }
 
-#[test]
 fn wrong_type_is_refused_with_its_line() {
     let scratch = Scratch::new("wrong-type");
     let config = edited(&scratch, "cpu_num = 1", "cpu_num = \"two\"");
@@ -105,7 +97,6 @@ fn wrong_type_is_refused_with_its_line() {
     );
 }
 
-#[test]
 fn missing_kernel_file() {
     let scratch = Scratch::new("missing-kernel");
     let config = edited(
@@ -117,7 +108,6 @@ fn missing_kernel_file() {
     assert!(line.contains("no-such-image.bin"), "{line}");
 }
 
-#[test]
 fn missing_config_file() {
     let scratch = Scratch::new("missing-config");
     let config = scratch.path("no-such-config.toml");
@@ -125,11 +115,8 @@ fn missing_config_file() {
     assert!(line.contains("no-such-config.toml"), "{line}");
 }
 
-#[test]
 fn image_larger_than_its_region() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // 64 KiB of RAM; an image of 0x9000 bytes at 0x8000 ends 0x1000 bytes past it.
     let scratch = Scratch::new("big-image");
     scratch.write("big.bin", vec![0xf4; 0x9000]);
@@ -149,13 +136,10 @@ fn image_larger_than_its_region() {
     assert!(line.contains("0x1000 bytes short"), "{line}");
 }
 
-#[test]
 fn unemulated_emu_type() {
     // Unknown types run as Dummy (see check_run_memory.rs); known ones axvm does not
     // emulate are refused.
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("emu-type");
     let config = edited(
         &scratch,
@@ -165,3 +149,18 @@ fn unemulated_emu_type() {
     let line = assert_refused(&run(&config), "devices.emu_devices[0] (blk)");
     assert!(line.contains("virtio block"), "{line}");
 }
+
+axvm_test_harness::main!(
+    overlapping_memory_regions,
+    device_flag_on_ram,
+    entry_point_outside_ram,
+    phys_cpu_ids_longer_than_cpu_num,
+    zero_vcpus,
+    unknown_interrupt_mode,
+    unknown_key_is_refused_with_its_line,
+    wrong_type_is_refused_with_its_line,
+    missing_kernel_file,
+    missing_config_file,
+    image_larger_than_its_region,
+    unemulated_emu_type,
+);

@@ -4,17 +4,14 @@
 
 mod common;
 
-use common::{axvm, demo, kvm_available, realmode_with, replace, Scratch};
+use common::{axvm, demo, realmode_with, replace, require_kvm, Scratch};
 
 fn check(config: &std::path::Path) -> common::Output {
     axvm(&[std::ffi::OsStr::new("check"), config.as_os_str()])
 }
 
-#[test]
 fn check_without_config_reports_the_host() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let output = axvm(&["check"]);
     assert_eq!(output.code(), 0, "{output:#?}");
     let text = &output.stdout;
@@ -29,11 +26,8 @@ fn check_without_config_reports_the_host() {
     assert!(text.trim_end().ends_with("All is well."), "{text}");
 }
 
-#[test]
 fn check_demo_config_prints_valid_and_its_memory_map() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("check-demo");
     let output = check(&demo(&scratch));
     assert_eq!(output.code(), 0, "{output:#?}");
@@ -70,7 +64,6 @@ fn check_demo_config_prints_valid_and_its_memory_map() {
     }
 }
 
-#[test]
 fn check_bad_config_exits_1_naming_the_field() {
     // The config problem makes the exit status 1 whatever the host; no KVM needed.
     let scratch = Scratch::new("check-bad");
@@ -94,7 +87,6 @@ fn check_bad_config_exits_1_naming_the_field() {
     assert!(!output.stderr.contains("panicked"), "{output:#?}");
 }
 
-#[test]
 fn check_unreadable_config_exits_1() {
     let scratch = Scratch::new("check-missing");
     let output = check(&scratch.path("absent.toml"));
@@ -107,8 +99,8 @@ fn check_unreadable_config_exits_1() {
 
 /// A known device type that axvm does not emulate is refused by `run`, so by `check` too.
 /// (Unknown types are warned about instead: see `check_warnings.rs`.)
-#[test]
 fn check_refuses_what_run_refuses_unemulated_emu_type() {
+    require_kvm();
     let scratch = Scratch::new("check-emu-type");
     let config = realmode_with(&scratch, |text| {
         replace(
@@ -131,8 +123,6 @@ fn check_refuses_what_run_refuses_unemulated_emu_type() {
 /// `check` should list every problem of a config and still print its memory map. Today the
 /// config is validated while it is read (`vm_files::load`), so `check` stops at the first
 /// problem and prints no map.
-#[test]
-
 fn check_lists_every_problem() {
     let scratch = Scratch::new("check-two-problems");
     let config = realmode_with(&scratch, |text| {
@@ -147,8 +137,6 @@ fn check_lists_every_problem() {
 }
 
 /// Likewise for a 64-bit ELF guest without RAM at 0x1000..0x8000 for the boot page tables.
-#[test]
-
 fn check_refuses_what_run_refuses_no_boot_table_ram() {
     let scratch = Scratch::new("check-boot-ram");
     scratch.copy_image(axvm_guests::DEMO_PATH, "demo");
@@ -167,3 +155,13 @@ fn check_refuses_what_run_refuses_no_boot_table_ram() {
         "{output:#?}"
     );
 }
+
+axvm_test_harness::main!(
+    check_without_config_reports_the_host,
+    check_demo_config_prints_valid_and_its_memory_map,
+    check_bad_config_exits_1_naming_the_field,
+    check_unreadable_config_exits_1,
+    check_refuses_what_run_refuses_unemulated_emu_type,
+    check_lists_every_problem,
+    check_refuses_what_run_refuses_no_boot_table_ram,
+);

@@ -6,30 +6,23 @@ mod common;
 
 use std::process::Command;
 
-/// Whether this process may make mount namespaces (`unshare --mount` needs root or a user
-/// namespace); prints why not and returns false to skip.
-fn can_unshare_mounts() -> bool {
+use common::{require_kvm, skip};
+
+/// Skips the test unless this process may make mount namespaces (`unshare --mount` needs
+/// root or a user namespace).
+fn require_unshare_mounts() {
     match Command::new("unshare").args(["--mount", "true"]).output() {
-        Ok(output) if output.status.success() => true,
-        Ok(output) => {
-            eprintln!(
-                "skipping: `unshare --mount` fails here: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            false
-        }
-        Err(err) => {
-            eprintln!("skipping: cannot run `unshare`: {err}");
-            false
-        }
+        Ok(output) if output.status.success() => {}
+        Ok(output) => skip(format!(
+            "needs `unshare --mount`, which fails here: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(err) => skip(format!("needs `unshare`: {err}")),
     }
 }
 
-#[test]
 fn check_without_dev_kvm_says_so_with_the_fix_and_exits_1() {
-    if !can_unshare_mounts() {
-        return;
-    }
+    require_unshare_mounts();
     let axvm = env!("CARGO_BIN_EXE_axvm");
     let output = Command::new("unshare")
         .args([
@@ -60,8 +53,9 @@ fn check_without_dev_kvm_says_so_with_the_fix_and_exits_1() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-#[test]
 fn check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1() {
+    // Without /dev/kvm, `check` says it is missing, not that it is refused.
+    require_kvm();
     let axvm = env!("CARGO_BIN_EXE_axvm");
     // As `nobody`, with no supplementary groups: /dev/kvm (root-only or group kvm) refuses.
     let output = match Command::new("setpriv")
@@ -72,28 +66,23 @@ fn check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1() 
         .output()
     {
         Ok(output) => output,
-        Err(err) => {
-            eprintln!("skipping: cannot run `setpriv`: {err}");
-            return;
-        }
+        Err(err) => skip(format!("needs `setpriv`: {err}")),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !stdout.starts_with("Host:") {
         // Not root, or the binary is not reachable by `nobody` in this checkout.
-        eprintln!(
-            "skipping: `setpriv` could not run axvm as nobody: {}",
+        skip(format!(
+            "needs `setpriv` to run axvm as nobody, which failed: {}",
             stderr.trim()
-        );
-        return;
+        ));
     }
     let line = stdout
         .lines()
         .find(|line| line.contains("/dev/kvm"))
         .unwrap_or_else(|| panic!("/dev/kvm is not mentioned:\n{stdout}"));
     if line.contains("[ok  ]") {
-        eprintln!("skipping: /dev/kvm is open to every user here");
-        return;
+        skip("needs a /dev/kvm that not every user may open");
     }
     assert!(
         line.starts_with("  [FAIL] /dev/kvm: not accessible"),
@@ -107,3 +96,8 @@ fn check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1() 
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+axvm_test_harness::main!(
+    check_without_dev_kvm_says_so_with_the_fix_and_exits_1,
+    check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1,
+);

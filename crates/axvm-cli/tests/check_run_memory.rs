@@ -4,13 +4,10 @@
 
 mod common;
 
-use common::{axvm, kvm_available, raw_guest, realmode_with, replace, run, Scratch};
+use common::{axvm, raw_guest, realmode_with, replace, require_kvm, run, Scratch};
 
-#[test]
 fn region_the_host_cannot_map_fails_run_naming_it() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("run-huge-region");
     // 128 TiB at 1 TiB: more than a process's address space, so mmap fails.
     let config = realmode_with(&scratch, |text| {
@@ -30,11 +27,8 @@ fn region_the_host_cannot_map_fails_run_naming_it() {
     }
 }
 
-#[test]
 fn verbose_run_logs_each_region_outcome() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("run-outcomes");
     let config = common::demo(&scratch);
     let output = axvm(&[
@@ -67,11 +61,8 @@ const WRITE_READ_EXIT: &[u8] = &[
     0xeb, 0xfe, // jmp $
 ];
 
-#[test]
 fn unknown_emu_type_runs_as_scratch_registers() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("run-unknown-emu");
     let path = raw_guest(&scratch, WRITE_READ_EXIT);
     let text = std::fs::read_to_string(&path).expect("config");
@@ -102,3 +93,9 @@ fn unknown_emu_type_runs_as_scratch_registers() {
         "run warns too: {output:#?}"
     );
 }
+
+axvm_test_harness::main!(
+    region_the_host_cannot_map_fails_run_naming_it,
+    verbose_run_logs_each_region_outcome,
+    unknown_emu_type_runs_as_scratch_registers,
+);

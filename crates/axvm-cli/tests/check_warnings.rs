@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{axvm, realmode_with, replace, Output, Scratch};
+use common::{axvm, realmode_with, replace, require_kvm, Output, Scratch};
 
 fn check(config: &std::path::Path) -> Output {
     axvm(&[std::ffi::OsStr::new("check"), config.as_os_str()])
@@ -49,8 +49,8 @@ fn assert_one_warning(output: &Output, wants: &[&str]) {
     assert!(!output.stderr.contains("panicked"), "{output:#?}");
 }
 
-#[test]
 fn entry_point_outside_the_raw_image_warns() {
+    require_kvm();
     let output = check_edited("warn-entry", |text| {
         replace(&text, "entry_point = 0x8000", "entry_point = 0x7c00")
     });
@@ -65,8 +65,8 @@ fn entry_point_outside_the_raw_image_warns() {
     );
 }
 
-#[test]
 fn overlapping_images_warn() {
+    require_kvm();
     let output = check_edited("warn-overlap", |text| {
         replace(
             &text,
@@ -83,8 +83,8 @@ fn overlapping_images_warn() {
     );
 }
 
-#[test]
 fn pass_through_over_ram_warns() {
+    require_kvm();
     // The IOAPIC page, which this host can pass through, over a RAM region put there.
     let output = check_edited("warn-passthrough", |text| {
         let text = replace(
@@ -107,8 +107,8 @@ fn pass_through_over_ram_warns() {
     );
 }
 
-#[test]
 fn unknown_emu_type_warns_and_is_treated_as_dummy() {
+    require_kvm();
     let output = check_edited("warn-emu-type", |text| {
         replace(
             &text,
@@ -127,8 +127,8 @@ fn unknown_emu_type_warns_and_is_treated_as_dummy() {
     assert_eq!(output.stderr, "", "{output:#?}");
 }
 
-#[test]
 fn map_identical_warns_that_this_host_allocates_elsewhere() {
+    require_kvm();
     let output = check_edited("warn-identical", |text| {
         replace(
             &text,
@@ -148,8 +148,8 @@ fn map_identical_warns_that_this_host_allocates_elsewhere() {
     );
 }
 
-#[test]
 fn map_reserved_fails_with_the_fix() {
+    require_kvm();
     let output = check_edited("fail-reserved", |text| {
         replace(
             &text,
@@ -184,8 +184,8 @@ const ARCEOS_PASS_THROUGH: &str = r#"passthrough_devices = [
     ["HPET", 0xfed0_0000, 0xfed0_0000, 0x1000, 0x1],
 ]"#;
 
-#[test]
 fn pass_through_this_host_cannot_map_fails_as_run_would() {
+    require_kvm();
     // The local APIC and IOAPIC pages are served by KVM's in-kernel irqchip; the HPET is
     // host-physical memory a Linux process cannot map: `axvm run` refuses it, so check must.
     let output = check_edited("fail-hpet", |text| {
@@ -208,8 +208,8 @@ fn pass_through_this_host_cannot_map_fails_as_run_would() {
     }
 }
 
-#[test]
 fn pass_through_of_the_interrupt_controllers_is_accepted() {
+    require_kvm();
     let rows = ARCEOS_PASS_THROUGH.replace(
         "    [\"HPET\", 0xfed0_0000, 0xfed0_0000, 0x1000, 0x1],\n",
         "",
@@ -223,3 +223,14 @@ fn pass_through_of_the_interrupt_controllers_is_accepted() {
         "{output:#?}"
     );
 }
+
+axvm_test_harness::main!(
+    entry_point_outside_the_raw_image_warns,
+    overlapping_images_warn,
+    pass_through_over_ram_warns,
+    unknown_emu_type_warns_and_is_treated_as_dummy,
+    map_identical_warns_that_this_host_allocates_elsewhere,
+    map_reserved_fails_with_the_fix,
+    pass_through_this_host_cannot_map_fails_as_run_would,
+    pass_through_of_the_interrupt_controllers_is_accepted,
+);

@@ -7,7 +7,7 @@ mod common;
 
 use std::ffi::OsStr;
 
-use common::{axvm, guest, kvm_available, raw_guest, realmode_with, run, Scratch};
+use common::{axvm, guest, raw_guest, realmode_with, require_kvm, run, Scratch};
 
 /// `mov al, 42; out 0xf4, al; jmp $`: exit status 42.
 const EXIT_42: &[u8] = &[0xb0, 0x2a, 0xe6, 0xf4, 0xeb, 0xfe];
@@ -16,11 +16,8 @@ const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
 /// `mov al, 0x55; in al, 0x99; out 0xf4, al; jmp $`: exits with what port 0x99 reads.
 const UNCLAIMED_READ: &[u8] = &[0xb0, 0x55, 0xe4, 0x99, 0xe6, 0xf4, 0xeb, 0xfe];
 
-#[test]
 fn run_without_config_boots_the_demo() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let output = axvm(&["run"]);
     assert_eq!(output.code(), 0, "{output:#?}");
     let mut lines = output.stdout.lines();
@@ -47,11 +44,8 @@ fn run_without_config_boots_the_demo() {
     assert!(!output.stderr.contains("panicked"), "{output:#?}");
 }
 
-#[test]
 fn run_real_mode_guest_from_its_config() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("realmode");
     let config = realmode_with(&scratch, |text| text);
     let output = run(&config);
@@ -59,11 +53,8 @@ fn run_real_mode_guest_from_its_config() {
     assert_eq!(output.stdout, "axvm real-mode guest: hello\n");
 }
 
-#[test]
 fn run_rom_guest_from_its_config() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("rom");
     let config = guest(
         &scratch,
@@ -82,32 +73,23 @@ fn run_rom_guest_from_its_config() {
     assert!(!output.stdout.contains("FAIL"), "{output:#?}");
 }
 
-#[test]
 fn exit_status_is_the_guests() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("exit42");
     let output = run(&raw_guest(&scratch, EXIT_42));
     assert_eq!(output.code(), 42, "{output:#?}");
     assert_eq!(output.stdout, "");
 }
 
-#[test]
 fn keyboard_controller_reset_exits_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("reset");
     let output = run(&raw_guest(&scratch, I8042_RESET));
     assert_eq!(output.code(), 0, "{output:#?}");
 }
 
-#[test]
 fn unclaimed_error_stops_the_vm_naming_the_port() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("unclaimed-error");
     let config = raw_guest(&scratch, UNCLAIMED_READ);
     let output = axvm(&[
@@ -120,11 +102,8 @@ fn unclaimed_error_stops_the_vm_naming_the_port() {
     assert!(line.contains("vCPU 0"), "{line}");
 }
 
-#[test]
 fn unclaimed_ignore_reads_zero_quietly_and_logs_it_at_debug() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("unclaimed-ignore");
     let config = raw_guest(&scratch, UNCLAIMED_READ);
     // The default policy; AL was 0x55 before the IN, so status 0 proves the read gave 0.
@@ -146,3 +125,13 @@ fn unclaimed_ignore_reads_zero_quietly_and_logs_it_at_debug() {
     assert!(line.contains("in al,99h"), "{line}");
     assert!(line.contains("nearest device: `CMOS RTC`"), "{line}");
 }
+
+axvm_test_harness::main!(
+    run_without_config_boots_the_demo,
+    run_real_mode_guest_from_its_config,
+    run_rom_guest_from_its_config,
+    exit_status_is_the_guests,
+    keyboard_controller_reset_exits_0,
+    unclaimed_error_stops_the_vm_naming_the_port,
+    unclaimed_ignore_reads_zero_quietly_and_logs_it_at_debug,
+);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{axvm, kvm_available, raw_guest, Scratch};
+use common::{axvm, raw_guest, require_kvm, Scratch};
 
 /// Writes 0x41 to COM1's scratch register (port 0x3ff) five times, then exits 0:
 /// `mov $5,%cx; mov $0x3ff,%dx; mov $0x41,%al; 1: out %al,(%dx); loop 1b; mov $0,%al;
@@ -20,11 +20,8 @@ const UNCLAIMED_READS: &[u8] = &[
     0xb9, 0x03, 0x00, 0xba, 0xe5, 0x03, 0xec, 0xe2, 0xfd, 0xb0, 0x00, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
-#[test]
 fn stats_report_goes_to_stderr() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("stats");
     let config = raw_guest(&scratch, SCRATCH_WRITES);
     let output = axvm(&["run".as_ref(), config.as_os_str(), "--stats".as_ref()]);
@@ -40,11 +37,8 @@ fn stats_report_goes_to_stderr() {
     assert!(!output.stderr.contains("unclaimed"), "{output:#?}");
 }
 
-#[test]
 fn trace_exits_writes_json_lines() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("trace");
     let config = raw_guest(&scratch, SCRATCH_WRITES);
     let trace = scratch.path("exits.jsonl");
@@ -67,7 +61,6 @@ fn trace_exits_writes_json_lines() {
     assert_eq!(lines[5]["port"], 0xf4, "{text}");
 }
 
-#[test]
 fn trace_exits_into_a_missing_directory_is_refused() {
     let scratch = Scratch::new("trace-refused");
     let config = raw_guest(&scratch, SCRATCH_WRITES);
@@ -89,11 +82,8 @@ fn trace_exits_into_a_missing_directory_is_refused() {
 const UNCLAIMED_SUMMARY: &str =
     "unclaimed: 3 x 1-byte read at port 0x3e5 (nearest device: serial (COM1) at port 0x3f8-0x3ff)";
 
-#[test]
 fn unclaimed_accesses_are_summarised_with_verbose_but_are_no_warning() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("unclaimed-summary");
     let config = raw_guest(&scratch, UNCLAIMED_READS);
     let quiet = axvm(&["run".as_ref(), config.as_os_str()]);
@@ -110,11 +100,8 @@ fn unclaimed_accesses_are_summarised_with_verbose_but_are_no_warning() {
     assert!(!verbose.stderr.contains("exit statistics"), "{verbose:#?}");
 }
 
-#[test]
 fn unclaimed_accesses_are_part_of_the_stats_report() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("unclaimed-stats");
     let config = raw_guest(&scratch, UNCLAIMED_READS);
     let output = axvm(&["run".as_ref(), config.as_os_str(), "--stats".as_ref()]);
@@ -130,3 +117,11 @@ fn unclaimed_accesses_are_part_of_the_stats_report() {
     assert!(stats < summary, "{output:#?}");
     assert!(!output.stderr.contains("WARN"), "{output:#?}");
 }
+
+axvm_test_harness::main!(
+    stats_report_goes_to_stderr,
+    trace_exits_writes_json_lines,
+    trace_exits_into_a_missing_directory_is_refused,
+    unclaimed_accesses_are_summarised_with_verbose_but_are_no_warning,
+    unclaimed_accesses_are_part_of_the_stats_report,
+);

@@ -6,18 +6,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{axvm, kvm_available, raw_guest, Scratch};
+use common::{axvm, raw_guest, require_kvm, Scratch};
 
 /// `mov dx, 0x3e5; 1: in al, dx; jmp 1b`: polls a port no device claims, forever.
 const PORT_POLL: &[u8] = &[0xba, 0xe5, 0x03, 0xec, 0xeb, 0xfd];
 /// `mov al, 42; out 0xf4, al; jmp $`: exit status 42.
 const EXIT_42: &[u8] = &[0xb0, 0x2a, 0xe6, 0xf4, 0xeb, 0xfe];
 
-#[test]
 fn watchdog_stops_a_port_poll_and_names_the_port() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("watchdog-poll");
     let config = raw_guest(&scratch, PORT_POLL);
     let start = Instant::now();
@@ -48,11 +45,8 @@ fn watchdog_stops_a_port_poll_and_names_the_port() {
     assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
 }
 
-#[test]
 fn watchdog_leaves_a_finishing_guest_alone() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let scratch = Scratch::new("watchdog-exit");
     let config = raw_guest(&scratch, EXIT_42);
     let start = Instant::now();
@@ -71,7 +65,6 @@ fn watchdog_leaves_a_finishing_guest_alone() {
     assert!(!output.stderr.contains("watchdog"), "{}", output.stderr);
 }
 
-#[test]
 fn watchdog_refuses_a_non_positive_timeout() {
     let output = axvm(&["run", "--watchdog", "0"]);
     assert_eq!(output.code(), 2, "{output:#?}");
@@ -81,3 +74,9 @@ fn watchdog_refuses_a_non_positive_timeout() {
         output.stderr
     );
 }
+
+axvm_test_harness::main!(
+    watchdog_stops_a_port_poll_and_names_the_port,
+    watchdog_leaves_a_finishing_guest_alone,
+    watchdog_refuses_a_non_positive_timeout,
+);

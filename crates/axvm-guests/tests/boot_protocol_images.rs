@@ -43,7 +43,6 @@ fn multiboot_header() -> (usize, [u32; 10]) {
     (offset, fields)
 }
 
-#[test]
 fn multiboot_header_describes_the_flat_image() {
     assert_ne!(
         &MULTIBOOT[..4],
@@ -93,7 +92,6 @@ fn multiboot_header_describes_the_flat_image() {
     );
 }
 
-#[test]
 fn pvh_image_is_elf64_with_one_xen_entry_note() {
     let image = PVH;
     assert_eq!(&image[..4], b"\x7fELF", "not an ELF file");
@@ -173,7 +171,6 @@ fn pvh_image_is_elf64_with_one_xen_entry_note() {
     );
 }
 
-#[test]
 fn paths_hold_the_embedded_images() {
     for (path, image) in [(MULTIBOOT_PATH, MULTIBOOT), (PVH_PATH, PVH)] {
         let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -181,7 +178,6 @@ fn paths_hold_the_embedded_images() {
     }
 }
 
-#[test]
 fn configs_name_their_images_the_ramdisk_and_a_command_line() {
     for (config, image, cpus) in [(MULTIBOOT_CONFIG, "multiboot", 4), (PVH_CONFIG, "pvh", 2)] {
         for line in [
@@ -197,20 +193,17 @@ fn configs_name_their_images_the_ramdisk_and_a_command_line() {
     assert_eq!(&RAMDISK[..6], b"AXVMRD", "the test ramdisk's magic");
 }
 
-/// Runs objdump, or returns `None` (skip) when it is not installed.
-fn objdump(args: &[&str]) -> Option<String> {
+/// Runs objdump; skips the test when it is not installed.
+fn objdump(args: &[&str]) -> String {
     match std::process::Command::new("objdump").args(args).output() {
         Ok(output) if output.status.success() => {
-            Some(String::from_utf8_lossy(&output.stdout).into_owned())
+            String::from_utf8_lossy(&output.stdout).into_owned()
         }
         Ok(output) => panic!(
             "objdump {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         ),
-        Err(e) => {
-            eprintln!("skipping the SSE check: cannot run objdump: {e}");
-            None
-        }
+        Err(e) => axvm_test_harness::skip(format!("needs objdump (binutils): {e}")),
     }
 }
 
@@ -238,7 +231,6 @@ fn assert_no_sse(what: &str, disassembly: &str) {
 /// 16- and 32-bit entry code would decode as nonsense. The Multiboot image
 /// records its 64-bit range right after its Multiboot header; the PVH image
 /// keeps it in `.text` (16/32-bit code is in `.boot`).
-#[test]
 fn boot_protocol_guests_contain_no_sse() {
     let (_, fields) = multiboot_header();
     let (load, start, stop) = (fields[4], fields[8], fields[9]);
@@ -248,7 +240,7 @@ fn boot_protocol_guests_contain_no_sse() {
     );
     let start_arg = format!("--start-address={:#x}", start - load);
     let stop_arg = format!("--stop-address={:#x}", stop - load);
-    let Some(flat) = objdump(&[
+    let flat = objdump(&[
         "-D",
         "-b",
         "binary",
@@ -259,11 +251,16 @@ fn boot_protocol_guests_contain_no_sse() {
         &start_arg,
         &stop_arg,
         MULTIBOOT_PATH,
-    ]) else {
-        return;
-    };
+    ]);
     assert_no_sse(MULTIBOOT_PATH, &flat);
-    if let Some(elf) = objdump(&["-d", "-j", ".text", "-M", "intel", PVH_PATH]) {
-        assert_no_sse(PVH_PATH, &elf);
-    }
+    let elf = objdump(&["-d", "-j", ".text", "-M", "intel", PVH_PATH]);
+    assert_no_sse(PVH_PATH, &elf);
 }
+
+axvm_test_harness::main!(
+    multiboot_header_describes_the_flat_image,
+    pvh_image_is_elf64_with_one_xen_entry_note,
+    paths_hold_the_embedded_images,
+    configs_name_their_images_the_ramdisk_and_a_command_line,
+    boot_protocol_guests_contain_no_sse,
+);

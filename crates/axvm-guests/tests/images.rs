@@ -74,7 +74,6 @@ fn check_elf(name: &str, image: &[u8]) {
     );
 }
 
-#[test]
 fn long_mode_guests_are_elf64_at_the_load_address() {
     check_elf("demo", DEMO);
     check_elf("rom", ROM);
@@ -85,7 +84,6 @@ fn long_mode_guests_are_elf64_at_the_load_address() {
 /// The Linux boot protocol's layout: one boot sector and one setup sector with the setup
 /// header, then the protected-mode kernel (loaded at code32_start, 1 MiB), whose 64-bit
 /// entry at +0x200 is the guest's `startup_64` (`mov [rip + BOOT_PARAMS], rsi`).
-#[test]
 fn bzimage_guest_has_the_linux_setup_header() {
     let image = BZIMAGE;
     let setup_sects = usize::from(image[0x1f1]);
@@ -127,7 +125,6 @@ fn bzimage_guest_has_the_linux_setup_header() {
 }
 
 /// The test ramdisk: "AXVMRD", payload length, payload, byte sum of the payload.
-#[test]
 fn test_ramdisk_is_well_formed() {
     assert_eq!(&RAMDISK[..6], b"AXVMRD");
     let len = u32_at(RAMDISK, 6) as usize;
@@ -138,7 +135,6 @@ fn test_ramdisk_is_well_formed() {
     assert_eq!(u32_at(RAMDISK, 10 + len), sum);
 }
 
-#[test]
 fn realmode_guest_is_a_raw_image() {
     assert_ne!(
         &REALMODE[..4],
@@ -155,7 +151,6 @@ fn realmode_guest_is_a_raw_image() {
     assert!(REALMODE.windows(message.len()).any(|w| w == message));
 }
 
-#[test]
 fn paths_hold_the_embedded_images() {
     for (path, image) in [
         (DEMO_PATH, DEMO),
@@ -173,7 +168,6 @@ fn paths_hold_the_embedded_images() {
 
 /// Each config names its image by the file name of the matching `*_PATH`,
 /// so a test can copy the image next to the config.
-#[test]
 fn configs_name_their_images() {
     for (config, key, path) in [
         (DEMO_CONFIG, "kernel_path", DEMO_PATH),
@@ -198,7 +192,6 @@ fn configs_name_their_images() {
 /// KVM's instruction emulator (which runs CPL0 guest code on nested hosts)
 /// cannot execute SSE, so no guest may contain any. Needs objdump
 /// (binutils); skipped without it.
-#[test]
 fn long_mode_guests_contain_no_sse() {
     for path in [
         DEMO_PATH,
@@ -216,10 +209,7 @@ fn long_mode_guests_contain_no_sse() {
                 "objdump -d {path} failed: {}",
                 String::from_utf8_lossy(&output.stderr)
             ),
-            Err(e) => {
-                eprintln!("skipping the SSE check: cannot run objdump: {e}");
-                return;
-            }
+            Err(e) => axvm_test_harness::skip(format!("needs objdump (binutils): {e}")),
         };
         let text = String::from_utf8_lossy(&output.stdout);
         let sse: Vec<&str> = text
@@ -233,3 +223,13 @@ fn long_mode_guests_contain_no_sse() {
         );
     }
 }
+
+axvm_test_harness::main!(
+    long_mode_guests_are_elf64_at_the_load_address,
+    bzimage_guest_has_the_linux_setup_header,
+    test_ramdisk_is_well_formed,
+    realmode_guest_is_a_raw_image,
+    paths_hold_the_embedded_images,
+    configs_name_their_images,
+    long_mode_guests_contain_no_sse,
+);

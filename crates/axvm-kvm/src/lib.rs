@@ -26,7 +26,6 @@ pub mod devices;
 pub mod diagnostics;
 mod error;
 pub mod kvm;
-mod liveness;
 pub mod plan;
 pub mod platform;
 mod vmm;

@@ -9,11 +9,12 @@ use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
 use crate::devices::{platform_devices, ConsoleThread, OutputObserver};
-use crate::diagnostics::watchdog::watcher::Watch;
+use crate::diagnostics::halts::Halts;
+use crate::diagnostics::watchdog::check::Watch;
 use crate::diagnostics::watchdog::Progress;
+use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
-use crate::liveness::Liveness;
 use crate::plan::VmPlan;
 use crate::Error;
 
@@ -154,7 +155,7 @@ impl KvmVm {
         self.diagnostics.as_ref()?.watchdog.as_ref()
     }
 
-    /// The watchdog's watcher, when the watchdog is on.
+    /// The watchdog's part of the watcher, when the watchdog is on.
     fn watch(&self) -> Option<Watch<'_>> {
         let diagnostics = self.diagnostics.as_ref()?;
         Some(Watch {
@@ -179,20 +180,20 @@ impl KvmVm {
 
     fn run_vcpus(&self) -> Result<VmOutcome, Error> {
         self.vm.boot()?;
-        let liveness = Liveness::new(self.vm.vcpu_num());
+        let halts = Halts::new(&self.vm);
         let ends = std::thread::scope(|scope| {
             let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
-            let liveness = &liveness;
-            scope.spawn(move || liveness.watch(&self.vm, &stop));
-            let (stop_watchdog, watchdog_stop) = std::sync::mpsc::channel::<()>();
-            if let Some(watch) = self.watch() {
-                scope.spawn(move || watch.run(&self.vm, &watchdog_stop));
-            }
+            let halts = &halts;
+            let watcher = Watcher {
+                halts,
+                watchdog: self.watch(),
+            };
+            scope.spawn(move || watcher.run(&self.vm, &stop));
             let threads: Vec<_> = (0..self.vm.vcpu_num())
                 .map(|vcpu_id| {
                     std::thread::Builder::new()
                         .name(format!("vcpu{vcpu_id}"))
-                        .spawn_scoped(scope, move || self.vcpu_thread(vcpu_id, liveness))
+                        .spawn_scoped(scope, move || self.vcpu_thread(vcpu_id, halts))
                         .map_err(|err| Error::Thread {
                             vcpu: vcpu_id,
                             message: err.to_string(),
@@ -210,10 +211,9 @@ impl KvmVm {
                 })
                 .collect::<Result<Vec<_>, Error>>();
             drop(stop_watching);
-            drop(stop_watchdog);
             ends
         })?;
-        self.outcome(ends, liveness.all_halted())
+        self.outcome(ends, halts.all_halted())
     }
 
     fn outcome(&self, ends: Vec<VCpuEnd>, all_halted: bool) -> Result<VmOutcome, Error> {
@@ -234,7 +234,7 @@ impl KvmVm {
         })
     }
 
-    fn vcpu_thread(&self, vcpu_id: usize, liveness: &Liveness) -> VCpuEnd {
+    fn vcpu_thread(&self, vcpu_id: usize, halts: &Halts) -> VCpuEnd {
         pin_to_physical_cpus(self.vm.config(), vcpu_id);
         let _thread = self.vm.hal().enter_vcpu_thread(vcpu_id);
         loop {
@@ -247,7 +247,7 @@ impl KvmVm {
                     if self.vm.status() != VMStatus::Running {
                         return VCpuEnd::Stopped;
                     }
-                    liveness.report(vcpu_id, exit == AxVCpuExitReason::Halt);
+                    halts.report(vcpu_id, exit == AxVCpuExitReason::Halt);
                     if let Some(progress) = self.watchdog() {
                         progress.board.answer_if_asked(&self.vm, vcpu_id);
                     }

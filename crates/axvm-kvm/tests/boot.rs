@@ -8,13 +8,10 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm::GuestPhysAddr;
 use axvm_kvm::{CpuMode, ImageFormat, VmOutcome};
 use common::guests::{elf64, EXIT_1, EXIT_42, LONG_MODE_OK, LONG_MODE_STATE, REAL_MODE_STATE};
-use common::{boot_raw, create, kvm_available, options, parse_config, raw_config_text, Console};
+use common::{boot_raw, create, options, parse_config, raw_config_text, require_kvm, Console};
 
-#[test]
 fn demo_plan_is_elf64_in_long_mode_at_the_elf_entry() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         parse_config(axvm_guests::DEMO_CONFIG),
@@ -32,11 +29,8 @@ fn demo_plan_is_elf64_in_long_mode_at_the_elf_entry() {
     assert_eq!(plan.ap_entry, plan.bsp_entry);
 }
 
-#[test]
 fn real_mode_plan_is_raw_in_real_mode_at_the_config_entry() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         parse_config(axvm_guests::REALMODE_CONFIG),
@@ -49,11 +43,8 @@ fn real_mode_plan_is_raw_in_real_mode_at_the_config_entry() {
     assert_eq!(plan.bsp_entry, GuestPhysAddr::new(0x8000));
 }
 
-#[test]
 fn real_mode_entry_has_zero_segments_and_ip_at_the_entry() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (outcome, _) = boot_raw(REAL_MODE_STATE);
     assert_eq!(
         outcome,
@@ -62,11 +53,8 @@ fn real_mode_entry_has_zero_segments_and_ip_at_the_entry() {
     );
 }
 
-#[test]
 fn raw_image_starts_at_the_config_entry_point() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // The image holds two stubs: EXIT_1 at the load address, EXIT_42 right after it. Only
     // entering at the config's entry_point gives 42. The second load address is above 64 KiB,
     // where CS must carry part of the address.
@@ -91,11 +79,8 @@ fn raw_image_starts_at_the_config_entry_point() {
     }
 }
 
-#[test]
 fn elf_guest_starts_in_long_mode_at_its_elf_entry() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // The config's entry_point (0x8000, inside RAM) differs from the ELF entry: the ELF
     // entry wins, as for the demo.
     let elf = elf64(
@@ -120,3 +105,11 @@ fn elf_guest_starts_in_long_mode_at_its_elf_entry() {
         "CS must be 0x8 with paging and PAE on"
     );
 }
+
+axvm_test_harness::main!(
+    demo_plan_is_elf64_in_long_mode_at_the_elf_entry,
+    real_mode_plan_is_raw_in_real_mode_at_the_config_entry,
+    real_mode_entry_has_zero_segments_and_ip_at_the_entry,
+    raw_image_starts_at_the_config_entry_point,
+    elf_guest_starts_in_long_mode_at_its_elf_entry,
+);

@@ -7,7 +7,7 @@ mod common;
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::VmOutcome;
 use common::guests::CPUID_BRAND;
-use common::{boot, kvm_available, raw_config};
+use common::{boot, raw_config, require_kvm};
 
 /// The brand string this process's CPU reports, to its NUL; `None` if it has none.
 fn host_brand() -> Option<String> {
@@ -28,11 +28,8 @@ fn host_brand() -> Option<String> {
     (!brand.trim().is_empty()).then_some(brand)
 }
 
-#[test]
 fn guest_sees_the_host_brand_string() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(raw_config(), CPUID_BRAND, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("{err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited(0), "console {console:?}");
@@ -43,3 +40,5 @@ fn guest_sees_the_host_brand_string() {
     let want = host_brand().unwrap_or_else(|| "axvm virtual CPU".to_string());
     assert_eq!(printed, want);
 }
+
+axvm_test_harness::main!(guest_sees_the_host_brand_string,);

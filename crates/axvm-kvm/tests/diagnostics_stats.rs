@@ -12,7 +12,7 @@ use axvm::device::{DeviceSpace, UnclaimedAccessPolicy};
 use axvm::{ExitEvent, ExitObserver};
 use axvm_kvm::diagnostics::stats::{unclaimed_summary, ExitTarget};
 use axvm_kvm::{DiagnosticsOptions, KvmVCpu, KvmVm, VmOutcome};
-use common::{create, kvm_available, options, raw_config, Console, DEADLINE};
+use common::{create, options, raw_config, require_kvm, Console, DEADLINE};
 
 /// How many times [`SCRATCH_WRITES`] writes the scratch port.
 const WRITES: u64 = 5;
@@ -74,11 +74,8 @@ fn with_diagnostics(console: &Console, diagnostics: DiagnosticsOptions) -> axvm_
     }
 }
 
-#[test]
 fn stats_count_every_port_write() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let diagnostics = DiagnosticsOptions {
         stats: true,
@@ -147,11 +144,8 @@ fn reported_out_rip() -> u64 {
     }
 }
 
-#[test]
 fn trace_has_one_json_line_per_exit() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let sink = Shared::default();
     let diagnostics = DiagnosticsOptions {
@@ -190,11 +184,8 @@ fn trace_has_one_json_line_per_exit() {
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 }
 
-#[test]
 fn unclaimed_reads_are_summarised_with_their_count() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         raw_config(),
@@ -223,11 +214,8 @@ impl ExitObserver<KvmVCpu> for Counter {
     }
 }
 
-#[test]
 fn no_diagnostics_no_observer() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         raw_config(),
@@ -259,3 +247,10 @@ fn no_diagnostics_no_observer() {
     );
     assert!(vm.vm().set_exit_observer(counter).is_err());
 }
+
+axvm_test_harness::main!(
+    stats_count_every_port_write,
+    trace_has_one_json_line_per_exit,
+    unclaimed_reads_are_summarised_with_their_count,
+    no_diagnostics_no_observer,
+);

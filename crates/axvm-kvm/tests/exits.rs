@@ -11,41 +11,29 @@ use common::guests::{
     EXIT_42, I8042_RESET, I8042_SELF_TEST, STRING_IO, STRING_IO_TEXT, UNCLAIMED_PORT,
     UNCLAIMED_READ,
 };
-use common::{boot, boot_raw, kvm_available, raw_config};
+use common::{boot, boot_raw, raw_config, require_kvm};
 
-#[test]
 fn exit_device_status_is_the_outcome() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (outcome, _) = boot_raw(EXIT_42);
     assert_eq!(outcome, VmOutcome::Exited(42));
 }
 
-#[test]
 fn i8042_reset_exits_with_status_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (outcome, _) = boot_raw(I8042_RESET);
     assert_eq!(outcome, VmOutcome::Exited(0));
 }
 
-#[test]
 fn i8042_answers_its_self_test_at_once() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(raw_config(), I8042_SELF_TEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("{err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited(0x55), "console {console:?}");
 }
 
-#[test]
 fn unclaimed_port_read_is_an_error_under_the_error_policy() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(raw_config(), UNCLAIMED_READ, UnclaimedAccessPolicy::Error);
     let err = match result {
         Ok(outcome) => panic!("the VM ended with {outcome:?}; console {console:?}"),
@@ -58,23 +46,26 @@ fn unclaimed_port_read_is_an_error_under_the_error_policy() {
     );
 }
 
-#[test]
 fn unclaimed_port_reads_as_zero_under_the_ignore_policy() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // AL is 0x55 before the IN; the exit status is AL after it.
     let (result, console) = boot(raw_config(), UNCLAIMED_READ, UnclaimedAccessPolicy::Ignore);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited(0));
 }
 
-#[test]
 fn string_io_sends_every_element_to_the_device() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (outcome, console) = boot_raw(STRING_IO);
     assert_eq!(outcome, VmOutcome::Exited(0), "console {console:?}");
     assert_eq!(console, STRING_IO_TEXT);
 }
+
+axvm_test_harness::main!(
+    exit_device_status_is_the_outcome,
+    i8042_reset_exits_with_status_0,
+    i8042_answers_its_self_test_at_once,
+    unclaimed_port_read_is_an_error_under_the_error_policy,
+    unclaimed_port_reads_as_zero_under_the_ignore_policy,
+    string_io_sends_every_element_to_the_device,
+);

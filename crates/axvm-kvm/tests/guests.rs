@@ -7,7 +7,7 @@ mod common;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::VmOutcome;
-use common::{boot, kvm_available, parse_config};
+use common::{boot, parse_config, require_kvm};
 
 /// Boots a built guest with its config and returns its console, asserting it exited 0.
 fn boot_guest(config: &str, image: &[u8]) -> String {
@@ -29,11 +29,8 @@ fn assert_lines_in_order(console: &str, expected: &[&str]) {
     }
 }
 
-#[test]
 fn demo_guest_passes_every_check() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = boot_guest(axvm_guests::DEMO_CONFIG, axvm_guests::DEMO);
     // Each line covers exits the loop handles: a second vCPU, MMIO read/write (Dummy
     // device), port reads/writes of each width (PCI config ports), MSR read/write.
@@ -55,30 +52,21 @@ fn demo_guest_passes_every_check() {
     );
 }
 
-#[test]
 fn rom_guest_sees_its_write_to_rom_ignored() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = boot_guest(axvm_guests::ROM_CONFIG, axvm_guests::ROM);
     assert_lines_in_order(&console, &["ROM write ignored"]);
     assert!(!console.contains("FAIL"), "console:\n{console}");
 }
 
-#[test]
 fn real_mode_guest_says_hello() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = boot_guest(axvm_guests::REALMODE_CONFIG, axvm_guests::REALMODE);
     assert_eq!(console, "axvm real-mode guest: hello\n");
 }
 
-#[test]
 fn host_check_says_vms_can_run() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let report = axvm_kvm::check_host();
     let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
     assert!(report.can_run_vms(), "findings: {findings:#?}");
@@ -90,3 +78,10 @@ fn host_check_says_vms_can_run() {
         "no finding says /dev/kvm is usable: {findings:#?}"
     );
 }
+
+axvm_test_harness::main!(
+    demo_guest_passes_every_check,
+    rom_guest_sees_its_write_to_rom_ignored,
+    real_mode_guest_says_hello,
+    host_check_says_vms_can_run,
+);

@@ -7,13 +7,10 @@ mod common;
 use axvm::{AxVMError, AxVMHal};
 use axvm_kvm::{KvmError, KvmHal, KvmVm};
 use common::guests::EXIT_42;
-use common::{kvm_available, parse_config, raw_config_text};
+use common::{parse_config, raw_config_text, require_kvm};
 
-#[test]
 fn creating_a_vcpu_twice_is_eexist_from_kvm_create_vcpu() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let hal = KvmHal::new(0).expect("a KVM VM");
     let _first = hal.create_vcpu(0, None).expect("vCPU 0");
     let err = hal
@@ -34,11 +31,8 @@ fn creating_a_vcpu_twice_is_eexist_from_kvm_create_vcpu() {
     assert!(err.to_string().starts_with("KVM_CREATE_VCPU: "), "{err}");
 }
 
-#[test]
 fn memory_the_host_cannot_map_reaches_the_caller_as_mmap_enomem() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // A second region as large as a process's whole address space: mmap fails.
     let text = raw_config_text(0x10_0000, 0x8000, 0x8000).replace(
         "memory_regions = [[0x0, 0x100000, 0x7, 0]]",
@@ -78,3 +72,8 @@ fn memory_the_host_cannot_map_reaches_the_caller_as_mmap_enomem() {
     // The message still says it all by itself.
     assert!(err.to_string().contains(&cause.to_string()), "{err}");
 }
+
+axvm_test_harness::main!(
+    creating_a_vcpu_twice_is_eexist_from_kvm_create_vcpu,
+    memory_the_host_cannot_map_reaches_the_caller_as_mmap_enomem,
+);

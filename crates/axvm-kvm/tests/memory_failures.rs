@@ -9,7 +9,7 @@ mod common;
 use axvm::memory::RegionOutcome;
 use axvm::VmMemMappingType;
 use common::guests::EXIT_42;
-use common::{boot_raw, kvm_available, parse_config, raw_config_text, Console};
+use common::{boot_raw, parse_config, raw_config_text, require_kvm, Console};
 use common::{options, run_bounded};
 
 use axvm::device::UnclaimedAccessPolicy;
@@ -45,11 +45,8 @@ fn assert_names_region(message: &str, size: &str, gpa: &str) {
     assert!(!message.contains("memory_regions[0]"), "{message}");
 }
 
-#[test]
 fn region_too_large_to_allocate_is_refused_naming_it() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // 128 TiB: as large as a process's whole address space, so mmap fails.
     let message = refusal(config_with_region(0x100_0000_0000, 0x7fff_ffff_f000, 0));
     assert_names_region(&message, "0x7ffffffff000 bytes", "0x10000000000");
@@ -60,11 +57,8 @@ fn region_too_large_to_allocate_is_refused_naming_it() {
     );
 }
 
-#[test]
 fn region_too_large_to_map_is_refused_naming_it() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // 16 TiB: mmap (MAP_NORESERVE) usually gives it, but a KVM memory slot holds at most
     // 2^31 - 1 pages (8 TiB), so KVM_SET_USER_MEMORY_REGION refuses. Under strict
     // overcommit mmap fails first; either way the region is named with the fix.
@@ -80,22 +74,16 @@ fn region_too_large_to_map_is_refused_naming_it() {
     );
 }
 
-#[test]
 fn map_reserved_is_refused_with_the_fix() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let message = refusal(config_with_region(0x1000_0000, 0x1000, 2));
     assert_names_region(&message, "0x1000 bytes", "0x10000000");
     assert!(message.contains("MapReserved"), "{message}");
     assert!(message.contains("use map_type 0 (MapAlloc)"), "{message}");
 }
 
-#[test]
 fn map_identical_falls_back_to_allocated_memory_and_runs() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let mut config = common::raw_config();
     config.memory_regions[0].map_type = VmMemMappingType::MapIdentical;
     let console = Console::default();
@@ -118,3 +106,10 @@ fn map_identical_falls_back_to_allocated_memory_and_runs() {
     // And plain MapAlloc for comparison.
     assert_eq!(boot_raw(EXIT_42).0, VmOutcome::Exited(42));
 }
+
+axvm_test_harness::main!(
+    region_too_large_to_allocate_is_refused_naming_it,
+    region_too_large_to_map_is_refused_naming_it,
+    map_reserved_is_refused_with_the_fix,
+    map_identical_falls_back_to_allocated_memory_and_runs,
+);

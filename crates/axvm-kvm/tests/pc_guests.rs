@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
 use axvm_kvm::{BootImages, KvmVm, VmOutcome};
-use common::{kvm_available, options, parse_config, run_bounded, Console, DEADLINE};
+use common::{options, parse_config, require_kvm, run_bounded, Console, DEADLINE};
 
 /// Creates a VM from a guest's config with its kernel, and the test ramdisk when the config
 /// names one (as the `axvm` command would read it).
@@ -72,11 +72,8 @@ fn with_cpus(config: &str, cpu_num: usize) -> AxVMConfig {
     }
 }
 
-#[test]
 fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     for cpus in [1, 4] {
         let console = boot_guest(
             with_cpus(axvm_guests::MULTIBOOT_CONFIG, cpus),
@@ -96,11 +93,8 @@ fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
     }
 }
 
-#[test]
 fn pvh_kernel_reads_its_start_info() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = boot_guest(parse_config(axvm_guests::PVH_CONFIG), axvm_guests::PVH);
     assert_has_lines(
         &console,
@@ -112,11 +106,8 @@ fn pvh_kernel_reads_its_start_info() {
     );
 }
 
-#[test]
 fn bzimage_reads_its_zero_page_and_verifies_its_ramdisk() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = boot_guest(
         parse_config(axvm_guests::BZIMAGE_CONFIG),
         axvm_guests::BZIMAGE,
@@ -134,11 +125,8 @@ fn bzimage_reads_its_zero_page_and_verifies_its_ramdisk() {
     );
 }
 
-#[test]
 fn pit_interrupts_arrive_through_the_ioapic_at_their_rate() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         parse_config(axvm_guests::TIMER_CONFIG),
@@ -200,20 +188,14 @@ fn wake_with_injected_interrupt(config: AxVMConfig) -> String {
     text
 }
 
-#[test]
 fn an_interrupt_injected_from_another_thread_wakes_a_halted_vcpu() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = wake_with_injected_interrupt(parse_config(axvm_guests::WAKEUP_CONFIG));
     assert_has_lines(&console, &["wakeup: woken by vector 0x40"]);
 }
 
-#[test]
 fn an_ipi_between_guest_vcpus_wakes_the_other_one() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = wake_with_injected_interrupt(parse_config(axvm_guests::WAKEUP_SMP_CONFIG));
     assert!(
         console.contains("wakeup: IPI received on vCPU 1"),
@@ -221,11 +203,8 @@ fn an_ipi_between_guest_vcpus_wakes_the_other_one() {
     );
 }
 
-#[test]
 fn injecting_into_a_vcpu_the_vm_lacks_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         parse_config(axvm_guests::WAKEUP_CONFIG),
@@ -238,3 +217,13 @@ fn injecting_into_a_vcpu_the_vm_lacks_is_refused() {
         .expect_err("vCPU 5 does not exist");
     assert!(err.to_string().contains("vCPU 5"), "{err}");
 }
+
+axvm_test_harness::main!(
+    multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps,
+    pvh_kernel_reads_its_start_info,
+    bzimage_reads_its_zero_page_and_verifies_its_ramdisk,
+    pit_interrupts_arrive_through_the_ioapic_at_their_rate,
+    an_interrupt_injected_from_another_thread_wakes_a_halted_vcpu,
+    an_ipi_between_guest_vcpus_wakes_the_other_one,
+    injecting_into_a_vcpu_the_vm_lacks_is_refused,
+);

@@ -11,7 +11,7 @@ mod common;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::VmOutcome;
-use common::{boot, kvm_available, parse_config, raw_config, raw_config_text};
+use common::{boot, parse_config, raw_config, raw_config_text, require_kvm};
 
 /// Prints the fw_cfg signature on COM1 and exits with the CPU count; other vCPUs halt:
 /// ```text
@@ -150,11 +150,8 @@ const PM_TIMER_GUEST: &[u8] = &[
     0x22, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
-#[test]
 fn fw_cfg_reports_the_qemu_signature_and_the_cpu_count() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let text = raw_config_text(0x10_0000, 0x8000, 0x8000).replace("cpu_num = 1", "cpu_num = 3");
     let (result, console) = boot(
         parse_config(&text),
@@ -166,43 +163,31 @@ fn fw_cfg_reports_the_qemu_signature_and_the_cpu_count() {
     assert_eq!(outcome, VmOutcome::Exited(3), "console {console:?}");
 }
 
-#[test]
 fn cmos_reports_the_base_memory_size() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // 1 MiB of RAM: 639 KiB below the EBDA, as PC firmware reports it.
     let (result, console) = boot(raw_config(), CMOS_GUEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited((639 - 512) as u8));
 }
 
-#[test]
 fn debug_port_prints_on_the_com1_console_and_reads_0xe9() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(raw_config(), DEBUG_PORT_GUEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
     assert_eq!(console, format!("S{DEBUG_PORT_TEXT}"));
     assert_eq!(outcome, VmOutcome::Exited(0xe9));
 }
 
-#[test]
 fn reset_control_port_resets_with_status_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(raw_config(), RESET_GUEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited(0));
 }
 
-#[test]
 fn writing_s5_to_pm1_cnt_powers_off_with_status_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(
         raw_config(),
         ACPI_POWER_OFF_GUEST,
@@ -212,11 +197,8 @@ fn writing_s5_to_pm1_cnt_powers_off_with_status_0() {
     assert_eq!(outcome, VmOutcome::Exited(0));
 }
 
-#[test]
 fn other_sleep_types_leave_the_guest_running() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(
         raw_config(),
         ACPI_OTHER_SLEEP_GUEST,
@@ -226,12 +208,19 @@ fn other_sleep_types_leave_the_guest_running() {
     assert_eq!(outcome, VmOutcome::Exited(0x0d));
 }
 
-#[test]
 fn the_pm_timer_counts_for_the_guest() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (result, console) = boot(raw_config(), PM_TIMER_GUEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
     assert_eq!(outcome, VmOutcome::Exited(0x22));
 }
+
+axvm_test_harness::main!(
+    fw_cfg_reports_the_qemu_signature_and_the_cpu_count,
+    cmos_reports_the_base_memory_size,
+    debug_port_prints_on_the_com1_console_and_reads_0xe9,
+    reset_control_port_resets_with_status_0,
+    writing_s5_to_pm1_cnt_powers_off_with_status_0,
+    other_sleep_types_leave_the_guest_running,
+    the_pm_timer_counts_for_the_guest,
+);

@@ -11,7 +11,7 @@ mod common;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::VmOutcome;
-use common::{create, kvm_available, options, raw_config, run_bounded, Console};
+use common::{create, options, raw_config, require_kvm, run_bounded, skip, Console};
 
 /// Enables COM1's THR-empty interrupt and waits for IRQ 4; the handler exits with 0x34:
 /// ```text
@@ -80,8 +80,8 @@ const PIT_GUEST: &[u8] = &[
     0xf4, 0xeb, 0xfd, 0xb0, 0x30, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
-/// Runs `guest` and returns its outcome, or `None` (skipping) without an in-kernel irqchip.
-fn run_with_irqchip(guest: &[u8]) -> Option<VmOutcome> {
+/// Runs `guest` and returns its outcome; skips the test without an in-kernel irqchip.
+fn run_with_irqchip(guest: &[u8]) -> VmOutcome {
     let console = Console::default();
     let vm = create(
         raw_config(),
@@ -89,29 +89,23 @@ fn run_with_irqchip(guest: &[u8]) -> Option<VmOutcome> {
         options(&console, UnclaimedAccessPolicy::Error),
     );
     if !vm.vm().hal().has_irqchip() {
-        eprintln!("skipping: this KVM has no in-kernel irqchip");
-        return None;
+        skip("needs KVM's in-kernel irqchip, which this KVM lacks");
     }
     let result = run_bounded(vm, &console);
-    Some(result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {:?}", console.text())))
+    result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {:?}", console.text()))
 }
 
-#[test]
 fn com1_raises_irq_4_through_the_irqchip() {
-    if !kvm_available() {
-        return;
-    }
-    if let Some(outcome) = run_with_irqchip(UART_IRQ_GUEST) {
-        assert_eq!(outcome, VmOutcome::Exited(0x34));
-    }
+    require_kvm();
+    assert_eq!(run_with_irqchip(UART_IRQ_GUEST), VmOutcome::Exited(0x34));
 }
 
-#[test]
 fn kvm_pit_ticks_on_irq_0() {
-    if !kvm_available() {
-        return;
-    }
-    if let Some(outcome) = run_with_irqchip(PIT_GUEST) {
-        assert_eq!(outcome, VmOutcome::Exited(0x30));
-    }
+    require_kvm();
+    assert_eq!(run_with_irqchip(PIT_GUEST), VmOutcome::Exited(0x30));
 }
+
+axvm_test_harness::main!(
+    com1_raises_irq_4_through_the_irqchip,
+    kvm_pit_ticks_on_irq_0,
+);

@@ -8,7 +8,7 @@ mod protocol_common;
 use axvm::GuestPhysAddr;
 use axvm_kvm::boot::{detect_format, kernel_layout, BZIMAGE_LOAD_ADDR};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
-use common::{kvm_available, parse_config};
+use common::{parse_config, require_kvm};
 use protocol_common::*;
 
 const SETUP_SECTS: usize = 1;
@@ -42,7 +42,6 @@ fn good_bzimage() -> Vec<u8> {
     bzimage(0x020f, 0x1, 2048)
 }
 
-#[test]
 fn bzimages_are_detected_and_laid_out_without_a_vm() {
     let image = good_bzimage();
     assert_eq!(detect_format(&image), ImageFormat::BzImage);
@@ -52,11 +51,8 @@ fn bzimages_are_detected_and_laid_out_without_a_vm() {
     assert_eq!(layout.ranges, [(GuestPhysAddr::new(0x10_0000), kernel_len)]);
 }
 
-#[test]
 fn bzimage_starts_at_the_64_bit_entry_with_the_zero_page_in_rsi() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let image = good_bzimage();
     let (vm, console) = create(config(2), &images(&image));
     let plan = vm.plan();
@@ -121,11 +117,8 @@ fn check_zero_page(vm: &axvm_kvm::KvmVm, zero_page: u64) {
     }
 }
 
-#[test]
 fn bzimages_without_a_usable_64_bit_entry_are_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let cases = [
         (
             "no XLF_KERNEL_64",
@@ -140,11 +133,8 @@ fn bzimages_without_a_usable_64_bit_entry_are_refused() {
     }
 }
 
-#[test]
 fn a_command_line_longer_than_the_kernel_accepts_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let config = parse_config(&config_text(1, RAM, Some(CMDLINE), None));
     assert_refused(
         config,
@@ -154,11 +144,8 @@ fn a_command_line_longer_than_the_kernel_accepts_is_refused() {
     );
 }
 
-#[test]
 fn a_ramdisk_above_initrd_addr_max_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let config = parse_config(&config_text(1, RAM, None, Some(0x300_0000)));
     assert_refused(
         config,
@@ -167,3 +154,11 @@ fn a_ramdisk_above_initrd_addr_max_is_refused() {
         "must end at or below 0x2000000",
     );
 }
+
+axvm_test_harness::main!(
+    bzimages_are_detected_and_laid_out_without_a_vm,
+    bzimage_starts_at_the_64_bit_entry_with_the_zero_page_in_rsi,
+    bzimages_without_a_usable_64_bit_entry_are_refused,
+    a_command_line_longer_than_the_kernel_accepts_is_refused,
+    a_ramdisk_above_initrd_addr_max_is_refused,
+);

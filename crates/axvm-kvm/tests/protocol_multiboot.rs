@@ -10,7 +10,7 @@ use axvm_kvm::boot::{
     check_kernel_placement, detect_format, kernel_layout, MULTIBOOT_BOOTLOADER_MAGIC,
 };
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
-use common::{kvm_available, parse_config};
+use common::{parse_config, require_kvm};
 use protocol_common::*;
 
 const MAGIC: u32 = 0x1BAD_B002;
@@ -117,7 +117,6 @@ fn elf32_kernel(paddr: u32, vaddr: u32) -> Vec<u8> {
     elf
 }
 
-#[test]
 fn multiboot_images_are_detected_and_laid_out_without_a_vm() {
     let kludge = kludge_kernel(0x10_0000, 0x1000);
     assert_eq!(detect_format(&kludge), ImageFormat::Multiboot);
@@ -132,11 +131,8 @@ fn multiboot_images_are_detected_and_laid_out_without_a_vm() {
     assert!(check_kernel_placement(&config(1), &elf).is_ok());
 }
 
-#[test]
 fn kludge_kernel_gets_the_magic_and_the_information_structure() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let kernel = kludge_kernel(0x10_0000, 0x1000);
     let (vm, console) = create(config(2), &images(&kernel));
     let plan = vm.plan();
@@ -196,22 +192,16 @@ fn check_information(vm: &axvm_kvm::KvmVm, info: u64) {
     assert_eq!(read_cstr(vm, field(64).into()), "axvm");
 }
 
-#[test]
 fn the_kernel_wakes_vcpu_1_with_init_sipi_sipi() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let kernel = kludge_kernel_with(0x10_0000, 0, WAKE_AP_CODE);
     let (vm, console) = create(config(2), &images(&kernel));
     let (outcome, printed) = run(vm, &console);
     assert_eq!(outcome, VmOutcome::Exited(42), "console: {printed:?}");
 }
 
-#[test]
 fn elf32_kernel_is_loaded_by_physical_address_and_entered_there() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let kernel = elf32_kernel(0x20_0000, 0xc020_0000);
     let (vm, console) = create(config(1), &images(&kernel));
     let plan = vm.plan();
@@ -223,11 +213,8 @@ fn elf32_kernel_is_loaded_by_physical_address_and_entered_there() {
     assert_eq!(printed, MULTIBOOT_LINE);
 }
 
-#[test]
 fn no_cmdline_is_an_empty_string_and_an_explicit_ramdisk_address_is_used() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let config = parse_config(&config_text(1, RAM, None, Some(0x80_0000)));
     let (vm, _console) = create(config, &images(&kludge_kernel(0x10_0000, 0)));
     let info = vm.plan().info.expect("info").as_u64();
@@ -237,11 +224,8 @@ fn no_cmdline_is_an_empty_string_and_an_explicit_ramdisk_address_is_used() {
     assert_eq!(read(&vm, 0x80_0000, RAMDISK.len()), RAMDISK);
 }
 
-#[test]
 fn bad_multiboot_kernels_are_refused_with_the_field_named() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let mut bad_checksum = kludge_kernel(0x10_0000, 0);
     bad_checksum[8] ^= 0x80;
     let mut video = header(
@@ -271,11 +255,8 @@ fn bad_multiboot_kernels_are_refused_with_the_field_named() {
     }
 }
 
-#[test]
 fn a_ramdisk_over_the_kernel_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let config = parse_config(&config_text(1, RAM, Some(CMDLINE), Some(0x10_0000)));
     assert_refused(
         config,
@@ -284,3 +265,13 @@ fn a_ramdisk_over_the_kernel_is_refused() {
         "overlaps the kernel",
     );
 }
+
+axvm_test_harness::main!(
+    multiboot_images_are_detected_and_laid_out_without_a_vm,
+    kludge_kernel_gets_the_magic_and_the_information_structure,
+    the_kernel_wakes_vcpu_1_with_init_sipi_sipi,
+    elf32_kernel_is_loaded_by_physical_address_and_entered_there,
+    no_cmdline_is_an_empty_string_and_an_explicit_ramdisk_address_is_used,
+    bad_multiboot_kernels_are_refused_with_the_field_named,
+    a_ramdisk_over_the_kernel_is_refused,
+);

@@ -8,7 +8,7 @@ mod protocol_common;
 use axvm::GuestPhysAddr;
 use axvm_kvm::boot::{detect_format, kernel_layout, PVH_START_INFO_MAGIC};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
-use common::kvm_available;
+use common::require_kvm;
 use protocol_common::*;
 
 /// The ELF entry, deliberately not the PVH entry: PVH kernels are entered at the note's.
@@ -69,7 +69,6 @@ fn pvh_kernel(paddr: u64) -> Vec<u8> {
     elf
 }
 
-#[test]
 fn pvh_kernels_are_detected_by_their_note() {
     let kernel = pvh_kernel(0x10_0000);
     assert_eq!(detect_format(&kernel), ImageFormat::Pvh);
@@ -78,11 +77,8 @@ fn pvh_kernels_are_detected_by_their_note() {
     assert_eq!(layout.ranges, [(GuestPhysAddr::new(0x10_0000), 0x2000)]);
 }
 
-#[test]
 fn pvh_kernel_gets_start_info_in_ebx() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (vm, console) = create(config(2), &images(&pvh_kernel(0x10_0000)));
     let plan = vm.plan();
     assert_eq!(plan.format, ImageFormat::Pvh);
@@ -132,11 +128,8 @@ fn check_start_info(vm: &axvm_kvm::KvmVm, info: u64) {
     }
 }
 
-#[test]
 fn pvh_kernel_over_the_boot_data_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert_refused(
         config(1),
         &images(&pvh_kernel(0x8000)),
@@ -144,3 +137,9 @@ fn pvh_kernel_over_the_boot_data_is_refused() {
         "boot data",
     );
 }
+
+axvm_test_harness::main!(
+    pvh_kernels_are_detected_by_their_note,
+    pvh_kernel_gets_start_info_in_ebx,
+    pvh_kernel_over_the_boot_data_is_refused,
+);

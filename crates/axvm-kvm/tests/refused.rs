@@ -7,7 +7,7 @@ mod common;
 
 use axvm::config::toml::AxVMCrateConfig;
 use common::guests::{elf64, EXIT_42, LONG_MODE_STATE};
-use common::{assert_refused, kvm_available, parse_config, raw_config, raw_config_text};
+use common::{assert_refused, parse_config, raw_config, raw_config_text, require_kvm};
 
 /// 16 MiB of RAM from 0, config entry 0x20_0000: room for ELF images at 0x20_0000.
 fn elf_config() -> axvm::AxVMConfig {
@@ -18,11 +18,8 @@ fn elf_at(paddr: u64, memsz: u64) -> Vec<u8> {
     elf64(paddr, memsz, paddr, LONG_MODE_STATE)
 }
 
-#[test]
 fn elf_segment_outside_ram_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // Wholly past the end of RAM, then starting inside and running past it.
     let message = assert_refused(
         elf_config(),
@@ -43,11 +40,8 @@ fn elf_segment_outside_ram_is_refused() {
     assert!(message.contains("does not fit"), "{message}");
 }
 
-#[test]
 fn elf_segment_over_the_boot_page_tables_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert_refused(
         elf_config(),
         &elf_at(0x2000, 0x1000),
@@ -56,11 +50,8 @@ fn elf_segment_over_the_boot_page_tables_is_refused() {
     );
 }
 
-#[test]
 fn elf_entry_outside_ram_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let elf = elf64(0x20_0000, 0x1000, 0x4000_0000, LONG_MODE_STATE);
     assert_refused(
         elf_config(),
@@ -70,11 +61,8 @@ fn elf_entry_outside_ram_is_refused() {
     );
 }
 
-#[test]
 fn malformed_elf_images_are_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let good = elf_at(0x20_0000, 0x1000);
     let mut class32 = good.clone();
     class32[4] = 1;
@@ -97,11 +85,8 @@ fn malformed_elf_images_are_refused() {
     }
 }
 
-#[test]
 fn raw_image_larger_than_its_region_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     // 64 KiB of RAM; an image of 0x9000 bytes at 0x8000 ends 0x1000 bytes past it.
     let config = parse_config(&raw_config_text(0x1_0000, 0x8000, 0x8000));
     let mut image = EXIT_42.to_vec();
@@ -110,11 +95,8 @@ fn raw_image_larger_than_its_region_is_refused() {
     assert!(message.contains("0x1000 bytes short"), "{message}");
 }
 
-#[test]
 fn elf_guest_without_ram_for_the_boot_tables_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let original = "[0x0, 0x100_0000, 0x7, 0]";
     assert!(axvm_guests::DEMO_CONFIG.contains(original));
     let text = axvm_guests::DEMO_CONFIG.replace(original, "[0x10_0000, 0xf0_0000, 0x7, 0]");
@@ -126,11 +108,8 @@ fn elf_guest_without_ram_for_the_boot_tables_is_refused() {
     );
 }
 
-#[test]
 fn device_type_axvm_does_not_emulate_is_refused() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let original = r#"["scratch", 0xfeb0_0000, 0x1000, 0, 0x0, []]"#;
     assert!(axvm_guests::DEMO_CONFIG.contains(original));
     let text = axvm_guests::DEMO_CONFIG
@@ -143,7 +122,6 @@ fn device_type_axvm_does_not_emulate_is_refused() {
     );
 }
 
-#[test]
 fn invalid_config_is_refused_before_kvm_is_touched() {
     // Validation comes first, so this needs no /dev/kvm.
     let text = raw_config_text(0x10_0000, 0x8000, 0x20_0000);
@@ -156,3 +134,14 @@ fn invalid_config_is_refused_before_kvm_is_touched() {
     config.phys_cpu_ids = Some(vec![0, 1]);
     assert_refused(config, EXIT_42, "base.phys_cpu_ids", "base.cpu_num is 1");
 }
+
+axvm_test_harness::main!(
+    elf_segment_outside_ram_is_refused,
+    elf_segment_over_the_boot_page_tables_is_refused,
+    elf_entry_outside_ram_is_refused,
+    malformed_elf_images_are_refused,
+    raw_image_larger_than_its_region_is_refused,
+    elf_guest_without_ram_for_the_boot_tables_is_refused,
+    device_type_axvm_does_not_emulate_is_refused,
+    invalid_config_is_refused_before_kvm_is_touched,
+);

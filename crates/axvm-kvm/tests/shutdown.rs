@@ -3,6 +3,8 @@
 //! which with KVM's in-kernel irqchip blocks inside the kernel) are both kicked out, and
 //! `run()` returns `VmOutcome::Stopped`. A VM whose every vCPU halted with interrupts off
 //! (`cli; hlt`) can never run again: axvm stops it by itself as `VmOutcome::AllHalted`.
+//! To notice that without kicking running vCPUs, axvm reads whether each vCPU blocks in the
+//! kernel (`BlockingProbe`): true for a halted vCPU, never for a spinning one.
 
 mod common;
 
@@ -11,9 +13,10 @@ use std::thread;
 use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm_kvm::VmOutcome;
+use axvm_kvm::kvm::BlockingProbe;
+use axvm_kvm::{KvmVm, VmOutcome};
 use common::guests::{HALT, SPIN, WAIT_FOR_INTERRUPT};
-use common::{create, kvm_available, options, raw_config, wait_until_booted, Console, DEADLINE};
+use common::{create, options, raw_config, require_kvm, wait_until_booted, Console, DEADLINE};
 
 /// How long the guest runs before the host stops it.
 const RUN_FOR: Duration = Duration::from_millis(200);
@@ -22,12 +25,23 @@ const RUN_FOR: Duration = Duration::from_millis(200);
 /// [`RUN_FOR`]; returns the outcome. Fails if the VM ends before it is stopped, or does not
 /// stop within [`DEADLINE`] of the shutdown.
 fn run_then_shutdown(guest: &[u8]) -> VmOutcome {
+    run_then_shutdown_watching(guest, |_| (), |_| {})
+}
+
+/// [`run_then_shutdown`], calling `prepare` with the VM before it runs and `watch` with
+/// what `prepare` returned while it runs, before it is stopped.
+fn run_then_shutdown_watching<T>(
+    guest: &[u8],
+    prepare: impl FnOnce(&KvmVm) -> T,
+    watch: impl FnOnce(T),
+) -> VmOutcome {
     let console = Console::default();
     let vm = Arc::new(create(
         raw_config(),
         guest,
         options(&console, UnclaimedAccessPolicy::Error),
     ));
+    let prepared = prepare(&vm);
     let (done, ended) = mpsc::channel();
     let runner = Arc::clone(&vm);
     thread::spawn(move || {
@@ -37,6 +51,7 @@ fn run_then_shutdown(guest: &[u8]) -> VmOutcome {
     if let Ok(result) = ended.recv_timeout(RUN_FOR) {
         panic!("the VM ended by itself before the shutdown: {result:?}");
     }
+    watch(prepared);
     vm.vm().shutdown();
     match ended.recv_timeout(DEADLINE) {
         Ok(result) => result.unwrap_or_else(|err| panic!("the VM failed: {err}")),
@@ -44,27 +59,55 @@ fn run_then_shutdown(guest: &[u8]) -> VmOutcome {
     }
 }
 
-#[test]
 fn shutdown_stops_a_guest_waiting_for_interrupts() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert_eq!(run_then_shutdown(WAIT_FOR_INTERRUPT), VmOutcome::Stopped);
 }
 
-#[test]
 fn a_vm_halted_with_interrupts_off_is_stopped_and_reported() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (outcome, _) = common::boot_raw(HALT);
     assert_eq!(outcome, VmOutcome::AllHalted);
 }
 
-#[test]
 fn shutdown_stops_a_spinning_guest() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     assert_eq!(run_then_shutdown(SPIN), VmOutcome::Stopped);
 }
+
+/// Opens vCPU 0's probe; only before the vCPU runs (a running vCPU is locked).
+fn probe(vm: &KvmVm) -> BlockingProbe {
+    vm.vm()
+        .try_inspect_vcpu(0, |vcpu| BlockingProbe::open(vcpu.fd()))
+        .expect("vCPU 0 exists")
+        .expect("vCPU 0 is not running yet")
+        .unwrap_or_else(|why| panic!("this KVM cannot say whether a vCPU blocks: {why}"))
+}
+
+/// How many of 20 readings, 10 ms apart, say that vCPU 0 of `guest` blocks in the kernel.
+fn blocking_readings(guest: &[u8]) -> usize {
+    let mut readings = 0;
+    let outcome = run_then_shutdown_watching(guest, probe, |probe| {
+        for _ in 0..20 {
+            if probe.is_blocking().expect("the statistic reads") {
+                readings += 1;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    assert_eq!(outcome, VmOutcome::Stopped);
+    readings
+}
+
+fn a_halted_vcpu_is_seen_blocking_and_a_spinning_one_never() {
+    require_kvm();
+    assert!(blocking_readings(WAIT_FOR_INTERRUPT) > 0);
+    assert_eq!(blocking_readings(SPIN), 0);
+}
+
+axvm_test_harness::main!(
+    shutdown_stops_a_guest_waiting_for_interrupts,
+    a_vm_halted_with_interrupts_off_is_stopped_and_reported,
+    shutdown_stops_a_spinning_guest,
+    a_halted_vcpu_is_seen_blocking_and_a_spinning_one_never,
+);

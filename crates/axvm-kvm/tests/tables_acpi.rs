@@ -13,7 +13,7 @@ use axvm_kvm::boot::acpi::write_acpi_tables;
 use axvm_kvm::boot::e820::{e820_map, E820Kind};
 use axvm_kvm::KvmHal;
 
-use common::{byte_sum, kvm_available, le_field, read_guest, unrun_vm};
+use common::{byte_sum, le_field, read_guest, require_kvm, skip, unrun_vm};
 
 /// The RSDP a kernel finds: the first "RSD PTR " on a 16-byte boundary in 0xe0000-0xfffff
 /// whose first 20 bytes sum to zero.
@@ -88,11 +88,8 @@ fn madt_entries(madt: &[u8]) -> Vec<(u8, &[u8])> {
     entries
 }
 
-#[test]
 fn madt_lists_every_vcpu_the_ioapic_and_the_isa_overrides() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     for cpus in [1, 2, 4] {
         let vm = unrun_vm(cpus, 0x10_0000);
         let rsdp = write_acpi_tables(vm.vm()).expect("the tables are written");
@@ -136,11 +133,8 @@ fn madt_lists_every_vcpu_the_ioapic_and_the_isa_overrides() {
     }
 }
 
-#[test]
 fn fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let vm = unrun_vm(2, 0x10_0000);
     write_acpi_tables(vm.vm()).expect("the tables are written");
     let tables = tables_of(vm.vm());
@@ -188,11 +182,8 @@ fn fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs() {
     assert_eq!(facs_at % 64, 0, "the FACS is 64-byte aligned");
 }
 
-#[test]
 fn the_tables_lie_in_memory_the_e820_map_reserves() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let vm = unrun_vm(4, 0x10_0000);
     write_acpi_tables(vm.vm()).expect("the tables are written");
     let map = e820_map(vm.vm().config());
@@ -206,11 +197,8 @@ fn the_tables_lie_in_memory_the_e820_map_reserves() {
     }
 }
 
-#[test]
 fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let vm = unrun_vm(1, 0x8_0000);
     let err = write_acpi_tables(vm.vm()).expect_err("512 KiB of RAM has no room for ACPI");
     let message = err.to_string();
@@ -241,9 +229,9 @@ fn scratch_dir(test: &str, files: &[(&str, &[u8])]) -> PathBuf {
 }
 
 /// Runs the ACPICA tool `tool` (from Debian's `acpica-tools`) with `args` in `dir`; returns
-/// what it printed, after checking that it succeeded. `None` when the tool is not
-/// installed and tools are not required (the caller skips).
-fn run_acpica(tool: &str, args: &[&str], dir: &Path) -> Option<String> {
+/// what it printed, after checking that it succeeded. Skips the test when the tool is not
+/// installed and tools are not required.
+fn run_acpica(tool: &str, args: &[&str], dir: &Path) -> String {
     let output = match Command::new(tool)
         .args(args)
         .current_dir(dir)
@@ -254,10 +242,9 @@ fn run_acpica(tool: &str, args: &[&str], dir: &Path) -> Option<String> {
         Err(err) if tools_required() => {
             panic!("cannot run {tool} ({err}): install it with `apt-get install acpica-tools`")
         }
-        Err(err) => {
-            eprintln!("skipping the {tool} check: cannot run {tool}: {err}");
-            return None;
-        }
+        Err(err) => skip(format!(
+            "needs {tool} (apt-get install acpica-tools): {err}"
+        )),
     };
     let printed = format!(
         "{}{}",
@@ -268,7 +255,7 @@ fn run_acpica(tool: &str, args: &[&str], dir: &Path) -> Option<String> {
         output.status.success(),
         "{tool} {args:?} failed:\n{printed}"
     );
-    Some(printed)
+    printed
 }
 
 /// How iasl's disassembler flags a problem: messages, and `****` before what it cannot parse.
@@ -298,18 +285,13 @@ fn fadt_and_dsdt() -> (Vec<u8>, Vec<u8>) {
     (fadt, dsdt)
 }
 
-#[test]
 fn iasl_disassembles_the_fadt_and_the_dsdt_without_complaint() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (fadt, dsdt) = fadt_and_dsdt();
     let dir = scratch_dir("iasl", &[("fadt.dat", &fadt), ("dsdt.dat", &dsdt)]);
     let mut listings = Vec::new();
     for name in ["fadt", "dsdt"] {
-        let Some(printed) = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir) else {
-            return;
-        };
+        let printed = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir);
         assert_no_complaint(&format!("iasl -d {name}"), &printed, &IASL_COMPLAINTS);
         let listing = std::fs::read_to_string(dir.join(format!("{name}.dsl")))
             .unwrap_or_else(|err| panic!("iasl wrote no {name}.dsl ({err}):\n{printed}"));
@@ -352,20 +334,24 @@ fn iasl_disassembles_the_fadt_and_the_dsdt_without_complaint() {
 /// starts (the step that failed without PM blocks), and goes through the S5 transition
 /// Linux's `poweroff` makes, reading SLP_TYP from `\_S5`. (acpiexec pauses some 10 s in its
 /// simulated sleep.)
-#[test]
 fn acpicas_interpreter_starts_and_enters_s5_from_the_tables() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let (fadt, dsdt) = fadt_and_dsdt();
     let dir = scratch_dir("acpiexec", &[("fadt.dat", &fadt), ("dsdt.dat", &dsdt)]);
     let args = ["-b", "sleep 5", "dsdt.dat", "fadt.dat"];
-    let Some(printed) = run_acpica("acpiexec", &args, &dir) else {
-        return;
-    };
+    let printed = run_acpica("acpiexec", &args, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     assert_no_complaint("acpiexec", &printed, &ACPIEXEC_COMPLAINTS);
     for expected in ["Sleep-A: 05, Sleep-B: 05", "Entering sleep state [S5]"] {
         assert!(printed.contains(expected), "no `{expected}` in\n{printed}");
     }
 }
+
+axvm_test_harness::main!(
+    madt_lists_every_vcpu_the_ioapic_and_the_isa_overrides,
+    fadt_names_the_reset_register_the_sci_the_dsdt_and_the_facs,
+    the_tables_lie_in_memory_the_e820_map_reserves,
+    a_vm_without_ram_under_1_mib_is_refused_with_the_fix,
+    iasl_disassembles_the_fadt_and_the_dsdt_without_complaint,
+    acpicas_interpreter_starts_and_enters_s5_from_the_tables,
+);

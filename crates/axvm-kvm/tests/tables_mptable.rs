@@ -9,7 +9,7 @@ use axvm_kvm::boot::acpi::write_acpi_tables;
 use axvm_kvm::boot::mptable::write_mp_table;
 use axvm_kvm::KvmHal;
 
-use common::{byte_sum, kvm_available, le_field, read_guest, unrun_vm};
+use common::{byte_sum, le_field, read_guest, require_kvm, unrun_vm};
 
 /// The configuration table a kernel finds: through the first "_MP_" on a 16-byte boundary in
 /// 0xf0000-0xfffff with a valid checksum.
@@ -61,11 +61,8 @@ fn of_type<'a>(entries: &[(u8, &'a [u8])], kind: u8) -> Vec<&'a [u8]> {
         .collect()
 }
 
-#[test]
 fn one_processor_entry_per_vcpu_and_the_bsp_is_vcpu_0() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     for cpus in [1, 2, 4] {
         let vm = unrun_vm(cpus, 0x10_0000);
         write_mp_table(vm.vm()).expect("the MP table is written");
@@ -83,11 +80,8 @@ fn one_processor_entry_per_vcpu_and_the_bsp_is_vcpu_0() {
     }
 }
 
-#[test]
 fn isa_irqs_reach_the_ioapic_of_the_madt_with_irq_0_on_pin_2() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let vm = unrun_vm(2, 0x10_0000);
     write_mp_table(vm.vm()).expect("the MP table is written");
     let rsdp = write_acpi_tables(vm.vm()).expect("the ACPI tables are written");
@@ -133,11 +127,8 @@ fn isa_irqs_reach_the_ioapic_of_the_madt_with_irq_0_on_pin_2() {
     assert_eq!(locals, [(3, 0), (1, 1)], "ExtINT on LINT0, NMI on LINT1");
 }
 
-#[test]
 fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let vm = unrun_vm(1, 0x8_0000);
     let err = write_mp_table(vm.vm()).expect_err("512 KiB of RAM has no room for the MP table");
     let message = err.to_string();
@@ -147,3 +138,9 @@ fn a_vm_without_ram_under_1_mib_is_refused_with_the_fix() {
         "{message}"
     );
 }
+
+axvm_test_harness::main!(
+    one_processor_entry_per_vcpu_and_the_bsp_is_vcpu_0,
+    isa_irqs_reach_the_ioapic_of_the_madt_with_irq_0_on_pin_2,
+    a_vm_without_ram_under_1_mib_is_refused_with_the_fix,
+);

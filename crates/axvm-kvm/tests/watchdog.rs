@@ -13,7 +13,7 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
 use axvm_kvm::{DiagnosticsOptions, Error, KvmVm, VmOptions, VmOutcome};
 use common::guests::SPIN;
-use common::{create, kvm_available, options, parse_config, raw_config, raw_config_text, Console};
+use common::{create, options, parse_config, raw_config, raw_config_text, require_kvm, Console};
 
 /// The watchdog timeout of these tests.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -112,11 +112,8 @@ fn assert_names(report: &str, words: &str) {
 
 /// A VM boot hang: the entry point is below the image, in RAM nothing was loaded into. The
 /// zeros run as `add [bx+si], al` up to the image, which here spins.
-#[test]
 fn entry_point_in_empty_ram_is_a_boot_hang() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let config = parse_config(&raw_config_text(0x10_0000, 0x8000, 0x7c00));
     let report = stopped_by_watchdog(config, SPIN);
     assert_names(
@@ -127,22 +124,16 @@ fn entry_point_in_empty_ram_is_a_boot_hang() {
 }
 
 /// A vCPU spinning in place makes no exits at all; two RIP samples show where.
-#[test]
 fn spin_without_exits_is_named_with_its_address() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let report = stopped_by_watchdog(raw_config(), SPIN);
     assert_names(&report, "vCPU 0 spins at 0x8000 without exits");
     assert_names(&report, "jmp");
 }
 
 /// A device I/O stall: the guest polls a port no device claims. Exits, but no progress.
-#[test]
 fn polling_an_absent_port_is_a_device_stall() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let report = stopped_by_watchdog(raw_config(), PORT_POLL);
     assert_names(&report, "guest polls port 0x3e5, where no device is");
     // The repeating exit, at the `in` (0x8003); the vCPU itself, kicked after the read
@@ -152,22 +143,16 @@ fn polling_an_absent_port_is_a_device_stall() {
 }
 
 /// The same stall on MMIO: RAM ends at 0x80000 and nothing is at 0xa0000.
-#[test]
 fn polling_absent_mmio_is_a_device_stall() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let config = parse_config(&raw_config_text(0x8_0000, 0x8000, 0x8000));
     let report = stopped_by_watchdog(config, MMIO_POLL);
     assert_names(&report, "guest polls MMIO 0xa0010, where no device is");
 }
 
 /// Console output is progress: a guest printing all the time outlives the watchdog.
-#[test]
 fn a_guest_that_keeps_printing_is_not_stopped() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = Arc::new(create(
         raw_config(),
@@ -189,11 +174,8 @@ fn a_guest_that_keeps_printing_is_not_stopped() {
 }
 
 /// Off by default, and then it costs nothing: no observer is installed.
-#[test]
 fn without_the_watchdog_no_observer_is_installed() {
-    if !kvm_available() {
-        return;
-    }
+    require_kvm();
     let console = Console::default();
     let vm = create(
         raw_config(),
@@ -203,3 +185,12 @@ fn without_the_watchdog_no_observer_is_installed() {
     assert!(vm.diagnostics().is_none());
     assert!(vm.watchdog_report().is_none());
 }
+
+axvm_test_harness::main!(
+    entry_point_in_empty_ram_is_a_boot_hang,
+    spin_without_exits_is_named_with_its_address,
+    polling_an_absent_port_is_a_device_stall,
+    polling_absent_mmio_is_a_device_stall,
+    a_guest_that_keeps_printing_is_not_stopped,
+    without_the_watchdog_no_observer_is_installed,
+);

@@ -5,7 +5,6 @@
 //! Each test binary uses only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
-use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -16,22 +15,10 @@ use std::time::{Duration, Instant};
 /// The longest `axvm` may run in these tests; it only turns a hang into a failure.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Whether tests that need KVM can run. When `/dev/kvm` cannot be opened this prints why on
-/// stderr and returns false (the caller returns, skipping), unless `AXVM_REQUIRE_KVM=1`, in
-/// which case it panics with the reason: CI must not pass by skipping.
-pub fn kvm_available() -> bool {
-    match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        Ok(_) => true,
-        Err(err) => {
-            let reason = format!("/dev/kvm not available: {err}");
-            if std::env::var("AXVM_REQUIRE_KVM").as_deref() == Ok("1") {
-                panic!("AXVM_REQUIRE_KVM=1 but {reason}");
-            }
-            eprintln!("skipping: {reason}");
-            false
-        }
-    }
-}
+/// Skips the calling test (reported as ignored, with the reason) when `/dev/kvm` cannot be
+/// opened, or fails it when `AXVM_REQUIRE_KVM=1`: CI must not pass by skipping.
+#[allow(unused_imports)]
+pub use axvm_test_harness::{require_kvm, skip};
 
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct Scratch {

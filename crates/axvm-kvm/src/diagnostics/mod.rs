@@ -1,12 +1,17 @@
 //! Diagnostics that a run can turn on: exit statistics (`--stats`), an exit trace
-//! (`--trace-exits`) and a watchdog that stops a VM making no progress (`--watchdog`).
+//! (`--trace-exits`) and a watchdog that stops a VM making no progress (`--watchdog`); and,
+//! always on, noticing a VM whose every vCPU is stuck halted (`halts.rs`).
 //!
-//! They all watch the exit loop through one [`axvm::ExitObserver`]; when none is on, no
-//! observer is installed and the exit path stays as it is.
+//! The options watch the exit loop through one [`axvm::ExitObserver`]; when none is on, no
+//! observer is installed and the exit path stays as it is. What must be watched from
+//! outside the vCPUs (stuck halts, the watchdog's timeout) is watched by one thread,
+//! `watcher.rs`, which leaves running vCPUs alone.
 
+pub(crate) mod halts;
 pub mod stats;
 pub mod trace;
 pub mod watchdog;
+pub(crate) mod watcher;
 
 use std::io::Write;
 use std::sync::Arc;

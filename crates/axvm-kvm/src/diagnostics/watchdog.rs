@@ -4,13 +4,13 @@
 //! Progress is what a person would call progress: console output, or an exit of a new kind
 //! or at a new place (port, MMIO address, MSR). Exits alone are not: a guest polling an
 //! absent device makes exits forever and gets nowhere. [`Progress`] is fed by the exit
-//! observer and the console; the watcher thread (`watcher.rs`) checks it, and on a timeout
+//! observer and the console; the diagnostics watcher checks it (`check.rs`), and on a timeout
 //! takes snapshots of the vCPUs, writes the report (`report.rs`) and stops the VM.
 
+pub(crate) mod check;
 mod history;
 pub(crate) mod report;
 pub(crate) mod snapshot;
-pub(crate) mod watcher;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};

@@ -4,6 +4,7 @@
 mod cpuid;
 mod disasm;
 mod hal;
+mod halt_probe;
 mod irq_routing;
 mod kick;
 mod pass_through;
@@ -12,6 +13,7 @@ mod system;
 mod vcpu;
 
 pub use hal::{KvmHal, VCpuThreadGuard};
+pub use halt_probe::BlockingProbe;
 pub use pass_through::{has_in_kernel_irqchip, pass_through_plan};
 pub use regs::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
 pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport, KVM_DEVICE};

@@ -7,7 +7,6 @@
 
 pub mod guests;
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -23,22 +22,10 @@ use axvm_kvm::{BootImages, Error, KvmHal, KvmVm, VmOptions, VmOutcome};
 /// only turns a hang into a failure.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Whether tests that need KVM can run. When `/dev/kvm` cannot be opened this prints why on
-/// stderr and returns false (the caller returns, skipping), unless `AXVM_REQUIRE_KVM=1`, in
-/// which case it panics with the reason: CI must not pass by skipping.
-pub fn kvm_available() -> bool {
-    match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        Ok(_) => true,
-        Err(err) => {
-            let reason = format!("/dev/kvm not available: {err}");
-            if std::env::var("AXVM_REQUIRE_KVM").as_deref() == Ok("1") {
-                panic!("AXVM_REQUIRE_KVM=1 but {reason}");
-            }
-            eprintln!("skipping: {reason}");
-            false
-        }
-    }
-}
+/// Skips the calling test (reported as ignored, with the reason) when `/dev/kvm` cannot be
+/// opened, or fails it when `AXVM_REQUIRE_KVM=1`: CI must not pass by skipping.
+#[allow(unused_imports)]
+pub use axvm_test_harness::{require_kvm, skip};
 
 /// A guest console that keeps everything written to it.
 #[derive(Clone, Default)]

@@ -1,10 +1,7 @@
-//! The watchdog thread: looks at [`Progress`] every [`PERIOD`]; when the guest has made no
-//! progress for the timeout, gathers what the report needs and stops the VM.
-//!
-//! It is spawned next to the liveness watcher and ends as soon as the VM stops (its channel
-//! is dropped), so short runs are not delayed.
+//! The watchdog's part of the watcher (`diagnostics/watcher.rs`): once per period it looks
+//! at [`Progress`]; when the guest has made no progress for the timeout, it gathers what
+//! the report needs and stops the VM.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use axvm::{AxVM, AxVMHal, GuestPhysAddr, VMStatus};
@@ -14,8 +11,6 @@ use super::snapshot::Answer;
 use super::Progress;
 use crate::kvm::KvmHal;
 
-/// How often the watchdog looks.
-const PERIOD: Duration = Duration::from_millis(100);
 /// How long a vCPU has to answer a snapshot request before it is reported unresponsive.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Between the two snapshots: long enough for a spinning vCPU to run millions of
@@ -32,35 +27,31 @@ pub(crate) struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Watches `vm` until it stops, `stop` is signalled, or the watchdog stops it.
-    pub(crate) fn run(&self, vm: &AxVM<KvmHal>, stop: &Receiver<()>) {
+    /// Counts the guest's idle time from now: called when the VM starts running.
+    pub(crate) fn start(&self) {
         self.progress.restart();
-        loop {
-            match stop.recv_timeout(PERIOD) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-            }
-            if vm.status() != VMStatus::Running {
-                return;
-            }
-            if self.progress.idle() < self.timeout {
-                continue;
-            }
-            let findings = self.investigate(vm);
-            // The guest may have moved on while we looked, or stopped by itself.
-            if vm.status() != VMStatus::Running || self.progress.idle() < self.timeout {
-                continue;
-            }
-            let report = findings.report(vm.config().name.as_str());
-            // The report goes to whoever ran the VM; the log only notes the stop.
-            log::info!(
-                "watchdog: no progress for {:?}; stopping the VM",
-                self.timeout
-            );
-            self.progress.fire(report);
-            vm.shutdown();
-            return;
+    }
+
+    /// One look at the guest's progress; stops `vm` and returns true when it made none for
+    /// the timeout.
+    pub(crate) fn look(&self, vm: &AxVM<KvmHal>) -> bool {
+        if self.progress.idle() < self.timeout {
+            return false;
         }
+        let findings = self.investigate(vm);
+        // The guest may have moved on while we looked, or stopped by itself.
+        if vm.status() != VMStatus::Running || self.progress.idle() < self.timeout {
+            return false;
+        }
+        let report = findings.report(vm.config().name.as_str());
+        // The report goes to whoever ran the VM; the log only notes the stop.
+        log::info!(
+            "watchdog: no progress for {:?}; stopping the VM",
+            self.timeout
+        );
+        self.progress.fire(report);
+        vm.shutdown();
+        true
     }
 
     /// Everything the report says: exits, two snapshots of every vCPU, the entry's bytes.
