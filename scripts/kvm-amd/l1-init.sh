@@ -19,13 +19,13 @@ cd /harness || exit 1
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
-# step NAME COMMAND...: runs one framed step, stopped after 5 minutes (status 143).
+# step NAME COMMAND...: runs one framed step, stopped after 4 minutes (status 143).
 step() {
   name=$1
   shift
   echo "@@@ BEGIN $name"
   start=$(now)
-  timeout 300 "$@" </dev/null 2>&1
+  timeout 240 "$@" </dev/null 2>&1
   status=$?
   echo "@@@ END $name $status $(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
 }

@@ -21,7 +21,7 @@ case $vmm in
     cp vmlinuz initramfs.cpio.gz /tmp/
     # The watchdog turns a hang into a report of every vCPU's state (a boot prints all
     # along); the timeout ends what the watchdog cannot, in time to print the log.
-    timeout 240 axvm run --watchdog 60 $stats "/tmp/linux-$cpus.toml" >"$log" 2>&1
+    timeout 200 axvm run --watchdog 60 $stats "/tmp/linux-$cpus.toml" >"$log" 2>&1
     status=$?
     ;;
   qemu-pc | qemu-microvm)
@@ -30,7 +30,7 @@ case $vmm in
     # access method is expected (axvm.no_pci, see linux-init.sh).
     [ "$vmm" = qemu-microvm ] && machine=microvm && cmdline="$cmdline pci=off axvm.no_pci=1"
     # -no-reboot turns the guest's reboot into a QEMU exit with status 0, like axvm's.
-    timeout 240 qemu-system-x86_64 -accel kvm -cpu host -M "$machine" -smp "$cpus" \
+    timeout 200 qemu-system-x86_64 -accel kvm -cpu host -M "$machine" -smp "$cpus" \
       -m "$mem_mib" -nographic -no-reboot -monitor none -nodefaults -serial stdio \
       -kernel vmlinuz -initrd initramfs.cpio.gz -append "$cmdline" >"$log" 2>&1
     status=$?

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""report.py CONSOLE_LOG LOG_DIR: turns what the kvm-amd harness's L1 machine printed into
-a verdict.
+"""report.py LOG_DIR CONSOLE_LOG...: turns what the kvm-amd harness's L1 machine printed
+into a verdict. There is one console log per boot of L1: when an L1 stopped before its
+last step (froze or reset itself), the harness ran the rest in a fresh one.
 
 Writes one log per step (the lines between "@@@ BEGIN name" and "@@@ END name status
 seconds") into LOG_DIR, compares what the Debian kernel reported about its machine under
@@ -19,26 +20,32 @@ COMPARED_FACTS = ("cpus", "clocksource", "cpu_model")
 COMPARISONS = (("linux/axvm-smp2-poweroff", "linux/qemu-pc-smp2-poweroff"),)
 
 
-def split_steps(console, log_dir):
-    """Per-step logs and results: {name: (status, seconds, lines)}, in run order."""
-    steps, current, lines = {}, None, []
-    finished = False
-    for raw in open(console, errors="replace"):
-        line = raw.replace("\r", "").rstrip("\n")
-        begin = re.match(r"^@@@ BEGIN (\S+)$", line)
-        end = re.match(r"^@@@ END (\S+) (\d+) ([\d.]+)$", line)
-        if begin:
-            current, lines = begin.group(1), []
-        elif end and current == end.group(1):
-            steps[current] = (int(end.group(2)), float(end.group(3)), lines)
-            with open(os.path.join(log_dir, current.replace("/", "_") + ".log"), "w") as out:
-                out.write("\n".join(lines) + "\n")
-            current = None
-        elif line == "@@@ DONE":
-            finished = True
-        elif current:
-            lines.append(line)
-    return steps, finished
+def split_steps(consoles, log_dir):
+    """Per-step logs and results: {name: (status, seconds, lines)}, in run order, the last
+    boot's result for a step that ran twice; whether the last boot finished; and, for each
+    boot that stopped early, the step it stopped in."""
+    steps, stops, finished = {}, [], False
+    for console in consoles:
+        current, lines, finished = None, [], False
+        for raw in open(console, errors="replace"):
+            line = raw.replace("\r", "").rstrip("\n")
+            begin = re.match(r"^@@@ BEGIN (\S+)$", line)
+            end = re.match(r"^@@@ END (\S+) (\d+) ([\d.]+)$", line)
+            if begin:
+                current, lines = begin.group(1), []
+            elif end and current == end.group(1):
+                steps[current] = (int(end.group(2)), float(end.group(3)), lines)
+                name = current.replace("/", "_") + ".log"
+                with open(os.path.join(log_dir, name), "w") as out:
+                    out.write("\n".join(lines) + "\n")
+                current = None
+            elif line == "@@@ DONE":
+                finished = True
+            elif current:
+                lines.append(line)
+        if not finished:
+            stops.append((console, current))
+    return steps, finished, stops
 
 
 def facts(lines):
@@ -111,8 +118,12 @@ def boot_table(steps):
 
 
 def main():
-    console, log_dir = sys.argv[1], sys.argv[2]
-    steps, finished = split_steps(console, log_dir)
+    log_dir, consoles = sys.argv[1], sys.argv[2:]
+    steps, finished, stops = split_steps(consoles, log_dir)
+    for console, step in stops:
+        print(f"kvm-amd: L1 stopped during {step or 'its start'} ({console}: it froze or reset "
+              f"itself, a fault of the emulated machine or its kernel, see the .qemu.log beside "
+              f"it); the steps it did not finish ran again in a fresh L1")
     boot_table(steps)
     problems = compare(steps) + judge_dmesg(steps)
     failed = [name for name, (status, _, _) in steps.items() if status != 0]
@@ -124,9 +135,9 @@ def main():
     for problem in problems:
         print(f"kvm-amd: FAILED: {problem}")
     if not finished:
-        print("kvm-amd: L1 did not finish (a reset of L1, such as a triple fault, ends QEMU "
-              "at once under -no-reboot: see qemu.log); the end of its console:")
-        print("".join(open(console, errors="replace").readlines()[-40:]).replace("\r", ""))
+        print("kvm-amd: L1 did not finish its steps in three boots; the end of the last "
+              "console:")
+        print("".join(open(consoles[-1], errors="replace").readlines()[-40:]).replace("\r", ""))
     passed = len(steps) - len(failed)
     print(f"kvm-amd: {passed} passed, {len(failed) + len(problems) + (not finished)} failed")
     return 1 if failed or problems or not finished else 0

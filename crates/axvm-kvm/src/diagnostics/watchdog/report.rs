@@ -45,6 +45,9 @@ pub(crate) struct Findings {
     pub idle: Duration,
     pub since_start: Duration,
     pub entry: u64,
+    /// The entry point's bytes are zeros now. That names a boot hang only while the guest
+    /// has printed nothing: a kernel that printed has run, and may since have reused the
+    /// memory of its entry (Linux's decompressor at 1 MiB is freed after boot).
     pub entry_zeros: bool,
     pub raw_load: Option<u64>,
     pub console_bytes: u64,
@@ -78,7 +81,7 @@ impl Findings {
     /// Every failure class that fits, the most fundamental first.
     pub(crate) fn causes(&self) -> Vec<String> {
         let mut causes = Vec::new();
-        if self.entry_zeros {
+        if self.entry_zeros && self.console_bytes == 0 {
             let loaded = self
                 .raw_load
                 .map(|load| format!(" (the kernel image was loaded at {load:#x})"))
@@ -260,5 +263,44 @@ fn disposition(disposition: ExitDisposition) -> &'static str {
         ExitDisposition::Handled => "handled",
         ExitDisposition::Unclaimed => "unclaimed",
         ExitDisposition::Returned => "returned",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings(entry_zeros: bool, console_bytes: u64) -> Findings {
+        Findings {
+            timeout: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+            since_start: Duration::from_secs(2),
+            entry: 0x10_0200,
+            entry_zeros,
+            raw_load: None,
+            console_bytes,
+            vcpus: Vec::new(),
+            recent: Vec::new(),
+            repeats: Vec::new(),
+        }
+    }
+
+    fn names_the_entry(findings: &Findings) -> bool {
+        findings
+            .causes()
+            .iter()
+            .any(|cause| cause.starts_with("entry point 0x100200 holds zeros"))
+    }
+
+    #[test]
+    fn zeros_at_the_entry_of_a_silent_guest_are_a_boot_hang() {
+        assert!(names_the_entry(&findings(true, 0)));
+        assert!(!names_the_entry(&findings(false, 0)));
+    }
+
+    #[test]
+    fn zeros_at_the_entry_of_a_guest_that_printed_are_not_blamed() {
+        // A Linux kernel hung after printing its boot log: its entry at 1 MiB was freed.
+        assert!(!names_the_entry(&findings(true, 40_000)));
     }
 }
