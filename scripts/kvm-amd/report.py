@@ -125,6 +125,10 @@ def main():
               f"itself, a fault of the emulated machine or its kernel, see the .qemu.log beside "
               f"it); the steps it did not finish ran again in a fresh L1")
     boot_table(steps)
+    for name, (_, _, lines) in steps.items():
+        for line in lines:
+            if "RETRIED" in line:
+                print(f"kvm-amd: note: {line}")
     problems = compare(steps) + judge_dmesg(steps)
     failed = [name for name, (status, _, _) in steps.items() if status != 0]
     for name in failed:
