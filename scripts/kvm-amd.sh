@@ -28,8 +28,9 @@
 # printed) and one file per step. Prints a line per step as it ends; on failure, the failed
 # steps' logs. Exits 0 when every step passed, 1 when one failed, 2 when it could not run.
 #
-# Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for the whole
-# L1 run, default 1800), KVM_AMD_CPU (QEMU's -cpu for L1, default EPYC).
+# Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for each L1
+# boot, default 1800), KVM_AMD_CPU (QEMU's -cpu for L1, default EPYC), KVM_AMD_SMP (L1's
+# CPUs, default 4), KVM_AMD_ACCEL (default tcg).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +44,10 @@ l1_cpu=${KVM_AMD_CPU:-EPYC}
 # A TCG thread per L1 CPU (QEMU's default). One thread for both is no steadier and makes an
 # SMP guest's cross-CPU waits last a time slice each: Linux then takes minutes to boot.
 l1_accel=${KVM_AMD_ACCEL:-tcg}
+# Four L1 CPUs on the host's two: the 4-vCPU Linux guest then has an L1 CPU per vCPU
+# thread. With two, L1 switching vCPU threads under the emulated SVM now and then corrupts
+# its own kernel stacks ("corrupted stack end detected inside scheduler").
+l1_cpus=${KVM_AMD_SMP:-4}
 
 build=1
 steps=()
@@ -261,16 +266,17 @@ add_bench() {
 
 # --- the run and its report -----------------------------------------------------------
 
-# One boot of L1 that runs $stage/harness/steps, its console in $1. A console silent for
+# One boot of L1 that runs $stage/harness/steps, its console in $1 (console.N.log; QEMU's
+# log of guest errors and CPU resets beside it, qemu.N.log). A console silent for
 # $silence_limit seconds means L1 froze (each step ends within 240 s and prints as it goes):
 # QEMU is stopped then.
 boot_l1() {
   local log=$1
   : >"$log"
   set +e
-  timeout "$run_timeout" "$qemu" -accel "$l1_accel" -cpu "$l1_cpu" -smp 2 -m 4G \
+  timeout "$run_timeout" "$qemu" -accel "$l1_accel" -cpu "$l1_cpu" -smp "$l1_cpus" -m 4G \
     -nographic -no-reboot -monitor none -nodefaults -serial "file:$log" \
-    -d guest_errors,cpu_reset -D "${log%.log}.qemu.log" \
+    -d guest_errors,cpu_reset -D "$work/logs/qemu.${log##*console.}" \
     -kernel "$kernel" -initrd "$work/l1.cpio" \
     -append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null \
     2> >(grep -v "TCG doesn't support requested feature" >&2) &
@@ -303,15 +309,15 @@ boot_l1() {
 # Boots L1 until every step has run. An L1 that stops before its last step (it froze, or
 # reset itself: under -no-reboot QEMU then exits) is a fault of the emulated machine or its
 # kernel, which no user program can cause; the steps it did not finish run again in a fresh
-# L1, at most twice, and the report names each stop.
+# L1, at most three times, and the report names each stop.
 run_l1() {
   rm -rf "$work/logs"
   mkdir -p "$work/logs"
   local attempt log all_steps=$stage/harness/steps.all
   cp "$stage/harness/steps" "$all_steps"
-  for attempt in 1 2 3; do
+  for attempt in 1 2 3 4; do
     log=$work/logs/console.$attempt.log
-    say "booting L1 (attempt $attempt): $qemu -accel $l1_accel -cpu $l1_cpu -smp 2 -m 4G (log: $log)"
+    say "booting L1 (attempt $attempt): $qemu -accel $l1_accel -cpu $l1_cpu -smp $l1_cpus -m 4G (log: $log)"
     boot_l1 "$log"
     grep -aq '^@@@ DONE' "$log" && return
     # Keep load-kvm and the steps without an END line, in their order.
@@ -320,7 +326,7 @@ run_l1() {
       >"$stage/harness/steps.next"
     mv "$stage/harness/steps.next" "$stage/harness/steps"
     say "L1 stopped during $(grep -a '^@@@ BEGIN' "$log" | tail -n 1 | cut -d' ' -f3 | tr -d '\r'); $(($(wc -l <"$stage/harness/steps") - 1)) step(s) left"
-    [ "$attempt" = 3 ] || (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
+    [ "$attempt" = 4 ] || (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
   done
 }
 

@@ -122,8 +122,9 @@ def main():
     steps, finished, stops = split_steps(consoles, log_dir)
     for console, step in stops:
         print(f"kvm-amd: L1 stopped during {step or 'its start'} ({console}: it froze or reset "
-              f"itself, a fault of the emulated machine or its kernel, see the .qemu.log beside "
-              f"it); the steps it did not finish ran again in a fresh L1")
+              f"itself, a fault of the emulated machine or its kernel; QEMU's qemu.N.log "
+              f"beside it has the CPU resets); the steps it did not finish ran again in a "
+              f"fresh L1")
     boot_table(steps)
     for name, (_, _, lines) in steps.items():
         for line in lines:
@@ -139,7 +140,7 @@ def main():
     for problem in problems:
         print(f"kvm-amd: FAILED: {problem}")
     if not finished:
-        print("kvm-amd: L1 did not finish its steps in three boots; the end of the last "
+        print("kvm-amd: L1 did not finish its steps in four boots; the end of the last "
               "console:")
         print("".join(open(consoles[-1], errors="replace").readlines()[-40:]).replace("\r", ""))
     passed = len(steps) - len(failed)
