@@ -28,6 +28,7 @@ mod error;
 pub mod kvm;
 pub mod plan;
 pub mod platform;
+mod stop_handle;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
@@ -37,4 +38,5 @@ pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
 };
 pub use plan::VmPlan;
+pub use stop_handle::StopHandle;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

@@ -2,6 +2,7 @@
 //! until the guest or the host stops it.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axvm::device::UnclaimedAccessPolicy;
@@ -16,6 +17,7 @@ use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::plan::VmPlan;
+use crate::stop_handle::StopHandle;
 use crate::Error;
 
 /// How to build the VM's platform.
@@ -55,7 +57,7 @@ pub enum VmOutcome {
     /// Every vCPU halted with interrupts disabled (or waits for a start-up IPI), so nothing
     /// can wake the VM: it was stopped.
     AllHalted,
-    /// The host stopped the VM ([`AxVM::shutdown`]).
+    /// The host stopped the VM ([`StopHandle::stop`] or [`AxVM::shutdown`]).
     Stopped,
     /// The watchdog ([`DiagnosticsOptions::watchdog`]) saw no progress for its timeout and
     /// stopped the VM; [`KvmVm::watchdog_report`] says why.
@@ -76,6 +78,9 @@ pub struct KvmVm {
     diagnostics: Option<Arc<Diagnostics>>,
     /// Writes the guest's console; lives as long as the VM, and ends when it is dropped.
     console: ConsoleThread,
+    /// Set by [`StopHandle::stop`]: the run ends as [`VmOutcome::Stopped`] even if the stop
+    /// came before it started.
+    stop_requested: Arc<AtomicBool>,
 }
 
 impl KvmVm {
@@ -127,6 +132,7 @@ impl KvmVm {
             plan,
             diagnostics,
             console,
+            stop_requested: Arc::default(),
         })
     }
 
@@ -135,9 +141,19 @@ impl KvmVm {
         self.diagnostics.as_deref()
     }
 
-    /// The axvm VM, e.g. to call [`AxVM::shutdown`] from another thread.
+    /// The axvm VM underneath, for inspecting vCPUs and memory (to stop it, use
+    /// [`stop_handle`](Self::stop_handle)).
     pub fn vm(&self) -> &Arc<AxVM<KvmHal>> {
         &self.vm
+    }
+
+    /// A handle that stops this VM's [`run`](Self::run) from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle::new(&self.vm, Arc::clone(&self.stop_requested))
+    }
+
+    fn stop_was_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::SeqCst)
     }
 
     /// How the vCPUs start.
@@ -179,7 +195,13 @@ impl KvmVm {
     }
 
     fn run_vcpus(&self) -> Result<VmOutcome, Error> {
-        self.vm.boot()?;
+        if let Err(err) = self.vm.boot() {
+            // A stop before the run turns the VM Stopped, which boot() refuses.
+            return match self.stop_was_requested() {
+                true => Ok(VmOutcome::Stopped),
+                false => Err(err.into()),
+            };
+        }
         let halts = Halts::new(&self.vm);
         let ends = std::thread::scope(|scope| {
             let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
@@ -228,6 +250,7 @@ impl KvmVm {
         Ok(match (self.vm.exit_status(), reset_by) {
             (Some(status), _) => VmOutcome::Exited(status),
             (None, Some(vcpu)) => VmOutcome::GuestReset { vcpu },
+            (None, None) if self.stop_was_requested() => VmOutcome::Stopped,
             (None, None) if all_halted => VmOutcome::AllHalted,
             (None, None) if self.watchdog().is_some_and(|p| p.fired()) => VmOutcome::NoProgress,
             (None, None) => VmOutcome::Stopped,
