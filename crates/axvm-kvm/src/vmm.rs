@@ -1,15 +1,15 @@
 //! [`KvmVm`]: creates an axvm VM on KVM, loads its images, and runs one host thread per vCPU
 //! until the guest or the host stops it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axvm::device::UnclaimedAccessPolicy;
+use axvm::device::{BaseDeviceOps, UnclaimedAccessPolicy};
 use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
 
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
-use crate::devices::{platform_devices, ConsoleThread, OutputObserver};
+use crate::devices::{platform_devices, ConsoleInput, ConsoleThread, OutputObserver};
 use crate::diagnostics::halts::Halts;
 use crate::diagnostics::watchdog::check::Watch;
 use crate::diagnostics::watchdog::Progress;
@@ -26,6 +26,14 @@ pub struct VmOptions {
     /// the guest printed since the last write (see [`ConsoleThread`]); [`KvmVm::run`] returns
     /// only once everything the guest printed is written.
     pub console: Box<dyn Write + Send>,
+    /// What the guest reads from its serial console (COM1's receive side), if anything: a
+    /// thread of its own reads it and queues the bytes in the UART as the guest takes them,
+    /// so a blocking reader (a terminal) never holds up a vCPU. Its end of file ends input.
+    pub console_input: Option<Box<dyn Read + Send>>,
+    /// Devices of your own, added beside the platform devices: each must claim ports or
+    /// addresses no platform device (COM1, 0xe9, 0xf4, the i8042, 0xcf8-0xcff, fw_cfg 0x510,
+    /// CMOS 0x70, ACPI PM 0x600) and no RAM uses.
+    pub extra_devices: Vec<Arc<dyn BaseDeviceOps>>,
     /// What accesses to addresses without a device do.
     pub unclaimed: UnclaimedAccessPolicy,
     /// Statistics, exit trace, watchdog.
@@ -33,10 +41,12 @@ pub struct VmOptions {
 }
 
 impl Default for VmOptions {
-    /// Console on stdout; unclaimed accesses read as zero (counted, logged at debug); no diagnostics.
+    /// Console on stdout, no console input, no extra devices; unclaimed accesses read as zero (counted, logged at debug); no diagnostics.
     fn default() -> Self {
         Self {
             console: Box::new(std::io::stdout()),
+            console_input: None,
+            extra_devices: Vec::new(),
             unclaimed: UnclaimedAccessPolicy::Ignore,
             diagnostics: DiagnosticsOptions::default(),
         }
@@ -78,6 +88,8 @@ pub struct KvmVm {
     diagnostics: Option<Arc<Diagnostics>>,
     /// Writes the guest's console; lives as long as the VM, and ends when it is dropped.
     console: ConsoleThread,
+    /// Feeds the guest's console input, when there is one; ends when the VM is dropped.
+    _console_input: Option<ConsoleInput>,
     /// Set by [`StopHandle::stop`]: the run ends as [`VmOutcome::Stopped`] even if the stop
     /// came before it started.
     stop_requested: Arc<AtomicBool>,
@@ -121,8 +133,16 @@ impl KvmVm {
             });
         let console = ConsoleThread::spawn(options.console, observer)
             .map_err(|err| Error::Console(err.to_string()))?;
-        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
-        let vm = AxVM::new(config, hal, devices)?;
+        let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
+        for device in options.extra_devices {
+            platform.devices.add(device)?;
+        }
+        let console_input = options
+            .console_input
+            .map(|input| ConsoleInput::spawn(input, platform.com1_input))
+            .transpose()
+            .map_err(|err| Error::Console(err.to_string()))?;
+        let vm = AxVM::new(config, hal, platform.devices)?;
         let plan = load_planned(&vm, images, plan)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
@@ -132,6 +152,7 @@ impl KvmVm {
             plan,
             diagnostics,
             console,
+            _console_input: console_input,
             stop_requested: Arc::default(),
         })
     }
