@@ -44,17 +44,17 @@ pub fn run(
     };
     // The one validation of the config on the run path: the plan and the VM take it as
     // validated.
-    files
+    let config = files
         .config
-        .validate()
+        .into_valid()
         .map_err(|err| config_error(&files.origin, err).to_string())?;
-    let name = files.config.name.clone();
+    let name = config.name.clone();
     let cannot_create = |err: &dyn std::fmt::Display| {
         format!("cannot create VM `{name}` ({}): {err}", files.origin)
     };
-    let plan = VmPlan::for_valid_config(&files.config, &files.images)
-        .map_err(|err| cannot_create(&err))?;
-    let vm = KvmVm::from_plan(files.config, &files.images, &plan, options)
+    let plan =
+        VmPlan::for_valid_config(&config, &files.images).map_err(|err| cannot_create(&err))?;
+    let vm = KvmVm::from_plan(config, &files.images, &plan, options)
         .map_err(|err| cannot_create(&err))?;
     let result = vm.run();
     report_after_run(&vm, result.is_err());

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axvm::device::{BaseDeviceOps, UnclaimedAccessPolicy};
-use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
+use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus, ValidConfig};
 
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
 use crate::devices::{platform_devices, ConsoleInput, ConsoleThread, OutputObserver};
@@ -104,21 +104,22 @@ impl KvmVm {
         images: &BootImages,
         options: VmOptions,
     ) -> Result<Self, Error> {
-        let plan = VmPlan::for_config(&config, images)?;
+        let config = config.into_valid()?;
+        let plan = VmPlan::for_valid_config(&config, images)?;
         Self::from_plan(config, images, &plan, options)
     }
 
-    /// Creates the VM from a `plan` that [`VmPlan::for_config`] made of `config` and
+    /// Creates the VM from a `plan` that [`VmPlan::for_valid_config`] made of `config` and
     /// `images`: the vCPUs are created at the plan's entries (the image's, or the config's
-    /// for raw code), so each vCPU's entry is set once.
+    /// for raw code), so each vCPU's entry is set once. The config was validated once, into
+    /// a [`ValidConfig`]; only the plan's entries are checked here.
     pub fn from_plan(
-        mut config: AxVMConfig,
+        config: ValidConfig,
         images: &BootImages,
         plan: &VmPlan,
         options: VmOptions,
     ) -> Result<Self, Error> {
-        config.cpu_config.bsp_entry = plan.bsp_entry;
-        config.cpu_config.ap_entry = plan.ap_entry;
+        let config = config.with_entries(plan.bsp_entry, plan.ap_entry)?;
         let hal = KvmHal::new(config.id)?;
         let diagnostics = options
             .diagnostics
@@ -142,7 +143,7 @@ impl KvmVm {
             .map(|input| ConsoleInput::spawn(input, platform.com1_input))
             .transpose()
             .map_err(|err| Error::Console(err.to_string()))?;
-        let vm = AxVM::new(config, hal, platform.devices)?;
+        let vm = AxVM::new_validated(config, hal, platform.devices)?;
         let plan = load_planned(&vm, images, plan)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;

@@ -42,7 +42,7 @@ pub use addr::{
 pub use config::{
     AxVCpuConfig, AxVMConfig, AxVMConfigBuilder, ConfigError, EmulatedDeviceConfig,
     EmulatedDeviceType, MappingFlags, PassThroughDeviceConfig, VMImageConfig, VMInterruptMode,
-    VmMemConfig, VmMemMappingType,
+    ValidConfig, VmMemConfig, VmMemMappingType,
 };
 pub use error::{AxVMError, AxVMResult, GuestMemoryError, HostCause};
 pub use hal::AxVMHal;

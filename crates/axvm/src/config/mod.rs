@@ -10,9 +10,11 @@ mod error;
 mod flags;
 #[cfg(feature = "toml")]
 pub mod toml;
+mod valid;
 mod validate;
 
 pub use builder::AxVMConfigBuilder;
+pub use valid::ValidConfig;
 pub use validate::MAX_CPU_NUM;
 
 use alloc::string::String;
