@@ -1,7 +1,7 @@
 //! `axvm run`.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub fn run(
     };
     let options = VmOptions {
         console: Box::new(std::io::stdout()),
+        console_input: stdin_as_console_input(),
+        extra_devices: Vec::new(),
         unclaimed: match unclaimed {
             Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
             Unclaimed::Error => UnclaimedAccessPolicy::Error,
@@ -42,17 +44,17 @@ pub fn run(
     };
     // The one validation of the config on the run path: the plan and the VM take it as
     // validated.
-    files
+    let config = files
         .config
-        .validate()
+        .into_valid()
         .map_err(|err| config_error(&files.origin, err).to_string())?;
-    let name = files.config.name.clone();
+    let name = config.name.clone();
     let cannot_create = |err: &dyn std::fmt::Display| {
         format!("cannot create VM `{name}` ({}): {err}", files.origin)
     };
-    let plan = VmPlan::for_valid_config(&files.config, &files.images)
-        .map_err(|err| cannot_create(&err))?;
-    let vm = KvmVm::from_plan(files.config, &files.images, &plan, options)
+    let plan =
+        VmPlan::for_valid_config(&config, &files.images).map_err(|err| cannot_create(&err))?;
+    let vm = KvmVm::from_plan(config, &files.images, &plan, options)
         .map_err(|err| cannot_create(&err))?;
     let result = vm.run();
     report_after_run(&vm, result.is_err());
@@ -70,6 +72,20 @@ pub fn run(
             |report| report.trim_end().to_string(),
         )),
     }
+}
+
+/// Stdin, unless it is /dev/null (or closed): what the user types or pipes in reaches the
+/// guest's serial console. A /dev/null stdin (`< /dev/null`, a service) gives no input at
+/// all rather than an immediate end of file, and starts no thread.
+fn stdin_as_console_input() -> Option<Box<dyn Read + Send>> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd().try_clone_to_owned().ok()?;
+    let opened = File::from(fd).metadata().ok()?;
+    let is_null = std::fs::metadata("/dev/null")
+        .is_ok_and(|null| null.dev() == opened.dev() && null.ino() == opened.ino());
+    (!is_null).then(|| Box::new(stdin) as Box<dyn Read + Send>)
 }
 
 /// What the VM left to say once it stopped, on stderr: the `--stats` report, the accesses

@@ -7,12 +7,17 @@ mod common;
 
 use std::ffi::OsStr;
 
-use common::{axvm, guest, raw_guest, realmode_with, require_kvm, run, Scratch};
+use common::{axvm, axvm_fed, guest, raw_guest, realmode_with, require_kvm, run, Scratch};
 
 /// `mov al, 42; out 0xf4, al; jmp $`: exit status 42.
 const EXIT_42: &[u8] = &[0xb0, 0x2a, 0xe6, 0xf4, 0xeb, 0xfe];
 /// `mov al, 0xfe; out 0x64, al; jmp $`: i8042 reset, exit status 0.
 const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
+/// Polls COM1's line status until data is ready, reads the byte and exits with it:
+/// `mov dx, 0x3fd; 1: in al, dx; test al, 1; jz 1b; mov dx, 0x3f8; in al, dx; out 0xf4, al; jmp $`.
+const READ_BYTE: &[u8] = &[
+    0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xec, 0xe6, 0xf4, 0xeb, 0xfe,
+];
 /// `mov al, 0x55; in al, 0x99; out 0xf4, al; jmp $`: exits with what port 0x99 reads.
 const UNCLAIMED_READ: &[u8] = &[0xb0, 0x55, 0xe4, 0x99, 0xe6, 0xf4, 0xeb, 0xfe];
 
@@ -81,6 +86,14 @@ fn exit_status_is_the_guests() {
     assert_eq!(output.stdout, "");
 }
 
+fn stdin_reaches_the_guests_serial_console() {
+    require_kvm();
+    let scratch = Scratch::new("stdin");
+    let config = raw_guest(&scratch, READ_BYTE);
+    let output = axvm_fed(&[OsStr::new("run"), config.as_os_str()], Some(b"Z"));
+    assert_eq!(output.code(), i32::from(b'Z'), "{output:#?}");
+}
+
 fn keyboard_controller_reset_exits_0() {
     require_kvm();
     let scratch = Scratch::new("reset");
@@ -131,6 +144,7 @@ axvm_test_harness::main!(
     run_real_mode_guest_from_its_config,
     run_rom_guest_from_its_config,
     exit_status_is_the_guests,
+    stdin_reaches_the_guests_serial_console,
     keyboard_controller_reset_exits_0,
     unclaimed_error_stops_the_vm_naming_the_port,
     unclaimed_ignore_reads_zero_quietly_and_logs_it_at_debug,

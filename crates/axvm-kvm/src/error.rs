@@ -182,9 +182,14 @@ pub enum Error {
     /// An image cannot be loaded as the config asks.
     #[error(transparent)]
     Image(#[from] ConfigError),
-    /// The thread writing the guest's console could not be started.
+    /// The thread writing the guest's console, or the one reading its input, could not be
+    /// started.
     #[error("cannot start the console thread: {0}")]
     Console(String),
+    /// A device of [`VmOptions::extra_devices`](crate::VmOptions::extra_devices) cannot be
+    /// added (its ranges overlap a platform device's or another extra device's).
+    #[error("cannot add a device of VmOptions::extra_devices: {0}")]
+    ExtraDevice(#[from] axvm::device::DeviceError),
     /// A vCPU thread could not be started.
     #[error("cannot start a thread for vCPU {vcpu}: {message}")]
     Thread {

@@ -10,6 +10,12 @@
 //! ioctl), `devices/` holds one emulated device per file, `boot/` loads images,
 //! `platform/` holds each machine's guest-physical layout.
 //!
+//! A VM is described by an [`axvm::AxVMConfig`] (from [`axvm::AxVMConfig::builder`], or a
+//! TOML file as below), created with its images by [`KvmVm::create`] and run by
+//! [`KvmVm::run`]; a [`StopHandle`] ends the run from another thread; [`VmOptions`] says
+//! where the console goes, what it reads, and adds devices of your own. The crate's
+//! `examples/` (`boot_kernel`, `my_device`) are complete programs.
+//!
 //! ```no_run
 //! use axvm::config::toml::AxVMCrateConfig;
 //! use axvm_kvm::{BootImages, KvmVm, VmOptions, VmOutcome};
@@ -28,6 +34,7 @@ mod error;
 pub mod kvm;
 pub mod plan;
 pub mod platform;
+mod stop_handle;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat};
@@ -37,4 +44,5 @@ pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
 };
 pub use plan::VmPlan;
+pub use stop_handle::StopHandle;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

@@ -1,14 +1,15 @@
 //! [`KvmVm`]: creates an axvm VM on KVM, loads its images, and runs one host thread per vCPU
 //! until the guest or the host stops it.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axvm::device::UnclaimedAccessPolicy;
-use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus};
+use axvm::device::{BaseDeviceOps, UnclaimedAccessPolicy};
+use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus, ValidConfig};
 
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
-use crate::devices::{platform_devices, ConsoleThread, OutputObserver};
+use crate::devices::{platform_devices, ConsoleInput, ConsoleThread, OutputObserver};
 use crate::diagnostics::halts::Halts;
 use crate::diagnostics::watchdog::check::Watch;
 use crate::diagnostics::watchdog::Progress;
@@ -16,6 +17,7 @@ use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::plan::VmPlan;
+use crate::stop_handle::StopHandle;
 use crate::Error;
 
 /// How to build the VM's platform.
@@ -24,6 +26,14 @@ pub struct VmOptions {
     /// the guest printed since the last write (see [`ConsoleThread`]); [`KvmVm::run`] returns
     /// only once everything the guest printed is written.
     pub console: Box<dyn Write + Send>,
+    /// What the guest reads from its serial console (COM1's receive side), if anything: a
+    /// thread of its own reads it and queues the bytes in the UART as the guest takes them,
+    /// so a blocking reader (a terminal) never holds up a vCPU. Its end of file ends input.
+    pub console_input: Option<Box<dyn Read + Send>>,
+    /// Devices of your own, added beside the platform devices: each must claim ports or
+    /// addresses no platform device (COM1, 0xe9, 0xf4, the i8042, 0xcf8-0xcff, fw_cfg 0x510,
+    /// CMOS 0x70, ACPI PM 0x600) and no RAM uses.
+    pub extra_devices: Vec<Arc<dyn BaseDeviceOps>>,
     /// What accesses to addresses without a device do.
     pub unclaimed: UnclaimedAccessPolicy,
     /// Statistics, exit trace, watchdog.
@@ -31,10 +41,12 @@ pub struct VmOptions {
 }
 
 impl Default for VmOptions {
-    /// Console on stdout; unclaimed accesses read as zero (counted, logged at debug); no diagnostics.
+    /// Console on stdout, no console input, no extra devices; unclaimed accesses read as zero (counted, logged at debug); no diagnostics.
     fn default() -> Self {
         Self {
             console: Box::new(std::io::stdout()),
+            console_input: None,
+            extra_devices: Vec::new(),
             unclaimed: UnclaimedAccessPolicy::Ignore,
             diagnostics: DiagnosticsOptions::default(),
         }
@@ -55,7 +67,7 @@ pub enum VmOutcome {
     /// Every vCPU halted with interrupts disabled (or waits for a start-up IPI), so nothing
     /// can wake the VM: it was stopped.
     AllHalted,
-    /// The host stopped the VM ([`AxVM::shutdown`]).
+    /// The host stopped the VM ([`StopHandle::stop`] or [`AxVM::shutdown`]).
     Stopped,
     /// The watchdog ([`DiagnosticsOptions::watchdog`]) saw no progress for its timeout and
     /// stopped the VM; [`KvmVm::watchdog_report`] says why.
@@ -76,6 +88,11 @@ pub struct KvmVm {
     diagnostics: Option<Arc<Diagnostics>>,
     /// Writes the guest's console; lives as long as the VM, and ends when it is dropped.
     console: ConsoleThread,
+    /// Feeds the guest's console input, when there is one; ends when the VM is dropped.
+    _console_input: Option<ConsoleInput>,
+    /// Set by [`StopHandle::stop`]: the run ends as [`VmOutcome::Stopped`] even if the stop
+    /// came before it started.
+    stop_requested: Arc<AtomicBool>,
 }
 
 impl KvmVm {
@@ -87,21 +104,22 @@ impl KvmVm {
         images: &BootImages,
         options: VmOptions,
     ) -> Result<Self, Error> {
-        let plan = VmPlan::for_config(&config, images)?;
+        let config = config.into_valid()?;
+        let plan = VmPlan::for_valid_config(&config, images)?;
         Self::from_plan(config, images, &plan, options)
     }
 
-    /// Creates the VM from a `plan` that [`VmPlan::for_config`] made of `config` and
+    /// Creates the VM from a `plan` that [`VmPlan::for_valid_config`] made of `config` and
     /// `images`: the vCPUs are created at the plan's entries (the image's, or the config's
-    /// for raw code), so each vCPU's entry is set once.
+    /// for raw code), so each vCPU's entry is set once. The config was validated once, into
+    /// a [`ValidConfig`]; only the plan's entries are checked here.
     pub fn from_plan(
-        mut config: AxVMConfig,
+        config: ValidConfig,
         images: &BootImages,
         plan: &VmPlan,
         options: VmOptions,
     ) -> Result<Self, Error> {
-        config.cpu_config.bsp_entry = plan.bsp_entry;
-        config.cpu_config.ap_entry = plan.ap_entry;
+        let config = config.with_entries(plan.bsp_entry, plan.ap_entry)?;
         let hal = KvmHal::new(config.id)?;
         let diagnostics = options
             .diagnostics
@@ -116,8 +134,16 @@ impl KvmVm {
             });
         let console = ConsoleThread::spawn(options.console, observer)
             .map_err(|err| Error::Console(err.to_string()))?;
-        let devices = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
-        let vm = AxVM::new(config, hal, devices)?;
+        let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
+        for device in options.extra_devices {
+            platform.devices.add(device)?;
+        }
+        let console_input = options
+            .console_input
+            .map(|input| ConsoleInput::spawn(input, platform.com1_input))
+            .transpose()
+            .map_err(|err| Error::Console(err.to_string()))?;
+        let vm = AxVM::new_validated(config, hal, platform.devices)?;
         let plan = load_planned(&vm, images, plan)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
@@ -127,6 +153,8 @@ impl KvmVm {
             plan,
             diagnostics,
             console,
+            _console_input: console_input,
+            stop_requested: Arc::default(),
         })
     }
 
@@ -135,9 +163,19 @@ impl KvmVm {
         self.diagnostics.as_deref()
     }
 
-    /// The axvm VM, e.g. to call [`AxVM::shutdown`] from another thread.
+    /// The axvm VM underneath, for inspecting vCPUs and memory (to stop it, use
+    /// [`stop_handle`](Self::stop_handle)).
     pub fn vm(&self) -> &Arc<AxVM<KvmHal>> {
         &self.vm
+    }
+
+    /// A handle that stops this VM's [`run`](Self::run) from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle::new(&self.vm, Arc::clone(&self.stop_requested))
+    }
+
+    fn stop_was_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::SeqCst)
     }
 
     /// How the vCPUs start.
@@ -179,7 +217,13 @@ impl KvmVm {
     }
 
     fn run_vcpus(&self) -> Result<VmOutcome, Error> {
-        self.vm.boot()?;
+        if let Err(err) = self.vm.boot() {
+            // A stop before the run turns the VM Stopped, which boot() refuses.
+            return match self.stop_was_requested() {
+                true => Ok(VmOutcome::Stopped),
+                false => Err(err.into()),
+            };
+        }
         let halts = Halts::new(&self.vm);
         let ends = std::thread::scope(|scope| {
             let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
@@ -228,6 +272,7 @@ impl KvmVm {
         Ok(match (self.vm.exit_status(), reset_by) {
             (Some(status), _) => VmOutcome::Exited(status),
             (None, Some(vcpu)) => VmOutcome::GuestReset { vcpu },
+            (None, None) if self.stop_was_requested() => VmOutcome::Stopped,
             (None, None) if all_halted => VmOutcome::AllHalted,
             (None, None) if self.watchdog().is_some_and(|p| p.fired()) => VmOutcome::NoProgress,
             (None, None) => VmOutcome::Stopped,

@@ -8,7 +8,7 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm::GuestPhysAddr;
 use axvm_kvm::{CpuMode, ImageFormat, VmOutcome};
 use common::guests::{elf64, EXIT_1, EXIT_42, LONG_MODE_OK, LONG_MODE_STATE, REAL_MODE_STATE};
-use common::{boot_raw, create, options, parse_config, raw_config_text, require_kvm, Console};
+use common::{boot_raw, built, create, options, parse_config, raw_builder, require_kvm, Console};
 
 fn demo_plan_is_elf64_in_long_mode_at_the_elf_entry() {
     require_kvm();
@@ -61,7 +61,7 @@ fn raw_image_starts_at_the_config_entry_point() {
     let image = [EXIT_1, EXIT_42].concat();
     for load in [0x8000u64, 0x1_2340] {
         let entry = load + EXIT_1.len() as u64;
-        let config = parse_config(&raw_config_text(0x10_0000, load, entry));
+        let config = built(raw_builder(0x10_0000).kernel_at(load).entry(entry));
         let console = Console::default();
         let vm = create(
             config,
@@ -89,7 +89,7 @@ fn elf_guest_starts_in_long_mode_at_its_elf_entry() {
         0x20_0000,
         LONG_MODE_STATE,
     );
-    let config = parse_config(&raw_config_text(0x100_0000, 0x20_0000, 0x8000));
+    let config = built(raw_builder(0x100_0000).kernel_at(0x20_0000).entry(0x8000));
     let console = Console::default();
     let vm = create(
         config,

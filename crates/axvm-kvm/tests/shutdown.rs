@@ -1,7 +1,8 @@
 //! `AxVM::shutdown` from another thread stops a running VM whatever its guest does: a vCPU
 //! spinning in guest code (`jmp $`) and a vCPU halted waiting for an interrupt (`sti; hlt`,
 //! which with KVM's in-kernel irqchip blocks inside the kernel) are both kicked out, and
-//! `run()` returns `VmOutcome::Stopped`. A VM whose every vCPU halted with interrupts off
+//! `run()` returns `VmOutcome::Stopped`; so does a `StopHandle`'s `stop()`, from any thread
+//! and even before the run. A VM whose every vCPU halted with interrupts off
 //! (`cli; hlt`) can never run again: axvm stops it by itself as `VmOutcome::AllHalted`.
 //! To notice that without kicking running vCPUs, axvm reads whether each vCPU blocks in the
 //! kernel (`BlockingProbe`): true for a halted vCPU, never for a spinning one.
@@ -15,7 +16,7 @@ use std::time::Duration;
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::kvm::BlockingProbe;
 use axvm_kvm::{KvmVm, VmOutcome};
-use common::guests::{HALT, SPIN, WAIT_FOR_INTERRUPT};
+use common::guests::{EXIT_42, HALT, SPIN, WAIT_FOR_INTERRUPT};
 use common::{create, options, raw_config, require_kvm, wait_until_booted, Console, DEADLINE};
 
 /// How long the guest runs before the host stops it.
@@ -75,6 +76,57 @@ fn shutdown_stops_a_spinning_guest() {
     assert_eq!(run_then_shutdown(SPIN), VmOutcome::Stopped);
 }
 
+/// A `StopHandle` moved to another thread ends a `run()` on this one; the handle needs no
+/// `Arc` around the VM.
+fn a_stop_handle_stops_a_spinning_guest_from_another_thread() {
+    require_kvm();
+    let console = Console::default();
+    let vm = create(
+        raw_config(),
+        SPIN,
+        options(&console, UnclaimedAccessPolicy::Error),
+    );
+    let handle = vm.stop_handle();
+    let (go, stop_now) = mpsc::channel::<()>();
+    let stopper = thread::spawn(move || {
+        if stop_now.recv().is_ok() {
+            handle.stop();
+        }
+    });
+    let outcome = thread::scope(|scope| {
+        let (done, ended) = mpsc::channel();
+        let vm = &vm;
+        scope.spawn(move || done.send(vm.run()));
+        wait_until_booted(vm, &ended);
+        if let Ok(result) = ended.recv_timeout(RUN_FOR) {
+            panic!("the VM ended by itself before the stop: {result:?}");
+        }
+        go.send(()).expect("the stopper thread waits");
+        ended.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+            vm.vm().shutdown();
+            panic!("run() did not return within {DEADLINE:?} of stop()");
+        })
+    });
+    stopper.join().expect("the stopper thread ends");
+    assert_eq!(outcome.expect("the VM runs"), VmOutcome::Stopped);
+}
+
+/// A stop that comes before `run()` makes it return at once, without running the guest
+/// (which would otherwise exit with 42).
+fn a_stop_before_run_ends_the_run_at_once() {
+    require_kvm();
+    let console = Console::default();
+    let vm = create(
+        raw_config(),
+        EXIT_42,
+        options(&console, UnclaimedAccessPolicy::Error),
+    );
+    let handle = vm.stop_handle();
+    handle.clone().stop();
+    assert!(handle.stop_requested());
+    assert_eq!(vm.run().expect("the VM runs"), VmOutcome::Stopped);
+}
+
 /// Opens vCPU 0's probe; only before the vCPU runs (a running vCPU is locked).
 fn probe(vm: &KvmVm) -> BlockingProbe {
     vm.vm()
@@ -109,5 +161,7 @@ axvm_test_harness::main!(
     shutdown_stops_a_guest_waiting_for_interrupts,
     a_vm_halted_with_interrupts_off_is_stopped_and_reported,
     shutdown_stops_a_spinning_guest,
+    a_stop_handle_stops_a_spinning_guest_from_another_thread,
+    a_stop_before_run_ends_the_run_at_once,
     a_halted_vcpu_is_seen_blocking_and_a_spinning_one_never,
 );

@@ -13,7 +13,7 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
 use axvm_kvm::{DiagnosticsOptions, Error, KvmVm, VmOptions, VmOutcome};
 use common::guests::SPIN;
-use common::{create, options, parse_config, raw_config, raw_config_text, require_kvm, Console};
+use common::{built, create, options, raw_builder, raw_config, require_kvm, Console};
 
 /// The watchdog timeout of these tests.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -114,7 +114,7 @@ fn assert_names(report: &str, words: &str) {
 /// zeros run as `add [bx+si], al` up to the image, which here spins.
 fn entry_point_in_empty_ram_is_a_boot_hang() {
     require_kvm();
-    let config = parse_config(&raw_config_text(0x10_0000, 0x8000, 0x7c00));
+    let config = built(raw_builder(0x10_0000).entry(0x7c00));
     let report = stopped_by_watchdog(config, SPIN);
     assert_names(
         &report,
@@ -145,7 +145,7 @@ fn polling_an_absent_port_is_a_device_stall() {
 /// The same stall on MMIO: RAM ends at 0x80000 and nothing is at 0xa0000.
 fn polling_absent_mmio_is_a_device_stall() {
     require_kvm();
-    let config = parse_config(&raw_config_text(0x8_0000, 0x8000, 0x8000));
+    let config = built(raw_builder(0x8_0000));
     let report = stopped_by_watchdog(config, MMIO_POLL);
     assert_names(&report, "guest polls MMIO 0xa0010, where no device is");
 }

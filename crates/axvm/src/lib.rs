@@ -40,8 +40,9 @@ pub use addr::{
     is_page_aligned, AccessWidth, GuestPhysAddr, HostPhysAddr, HostVirtAddr, PAGE_SIZE,
 };
 pub use config::{
-    AxVCpuConfig, AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags,
-    PassThroughDeviceConfig, VMImageConfig, VMInterruptMode, VmMemConfig, VmMemMappingType,
+    AxVCpuConfig, AxVMConfig, AxVMConfigBuilder, ConfigError, EmulatedDeviceConfig,
+    EmulatedDeviceType, MappingFlags, PassThroughDeviceConfig, VMImageConfig, VMInterruptMode,
+    ValidConfig, VmMemConfig, VmMemMappingType,
 };
 pub use error::{AxVMError, AxVMResult, GuestMemoryError, HostCause};
 pub use hal::AxVMHal;

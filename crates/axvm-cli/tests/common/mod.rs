@@ -5,7 +5,7 @@
 //! Each test binary uses only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,14 +138,23 @@ impl Output {
 /// Runs the built `axvm` with `args` (no RUST_LOG, so only warnings and errors reach
 /// stderr). Kills it and fails the test if it runs longer than [`DEADLINE`].
 pub fn axvm<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    axvm_fed(args, None)
+}
+
+/// [`axvm`] with `input` on its stdin (then end of file), or /dev/null for `None`.
+pub fn axvm_fed<S: AsRef<std::ffi::OsStr>>(args: &[S], input: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_axvm"))
         .args(args)
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+        .stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start axvm");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Small enough for the pipe's buffer; dropping `stdin` closes it (end of file).
+        stdin.write_all(input).expect("cannot write axvm's stdin");
+    }
     let stdout = drain(child.stdout.take().expect("piped"));
     let stderr = drain(child.stderr.take().expect("piped"));
     let start = Instant::now();

@@ -5,6 +5,7 @@ mod acpi_pm;
 mod civil_time;
 mod cmos;
 mod console;
+mod console_input;
 mod debug_port;
 mod exit_port;
 mod fw_cfg;
@@ -25,6 +26,7 @@ use crate::kvm::KvmHal;
 pub use acpi_pm::{pm_timer_ticks, AcpiPm, PM_TIMER_HZ, POWER_OFF, SCI_EN, SLP_EN, TMR_STS};
 pub use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
 pub use console::{ConsoleThread, OutputObserver, SharedConsole, CONSOLE_BUFFER_BYTES};
+pub use console_input::{ConsoleInput, FifoRoom, ReceiveFifo};
 pub use debug_port::{DebugPort, DEBUG_PORT, DEBUG_PORT_READBACK};
 pub use exit_port::{ExitPort, EXIT_PORT};
 pub use fw_cfg::{
@@ -49,12 +51,12 @@ pub fn platform_devices(
     console: SharedConsole,
     hal: &KvmHal,
     policy: UnclaimedAccessPolicy,
-) -> Result<AxVmDevices, KvmError> {
-    let com1: Arc<dyn BaseDeviceOps> = if hal.has_irqchip() {
+) -> Result<PlatformDevices, KvmError> {
+    let (com1, com1_input) = if hal.has_irqchip() {
         let line = IrqLine::new(hal.irq_line(COM1_IRQ)?);
-        Arc::new(SerialConsole::with_interrupt(console.clone(), line))
+        both_faces(SerialConsole::with_interrupt(console.clone(), line))
     } else {
-        Arc::new(SerialConsole::new(console.clone()))
+        both_faces(SerialConsole::new(console.clone()))
     };
     let mut devices = AxVmDevices::new(policy);
     for device in platform(config, console, com1) {
@@ -63,7 +65,26 @@ pub fn platform_devices(
             unreachable!("platform devices overlap: {err}");
         }
     }
-    Ok(devices)
+    Ok(PlatformDevices {
+        devices,
+        com1_input,
+    })
+}
+
+/// The platform devices of a VM, and the way into COM1's receive FIFO for console input.
+pub struct PlatformDevices {
+    /// Every platform device, for [`AxVM::new`](axvm::AxVM::new).
+    pub devices: AxVmDevices,
+    /// COM1's receive side, for a [`ConsoleInput`] thread.
+    pub com1_input: Arc<dyn ReceiveFifo>,
+}
+
+/// COM1 as a device and as the receiver of console input: one UART, two trait objects.
+fn both_faces<T: vm_superio::Trigger + Send + 'static>(
+    uart: SerialConsole<SharedConsole, T>,
+) -> (Arc<dyn BaseDeviceOps>, Arc<dyn ReceiveFifo>) {
+    let uart = Arc::new(uart);
+    (uart.clone(), uart)
 }
 
 /// Every platform device, given COM1 (whose interrupt depends on the host).

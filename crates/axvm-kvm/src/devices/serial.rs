@@ -1,15 +1,18 @@
 //! The COM1 16550 UART (ports 0x3f8-0x3ff), emulated by vm-superio; its output is the
 //! guest's console. Its interrupt is ISA IRQ 4, raised through a KVM irqfd where the host
-//! has an in-kernel irqchip, so interrupt-driven drivers (Linux's 8250) transmit.
+//! has an in-kernel irqchip, so interrupt-driven drivers (Linux's 8250) transmit. What the
+//! host sends the guest goes into its receive FIFO ([`ReceiveFifo`], fed by a
+//! [`ConsoleInput`](super::ConsoleInput) thread).
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
-use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
+
+use super::console_input::{FifoRoom, ReceiveFifo};
 
 /// COM1's I/O base.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -47,7 +50,9 @@ impl Trigger for IrqLine {
 
 /// A 16550 UART at COM1 whose transmitter writes to `W` and whose interrupt is `T`.
 pub struct SerialConsole<W: Write + Send, T: Trigger = NoInterrupt> {
-    uart: Mutex<Serial<T, NoEvents, W>>,
+    uart: Mutex<Serial<T, FifoRoom, W>>,
+    /// Told by the UART when the guest read the receive FIFO empty.
+    room: FifoRoom,
 }
 
 impl<W: Write + Send> SerialConsole<W> {
@@ -60,15 +65,37 @@ impl<W: Write + Send> SerialConsole<W> {
 impl<W: Write + Send, T: Trigger> SerialConsole<W, T> {
     /// A UART that sends what the guest transmits to `out` and raises `interrupt`.
     pub fn with_interrupt(out: W, interrupt: T) -> Self {
+        let room = FifoRoom::default();
         Self {
-            uart: Mutex::new(Serial::new(interrupt, out)),
+            uart: Mutex::new(Serial::with_events(interrupt, room.clone(), out)),
+            room,
         }
     }
 
-    fn uart(&self) -> std::sync::MutexGuard<'_, Serial<T, NoEvents, W>> {
+    fn uart(&self) -> std::sync::MutexGuard<'_, Serial<T, FifoRoom, W>> {
         self.uart
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<W: Write + Send, T: Trigger + Send> ReceiveFifo for SerialConsole<W, T> {
+    /// Queues what fits, sets "data ready" and raises the receive interrupt if the guest
+    /// enabled it. Counted from the FIFO's room, so bytes queued before a failed interrupt
+    /// (which is logged) still count as taken.
+    fn receive(&self, bytes: &[u8]) -> usize {
+        let mut uart = self.uart();
+        let room_before = uart.fifo_capacity();
+        if let Err(err) = uart.enqueue_raw_bytes(bytes) {
+            if !matches!(err, vm_superio::serial::Error::FullFifo) {
+                log::warn!("COM1: cannot raise the receive interrupt: {err:?}");
+            }
+        }
+        room_before.saturating_sub(uart.fifo_capacity())
+    }
+
+    fn room(&self) -> FifoRoom {
+        self.room.clone()
     }
 }
 
@@ -141,6 +168,48 @@ mod tests {
         uart.write_port(COM1_BASE.into(), AccessWidth::Byte, u64::from(b'x'))
             .unwrap();
         assert_eq!(event.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn received_bytes_are_read_from_the_data_port_and_raise_the_line() {
+        const LSR: u64 = COM1_BASE as u64 + 5;
+        const DATA_READY: u64 = 0x01;
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        let uart =
+            SerialConsole::with_interrupt(Vec::new(), IrqLine::new(event.try_clone().unwrap()));
+        uart.write_port(IER, AccessWidth::Byte, 0x01).unwrap(); // received data available
+        assert!(event.read().is_err(), "raised before any byte arrived");
+        let room = uart.room();
+        assert_eq!(uart.receive(b"hi"), 2);
+        assert_eq!(event.read().unwrap(), 1);
+        let lsr = uart.read_port(LSR, AccessWidth::Byte).unwrap();
+        assert_eq!(lsr & DATA_READY, DATA_READY);
+        let data = COM1_BASE.into();
+        assert_eq!(
+            uart.read_port(data, AccessWidth::Byte).unwrap(),
+            u64::from(b'h')
+        );
+        assert_eq!(room.emptied(), 0);
+        assert_eq!(
+            uart.read_port(data, AccessWidth::Byte).unwrap(),
+            u64::from(b'i')
+        );
+        assert_eq!(
+            room.emptied(),
+            1,
+            "reading the last byte tells the input thread"
+        );
+        assert_eq!(
+            uart.read_port(LSR, AccessWidth::Byte).unwrap() & DATA_READY,
+            0
+        );
+    }
+
+    #[test]
+    fn a_full_receive_fifo_takes_what_fits() {
+        let uart = SerialConsole::new(Vec::new());
+        assert_eq!(uart.receive(&[b'x'; 100]), 64);
+        assert_eq!(uart.receive(b"y"), 0);
     }
 
     #[test]

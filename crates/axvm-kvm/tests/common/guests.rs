@@ -220,3 +220,43 @@ pub fn elf64(paddr: u64, memsz: u64, entry: u64, code: &[u8]) -> Vec<u8> {
     elf.extend_from_slice(code);
     elf
 }
+
+/// Reads one byte from COM1, polling the line status register for "data ready", and exits
+/// with it as its status.
+///
+/// ```text
+///     mov dx, 0x3fd     ; COM1 line status register
+/// 1:  in al, dx
+///     test al, 1        ; data ready?
+///     jz 1b
+///     mov dx, 0x3f8     ; COM1 receive buffer
+///     in al, dx
+///     out 0xf4, al      ; exit device: status = the byte
+///     jmp $
+/// ```
+pub const READ_BYTE: &[u8] = &[
+    0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xec, 0xe6, 0xf4, 0xeb, 0xfe,
+];
+
+/// Reads COM1 (polling, as [`READ_BYTE`]) up to and including a newline and exits with how
+/// many bytes it read (modulo 256).
+///
+/// ```text
+///     xor cx, cx
+/// 2:  mov dx, 0x3fd
+/// 1:  in al, dx
+///     test al, 1
+///     jz 1b
+///     mov dx, 0x3f8
+///     in al, dx
+///     inc cx
+///     cmp al, 0x0a
+///     jne 2b
+///     mov al, cl
+///     out 0xf4, al
+///     jmp $
+/// ```
+pub const READ_LINE_LENGTH: &[u8] = &[
+    0x31, 0xc9, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xec, 0x41, 0x3c,
+    0x0a, 0x75, 0xef, 0x88, 0xc8, 0xe6, 0xf4, 0xeb, 0xfe,
+];

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axvm::config::toml::AxVMCrateConfig;
 use axvm::device::UnclaimedAccessPolicy;
-use axvm::{AxVM, AxVMConfig, AxVMError, GuestPhysAddr, VMStatus};
+use axvm::{AxVM, AxVMConfig, AxVMConfigBuilder, AxVMError, GuestPhysAddr, VMStatus};
 use axvm_kvm::{BootImages, Error, KvmHal, KvmVm, VmOptions, VmOutcome};
 
 /// The longest any VM in these tests may run. The guests finish in well under a second; this
@@ -95,9 +95,26 @@ interrupt_mode = "no_irq"
     )
 }
 
-/// [`raw_config_text`] with 1 MiB of RAM, loaded and entered at 0x8000.
+/// A one-vCPU VM with 1 MiB of RAM at 0, a raw kernel loaded and entered at 0x8000 (what
+/// [`raw_config_text`] writes in TOML), built in Rust.
 pub fn raw_config() -> AxVMConfig {
-    parse_config(&raw_config_text(0x10_0000, 0x8000, 0x8000))
+    built(raw_builder(0x10_0000))
+}
+
+/// The builder of a one-vCPU VM with `ram` bytes of RAM at 0 and a raw kernel loaded (and so
+/// entered) at 0x8000: tests change what they need and pass it to [`built`].
+pub fn raw_builder(ram: u64) -> AxVMConfigBuilder {
+    AxVMConfig::builder("inline-guest")
+        .id(7)
+        .ram(0, ram)
+        .kernel_at(0x8000)
+}
+
+/// The config `builder` builds, panicking with the reason if it is refused.
+pub fn built(builder: AxVMConfigBuilder) -> AxVMConfig {
+    builder
+        .build()
+        .unwrap_or_else(|err| panic!("test config is invalid: {err}"))
 }
 
 /// Images holding only `kernel`.
@@ -227,11 +244,9 @@ pub fn assert_images_refused(
 /// A VM with `cpus` vCPUs and `ram` bytes of RAM at 0 running a spinning raw guest, created
 /// but never run: for reading back what creation wrote into guest memory.
 pub fn unrun_vm(cpus: usize, ram: u64) -> KvmVm {
-    let text =
-        raw_config_text(ram, 0x8000, 0x8000).replace("cpu_num = 1", &format!("cpu_num = {cpus}"));
     let console = Console::default();
     create(
-        parse_config(&text),
+        built(raw_builder(ram).cpus(cpus)),
         guests::SPIN,
         options(&console, UnclaimedAccessPolicy::Ignore),
     )

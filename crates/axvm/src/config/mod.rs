@@ -4,13 +4,17 @@
 //! images go. It is plain data; [`AxVMConfig::validate`] refuses what cannot work before any
 //! host resource is touched, naming the field at fault.
 
+mod builder;
 mod devices;
 mod error;
 mod flags;
 #[cfg(feature = "toml")]
 pub mod toml;
+mod valid;
 mod validate;
 
+pub use builder::AxVMConfigBuilder;
+pub use valid::ValidConfig;
 pub use validate::MAX_CPU_NUM;
 
 use alloc::string::String;
@@ -73,6 +77,9 @@ impl VmMemConfig {
 }
 
 /// The whole description of one VM: the seed's `AxVMConfig`.
+///
+/// Build one with [`AxVMConfig::builder`], read one from a file with
+/// [`toml::AxVMCrateConfig`] (feature `toml`), or fill the fields:
 ///
 /// ```
 /// use axvm::{AxVMConfig, GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};

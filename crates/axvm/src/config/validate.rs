@@ -145,7 +145,7 @@ impl AxVMConfig {
         }
     }
 
-    fn check_entries(&self, problems: &mut Vec<ConfigError>) {
+    pub(super) fn check_entries(&self, problems: &mut Vec<ConfigError>) {
         let entries = [
             ("kernel.entry_point", self.cpu_config.bsp_entry, true),
             (

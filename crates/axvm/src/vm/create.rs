@@ -10,7 +10,7 @@ use super::{AxVM, VMStatus};
 use crate::device::AxVmDevices;
 use crate::memory::{map_region, merge_pass_through, release_memory, GuestMemory, GuestRegion};
 use crate::vcpu::AxArchVCpu;
-use crate::{AxVMConfig, AxVMError, AxVMHal, AxVMResult, MappingFlags};
+use crate::{AxVMConfig, AxVMError, AxVMHal, AxVMResult, MappingFlags, ValidConfig};
 
 impl<H: AxVMHal> AxVM<H> {
     /// Creates the VM that `config` describes on host `hal`.
@@ -18,8 +18,18 @@ impl<H: AxVMHal> AxVM<H> {
     /// `devices` holds the platform devices the host provides (console, exit device, ...);
     /// the config's `emu_devices` are added to them. The config is validated first, so a
     /// bad config touches no host resource.
-    pub fn new(config: AxVMConfig, hal: H, mut devices: AxVmDevices) -> AxVMResult<Arc<Self>> {
-        config.validate()?;
+    pub fn new(config: AxVMConfig, hal: H, devices: AxVmDevices) -> AxVMResult<Arc<Self>> {
+        Self::new_validated(config.into_valid()?, hal, devices)
+    }
+
+    /// [`new`](Self::new) for a config the host validated already (a [`ValidConfig`]
+    /// cannot exist otherwise), so that it is not validated twice.
+    pub fn new_validated(
+        config: ValidConfig,
+        hal: H,
+        mut devices: AxVmDevices,
+    ) -> AxVMResult<Arc<Self>> {
+        let config = config.into_inner();
         devices.add_emulated(&config.emu_devices)?;
         let regions = map_all_regions(&hal, &config)?;
         let vm = Self {
