@@ -253,7 +253,7 @@ add_bench() {
   local bench cpus vmm
   bench=$(ls -t "$target_dir"/release/deps/exits-* | grep -v '\.d$' | head -n 1)
   copy_elf "$bench" /harness/bench-exits
-  echo "bench/exits /harness/bench-exits --bench" >>"$stage/harness/steps"
+  echo "bench/exits /harness/bench-exits --bench --quick" >>"$stage/harness/steps"
   copy_qemu
   for cpus in 1 2; do
     for vmm in axvm qemu-pc qemu-microvm; do

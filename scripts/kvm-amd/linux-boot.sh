@@ -15,6 +15,8 @@ machine=pc
 # microvm has no PCI: the kernel is told so, and its KERN_ERR that it found no PCI access
 # method is expected (axvm.no_pci, see linux-init.sh).
 [ "$vmm" = qemu-microvm ] && machine=microvm && cmdline="$cmdline pci=off axvm.no_pci=1"
+stats=
+[ "$vmm" = axvm-stats ] && stats=--stats
 
 # boot ATTEMPT: one boot, its console in $log; prints the console and a verdict line.
 # Returns 0 when it passed, 1 when the guest ran to its end but a check failed, and 2 when

@@ -76,7 +76,7 @@ def judge_dmesg(steps):
     it does not implement); anything more comes from axvm's platform."""
     reference = set()
     for name, (_, _, lines) in steps.items():
-        if name.startswith("linux/qemu"):
+        if name.startswith(("linux/qemu", "boot/qemu")):
             reference |= dmesg_errors(lines)
     if reference:
         print("kvm-amd: kernel errors under QEMU too (the L1 machine's, not axvm's): "
