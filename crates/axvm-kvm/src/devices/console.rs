@@ -34,6 +34,14 @@ use std::thread::JoinHandle;
 /// pipe's worth of output from a reader that stalls, and a stalled stdout is felt soon.
 pub const CONSOLE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// How long the console thread, after writing a batch, goes on collecting bytes before it
+/// sleeps until woken. A guest printing one byte per exit would otherwise find the thread
+/// asleep for every byte and pay a cross-CPU wake-up each (on nested kvm_amd, most of a
+/// byte's cost); lingering makes that one timed wake per batch. The first byte after a
+/// pause still wakes the thread at once, and [`SharedConsole::drain`] cuts a linger short,
+/// so nothing is late at a stop; a byte printed during a linger waits at most this long.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Told how many bytes a device just sent to the console, on the sending vCPU's thread (the
 /// watchdog counts console output as the guest's progress when the guest prints it, not
 /// when the host writes it).
@@ -50,6 +58,8 @@ struct State {
     settled: u64,
     /// The console thread is waiting for bytes (so a sender must wake it).
     thread_idle: bool,
+    /// Someone waits in `drain`: the console thread must not linger.
+    draining: usize,
     /// The owner asked the console thread to write what is left and end.
     closing: bool,
     /// The console thread ended: nothing will be written any more.
@@ -153,9 +163,16 @@ impl SharedConsole {
         let shared = &*self.0;
         let mut state = shared.state();
         let target = state.sent;
+        if state.settled >= target {
+            return;
+        }
+        // A lingering console thread writes what it has now.
+        state.draining += 1;
+        shared.arrived.notify_one();
         while state.settled < target && !state.thread_ended {
             state = shared.wait_for_progress(state);
         }
+        state.draining -= 1;
     }
 
     /// The first error writing the console, if there was one (output since then was
@@ -281,6 +298,15 @@ fn write_batches(shared: &Shared, mut out: Box<dyn Write + Send>) {
 /// false once closing with nothing left.
 fn take_batch(shared: &Shared, batch: &mut Vec<u8>) -> bool {
     let mut state = shared.state();
+    if state.pending.is_empty() && !state.closing && state.draining == 0 {
+        // Linger (see LINGER): senders do not wake the thread meanwhile; `drain` and
+        // closing do.
+        state = shared
+            .arrived
+            .wait_timeout(state, LINGER)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+    }
     while state.pending.is_empty() && !state.closing {
         state.thread_idle = true;
         state = shared

@@ -268,3 +268,35 @@ fn a_send_larger_than_the_buffer_goes_in_whole() {
     thread.drain();
     assert_eq!(captured.bytes(), b"0123456789");
 }
+
+/// Counts the writes it is given, and keeps their bytes.
+#[derive(Clone, Default)]
+struct CountingWrites(Arc<AtomicUsize>, Captured);
+
+impl Write for CountingWrites {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        self.1.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn bytes_sent_one_at_a_time_are_written_in_few_batches() {
+    let writer = CountingWrites::default();
+    let thread = ConsoleThread::spawn(Box::new(writer.clone()), None).unwrap();
+    let console = thread.console();
+    // 100 µs apart: slower than a write to memory, as a guest's exits are on nested KVM.
+    for byte in 0..200u8 {
+        console.send(&[byte]).unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    thread.drain();
+    let written: Vec<u8> = (0..200u8).collect();
+    assert_eq!(*writer.1 .0.lock().unwrap(), written);
+    // Without the linger every byte would find the thread asleep and be a write of its own.
+    let writes = writer.0.load(Ordering::SeqCst);
+    assert!(writes <= 50, "{writes} writes for 200 one-byte sends");
+}
