@@ -11,6 +11,7 @@ use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus, ValidConfig}
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
 use crate::devices::{platform_devices, ConsoleInput, ConsoleThread, OutputObserver};
 use crate::diagnostics::halts::Halts;
+use crate::diagnostics::stats::unclaimed_summary;
 use crate::diagnostics::watchdog::check::Watch;
 use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::watcher::Watcher;
@@ -23,8 +24,8 @@ use crate::Error;
 /// How to build the VM's platform.
 pub struct VmOptions {
     /// Where the guest's serial console goes. A console thread writes it, in batches of what
-    /// the guest printed since the last write (see [`ConsoleThread`]); [`KvmVm::run`] returns
-    /// only once everything the guest printed is written.
+    /// the guest printed since the last write; [`KvmVm::run`] returns only once everything
+    /// the guest printed is written.
     pub console: Box<dyn Write + Send>,
     /// What the guest reads from its serial console (COM1's receive side), if anything: a
     /// thread of its own reads it and queues the bytes in the UART as the guest takes them,
@@ -187,6 +188,15 @@ impl KvmVm {
     /// [`VmOutcome::NoProgress`].
     pub fn watchdog_report(&self) -> Option<String> {
         self.watchdog().and_then(|progress| progress.report())
+    }
+
+    /// The accesses no device claimed so far, one line per (address, width, direction),
+    /// most frequent first, e.g. `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest
+    /// device: serial at port 0x3f8-0x3ff)`; `None` when the guest touched nothing
+    /// unclaimed. `axvm run` prints it when the VM stops: how often a guest polled a
+    /// missing device tells a probe from a driver stuck on the wrong address.
+    pub fn unclaimed_summary(&self) -> Option<String> {
+        unclaimed_summary(self.vm.devices())
     }
 
     fn watchdog(&self) -> Option<&Arc<Progress>> {

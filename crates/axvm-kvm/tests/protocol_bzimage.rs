@@ -6,7 +6,7 @@ mod common;
 mod protocol_common;
 
 use axvm::GuestPhysAddr;
-use axvm_kvm::boot::{detect_format, kernel_layout, BZIMAGE_LOAD_ADDR};
+use axvm_kvm::testing::{detect_format, kernel_layout, BZIMAGE_LOAD_ADDR};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
 use common::{parse_config, require_kvm};
 use protocol_common::*;

@@ -6,7 +6,7 @@ mod common;
 mod protocol_common;
 
 use axvm::GuestPhysAddr;
-use axvm_kvm::boot::{
+use axvm_kvm::testing::{
     check_kernel_placement, detect_format, kernel_layout, MULTIBOOT_BOOTLOADER_MAGIC,
 };
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};

@@ -6,7 +6,7 @@ mod common;
 mod protocol_common;
 
 use axvm::GuestPhysAddr;
-use axvm_kvm::boot::{detect_format, kernel_layout, PVH_START_INFO_MAGIC};
+use axvm_kvm::testing::{detect_format, kernel_layout, PVH_START_INFO_MAGIC};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
 use common::require_kvm;
 use protocol_common::*;

@@ -188,23 +188,6 @@ pub fn detect_format(image: &[u8]) -> ImageFormat {
     protocol_for(image).format()
 }
 
-/// Loads `images` into `vm`'s memory as [`VmPlan::for_config`] plans it, and gives every
-/// vCPU its entry and boot state. For a VM created from a config whose entries were not
-/// taken from the plan; [`KvmVm::create`](crate::KvmVm::create) creates the vCPUs at the
-/// plan's entries and calls [`load_planned`].
-pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
-    let plan = VmPlan::for_config(vm.config(), images)?;
-    for vcpu_id in 0..vm.vcpu_num() {
-        let entry = if vcpu_id == 0 {
-            plan.bsp_entry
-        } else {
-            plan.ap_entry
-        };
-        vm.set_vcpu_entry(vcpu_id, entry)?;
-    }
-    load_planned(vm, images, &plan)
-}
-
 /// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
 /// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
 /// the vCPUs were created at the plan's entries). Refused with the config field named when
@@ -315,24 +298,6 @@ fn copy_image(
 /// protocols keep. `axvm check` and the loader use the same rules.
 pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
     protocol_for(kernel).plan(config, kernel, None).map(|_| ())
-}
-
-/// [`check_kernel_placement`], then, for the boot protocols, where the ramdisk would go
-/// (explicit address checked, or room found), as the loader would decide it.
-pub fn check_placement(config: &AxVMConfig, images: &BootImages) -> Result<(), ConfigError> {
-    plan_placement(config, images).map(|_| ())
-}
-
-/// [`check_placement`], returning where a boot protocol would put the ramdisk (None without
-/// a ramdisk or for the direct starts, which copy it to `ramdisk_load_addr`), so that
-/// `axvm check` can show it in the memory map.
-pub fn plan_placement(
-    config: &AxVMConfig,
-    images: &BootImages,
-) -> Result<Option<RamdiskPlacement>, ConfigError> {
-    let protocol = protocol_for(&images.kernel);
-    let plan = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
-    Ok(plan.ramdisk)
 }
 
 /// Where a kernel image's bytes go in guest memory, for memory maps.
