@@ -53,7 +53,20 @@ use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
 use crate::platform::pc::layout::GDT_START;
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
-/// the files a config names; tests and the demo embed them).
+/// the files a config names; tests and the demo embed them). The kernel's format (raw
+/// code, ELF64, Multiboot, PVH, bzImage) is read from its bytes, never from a file name.
+///
+/// ```
+/// use axvm_kvm::BootImages;
+///
+/// // From files: `BootImages { kernel: std::fs::read("bzImage")?, .. }`.
+/// let images = BootImages {
+///     kernel: vec![0xf4], // hlt
+///     ramdisk: Some(b"an initramfs".to_vec()),
+///     ..Default::default()
+/// };
+/// assert!(images.bios.is_none() && images.dtb.is_none());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct BootImages {
     /// The kernel image (required).
