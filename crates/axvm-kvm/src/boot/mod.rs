@@ -36,14 +36,11 @@ mod protocol;
 mod pvh;
 mod vm_memory_view;
 
-use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
+use axvm::{AxVM, ConfigError, GuestPhysAddr};
 
 /// The PC layout, where it was before `platform::pc::layout` took it over.
 pub use crate::platform::pc::layout;
-pub use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
-pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
 pub use placement::RamdiskPlacement;
-pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
 
 pub(crate) use protocol::{protocol_for, KernelPlan};
 
@@ -196,11 +193,6 @@ fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, Confi
     })
 }
 
-/// The format of a kernel image, from its content (see the module documentation).
-pub fn detect_format(image: &[u8]) -> ImageFormat {
-    protocol_for(image).format()
-}
-
 /// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
 /// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
 /// the vCPUs were created at the plan's entries). Refused with the config field named when
@@ -301,40 +293,4 @@ fn copy_image(
     vm.memory()
         .write(gpa, image)
         .map_err(|err| ConfigError::invalid(field, err.to_string()))
-}
-
-/// Refuses a kernel image that `config` cannot hold, naming the field, without loading it:
-/// a raw image that does not fit its region; an ELF64 image that is not loadable, whose
-/// segments lie outside RAM or over the boot tables, whose entry is outside RAM, or whose
-/// config has no RAM for the boot tables; a Multiboot, PVH or bzImage kernel that is
-/// malformed, asks for what axvm lacks, lies outside RAM or over the low memory the boot
-/// protocols keep. `axvm check` and the loader use the same rules.
-pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
-    protocol_for(kernel).plan(config, kernel, None).map(|_| ())
-}
-
-/// Where a kernel image's bytes go in guest memory, for memory maps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelLayout {
-    /// The image's format.
-    pub format: ImageFormat,
-    /// The entry the image names (ELF, Multiboot, PVH, bzImage), if it names one.
-    pub entry: Option<GuestPhysAddr>,
-    /// (start, size) of each range the image occupies.
-    pub ranges: Vec<(GuestPhysAddr, u64)>,
-}
-
-/// Describes where `kernel` would be loaded, for a raw image at `load_gpa`.
-pub fn kernel_layout(kernel: &[u8], load_gpa: GuestPhysAddr) -> Result<KernelLayout, String> {
-    let protocol = protocol_for(kernel);
-    let image = protocol.layout(kernel, load_gpa)?;
-    Ok(KernelLayout {
-        format: protocol.format(),
-        entry: image.entry.map(GuestPhysAddr::new),
-        ranges: image
-            .segments
-            .iter()
-            .map(|s| (GuestPhysAddr::new(s.paddr), s.memsz))
-            .collect(),
-    })
 }
