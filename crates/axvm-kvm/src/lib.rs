@@ -52,6 +52,7 @@
 // The modules are private: a type a public item hands out but the root does not
 // re-export would be usable yet unnameable (and undocumented). This lint catches it.
 #![warn(unnameable_types)]
+#![deny(missing_docs)]
 
 mod boot;
 mod devices;
