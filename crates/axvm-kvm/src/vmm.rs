@@ -84,7 +84,7 @@ impl Default for VmOptions {
 /// # let config = AxVMConfig::builder("vm").ram(0, 1 << 20).kernel_at(0x8000).build()?;
 /// # let images = BootImages { kernel: vec![0xf4], ..Default::default() };
 /// let vm = KvmVm::create(config, &images, VmOptions::default())?;
-/// // The status a command would exit with, as `axvm run` words it.
+/// // The status a command could exit with.
 /// let status = match vm.run()? {
 ///     VmOutcome::Exited(status) => i32::from(status),
 ///     VmOutcome::GuestReset { vcpu } => {
