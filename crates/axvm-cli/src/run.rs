@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm_kvm::diagnostics::stats::unclaimed_summary;
 use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 use crate::cli::Unclaimed;
@@ -96,7 +95,7 @@ fn stdin_as_console_input() -> Option<Box<dyn Read + Send>> {
 /// are left out when the run `failed`, whose one-line reason already names the access that
 /// stopped it under `--unclaimed error`.
 fn report_after_run(vm: &KvmVm, failed: bool) {
-    let unclaimed = unclaimed_summary(vm.vm().devices()).filter(|_| !failed);
+    let unclaimed = vm.unclaimed_summary().filter(|_| !failed);
     let diagnostics = vm.diagnostics();
     if let Some(stats) = diagnostics.and_then(|d| d.stats()) {
         eprint!("{}", stats.report(vm.vm().devices()));

@@ -91,6 +91,26 @@ pub struct VmPlan {
 impl VmPlan {
     /// The plan a VM is loaded by: the config validated, the kernel checked against it and
     /// the ramdisk placed, with nothing created or written. Refused with the field named.
+    /// It needs no KVM: `axvm check` prints it on any host.
+    ///
+    /// ```
+    /// use axvm::AxVMConfig;
+    /// use axvm_kvm::{BootImages, ImageFormat, RegionFate, VmPlan};
+    ///
+    /// let config = AxVMConfig::builder("plan").ram(0, 1 << 20).kernel_at(0x8000).build()?;
+    /// let images = BootImages { kernel: vec![0xf4; 0x1000], ..Default::default() };
+    /// let plan = VmPlan::for_config(&config, &images)?;
+    /// assert_eq!(plan.format, ImageFormat::Raw);
+    /// assert_eq!(plan.regions, [RegionFate::Allocated]);
+    /// let kernel = &plan.images[0];
+    /// assert_eq!((kernel.start, kernel.end), (0x8000, 0x9000));
+    ///
+    /// // A kernel bigger than its RAM is refused before anything is created.
+    /// let too_big = BootImages { kernel: vec![0xf4; 2 << 20], ..Default::default() };
+    /// let err = VmPlan::for_config(&config, &too_big).unwrap_err();
+    /// println!("{err}");
+    /// # Ok::<(), axvm::ConfigError>(())
+    /// ```
     pub fn for_config(config: &AxVMConfig, images: &BootImages) -> Result<Self, ConfigError> {
         config.validate()?;
         Self::for_valid_config(config, images)

@@ -11,6 +11,7 @@ use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus, ValidConfig}
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
 use crate::devices::{platform_devices, ConsoleInput, ConsoleThread, OutputObserver};
 use crate::diagnostics::halts::Halts;
+use crate::diagnostics::stats::unclaimed_summary;
 use crate::diagnostics::watchdog::check::Watch;
 use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::watcher::Watcher;
@@ -20,11 +21,30 @@ use crate::plan::VmPlan;
 use crate::stop_handle::StopHandle;
 use crate::Error;
 
-/// How to build the VM's platform.
+/// How to build the VM's platform. Start from [`Default`] and change what you need:
+///
+/// ```
+/// use axvm::device::UnclaimedAccessPolicy;
+/// use axvm_kvm::{DiagnosticsOptions, VmOptions};
+///
+/// // The console on stderr, typed input from stdin, accesses to addresses without a device
+/// // refused (the run fails naming the address), exit statistics on.
+/// let options = VmOptions {
+///     console: Box::new(std::io::stderr()),
+///     console_input: Some(Box::new(std::io::stdin())),
+///     unclaimed: UnclaimedAccessPolicy::Error,
+///     diagnostics: DiagnosticsOptions { stats: true, ..Default::default() },
+///     ..Default::default()
+/// };
+/// assert!(options.extra_devices.is_empty());
+/// ```
+///
+/// The crate's `my_device` example adds a device of its own through
+/// [`extra_devices`](Self::extra_devices).
 pub struct VmOptions {
     /// Where the guest's serial console goes. A console thread writes it, in batches of what
-    /// the guest printed since the last write (see [`ConsoleThread`]); [`KvmVm::run`] returns
-    /// only once everything the guest printed is written.
+    /// the guest printed since the last write; [`KvmVm::run`] returns only once everything
+    /// the guest printed is written.
     pub console: Box<dyn Write + Send>,
     /// What the guest reads from its serial console (COM1's receive side), if anything: a
     /// thread of its own reads it and queues the bytes in the UART as the guest takes them,
@@ -53,7 +73,33 @@ impl Default for VmOptions {
     }
 }
 
-/// How a VM run ended.
+/// How a VM run ended: what [`KvmVm::run`] returns when the VM stopped without a host
+/// failure (those are its [`Error`]).
+///
+/// ```no_run
+/// # use axvm::AxVMConfig;
+/// # use axvm_kvm::{BootImages, KvmVm, VmOptions};
+/// use axvm_kvm::VmOutcome;
+///
+/// # let config = AxVMConfig::builder("vm").ram(0, 1 << 20).kernel_at(0x8000).build()?;
+/// # let images = BootImages { kernel: vec![0xf4], ..Default::default() };
+/// let vm = KvmVm::create(config, &images, VmOptions::default())?;
+/// // The status a command could exit with.
+/// let status = match vm.run()? {
+///     VmOutcome::Exited(status) => i32::from(status),
+///     VmOutcome::GuestReset { vcpu } => {
+///         eprintln!("vCPU {vcpu} reset the machine (a triple fault?)");
+///         1
+///     }
+///     VmOutcome::NoProgress => {
+///         eprintln!("{}", vm.watchdog_report().unwrap_or_default());
+///         1
+///     }
+///     VmOutcome::AllHalted | VmOutcome::Stopped => 1,
+/// };
+/// # let _ = status;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmOutcome {
     /// The guest asked to stop with this status (exit device; 0 for an i8042 reset).
@@ -82,6 +128,19 @@ enum VCpuEnd {
 }
 
 /// A VM on KVM with its images loaded, ready to [`run`](Self::run).
+///
+/// ```no_run
+/// use axvm::AxVMConfig;
+/// use axvm_kvm::{BootImages, KvmVm, VmOptions, VmOutcome};
+///
+/// // 1 MiB of RAM at 0 and a raw image at 0x8000, entered there in real mode. Its code,
+/// // `mov al, 7; out 0xf4, al`, ends the VM through the exit device with status 7.
+/// let config = AxVMConfig::builder("exit-7").ram(0, 1 << 20).kernel_at(0x8000).build()?;
+/// let images = BootImages { kernel: vec![0xb0, 0x07, 0xe6, 0xf4], ..Default::default() };
+/// let vm = KvmVm::create(config, &images, VmOptions::default())?;
+/// assert_eq!(vm.run()?, VmOutcome::Exited(7));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct KvmVm {
     vm: Arc<AxVM<KvmHal>>,
     plan: BootPlan,
@@ -187,6 +246,15 @@ impl KvmVm {
     /// [`VmOutcome::NoProgress`].
     pub fn watchdog_report(&self) -> Option<String> {
         self.watchdog().and_then(|progress| progress.report())
+    }
+
+    /// The accesses no device claimed so far, one line per (address, width, direction),
+    /// most frequent first, e.g. `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest
+    /// device: serial at port 0x3f8-0x3ff)`; `None` when the guest touched nothing
+    /// unclaimed. `axvm run` prints it when the VM stops: how often a guest polled a
+    /// missing device tells a probe from a driver stuck on the wrong address.
+    pub fn unclaimed_summary(&self) -> Option<String> {
+        unclaimed_summary(self.vm.devices())
     }
 
     fn watchdog(&self) -> Option<&Arc<Progress>> {

@@ -10,8 +10,7 @@ use std::thread;
 
 use axvm::device::{DeviceSpace, UnclaimedAccessPolicy};
 use axvm::{ExitEvent, ExitObserver};
-use axvm_kvm::diagnostics::stats::{unclaimed_summary, ExitTarget};
-use axvm_kvm::{DiagnosticsOptions, KvmVCpu, KvmVm, VmOutcome};
+use axvm_kvm::{DiagnosticsOptions, ExitTarget, KvmVCpu, KvmVm, VmOutcome};
 use common::{create, options, raw_config, require_kvm, Console, DEADLINE};
 
 /// How many times [`SCRATCH_WRITES`] writes the scratch port.
@@ -137,7 +136,7 @@ impl Write for Shared {
 /// at the OUT itself and completes it on the next entry; kvm_pvm has already moved past the
 /// one-byte instruction.
 fn reported_out_rip() -> u64 {
-    if axvm_kvm::kvm::is_software_nested_kvm() {
+    if axvm_kvm::testing::is_software_nested_kvm() {
         OUT_RIP + 1
     } else {
         OUT_RIP
@@ -194,7 +193,7 @@ fn unclaimed_reads_are_summarised_with_their_count() {
     );
     let (vm, outcome) = run_kept(vm);
     assert_eq!(outcome, VmOutcome::Exited(0));
-    let summary = unclaimed_summary(vm.vm().devices()).expect("a summary");
+    let summary = vm.unclaimed_summary().expect("a summary");
     assert!(
         summary.contains("unclaimed: 3 x 1-byte read at port 0x3e5 (nearest device: serial"),
         "{summary}"
@@ -234,7 +233,7 @@ fn no_diagnostics_no_observer() {
         counter.0.load(std::sync::atomic::Ordering::Relaxed),
         WRITES + 1
     );
-    assert!(unclaimed_summary(vm.vm().devices()).is_none());
+    assert!(vm.unclaimed_summary().is_none());
 
     let diagnostics = DiagnosticsOptions {
         stats: true,

@@ -6,12 +6,13 @@ mod common;
 mod protocol_common;
 
 use axvm::GuestPhysAddr;
-use axvm_kvm::boot::{detect_format, kernel_layout, BZIMAGE_LOAD_ADDR};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
 use common::{parse_config, require_kvm};
 use protocol_common::*;
 
 const SETUP_SECTS: usize = 1;
+/// Where the boot protocol loads a bzImage's protected-mode kernel: 1 MiB.
+const BZIMAGE_LOAD_ADDR: u64 = 0x10_0000;
 /// The highest address the test kernel accepts a ramdisk at (32 MiB − 1): below the top of
 /// [`RAM`], so the loader must honour it.
 const INITRD_ADDR_MAX: u32 = 0x1ff_ffff;
@@ -44,11 +45,11 @@ fn good_bzimage() -> Vec<u8> {
 
 fn bzimages_are_detected_and_laid_out_without_a_vm() {
     let image = good_bzimage();
-    assert_eq!(detect_format(&image), ImageFormat::BzImage);
-    let layout = kernel_layout(&image, GuestPhysAddr::new(0)).expect("layout");
-    assert_eq!(layout.entry, Some(GuestPhysAddr::new(0x10_0200)));
+    let (format, entry, ranges) = kernel_plan(&image);
+    assert_eq!(format, ImageFormat::BzImage);
+    assert_eq!(entry, GuestPhysAddr::new(0x10_0200));
     let kernel_len = (image.len() - (SETUP_SECTS + 1) * 512) as u64;
-    assert_eq!(layout.ranges, [(GuestPhysAddr::new(0x10_0000), kernel_len)]);
+    assert_eq!(ranges, [(GuestPhysAddr::new(0x10_0000), kernel_len)]);
 }
 
 fn bzimage_starts_at_the_64_bit_entry_with_the_zero_page_in_rsi() {

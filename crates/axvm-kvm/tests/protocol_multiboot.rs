@@ -6,14 +6,13 @@ mod common;
 mod protocol_common;
 
 use axvm::GuestPhysAddr;
-use axvm_kvm::boot::{
-    check_kernel_placement, detect_format, kernel_layout, MULTIBOOT_BOOTLOADER_MAGIC,
-};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
 use common::{parse_config, require_kvm};
 use protocol_common::*;
 
 const MAGIC: u32 = 0x1BAD_B002;
+/// What a Multiboot loader leaves in EAX (the specification's).
+const MULTIBOOT_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 const MEMORY_INFO: u32 = 1 << 1;
 const VIDEO_MODE: u32 = 1 << 2;
 const AOUT_KLUDGE: u32 = 1 << 16;
@@ -119,16 +118,14 @@ fn elf32_kernel(paddr: u32, vaddr: u32) -> Vec<u8> {
 
 fn multiboot_images_are_detected_and_laid_out_without_a_vm() {
     let kludge = kludge_kernel(0x10_0000, 0x1000);
-    assert_eq!(detect_format(&kludge), ImageFormat::Multiboot);
-    let layout = kernel_layout(&kludge, GuestPhysAddr::new(0)).expect("layout");
-    assert_eq!(layout.entry, Some(GuestPhysAddr::new(0x10_0020)));
+    let (format, entry, ranges) = kernel_plan(&kludge);
+    assert_eq!(format, ImageFormat::Multiboot);
+    assert_eq!(entry, GuestPhysAddr::new(0x10_0020));
     let len = kludge.len() as u64 + 0x1000;
-    assert_eq!(layout.ranges, [(GuestPhysAddr::new(0x10_0000), len)]);
-    let elf = elf32_kernel(0x20_0000, 0xc020_0000);
-    assert_eq!(detect_format(&elf), ImageFormat::Multiboot);
-    let layout = kernel_layout(&elf, GuestPhysAddr::new(0)).expect("layout");
-    assert_eq!(layout.entry, Some(GuestPhysAddr::new(0x20_000c)));
-    assert!(check_kernel_placement(&config(1), &elf).is_ok());
+    assert_eq!(ranges, [(GuestPhysAddr::new(0x10_0000), len)]);
+    let (format, entry, _) = kernel_plan(&elf32_kernel(0x20_0000, 0xc020_0000));
+    assert_eq!(format, ImageFormat::Multiboot);
+    assert_eq!(entry, GuestPhysAddr::new(0x20_000c));
 }
 
 fn kludge_kernel_gets_the_magic_and_the_information_structure() {

@@ -6,11 +6,12 @@ mod common;
 mod protocol_common;
 
 use axvm::GuestPhysAddr;
-use axvm_kvm::boot::{detect_format, kernel_layout, PVH_START_INFO_MAGIC};
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
 use common::require_kvm;
 use protocol_common::*;
 
+/// The first field of the PVH start info (the specification's).
+const PVH_START_INFO_MAGIC: u32 = 0x336e_c578;
 /// The ELF entry, deliberately not the PVH entry: PVH kernels are entered at the note's.
 const ELF_ENTRY_OFFSET: u64 = 0x1000;
 
@@ -71,10 +72,10 @@ fn pvh_kernel(paddr: u64) -> Vec<u8> {
 
 fn pvh_kernels_are_detected_by_their_note() {
     let kernel = pvh_kernel(0x10_0000);
-    assert_eq!(detect_format(&kernel), ImageFormat::Pvh);
-    let layout = kernel_layout(&kernel, GuestPhysAddr::new(0)).expect("layout");
-    assert_eq!(layout.entry, Some(GuestPhysAddr::new(0x10_0000)));
-    assert_eq!(layout.ranges, [(GuestPhysAddr::new(0x10_0000), 0x2000)]);
+    let (format, entry, ranges) = kernel_plan(&kernel);
+    assert_eq!(format, ImageFormat::Pvh);
+    assert_eq!(entry, GuestPhysAddr::new(0x10_0000));
+    assert_eq!(ranges, [(GuestPhysAddr::new(0x10_0000), 0x2000)]);
 }
 
 fn pvh_kernel_gets_start_info_in_ebx() {

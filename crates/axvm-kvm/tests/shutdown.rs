@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm_kvm::kvm::BlockingProbe;
+use axvm_kvm::testing::BlockingProbe;
 use axvm_kvm::{KvmVm, VmOutcome};
 use common::guests::{EXIT_42, HALT, SPIN, WAIT_FOR_INTERRUPT};
 use common::{create, options, raw_config, require_kvm, wait_until_booted, Console, DEADLINE};

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use axvm::{AxVM, GuestPhysAddr};
-use axvm_kvm::boot::acpi::write_acpi_tables;
-use axvm_kvm::boot::e820::{e820_map, E820Kind};
+use axvm_kvm::testing::write_acpi_tables;
+use axvm_kvm::testing::{e820_map, E820Kind};
 use axvm_kvm::KvmHal;
 
 use common::{byte_sum, le_field, read_guest, require_kvm, skip, unrun_vm};

@@ -5,8 +5,8 @@
 mod common;
 
 use axvm::AxVM;
-use axvm_kvm::boot::acpi::write_acpi_tables;
-use axvm_kvm::boot::mptable::write_mp_table;
+use axvm_kvm::testing::write_acpi_tables;
+use axvm_kvm::testing::write_mp_table;
 use axvm_kvm::KvmHal;
 
 use common::{byte_sum, le_field, read_guest, require_kvm, unrun_vm};

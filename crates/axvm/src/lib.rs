@@ -22,6 +22,30 @@
 //!                                        └── handled: MMIO, port, MSR, NPF ─┘
 //!                                            other exits ─► returned to the host
 //! ```
+//!
+//! A program starts from a config, written in Rust ([`AxVMConfig::builder`]) or read from
+//! a TOML file ([`config::toml`]); creating the VM from it needs a host, e.g.
+//! `axvm_kvm::KvmVm::create` on Linux, or [`AxVM::new_validated`] with your own
+//! [`AxVMHal`]:
+//!
+//! ```
+//! use axvm::{AxVMConfig, GuestPhysAddr};
+//!
+//! let config = AxVMConfig::builder("two-cpus")
+//!     .cpus(2)
+//!     .ram(0, 16 << 20)
+//!     .kernel_at(0x20_0000)
+//!     .build()?;
+//! assert_eq!(config.bsp_entry(), GuestPhysAddr::new(0x20_0000));
+//! // Checked once: AxVM::new_validated takes the result.
+//! let valid = config.into_valid()?;
+//! assert_eq!(valid.cpu_num, 2);
+//!
+//! // Refusals name what to fix.
+//! let err = AxVMConfig::builder("no-ram").build().unwrap_err();
+//! println!("{err}");
+//! # Ok::<(), axvm::ConfigError>(())
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 

@@ -3,8 +3,7 @@
 
 use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType};
-use axvm_kvm::plan::{PlannedRange, RegionFate};
-use axvm_kvm::{ImageFormat, VmPlan};
+use axvm_kvm::{ImageFormat, PlannedRange, RegionFate, VmPlan};
 
 use super::memory_map;
 use crate::vm_files::VmFiles;

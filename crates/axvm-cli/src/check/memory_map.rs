@@ -5,7 +5,7 @@
 //! so that a collision is visible as two lines over the same addresses.
 
 use axvm::{AxVMConfig, MappingFlags, VmMemConfig};
-use axvm_kvm::plan::RegionFate;
+use axvm_kvm::RegionFate;
 use axvm_kvm::VmPlan;
 
 use super::human_size;

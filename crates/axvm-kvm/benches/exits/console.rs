@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axvm_kvm::diagnostics::stats::ExitTarget;
-use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
+use axvm_kvm::{BootImages, DiagnosticsOptions, ExitTarget, KvmVm, VmOptions, VmOutcome};
 
 use crate::{guest, quiet};
 

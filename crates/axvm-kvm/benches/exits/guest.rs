@@ -16,7 +16,7 @@ pub const SCRATCH_PORT: u16 = 0x3ff;
 pub const COM1_DATA_PORT: u16 = 0x3f8;
 /// The byte the console guest prints.
 pub const CONSOLE_BYTE: u8 = b'.';
-/// The exit device's port (`axvm_kvm::devices::EXIT_PORT`).
+/// The exit device's port (a guest's `out 0xf4, al` ends the VM with `al` as its status).
 pub const EXIT_PORT: u16 = 0xf4;
 
 /// The exit-loop guest, for `exits` = 20000 (0x4e20); [`loop_guest`] patches the count.

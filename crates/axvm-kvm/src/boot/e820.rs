@@ -33,7 +33,7 @@ impl E820Entry {
 }
 
 /// The memory map of `config`: writable regions are RAM, read-only ones reserved, and the
-/// legacy area from the EBDA ([`LEGACY_HOLE_START`]) to 1 MiB is reserved, as a PC firmware reports it.
+/// legacy area from the EBDA (`LEGACY_HOLE_START`) to 1 MiB is reserved, as a PC firmware reports it.
 /// Sorted, with adjacent ranges of one kind merged.
 pub fn e820_map(config: &AxVMConfig) -> Vec<E820Entry> {
     let mut regions: Vec<_> = config.memory_regions.iter().collect();

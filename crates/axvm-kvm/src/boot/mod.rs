@@ -36,14 +36,11 @@ mod protocol;
 mod pvh;
 mod vm_memory_view;
 
-use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
+use axvm::{AxVM, ConfigError, GuestPhysAddr};
 
 /// The PC layout, where it was before `platform::pc::layout` took it over.
 pub use crate::platform::pc::layout;
-pub use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
-pub use multiboot::BOOTLOADER_MAGIC as MULTIBOOT_BOOTLOADER_MAGIC;
 pub use placement::RamdiskPlacement;
-pub use pvh::START_INFO_MAGIC as PVH_START_INFO_MAGIC;
 
 pub(crate) use protocol::{protocol_for, KernelPlan};
 
@@ -53,7 +50,20 @@ use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
 use crate::platform::pc::layout::GDT_START;
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
-/// the files a config names; tests and the demo embed them).
+/// the files a config names; tests and the demo embed them). The kernel's format (raw
+/// code, ELF64, Multiboot, PVH, bzImage) is read from its bytes, never from a file name.
+///
+/// ```
+/// use axvm_kvm::BootImages;
+///
+/// // From files: `BootImages { kernel: std::fs::read("bzImage")?, .. }`.
+/// let images = BootImages {
+///     kernel: vec![0xf4], // hlt
+///     ramdisk: Some(b"an initramfs".to_vec()),
+///     ..Default::default()
+/// };
+/// assert!(images.bios.is_none() && images.dtb.is_none());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct BootImages {
     /// The kernel image (required).
@@ -183,28 +193,6 @@ fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, Confi
     })
 }
 
-/// The format of a kernel image, from its content (see the module documentation).
-pub fn detect_format(image: &[u8]) -> ImageFormat {
-    protocol_for(image).format()
-}
-
-/// Loads `images` into `vm`'s memory as [`VmPlan::for_config`] plans it, and gives every
-/// vCPU its entry and boot state. For a VM created from a config whose entries were not
-/// taken from the plan; [`KvmVm::create`](crate::KvmVm::create) creates the vCPUs at the
-/// plan's entries and calls [`load_planned`].
-pub fn load_images(vm: &AxVM<KvmHal>, images: &BootImages) -> Result<BootPlan, crate::Error> {
-    let plan = VmPlan::for_config(vm.config(), images)?;
-    for vcpu_id in 0..vm.vcpu_num() {
-        let entry = if vcpu_id == 0 {
-            plan.bsp_entry
-        } else {
-            plan.ap_entry
-        };
-        vm.set_vcpu_entry(vcpu_id, entry)?;
-    }
-    load_planned(vm, images, &plan)
-}
-
 /// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
 /// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
 /// the vCPUs were created at the plan's entries). Refused with the config field named when
@@ -305,58 +293,4 @@ fn copy_image(
     vm.memory()
         .write(gpa, image)
         .map_err(|err| ConfigError::invalid(field, err.to_string()))
-}
-
-/// Refuses a kernel image that `config` cannot hold, naming the field, without loading it:
-/// a raw image that does not fit its region; an ELF64 image that is not loadable, whose
-/// segments lie outside RAM or over the boot tables, whose entry is outside RAM, or whose
-/// config has no RAM for the boot tables; a Multiboot, PVH or bzImage kernel that is
-/// malformed, asks for what axvm lacks, lies outside RAM or over the low memory the boot
-/// protocols keep. `axvm check` and the loader use the same rules.
-pub fn check_kernel_placement(config: &AxVMConfig, kernel: &[u8]) -> Result<(), ConfigError> {
-    protocol_for(kernel).plan(config, kernel, None).map(|_| ())
-}
-
-/// [`check_kernel_placement`], then, for the boot protocols, where the ramdisk would go
-/// (explicit address checked, or room found), as the loader would decide it.
-pub fn check_placement(config: &AxVMConfig, images: &BootImages) -> Result<(), ConfigError> {
-    plan_placement(config, images).map(|_| ())
-}
-
-/// [`check_placement`], returning where a boot protocol would put the ramdisk (None without
-/// a ramdisk or for the direct starts, which copy it to `ramdisk_load_addr`), so that
-/// `axvm check` can show it in the memory map.
-pub fn plan_placement(
-    config: &AxVMConfig,
-    images: &BootImages,
-) -> Result<Option<RamdiskPlacement>, ConfigError> {
-    let protocol = protocol_for(&images.kernel);
-    let plan = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
-    Ok(plan.ramdisk)
-}
-
-/// Where a kernel image's bytes go in guest memory, for memory maps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelLayout {
-    /// The image's format.
-    pub format: ImageFormat,
-    /// The entry the image names (ELF, Multiboot, PVH, bzImage), if it names one.
-    pub entry: Option<GuestPhysAddr>,
-    /// (start, size) of each range the image occupies.
-    pub ranges: Vec<(GuestPhysAddr, u64)>,
-}
-
-/// Describes where `kernel` would be loaded, for a raw image at `load_gpa`.
-pub fn kernel_layout(kernel: &[u8], load_gpa: GuestPhysAddr) -> Result<KernelLayout, String> {
-    let protocol = protocol_for(kernel);
-    let image = protocol.layout(kernel, load_gpa)?;
-    Ok(KernelLayout {
-        format: protocol.format(),
-        entry: image.entry.map(GuestPhysAddr::new),
-        ranges: image
-            .segments
-            .iter()
-            .map(|s| (GuestPhysAddr::new(s.paddr), s.memsz))
-            .collect(),
-    })
 }

@@ -54,7 +54,7 @@ const INT: u8 = 0;
 const NMI: u8 = 1;
 const EXT_INT: u8 = 3;
 
-/// Builds the MP tables for `vm`'s vCPUs and writes them at [`MPTABLE_START`].
+/// Builds the MP tables for `vm`'s vCPUs and writes them at `MPTABLE_START`.
 pub fn write_mp_table<H: AxVMHal>(vm: &AxVM<H>) -> Result<(), ConfigError> {
     let image = mp_table(vm.config().cpu_num)?;
     write_area(vm, "MP tables", (MPTABLE_START, MPTABLE_END), &image)

@@ -54,6 +54,7 @@ const SLP_TYP_MASK: u16 = 0b111 << SLP_TYP_SHIFT;
 /// PM1_CNT: SLP_EN, enter the sleep state SLP_TYP names (write-only, reads 0).
 pub const SLP_EN: u16 = 1 << 13;
 /// The value of PM1_CNT that powers off: SLP_TYP of S5 with SLP_EN.
+#[cfg(test)]
 pub const POWER_OFF: u16 = (S5_SLEEP_TYPE as u16) << SLP_TYP_SHIFT | SLP_EN;
 
 /// The PM timer's count after `elapsed`: whole ticks of [`PM_TIMER_HZ`], computed in 128

@@ -23,21 +23,18 @@ use axvm::AxVMConfig;
 use crate::error::KvmError;
 use crate::kvm::KvmHal;
 
-pub use acpi_pm::{pm_timer_ticks, AcpiPm, PM_TIMER_HZ, POWER_OFF, SCI_EN, SLP_EN, TMR_STS};
-pub use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
-pub use console::{ConsoleThread, OutputObserver, SharedConsole, CONSOLE_BUFFER_BYTES};
-pub use console_input::{ConsoleInput, FifoRoom, ReceiveFifo};
-pub use debug_port::{DebugPort, DEBUG_PORT, DEBUG_PORT_READBACK};
-pub use exit_port::{ExitPort, EXIT_PORT};
-pub use fw_cfg::{
-    FwCfg, FW_CFG_DATA_PORT, FW_CFG_FILE_DIR, FW_CFG_FILE_FIRST, FW_CFG_ID, FW_CFG_NB_CPUS,
-    FW_CFG_RAM_SIZE, FW_CFG_SELECTOR_PORT, FW_CFG_SIGNATURE,
-};
-pub use i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT};
-pub use ident_msr::{IdentMsrs, AXVM_SIGNATURE, IDENT_MSR, SCRATCH_MSR};
+pub use acpi_pm::AcpiPm;
+pub use cmos::Cmos;
+pub use console::{ConsoleThread, OutputObserver, SharedConsole};
+pub use console_input::{ConsoleInput, ReceiveFifo};
+pub use debug_port::DebugPort;
+pub use exit_port::ExitPort;
+pub use fw_cfg::FwCfg;
+pub use i8042::I8042;
+pub use ident_msr::IdentMsrs;
 pub use pci_host::PciHost;
-pub use reset_control::{ResetControl, RESET_CONTROL_PORT, RESET_VALUE};
-pub use serial::{IrqLine, NoInterrupt, SerialConsole, COM1_BASE, COM1_IRQ};
+pub use reset_control::ResetControl;
+pub use serial::{IrqLine, SerialConsole, COM1_IRQ};
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
 /// to `console` (a [`ConsoleThread`]'s), COM1's IRQ 4 through `hal`'s irqchip (when it has

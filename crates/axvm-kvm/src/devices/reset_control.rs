@@ -11,6 +11,7 @@ use axvm::{AccessWidth, EmulatedDeviceType};
 pub const RESET_CONTROL_PORT: u16 = 0xcf9;
 /// The value that resets the machine (the FADT's `RESET_VALUE`): "system reset" (bit 1) with
 /// "reset CPU" (bit 2), the hard reset Linux and Windows write.
+#[cfg(test)]
 pub const RESET_VALUE: u8 = 0x06;
 /// The bit whose setting starts the reset; the other bits only choose its kind.
 const RESET_CPU: u8 = 0x04;

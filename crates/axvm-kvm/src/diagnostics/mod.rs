@@ -21,7 +21,39 @@ use axvm::{ExitEvent, ExitObserver};
 
 use crate::kvm::KvmVCpu;
 
-/// Which diagnostics a run wants.
+/// Which diagnostics a run wants (all off by default), in
+/// [`VmOptions::diagnostics`](crate::VmOptions::diagnostics).
+///
+/// ```
+/// use std::time::Duration;
+/// use axvm_kvm::{DiagnosticsOptions, VmOptions};
+///
+/// let diagnostics = DiagnosticsOptions {
+///     stats: true,
+///     trace_exits: Some(Box::new(std::io::sink())), // e.g. a File, one JSON line per exit
+///     watchdog: Some(Duration::from_secs(10)),
+/// };
+/// assert!(diagnostics.any());
+/// let options = VmOptions { diagnostics, ..Default::default() };
+/// # let _ = options;
+/// ```
+///
+/// What they collected is read from [`KvmVm::diagnostics`](crate::KvmVm::diagnostics) after
+/// the run:
+///
+/// ```no_run
+/// # use axvm::AxVMConfig;
+/// # use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
+/// # let config = AxVMConfig::builder("vm").ram(0, 1 << 20).kernel_at(0x8000).build()?;
+/// # let images = BootImages { kernel: vec![0xf4], ..Default::default() };
+/// let diagnostics = DiagnosticsOptions { stats: true, ..Default::default() };
+/// let vm = KvmVm::create(config, &images, VmOptions { diagnostics, ..Default::default() })?;
+/// vm.run()?;
+/// if let Some(stats) = vm.diagnostics().and_then(|d| d.stats()) {
+///     eprintln!("{} exits\n{}", stats.total_exits(), stats.report(vm.vm().devices()));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Default)]
 pub struct DiagnosticsOptions {
     /// Count exits per kind and per port / MMIO range / MSR, with handling time.

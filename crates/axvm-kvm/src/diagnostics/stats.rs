@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError};
 use axvm::device::DeviceSpace;
 use axvm::{AxVCpuExitReason, ExitDisposition, ExitEvent};
 
-pub use unclaimed::unclaimed_summary;
+pub(crate) use unclaimed::unclaimed_summary;
 
 /// How many distinct (kind, address) pairs one vCPU keeps; beyond that, exits are counted
 /// per kind only, so that a guest scanning addresses cannot grow the VMM without bound.

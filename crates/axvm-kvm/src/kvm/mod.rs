@@ -16,5 +16,5 @@ pub use hal::{KvmHal, VCpuThreadGuard};
 pub use halt_probe::BlockingProbe;
 pub use pass_through::{has_in_kernel_irqchip, pass_through_plan};
 pub use regs::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
-pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport, KVM_DEVICE};
+pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport};
 pub use vcpu::KvmVCpu;

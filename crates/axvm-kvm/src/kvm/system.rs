@@ -112,7 +112,18 @@ impl HostReport {
 }
 
 /// Examines the host: the KVM device, its API version, each capability axvm uses, and
-/// software-nested KVM.
+/// software-nested KVM. It never fails: a host without KVM gets a report saying what to
+/// do (what `axvm check` prints).
+///
+/// ```
+/// let report = axvm_kvm::check_host();
+/// for finding in &report.findings {
+///     println!("{finding}"); // e.g. "[ok  ] /dev/kvm: present and accessible"
+/// }
+/// if !report.can_run_vms() {
+///     eprintln!("this host cannot run VMs");
+/// }
+/// ```
 pub fn check_host() -> HostReport {
     let mut report = HostReport::default();
     if !Path::new(KVM_DEVICE).exists() {

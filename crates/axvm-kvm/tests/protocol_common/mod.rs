@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm::AxVMConfig;
-use axvm_kvm::{BootImages, KvmVm, VmOutcome};
+use axvm::{AxVMConfig, GuestPhysAddr};
+use axvm_kvm::{BootImages, ImageFormat, KvmVm, VmOutcome, VmPlan};
 
 use crate::common::{
     assert_images_refused, options, parse_config, read_guest, run_bounded, Console,
@@ -58,6 +58,24 @@ interrupt_mode = "no_irq"
 /// [`config_text`] parsed, with [`CMDLINE`] and an automatically placed ramdisk.
 pub fn config(cpus: usize) -> AxVMConfig {
     parse_config(&config_text(cpus, RAM, Some(CMDLINE), None))
+}
+
+/// How axvm plans to load `kernel` in a one-vCPU [`config`], without a VM (no KVM needed):
+/// the format detected, vCPU 0's entry, and (start, size) of each range the kernel occupies.
+pub fn kernel_plan(kernel: &[u8]) -> (ImageFormat, GuestPhysAddr, Vec<(GuestPhysAddr, u64)>) {
+    let images = BootImages {
+        kernel: kernel.to_vec(),
+        ..Default::default()
+    };
+    let plan = VmPlan::for_config(&config(1), &images)
+        .unwrap_or_else(|err| panic!("the kernel is refused: {err}"));
+    let ranges = plan
+        .images
+        .iter()
+        .filter(|range| range.field == Some("kernel.kernel_path"))
+        .map(|range| (GuestPhysAddr::new(range.start), range.end - range.start))
+        .collect();
+    (plan.format, plan.bsp_entry, ranges)
 }
 
 /// `kernel` with [`RAMDISK`].

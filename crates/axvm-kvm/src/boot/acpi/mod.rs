@@ -29,12 +29,12 @@ mod sdt;
 use axvm::config::MAX_CPU_NUM;
 use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 
-use crate::platform::pc::layout::{ACPI_END, ACPI_START};
 /// The interrupt controllers' addresses and the SCI's IRQ, which the tables declare, are the
 /// PC layout's; named here too for the tables' readers.
-pub use crate::platform::pc::layout::{IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, SCI_IRQ};
+pub use crate::platform::pc::layout::SCI_IRQ;
+use crate::platform::pc::layout::{ACPI_END, ACPI_START};
 
-pub use dsdt::{pci_memory_window, PCI_MEMORY_WINDOW_END};
+pub use dsdt::pci_memory_window;
 
 /// The reset register the FADT names: the chipset's reset control port.
 pub const RESET_PORT: u16 = 0xcf9;
@@ -167,7 +167,7 @@ pub(super) fn write_area<H: AxVMHal>(
 }
 
 /// Builds the ACPI tables for `vm` (its vCPUs and memory layout) and writes them at
-/// [`ACPI_START`]; returns the RSDP's address, for boot protocols that pass it to the kernel.
+/// `ACPI_START`; returns the RSDP's address, for boot protocols that pass it to the kernel.
 pub fn write_acpi_tables<H: AxVMHal>(vm: &AxVM<H>) -> Result<GuestPhysAddr, ConfigError> {
     let image = acpi_tables(&AcpiInputs::for_config(vm.config()))?;
     write_area(vm, "ACPI tables", (ACPI_START, ACPI_END), &image)?;
@@ -211,6 +211,7 @@ fn place(area: &mut Vec<u8>, table: &[u8], align: usize) -> u64 {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use dsdt::PCI_MEMORY_WINDOW_END;
 
     /// The 8-bit sum of `bytes`: zero for a table with a valid checksum.
     pub(crate) fn sum(bytes: &[u8]) -> u8 {

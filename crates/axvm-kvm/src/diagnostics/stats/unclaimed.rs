@@ -14,7 +14,7 @@ const MAX_LINES: usize = 16;
 /// One line per unclaimed (address, width, direction), most frequent first, e.g.
 /// `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest device: serial at port
 /// 0x3f8-0x3ff)`; `None` when the guest touched nothing unclaimed.
-pub fn unclaimed_summary(devices: &AxVmDevices) -> Option<String> {
+pub(crate) fn unclaimed_summary(devices: &AxVmDevices) -> Option<String> {
     let (accesses, overflow) = devices.unclaimed_accesses();
     if accesses.is_empty() && overflow == 0 {
         return None;
