@@ -24,6 +24,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// How many bytes may wait for the console thread before a sending vCPU waits for room.
 ///
@@ -40,7 +41,7 @@ pub const CONSOLE_BUFFER_BYTES: usize = 64 * 1024;
 /// byte's cost); lingering makes that one timed wake per batch. The first byte after a
 /// pause still wakes the thread at once, and [`SharedConsole::drain`] cuts a linger short,
 /// so nothing is late at a stop; a byte printed during a linger waits at most this long.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(2);
 
 /// Told how many bytes a device just sent to the console, on the sending vCPU's thread (the
 /// watchdog counts console output as the guest's progress when the guest prints it, not
@@ -79,6 +80,8 @@ struct Shared {
     /// The console thread took a batch or finished one: wakes senders and `drain`.
     progress: Condvar,
     capacity: usize,
+    /// See [`LINGER`].
+    linger: Duration,
     observer: Option<OutputObserver>,
 }
 
@@ -225,11 +228,23 @@ impl ConsoleThread {
         capacity: usize,
         observer: Option<OutputObserver>,
     ) -> io::Result<Self> {
+        Self::start(out, capacity, LINGER, observer)
+    }
+
+    /// The console thread with a buffer of `capacity` bytes that lingers `linger` after each
+    /// write (tests make the linger long, so that what it gathers does not hang on timing).
+    fn start(
+        out: Box<dyn Write + Send>,
+        capacity: usize,
+        linger: Duration,
+        observer: Option<OutputObserver>,
+    ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             arrived: Condvar::new(),
             progress: Condvar::new(),
             capacity,
+            linger,
             observer,
         });
         let for_thread = shared.clone();
@@ -281,7 +296,9 @@ fn write_batches(shared: &Shared, mut out: Box<dyn Write + Send>) {
     let _ended = EndGuard(shared);
     let mut batch = Vec::new();
     let mut failed = false;
-    while take_batch(shared, &mut batch) {
+    let mut wrote = false;
+    while take_batch(shared, &mut batch, wrote) {
+        wrote = true;
         if !failed {
             if let Err(err) = out.write_all(&batch).and_then(|()| out.flush()) {
                 failed = true;
@@ -295,16 +312,16 @@ fn write_batches(shared: &Shared, mut out: Box<dyn Write + Send>) {
     }
 }
 
-/// Waits for bytes and swaps them into `batch` (whose old allocation the buffer reuses);
-/// false once closing with nothing left.
-fn take_batch(shared: &Shared, batch: &mut Vec<u8>) -> bool {
+/// Waits for bytes and swaps them into `batch` (whose old allocation the buffer reuses),
+/// lingering first when it `just_wrote`; false once closing with nothing left.
+fn take_batch(shared: &Shared, batch: &mut Vec<u8>, just_wrote: bool) -> bool {
     let mut state = shared.state();
-    if state.pending.is_empty() && !state.closing && state.draining == 0 {
+    if just_wrote && state.pending.is_empty() && !state.closing && state.draining == 0 {
         // Linger (see LINGER): senders do not wake the thread meanwhile; `drain` and
         // closing do.
         state = shared
             .arrived
-            .wait_timeout(state, LINGER)
+            .wait_timeout(state, shared.linger)
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .0;
     }
