@@ -142,11 +142,13 @@ impl BootProtocol for Multiboot {
     ) -> Result<KernelPlan, ConfigError> {
         let kernel = parse(kernel)?;
         check(config, &kernel)?;
-        let ramdisk = placement::plan_ramdisk(config, ramdisk, &kernel.segments, RAMDISK_LIMIT)?;
-        Ok(KernelPlan {
-            image: KernelImage::new(kernel.entry, kernel.segments),
+        KernelPlan::of_segments(
+            config,
+            kernel.entry,
+            kernel.segments,
             ramdisk,
-        })
+            RAMDISK_LIMIT,
+        )
     }
 
     /// Loads the kernel and its ramdisk, writes the information structure and the GDT: vCPU

@@ -12,7 +12,7 @@
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
 use super::elf::Segment;
-use super::placement::RamdiskPlacement;
+use super::placement::{self, RamdiskPlacement};
 use super::{bzimage, direct, multiboot, pvh, BootImages, BootPlan, ImageFormat};
 use crate::kvm::KvmHal;
 use crate::platform::pc::layout::{
@@ -118,6 +118,25 @@ impl KernelImage {
             entry: Some(entry),
             segments,
         }
+    }
+}
+
+impl KernelPlan {
+    /// The plan of a kernel that occupies `segments` and starts at `entry`, its ramdisk (if
+    /// any) placed clear of those segments and below `ramdisk_limit`: what the protocols
+    /// whose kernels are plain segments (Multiboot, PVH) all do once parsed and checked.
+    pub(crate) fn of_segments(
+        config: &AxVMConfig,
+        entry: u64,
+        segments: Vec<Segment>,
+        ramdisk: Option<&[u8]>,
+        ramdisk_limit: u64,
+    ) -> Result<Self, ConfigError> {
+        let ramdisk = placement::plan_ramdisk(config, ramdisk, &segments, ramdisk_limit)?;
+        Ok(Self {
+            image: KernelImage::new(entry, segments),
+            ramdisk,
+        })
     }
 }
 

@@ -104,11 +104,7 @@ impl BootProtocol for Pvh {
     ) -> Result<KernelPlan, ConfigError> {
         let kernel = parse(kernel)?;
         check(config, &kernel)?;
-        let ramdisk = placement::plan_ramdisk(config, ramdisk, &kernel.segments, FOUR_GIB)?;
-        Ok(KernelPlan {
-            image: KernelImage::new(kernel.entry, kernel.segments),
-            ramdisk,
-        })
+        KernelPlan::of_segments(config, kernel.entry, kernel.segments, ramdisk, FOUR_GIB)
     }
 
     /// Loads the kernel and its ramdisk, writes `hvm_start_info` and the GDT: vCPU 0 starts
