@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use axvm::config::toml::AxVMCrateConfig;
+use axvm::config::DeviceBackend;
 use axvm::{AxVMConfig, ConfigError};
 use axvm_kvm::BootImages;
 
@@ -52,10 +53,11 @@ pub fn load(path: &Path) -> Result<VmFiles, ConfigFileError> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| ConfigFileError(format!("cannot read config {origin}: {err}")))?;
     let file = parse(&origin, &text)?;
-    let config = file
+    let mut config = file
         .to_vm_config_unchecked()
         .map_err(|err| config_error(&origin, err))?;
     let base = path.parent().unwrap_or(Path::new("."));
+    resolve_backend_paths(&mut config, base);
     let images = read_images(&origin, base, &file)?;
     Ok(VmFiles {
         origin,
@@ -81,6 +83,16 @@ pub fn demo() -> Result<VmFiles, ConfigFileError> {
         config,
         images,
     })
+}
+
+/// Makes the disk paths of device backends relative to the config file's directory, as
+/// image paths are, so the host opens what the config means wherever axvm runs.
+fn resolve_backend_paths(config: &mut AxVMConfig, base: &Path) {
+    for device in &mut config.emu_devices {
+        if let Some(DeviceBackend::Disk { path, .. }) = &mut device.backend {
+            *path = base.join(&*path).display().to_string();
+        }
+    }
 }
 
 fn read_images(

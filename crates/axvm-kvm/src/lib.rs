@@ -63,9 +63,14 @@ mod plan;
 mod platform;
 mod stop_handle;
 pub mod testing;
+mod vm_memory_view;
 mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat, RamdiskPlacement};
+pub use devices::{
+    BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
+    VirtioInterrupt, VirtioMmio, VirtioThread,
+};
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;
 pub use diagnostics::{Diagnostics, DiagnosticsOptions};

@@ -11,6 +11,7 @@ use axvm::{AxVMConfig, ConfigError, GuestPhysAddr, VmMemConfig, VmMemMappingType
 use crate::boot::e820::{e820_map, E820Kind};
 use crate::boot::mptable::MAX_MP_CPUS;
 use crate::boot::{protocol_for, BootImages, ImageFormat, KernelPlan, RamdiskPlacement};
+use crate::devices::check_virtio_devices;
 use crate::kvm::{has_in_kernel_irqchip, pass_through_plan};
 use crate::platform::pc::layout::{
     ACPI_END, ACPI_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
@@ -120,6 +121,7 @@ impl VmPlan {
     /// (`axvm run` validates once, to word a refusal as the config file's), so that it is
     /// not validated again.
     pub fn for_valid_config(config: &AxVMConfig, images: &BootImages) -> Result<Self, ConfigError> {
+        check_virtio_devices(config)?;
         let protocol = protocol_for(&images.kernel);
         let kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
         let mut plan = Self::sketch(config, images);

@@ -9,7 +9,10 @@ use axvm::device::{BaseDeviceOps, UnclaimedAccessPolicy};
 use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus, ValidConfig};
 
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
-use crate::devices::{platform_devices, ConsoleInput, ConsoleThread, OutputObserver};
+use crate::devices::{
+    platform_devices, virtio_devices, ConsoleInput, ConsoleThread, OutputObserver, VirtioMmio,
+    VirtioThread,
+};
 use crate::diagnostics::halts::Halts;
 use crate::diagnostics::stats::unclaimed_summary;
 use crate::diagnostics::watchdog::check::Watch;
@@ -19,6 +22,7 @@ use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::plan::VmPlan;
 use crate::stop_handle::StopHandle;
+use crate::vm_memory_view::vm_memory_view;
 use crate::Error;
 
 /// How to build the VM's platform. Start from [`Default`] and change what you need:
@@ -142,6 +146,9 @@ enum VCpuEnd {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct KvmVm {
+    /// Serves the virtio devices; declared first so it stops before the VM (and its memory)
+    /// can go.
+    _virtio: Option<VirtioThread>,
     vm: Arc<AxVM<KvmHal>>,
     plan: BootPlan,
     diagnostics: Option<Arc<Diagnostics>>,
@@ -194,6 +201,10 @@ impl KvmVm {
         let console = ConsoleThread::spawn(options.console, observer)
             .map_err(|err| Error::Console(err.to_string()))?;
         let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
+        let virtio = virtio_devices(&config, &hal)?;
+        for device in &virtio {
+            platform.devices.add(device.clone())?;
+        }
         for device in options.extra_devices {
             platform.devices.add(device)?;
         }
@@ -204,10 +215,12 @@ impl KvmVm {
             .map_err(|err| Error::Console(err.to_string()))?;
         let vm = AxVM::new_validated(config, hal, platform.devices)?;
         let plan = load_planned(&vm, images, plan)?;
+        let virtio = start_virtio(&vm, &virtio)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
         }
         Ok(Self {
+            _virtio: virtio,
             vm,
             plan,
             diagnostics,
@@ -431,4 +444,22 @@ fn pin_to_physical_cpus(config: &AxVMConfig, vcpu_id: usize) {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Gives the virtio devices guest RAM and starts the thread serving them (none without
+/// virtio devices).
+fn start_virtio(
+    vm: &AxVM<KvmHal>,
+    devices: &[Arc<VirtioMmio>],
+) -> Result<Option<VirtioThread>, Error> {
+    if devices.is_empty() {
+        return Ok(None);
+    }
+    let ram = vm_memory_view(vm.memory()).map_err(Error::Console)?;
+    for device in devices {
+        device.attach_ram(ram.clone());
+    }
+    VirtioThread::spawn(&vm.config().name, devices)
+        .map(Some)
+        .map_err(|err| Error::Console(format!("virtio device thread: {err}")))
 }

@@ -5,6 +5,7 @@
 //! broken, makes the parser panic.
 
 use axvm::config::toml::AxVMCrateConfig;
+use axvm::config::{DeviceBackend, MacAddress, NetBackend};
 use axvm::{
     AxVCpuConfig, AxVMConfig, ConfigError, GuestPhysAddr, HostPhysAddr, MappingFlags,
     PassThroughDeviceConfig, VMImageConfig, VMInterruptMode, VmMemConfig, VmMemMappingType,
@@ -311,7 +312,9 @@ fn hex_numbers_with_underscores_are_accepted() {
 #[test]
 fn emu_devices_and_passthrough_addresses_are_converted() {
     let devices = "emu_devices = [[\"scratch\", 0xfeb0_0000, 0x1000, 0, 0x0, [1, 2]], [\"blk\", 0xfeb1_0000, 0x200, 33, 0xE1]]\n\
-                   passthrough_addresses = [{ base_gpa = 0xfe00_0000, length = 0x2000 }]";
+                   passthrough_addresses = [{ base_gpa = 0xfe00_0000, length = 0x2000 }]\n\
+                   [devices.backends]\n\
+                   blk = { path = \"disk.img\", read_only = true }";
     let text = file("", "memory_regions = [[0, 0x10_0000, 0x7, 0]]", devices);
     let config = parse(&text).unwrap();
     let emu = &config.emu_devices;
@@ -320,6 +323,13 @@ fn emu_devices_and_passthrough_addresses_are_converted() {
     assert_eq!(
         (emu[1].emu_type, emu[1].irq_id),
         (axvm::EmulatedDeviceType::VirtioBlk, 33)
+    );
+    assert_eq!(
+        emu[1].backend,
+        Some(DeviceBackend::Disk {
+            path: "disk.img".into(),
+            read_only: true
+        })
     );
     let pt = &config.pass_through_devices[0];
     assert_eq!(pt.name, "passthrough_addresses[0]");
@@ -377,4 +387,110 @@ fn no_text_makes_the_parser_panic() {
         });
         assert!(outcome.is_ok(), "panicked on:\n{text}");
     }
+}
+
+/// A config with `rows` as its emu_devices, `backends` as its `[devices.backends]` table and
+/// `kernel_extra` in its `[kernel]` table.
+fn with_backends(rows: &str, backends: &str, kernel_extra: &str) -> String {
+    file(
+        "",
+        &format!("memory_regions = [[0, 0x10_0000, 0x7, 0]]\n{kernel_extra}"),
+        &format!("emu_devices = [{rows}]\n[devices.backends]\n{backends}"),
+    )
+}
+
+const VIRTIO_ROWS: &str = "[\"vda\", 0xd000_0000, 0x1000, 5, 0xE1, []], \
+                           [\"vdb\", 0xd000_1000, 0x1000, 6, 0xE1, []], \
+                           [\"net0\", 0xd000_2000, 0x1000, 7, 0xE2, []], \
+                           [\"hvc0\", 0xd000_3000, 0x1000, 10, 0xE3, []]";
+
+#[test]
+fn backends_attach_to_their_rows_and_disk_path_is_the_first_disk() {
+    let text = with_backends(
+        VIRTIO_ROWS,
+        "vdb = { path = \"data.img\" }\nnet0 = { net = \"switch:lan\", mac = \"52:54:00:00:00:07\" }",
+        "disk_path = \"root.img\"",
+    );
+    let config = parse(&text).unwrap();
+    let backend = |index: usize| config.emu_devices[index].backend.clone();
+    let disk = |path: &str| DeviceBackend::Disk {
+        path: path.into(),
+        read_only: false,
+    };
+    assert_eq!(backend(0), Some(disk("root.img")), "kernel.disk_path");
+    assert_eq!(backend(1), Some(disk("data.img")));
+    assert_eq!(
+        backend(2),
+        Some(DeviceBackend::Net {
+            network: NetBackend::Switch("lan".into()),
+            mac: Some(MacAddress::new([0x52, 0x54, 0, 0, 0, 7])),
+        })
+    );
+    assert_eq!(backend(3), None, "a console needs none");
+}
+
+#[test]
+fn bad_backends_are_refused_with_the_field_named() {
+    let cases = [
+        (
+            "vdc = { path = \"x.img\" }",
+            "devices.backends.vdc",
+            "names no emu_devices row",
+        ),
+        (
+            "net0 = { net = \"bridge:br0\" }",
+            "devices.backends.net0",
+            "\"tap:NAME\"",
+        ),
+        (
+            "net0 = { net = \"tap:a/b\" }",
+            "devices.backends.net0",
+            "interface name",
+        ),
+        (
+            "net0 = { net = \"switch:lan\", mac = \"01:00:00:00:00:01\" }",
+            "devices.backends.net0",
+            "multicast",
+        ),
+        (
+            "vda = { path = \"a.img\", net = \"switch:lan\" }",
+            "devices.backends.vda",
+            "exactly one",
+        ),
+        (
+            "vda = { path = \"a.img\", mac = \"52:54:00:00:00:01\" }",
+            "devices.backends.vda",
+            "no `mac`",
+        ),
+    ];
+    for (backends, field, words) in cases {
+        let text = with_backends(VIRTIO_ROWS, backends, "");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field(), Some(field), "{backends}: {err}");
+        assert!(err.to_string().contains(words), "{backends}: {err}");
+    }
+}
+
+#[test]
+fn virtio_devices_without_the_backend_they_need_are_refused() {
+    let cases = [
+        ("", "devices.emu_devices[0] (vda)", "needs a disk"),
+        ("vda = { path = \"a.img\" }\nvdb = { path = \"b.img\" }", "devices.emu_devices[2] (net0)", "needs a network"),
+        ("vda = { net = \"switch:lan\" }", "devices.emu_devices[0] (vda)", "gives a network"),
+        ("vda = { path = \"a.img\" }\nvdb = { path = \"b.img\" }\nnet0 = { net = \"switch:x\" }\nhvc0 = { path = \"c.img\" }", "devices.emu_devices[3] (hvc0)", "takes no backend"),
+    ];
+    for (backends, field, words) in cases {
+        let text = with_backends(VIRTIO_ROWS, backends, "");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field(), Some(field), "{backends}: {err}");
+        assert!(err.to_string().contains(words), "{backends}: {err}");
+    }
+}
+
+#[test]
+fn a_virtio_window_too_small_for_its_registers_is_refused() {
+    let rows = "[\"hvc0\", 0xd000_0000, 0x100, 10, 0xE3, []]";
+    let err = parse(&with_backends(rows, "", "")).unwrap_err();
+    assert_eq!(err.field(), Some("devices.emu_devices[0] (hvc0)"));
+    assert!(err.to_string().contains("at least 0x200"), "{err}");
 }

@@ -161,7 +161,7 @@ fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
 /// Refuses a kernel that does not fit in RAM, or a command line longer than it accepts.
 fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
     placement::check_segments(config, "protected-mode kernel", &[kernel.segment])?;
-    let cmdline_len = config.cmdline.as_deref().map_or(0, str::len);
+    let cmdline_len = super::kernel_cmdline(config).map_or(0, |line| line.len());
     let max = kernel.header.cmdline_size;
     if cmdline_len as u64 > u64::from(max) {
         return Err(ConfigError::invalid(
@@ -282,7 +282,7 @@ fn write_zero_page(
     let mut writer = BootInfoWriter::new(vm);
     let cmdline = writer.push_str(
         "Linux command line",
-        config.cmdline.as_deref().unwrap_or(""),
+        super::kernel_cmdline(config).as_deref().unwrap_or(""),
     )?;
     let params = zero_page(config, kernel, cmdline, ramdisk, rsdp)?;
     writer.push("Linux zero page", params.as_slice(), 0x1000)

@@ -10,9 +10,10 @@ use linux_loader::loader::{elf::Elf, KernelLoader};
 use super::elf::{self, Segment};
 use super::page_tables::write_boot_tables;
 use super::protocol::{BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
-use super::{copy_image, vm_memory_view, BootImages, BootPlan, ImageFormat};
+use super::{copy_image, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{CpuMode, KvmHal};
 use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START};
+use crate::vm_memory_view;
 
 /// The raw start: anything no other protocol detects is code for `kernel_load_addr`, entered
 /// in real mode at the config's entries.

@@ -34,9 +34,8 @@ mod page_tables;
 mod placement;
 mod protocol;
 mod pvh;
-mod vm_memory_view;
 
-use axvm::{AxVM, ConfigError, GuestPhysAddr};
+use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
 /// The PC layout, where it was before `platform::pc::layout` took it over.
 pub use crate::platform::pc::layout;
@@ -45,6 +44,44 @@ pub use placement::RamdiskPlacement;
 pub(crate) use protocol::{protocol_for, KernelPlan};
 
 use crate::plan::VmPlan;
+
+/// The command line a boot protocol passes: `kernel.cmdline`, then a
+/// `virtio_mmio.device=SIZE@BASE:IRQ` entry per virtio device, as QEMU's microvm adds them,
+/// for kernels that find virtio-mmio devices only there (built with
+/// `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` and without ACPI; kernels with ACPI find them in the
+/// DSDT and take the entries for unknown parameters). A command line that already has such
+/// an entry is the user's choice and is left as it is. `None` when there is nothing to pass.
+pub fn kernel_cmdline(config: &AxVMConfig) -> Option<String> {
+    let user = config.cmdline.as_deref().unwrap_or("");
+    if user.contains("virtio_mmio.device=") {
+        return config.cmdline.clone();
+    }
+    let entries: Vec<String> = crate::devices::virtio_rows(config)
+        .map(|(_, row)| {
+            format!(
+                "virtio_mmio.device={}@{:#x}:{}",
+                size_text(row.length),
+                row.base_gpa.as_u64(),
+                row.irq_id
+            )
+        })
+        .collect();
+    if entries.is_empty() {
+        return config.cmdline.clone();
+    }
+    let mut words: Vec<&str> = user.split_whitespace().collect();
+    words.extend(entries.iter().map(String::as_str));
+    Some(words.join(" "))
+}
+
+/// A size as Linux's `memparse` reads it, in K when it is whole kibibytes.
+fn size_text(bytes: u64) -> String {
+    if bytes % 1024 == 0 {
+        format!("{}K", bytes / 1024)
+    } else {
+        bytes.to_string()
+    }
+}
 
 use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
 use crate::platform::pc::layout::GDT_START;

@@ -304,7 +304,7 @@ fn write_info(
     let mut writer = BootInfoWriter::new(vm);
     let cmdline = writer.push_str(
         "Multiboot command line",
-        config.cmdline.as_deref().unwrap_or(""),
+        super::kernel_cmdline(config).as_deref().unwrap_or(""),
     )?;
     let loader_name = writer.push_str("Multiboot boot loader name", "axvm")?;
     let (mods_count, mods_addr) = match ramdisk {

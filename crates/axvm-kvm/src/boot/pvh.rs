@@ -24,9 +24,9 @@ use super::e820::e820_map;
 use super::elf::{self, Segment};
 use super::placement::{self, RamdiskPlacement, FOUR_GIB, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
-use super::vm_memory_view::vm_memory_view;
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
+use crate::vm_memory_view::vm_memory_view;
 
 /// `hvm_start_info.magic`: tells the kernel the structure is there.
 pub const START_INFO_MAGIC: u32 = 0x336e_c578;
@@ -177,7 +177,7 @@ fn write_start_info(
 ) -> Result<GuestPhysAddr, ConfigError> {
     let config = vm.config();
     let mut writer = BootInfoWriter::new(vm);
-    let cmdline_paddr = match config.cmdline.as_deref() {
+    let cmdline_paddr = match super::kernel_cmdline(config).as_deref() {
         Some(cmdline) => writer.push_str("PVH command line", cmdline)?.as_u64(),
         None => 0,
     };

@@ -14,6 +14,7 @@ mod ident_msr;
 mod pci_host;
 mod reset_control;
 mod serial;
+mod virtio;
 
 use std::sync::Arc;
 
@@ -35,6 +36,10 @@ pub use ident_msr::IdentMsrs;
 pub use pci_host::PciHost;
 pub use reset_control::ResetControl;
 pub use serial::{IrqLine, SerialConsole, COM1_IRQ};
+pub use virtio::{
+    check_virtio_devices, virtio_devices, virtio_rows, BackendEvent, DeviceFault, Disk, GuestRam,
+    QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
+};
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
 /// to `console` (a [`ConsoleThread`]'s), COM1's IRQ 4 through `hal`'s irqchip (when it has

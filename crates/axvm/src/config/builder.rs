@@ -231,6 +231,7 @@ mod tests {
             irq_id: 0,
             emu_type: EmulatedDeviceType::Dummy,
             cfg_list: Vec::new(),
+            backend: None,
         }
     }
 

@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::DeviceBackend;
 use crate::{GuestPhysAddr, HostPhysAddr};
 
 /// What kind of device an `emu_devices` entry asks for (its `emu_type`), with the ArceOS
@@ -86,6 +87,9 @@ pub struct EmulatedDeviceConfig {
     pub emu_type: EmulatedDeviceType,
     /// Device-specific settings.
     pub cfg_list: Vec<u64>,
+    /// What the device is connected to on the host (a disk, a network), for devices that
+    /// need one: axvm's `[devices.backends]` entry of this name.
+    pub backend: Option<DeviceBackend>,
 }
 
 /// One `passthrough_devices` entry: host physical memory (usually device registers) shown

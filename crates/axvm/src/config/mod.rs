@@ -4,6 +4,7 @@
 //! images go. It is plain data; [`AxVMConfig::validate`] refuses what cannot work before any
 //! host resource is touched, naming the field at fault.
 
+mod backend;
 mod builder;
 mod devices;
 mod error;
@@ -13,9 +14,10 @@ pub mod toml;
 mod valid;
 mod validate;
 
+pub use backend::{DeviceBackend, MacAddress, NetBackend};
 pub use builder::AxVMConfigBuilder;
 pub use valid::ValidConfig;
-pub use validate::MAX_CPU_NUM;
+pub use validate::{MAX_CPU_NUM, VIRTIO_MMIO_MIN_LENGTH};
 
 use alloc::string::String;
 use alloc::vec::Vec;

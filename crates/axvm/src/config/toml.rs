@@ -5,6 +5,7 @@
 //! [`AxVMCrateConfig::into_vm_config`]. Unknown keys and wrong types are refused with the
 //! line they are on, so a typo never silently drops a setting.
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -17,8 +18,9 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    AxVCpuConfig, AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags,
-    PassThroughDeviceConfig, VMImageConfig, VMInterruptMode, VmMemConfig, VmMemMappingType,
+    AxVCpuConfig, AxVMConfig, ConfigError, DeviceBackend, EmulatedDeviceConfig, EmulatedDeviceType,
+    MacAddress, MappingFlags, NetBackend, PassThroughDeviceConfig, VMImageConfig, VMInterruptMode,
+    VmMemConfig, VmMemMappingType,
 };
 use crate::{GuestPhysAddr, HostPhysAddr};
 
@@ -107,7 +109,8 @@ pub struct VMKernelConfig {
     pub ramdisk_load_addr: Option<u64>,
     /// The kernel command line.
     pub cmdline: Option<String>,
-    /// A disk image file (accepted for compatibility; no block device uses it yet).
+    /// A disk image file: the disk of the first virtio block device (`emu_type` 0xE1) that
+    /// has no `[devices.backends]` entry.
     pub disk_path: Option<String>,
     /// `[gpa, size, flags, map_type]` rows.
     #[serde(deserialize_with = "rows")]
@@ -146,6 +149,10 @@ pub struct VMDevicesConfig {
     /// ArceOS: guest-physical ranges passed through at the same host-physical address.
     #[serde(default)]
     pub passthrough_addresses: Vec<RawPassThroughAddress>,
+    /// axvm's extension: what each device is connected to, keyed by its `emu_devices` name
+    /// (see [`RawBackend`]).
+    #[serde(default)]
+    pub backends: BTreeMap<String, RawBackend>,
 }
 
 /// One `emu_devices` row as written.
@@ -164,6 +171,43 @@ pub struct RawEmuDevice {
     /// Device settings.
     #[serde(default)]
     pub cfg_list: Vec<u64>,
+}
+
+/// One `[devices.backends]` entry as written: `{ path = "disk.img", read_only = true }` for
+/// a disk, `{ net = "switch:lan", mac = "52:54:00:12:34:56" }` for a network.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    /// A disk image file or block device, relative to the config file.
+    pub path: Option<String>,
+    /// Whether the disk is read-only for the guest.
+    pub read_only: Option<bool>,
+    /// `"tap:NAME"` or `"switch:NAME"`.
+    pub net: Option<String>,
+    /// The network device's MAC address.
+    pub mac: Option<String>,
+}
+
+impl RawBackend {
+    /// The backend this entry describes: a disk or a network, never both.
+    pub fn to_backend(&self) -> Result<DeviceBackend, String> {
+        match (&self.path, &self.net) {
+            (Some(path), None) if self.mac.is_none() => Ok(DeviceBackend::Disk {
+                path: path.clone(),
+                read_only: self.read_only.unwrap_or(false),
+            }),
+            (None, Some(net)) if self.read_only.is_none() => Ok(DeviceBackend::Net {
+                network: NetBackend::parse(net)?,
+                mac: self.mac.as_deref().map(MacAddress::parse).transpose()?,
+            }),
+            (Some(_), None) => Err("a disk (`path`) has no `mac`".into()),
+            (None, Some(_)) => Err("a network (`net`) has no `read_only`".into()),
+            _ => Err(
+                "give a disk (`path = \"disk.img\"`) or a network (`net = \"switch:lan\"`), exactly one"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// One `passthrough_devices` row as written.
@@ -337,10 +381,48 @@ impl AxVMCrateConfig {
             },
             cmdline: kernel.cmdline.clone(),
             memory_regions,
-            emu_devices: self.devices.emu_devices.iter().map(convert_emu).collect(),
+            emu_devices: self.emu_devices()?,
             pass_through_devices: self.pass_through_devices(),
             interrupt_mode,
         })
+    }
+
+    /// The `emu_devices` rows, each with its backend: its `[devices.backends]` entry, or
+    /// `kernel.disk_path` for the first virtio block device without one.
+    fn emu_devices(&self) -> Result<Vec<EmulatedDeviceConfig>, ConfigError> {
+        let mut devices: Vec<_> = self.devices.emu_devices.iter().map(convert_emu).collect();
+        for (name, raw) in &self.devices.backends {
+            let field = || format!("devices.backends.{name}");
+            let mut rows = devices.iter_mut().filter(|d| &d.name == name);
+            let device = rows.next().ok_or_else(|| {
+                ConfigError::invalid(
+                    field(),
+                    "names no emu_devices row: a backend belongs to the row with this name",
+                )
+            })?;
+            device.backend = Some(
+                raw.to_backend()
+                    .map_err(|m| ConfigError::invalid(field(), m))?,
+            );
+            if rows.next().is_some() {
+                return Err(ConfigError::invalid(
+                    field(),
+                    "two emu_devices rows have this name: give each device its own name",
+                ));
+            }
+        }
+        if let Some(path) = &self.kernel.disk_path {
+            let first_disk = devices
+                .iter_mut()
+                .find(|d| d.emu_type == EmulatedDeviceType::VirtioBlk && d.backend.is_none());
+            if let Some(device) = first_disk {
+                device.backend = Some(DeviceBackend::Disk {
+                    path: path.clone(),
+                    read_only: false,
+                });
+            }
+        }
+        Ok(devices)
     }
 
     fn pass_through_devices(&self) -> Vec<PassThroughDeviceConfig> {
@@ -407,6 +489,7 @@ fn convert_emu(raw: &RawEmuDevice) -> EmulatedDeviceConfig {
         irq_id: raw.irq_id,
         emu_type: EmulatedDeviceType::from_raw(raw.emu_type),
         cfg_list: raw.cfg_list.clone(),
+        backend: None,
     }
 }
 

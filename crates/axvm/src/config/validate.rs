@@ -4,7 +4,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{AxVMConfig, ConfigError, MappingFlags, VmMemConfig};
+use super::{
+    AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags, VmMemConfig,
+};
 use crate::{is_page_aligned, GuestPhysAddr};
 
 /// The most vCPUs a VM may have: xAPIC ids are 8 bits and 0xff is the broadcast id.
@@ -175,6 +177,9 @@ impl AxVMConfig {
                 problems.push(ConfigError::invalid(field, problem));
                 continue;
             }
+            if let Some(problem) = backend_problem(device) {
+                problems.push(ConfigError::invalid(field.clone(), problem));
+            }
             if let Some(ram) = self
                 .memory_regions
                 .iter()
@@ -211,6 +216,51 @@ impl AxVMConfig {
                 problems.push(ConfigError::invalid(field, problem));
             }
         }
+    }
+}
+
+/// The smallest register window of a virtio-mmio device: the transport's registers
+/// (0x000-0x0ff) and the device's configuration space after them.
+pub const VIRTIO_MMIO_MIN_LENGTH: u64 = 0x200;
+
+/// What is wrong with the backend of `device` (or its lack of one), if anything.
+fn backend_problem(device: &EmulatedDeviceConfig) -> Option<String> {
+    let name = &device.name;
+    let wanted = match device.emu_type {
+        EmulatedDeviceType::VirtioBlk => Some("disk"),
+        EmulatedDeviceType::VirtioNet => Some("network"),
+        _ => None,
+    };
+    let is_virtio = matches!(
+        device.emu_type,
+        EmulatedDeviceType::VirtioBlk
+            | EmulatedDeviceType::VirtioNet
+            | EmulatedDeviceType::VirtioConsole
+    );
+    if is_virtio && device.length < VIRTIO_MMIO_MIN_LENGTH {
+        return Some(format!(
+            "length {:#x} is too small for a virtio-mmio device: it needs at least {VIRTIO_MMIO_MIN_LENGTH:#x} bytes (0x1000 is usual)",
+            device.length
+        ));
+    }
+    match (wanted, &device.backend) {
+        (Some(kind), Some(backend)) if backend.kind() != kind => Some(format!(
+            "a {} needs a {kind}, but devices.backends.{name} gives a {}",
+            device.emu_type,
+            backend.kind()
+        )),
+        (Some("disk"), None) => Some(format!(
+            "a virtio block device needs a disk: add `{name} = {{ path = \"disk.img\" }}` under [devices.backends] (the first disk may be kernel.disk_path instead)"
+        )),
+        (Some(_), None) => Some(format!(
+            "a virtio network device needs a network: add `{name} = {{ net = \"switch:lan\" }}` (or \"tap:NAME\") under [devices.backends]"
+        )),
+        (None, Some(backend)) => Some(format!(
+            "a {} takes no backend, but devices.backends.{name} gives a {}: remove it",
+            device.emu_type,
+            backend.kind()
+        )),
+        _ => None,
     }
 }
 

@@ -85,11 +85,15 @@ impl AxVmDevices {
     ///
     /// An `emu_type` that the ArceOS numbering does not define (`Unknown`) becomes a Dummy
     /// device with a warning, as the ArceOS hypervisor treats it, so configs written for it
-    /// keep working; a known type that axvm does not emulate (virtio, GIC, ...) is refused,
-    /// because the guest expects a real device there.
+    /// keep working. Other types (virtio, ...) are the host's to emulate: an entry the host
+    /// already added a device for (same name and type, at its `base_gpa`) is left to it;
+    /// any other is refused, because the guest expects a real device there.
     pub fn add_emulated(&mut self, configs: &[EmulatedDeviceConfig]) -> Result<(), ConfigError> {
         for (index, config) in configs.iter().enumerate() {
             let field = || format!("devices.emu_devices[{index}] ({})", config.name);
+            if self.host_provides(config) {
+                continue;
+            }
             let scratch = || {
                 Arc::new(ScratchRegisters::new(
                     &config.name,
@@ -109,7 +113,7 @@ impl AxVmDevices {
                 other => {
                     return Err(ConfigError::invalid(
                         field(),
-                        format!("emu_type {other} is not emulated by axvm; remove the entry or use 0x0 (Dummy)"),
+                        format!("emu_type {other} is not emulated by this host; remove the entry or use 0x0 (Dummy)"),
                     ))
                 }
             };
@@ -117,6 +121,15 @@ impl AxVmDevices {
                 .map_err(|err| ConfigError::invalid(field(), err.message))?;
         }
         Ok(())
+    }
+
+    /// Whether the host added the device `config` describes: one of that name and type
+    /// claims its `base_gpa`.
+    fn host_provides(&self, config: &EmulatedDeviceConfig) -> bool {
+        self.find(DeviceSpace::Mmio, config.base_gpa.as_u64())
+            .is_some_and(|device| {
+                device.name() == config.name && device.emu_type() == config.emu_type
+            })
     }
 
     /// Adds `device`, refusing it when one of its ranges overlaps another device's.

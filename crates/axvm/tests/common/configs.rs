@@ -72,6 +72,7 @@ pub fn emu(
         irq_id: 0,
         emu_type,
         cfg_list: Vec::new(),
+        backend: None,
     }
 }
 

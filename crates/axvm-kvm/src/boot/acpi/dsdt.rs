@@ -7,15 +7,20 @@
 //! - `\_SB.PCI0`, the PCI root bridge (`PNP0A03`, bus 0) and, in its `_CRS`, what the bridge
 //!   decodes: bus numbers 0-0xff, the configuration ports 0xcf8-0xcff, every other I/O port,
 //!   and a 32-bit memory window from the end of low RAM up to the IOAPIC. Linux takes its PCI
-//!   windows from here ("PCI: Using host bridge windows from ACPI") and places BARs in them.
+//!   windows from here ("PCI: Using host bridge windows from ACPI") and places BARs in them;
+//! - one `\_SB.VRnn` per virtio-mmio device (`_HID "LNRO0005"`, the ID Linux's virtio_mmio
+//!   driver matches over ACPI), whose `_CRS` gives its registers and its interrupt (an IOAPIC
+//!   GSI, edge-triggered, active high: each interrupt is a pulse on an irqfd). Kernels built
+//!   without `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` (Debian's) find the devices only this way.
 //!
 //! The AML is built with the `acpi_tables` crate's `aml` module rather than by hand.
 
 use acpi_tables::aml::{
-    AddressSpace, AddressSpaceCacheable, Device, EISAName, Name, Package, Path, ResourceTemplate,
-    Scope, IO, ZERO,
+    AddressSpace, AddressSpaceCacheable, Device, EISAName, Interrupt, Memory32Fixed, Name, Package,
+    Path, ResourceTemplate, Scope, IO, ZERO,
 };
 use acpi_tables::Aml;
+use axvm::AxVMConfig;
 
 use super::sdt::{finish_sdt, sdt_header};
 use super::S5_SLEEP_TYPE;
@@ -47,27 +52,98 @@ pub fn pci_memory_window(regions: impl IntoIterator<Item = (u64, u64)>) -> Optio
     Some((start, PCI_MEMORY_WINDOW_END))
 }
 
-/// The DSDT (revision 2: 64-bit AML integers) for a root bridge with `memory_window`.
-pub(super) fn dsdt(memory_window: Option<(u32, u32)>) -> Vec<u8> {
+/// One virtio-mmio device as the DSDT declares it: its register window (below 4 GiB, which
+/// config validation ensures) and its GSI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmioSlot {
+    /// First register address.
+    pub base: u32,
+    /// Window length in bytes.
+    pub length: u32,
+    /// The IOAPIC input its interrupt arrives on.
+    pub gsi: u32,
+}
+
+impl VirtioMmioSlot {
+    /// The virtio devices of `config`'s `emu_devices`, in row order; rows whose window or
+    /// line does not fit the descriptors are left out (validation refuses them).
+    pub fn of_config(config: &AxVMConfig) -> Vec<Self> {
+        crate::devices::virtio_rows(config)
+            .filter_map(|(_, row)| {
+                Some(Self {
+                    base: u32::try_from(row.base_gpa.as_u64()).ok()?,
+                    length: u32::try_from(row.length).ok()?,
+                    gsi: u32::try_from(row.irq_id).ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// `Device (VRnn) { _HID "LNRO0005", _UID n, _CRS { Memory32Fixed, Interrupt } }`.
+    fn device(&self, index: usize) -> Vec<u8> {
+        let name = format!("VR{index:02X}");
+        let window = Memory32Fixed::new(true, self.base, self.length);
+        let line = Interrupt::new(true, true, false, false, self.gsi);
+        let resources = ResourceTemplate::new(vec![&window, &line]);
+        let mut aml = Vec::new();
+        Device::new(
+            Path::new(&name),
+            vec![
+                &Name::new(Path::new("_HID"), &"LNRO0005"),
+                &Name::new(Path::new("_UID"), &(index as u32)),
+                &Name::new(Path::new("_CRS"), &resources),
+            ],
+        )
+        .to_aml_bytes(&mut aml);
+        aml
+    }
+}
+
+/// Pre-built AML, for listing children of different types in one scope.
+struct RawAml(Vec<u8>);
+
+impl Aml for RawAml {
+    fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
+        for &byte in &self.0 {
+            sink.byte(byte);
+        }
+    }
+}
+
+/// The DSDT (revision 2: 64-bit AML integers) for a root bridge with `memory_window` and
+/// the virtio devices `virtio`.
+pub(super) fn dsdt(memory_window: Option<(u32, u32)>, virtio: &[VirtioMmioSlot]) -> Vec<u8> {
     let mut table = sdt_header(b"DSDT", 2);
     sleep_state("\\_S0_", S0_SLEEP_TYPE).to_aml_bytes(&mut table);
     sleep_state("\\_S5_", S5_SLEEP_TYPE).to_aml_bytes(&mut table);
+    let root_bridge = root_bridge(memory_window);
+    let virtio: Vec<RawAml> = virtio
+        .iter()
+        .enumerate()
+        .map(|(index, slot)| RawAml(slot.device(index)))
+        .collect();
+    let mut children: Vec<&dyn Aml> = vec![&root_bridge];
+    children.extend(virtio.iter().map(|device| device as &dyn Aml));
+    Scope::new(Path::new("\\_SB_"), children).to_aml_bytes(&mut table);
+    finish_sdt(table)
+}
+
+/// `Device (PCI0)`: the PCI root bridge with `memory_window`.
+fn root_bridge(memory_window: Option<(u32, u32)>) -> RawAml {
     let resources = RootBridgeResources::new(memory_window);
     let current_resources = Name::new(Path::new("_CRS"), &resources.template());
-    Scope::new(
-        Path::new("\\_SB_"),
-        vec![&Device::new(
-            Path::new("PCI0"),
-            vec![
-                &Name::new(Path::new("_HID"), &EISAName::new("PNP0A03")),
-                &Name::new(Path::new("_UID"), &ZERO),
-                &Name::new(Path::new("_BBN"), &ZERO),
-                &current_resources,
-            ],
-        )],
+    let mut aml = Vec::new();
+    Device::new(
+        Path::new("PCI0"),
+        vec![
+            &Name::new(Path::new("_HID"), &EISAName::new("PNP0A03")),
+            &Name::new(Path::new("_UID"), &ZERO),
+            &Name::new(Path::new("_BBN"), &ZERO),
+            &current_resources,
+        ],
     )
-    .to_aml_bytes(&mut table);
-    finish_sdt(table)
+    .to_aml_bytes(&mut aml);
+    RawAml(aml)
 }
 
 /// `Name (path, Package { SLP_TYPa, SLP_TYPb, 0, 0 })`: the sleep state `path` names is
@@ -166,7 +242,7 @@ mod tests {
 
     #[test]
     fn the_dsdt_declares_s5_and_the_root_bridge() {
-        let dsdt = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)));
+        let dsdt = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[]);
         assert_eq!((&dsdt[..4], dsdt[8], sum(&dsdt)), (&b"DSDT"[..], 2, 0));
         // Name (\_S5_, Package (4) { 5, 5, 0, 0 })
         let s5 = [
@@ -182,13 +258,37 @@ mod tests {
 
     #[test]
     fn without_a_window_the_bridge_declares_no_memory() {
-        let with = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)));
-        let without = dsdt(None);
-        assert_eq!(dsdt(Some((0x2000, 0x1000))), without, "an empty window");
-        assert_eq!(dsdt(Some((0, u32::MAX))), without, "a 4 GiB window");
+        let with = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[]);
+        let without = dsdt(None, &[]);
+        assert_eq!(
+            dsdt(Some((0x2000, 0x1000)), &[]),
+            without,
+            "an empty window"
+        );
+        assert_eq!(dsdt(Some((0, u32::MAX)), &[]), without, "a 4 GiB window");
         // A DWord address space descriptor (tag 0x87, 23 more bytes) appears only in `with`
         // (which grows by its 26 bytes, and perhaps a package length byte).
         assert!(with.len() >= without.len() + 26);
         assert!(contains(&with, &[0x87, 23, 0]) && !contains(&without, &[0x87, 23, 0]));
+    }
+
+    #[test]
+    fn each_virtio_device_is_an_lnro0005_node_with_its_window_and_line() {
+        let slot = |base, gsi| VirtioMmioSlot {
+            base,
+            length: 0x1000,
+            gsi,
+        };
+        let dsdt = dsdt(None, &[slot(0xd000_0000, 5), slot(0xd000_1000, 6)]);
+        assert_eq!(sum(&dsdt), 0);
+        assert!(contains(&dsdt, b"VR00") && contains(&dsdt, b"VR01"));
+        assert!(contains(&dsdt, b"_HID\x0dLNRO0005\0"), "{dsdt:02x?}");
+        // Memory32Fixed (tag 0x86, 9 bytes): read-write, base 0xd0001000, length 0x1000.
+        let window = [0x86, 9, 0, 1, 0x00, 0x10, 0x00, 0xd0, 0x00, 0x10, 0, 0];
+        assert!(contains(&dsdt, &window), "{dsdt:02x?}");
+        // Extended interrupt (tag 0x89, 6 bytes): consumer, edge, active high, exclusive, 1
+        // interrupt, GSI 6.
+        let line = [0x89, 6, 0, 0x03, 1, 6, 0, 0, 0];
+        assert!(contains(&dsdt, &line), "{dsdt:02x?}");
     }
 }

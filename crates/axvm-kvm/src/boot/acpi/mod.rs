@@ -34,7 +34,7 @@ use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 pub use crate::platform::pc::layout::SCI_IRQ;
 use crate::platform::pc::layout::{ACPI_END, ACPI_START};
 
-pub use dsdt::pci_memory_window;
+pub use dsdt::{pci_memory_window, VirtioMmioSlot};
 
 /// The reset register the FADT names: the chipset's reset control port.
 pub const RESET_PORT: u16 = 0xcf9;
@@ -67,25 +67,35 @@ const HEADER_LEN: usize = 36;
 const RSDP_LEN: usize = 36;
 
 /// What the tables describe of a VM, so that [`acpi_tables()`] needs nothing else.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcpiInputs {
     /// The vCPU count: one local APIC each in the MADT.
     pub cpu_num: usize,
     /// The PCI root bridge's 32-bit memory window (first and last address), or `None` when
     /// RAM below 4 GiB leaves no room for one (see [`pci_memory_window`]).
     pub pci_memory_window: Option<(u32, u32)>,
+    /// The virtio-mmio devices, each declared in the DSDT so kernels find them.
+    pub virtio_devices: Vec<VirtioMmioSlot>,
 }
 
 impl AcpiInputs {
     /// The inputs describing the VM `config` configures.
     pub fn for_config(config: &AxVMConfig) -> Self {
+        let virtio_devices = VirtioMmioSlot::of_config(config);
+        // The PCI window starts above RAM and above every virtio device, which are not PCI's.
         let regions = config
             .memory_regions
             .iter()
-            .map(|region| (region.gpa.as_u64(), region.size));
+            .map(|region| (region.gpa.as_u64(), region.size))
+            .chain(
+                virtio_devices
+                    .iter()
+                    .map(|d| (u64::from(d.base), u64::from(d.length))),
+            );
         Self {
             cpu_num: config.cpu_num,
             pci_memory_window: pci_memory_window(regions),
+            virtio_devices,
         }
     }
 }
@@ -181,7 +191,11 @@ pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
     let cpu_count = checked_cpu_count(cpu_num)?;
     let mut area = vec![0; RSDP_LEN];
     let facs = place(&mut area, &sdt::facs(), 64);
-    let dsdt = place(&mut area, &dsdt::dsdt(inputs.pci_memory_window), 16);
+    let dsdt = place(
+        &mut area,
+        &dsdt::dsdt(inputs.pci_memory_window, &inputs.virtio_devices),
+        16,
+    );
     let fadt = place(&mut area, &fadt::fadt(facs, dsdt), 16);
     let madt = place(&mut area, &madt::madt(cpu_count), 16);
     let rsdt = place(&mut area, &sdt::rsdt(&[fadt, madt]), 16);
@@ -240,6 +254,7 @@ pub(super) mod tests {
         AcpiInputs {
             cpu_num,
             pci_memory_window: Some((0x800_0000, PCI_MEMORY_WINDOW_END)),
+            virtio_devices: Vec::new(),
         }
     }
 
@@ -291,6 +306,7 @@ pub(super) mod tests {
             AcpiInputs {
                 cpu_num: 3,
                 pci_memory_window: Some((0x1000_0000, PCI_MEMORY_WINDOW_END)),
+                virtio_devices: Vec::new(),
             }
         );
     }

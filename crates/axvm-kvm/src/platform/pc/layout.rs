@@ -134,3 +134,19 @@ pub const TIMER_IOAPIC_PIN: u8 = 2;
 pub const COM1_IRQ: u8 = 4;
 /// The ISA IRQ of the ACPI system control interrupt (as on QEMU's PC).
 pub const SCI_IRQ: u8 = 9;
+/// The ISA IRQ of the CMOS real-time clock.
+pub const RTC_IRQ: u8 = 8;
+/// The ISA IRQs of the i8042's keyboard and mouse ports.
+pub const I8042_IRQS: [u8; 2] = [1, 12];
+
+/// The GSIs the platform's own devices (or the PC's wiring) take: a config's device may not
+/// use them.
+pub const PLATFORM_GSIS: [(u8, &str); 7] = [
+    (TIMER_IRQ, "the PIT timer"),
+    (I8042_IRQS[0], "the i8042 keyboard port"),
+    (CASCADE_IRQ, "the 8259 cascade"),
+    (COM1_IRQ, "COM1"),
+    (RTC_IRQ, "the CMOS RTC"),
+    (SCI_IRQ, "the ACPI SCI"),
+    (I8042_IRQS[1], "the i8042 mouse port"),
+];

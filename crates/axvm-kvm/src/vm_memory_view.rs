@@ -1,5 +1,5 @@
 //! A vm-memory view of axvm's guest RAM, so rust-vmm loaders (linux-loader) can write images
-//! into it.
+//! into it and virtio devices can reach the driver's buffers.
 
 use axvm::memory::GuestMemory;
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};

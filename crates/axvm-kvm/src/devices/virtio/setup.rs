@@ -1,0 +1,157 @@
+//! The virtio devices a config's `emu_devices` rows ask for, on their backends, interrupt
+//! lines and ioeventfds.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axvm::config::DeviceBackend;
+use axvm::{AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
+use kvm_ioctls::IoEventAddress;
+
+use super::block::{Disk, VirtioBlock};
+use super::{VirtioDevice, VirtioInterrupt, VirtioMmio};
+use crate::error::{Error, KvmError};
+use crate::kvm::KvmHal;
+use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
+
+/// Whether `emu_type` is a virtio device this host emulates.
+pub fn is_virtio(emu_type: EmulatedDeviceType) -> bool {
+    matches!(emu_type, EmulatedDeviceType::VirtioBlk)
+}
+
+/// The `emu_devices` rows that are virtio devices, with their indices (for field names).
+pub fn virtio_rows(config: &AxVMConfig) -> impl Iterator<Item = (usize, &EmulatedDeviceConfig)> {
+    config
+        .emu_devices
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| is_virtio(row.emu_type))
+}
+
+/// The field name of row `index`, as messages name it.
+fn field(index: usize, row: &EmulatedDeviceConfig) -> String {
+    format!("devices.emu_devices[{index}] ({})", row.name)
+}
+
+/// Refuses virtio devices this host cannot give the guest: a window above 4 GiB (the DSDT
+/// describes 32-bit windows), an interrupt line that is not an IOAPIC GSI of its own, or a
+/// disk that is not a regular file or block device. Run by `check` and `run` alike, before
+/// anything is created; it opens nothing.
+pub fn check_virtio_devices(config: &AxVMConfig) -> Result<(), ConfigError> {
+    let rows: Vec<_> = virtio_rows(config).collect();
+    for (position, &(index, row)) in rows.iter().enumerate() {
+        let end = row.base_gpa.as_u64().saturating_add(row.length);
+        let problem = if end > 1 << 32 {
+            Some(format!(
+                "{}+{:#x} reaches above 4 GiB: virtio-mmio devices must lie below it (0xd0000000 is usual)",
+                row.base_gpa, row.length
+            ))
+        } else if row.irq_id >= u64::from(IOAPIC_PINS) {
+            Some(format!(
+                "irq_id {} is not an IOAPIC input: use 3, 5-7, 10, 11, 13-23",
+                row.irq_id
+            ))
+        } else if let Some((_, owner)) = PLATFORM_GSIS
+            .iter()
+            .find(|(gsi, _)| u64::from(*gsi) == row.irq_id)
+        {
+            Some(format!(
+                "irq_id {} is {owner}'s: use 3, 5-7, 10, 11, 13-23",
+                row.irq_id
+            ))
+        } else {
+            rows[..position]
+                .iter()
+                .find(|(_, other)| other.irq_id == row.irq_id)
+                .map(|&(other_index, other)| {
+                    format!(
+                        "irq_id {} is also {}'s: each virtio device needs a line of its own",
+                        row.irq_id,
+                        field(other_index, other)
+                    )
+                })
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::invalid(field(index, row), problem));
+        }
+        if let Some(DeviceBackend::Disk { path, .. }) = &row.backend {
+            Disk::check_path(Path::new(path))
+                .map_err(|message| ConfigError::invalid(backend_field(row), message))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a device's backend comes from, as messages name it.
+fn backend_field(row: &EmulatedDeviceConfig) -> String {
+    format!("devices.backends.{} (or kernel.disk_path)", row.name)
+}
+
+/// Creates the virtio devices of `config` on `hal`: each device on its backend, with an
+/// irqfd on its GSI (when the host has an irqchip) and an ioeventfd per queue on its
+/// QueueNotify register. Paths in backends are used as given (the caller resolved them).
+pub fn virtio_devices(config: &AxVMConfig, hal: &KvmHal) -> Result<Vec<Arc<VirtioMmio>>, Error> {
+    check_virtio_devices(config)?;
+    let mut devices = Vec::new();
+    for (index, row) in virtio_rows(config) {
+        let device = device_for(index, row, config)?;
+        let line = if hal.has_irqchip() {
+            Some(hal.irq_line(row.irq_id as u32)?)
+        } else {
+            None
+        };
+        let mmio = VirtioMmio::new(
+            &row.name,
+            row.emu_type,
+            row.base_gpa.as_u64(),
+            row.length,
+            device,
+            VirtioInterrupt::new(line),
+        )
+        .map_err(|err| {
+            ConfigError::invalid(
+                field(index, row),
+                format!("cannot create its queue notifiers: {err}"),
+            )
+        })?;
+        register_notifiers(hal, &mmio)?;
+        devices.push(Arc::new(mmio));
+    }
+    Ok(devices)
+}
+
+/// Lets KVM complete the driver's writes to QueueNotify itself, signalling the queue's
+/// eventfd, so a notification costs no exit to this process.
+fn register_notifiers(hal: &KvmHal, mmio: &VirtioMmio) -> Result<(), Error> {
+    let address = IoEventAddress::Mmio(mmio.queue_notify_address());
+    for (queue, notifier) in mmio.queue_notifiers().iter().enumerate() {
+        hal.vm_fd()
+            .register_ioevent(notifier, &address, queue as u32)
+            .map_err(KvmError::ioctl("KVM_IOEVENTFD"))?;
+    }
+    Ok(())
+}
+
+fn device_for(
+    index: usize,
+    row: &EmulatedDeviceConfig,
+    config: &AxVMConfig,
+) -> Result<Box<dyn VirtioDevice>, Error> {
+    let backend_field = || backend_field(row);
+    match (&row.emu_type, &row.backend) {
+        (EmulatedDeviceType::VirtioBlk, Some(DeviceBackend::Disk { path, read_only })) => {
+            let serial = format!("{}-{}", config.name, row.name);
+            let disk = Disk::open(Path::new(path), *read_only, &serial)
+                .map_err(|message| ConfigError::invalid(backend_field(), message))?;
+            Ok(Box::new(VirtioBlock::new(disk)))
+        }
+        _ => Err(ConfigError::invalid(
+            field(index, row),
+            format!(
+                "emu_type {} with backend {:?} is not emulated by this host",
+                row.emu_type, row.backend
+            ),
+        )
+        .into()),
+    }
+}
