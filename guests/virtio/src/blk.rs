@@ -76,16 +76,16 @@ fn write_flush_verify(blk: &mut Blk) {
     }
 }
 
-/// Block `k` of the durability mode: `block <k>`, then from byte i on the
-/// letter `b'a' + (k + i) % 26`.
+/// Block `k` of the durability mode: `block <k>` and a newline, then from
+/// byte i on the letter `b'a' + (k + i) % 26`.
 pub fn durability_block(k: u64) -> Sector {
     let mut block: Sector = [0; SECTOR_SIZE];
     let mut cursor = Cursor {
         buf: &mut block,
         len: 0,
     };
-    // A u64 in decimal always fits: 6 + 20 bytes.
-    let _ = core::fmt::Write::write_fmt(&mut cursor, format_args!("block {k}"));
+    // A u64 in decimal always fits: 6 + 20 + 1 bytes.
+    let _ = core::fmt::Write::write_fmt(&mut cursor, format_args!("block {k}\n"));
     let text_len = cursor.len;
     for (i, byte) in block.iter_mut().enumerate().skip(text_len) {
         *byte = b'a' + ((k + i as u64) % 26) as u8;

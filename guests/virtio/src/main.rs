@@ -33,8 +33,8 @@
 //!
 //!   Then `virtio: all devices ok`. No device entry at all is a failure.
 //! * **`virtio.durability=N`** — on the first blk device writes blocks 0 to
-//!   N-1 in order, block k (512 bytes) being the text `block <k>` then, from
-//!   byte i = the text's length on, the letter `b'a' + (k + i) % 26`; after
+//!   N-1 in order, block k (512 bytes) being the text `block <k>` and a
+//!   newline then, from byte i = the text's length on, the letter `b'a' + (k + i) % 26`; after
 //!   each write it flushes, and once the flush is acknowledged prints
 //!   `virtio: flushed <k>`. Then `virtio: durability ok: <N> blocks`. A
 //!   device without `VIRTIO_BLK_F_FLUSH` (where a flush would silently be a
