@@ -5,7 +5,8 @@
 #
 # Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
 #
-#   CASE        multiboot-smp1, multiboot-smp4, pvh (default: all)
+#   CASE        multiboot-smp1, multiboot-smp4, pvh (default: these three), virtio-blk
+#               (only when named: its axvm side needs axvm's virtio-mmio devices)
 #   --no-build  use the axvm binary and guest images already built
 #   --keep      keep the work directory (configs, consoles, logs) and print its path
 #
@@ -21,7 +22,18 @@
 #       -kernel IMAGE -append CMDLINE -smp N -m 128M -initrd RAMDISK
 #
 # and `axvm run` on an equivalent generated config (cpu_num N, 128 MiB of RAM at 0,
-# cmdline, ramdisk_path). Console lines are compared from the guest's first line on (the
+# cmdline, ramdisk_path).
+#
+# virtio-blk runs the `virtio` guest (PVH) with one virtio-blk disk: a 1 MiB raw image the
+# script makes, sector 0 = "axvm-virtio-disk", one copy per VMM. QEMU: `-M microvm,acpi=off`
+# (without ACPI, microvm appends `virtio_mmio.device=512@0xfeb00e00:12` to the command line)
+# with `-global virtio-mmio.force-legacy=false` (the modern register layout, as axvm's),
+# `-drive id=d0,file=DISK,format=raw,if=none -device virtio-blk-device,drive=d0`, no initrd.
+# axvm: emu_devices row ["vda", 0xd000_0000, 0x1000, 5, 0xE1, []] with the backend
+# `vda = { path = "disk.img" }`. The guest prints the device's base address and the disk's
+# id, which differ between the VMMs by design: lines are compared with "virtio: <base> " and
+# "virtio: blk id <id>" in their place. Both disks must also be byte-identical afterwards
+# (the guest writes sector 1). Console lines are compared from the guest's first line on (the
 # first line containing "<guest>: "; SeaBIOS and option-ROM output before it is dropped),
 # with carriage returns removed. Exit statuses are compared as the guest's byte: QEMU's
 # isa-debug-exit makes QEMU exit with (v << 1) | 1, axvm exits with v. A case passes when
@@ -36,12 +48,19 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 cmdline="console=ttyS0 axvm-compat"
 memory_mib=128
 
-# name:image:cpus:ramdisk(yes/no)
+# name:image:cpus:ramdisk(yes/no):devices(none/virtio-blk)
 all_cases=(
-  "multiboot-smp1:multiboot:1:yes"
-  "multiboot-smp4:multiboot:4:yes"
-  "pvh:pvh:2:yes"
+  "multiboot-smp1:multiboot:1:yes:none"
+  "multiboot-smp4:multiboot:4:yes:none"
+  "pvh:pvh:2:yes:none"
 )
+# Run only when named.
+named_cases=(
+  "virtio-blk:virtio:1:no:virtio-blk"
+)
+# The virtio-blk case's disk: 1 MiB, sector 0 starting with this text.
+disk_text="axvm-virtio-disk"
+disk_mib=1
 
 build=1
 keep=0
@@ -68,11 +87,11 @@ if [ ${#wanted[@]} -eq 0 ]; then
 else
   for name in "${wanted[@]}"; do
     found=""
-    for spec in "${all_cases[@]}"; do
+    for spec in "${all_cases[@]}" "${named_cases[@]}"; do
       [ "${spec%%:*}" = "$name" ] && found=$spec
     done
     if [ -z "$found" ]; then
-      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh)" >&2
+      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh virtio-blk)" >&2
       exit 2
     fi
     cases+=("$found")
@@ -148,6 +167,12 @@ guest_lines() { # file marker
   fi
 }
 
+# What legitimately differs between the VMMs in the virtio guest's lines: device addresses
+# (QEMU's microvm places virtio-mmio windows at 0xfeb00000 and up) and the disk's id.
+normalise() {
+  sed -E 's/^virtio: 0x[0-9a-f]+ /virtio: <base> /; s/^virtio: blk id .*/virtio: blk id <id>/'
+}
+
 # Describes a guest exit status byte (or a run outcome).
 describe() { # status
   case $1 in
@@ -177,7 +202,7 @@ failed=0
 summary=()
 details=()
 for spec in "${cases[@]}"; do
-  IFS=: read -r name image cpus with_ramdisk <<<"$spec"
+  IFS=: read -r name image cpus with_ramdisk devices <<<"$spec"
   dir=$work/$name
   mkdir -p "$dir"
   cp "$images/$image" "$dir/$image"
@@ -188,13 +213,33 @@ for spec in "${cases[@]}"; do
     initrd=(-initrd "$dir/ramdisk")
     ramdisk_line="ramdisk_path = \"ramdisk\""
   fi
+  machine=()
+  qemu_devices=()
+  emu_devices=""
+  backends=""
+  interrupt_mode=no_irq
+  if [ "$devices" = virtio-blk ]; then
+    if [ ! -f "$images/$image" ]; then
+      echo "qemu-compat: no $image image in $images (an older build?)" >&2
+      exit 2
+    fi
+    truncate -s "${disk_mib}M" "$dir/disk.img"
+    printf %s "$disk_text" | dd of="$dir/disk.img" conv=notrunc status=none
+    cp "$dir/disk.img" "$dir/qemu-disk.img"
+    machine=(-M microvm,acpi=off -global virtio-mmio.force-legacy=false)
+    qemu_devices=(-drive "id=d0,file=$dir/qemu-disk.img,format=raw,if=none"
+      -device virtio-blk-device,drive=d0)
+    emu_devices='    ["vda", 0xd000_0000, 0x1000, 5, 0xE1, []],'
+    backends=$'\n[devices.backends]\nvda = { path = "disk.img" }'
+    interrupt_mode=emu
+  fi
 
   # QEMU: the reference.
   qemu_rc=0
-  timeout -k 5 "$run_timeout" "$qemu" -accel tcg -nographic -no-reboot -serial stdio \
-    -monitor none -display none -device isa-debug-exit,iobase=0xf4,iosize=4 \
+  timeout -k 5 "$run_timeout" "$qemu" "${machine[@]}" -accel tcg -nographic -no-reboot \
+    -serial stdio -monitor none -display none -device isa-debug-exit,iobase=0xf4,iosize=4 \
     -kernel "$dir/$image" -append "$cmdline" -smp "$cpus" -m "${memory_mib}M" "${initrd[@]}" \
-    </dev/null >"$dir/qemu.out" 2>"$dir/qemu.err" || qemu_rc=$?
+    "${qemu_devices[@]}" </dev/null >"$dir/qemu.out" 2>"$dir/qemu.err" || qemu_rc=$?
   if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
     qemu_status=timeout
   elif [ "$qemu_rc" = 0 ]; then
@@ -208,7 +253,7 @@ for spec in "${cases[@]}"; do
   # axvm, with the equivalent config (paths relative to it).
   cat >"$dir/$name.toml" <<EOF
 # Generated by scripts/qemu-compat.sh: the axvm equivalent of
-# qemu -kernel $image -append "$cmdline" -smp $cpus -m ${memory_mib}M${initrd:+ -initrd ramdisk}
+# qemu ${machine[*]} -kernel $image -append "$cmdline" -smp $cpus -m ${memory_mib}M${initrd:+ -initrd ramdisk}${qemu_devices:+ ${qemu_devices[*]}}
 [base]
 id = 0
 name = "compat-$name"
@@ -228,8 +273,11 @@ memory_regions = [
 
 [devices]
 passthrough_devices = []
-emu_devices = []
-interrupt_mode = "no_irq"
+emu_devices = [
+$emu_devices
+]
+interrupt_mode = "$interrupt_mode"
+$backends
 EOF
   axvm_rc=0
   timeout -k 5 "$run_timeout" "$axvm" run "$dir/$name.toml" \
@@ -240,8 +288,8 @@ EOF
     axvm_status=$axvm_rc
   fi
 
-  guest_lines "$dir/qemu.out" "$image" >"$dir/qemu.lines"
-  guest_lines "$dir/axvm.out" "$image" >"$dir/axvm.lines"
+  guest_lines "$dir/qemu.out" "$image" | normalise >"$dir/qemu.lines"
+  guest_lines "$dir/axvm.out" "$image" | normalise >"$dir/axvm.lines"
 
   verdict=same
   notes=()
@@ -251,6 +299,10 @@ EOF
     while IFS= read -r line; do notes+=("    $line"); done < <(
       diff -U1 --label qemu --label axvm "$dir/qemu.lines" "$dir/axvm.lines" | tail -n +3 | head -n 40
     )
+  fi
+  if [ "$devices" = virtio-blk ] && ! cmp -s "$dir/qemu-disk.img" "$dir/disk.img"; then
+    verdict=DIFFERENT
+    notes+=("the disks differ after the runs: $(cmp "$dir/qemu-disk.img" "$dir/disk.img" 2>&1 | head -n 1 || true)")
   fi
   if [ "$qemu_status" != "$axvm_status" ]; then
     verdict=DIFFERENT

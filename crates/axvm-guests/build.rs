@@ -28,6 +28,7 @@ const GUESTS: &[&str] = &[
     "wakeup",
     "multiboot",
     "pvh",
+    "virtio",
 ];
 
 /// The target the guests are compiled for (set in `guests/.cargo/config.toml`
@@ -48,6 +49,7 @@ fn main() {
     let target_dir = out_dir.join("guests-target");
     // The cargo running this build script, so both use the same toolchain.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    fetch_dependencies(&cargo, &guests_dir);
     let mut command = Command::new(&cargo);
     command
         // The guests' .cargo/config.toml is found from the current directory.
@@ -56,6 +58,7 @@ fn main() {
             "build",
             "--release",
             "--offline",
+            "--locked",
             "--target",
             GUEST_TARGET,
             "--manifest-path",
@@ -96,6 +99,45 @@ fn main() {
         });
     }
     write_bzimage(&built, &images);
+}
+
+/// Makes sure the crates the guests depend on (`virtio-drivers` and its
+/// dependencies, as `guests/Cargo.lock` pins them) are in cargo's cache, so
+/// the build below can be `--offline`: the outer cargo only fetches the root
+/// workspace's dependencies, never the guests'. Cached, as after the first
+/// build, the network is not touched (`cargo fetch --offline` succeeds);
+/// otherwise, as on a clean machine, they are downloaded from the registry.
+fn fetch_dependencies(cargo: &OsStr, guests_dir: &Path) {
+    let fetch = |offline: bool| {
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(guests_dir)
+            .args(["fetch", "--locked", "--manifest-path"])
+            .arg(guests_dir.join("Cargo.toml"));
+        if offline {
+            command.arg("--offline");
+        }
+        scrub_env(&mut command);
+        command.output().unwrap_or_else(|e| {
+            panic!(
+                "could not run {} to fetch the guests' dependencies: {e}",
+                cargo.to_string_lossy()
+            )
+        })
+    };
+    if fetch(true).status.success() {
+        return;
+    }
+    let output = fetch(false);
+    if !output.status.success() {
+        panic!(
+            "fetching the guests' dependencies (cargo fetch --locked in {}) failed ({}); \
+             they come from crates.io, or from the cache once fetched:\n{}",
+            guests_dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// The `bzimage` guest is built as an ELF linked at 1 MiB; its image is that ELF turned

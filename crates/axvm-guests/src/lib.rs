@@ -157,3 +157,25 @@ pub const PVH_PATH: &str = concat!(env!("OUT_DIR"), "/images/pvh");
 /// 128 MiB RAM, `cmdline = "console=ttyS0 axvm-compat"`, `kernel_path = "pvh"` and
 /// `ramdisk_path = "ramdisk"` (copy [`RAMDISK_PATH`] there).
 pub const PVH_CONFIG: &str = include_str!("../../../guests/pvh/pvh.toml");
+
+/// Image of the virtio guest: an ELF64 at 0x10_0000 booted through PVH (like [`PVH`]) that
+/// drives virtio-mmio devices with the `virtio-drivers` crate, polling. It finds them only in
+/// the `virtio_mmio.device=<size>@<base>:<irq>` entries of its command line. With no mode word
+/// it prints `virtio: <base> <type>` per device, then for a block device its capacity, id,
+/// `virtio: blk sector 0: <first 16 bytes>` and, after writing, flushing and reading back
+/// sector 1 (`written by the virtio guest`, space-padded), `virtio: blk ok`; for a console
+/// it writes `virtio: hello from hvc0` to the console and prints `virtio: console ok`; for a
+/// network device its MAC; then `virtio: all devices ok` and exit 0. The command-line words
+/// `virtio.durability=N`, `virtio.net=ping`/`pong` and `virtio.echo` choose the other modes
+/// (see `guests/virtio/src/main.rs`). Failures print `virtio: FAIL: ...` and exit non-zero.
+pub const VIRTIO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/virtio"));
+
+/// Absolute path of the virtio guest's image file.
+pub const VIRTIO_PATH: &str = concat!(env!("OUT_DIR"), "/images/virtio");
+
+/// The virtio VM's config (`guests/virtio/virtio.toml`): 1 vCPU, 128 MiB RAM,
+/// `kernel_path = "virtio"`, `cmdline = "console=ttyS0"`, and three virtio-mmio devices in
+/// `emu_devices` (`vda` blk at 0xd000_0000, `net0` net at 0xd000_1000, `hvc0` console at
+/// 0xd000_2000, 4 KiB each, irqs 5-7) with their `[devices.backends]`: `vda` is the disk
+/// image `disk.img` next to the config, `net0` the in-process switch `lan`.
+pub const VIRTIO_CONFIG: &str = include_str!("../../../guests/virtio/virtio.toml");

@@ -1,9 +1,10 @@
-//! Checks the Multiboot and PVH guest images without running them: the
-//! headers and notes a VMM (axvm or QEMU) detects them by, their configs, and
-//! that their 64-bit code has no SSE.
+//! Checks the Multiboot and PVH guest images (`pvh`, and `virtio`, which boots
+//! through PVH too) without running them: the headers and notes a VMM (axvm or
+//! QEMU) detects them by, their configs, and that their 64-bit code has no SSE.
 
 use axvm_guests::{
-    MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_PATH, PVH, PVH_CONFIG, PVH_PATH, RAMDISK,
+    MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_PATH, PVH, PVH_CONFIG, PVH_PATH, RAMDISK, VIRTIO,
+    VIRTIO_CONFIG, VIRTIO_PATH,
 };
 
 /// Where both images are linked and loaded.
@@ -92,8 +93,12 @@ fn multiboot_header_describes_the_flat_image() {
     );
 }
 
-fn pvh_image_is_elf64_with_one_xen_entry_note() {
-    let image = PVH;
+fn pvh_images_are_elf64_with_one_xen_entry_note() {
+    check_pvh_image(PVH);
+    check_pvh_image(VIRTIO);
+}
+
+fn check_pvh_image(image: &[u8]) {
     assert_eq!(&image[..4], b"\x7fELF", "not an ELF file");
     assert_eq!(image[4], 2, "not ELF64");
     assert_eq!(u16_at(image, 18), 62, "not x86-64");
@@ -172,7 +177,11 @@ fn pvh_image_is_elf64_with_one_xen_entry_note() {
 }
 
 fn paths_hold_the_embedded_images() {
-    for (path, image) in [(MULTIBOOT_PATH, MULTIBOOT), (PVH_PATH, PVH)] {
+    for (path, image) in [
+        (MULTIBOOT_PATH, MULTIBOOT),
+        (PVH_PATH, PVH),
+        (VIRTIO_PATH, VIRTIO),
+    ] {
         let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(on_disk, image, "{path} differs from the embedded image");
     }
@@ -253,14 +262,38 @@ fn boot_protocol_guests_contain_no_sse() {
         MULTIBOOT_PATH,
     ]);
     assert_no_sse(MULTIBOOT_PATH, &flat);
-    let elf = objdump(&["-d", "-j", ".text", "-M", "intel", PVH_PATH]);
-    assert_no_sse(PVH_PATH, &elf);
+    for path in [PVH_PATH, VIRTIO_PATH] {
+        let elf = objdump(&["-d", "-j", ".text", "-M", "intel", path]);
+        assert_no_sse(path, &elf);
+    }
+}
+
+/// The virtio config: the PVH image, a command line without device addresses (axvm appends
+/// the `virtio_mmio.device=` entries), the three virtio rows with their emu_types and the
+/// backends keyed by the rows' names.
+fn virtio_config_names_its_image_devices_and_backends() {
+    for line in [
+        "kernel_path = \"virtio\"",
+        "cmdline = \"console=ttyS0\"",
+        "cpu_num = 1",
+        "[0x0, 0x800_0000, 0x7, 0]",
+        "[\"vda\",  0xd000_0000, 0x1000, 5, 0xE1, []]",
+        "[\"net0\", 0xd000_1000, 0x1000, 6, 0xE2, []]",
+        "[\"hvc0\", 0xd000_2000, 0x1000, 7, 0xE3, []]",
+        "interrupt_mode = \"emu\"",
+        "[devices.backends]",
+        "vda = { path = \"disk.img\" }",
+        "net0 = { net = \"switch:lan\" }",
+    ] {
+        assert!(VIRTIO_CONFIG.contains(line), "virtio.toml lacks `{line}`");
+    }
 }
 
 axvm_test_harness::main!(
     multiboot_header_describes_the_flat_image,
-    pvh_image_is_elf64_with_one_xen_entry_note,
+    pvh_images_are_elf64_with_one_xen_entry_note,
     paths_hold_the_embedded_images,
     configs_name_their_images_the_ramdisk_and_a_command_line,
     boot_protocol_guests_contain_no_sse,
+    virtio_config_names_its_image_devices_and_backends,
 );

@@ -19,13 +19,10 @@
 #![no_std]
 #![no_main]
 
-mod note;
-mod start_info;
-
 use rt::fw_cfg::{self, E820Entry};
 use rt::{acpi, println};
 
-use start_info::StartInfo;
+use rt::pvh::{StartInfo, START_INFO_MAGIC};
 
 /// Exit statuses, one per failed check.
 pub mod status {
@@ -51,14 +48,13 @@ pub mod status {
     pub const NOT_PVH: u8 = 0x7e;
 }
 
-/// `hvm_start_info.magic`.
-const START_INFO_MAGIC: u32 = 0x336e_c578;
 /// The memory map's RAM may differ this much from fw_cfg's RAM size
 /// (firmware under QEMU keeps some for itself).
 const MEMMAP_MARGIN: u64 = 2 << 20;
 const MIB: u64 = 1 << 20;
 
 rt::entry32!(bsp, ap);
+rt::pvh_note!();
 rt::entry!(not_pvh);
 
 /// Prints `FAIL: ...` and exits with `status`.

@@ -9,6 +9,8 @@
 //! * [`io`]: port I/O and volatile MMIO of each width;
 //! * [`cpu`]: `cpuid`, MSRs, [`cpu::vcpu_id`], halting;
 //! * [`console`]: `print!`/`println!` on COM1;
+//! * [`mem`]: `memcpy` and friends, which the compiler calls and no libc
+//!   provides here;
 //! * [`exit`]: ending the VM with a status byte; the panic handler uses it;
 //! * [`check_eq`]: the `FAIL: ... expected ... got ...` assertion;
 //! * [`boot32`], [`entry32!`]: the 32-bit entry for Multiboot v1 and PVH
@@ -16,7 +18,8 @@
 //! * [`smp`]: INIT-SIPI-SIPI through the local APIC; [`time`]: the TSC
 //!   calibrated against the PIT; [`fw_cfg`]: QEMU's firmware configuration
 //!   ports; [`acpi`]: RSDP, RSDT/XSDT and MADT; [`ramdisk`]: the test
-//!   ramdisk format.
+//!   ramdisk format; [`pvh`]: the PVH entry note ([`pvh_note!`]) and
+//!   `hvm_start_info`.
 //!
 //! Everything here runs at CPL0 with interrupts off and is executed by KVM's
 //! instruction emulator on nested hosts, so it must stay free of SSE (see the
@@ -34,7 +37,9 @@ mod exit;
 pub mod fw_cfg;
 pub mod interrupts;
 pub mod io;
+pub mod mem;
 pub mod phys;
+pub mod pvh;
 pub mod ramdisk;
 pub mod smp;
 pub mod time;
