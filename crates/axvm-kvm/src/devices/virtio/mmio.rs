@@ -233,7 +233,7 @@ impl Transport {
     /// The driver notified queue `index` (through its eventfd).
     pub(crate) fn queue_notified(&self, index: usize) {
         let mut state = self.lock();
-        let result = state.with_queues(&self.interrupt, |device, ctx| {
+        let result = state.with_queues(Some(index), &self.interrupt, |device, ctx| {
             device.process_queue(index, ctx)
         });
         state.settle(result, &self.name, &self.interrupt, || {
@@ -248,7 +248,7 @@ impl Transport {
             // Not active yet: the device takes the data once the driver is ready.
             return;
         }
-        let result = state.with_queues(&self.interrupt, |device, ctx| {
+        let result = state.with_queues(None, &self.interrupt, |device, ctx| {
             device.process_backend(fd, ctx)
         });
         state.settle(result, &self.name, &self.interrupt, || "its backend".into());
@@ -265,7 +265,7 @@ impl Transport {
             }
             VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.acknowledge(value),
             VIRTIO_MMIO_STATUS => state.write_status(value, &self.interrupt, &self.name),
-            _ => state.write_register(offset, value, &self.name),
+            _ => state.write_register(offset, value, &self.name, &self.interrupt),
         }
     }
 
@@ -323,19 +323,32 @@ impl TransportState {
         self.device.features() | VIRTIO_F_VERSION_1
     }
 
-    /// Registers that configure features and queues: allowed only while the driver sets
-    /// the device up (before DRIVER_OK), as the specification requires.
-    fn write_register(&mut self, offset: u32, value: u32, name: &str) {
+    /// Registers that configure features and queues. Features are fixed once FEATURES_OK
+    /// is set. A queue may be configured while it is not ready, even after DRIVER_OK (as
+    /// QEMU allows: drivers such as virtio-drivers disable a queue by writing QueueReady 0
+    /// and wait to read 0 back); a queue made ready after DRIVER_OK is checked at once.
+    fn write_register(&mut self, offset: u32, value: u32, name: &str, interrupt: &VirtioInterrupt) {
+        let active = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0;
+        let selected_ready = self
+            .queues
+            .get(self.queue_sel as usize)
+            .is_some_and(|queue| queue.ready());
         match offset {
             VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_sel = value,
             VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
             VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
-            _ if self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 => {
+            VIRTIO_MMIO_DRIVER_FEATURES => self.write_driver_features(value),
+            VIRTIO_MMIO_QUEUE_READY if value == 0 => self.write_queue_register(offset, value, name),
+            _ if selected_ready => {
                 log::debug!(
-                    "{name}: write {value:#x} to register {offset:#x} after DRIVER_OK ignored"
+                    "{name}: write {value:#x} to register {offset:#x} of a ready queue ignored"
                 );
             }
-            VIRTIO_MMIO_DRIVER_FEATURES => self.write_driver_features(value),
+            VIRTIO_MMIO_QUEUE_READY if active => {
+                self.write_queue_register(offset, value, name);
+                let result = self.check_queue(self.queue_sel as usize);
+                self.settle(result, name, interrupt, || "QueueReady".into());
+            }
             _ => self.write_queue_register(offset, value, name),
         }
     }
@@ -423,29 +436,36 @@ impl TransportState {
                 "set DRIVER_OK without FEATURES_OK".into(),
             ));
         }
-        let ram = self
-            .ram
-            .as_ref()
-            .ok_or_else(|| DeviceFault::Host("guest RAM is not attached".into()))?;
-        for (index, queue) in self.queues.iter().enumerate() {
-            if let Some(error) = &self.queue_errors[index] {
-                return Err(DeviceFault::Driver(error.clone()));
-            }
-            if queue.ready() && !queue.is_valid(ram) {
-                return Err(DeviceFault::Driver(format!(
-                    "placed queue {index} (size {}, descriptors {:#x}, available ring {:#x}, used ring {:#x}) outside guest RAM or misaligned",
-                    queue.size(),
-                    queue.desc_table(),
-                    queue.avail_ring(),
-                    queue.used_ring()
-                )));
-            }
+        for index in 0..self.queues.len() {
+            self.check_queue(index)?;
         }
         let event_idx = 1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
         for queue in &mut self.queues {
             queue.set_event_idx(self.driver_features & event_idx != 0);
         }
         self.device.activate(self.driver_features)
+    }
+
+    /// Refuses queue `index` when the driver configured it wrongly: a bad size, or (when it
+    /// is ready) rings outside guest RAM or misaligned.
+    fn check_queue(&self, index: usize) -> Result<(), DeviceFault> {
+        if let Some(error) = self.queue_errors.get(index).and_then(Option::as_ref) {
+            return Err(DeviceFault::Driver(error.clone()));
+        }
+        let ram = self
+            .ram
+            .as_ref()
+            .ok_or_else(|| DeviceFault::Host("guest RAM is not attached".into()))?;
+        match self.queues.get(index) {
+            Some(queue) if queue.ready() && !queue.is_valid(ram) => Err(DeviceFault::Driver(format!(
+                "placed queue {index} (size {}, descriptors {:#x}, available ring {:#x}, used ring {:#x}) outside guest RAM or misaligned",
+                queue.size(),
+                queue.desc_table(),
+                queue.avail_ring(),
+                queue.used_ring()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn reset(&mut self, interrupt: &VirtioInterrupt) {
@@ -463,9 +483,10 @@ impl TransportState {
     }
 
     /// Runs `work` on the device with its queues, when the driver made the device active
-    /// and it is not waiting for a reset.
+    /// and it is not waiting for a reset, and `queue` (the one notified, if any) is ready.
     fn with_queues(
         &mut self,
+        queue: Option<usize>,
         interrupt: &VirtioInterrupt,
         work: impl FnOnce(&mut dyn VirtioDevice, QueueContext<'_>) -> Result<(), DeviceFault>,
     ) -> Result<(), DeviceFault> {
@@ -480,6 +501,12 @@ impl TransportState {
         let Some(ram) = self.ram.as_ref() else {
             return Err(DeviceFault::Host("guest RAM is not attached".into()));
         };
+        if let Some(index) = queue {
+            if !self.queues.get(index).is_some_and(|q| q.ready()) {
+                log::debug!("notification of queue {index}, which is not ready, ignored");
+                return Ok(());
+            }
+        }
         let ctx = QueueContext {
             queues: &mut self.queues,
             ram,
