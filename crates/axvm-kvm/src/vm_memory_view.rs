@@ -5,7 +5,8 @@ use axvm::memory::GuestMemory;
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 /// A `GuestMemoryMmap` over the same host memory as `memory`; it does not own the memory.
-/// Used for the duration of a load, while the VM (which owns the memory) lives.
+/// Used while the VM (which owns the memory) lives: for a load, and by the virtio devices
+/// until their thread is stopped, which `KvmVm` does before the VM can go.
 pub(crate) fn vm_memory_view(memory: &GuestMemory) -> Result<GuestMemoryMmap, String> {
     let regions = memory
         .regions()

@@ -138,6 +138,11 @@ impl BaseDeviceOps for VirtioMmio {
 
     fn handle_read(&self, at: DeviceOffset, width: AccessWidth) -> Result<u64, DeviceError> {
         let offset = at.offset;
+        if offset == u64::from(VIRTIO_MMIO_INTERRUPT_STATUS) && width == AccessWidth::Dword {
+            // Without the lock: the device thread may hold it through a slow disk request,
+            // and a vCPU in its interrupt handler must not wait for that.
+            return Ok(u64::from(self.transport.interrupt.status()));
+        }
         let state = self.transport.lock();
         if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
             let mut bytes = [0u8; 8];
@@ -254,18 +259,18 @@ impl Transport {
         state.settle(result, &self.name, &self.interrupt, || "its backend".into());
     }
 
+    /// A register write. QueueNotify and InterruptACK take no lock: the device thread may
+    /// hold it through a slow request, and neither may make a vCPU wait for that.
     fn write_register(&self, offset: u32, value: u32) {
-        let mut state = self.lock();
         match offset {
-            VIRTIO_MMIO_QUEUE_NOTIFY => {
-                // KVM's ioeventfd normally catches this write; a write of another width, or
-                // a host without ioeventfd, ends up here.
-                drop(state);
-                self.notify(value as usize);
-            }
+            // KVM's ioeventfd normally catches this write; a write of another width, or a
+            // host without ioeventfd, ends up here.
+            VIRTIO_MMIO_QUEUE_NOTIFY => self.notify(value as usize),
             VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.acknowledge(value),
-            VIRTIO_MMIO_STATUS => state.write_status(value, &self.interrupt, &self.name),
-            _ => state.write_register(offset, value, &self.name, &self.interrupt),
+            VIRTIO_MMIO_STATUS => self.lock().write_status(value, &self.interrupt, &self.name),
+            _ => self
+                .lock()
+                .write_register(offset, value, &self.name, &self.interrupt),
         }
     }
 
