@@ -16,6 +16,7 @@
 //! care), and a driver that breaks the rules gets `DEVICE_NEEDS_RESET`, never a panic.
 
 mod block;
+mod console;
 mod interrupt;
 mod mmio;
 mod setup;
