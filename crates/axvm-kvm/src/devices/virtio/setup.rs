@@ -16,7 +16,14 @@ use crate::error::{Error, KvmError};
 use crate::kvm::KvmHal;
 use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
 
-/// Whether `emu_type` is a virtio device this host emulates.
+/// Whether `emu_type` is a virtio device this host emulates (on the virtio-mmio transport,
+/// at the row's window and interrupt line).
+///
+/// ```
+/// use axvm::EmulatedDeviceType;
+/// assert!(axvm_kvm::is_virtio(EmulatedDeviceType::VirtioConsole));
+/// assert!(!axvm_kvm::is_virtio(EmulatedDeviceType::Dummy));
+/// ```
 pub fn is_virtio(emu_type: EmulatedDeviceType) -> bool {
     matches!(
         emu_type,
