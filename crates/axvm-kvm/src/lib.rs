@@ -66,9 +66,9 @@ pub mod testing;
 mod vm_memory_view;
 mod vmm;
 
-pub use boot::{BootImages, BootPlan, ImageFormat, RamdiskPlacement};
+pub use boot::{kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement};
 pub use devices::{
-    BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
+    is_virtio, BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
     VirtioInterrupt, VirtioMmio, VirtioThread,
 };
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};

@@ -50,9 +50,12 @@ pub struct VmOptions {
     /// the guest printed since the last write; [`KvmVm::run`] returns only once everything
     /// the guest printed is written.
     pub console: Box<dyn Write + Send>,
-    /// What the guest reads from its serial console (COM1's receive side), if anything: a
-    /// thread of its own reads it and queues the bytes in the UART as the guest takes them,
-    /// so a blocking reader (a terminal) never holds up a vCPU. Its end of file ends input.
+    /// What the guest reads from its console, if anything: COM1's receive side, or, when the
+    /// VM has a virtio console, that device's (the first one's, if it has several), so a
+    /// user logs into a guest whose console is `console=hvc0`. A thread of its own reads it
+    /// and queues the bytes as the guest takes them (in the UART's FIFO, or in a bounded
+    /// buffer until the virtio driver posts receive buffers), so a blocking reader (a
+    /// terminal) never holds up a vCPU and nothing is dropped. Its end of file ends input.
     pub console_input: Option<Box<dyn Read + Send>>,
     /// Devices of your own, added beside the platform devices: each must claim ports or
     /// addresses no platform device (COM1, 0xe9, 0xf4, the i8042, 0xcf8-0xcff, fw_cfg 0x510,
@@ -201,21 +204,23 @@ impl KvmVm {
         let console = ConsoleThread::spawn(options.console, observer)
             .map_err(|err| Error::Console(err.to_string()))?;
         let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
-        let virtio = virtio_devices(&config, &hal)?;
-        for device in &virtio {
+        let virtio = virtio_devices(&config, &hal, &console.console())?;
+        for device in &virtio.devices {
             platform.devices.add(device.clone())?;
         }
         for device in options.extra_devices {
             platform.devices.add(device)?;
         }
+        // A virtio console (the first, if several) takes the input COM1 takes otherwise.
+        let input_side = virtio.console_input.unwrap_or(platform.com1_input);
         let console_input = options
             .console_input
-            .map(|input| ConsoleInput::spawn(input, platform.com1_input))
+            .map(|input| ConsoleInput::spawn(input, input_side))
             .transpose()
             .map_err(|err| Error::Console(err.to_string()))?;
         let vm = AxVM::new_validated(config, hal, platform.devices)?;
         let plan = load_planned(&vm, images, plan)?;
-        let virtio = start_virtio(&vm, &virtio)?;
+        let virtio = start_virtio(&vm, &virtio.devices)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
         }

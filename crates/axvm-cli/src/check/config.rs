@@ -3,7 +3,7 @@
 
 use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType};
-use axvm_kvm::{ImageFormat, PlannedRange, RegionFate, VmPlan};
+use axvm_kvm::{is_virtio, kernel_cmdline, ImageFormat, PlannedRange, RegionFate, VmPlan};
 
 use super::memory_map;
 use crate::vm_files::VmFiles;
@@ -28,12 +28,13 @@ pub fn check_config(files: &VmFiles) -> Verdict {
     let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
     problems.extend(plan.host_refusals(config).iter().map(ToString::to_string));
     // Unknown types are warned about below; giving them as Dummy keeps add_emulated from
-    // logging the same warning on stderr.
+    // logging the same warning on stderr. The host's virtio devices are Dummy here too: `run`
+    // adds them before the core looks at the rows, so the core only checks their windows.
     let devices: Vec<_> = config
         .emu_devices
         .iter()
         .cloned()
-        .map(as_dummy_if_unknown)
+        .map(as_dummy_if_unknown_or_virtio)
         .collect();
     if let Err(err) = AxVmDevices::default().add_emulated(&devices) {
         problems.push(err.to_string());
@@ -55,6 +56,7 @@ pub fn check_config(files: &VmFiles) -> Verdict {
     if problems.is_empty() && warnings.is_empty() {
         println!("  [ok  ] valid");
     }
+    print_cmdline(config, &plan);
     memory_map::print(config, &plan);
     Verdict {
         ok: problems.is_empty(),
@@ -62,8 +64,26 @@ pub fn check_config(files: &VmFiles) -> Verdict {
     }
 }
 
-fn as_dummy_if_unknown(mut device: EmulatedDeviceConfig) -> EmulatedDeviceConfig {
-    if let EmulatedDeviceType::Unknown(_) = device.emu_type {
+/// The command line the kernel gets: `kernel.cmdline` with the `virtio_mmio.device=`
+/// entries axvm appends, when the kernel's boot protocol passes one.
+fn print_cmdline(config: &AxVMConfig, plan: &VmPlan) {
+    let line = kernel_cmdline(config);
+    if plan.format.is_boot_protocol() {
+        println!(
+            "\nKernel command line ({:?}):\n  {}",
+            plan.format,
+            line.as_deref().unwrap_or("(empty)")
+        );
+    } else if line.is_some() {
+        println!(
+            "\nKernel command line: none is passed (a {:?} kernel has no boot protocol to take one)",
+            plan.format
+        );
+    }
+}
+
+fn as_dummy_if_unknown_or_virtio(mut device: EmulatedDeviceConfig) -> EmulatedDeviceConfig {
+    if matches!(device.emu_type, EmulatedDeviceType::Unknown(_)) || is_virtio(device.emu_type) {
         device.emu_type = EmulatedDeviceType::Dummy;
     }
     device

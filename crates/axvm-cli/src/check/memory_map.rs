@@ -4,7 +4,7 @@
 //! then the devices. Sorted by address,
 //! so that a collision is visible as two lines over the same addresses.
 
-use axvm::{AxVMConfig, MappingFlags, VmMemConfig};
+use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags, VmMemConfig};
 use axvm_kvm::RegionFate;
 use axvm_kvm::VmPlan;
 
@@ -66,9 +66,19 @@ pub fn print(config: &AxVMConfig, plan: &VmPlan) {
         let text = format!("{} (outside RAM: not loaded)", line.text);
         top.push((Line::new(line.start, line.end, text), Vec::new()));
     }
+    let mut consoles = 0;
     for device in &config.emu_devices {
         let start = device.base_gpa.as_u64();
-        let text = format!("MMIO {}: {}", device.name, device.emu_type);
+        let text = match virtio_kind(device.emu_type) {
+            Some(kind) => {
+                let first_console = device.emu_type == EmulatedDeviceType::VirtioConsole && {
+                    consoles += 1;
+                    consoles == 1
+                };
+                virtio_text(kind, device, first_console)
+            }
+            None => format!("MMIO {}: {}", device.name, device.emu_type),
+        };
         top.push((
             Line::new(start, start.saturating_add(device.length), text),
             Vec::new(),
@@ -89,6 +99,33 @@ pub fn print(config: &AxVMConfig, plan: &VmPlan) {
             content.print("  ");
         }
     }
+}
+
+/// The short name of a virtio device type, as Linux and QEMU name them.
+fn virtio_kind(emu_type: EmulatedDeviceType) -> Option<&'static str> {
+    match emu_type {
+        EmulatedDeviceType::VirtioBlk => Some("virtio-blk"),
+        EmulatedDeviceType::VirtioNet => Some("virtio-net"),
+        EmulatedDeviceType::VirtioConsole => Some("virtio-console"),
+        _ => None,
+    }
+}
+
+/// "virtio-blk vda, IRQ 5, disk /images/disk.img (read-only)": the device, its interrupt
+/// line and what it is connected to on the host. A virtio console prints to axvm's console;
+/// the first one also gets axvm's console input (instead of COM1).
+fn virtio_text(kind: &str, device: &EmulatedDeviceConfig, first_console: bool) -> String {
+    let backend = match (&device.backend, device.emu_type) {
+        (Some(backend), _) => backend.to_string(),
+        (None, EmulatedDeviceType::VirtioConsole) if first_console => {
+            "axvm's console and its input".to_string()
+        }
+        (None, EmulatedDeviceType::VirtioConsole) => {
+            "axvm's console (output only: the first virtio console gets the input)".to_string()
+        }
+        (None, _) => "no backend".to_string(),
+    };
+    format!("{kind} {}, IRQ {}, {backend}", device.name, device.irq_id)
 }
 
 /// "[0] RAM rwx--- MapAlloc: allocated": the region, and how the KVM host will give it

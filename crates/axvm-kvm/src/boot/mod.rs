@@ -51,6 +51,35 @@ use crate::plan::VmPlan;
 /// `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` and without ACPI; kernels with ACPI find them in the
 /// DSDT and take the entries for unknown parameters). A command line that already has such
 /// an entry is the user's choice and is left as it is. `None` when there is nothing to pass.
+///
+/// ```
+/// use axvm::config::toml::AxVMCrateConfig;
+///
+/// let text = r#"
+/// [base]
+/// id = 1
+/// name = "cmdline"
+/// vm_type = 1
+/// cpu_num = 1
+/// [kernel]
+/// entry_point = 0x100000
+/// image_location = "memory"
+/// kernel_path = "kernel"
+/// kernel_load_addr = 0x100000
+/// cmdline = "console=hvc0"
+/// memory_regions = [[0x0, 0x800_0000, 0x7, 0]]
+/// [devices]
+/// passthrough_devices = []
+/// emu_devices = [["hvc0", 0xd000_2000, 0x1000, 7, 0xE3, []]]
+/// interrupt_mode = "emu"
+/// "#;
+/// let config = AxVMCrateConfig::from_toml(text)?.into_vm_config()?;
+/// assert_eq!(
+///     axvm_kvm::kernel_cmdline(&config).as_deref(),
+///     Some("console=hvc0 virtio_mmio.device=4K@0xd0002000:7")
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn kernel_cmdline(config: &AxVMConfig) -> Option<String> {
     let user = config.cmdline.as_deref().unwrap_or("");
     if user.contains("virtio_mmio.device=") {

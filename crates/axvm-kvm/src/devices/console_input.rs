@@ -30,8 +30,9 @@ pub trait ReceiveFifo: Send + Sync {
     fn room(&self) -> FifoRoom;
 }
 
-/// Counts the times the guest read a UART's receive FIFO empty, and wakes whoever waits for
-/// that: the UART reports it as a vm-superio [`SerialEvents::in_buffer_empty`] event.
+/// Counts the times the guest read a UART's receive FIFO empty (or otherwise made room in a
+/// receiver, see [`made_room`](Self::made_room)), and wakes whoever waits for that: the UART
+/// reports it as a vm-superio [`SerialEvents::in_buffer_empty`] event.
 #[derive(Clone, Default)]
 pub struct FifoRoom(Arc<(Mutex<u64>, Condvar)>);
 
@@ -48,6 +49,12 @@ impl FifoRoom {
         let _ = changed
             .wait_timeout_while(guard, timeout, |count| *count <= seen)
             .unwrap_or_else(|p| p.into_inner());
+    }
+
+    /// Tells the input thread that the receiver has room again before it is empty: a
+    /// virtio console frees room each time the driver takes bytes into a buffer.
+    pub fn made_room(&self) {
+        self.notify();
     }
 
     fn notify(&self) {

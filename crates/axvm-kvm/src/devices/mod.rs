@@ -37,8 +37,8 @@ pub use pci_host::PciHost;
 pub use reset_control::ResetControl;
 pub use serial::{IrqLine, SerialConsole, COM1_IRQ};
 pub use virtio::{
-    check_virtio_devices, virtio_devices, virtio_rows, BackendEvent, DeviceFault, Disk, GuestRam,
-    QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
+    check_virtio_devices, is_virtio, virtio_devices, virtio_rows, BackendEvent, DeviceFault, Disk,
+    GuestRam, QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
 };
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing

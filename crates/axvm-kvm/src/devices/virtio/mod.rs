@@ -16,6 +16,7 @@
 //! care), and a driver that breaks the rules gets `DEVICE_NEEDS_RESET`, never a panic.
 
 mod block;
+mod console;
 mod interrupt;
 mod mmio;
 mod setup;
@@ -24,7 +25,7 @@ mod thread;
 pub use block::{Disk, VirtioBlock};
 pub use interrupt::VirtioInterrupt;
 pub use mmio::VirtioMmio;
-pub use setup::{check_virtio_devices, virtio_devices, virtio_rows};
+pub use setup::{check_virtio_devices, is_virtio, virtio_devices, virtio_rows};
 pub use thread::VirtioThread;
 
 use std::os::fd::RawFd;

@@ -9,14 +9,26 @@ use axvm::{AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 use kvm_ioctls::IoEventAddress;
 
 use super::block::{Disk, VirtioBlock};
+use super::console::VirtioConsole;
 use super::{VirtioDevice, VirtioInterrupt, VirtioMmio};
+use crate::devices::{ReceiveFifo, SharedConsole};
 use crate::error::{Error, KvmError};
 use crate::kvm::KvmHal;
 use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
 
-/// Whether `emu_type` is a virtio device this host emulates.
+/// Whether `emu_type` is a virtio device this host emulates (on the virtio-mmio transport,
+/// at the row's window and interrupt line).
+///
+/// ```
+/// use axvm::EmulatedDeviceType;
+/// assert!(axvm_kvm::is_virtio(EmulatedDeviceType::VirtioConsole));
+/// assert!(!axvm_kvm::is_virtio(EmulatedDeviceType::Dummy));
+/// ```
 pub fn is_virtio(emu_type: EmulatedDeviceType) -> bool {
-    matches!(emu_type, EmulatedDeviceType::VirtioBlk)
+    matches!(
+        emu_type,
+        EmulatedDeviceType::VirtioBlk | EmulatedDeviceType::VirtioConsole
+    )
 }
 
 /// The `emu_devices` rows that are virtio devices, with their indices (for field names).
@@ -87,14 +99,40 @@ fn backend_field(row: &EmulatedDeviceConfig) -> String {
     format!("devices.backends.{} (or kernel.disk_path)", row.name)
 }
 
+/// The virtio devices of a VM, and where its console input goes when it has a virtio
+/// console.
+pub struct VirtioDevices {
+    /// Every virtio device, in row order.
+    pub devices: Vec<Arc<VirtioMmio>>,
+    /// The input side of the first virtio console, if there is one: the VM's console input
+    /// feeds it instead of COM1 (further virtio consoles print but get no input).
+    pub console_input: Option<Arc<dyn ReceiveFifo>>,
+}
+
+/// What the host gives virtio consoles: the VM's console for their output, and (filled
+/// in by the first console) the way to their input.
+struct ConsoleWiring<'a> {
+    output: &'a SharedConsole,
+    input: Option<Arc<dyn ReceiveFifo>>,
+}
+
 /// Creates the virtio devices of `config` on `hal`: each device on its backend, with an
 /// irqfd on its GSI (when the host has an irqchip) and an ioeventfd per queue on its
 /// QueueNotify register. Paths in backends are used as given (the caller resolved them).
-pub fn virtio_devices(config: &AxVMConfig, hal: &KvmHal) -> Result<Vec<Arc<VirtioMmio>>, Error> {
+/// Virtio consoles print to `console`.
+pub fn virtio_devices(
+    config: &AxVMConfig,
+    hal: &KvmHal,
+    console: &SharedConsole,
+) -> Result<VirtioDevices, Error> {
     check_virtio_devices(config)?;
     let mut devices = Vec::new();
+    let mut wiring = ConsoleWiring {
+        output: console,
+        input: None,
+    };
     for (index, row) in virtio_rows(config) {
-        let device = device_for(index, row, config)?;
+        let device = device_for(index, row, config, &mut wiring)?;
         let line = if hal.has_irqchip() {
             Some(hal.irq_line(row.irq_id as u32)?)
         } else {
@@ -117,7 +155,10 @@ pub fn virtio_devices(config: &AxVMConfig, hal: &KvmHal) -> Result<Vec<Arc<Virti
         register_notifiers(hal, &mmio)?;
         devices.push(Arc::new(mmio));
     }
-    Ok(devices)
+    Ok(VirtioDevices {
+        devices,
+        console_input: wiring.input,
+    })
 }
 
 /// Lets KVM complete the driver's writes to QueueNotify itself, signalling the queue's
@@ -136,6 +177,7 @@ fn device_for(
     index: usize,
     row: &EmulatedDeviceConfig,
     config: &AxVMConfig,
+    console: &mut ConsoleWiring<'_>,
 ) -> Result<Box<dyn VirtioDevice>, Error> {
     let backend_field = || backend_field(row);
     match (&row.emu_type, &row.backend) {
@@ -144,6 +186,18 @@ fn device_for(
             let disk = Disk::open(Path::new(path), *read_only, &serial)
                 .map_err(|message| ConfigError::invalid(backend_field(), message))?;
             Ok(Box::new(VirtioBlock::new(disk)))
+        }
+        (EmulatedDeviceType::VirtioConsole, None) => {
+            let device = VirtioConsole::new(console.output.clone()).map_err(|err| {
+                ConfigError::invalid(
+                    field(index, row),
+                    format!("cannot create its input eventfd: {err}"),
+                )
+            })?;
+            if console.input.is_none() {
+                console.input = Some(device.inbox());
+            }
+            Ok(Box::new(device))
         }
         _ => Err(ConfigError::invalid(
             field(index, row),
