@@ -69,7 +69,7 @@ mod vmm;
 pub use boot::{kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement};
 pub use devices::{
     is_virtio, BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
-    VirtioInterrupt, VirtioMmio, VirtioThread,
+    VirtioInterrupt, VirtioMmio, VirtioThread, VIRTIO_F_VERSION_1,
 };
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;

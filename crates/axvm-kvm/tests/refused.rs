@@ -113,12 +113,12 @@ fn device_type_axvm_does_not_emulate_is_refused() {
     let original = r#"["scratch", 0xfeb0_0000, 0x1000, 0, 0x0, []]"#;
     assert!(axvm_guests::DEMO_CONFIG.contains(original));
     let text = axvm_guests::DEMO_CONFIG
-        .replace(original, r#"["scratch", 0xfeb0_0000, 0x1000, 0, 0xE1, []]"#);
+        .replace(original, r#"["scratch", 0xfeb0_0000, 0x1000, 0, 0x21, []]"#);
     assert_refused(
         parse_config(&text),
         axvm_guests::DEMO,
         "devices.emu_devices[0] (scratch)",
-        "virtio block",
+        "GIC partial pass-through distributor",
     );
 }
 

@@ -39,6 +39,7 @@ pub use serial::{IrqLine, SerialConsole, COM1_IRQ};
 pub use virtio::{
     check_virtio_devices, is_virtio, virtio_devices, virtio_rows, BackendEvent, DeviceFault, Disk,
     GuestRam, QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
+    VIRTIO_F_VERSION_1,
 };
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
