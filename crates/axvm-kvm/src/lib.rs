@@ -71,6 +71,10 @@ pub use devices::{
     BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
     VirtioInterrupt, VirtioMmio, VirtioThread,
 };
+pub use devices::{
+    FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
+    PORT_QUEUE_FRAMES,
+};
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;
 pub use diagnostics::{Diagnostics, DiagnosticsOptions};

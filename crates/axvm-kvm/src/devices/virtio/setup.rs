@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axvm::config::DeviceBackend;
+use axvm::config::{DeviceBackend, NetBackend};
 use axvm::{AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 use kvm_ioctls::IoEventAddress;
 
 use super::block::{Disk, VirtioBlock};
+use super::net::{FramePort, Switch, Tap, VirtioNet};
 use super::{VirtioDevice, VirtioInterrupt, VirtioMmio};
 use crate::error::{Error, KvmError};
 use crate::kvm::KvmHal;
@@ -16,7 +17,10 @@ use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
 
 /// Whether `emu_type` is a virtio device this host emulates.
 pub fn is_virtio(emu_type: EmulatedDeviceType) -> bool {
-    matches!(emu_type, EmulatedDeviceType::VirtioBlk)
+    matches!(
+        emu_type,
+        EmulatedDeviceType::VirtioBlk | EmulatedDeviceType::VirtioNet
+    )
 }
 
 /// The `emu_devices` rows that are virtio devices, with their indices (for field names).
@@ -145,6 +149,13 @@ fn device_for(
                 .map_err(|message| ConfigError::invalid(backend_field(), message))?;
             Ok(Box::new(VirtioBlock::new(disk)))
         }
+        (EmulatedDeviceType::VirtioNet, Some(DeviceBackend::Net { network, mac })) => {
+            let port = frame_port(network).map_err(|message| {
+                ConfigError::invalid(format!("devices.backends.{}.net", row.name), message)
+            })?;
+            let mac = mac.unwrap_or_else(|| VirtioNet::default_mac(config.id, index));
+            Ok(Box::new(VirtioNet::new(mac, port)))
+        }
         _ => Err(ConfigError::invalid(
             field(index, row),
             format!(
@@ -153,5 +164,17 @@ fn device_for(
             ),
         )
         .into()),
+    }
+}
+
+/// Opens the host end of a network: a tap (which may fail: no CAP_NET_ADMIN, a busy
+/// interface) or a port on the process's switch of that name.
+fn frame_port(network: &NetBackend) -> Result<Box<dyn FramePort>, String> {
+    match network {
+        NetBackend::Tap(name) => Ok(Box::new(Tap::open(name)?)),
+        NetBackend::Switch(name) => Switch::named(name)
+            .connect()
+            .map(|port| Box::new(port) as Box<dyn FramePort>)
+            .map_err(|err| format!("cannot connect to switch {name}: {err}")),
     }
 }
