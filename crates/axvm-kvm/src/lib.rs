@@ -72,7 +72,7 @@ pub use devices::{
     VirtioInterrupt, VirtioMmio, VirtioThread,
 };
 pub use devices::{
-    FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
+    is_virtio, FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
     PORT_QUEUE_FRAMES,
 };
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};

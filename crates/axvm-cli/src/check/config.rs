@@ -28,10 +28,12 @@ pub fn check_config(files: &VmFiles) -> Verdict {
     let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
     problems.extend(plan.host_refusals(config).iter().map(ToString::to_string));
     // Unknown types are warned about below; giving them as Dummy keeps add_emulated from
-    // logging the same warning on stderr.
+    // logging the same warning on stderr. Virtio rows are the host's (the plan checked
+    // them), as in `run`, where the host adds them before the core looks.
     let devices: Vec<_> = config
         .emu_devices
         .iter()
+        .filter(|device| !axvm_kvm::is_virtio(device.emu_type))
         .cloned()
         .map(as_dummy_if_unknown)
         .collect();

@@ -41,7 +41,7 @@ pub use virtio::{
     QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
 };
 pub use virtio::{
-    FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
+    is_virtio, FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
     PORT_QUEUE_FRAMES,
 };
 
