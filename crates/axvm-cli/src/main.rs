@@ -38,13 +38,11 @@ fn main() -> ExitCode {
                         Some(path) => vm_files::load(path),
                         None => vm_files::demo(),
                     };
-                    files.map_err(|err| err.to_string()).and_then(|files| {
-                        run::run(files, unclaimed, stats, trace_exits, watchdog)
-                    })
+                    files
+                        .map_err(|err| err.to_string())
+                        .and_then(|files| run::run(files, unclaimed, stats, trace_exits, watchdog))
                 }
-                several => {
-                    several::run_several(several, unclaimed, stats, trace_exits, watchdog)
-                }
+                several => several::run_several(several, unclaimed, stats, trace_exits, watchdog),
             };
             result.unwrap_or_else(|message| {
                 eprintln!("axvm: {message}");

@@ -75,7 +75,9 @@ pub fn run_several(
         eprintln!("axvm: [{name}] status {}: {}", ending.status, ending.how);
     }
     let first_failure = endings.iter().find(|ending| ending.status != 0);
-    Ok(ExitCode::from(first_failure.map_or(0, |ending| ending.status)))
+    Ok(ExitCode::from(
+        first_failure.map_or(0, |ending| ending.status),
+    ))
 }
 
 /// Creates every VM, the first failure stopping them all. VM names must differ, since

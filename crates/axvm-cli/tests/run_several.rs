@@ -75,8 +75,14 @@ fn ping_and_pong_run_side_by_side_with_prefixed_consoles() {
     let paths = configs(
         &scratch,
         &[
-            ("ping.toml", virtio_config(1, "vm-a", "virtio.net=ping", Some(&switch))),
-            ("pong.toml", virtio_config(2, "vm-b", "virtio.net=pong", Some(&switch))),
+            (
+                "ping.toml",
+                virtio_config(1, "vm-a", "virtio.net=ping", Some(&switch)),
+            ),
+            (
+                "pong.toml",
+                virtio_config(2, "vm-b", "virtio.net=pong", Some(&switch)),
+            ),
         ],
     );
     let output = run(&paths);
@@ -111,14 +117,19 @@ fn a_failing_vm_gives_axvm_its_status() {
     let paths = configs(
         &scratch,
         &[
-            ("fine.toml", virtio_config(1, "fine", "", Some("switch:unused"))),
+            (
+                "fine.toml",
+                virtio_config(1, "fine", "", Some("switch:unused")),
+            ),
             ("bare.toml", virtio_config(2, "bare", "", None)),
         ],
     );
     let output = run(&paths);
     assert_eq!(output.code(), 2, "{output:#?}");
     assert!(output.stdout.contains("[fine] virtio: all devices ok\n"));
-    assert!(output.stdout.contains("[bare] virtio: FAIL: no virtio_mmio.device"));
+    assert!(output
+        .stdout
+        .contains("[bare] virtio: FAIL: no virtio_mmio.device"));
     assert_eq!(
         status_lines(&output),
         [
@@ -153,7 +164,10 @@ fn two_vms_of_one_name_are_refused() {
     let paths = configs(&scratch, &[("a.toml", text.clone()), ("b.toml", text)]);
     let output = run(&paths);
     assert_eq!(output.code(), 1, "{output:#?}");
-    assert!(output.stderr.contains("both name their VM `twin`"), "{output:#?}");
+    assert!(
+        output.stderr.contains("both name their VM `twin`"),
+        "{output:#?}"
+    );
     assert_eq!(output.stdout, "");
 }
 
@@ -167,10 +181,15 @@ fn check_takes_several_configs() {
     args.extend(paths.iter().map(PathBuf::as_path));
     let output = axvm(&args);
     assert_eq!(output.code(), 1, "{output:#?}");
-    assert!(output.stdout.contains("good.toml (VM 1 `good`"), "{output:#?}");
+    assert!(
+        output.stdout.contains("good.toml (VM 1 `good`"),
+        "{output:#?}"
+    );
     assert!(output.stdout.contains("[ok  ] valid"), "{output:#?}");
     assert!(
-        output.stdout.contains("bad.toml: config field `devices.backends.net0`"),
+        output
+            .stdout
+            .contains("bad.toml: config field `devices.backends.net0`"),
         "{output:#?}"
     );
 }

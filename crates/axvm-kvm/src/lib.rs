@@ -68,12 +68,12 @@ mod vmm;
 
 pub use boot::{BootImages, BootPlan, ImageFormat, RamdiskPlacement};
 pub use devices::{
-    BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
-    VirtioInterrupt, VirtioMmio, VirtioThread,
+    is_virtio, FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN,
+    NET_HDR_LEN, PORT_QUEUE_FRAMES,
 };
 pub use devices::{
-    is_virtio, FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
-    PORT_QUEUE_FRAMES,
+    BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
+    VirtioInterrupt, VirtioMmio, VirtioThread,
 };
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;

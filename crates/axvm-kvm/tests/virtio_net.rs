@@ -91,12 +91,18 @@ fn ping_and_pong_exchange_frames_through_a_switch() {
     let network = format!("switch:kvm-test-{}", std::process::id());
     let (ping_console, pong_console) = (Console::default(), Console::default());
     // ping takes its default address (VM id 1, row 0), pong a configured one.
-    let ping = create(&net_config(1, "ping", "ping", &network, None), &ping_console);
+    let ping = create(
+        &net_config(1, "ping", "ping", &network, None),
+        &ping_console,
+    );
     let pong = create(
         &net_config(2, "pong", "pong", &network, Some("52:54:00:12:34:56")),
         &pong_console,
     );
-    let outcomes = run_all(vec![(ping, ping_console.clone()), (pong, pong_console.clone())]);
+    let outcomes = run_all(vec![
+        (ping, ping_console.clone()),
+        (pong, pong_console.clone()),
+    ]);
     let (ping_text, pong_text) = (ping_console.text(), pong_console.text());
     assert_eq!(
         outcomes,

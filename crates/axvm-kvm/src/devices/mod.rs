@@ -41,8 +41,8 @@ pub use virtio::{
     QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
 };
 pub use virtio::{
-    is_virtio, FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
-    PORT_QUEUE_FRAMES,
+    is_virtio, FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN,
+    NET_HDR_LEN, PORT_QUEUE_FRAMES,
 };
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing

@@ -216,7 +216,9 @@ impl VirtioNet {
             };
             let head = chain.head_index();
             let mut writer = Writer::new(ram, chain).map_err(|e| {
-                DeviceFault::Driver(format!("gave receive buffer {head} that is not in RAM: {e}"))
+                DeviceFault::Driver(format!(
+                    "gave receive buffer {head} that is not in RAM: {e}"
+                ))
             })?;
             if writer.available_bytes() < NET_HDR_LEN + frame.len() {
                 log::debug!(
@@ -229,7 +231,9 @@ impl VirtioNet {
                 continue;
             }
             write_received(&mut writer, &frame).map_err(|e| {
-                DeviceFault::Driver(format!("gave receive buffer {head} that cannot be written: {e}"))
+                DeviceFault::Driver(format!(
+                    "gave receive buffer {head} that cannot be written: {e}"
+                ))
             })?;
             self.counters.rx_frames += 1;
             ctx.add_used(RX, head, (NET_HDR_LEN + frame.len()) as u32)?;

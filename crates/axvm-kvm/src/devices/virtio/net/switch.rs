@@ -28,7 +28,9 @@ static SWITCHES: LazyLock<Mutex<HashMap<String, Weak<Switch>>>> = LazyLock::new(
 /// Locks `mutex`, ignoring poisoning: the data behind these locks (queues, tables) stays
 /// consistent whatever panicked.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A learning Ethernet switch shared by the VMs of this process.
@@ -232,7 +234,13 @@ mod tests {
     }
 
     fn frame(destination: [u8; 6], source: [u8; 6], payload: &str) -> Vec<u8> {
-        [&destination[..], &source[..], &[0x88, 0xb5], payload.as_bytes()].concat()
+        [
+            &destination[..],
+            &source[..],
+            &[0x88, 0xb5],
+            payload.as_bytes(),
+        ]
+        .concat()
     }
 
     fn drain(port: &SwitchPort) -> Vec<Vec<u8>> {

@@ -195,7 +195,12 @@ mod tests {
             wait_readable(host.as_raw_fd());
             // SAFETY: reads into `buffer`, which outlives the call.
             let len = unsafe {
-                libc::recv(host.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0)
+                libc::recv(
+                    host.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    0,
+                )
             };
             assert!(len >= 0, "{}", std::io::Error::last_os_error());
             // The kernel may send frames of its own (IPv6 router solicitations).

@@ -175,9 +175,18 @@ const RX_HEADER: [u8; NET_HDR_LEN] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
 fn transmit_strips_the_header_across_descriptors() {
     let mut bench = Bench::new();
     let sent = frame(60, 0xab);
-    bench.ram.write_slice(&[0x77; NET_HDR_LEN], GuestAddress(0x8000)).unwrap();
-    bench.ram.write_slice(&sent[..20], GuestAddress(0x800c)).unwrap();
-    bench.ram.write_slice(&sent[20..], GuestAddress(0x9000)).unwrap();
+    bench
+        .ram
+        .write_slice(&[0x77; NET_HDR_LEN], GuestAddress(0x8000))
+        .unwrap();
+    bench
+        .ram
+        .write_slice(&sent[..20], GuestAddress(0x800c))
+        .unwrap();
+    bench
+        .ram
+        .write_slice(&sent[20..], GuestAddress(0x9000))
+        .unwrap();
     let head = bench
         .tx
         .offer(&bench.ram, &[(0x8000, 32, false), (0x9000, 40, false)]);
@@ -204,7 +213,10 @@ fn receive_prepends_a_header_with_one_buffer() {
 #[test]
 fn a_frame_too_big_for_the_chain_is_dropped_and_the_chain_kept() {
     let mut bench = Bench::new();
-    bench.ram.write_slice(&[0xee; 128], GuestAddress(0x8000)).unwrap();
+    bench
+        .ram
+        .write_slice(&[0xee; 128], GuestAddress(0x8000))
+        .unwrap();
     let head = bench.rx.offer(&bench.ram, &[(0x8000, 72, true)]);
     bench.arrive(frame(61, 1)); // 12 + 61 > 72
     bench.arrive(frame(60, 2)); // fits exactly
@@ -213,7 +225,11 @@ fn a_frame_too_big_for_the_chain_is_dropped_and_the_chain_kept() {
     assert_eq!(bench.device.counters().rx_frames, 1);
     assert_eq!(bench.rx.used(&bench.ram), vec![(u32::from(head), 72)]);
     assert_eq!(bench.read(0x8000 + NET_HDR_LEN as u64, 60), frame(60, 2));
-    assert_eq!(bench.read(0x8000 + 72, 8), [0xee; 8], "written past the chain");
+    assert_eq!(
+        bench.read(0x8000 + 72, 8),
+        [0xee; 8],
+        "written past the chain"
+    );
 }
 
 #[test]
