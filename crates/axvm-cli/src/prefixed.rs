@@ -11,7 +11,7 @@ const LONGEST_LINE: usize = 4096;
 /// A line is written whole (under stdout's lock) once its newline comes; what is left
 /// without one is written, ended by a newline, when the writer is dropped.
 ///
-/// ```ignore
+/// ```text
 /// let mut console = PrefixedLines::new("vm-a");
 /// console.write_all(b"hello\nwor")?; // prints "[vm-a] hello\n"
 /// drop(console);                      // prints "[vm-a] wor\n"

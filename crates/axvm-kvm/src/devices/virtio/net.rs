@@ -136,11 +136,11 @@ pub struct NetCounters {
 /// use axvm_kvm::{Switch, VirtioDevice, VirtioNet};
 /// let port = Switch::named("doc-net").connect()?;
 /// let mac = VirtioNet::default_mac(1, 2);
-/// assert_eq!(mac.to_string(), "52:54:00:01:02:00");
+/// assert_eq!(mac.to_string(), "52:54:00:00:01:02");
 /// let device = VirtioNet::new(mac, Box::new(port));
 /// let mut config = [0u8; 8];
 /// device.read_config(0, &mut config);
-/// assert_eq!(config, [0x52, 0x54, 0, 1, 2, 0, 1, 0]); // the MAC, then "link up"
+/// assert_eq!(config, [0x52, 0x54, 0, 0, 1, 2, 1, 0]); // the MAC, then "link up"
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct VirtioNet {
