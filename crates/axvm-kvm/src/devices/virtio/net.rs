@@ -45,9 +45,9 @@ const TX: usize = 1;
 const QUEUE_SIZE: u16 = 256;
 /// The length of `virtio_net_hdr_v1`, which precedes every frame in the queues.
 pub const NET_HDR_LEN: usize = 12;
-/// The longest frame the device sends or receives: 64 KiB (a tap's largest, with its MTU
-/// at the maximum, is shorter).
-pub const MAX_FRAME_LEN: usize = 64 * 1024;
+/// The longest frame the device sends or receives: 64 KiB and an Ethernet header, so the
+/// largest a tap gives (its MTU at the maximum, 65535, and the header) is never cut short.
+pub const MAX_FRAME_LEN: usize = 64 * 1024 + 14;
 
 /// Where a virtio-net device's frames go and come from: a [`Tap`], a [`SwitchPort`], or
 /// a test's fake.
@@ -94,11 +94,7 @@ impl FramePort for SwitchPort {
 
 impl FramePort for Tap {
     fn receive(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let mut buffer = vec![0u8; MAX_FRAME_LEN];
-        Ok(Tap::receive(self, &mut buffer)?.map(|len| {
-            buffer.truncate(len);
-            buffer
-        }))
+        self.receive_frame(MAX_FRAME_LEN)
     }
 
     fn send(&mut self, frame: &[u8]) -> std::io::Result<bool> {

@@ -17,6 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 pub struct Tap {
     file: File,
     name: String,
+    /// Where [`receive_frame`](Self::receive_frame) reads, kept between frames.
+    buffer: Vec<u8>,
 }
 
 impl Tap {
@@ -54,6 +56,7 @@ impl Tap {
         Ok(Self {
             file,
             name: name.into(),
+            buffer: Vec::new(),
         })
     }
 
@@ -75,6 +78,17 @@ impl Tap {
             Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(None),
             Err(err) => Err(err),
         }
+    }
+
+    /// Reads one frame of at most `longest` bytes (longer ones are cut short), or `None`
+    /// when no frame is waiting.
+    pub fn receive_frame(&mut self, longest: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.resize(longest, 0);
+        let received = self.receive(&mut buffer);
+        let frame = received.map(|len| len.map(|len| buffer[..len].to_vec()));
+        self.buffer = buffer;
+        frame
     }
 
     /// Sends one frame. `Ok(false)` when the interface's queue is full (the frame is lost,
