@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axvm_kvm::{KvmVm, VmOptions, VmOutcome};
 use common::{parse_config, require_kvm, Console};
@@ -140,7 +141,151 @@ fn a_tap_that_cannot_be_opened_is_refused_naming_the_field() {
     assert!(err.contains("tap lo"), "{err}");
 }
 
+/// The host's end of tap `name`: the interface brought up and an AF_PACKET socket on it.
+fn host_end_of_tap(name: &str) -> OwnedFd {
+    // SAFETY: socket and ioctl calls on descriptors and plain structs owned here.
+    unsafe {
+        let control = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(control >= 0, "{}", std::io::Error::last_os_error());
+        let control = OwnedFd::from_raw_fd(control);
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, &byte) in request.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *slot = byte as libc::c_char;
+        }
+        let found = libc::ioctl(control.as_raw_fd(), libc::SIOCGIFINDEX, &mut request);
+        assert_eq!(found, 0, "{}", std::io::Error::last_os_error());
+        let index = request.ifr_ifru.ifru_ifindex;
+        request.ifr_ifru.ifru_flags = libc::IFF_UP as libc::c_short;
+        let up = libc::ioctl(control.as_raw_fd(), libc::SIOCSIFFLAGS, &mut request);
+        assert_eq!(up, 0, "{}", std::io::Error::last_os_error());
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        let socket = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol),
+        );
+        assert!(socket >= 0, "{}", std::io::Error::last_os_error());
+        let socket = OwnedFd::from_raw_fd(socket);
+        let mut address: libc::sockaddr_ll = std::mem::zeroed();
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = protocol;
+        address.sll_ifindex = index;
+        let bound = libc::bind(
+            socket.as_raw_fd(),
+            &address as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(bound, 0, "{}", std::io::Error::last_os_error());
+        socket
+    }
+}
+
+/// The next frame on `socket`, or `None` when none came within a short poll (the caller
+/// checks whether the VM is still running, and asks again).
+fn next_frame(socket: &OwnedFd) -> Option<Vec<u8>> {
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, then a read into a buffer, both owned here.
+    unsafe {
+        if libc::poll(&mut poll, 1, 100) != 1 {
+            return None;
+        }
+        let mut buffer = vec![0u8; 2048];
+        let len = libc::recv(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            0,
+        );
+        buffer.truncate(usize::try_from(len).ok()?);
+        Some(buffer)
+    }
+}
+
+/// The guest pings over a host tap, and the test, on the host side of the tap, answers
+/// each ping as pong would: frames cross the tap both ways through the device.
+fn a_guest_on_a_tap_exchanges_frames_with_the_host() {
+    require_kvm();
+    const HOST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc];
+    let name = format!("axvmk{}", std::process::id() % 100_000);
+    let console = Console::default();
+    let config = net_config(5, "tapping", "ping", &format!("tap:{name}"), None);
+    let images = axvm_kvm::BootImages {
+        kernel: axvm_guests::VIRTIO.to_vec(),
+        ..Default::default()
+    };
+    let options = VmOptions {
+        console: Box::new(console.clone()),
+        ..Default::default()
+    };
+    let vm = match KvmVm::create(parse_config(&config), &images, options) {
+        Ok(vm) => Arc::new(vm),
+        Err(err) if err.to_string().contains("CAP_NET_ADMIN") => {
+            common::skip(format!("no tap here: {err}"))
+        }
+        Err(err) => panic!("cannot create the VM: {err}"),
+    };
+    let socket = host_end_of_tap(&name);
+    let (done, ended) = mpsc::channel();
+    let runner = vm.clone();
+    thread::spawn(move || {
+        let _ = done.send(runner.run());
+    });
+    let mut answered = 0;
+    let start = Instant::now();
+    let outcome = loop {
+        if let Ok(result) = ended.try_recv() {
+            break result.expect("the VM failed");
+        }
+        if start.elapsed() > DEADLINE {
+            vm.vm().shutdown();
+            panic!("the VM still ran after {DEADLINE:?}: {}", console.text());
+        }
+        let Some(frame) = next_frame(&socket) else {
+            continue;
+        };
+        let Some(round) = ping_round(&frame) else {
+            continue;
+        };
+        let mut pong = [&frame[6..12], &HOST_MAC[..], &[0x88, 0xb5]].concat();
+        pong.extend_from_slice(format!("pong {round}").as_bytes());
+        pong.resize(60, 0);
+        // SAFETY: writes from `pong`, which outlives the call.
+        let sent = unsafe { libc::send(socket.as_raw_fd(), pong.as_ptr().cast(), pong.len(), 0) };
+        assert_eq!(sent, 60, "{}", std::io::Error::last_os_error());
+        answered += 1;
+        assert!(answered < 100, "the guest kept pinging: {}", console.text());
+    };
+    let text = console.text();
+    assert_eq!(outcome, VmOutcome::Exited(0), "{text}");
+    assert!(
+        text.contains("virtio: net ok: mac 52:54:00:00:05:00 peer 52:54:00:aa:bb:cc"),
+        "{text}"
+    );
+}
+
+/// The round of a `ping <n>` frame of the virtio guest.
+fn ping_round(frame: &[u8]) -> Option<u32> {
+    if frame.get(12..14)? != [0x88, 0xb5] {
+        return None;
+    }
+    let payload = frame.get(14..)?;
+    let end = payload
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(payload.len());
+    std::str::from_utf8(&payload[..end])
+        .ok()?
+        .strip_prefix("ping ")?
+        .parse()
+        .ok()
+}
+
 axvm_test_harness::main!(
+    a_guest_on_a_tap_exchanges_frames_with_the_host,
     ping_and_pong_exchange_frames_through_a_switch,
     a_tap_that_cannot_be_opened_is_refused_naming_the_field,
 );
