@@ -24,15 +24,23 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boot a VM; the guest's serial console goes to stdout.
+    /// Boot a VM (or several at once); the guest's serial console goes to stdout.
     ///
     /// The exit status is the byte the guest writes to the exit port (0xf4), 0 after a
     /// keyboard-controller reset, or 1 with a one-line reason on stderr when the VM cannot be
     /// created or fails.
+    ///
+    /// With several configs, every VM is created first (a bad config stops axvm before any
+    /// guest runs), then all run at once in this process, where `switch:NAME` networks of
+    /// the same name connect them. Each console line on stdout is prefixed with `[NAME] `
+    /// (the VM's base.name); console input is not read; stderr ends with one line per VM,
+    /// `axvm: [NAME] status N: how it ended`; the exit status is that of the first VM to
+    /// fail (end with a status other than 0), else 0.
     Run {
-        /// The VM config file. Image paths in it are relative to it. Omit it to boot the
-        /// embedded demo guest.
-        config: Option<PathBuf>,
+        /// The VM config file(s). Image paths in each are relative to it. Omit them to boot
+        /// the embedded demo guest.
+        #[arg(value_name = "CONFIG")]
+        configs: Vec<PathBuf>,
 
         /// What a guest access to a port, MMIO address or MSR without a device does.
         #[arg(long, value_enum, default_value_t = Unclaimed::Ignore)]
@@ -44,7 +52,7 @@ pub enum Command {
         stats: bool,
 
         /// Write every vCPU exit to FILE as one JSON line (kind, vCPU, RIP, port or address,
-        /// width, data, time); see the README for the fields.
+        /// width, data, time); see the README for the fields. One config only.
         #[arg(long, value_name = "FILE")]
         trace_exits: Option<PathBuf>,
 
@@ -53,11 +61,12 @@ pub enum Command {
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         watchdog: Option<Duration>,
     },
-    /// Say whether this host can run VMs (and why not), and validate a config, printing its
-    /// memory map. Exits 0 when all is well.
+    /// Say whether this host can run VMs (and why not), and validate configs, printing
+    /// their memory maps. Exits 0 when all is well.
     Check {
-        /// The VM config file to validate.
-        config: Option<PathBuf>,
+        /// The VM config file(s) to validate.
+        #[arg(value_name = "CONFIG")]
+        configs: Vec<PathBuf>,
     },
 }
 

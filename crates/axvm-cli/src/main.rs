@@ -2,7 +2,9 @@
 
 mod check;
 mod cli;
+mod prefixed;
 mod run;
+mod several;
 mod vm_files;
 
 use std::process::ExitCode;
@@ -15,7 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let command = cli.command.unwrap_or(Command::Run {
-        config: None,
+        configs: Vec::new(),
         unclaimed: cli::Unclaimed::Ignore,
         stats: false,
         trace_exits: None,
@@ -23,27 +25,36 @@ fn main() -> ExitCode {
     });
     match command {
         Command::Run {
-            config,
+            configs,
             unclaimed,
             stats,
             trace_exits,
             watchdog,
         } => {
-            let files = match &config {
-                Some(path) => vm_files::load(path),
-                None => vm_files::demo(),
+            let trace_exits = trace_exits.as_deref();
+            let result = match configs.as_slice() {
+                [] | [_] => {
+                    let files = match configs.first() {
+                        Some(path) => vm_files::load(path),
+                        None => vm_files::demo(),
+                    };
+                    files
+                        .map_err(|err| err.to_string())
+                        .and_then(|files| run::run(files, unclaimed, stats, trace_exits, watchdog))
+                }
+                several => several::run_several(several, unclaimed, stats, trace_exits, watchdog),
             };
-            let result = files.map_err(|err| err.to_string()).and_then(|files| {
-                run::run(files, unclaimed, stats, trace_exits.as_deref(), watchdog)
-            });
             result.unwrap_or_else(|message| {
                 eprintln!("axvm: {message}");
                 ExitCode::FAILURE
             })
         }
-        Command::Check { config } => {
-            check::check(config.map(|path| vm_files::load(&path).map_err(|err| err.to_string())))
-        }
+        Command::Check { configs } => check::check(
+            configs
+                .iter()
+                .map(|path| vm_files::load(path).map_err(|err| err.to_string()))
+                .collect(),
+        ),
     }
 }
 

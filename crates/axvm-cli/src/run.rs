@@ -31,16 +31,22 @@ pub fn run(
         console: Box::new(std::io::stdout()),
         console_input: stdin_as_console_input(),
         extra_devices: Vec::new(),
-        unclaimed: match unclaimed {
-            Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
-            Unclaimed::Error => UnclaimedAccessPolicy::Error,
-        },
+        unclaimed: unclaimed_policy(unclaimed),
         diagnostics: DiagnosticsOptions {
             stats,
             trace_exits,
             watchdog,
         },
     };
+    let (name, vm) = create_vm(files, options)?;
+    let result = vm.run();
+    report_after_run(&vm, result.is_err());
+    conclude(&vm, &name, result).map(ExitCode::from)
+}
+
+/// Validates the config of `files` and creates its VM with `options`: the VM's name and
+/// the VM, or a one-line reason naming the config.
+pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), String> {
     // The one validation of the config on the run path: the plan and the VM take it as
     // validated.
     let config = files
@@ -55,21 +61,37 @@ pub fn run(
         VmPlan::for_valid_config(&config, &files.images).map_err(|err| cannot_create(&err))?;
     let vm = KvmVm::from_plan(config, &files.images, &plan, options)
         .map_err(|err| cannot_create(&err))?;
-    let result = vm.run();
-    report_after_run(&vm, result.is_err());
+    Ok((name, vm))
+}
+
+/// The exit status a run of VM `name` that ended with `result` gives `axvm`, or the
+/// one-line reason it failed (status 1).
+pub fn conclude(
+    vm: &KvmVm,
+    name: &str,
+    result: Result<VmOutcome, axvm_kvm::Error>,
+) -> Result<u8, String> {
     let outcome = result.map_err(|err| format!("VM `{name}` failed: {err}"))?;
     log::info!("VM `{name}` ended: {outcome:?}");
     match outcome {
-        VmOutcome::Exited(status) => Ok(ExitCode::from(status)),
+        VmOutcome::Exited(status) => Ok(status),
         VmOutcome::GuestReset { vcpu } => Err(format!(
             "VM `{name}`: vCPU {vcpu} reset the machine without an exit status (on x86 usually a triple fault: an exception the guest could not handle)"
         )),
         VmOutcome::AllHalted => Err(format!("VM `{name}`: every vCPU halted and nothing can wake them")),
-        VmOutcome::Stopped => Ok(ExitCode::SUCCESS),
+        VmOutcome::Stopped => Ok(0),
         VmOutcome::NoProgress => Err(vm.watchdog_report().map_or_else(
             || format!("VM `{name}`: the watchdog stopped it"),
             |report| report.trim_end().to_string(),
         )),
+    }
+}
+
+/// The device manager's policy for `--unclaimed`.
+pub fn unclaimed_policy(unclaimed: Unclaimed) -> UnclaimedAccessPolicy {
+    match unclaimed {
+        Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
+        Unclaimed::Error => UnclaimedAccessPolicy::Error,
     }
 }
 
@@ -94,7 +116,7 @@ fn stdin_as_console_input() -> Option<Box<dyn Read + Send>> {
 /// (`-v`): a stock kernel probes absent devices on every boot, so they are no warning; they
 /// are left out when the run `failed`, whose one-line reason already names the access that
 /// stopped it under `--unclaimed error`.
-fn report_after_run(vm: &KvmVm, failed: bool) {
+pub fn report_after_run(vm: &KvmVm, failed: bool) {
     let unclaimed = vm.unclaimed_summary().filter(|_| !failed);
     let diagnostics = vm.diagnostics();
     if let Some(stats) = diagnostics.and_then(|d| d.stats()) {

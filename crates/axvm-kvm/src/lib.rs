@@ -68,8 +68,9 @@ mod vmm;
 
 pub use boot::{kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement};
 pub use devices::{
-    is_virtio, BackendEvent, DeviceFault, Disk, GuestRam, QueueContext, VirtioBlock, VirtioDevice,
-    VirtioInterrupt, VirtioMmio, VirtioThread, VIRTIO_F_VERSION_1,
+    is_virtio, BackendEvent, DeviceFault, Disk, FramePort, GuestRam, NetCounters, QueueContext,
+    Switch, SwitchPort, Tap, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioNet,
+    VirtioThread, MAX_FRAME_LEN, NET_HDR_LEN, PORT_QUEUE_FRAMES, VIRTIO_F_VERSION_1,
 };
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;

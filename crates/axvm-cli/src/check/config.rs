@@ -33,6 +33,7 @@ pub fn check_config(files: &VmFiles) -> Verdict {
     let devices: Vec<_> = config
         .emu_devices
         .iter()
+        .filter(|device| !axvm_kvm::is_virtio(device.emu_type))
         .cloned()
         .map(as_dummy_if_unknown_or_virtio)
         .collect();

@@ -13,11 +13,11 @@ use std::process::ExitCode;
 
 use crate::vm_files::VmFiles;
 
-/// Prints the host report, then (with a config) its problems, warnings and memory map.
-pub fn check(files: Option<Result<VmFiles, String>>) -> ExitCode {
+/// Prints the host report, then each config's problems, warnings and memory map.
+pub fn check(configs: Vec<Result<VmFiles, String>>) -> ExitCode {
     let mut ok = host::print_host();
     let mut warnings = 0;
-    if let Some(files) = files {
+    for files in configs {
         match files {
             Ok(files) => {
                 let verdict = config::check_config(&files);

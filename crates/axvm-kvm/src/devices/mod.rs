@@ -41,6 +41,10 @@ pub use virtio::{
     GuestRam, QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
     VIRTIO_F_VERSION_1,
 };
+pub use virtio::{
+    FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
+    PORT_QUEUE_FRAMES,
+};
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
 /// to `console` (a [`ConsoleThread`]'s), COM1's IRQ 4 through `hal`'s irqchip (when it has

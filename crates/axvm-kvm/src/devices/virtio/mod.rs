@@ -19,12 +19,17 @@ mod block;
 mod console;
 mod interrupt;
 mod mmio;
+mod net;
 mod setup;
 mod thread;
 
 pub use block::{Disk, VirtioBlock};
 pub use interrupt::VirtioInterrupt;
 pub use mmio::VirtioMmio;
+pub use net::{
+    FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
+    PORT_QUEUE_FRAMES,
+};
 pub use setup::{check_virtio_devices, is_virtio, virtio_devices, virtio_rows};
 pub use thread::VirtioThread;
 

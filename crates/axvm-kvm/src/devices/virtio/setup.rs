@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axvm::config::DeviceBackend;
+use axvm::config::{DeviceBackend, NetBackend};
 use axvm::{AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 use kvm_ioctls::IoEventAddress;
 
 use super::block::{Disk, VirtioBlock};
 use super::console::VirtioConsole;
+use super::net::{FramePort, Switch, Tap, VirtioNet};
 use super::{VirtioDevice, VirtioInterrupt, VirtioMmio};
 use crate::devices::{ReceiveFifo, SharedConsole};
 use crate::error::{Error, KvmError};
@@ -27,7 +28,9 @@ use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
 pub fn is_virtio(emu_type: EmulatedDeviceType) -> bool {
     matches!(
         emu_type,
-        EmulatedDeviceType::VirtioBlk | EmulatedDeviceType::VirtioConsole
+        EmulatedDeviceType::VirtioBlk
+            | EmulatedDeviceType::VirtioConsole
+            | EmulatedDeviceType::VirtioNet
     )
 }
 
@@ -199,6 +202,13 @@ fn device_for(
             }
             Ok(Box::new(device))
         }
+        (EmulatedDeviceType::VirtioNet, Some(DeviceBackend::Net { network, mac })) => {
+            let port = frame_port(network).map_err(|message| {
+                ConfigError::invalid(format!("devices.backends.{}.net", row.name), message)
+            })?;
+            let mac = mac.unwrap_or_else(|| VirtioNet::default_mac(config.id, index));
+            Ok(Box::new(VirtioNet::new(mac, port)))
+        }
         _ => Err(ConfigError::invalid(
             field(index, row),
             format!(
@@ -207,5 +217,17 @@ fn device_for(
             ),
         )
         .into()),
+    }
+}
+
+/// Opens the host end of a network: a tap (which may fail: no CAP_NET_ADMIN, a busy
+/// interface) or a port on the process's switch of that name.
+fn frame_port(network: &NetBackend) -> Result<Box<dyn FramePort>, String> {
+    match network {
+        NetBackend::Tap(name) => Ok(Box::new(Tap::open(name)?)),
+        NetBackend::Switch(name) => Switch::named(name)
+            .connect()
+            .map(|port| Box::new(port) as Box<dyn FramePort>)
+            .map_err(|err| format!("cannot connect to switch {name}: {err}")),
     }
 }
