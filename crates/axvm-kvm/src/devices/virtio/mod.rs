@@ -19,6 +19,8 @@ mod block;
 mod interrupt;
 mod mmio;
 mod setup;
+#[cfg(test)]
+mod tests;
 mod thread;
 
 pub use block::{Disk, VirtioBlock};
