@@ -38,6 +38,9 @@ const BUFFERS: u64 = 0x1_0000;
 pub const DISK_SECTORS: u64 = 512;
 /// The serial number GET_ID answers.
 pub const SERIAL: &str = "axvm-test-serial";
+/// How long serving one notification may take before the test calls it a hang; far more
+/// than any test needs, it only turns a hang into a failure.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(20);
 /// The device's window (any address; the driver only uses offsets).
 const BASE: u64 = 0xd000_0000;
 
@@ -392,9 +395,30 @@ impl Driver {
             .get(queue as usize)
             .is_some_and(|notifier| notifier.read().is_ok());
         if fired {
-            self.mmio.transport().queue_notified(queue as usize);
+            self.serve(queue as usize);
         }
         fired
+    }
+
+    /// What the device thread does when queue `index`'s eventfd fires, on a thread of its
+    /// own: a device that never returns (a spinning queue walk) fails the test after
+    /// [`HANG`] instead of hanging it.
+    pub fn serve(&self, index: usize) {
+        let transport = self.mmio.transport().clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            transport.queue_notified(index);
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(HANG) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the device still works on queue {index} after {HANG:?}: it hangs")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the device panicked serving queue {index}")
+            }
+        }
     }
 
     /// The used ring's index.

@@ -4,3 +4,4 @@
 
 mod block;
 mod driver;
+mod hostile;
