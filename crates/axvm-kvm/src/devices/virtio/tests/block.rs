@@ -110,7 +110,7 @@ fn get_id_truncates_a_long_serial_and_a_short_buffer() {
     let disk = TempDisk::new(8);
     let long = "0123456789abcdefghijKLMNOP";
     let opened = crate::devices::virtio::Disk::open(&disk.path, false, long).expect("disk");
-    let mut driver = Driver::around(disk, opened);
+    let mut driver = Driver::around(disk.into(), opened, two_region_ram());
     driver.setup(0);
     let request = driver.blk_request(VIRTIO_BLK_T_GET_ID, 0, &[32], true, 0);
     assert_eq!(driver.complete(&request), S_OK);

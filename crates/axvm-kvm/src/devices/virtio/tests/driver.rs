@@ -6,6 +6,7 @@
 //! and calls the transport's `queue_notified`.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axvm::device::{BaseDeviceOps, DeviceOffset};
@@ -151,7 +152,7 @@ pub fn two_region_ram() -> GuestMemoryMmap {
 pub struct Driver {
     pub mmio: VirtioMmio,
     pub ram: GuestMemoryMmap,
-    pub disk: TempDisk,
+    pub disk: Rc<TempDisk>,
     /// The queue's size as the driver set it.
     pub size: u16,
     /// Where the rings are.
@@ -174,12 +175,11 @@ impl Driver {
     pub fn with_disk(read_only: bool) -> Self {
         let disk = TempDisk::new(DISK_SECTORS);
         let opened = Disk::open(&disk.path, read_only, SERIAL).expect("cannot open the disk");
-        Self::around(disk, opened)
+        Self::around(Rc::new(disk), opened, two_region_ram())
     }
 
-    /// The driver of a block device on `opened` (the disk at `disk`), with RAM attached.
-    pub fn around(disk: TempDisk, opened: Disk) -> Self {
-        let ram = two_region_ram();
+    /// The driver of a block device on `opened` (the disk at `disk`), with `ram` attached.
+    pub fn around(disk: Rc<TempDisk>, opened: Disk, ram: GuestMemoryMmap) -> Self {
         let mmio = VirtioMmio::new(
             "vda",
             EmulatedDeviceType::VirtioBlk,

@@ -127,14 +127,12 @@ fn a_buffer_spanning_two_adjacent_regions_is_fine() {
     // The contrast to the gap: regions that touch form one guest-physical range.
     let disk = TempDisk::new(DISK_SECTORS);
     let opened = crate::devices::virtio::Disk::open(&disk.path, false, SERIAL).expect("disk");
-    let mut driver = Driver::around(disk, opened);
     let ram = vm_memory::GuestMemoryMmap::from_ranges(&[
         (GuestAddress(0), 0x10_0000),
         (GuestAddress(0x10_0000), 0x10_0000),
     ])
     .expect("ram");
-    driver.mmio.attach_ram(ram.clone());
-    driver.ram = ram;
+    let mut driver = Driver::around(disk.into(), opened, ram);
     driver.setup(0);
     let (mut descs, request) = driver.blk_descs(VIRTIO_BLK_T_IN, 3, &[], true, 0);
     descs.insert(1, Desc::writable(0x10_0000 - 256, 512));

@@ -4,4 +4,5 @@
 
 mod block;
 mod driver;
+mod fuzz;
 mod hostile;
