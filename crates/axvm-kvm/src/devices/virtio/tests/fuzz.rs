@@ -25,7 +25,7 @@ const RAM_END: u64 = 0x1_8000;
 /// The disk's size in sectors (sectors past it are asked for too).
 const FUZZ_SECTORS: u64 = 64;
 
-const DEFAULT_SEED: u64 = 0x5eed_a11c_e0f_b10c;
+const DEFAULT_SEED: u64 = 0x05ee_da11_ce0f_b10c;
 
 /// A tiny xorshift64* generator: enough randomness for fuzzing, no dependency.
 struct Rng(u64);
