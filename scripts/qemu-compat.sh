@@ -5,8 +5,7 @@
 #
 # Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
 #
-#   CASE        multiboot-smp1, multiboot-smp4, pvh (default: these three), virtio-blk
-#               (only when named: its axvm side needs axvm's virtio-mmio devices)
+#   CASE        multiboot-smp1, multiboot-smp4, pvh, virtio-blk (default: all four)
 #   --no-build  use the axvm binary and guest images already built
 #   --keep      keep the work directory (configs, consoles, logs) and print its path
 #
@@ -53,11 +52,10 @@ all_cases=(
   "multiboot-smp1:multiboot:1:yes:none"
   "multiboot-smp4:multiboot:4:yes:none"
   "pvh:pvh:2:yes:none"
-)
-# Run only when named.
-named_cases=(
   "virtio-blk:virtio:1:no:virtio-blk"
 )
+# Run only when named (none at present).
+named_cases=()
 # The virtio-blk case's disk: 1 MiB, sector 0 starting with this text.
 disk_text="axvm-virtio-disk"
 disk_mib=1

@@ -153,7 +153,7 @@ impl VirtioDevice for VirtioBlock {
             queue
                 .disable_notification(ram)
                 .map_err(|e| DeviceFault::Driver(format!("placed its rings badly: {e}")))?;
-            while let Some(chain) = ctx.queue(index)?.pop_descriptor_chain(ram) {
+            while let Some(chain) = ctx.pop_chain(index)? {
                 let head = chain.head_index();
                 let reader = Reader::new(ram, chain.clone()).map_err(|e| {
                     DeviceFault::Driver(format!("sent request {head} with a bad buffer: {e}"))

@@ -1,6 +1,7 @@
 //! The virtio-mmio transport, register layout version 2 ("modern"): what the driver reads and
 //! writes to discover a device, negotiate features, place its queues and drive its status.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
@@ -78,7 +79,7 @@ impl VirtioMmio {
             .map(|_| EventFd::new(libc::EFD_NONBLOCK))
             .collect::<std::io::Result<Vec<_>>>()?;
         let state = TransportState {
-            queue_errors: vec![None; queues.len()],
+            queue_errors: vec![BTreeMap::new(); queues.len()],
             queues,
             device,
             device_features_sel: 0,
@@ -205,9 +206,10 @@ pub(crate) struct Transport {
 struct TransportState {
     device: Box<dyn VirtioDevice>,
     queues: Vec<Queue>,
-    /// Why a queue's configuration is unusable (a size that is not a power of two, ...),
-    /// found when the driver wrote it and reported when it sets DRIVER_OK.
-    queue_errors: Vec<Option<String>>,
+    /// Why a queue's configuration is unusable (a size that is not a power of two, a
+    /// misaligned ring, ...), by the register whose last write was wrong: found when the
+    /// driver wrote it, reported when it makes the queue live.
+    queue_errors: Vec<BTreeMap<u32, String>>,
     device_features_sel: u32,
     driver_features_sel: u32,
     driver_features: u64,
@@ -380,25 +382,46 @@ impl TransportState {
         };
         match offset {
             VIRTIO_MMIO_QUEUE_NUM => {
-                self.queue_errors[index] = queue.try_set_size(value as u16).err().map(|_| {
+                let fits = u16::try_from(value).is_ok_and(|size| queue.try_set_size(size).is_ok());
+                let error = (!fits).then(|| {
                     format!(
                         "set queue {index}'s size to {value}, which is not a power of two of at most {}",
                         queue.max_size()
                     )
                 });
-                if value > u32::from(u16::MAX) {
-                    self.queue_errors[index] = Some(format!("set queue {index}'s size to {value}"));
-                }
+                self.record_queue_error(index, offset, error);
             }
             VIRTIO_MMIO_QUEUE_READY => queue.set_ready(value == 1),
-            VIRTIO_MMIO_QUEUE_DESC_LOW => queue.set_desc_table_address(Some(value), None),
+            VIRTIO_MMIO_QUEUE_DESC_LOW => {
+                queue.set_desc_table_address(Some(value), None);
+                let error = misaligned(index, "descriptor table", value, 16);
+                self.record_queue_error(index, offset, error);
+            }
             VIRTIO_MMIO_QUEUE_DESC_HIGH => queue.set_desc_table_address(None, Some(value)),
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW => queue.set_avail_ring_address(Some(value), None),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => {
+                queue.set_avail_ring_address(Some(value), None);
+                let error = misaligned(index, "available ring", value, 2);
+                self.record_queue_error(index, offset, error);
+            }
             VIRTIO_MMIO_QUEUE_AVAIL_HIGH => queue.set_avail_ring_address(None, Some(value)),
-            VIRTIO_MMIO_QUEUE_USED_LOW => queue.set_used_ring_address(Some(value), None),
+            VIRTIO_MMIO_QUEUE_USED_LOW => {
+                queue.set_used_ring_address(Some(value), None);
+                let error = misaligned(index, "used ring", value, 4);
+                self.record_queue_error(index, offset, error);
+            }
             VIRTIO_MMIO_QUEUE_USED_HIGH => queue.set_used_ring_address(None, Some(value)),
             _ => log::debug!("{name}: write {value:#x} to register {offset:#x} ignored"),
         }
+    }
+
+    /// Remembers (or, for `None`, forgets) what is wrong with the last write to queue
+    /// `index`'s register `offset`.
+    fn record_queue_error(&mut self, index: usize, offset: u32, error: Option<String>) {
+        let errors = &mut self.queue_errors[index];
+        match error {
+            Some(error) => errors.insert(offset, error),
+            None => errors.remove(&offset),
+        };
     }
 
     /// The Status register: 0 resets the device; otherwise the driver adds bits as it goes
@@ -454,7 +477,7 @@ impl TransportState {
     /// Refuses queue `index` when the driver configured it wrongly: a bad size, or (when it
     /// is ready) rings outside guest RAM or misaligned.
     fn check_queue(&self, index: usize) -> Result<(), DeviceFault> {
-        if let Some(error) = self.queue_errors.get(index).and_then(Option::as_ref) {
+        if let Some(error) = self.queue_errors.get(index).and_then(|e| e.values().next()) {
             return Err(DeviceFault::Driver(error.clone()));
         }
         let ram = self
@@ -478,7 +501,7 @@ impl TransportState {
         for queue in &mut self.queues {
             queue.reset();
         }
-        self.queue_errors.iter_mut().for_each(|e| *e = None);
+        self.queue_errors.iter_mut().for_each(BTreeMap::clear);
         self.status = 0;
         self.driver_features = 0;
         self.device_features_sel = 0;
@@ -538,4 +561,13 @@ impl TransportState {
             interrupt.signal_config();
         }
     }
+}
+
+/// Why a ring of queue `index` whose address ends in `low` is misaligned, if it is: the
+/// queue keeps its previous address then (`virtio-queue` refuses the write), so without this
+/// the device would silently use rings the driver never placed.
+fn misaligned(index: usize, ring: &str, low: u32, alignment: u32) -> Option<String> {
+    (low % alignment != 0).then(|| {
+        format!("placed queue {index}'s {ring} at {low:#x}, which is not {alignment}-byte aligned")
+    })
 }

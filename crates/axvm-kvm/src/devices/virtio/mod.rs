@@ -21,6 +21,8 @@ mod interrupt;
 mod mmio;
 mod net;
 mod setup;
+#[cfg(test)]
+mod tests;
 mod thread;
 
 pub use block::{Disk, VirtioBlock};
@@ -36,7 +38,7 @@ pub use thread::VirtioThread;
 use std::os::fd::RawFd;
 
 use event_manager::EventSet;
-use virtio_queue::Queue;
+use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::GuestMemoryMmap;
 
 /// Guest RAM as devices reach it: every memory region of the VM, bounds-checked.
@@ -68,7 +70,7 @@ pub struct QueueContext<'a> {
     pub interrupt: &'a VirtioInterrupt,
 }
 
-impl QueueContext<'_> {
+impl<'a> QueueContext<'a> {
     /// Returns the chain at `head` of queue `index` to the driver with `len` bytes written,
     /// and interrupts the driver when it asked to be told.
     pub fn add_used(&mut self, index: usize, head: u16, len: u32) -> Result<(), DeviceFault> {
@@ -83,6 +85,25 @@ impl QueueContext<'_> {
             self.interrupt.signal_used();
         }
         Ok(())
+    }
+
+    /// The next descriptor chain the driver made available in queue `index`, if any.
+    ///
+    /// Use this rather than `pop_descriptor_chain`, which only logs a broken available
+    /// ring and answers `None`: a driver whose available index runs more than a queue's
+    /// worth ahead would then leave `enable_notification` reporting work forever, and the
+    /// device would spin with its transport locked. Here that driver gets a fault.
+    pub fn pop_chain(
+        &mut self,
+        index: usize,
+    ) -> Result<Option<DescriptorChain<&'a GuestRam>>, DeviceFault> {
+        use virtio_queue::QueueOwnedT;
+        let ram = self.ram;
+        let queue = self.queue(index)?;
+        let mut chains = queue.iter(ram).map_err(|err| {
+            DeviceFault::Driver(format!("gave queue {index} a bad available ring: {err}"))
+        })?;
+        Ok(chains.next())
     }
 
     /// Queue `index`, or a fault naming it when the device has no such queue.
