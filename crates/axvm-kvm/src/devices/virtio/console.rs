@@ -114,7 +114,7 @@ impl VirtioConsole {
         let ram = ctx.ram;
         loop {
             while !self.input.is_empty() {
-                let Some(chain) = ctx.queue(RECEIVEQ)?.pop_descriptor_chain(ram) else {
+                let Some(chain) = ctx.pop_chain(RECEIVEQ)? else {
                     break;
                 };
                 let head = chain.head_index();
@@ -148,7 +148,7 @@ impl VirtioConsole {
             ctx.queue(TRANSMITQ)?
                 .disable_notification(ram)
                 .map_err(|e| DeviceFault::Driver(format!("placed its rings badly: {e}")))?;
-            while let Some(chain) = ctx.queue(TRANSMITQ)?.pop_descriptor_chain(ram) {
+            while let Some(chain) = ctx.pop_chain(TRANSMITQ)? {
                 let head = chain.head_index();
                 let reader = Reader::new(ram, chain).map_err(|e| {
                     DeviceFault::Driver(format!("sent output {head} in a bad buffer: {e}"))

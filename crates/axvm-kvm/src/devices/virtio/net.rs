@@ -202,7 +202,7 @@ impl VirtioNet {
                     Err(err) => return Err(DeviceFault::Host(format!("receiving: {err}"))),
                 },
             };
-            let Some(chain) = ctx.queue(RX)?.pop_descriptor_chain(ram) else {
+            let Some(chain) = ctx.pop_chain(RX)? else {
                 self.pending = Some(frame);
                 // Ask to be told when buffers come; some may have come meanwhile.
                 if ctx.queue(RX)?.enable_notification(ram).map_err(rings)? {
@@ -241,7 +241,7 @@ impl VirtioNet {
         let ram = ctx.ram;
         loop {
             ctx.queue(TX)?.disable_notification(ram).map_err(rings)?;
-            while let Some(chain) = ctx.queue(TX)?.pop_descriptor_chain(ram) {
+            while let Some(chain) = ctx.pop_chain(TX)? {
                 let head = chain.head_index();
                 let reader = Reader::new(ram, chain).map_err(|e| {
                     DeviceFault::Driver(format!("sent frame {head} from outside RAM: {e}"))
