@@ -99,15 +99,26 @@ impl SignalStop {
     }
 }
 
-/// Ends axvm on a second signal: one line on stderr, written without the stderr lock
-/// (another thread may hold it, stuck on a stalled stderr), then `_exit`.
+/// Ends axvm on a second signal: one line on stderr, then `_exit`. The line is written
+/// without the stderr lock (the thread that holds it may be the one stuck), and only when
+/// stderr can take it now: a stalled stderr must not hold up the exit either.
 fn exit_now(signal: i32) -> ! {
     let line = format!(
         "axvm: {} again: exiting without waiting for the VMs to stop\n",
         name(signal)
     );
-    // SAFETY: writes a buffer that lives across the call to fd 2; a failure is ignored.
-    let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    let mut stderr = libc::pollfd {
+        fd: 2,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: polls one descriptor described by a live `pollfd`, without waiting.
+    let writable = unsafe { libc::poll(&mut stderr, 1, 0) } == 1
+        && stderr.revents & libc::POLLOUT != 0;
+    if writable {
+        // SAFETY: writes a buffer that lives across the call to fd 2; a failure is ignored.
+        let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
     signal_hook::low_level::exit(128 + signal)
 }
 

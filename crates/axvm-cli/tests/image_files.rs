@@ -1,0 +1,2 @@
+mod common;
+axvm_test_harness::main!();
