@@ -1,10 +1,11 @@
 //! `axvm`: run and check VMs from ArceOS hypervisor config files, on Linux KVM.
 
+mod bounded_read;
 mod check;
 mod cli;
+mod output;
 mod prefixed;
 mod run;
-mod output;
 mod several;
 mod signals;
 mod vm_files;
@@ -51,14 +52,9 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
                     let files = files.map_err(|err| err.to_string())?;
                     run::run(files, unclaimed, stats, trace_exits, watchdog, &signals)
                 }
-                several => several::run_several(
-                    several,
-                    unclaimed,
-                    stats,
-                    trace_exits,
-                    watchdog,
-                    &signals,
-                ),
+                several => {
+                    several::run_several(several, unclaimed, stats, trace_exits, watchdog, &signals)
+                }
             }
         }
         Command::Check { configs } => Ok(check::check(

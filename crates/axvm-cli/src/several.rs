@@ -174,9 +174,11 @@ fn ending(
     let (status, how) = match conclude(vm, name, result) {
         Ok(_) if stopped => (
             0,
-            signals.received().map_or("stopped by the host".to_string(), |signal| {
-                format!("stopped by {}", signals::name(signal))
-            }),
+            signals
+                .received()
+                .map_or("stopped by the host".to_string(), |signal| {
+                    format!("stopped by {}", signals::name(signal))
+                }),
         ),
         Ok(status) => (status, format!("the guest exited with status {status}")),
         Err(message) => (1, message),

@@ -83,7 +83,9 @@ impl SignalStop {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing panics under this lock; a poisoned one still holds a consistent state.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn on_signal(&self, signal: i32) {
@@ -113,8 +115,8 @@ fn exit_now(signal: i32) -> ! {
         revents: 0,
     };
     // SAFETY: polls one descriptor described by a live `pollfd`, without waiting.
-    let writable = unsafe { libc::poll(&mut stderr, 1, 0) } == 1
-        && stderr.revents & libc::POLLOUT != 0;
+    let writable =
+        unsafe { libc::poll(&mut stderr, 1, 0) } == 1 && stderr.revents & libc::POLLOUT != 0;
     if writable {
         // SAFETY: writes a buffer that lives across the call to fd 2; a failure is ignored.
         let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
@@ -131,7 +133,9 @@ pub fn name(signal: i32) -> &'static str {
 pub fn stopped_by(signal: i32) -> output::Result<ExitCode> {
     errln!("axvm: stopped by {}", name(signal))?;
     let _ = std::io::stderr().flush();
-    Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX)))
+    Ok(ExitCode::from(
+        u8::try_from(128 + signal).unwrap_or(u8::MAX),
+    ))
 }
 
 #[cfg(test)]

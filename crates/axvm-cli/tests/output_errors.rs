@@ -92,7 +92,12 @@ fn check_into_a_full_device_gives_one_line_and_status_1() {
         Stdio::from(File::create(&stderr).unwrap()),
     );
     let status = wait(child);
-    assert_eq!(status.code(), Some(1), "{status:?}; stderr:\n{}", read(&stderr));
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{status:?}; stderr:\n{}",
+        read(&stderr)
+    );
     assert_eq!(
         read(&stderr),
         "axvm: cannot write to stdout: No space left on device\n"

@@ -127,7 +127,11 @@ fn sigterm_stops_the_vm_prints_the_stats_and_completes_the_trace() {
     assert_eq!(status.code(), Some(143), "{status:?}\n{stderr}");
     assert_eq!(stdout, "R\n");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(stderr.lines().last(), Some("axvm: stopped by SIGTERM"), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("axvm: stopped by SIGTERM"),
+        "{stderr}"
+    );
     assert!(stderr.contains("exit statistics: "), "{stderr}");
     assert!(
         stderr

@@ -22,7 +22,10 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
     let config = &files.config;
     outln!(
         "\nConfig {} (VM {} `{}`, {} vCPU(s)):",
-        files.origin, config.id, config.name, config.cpu_num
+        files.origin,
+        config.id,
+        config.name,
+        config.cpu_num
     )?;
     // What this host will do comes from the host crate's plan, the one `axvm run` loads by.
     let mut plan = VmPlan::sketch(config, &files.images);
