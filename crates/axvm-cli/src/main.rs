@@ -3,6 +3,7 @@
 mod bounded_read;
 mod check;
 mod cli;
+mod host_memory;
 mod output;
 mod prefixed;
 mod run;

@@ -61,6 +61,9 @@ pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), 
         .into_valid()
         .map_err(|err| config_error(&files.origin, err).to_string())?;
     let name = config.name.clone();
+    if let Some(warning) = crate::host_memory::warning(&config) {
+        log::warn!("{}: {warning}", files.origin);
+    }
     let cannot_create = |err: &dyn std::fmt::Display| {
         format!("cannot create VM `{name}` ({}): {err}", files.origin)
     };

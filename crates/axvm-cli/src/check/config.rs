@@ -103,6 +103,7 @@ fn warnings(config: &AxVMConfig, plan: &VmPlan) -> Vec<String> {
             warnings.push(format!("kernel.memory_regions[{index}]: MapIdentical cannot be honoured by a Linux process: the region will be allocated elsewhere (guest-physical addresses are unchanged)"));
         }
     }
+    warnings.extend(crate::host_memory::warning(config));
     entry_warning(config, plan, &mut warnings);
     for (later, image) in plan.images.iter().enumerate() {
         for earlier in plan.images[..later]
