@@ -104,17 +104,15 @@ pub fn write(stream: Stream, args: fmt::Arguments<'_>) -> Result {
     written.map_err(|error| OutputError { stream, error })
 }
 
-/// Ends a command: flushes stdout, then gives `result`'s exit status, or prints its reason
-/// (status 1), or ends as [`OutputError::exit`] says.
+/// Ends a command: gives `result`'s exit status, or prints its reason (status 1), or ends
+/// as [`OutputError::exit`] says. Stdout needs no flush here: [`write`] flushes each
+/// write, and under `axvm run` stdout is the guest's console, whose errors its own thread
+/// reports (the guest's exit status still counts when its console's reader went away).
 pub fn finish(result: std::result::Result<ExitCode, CommandError>) -> ExitCode {
-    let flushed = io::stdout().flush().map_err(|error| OutputError {
-        stream: Stream::Stdout,
-        error,
-    });
-    match (result, flushed) {
-        (Err(CommandError::Output(error)), _) | (_, Err(error)) => error.exit(),
-        (Ok(code), Ok(())) => code,
-        (Err(CommandError::Message(message)), Ok(())) => {
+    match result {
+        Ok(code) => code,
+        Err(CommandError::Output(error)) => error.exit(),
+        Err(CommandError::Message(message)) => {
             match write(Stream::Stderr, format_args!("axvm: {message}\n")) {
                 Ok(()) => ExitCode::FAILURE,
                 Err(error) => error.exit(),

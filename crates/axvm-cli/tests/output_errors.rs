@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Scratch, DEADLINE};
+use common::{require_kvm, Scratch, DEADLINE};
 
 /// Starts the built `axvm` with `args`, its stdout and stderr as given.
 fn spawn(args: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
@@ -122,7 +122,30 @@ fn a_reason_into_a_closed_pipe_ends_by_sigpipe() {
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
 }
 
+/// The guest's console on a closed pipe: one clear line on stderr (no Rust Debug form of
+/// the error), and the guest runs to its end (the demo exits 0).
+fn a_closed_console_pipe_is_one_clear_line() {
+    require_kvm();
+    let scratch = Scratch::new("console-epipe");
+    let stderr = scratch.path("stderr");
+    let child = spawn(
+        &["run"],
+        pipe_nobody_reads(),
+        Stdio::from(File::create(&stderr).unwrap()),
+    );
+    let status = wait(child);
+    let stderr = read(&stderr);
+    assert_eq!(status.code(), Some(0), "{status:?}; stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].ends_with("cannot write the guest console: its reader went away (broken pipe); the guest's further console output is dropped"),
+        "{stderr}"
+    );
+}
+
 axvm_test_harness::main!(
+    a_closed_console_pipe_is_one_clear_line,
     check_into_a_closed_pipe_ends_by_sigpipe_without_a_word,
     check_into_a_full_device_gives_one_line_and_status_1,
     a_reason_into_a_full_stderr_still_gives_status_1,
