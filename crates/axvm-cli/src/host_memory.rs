@@ -5,8 +5,6 @@
 
 use axvm::{AxVMConfig, VmMemMappingType};
 
-use crate::check::human_size;
-
 /// The guest RAM the host allocates for `config`: every region but MapReserved ones (those
 /// are host memory reserved beforehand, which axvm maps and never allocates).
 pub fn allocated_ram(config: &AxVMConfig) -> u64 {
@@ -37,10 +35,22 @@ pub fn warning_against(config: &AxVMConfig, host: u64) -> Option<String> {
     (ram > host).then(|| {
         format!(
             "kernel.memory_regions: {} of guest RAM is more than this host's {} of memory (MemTotal): the VM starts, since axvm reserves RAM only as the guest touches it, but a guest that uses it all makes the host swap or the OOM killer end axvm; give the VM less RAM",
-            human_size(ram),
-            human_size(host)
+            approximate_size(ram),
+            approximate_size(host)
         )
     })
+}
+
+/// `bytes` to one decimal in the largest binary unit it reaches: "23.5 GiB", "1.0 TiB"
+/// (MemTotal is rarely a whole number of any unit).
+fn approximate_size(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 3] = [(40, "TiB"), (30, "GiB"), (20, "MiB")];
+    for (shift, name) in UNITS {
+        if bytes >= 1 << shift {
+            return format!("{:.1} {name}", bytes as f64 / (1u64 << shift) as f64);
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// [`warning_against`] this host's memory (none when it cannot be read).
@@ -61,6 +71,14 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_given_to_one_decimal() {
+        assert_eq!(approximate_size(24_683_584 * 1024), "23.5 GiB");
+        assert_eq!(approximate_size(1 << 40), "1.0 TiB");
+        assert_eq!(approximate_size(3 << 19), "1.5 MiB");
+        assert_eq!(approximate_size(1000), "1000 bytes");
+    }
+
+    #[test]
     fn the_host_has_some_memory() {
         assert!(host_memory().is_some_and(|bytes| bytes > 0));
     }
@@ -76,7 +94,7 @@ mod tests {
         let warning = warning_against(&config, 1 << 20).expect("a warning");
         assert!(
             warning.starts_with(
-                "kernel.memory_regions: 2 MiB of guest RAM is more than this host's 1 MiB"
+                "kernel.memory_regions: 2.0 MiB of guest RAM is more than this host's 1.0 MiB"
             ),
             "{warning}"
         );

@@ -61,9 +61,8 @@ pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), 
         .into_valid()
         .map_err(|err| config_error(&files.origin, err).to_string())?;
     let name = config.name.clone();
-    if let Some(warning) = crate::host_memory::warning(&config) {
-        log::warn!("{}: {warning}", files.origin);
-    }
+    // Said once the VM exists, so that a refusal stays the one line it is.
+    let ram_warning = crate::host_memory::warning(&config);
     let cannot_create = |err: &dyn std::fmt::Display| {
         format!("cannot create VM `{name}` ({}): {err}", files.origin)
     };
@@ -71,6 +70,9 @@ pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), 
         VmPlan::for_valid_config(&config, &files.images).map_err(|err| cannot_create(&err))?;
     let vm = KvmVm::from_plan(config, &files.images, &plan, options)
         .map_err(|err| cannot_create(&err))?;
+    if let Some(warning) = ram_warning {
+        log::warn!("{}: {warning}", files.origin);
+    }
     Ok((name, vm))
 }
 

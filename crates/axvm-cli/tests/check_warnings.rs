@@ -255,8 +255,8 @@ fn ram_larger_than_the_host_warns() {
         &output,
         &[
             &format!(
-                "kernel.memory_regions: {} GiB of guest RAM is more than this host's",
-                ram >> 30
+                "kernel.memory_regions: {:.1} TiB of guest RAM is more than this host's",
+                ram as f64 / (1u64 << 40) as f64
             ),
             "of memory (MemTotal)",
             "give the VM less RAM",
