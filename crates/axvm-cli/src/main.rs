@@ -1,10 +1,14 @@
 //! `axvm`: run and check VMs from ArceOS hypervisor config files, on Linux KVM.
 
+mod bounded_read;
 mod check;
 mod cli;
+mod host_memory;
+mod output;
 mod prefixed;
 mod run;
 mod several;
+mod signals;
 mod vm_files;
 
 use std::process::ExitCode;
@@ -12,11 +16,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use output::CommandError;
+use signals::SignalStop;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let command = cli.command.unwrap_or(Command::Run {
+    output::finish(execute(cli.command))
+}
+
+/// Runs `command` (`axvm run` of the demo when there is none).
+fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
+    let command = command.unwrap_or(Command::Run {
         configs: Vec::new(),
         unclaimed: cli::Unclaimed::Ignore,
         stats: false,
@@ -31,30 +42,28 @@ fn main() -> ExitCode {
             trace_exits,
             watchdog,
         } => {
+            let signals = SignalStop::install()?;
             let trace_exits = trace_exits.as_deref();
-            let result = match configs.as_slice() {
+            match configs.as_slice() {
                 [] | [_] => {
                     let files = match configs.first() {
                         Some(path) => vm_files::load(path),
                         None => vm_files::demo(),
                     };
-                    files
-                        .map_err(|err| err.to_string())
-                        .and_then(|files| run::run(files, unclaimed, stats, trace_exits, watchdog))
+                    let files = files.map_err(|err| err.to_string())?;
+                    run::run(files, unclaimed, stats, trace_exits, watchdog, &signals)
                 }
-                several => several::run_several(several, unclaimed, stats, trace_exits, watchdog),
-            };
-            result.unwrap_or_else(|message| {
-                eprintln!("axvm: {message}");
-                ExitCode::FAILURE
-            })
+                several => {
+                    several::run_several(several, unclaimed, stats, trace_exits, watchdog, &signals)
+                }
+            }
         }
-        Command::Check { configs } => check::check(
+        Command::Check { configs } => Ok(check::check(
             configs
                 .iter()
                 .map(|path| vm_files::load(path).map_err(|err| err.to_string()))
                 .collect(),
-        ),
+        )?),
     }
 }
 

@@ -10,16 +10,19 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 use crate::cli::Unclaimed;
+use crate::output::{self, err_text, errln, CommandError};
+use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
 
-/// Boots the VM and maps how it ended to the command's exit status.
+/// Boots the VM (stopped by `signals`) and maps how it ended to the command's exit status.
 pub fn run(
     files: VmFiles,
     unclaimed: Unclaimed,
     stats: bool,
     trace_exits: Option<&Path>,
     watchdog: Option<Duration>,
-) -> Result<ExitCode, String> {
+    signals: &SignalStop,
+) -> Result<ExitCode, CommandError> {
     let trace_exits = match trace_exits {
         Some(path) => Some(Box::new(
             File::create(path)
@@ -39,9 +42,13 @@ pub fn run(
         },
     };
     let (name, vm) = create_vm(files, options)?;
+    signals.watch(vm.stop_handle());
     let result = vm.run();
-    report_after_run(&vm, result.is_err());
-    conclude(&vm, &name, result).map(ExitCode::from)
+    report_after_run(&vm, result.is_err())?;
+    if let (Ok(VmOutcome::Stopped), Some(signal)) = (&result, signals.received()) {
+        return Ok(signals::stopped_by(signal)?);
+    }
+    Ok(ExitCode::from(conclude(&vm, &name, result)?))
 }
 
 /// Validates the config of `files` and creates its VM with `options`: the VM's name and
@@ -54,6 +61,8 @@ pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), 
         .into_valid()
         .map_err(|err| config_error(&files.origin, err).to_string())?;
     let name = config.name.clone();
+    // Said once the VM exists, so that a refusal stays the one line it is.
+    let ram_warning = crate::host_memory::warning(&config);
     let cannot_create = |err: &dyn std::fmt::Display| {
         format!("cannot create VM `{name}` ({}): {err}", files.origin)
     };
@@ -61,6 +70,9 @@ pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), 
         VmPlan::for_valid_config(&config, &files.images).map_err(|err| cannot_create(&err))?;
     let vm = KvmVm::from_plan(config, &files.images, &plan, options)
         .map_err(|err| cannot_create(&err))?;
+    if let Some(warning) = ram_warning {
+        log::warn!("{}: {warning}", files.origin);
+    }
     Ok((name, vm))
 }
 
@@ -116,20 +128,23 @@ fn stdin_as_console_input() -> Option<Box<dyn Read + Send>> {
 /// (`-v`): a stock kernel probes absent devices on every boot, so they are no warning; they
 /// are left out when the run `failed`, whose one-line reason already names the access that
 /// stopped it under `--unclaimed error`.
-pub fn report_after_run(vm: &KvmVm, failed: bool) {
-    let unclaimed = vm.unclaimed_summary().filter(|_| !failed);
+///
+/// The trace is flushed first, so that a failing stderr cannot cost it its end.
+pub fn report_after_run(vm: &KvmVm, failed: bool) -> output::Result {
     let diagnostics = vm.diagnostics();
+    if let Some(trace) = diagnostics.and_then(|d| d.trace()) {
+        if let Err(err) = trace.flush() {
+            errln!("axvm: cannot write the exit trace: {err}")?;
+        }
+    }
+    let unclaimed = vm.unclaimed_summary().filter(|_| !failed);
     if let Some(stats) = diagnostics.and_then(|d| d.stats()) {
-        eprint!("{}", stats.report(vm.vm().devices()));
-        eprint!("{}", unclaimed.unwrap_or_default());
+        err_text!("{}", stats.report(vm.vm().devices()))?;
+        err_text!("{}", unclaimed.unwrap_or_default())?;
     } else if let Some(summary) = unclaimed {
         for line in summary.lines() {
             log::info!("{line}");
         }
     }
-    if let Some(trace) = diagnostics.and_then(|d| d.trace()) {
-        if let Err(err) = trace.flush() {
-            eprintln!("axvm: cannot write the exit trace: {err}");
-        }
-    }
+    Ok(())
 }

@@ -17,8 +17,10 @@ use std::time::Duration;
 use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 
 use crate::cli::Unclaimed;
+use crate::output::{errln, CommandError};
 use crate::prefixed::PrefixedLines;
 use crate::run::{conclude, create_vm, report_after_run, unclaimed_policy};
+use crate::signals::{self, SignalStop};
 use crate::vm_files;
 
 /// How one VM ended.
@@ -33,17 +35,21 @@ struct Ending {
     host_failure: bool,
 }
 
-/// Runs the VMs of `configs` at once (see the module doc).
+/// Runs the VMs of `configs` at once (see the module doc); a signal stops them all, and
+/// then axvm's status is that of the signal (see [`signals`]).
 pub fn run_several(
     configs: &[PathBuf],
     unclaimed: Unclaimed,
     stats: bool,
     trace_exits: Option<&Path>,
     watchdog: Option<Duration>,
-) -> Result<ExitCode, String> {
+    signals: &SignalStop,
+) -> Result<ExitCode, CommandError> {
     if trace_exits.is_some() {
         return Err(
-            "--trace-exits writes one VM's exits: give it with a single config".to_string(),
+            "--trace-exits writes one VM's exits: give it with a single config"
+                .to_string()
+                .into(),
         );
     }
     let vms = create_all(configs, |name| VmOptions {
@@ -57,22 +63,28 @@ pub fn run_several(
             watchdog,
         },
     })?;
+    for (_, vm) in &vms {
+        signals.watch(vm.stop_handle());
+    }
     // In the order the VMs ended.
-    let endings = run_all(&vms);
+    let endings = run_all(&vms, signals);
     let mut by_config: Vec<&Ending> = endings.iter().collect();
     by_config.sort_by_key(|ending| ending.index);
     for (ending, (name, vm)) in by_config.iter().zip(&vms) {
         if stats {
-            eprintln!("[{name}]");
+            errln!("[{name}]")?;
         }
-        report_after_run(vm, ending.host_failure);
+        report_after_run(vm, ending.host_failure)?;
     }
     let names: Vec<String> = vms.iter().map(|(name, _)| name.clone()).collect();
     // Dropping the VMs ends their consoles: any last line without a newline comes out
     // before the status lines.
     drop(vms);
     for (ending, name) in by_config.iter().zip(&names) {
-        eprintln!("axvm: [{name}] status {}: {}", ending.status, ending.how);
+        errln!("axvm: [{name}] status {}: {}", ending.status, ending.how)?;
+    }
+    if let Some(signal) = signals.received() {
+        return Ok(signals::stopped_by(signal)?);
     }
     let first_failure = endings.iter().find(|ending| ending.status != 0);
     Ok(ExitCode::from(
@@ -123,7 +135,7 @@ fn create_all(
 
 /// Runs every VM on threads of its own until all have ended; returns how each ended, in
 /// the order they did.
-fn run_all(vms: &[(String, KvmVm)]) -> Vec<Ending> {
+fn run_all(vms: &[(String, KvmVm)], signals: &SignalStop) -> Vec<Ending> {
     let (ended, endings) = mpsc::channel();
     std::thread::scope(|scope| {
         for (index, (name, vm)) in vms.iter().enumerate() {
@@ -132,7 +144,7 @@ fn run_all(vms: &[(String, KvmVm)]) -> Vec<Ending> {
                 .name(format!("{name}-run"))
                 .spawn_scoped(scope, move || {
                     let result = vm.run();
-                    let _ = sender.send(ending(index, vm, name, result));
+                    let _ = sender.send(ending(index, vm, name, result, signals));
                 });
             if let Err(err) = spawned {
                 let _ = ended.send(Ending {
@@ -148,17 +160,26 @@ fn run_all(vms: &[(String, KvmVm)]) -> Vec<Ending> {
     endings.into_iter().collect()
 }
 
-/// How VM `name` (config `index`) ended, from its run's `result`.
+/// How VM `name` (config `index`) ended, from its run's `result` (a stop being the work
+/// of `signals` when one came).
 fn ending(
     index: usize,
     vm: &KvmVm,
     name: &str,
     result: Result<VmOutcome, axvm_kvm::Error>,
+    signals: &SignalStop,
 ) -> Ending {
     let host_failure = result.is_err();
     let stopped = matches!(result, Ok(VmOutcome::Stopped));
     let (status, how) = match conclude(vm, name, result) {
-        Ok(_) if stopped => (0, "stopped by the host".to_string()),
+        Ok(_) if stopped => (
+            0,
+            signals
+                .received()
+                .map_or("stopped by the host".to_string(), |signal| {
+                    format!("stopped by {}", signals::name(signal))
+                }),
+        ),
         Ok(status) => (status, format!("the guest exited with status {status}")),
         Err(message) => (1, message),
     };

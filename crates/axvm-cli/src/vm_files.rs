@@ -8,6 +8,8 @@ use axvm::config::DeviceBackend;
 use axvm::{AxVMConfig, ConfigError};
 use axvm_kvm::BootImages;
 
+use crate::bounded_read::{self, Bound};
+
 /// A config with everything it names read.
 pub struct VmFiles {
     /// Where it came from, for messages.
@@ -45,20 +47,24 @@ pub fn parse(origin: &str, text: &str) -> Result<AxVMCrateConfig, ConfigFileErro
     AxVMCrateConfig::from_toml(text).map_err(|err| config_error(origin, err))
 }
 
-/// Reads the config at `path` and every image it names (paths relative to it). Values that
+/// Reads the config at `path` and every image it names (paths relative to it), each only if
+/// it is a regular file no larger than it could be (see [`bounded_read`]). Values that
 /// have no meaning (unknown flag bits, map types) are refused; the rest of validation is left
 /// to the caller, so that `check` can list every problem and `run` can stop at the first.
 pub fn load(path: &Path) -> Result<VmFiles, ConfigFileError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| ConfigFileError(format!("cannot read config {origin}: {err}")))?;
+    let cannot_read =
+        |reason: String| ConfigFileError(format!("cannot read config {origin}: {reason}"));
+    let bytes = bounded_read::read(path, |_| Bound::config()).map_err(cannot_read)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|err| cannot_read(format!("it is not UTF-8 text ({err})")))?;
     let file = parse(&origin, &text)?;
     let mut config = file
         .to_vm_config_unchecked()
         .map_err(|err| config_error(&origin, err))?;
     let base = path.parent().unwrap_or(Path::new("."));
     resolve_backend_paths(&mut config, base);
-    let images = read_images(&origin, base, &file)?;
+    let images = read_images(&origin, base, &file, guest_ram(&config))?;
     Ok(VmFiles {
         origin,
         config,
@@ -95,10 +101,21 @@ fn resolve_backend_paths(config: &mut AxVMConfig, base: &Path) {
     }
 }
 
+/// How much guest RAM the config's regions give in all: no image can be larger.
+fn guest_ram(config: &AxVMConfig) -> u64 {
+    config
+        .memory_regions
+        .iter()
+        .fold(0, |sum: u64, region| sum.saturating_add(region.size))
+}
+
+/// Reads the images `file` names, relative to `base`; none may be larger than `ram`, the
+/// guest RAM it is loaded into (see [`bounded_read`]).
 fn read_images(
     origin: &str,
     base: &Path,
     file: &AxVMCrateConfig,
+    ram: u64,
 ) -> Result<BootImages, ConfigFileError> {
     let kernel = &file.kernel;
     let read =
@@ -107,12 +124,18 @@ fn read_images(
                 return Ok(None);
             };
             let path: PathBuf = base.join(relative);
-            std::fs::read(&path).map(Some).map_err(|err| {
-                ConfigFileError(format!(
-                    "{origin}: config field `kernel.{field}`: cannot read {}: {err}",
-                    path.display()
-                ))
-            })
+            let bound = |header: &[u8]| match field {
+                "kernel_path" => Bound::kernel(ram, header),
+                _ => Bound::guest_ram(ram),
+            };
+            bounded_read::read(&path, bound)
+                .map(Some)
+                .map_err(|reason| {
+                    ConfigFileError(format!(
+                        "{origin}: config field `kernel.{field}`: cannot read {}: {reason}",
+                        path.display()
+                    ))
+                })
         };
     let kernel_image = read("kernel_path", &Some(kernel.kernel_path.clone()))?.unwrap_or_default();
     Ok(BootImages {

@@ -224,7 +224,48 @@ fn pass_through_of_the_interrupt_controllers_is_accepted() {
     );
 }
 
+/// This host's MemTotal in bytes.
+fn host_memory() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("MemTotal:"))
+        .expect("MemTotal");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("MemTotal in kB");
+    kib * 1024
+}
+
+/// More RAM than the host has (1 TiB here, on a host with less) is legal, since guest RAM
+/// is only reserved as the guest touches it, but warned about.
+fn ram_larger_than_the_host_warns() {
+    require_kvm();
+    let ram = (host_memory() + 1).next_power_of_two().max(1 << 40);
+    let output = check_edited("warn-ram", |text| {
+        replace(
+            &text,
+            "[0x0, 0x10_0000, 0x7, 0]",
+            &format!("[0x0, {ram:#x}, 0x7, 0]"),
+        )
+    });
+    assert_one_warning(
+        &output,
+        &[
+            &format!(
+                "kernel.memory_regions: {:.1} TiB of guest RAM is more than this host's",
+                ram as f64 / (1u64 << 40) as f64
+            ),
+            "of memory (MemTotal)",
+            "give the VM less RAM",
+        ],
+    );
+}
+
 axvm_test_harness::main!(
+    ram_larger_than_the_host_warns,
     entry_point_outside_the_raw_image_warns,
     overlapping_images_warn,
     pass_through_over_ram_warns,

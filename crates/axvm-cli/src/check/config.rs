@@ -6,6 +6,7 @@ use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType};
 use axvm_kvm::{is_virtio, kernel_cmdline, ImageFormat, PlannedRange, RegionFate, VmPlan};
 
 use super::memory_map;
+use crate::output::{self, outln};
 use crate::vm_files::VmFiles;
 
 /// The outcome of checking a config.
@@ -17,12 +18,15 @@ pub struct Verdict {
 }
 
 /// Prints the config's problems, warnings and memory map.
-pub fn check_config(files: &VmFiles) -> Verdict {
+pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
     let config = &files.config;
-    println!(
+    outln!(
         "\nConfig {} (VM {} `{}`, {} vCPU(s)):",
-        files.origin, config.id, config.name, config.cpu_num
-    );
+        files.origin,
+        config.id,
+        config.name,
+        config.cpu_num
+    )?;
     // What this host will do comes from the host crate's plan, the one `axvm run` loads by.
     let mut plan = VmPlan::sketch(config, &files.images);
     let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
@@ -49,38 +53,39 @@ pub fn check_config(files: &VmFiles) -> Verdict {
     }
     let warnings = warnings(config, &plan);
     for problem in &problems {
-        println!("  [FAIL] {problem}");
+        outln!("  [FAIL] {problem}")?;
     }
     for warning in &warnings {
-        println!("  [warn] {warning}");
+        outln!("  [warn] {warning}")?;
     }
     if problems.is_empty() && warnings.is_empty() {
-        println!("  [ok  ] valid");
+        outln!("  [ok  ] valid")?;
     }
-    print_cmdline(config, &plan);
-    memory_map::print(config, &plan);
-    Verdict {
+    print_cmdline(config, &plan)?;
+    memory_map::print(config, &plan)?;
+    Ok(Verdict {
         ok: problems.is_empty(),
         warnings: warnings.len(),
-    }
+    })
 }
 
 /// The command line the kernel gets: `kernel.cmdline` with the `virtio_mmio.device=`
 /// entries axvm appends, when the kernel's boot protocol passes one.
-fn print_cmdline(config: &AxVMConfig, plan: &VmPlan) {
+fn print_cmdline(config: &AxVMConfig, plan: &VmPlan) -> output::Result {
     let line = kernel_cmdline(config);
     if plan.format.is_boot_protocol() {
-        println!(
+        outln!(
             "\nKernel command line ({:?}):\n  {}",
             plan.format,
             line.as_deref().unwrap_or("(empty)")
-        );
+        )?;
     } else if line.is_some() {
-        println!(
+        outln!(
             "\nKernel command line: none is passed (a {:?} kernel has no boot protocol to take one)",
             plan.format
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn as_dummy_if_unknown_or_virtio(mut device: EmulatedDeviceConfig) -> EmulatedDeviceConfig {
@@ -98,6 +103,7 @@ fn warnings(config: &AxVMConfig, plan: &VmPlan) -> Vec<String> {
             warnings.push(format!("kernel.memory_regions[{index}]: MapIdentical cannot be honoured by a Linux process: the region will be allocated elsewhere (guest-physical addresses are unchanged)"));
         }
     }
+    warnings.extend(crate::host_memory::warning(config));
     entry_warning(config, plan, &mut warnings);
     for (later, image) in plan.images.iter().enumerate() {
         for earlier in plan.images[..later]

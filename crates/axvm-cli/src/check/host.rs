@@ -4,17 +4,19 @@
 
 use axvm_kvm::HostFinding;
 
+use crate::output::{self, outln};
+
 /// Prints the host findings; returns whether VMs can run here.
-pub fn print_host() -> bool {
+pub fn print_host() -> output::Result<bool> {
     let report = axvm_kvm::check_host();
-    println!("Host:");
+    outln!("Host:")?;
     for finding in &report.findings {
         match advice(finding) {
-            Some(extra) => println!("  {finding}; {extra}"),
-            None => println!("  {finding}"),
-        }
+            Some(extra) => outln!("  {finding}; {extra}"),
+            None => outln!("  {finding}"),
+        }?;
     }
-    report.can_run_vms()
+    Ok(report.can_run_vms())
 }
 
 /// The consequence or fix a failing finding lacks, by what was checked.

@@ -9,6 +9,7 @@ use axvm_kvm::RegionFate;
 use axvm_kvm::VmPlan;
 
 use super::human_size;
+use crate::output::{self, outln};
 
 /// One line: a range and what it is.
 struct Line {
@@ -26,23 +27,23 @@ impl Line {
         }
     }
 
-    fn print(&self, indent: &str) {
-        println!(
+    fn print(&self, indent: &str) -> output::Result {
+        outln!(
             "  {:#012x}-{:#012x} {:>10}  {indent}{}",
             self.start,
             self.end,
             human_size(self.end.saturating_sub(self.start)),
             self.text
-        );
+        )
     }
 }
 
 /// Prints the map of `config` as `plan` lays it out.
-pub fn print(config: &AxVMConfig, plan: &VmPlan) {
-    println!(
+pub fn print(config: &AxVMConfig, plan: &VmPlan) -> output::Result {
+    outln!(
         "\nMemory map:\n  ({:?} kernel; each region's outcome as planned on this host)",
         plan.format
-    );
+    )?;
     let mut contents = contents(plan);
     contents.sort_by_key(|line| (line.start, std::cmp::Reverse(line.end)));
     let mut top: Vec<(Line, Vec<Line>)> = Vec::new();
@@ -94,11 +95,12 @@ pub fn print(config: &AxVMConfig, plan: &VmPlan) {
     }
     top.sort_by_key(|(line, _)| (line.start, std::cmp::Reverse(line.end)));
     for (line, inside) in top {
-        line.print("");
+        line.print("")?;
         for content in inside {
-            content.print("  ");
+            content.print("  ")?;
         }
     }
+    Ok(())
 }
 
 /// The short name of a virtio device type, as Linux and QEMU name them.

@@ -11,34 +11,35 @@ mod memory_map;
 
 use std::process::ExitCode;
 
+use crate::output::{self, outln};
 use crate::vm_files::VmFiles;
 
 /// Prints the host report, then each config's problems, warnings and memory map.
-pub fn check(configs: Vec<Result<VmFiles, String>>) -> ExitCode {
-    let mut ok = host::print_host();
+pub fn check(configs: Vec<Result<VmFiles, String>>) -> output::Result<ExitCode> {
+    let mut ok = host::print_host()?;
     let mut warnings = 0;
     for files in configs {
         match files {
             Ok(files) => {
-                let verdict = config::check_config(&files);
+                let verdict = config::check_config(&files)?;
                 ok &= verdict.ok;
                 warnings += verdict.warnings;
             }
             Err(message) => {
-                println!("\nConfig:\n  [FAIL] {message}");
+                outln!("\nConfig:\n  [FAIL] {message}")?;
                 ok = false;
             }
         }
     }
     if !ok {
-        println!("\nProblems found (marked FAIL above).");
-        ExitCode::FAILURE
+        outln!("\nProblems found (marked FAIL above).")?;
+        Ok(ExitCode::FAILURE)
     } else if warnings > 0 {
-        println!("\nNo problems; {warnings} warning(s) (marked warn above).");
-        ExitCode::SUCCESS
+        outln!("\nNo problems; {warnings} warning(s) (marked warn above).")?;
+        Ok(ExitCode::SUCCESS)
     } else {
-        println!("\nAll is well.");
-        ExitCode::SUCCESS
+        outln!("\nAll is well.")?;
+        Ok(ExitCode::SUCCESS)
     }
 }
 

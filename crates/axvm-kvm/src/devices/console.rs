@@ -302,13 +302,27 @@ fn write_batches(shared: &Shared, mut out: Box<dyn Write + Send>) {
         if !failed {
             if let Err(err) = out.write_all(&batch).and_then(|()| out.flush()) {
                 failed = true;
-                log::error!("cannot write the guest console: {err}; its further output is dropped");
-                shared.state().error = Some(err.to_string());
+                let reason = describe_write_error(&err);
+                log::error!("cannot write the guest console: {reason}; the guest's further console output is dropped");
+                shared.state().error = Some(reason);
             }
         }
         let mut state = shared.state();
         state.settled += batch.len() as u64;
         shared.notify_progress(state);
+    }
+}
+
+/// Why writing the console failed, in words: "its reader went away (broken pipe)" for EPIPE
+/// (the usual case: `axvm run | head`), else the error without Rust's "(os error N)".
+pub fn describe_write_error(err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        return "its reader went away (broken pipe)".to_string();
+    }
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 

@@ -88,7 +88,7 @@ impl<W: Write + Send, T: Trigger + Send> ReceiveFifo for SerialConsole<W, T> {
         let room_before = uart.fifo_capacity();
         if let Err(err) = uart.enqueue_raw_bytes(bytes) {
             if !matches!(err, vm_superio::serial::Error::FullFifo) {
-                log::warn!("COM1: cannot raise the receive interrupt: {err:?}");
+                log::warn!("COM1: {}", describe_uart_error(&err));
             }
         }
         room_before.saturating_sub(uart.fifo_capacity())
@@ -127,9 +127,24 @@ impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
             .write(at.offset as u8, value as u8)
             .map_err(|err| DeviceError {
                 device: self.name().into(),
-                message: format!("cannot write the console output or raise IRQ 4: {err:?}"),
+                message: describe_uart_error(&err),
             })?;
         Ok(WriteOutcome::Done)
+    }
+}
+
+/// A UART error in words (its Debug form, `IOError(Os { code: 32, .. })`, shows Rust's
+/// internals, not what failed).
+fn describe_uart_error<E: std::fmt::Debug>(err: &vm_superio::serial::Error<E>) -> String {
+    use vm_superio::serial::Error;
+    match err {
+        Error::IOError(err) => format!(
+            "cannot write the console output: {}",
+            super::console::describe_write_error(err)
+        ),
+        // The trigger is generic: its error has only a Debug form (an eventfd never fails).
+        Error::Trigger(err) => format!("cannot raise IRQ 4: {err:?}"),
+        Error::FullFifo => "the receive FIFO is full".to_string(),
     }
 }
 
@@ -141,6 +156,30 @@ mod tests {
 
     const IER: u64 = COM1_BASE as u64 + 1;
     const THR_EMPTY: u64 = 0x02;
+
+    /// A console whose reader went away.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from_raw_os_error(libc::EPIPE))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_console_write_is_said_in_words() {
+        let uart = SerialConsole::new(ClosedPipe);
+        let err = uart
+            .write_port(COM1_BASE as u64, AccessWidth::Byte, u64::from(b'x'))
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "cannot write the console output: its reader went away (broken pipe)"
+        );
+    }
 
     #[test]
     fn enabling_thr_empty_interrupts_raises_the_line() {

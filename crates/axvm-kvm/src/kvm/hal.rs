@@ -15,6 +15,7 @@ use vmm_sys_util::errno::Error as Errno;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::cpuid::cpuid_for_vcpu;
+use super::guest_ram::map_guest_ram;
 use super::irq_routing::set_pc_routing;
 use super::kick::{install_kick_handler, KickGuard, KickRegistry};
 use super::pass_through::pass_through_plan;
@@ -159,26 +160,7 @@ impl AxVMHal for KvmHal {
     }
 
     fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, KvmError> {
-        let len = usize::try_from(size).map_err(|_| KvmError::TooLarge { size })?;
-        // SAFETY: an anonymous private mapping; the arguments are valid and the result is
-        // checked. NORESERVE: untouched guest RAM costs the host nothing.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(KvmError::Mmap {
-                size,
-                errno: Errno::last(),
-            });
-        }
-        Ok(HostVirtAddr::new(addr as u64))
+        map_guest_ram(size)
     }
 
     fn alloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) -> bool {

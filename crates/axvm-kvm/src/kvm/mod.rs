@@ -3,6 +3,7 @@
 
 mod cpuid;
 mod disasm;
+mod guest_ram;
 mod hal;
 mod halt_probe;
 mod irq_routing;

@@ -1,0 +1,71 @@
+//! Host memory for guest RAM: an anonymous private mapping the host reserves nothing for
+//! up front (`MAP_NORESERVE`: untouched guest RAM costs the host nothing), left out of
+//! axvm's core dumps (`MADV_DONTDUMP`: a dump of axvm is about the VMM, and gigabytes of a
+//! guest's memory, maybe its secrets, have no place in it).
+
+use axvm::HostVirtAddr;
+use vmm_sys_util::errno::Error as Errno;
+
+use crate::error::KvmError;
+
+/// Maps `size` bytes for guest RAM (see the module doc); freed with `munmap`.
+pub fn map_guest_ram(size: u64) -> Result<HostVirtAddr, KvmError> {
+    let len = usize::try_from(size).map_err(|_| KvmError::TooLarge { size })?;
+    // SAFETY: an anonymous private mapping; the arguments are valid and the result is
+    // checked.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(KvmError::Mmap {
+            size,
+            errno: Errno::last(),
+        });
+    }
+    // SAFETY: advice on the whole mapping just made, which nothing else uses yet.
+    if unsafe { libc::madvise(addr, len, libc::MADV_DONTDUMP) } != 0 {
+        log::warn!(
+            "guest RAM ({size:#x} bytes) will be part of axvm's core dumps: madvise(MADV_DONTDUMP) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(HostVirtAddr::new(addr as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The VmFlags line /proc/self/smaps gives the mapping that starts at `start` (each
+    /// mapping's block begins with its address range and ends with its VmFlags).
+    fn vm_flags(start: u64) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+        let header = format!("{start:x}-");
+        smaps
+            .lines()
+            .skip_while(|line| !line.starts_with(&header))
+            .find(|line| line.starts_with("VmFlags:"))
+            .unwrap_or_else(|| panic!("no mapping at {start:#x} in /proc/self/smaps"))
+            .to_string()
+    }
+
+    #[test]
+    fn guest_ram_is_left_out_of_core_dumps() {
+        let size = 4 << 20;
+        let hva = map_guest_ram(size).expect("4 MiB of guest RAM");
+        let flags = vm_flags(hva.as_u64());
+        // SAFETY: unmaps the mapping made above, which nothing else uses.
+        unsafe { libc::munmap(hva.as_u64() as *mut libc::c_void, size as usize) };
+        // "dd": do not include in core dumps; "nr": no swap space reserved.
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        assert!(flags.contains(&"dd"), "{flags:?}");
+        assert!(flags.contains(&"nr"), "{flags:?}");
+    }
+}
