@@ -303,6 +303,103 @@ mod tests {
         assert_eq!(uart.receive(b"y"), 0);
     }
 
+    /// COM1 on a console of `capacity` bytes whose writer is stuck in its first write until
+    /// the returned sender is dropped; "0" is that write. Its interrupt is `event`.
+    fn com1_on_a_stalled_console(
+        capacity: usize,
+        event: &EventFd,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        crate::devices::ConsoleThread,
+        Arc<SerialConsole<SharedConsole, IrqLine>>,
+    ) {
+        let (release, stalled) = std::sync::mpsc::channel::<()>();
+        let writer = crate::devices::console::tests::Blocking(stalled);
+        let thread =
+            crate::devices::ConsoleThread::with_capacity(Box::new(writer), capacity, None).unwrap();
+        let uart = Arc::new(SerialConsole::with_interrupt(
+            thread.console(),
+            IrqLine::new(event.try_clone().unwrap()),
+        ));
+        SerialConsole::watch_room(&uart);
+        (release, thread, uart)
+    }
+
+    const LSR: u64 = COM1_BASE as u64 + 5;
+    const TRANSMITTER_EMPTY: u64 = 0x60;
+
+    #[test]
+    fn a_full_console_makes_the_line_status_say_the_transmitter_is_busy() {
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        // The buffer holds two FIFO loads.
+        let (release, thread, uart) = com1_on_a_stalled_console(2 * TX_FIFO_BYTES, &event);
+        let data = u64::from(COM1_BASE);
+        assert_eq!(
+            uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY,
+            TRANSMITTER_EMPTY
+        );
+        // A polling driver: sends while THRE says so. The writer is stuck, so the buffer
+        // fills and THRE clears before it is full: nothing is dropped.
+        let mut sent = 0u64;
+        while uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY != 0 {
+            uart.write_port(data, AccessWidth::Byte, u64::from(b'a'))
+                .unwrap();
+            sent += 1;
+            assert!(sent <= 4 * TX_FIFO_BYTES as u64, "THRE never cleared");
+        }
+        assert!(sent > TX_FIFO_BYTES as u64, "THRE cleared after {sent} bytes");
+        let end = thread
+            .console()
+            .drain_with_patience(std::time::Duration::from_millis(20));
+        assert_eq!(end.dropped, 0, "{end:?}");
+        assert_eq!(end.unwritten, sent, "{end:?}");
+        drop(release);
+        // The writer took everything: the transmitter is empty again.
+        assert_eq!(thread.drain().unwritten, 0);
+        assert_eq!(
+            uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY,
+            TRANSMITTER_EMPTY
+        );
+    }
+
+    #[test]
+    fn room_in_the_console_raises_the_thr_empty_interrupt_again() {
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        let (release, thread, uart) = com1_on_a_stalled_console(TX_FIFO_BYTES, &event);
+        uart.write_port(IER, AccessWidth::Byte, THR_EMPTY).unwrap();
+        let data = u64::from(COM1_BASE);
+        // Sends until the transmitter is busy (the writer is stuck, so that comes).
+        for sent in 0.. {
+            if uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY == 0 {
+                break;
+            }
+            assert!(sent <= 4 * TX_FIFO_BYTES, "THRE never cleared");
+            uart.write_port(data, AccessWidth::Byte, u64::from(b'b'))
+                .unwrap();
+        }
+        // The handler: reads IIR (acknowledging THRE) and LSR, finds the transmitter busy
+        // and sends nothing; the line is quiet from here.
+        uart.read_port(COM1_BASE as u64 + 2, AccessWidth::Byte)
+            .unwrap();
+        let _ = event.read();
+        drop(release);
+        // The writer takes the buffer: the console calls back and the line is raised. A
+        // generous bound, only so that a missing interrupt fails instead of hanging.
+        let start = std::time::Instant::now();
+        while event.read().is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no THRE interrupt after room appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let iir = uart
+            .read_port(COM1_BASE as u64 + 2, AccessWidth::Byte)
+            .unwrap();
+        assert_eq!(iir & 0x0f, 0x02, "IIR {iir:#x} does not report THR empty");
+        thread.drain();
+    }
+
     #[test]
     fn without_an_irqchip_the_uart_still_transmits() {
         let uart = SerialConsole::new(Vec::new());

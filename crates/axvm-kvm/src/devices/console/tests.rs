@@ -201,7 +201,7 @@ fn dropping_the_thread_writes_what_is_left() {
 /// A console thread with a buffer of `capacity` whose writer blocks in its first write
 /// until the returned sender is dropped; returns once that write has started (so the buffer
 /// is empty again and fills from here), with the capture. `observer` is told of every send.
-fn stalled_console(
+pub(crate) fn stalled_console(
     capacity: usize,
     observer: Option<OutputObserver>,
 ) -> (Sender<()>, ConsoleThread, Captured) {
