@@ -347,7 +347,10 @@ mod tests {
             sent += 1;
             assert!(sent <= 4 * TX_FIFO_BYTES as u64, "THRE never cleared");
         }
-        assert!(sent > TX_FIFO_BYTES as u64, "THRE cleared after {sent} bytes");
+        assert!(
+            sent > TX_FIFO_BYTES as u64,
+            "THRE cleared after {sent} bytes"
+        );
         let end = thread
             .console()
             .drain_with_patience(std::time::Duration::from_millis(20));
