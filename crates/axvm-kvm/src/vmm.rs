@@ -112,7 +112,8 @@ impl Default for VmOptions {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmOutcome {
-    /// The guest asked to stop with this status (exit device; 0 for an i8042 reset).
+    /// The guest asked to stop with this status (exit device; 0 for a power-off or a reset,
+    /// which [`KvmVm::stop_note`] tells apart).
     Exited(u8),
     /// The guest reset or powered off the machine without a status: on x86 usually a triple
     /// fault, an exception the guest could not handle.
