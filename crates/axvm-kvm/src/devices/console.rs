@@ -44,10 +44,11 @@ use std::time::{Duration, Instant};
 /// output from a reader that stalls, and a stalled stdout is felt soon.
 pub const CONSOLE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// How long [`SharedConsole::drain`] (at the end of `KvmVm::run`) waits for a writer that
-/// takes nothing before it gives up. The thread writes at most [`WRITE_SLICE`] at a time, so
-/// any host reader faster than a few KiB a second finishes the drain; one slower than
-/// that (a pipe nobody reads) makes `run` return a second after the VM stopped.
+/// How long the console drain at the end of `KvmVm::run` waits for a writer that takes
+/// nothing before it gives up. The console thread writes at most 4 KiB at a time, so any
+/// host reader faster than a few KiB a second finishes the drain; one slower than that (a
+/// pipe nobody reads) makes `run` return a second after the VM stopped, with a warning
+/// saying how many bytes were not written.
 pub const DRAIN_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The most the console thread writes (and flushes) at a time, so that `drain` sees
