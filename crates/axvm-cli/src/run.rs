@@ -86,7 +86,13 @@ pub fn conclude(
     let outcome = result.map_err(|err| format!("VM `{name}` failed: {err}"))?;
     log::info!("VM `{name}` ended: {outcome:?}");
     match outcome {
-        VmOutcome::Exited(status) => Ok(status),
+        VmOutcome::Exited(status) => {
+            // A reset ends the VM with status 0, as a power-off does: say which it was.
+            if let Some(note) = vm.stop_note() {
+                eprintln!("axvm: VM `{name}`: {note}");
+            }
+            Ok(status)
+        }
         VmOutcome::GuestReset { vcpu } => Err(format!(
             "VM `{name}`: vCPU {vcpu} reset the machine without an exit status (on x86 usually a triple fault: an exception the guest could not handle)"
         )),

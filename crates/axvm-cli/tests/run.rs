@@ -13,6 +13,9 @@ use common::{axvm, axvm_fed, guest, raw_guest, realmode_with, require_kvm, run, 
 const EXIT_42: &[u8] = &[0xb0, 0x2a, 0xe6, 0xf4, 0xeb, 0xfe];
 /// `mov al, 0xfe; out 0x64, al; jmp $`: i8042 reset, exit status 0.
 const I8042_RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
+/// `mov dx, 0xcf9; mov al, 6; out dx, al; jmp $`: a reset through the reset control
+/// register, exit status 0.
+const RESET_CONTROL_RESET: &[u8] = &[0xba, 0xf9, 0x0c, 0xb0, 0x06, 0xee, 0xeb, 0xfe];
 /// Polls COM1's line status until data is ready, reads the byte and exits with it:
 /// `mov dx, 0x3fd; 1: in al, dx; test al, 1; jz 1b; mov dx, 0x3f8; in al, dx; out 0xf4, al; jmp $`.
 const READ_BYTE: &[u8] = &[
@@ -101,6 +104,19 @@ fn keyboard_controller_reset_exits_0() {
     assert_eq!(output.code(), 0, "{output:#?}");
 }
 
+fn a_reset_through_port_0xcf9_exits_0_and_says_so() {
+    require_kvm();
+    let scratch = Scratch::new("reset-cf9");
+    let output = run(&raw_guest(&scratch, RESET_CONTROL_RESET));
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert_eq!(
+        output.stderr.trim_end(),
+        "axvm: VM `axvm-realmode`: the guest reset the machine through port 0xcf9",
+        "{output:#?}"
+    );
+    assert_eq!(output.stdout, "");
+}
+
 fn unclaimed_error_stops_the_vm_naming_the_port() {
     require_kvm();
     let scratch = Scratch::new("unclaimed-error");
@@ -146,6 +162,7 @@ axvm_test_harness::main!(
     exit_status_is_the_guests,
     stdin_reaches_the_guests_serial_console,
     keyboard_controller_reset_exits_0,
+    a_reset_through_port_0xcf9_exits_0_and_says_so,
     unclaimed_error_stops_the_vm_naming_the_port,
     unclaimed_ignore_reads_zero_quietly_and_logs_it_at_debug,
 );

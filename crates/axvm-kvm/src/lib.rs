@@ -72,6 +72,7 @@ pub use devices::{
     Switch, SwitchPort, Tap, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioNet,
     VirtioThread, MAX_FRAME_LEN, NET_HDR_LEN, PORT_QUEUE_FRAMES, VIRTIO_F_VERSION_1,
 };
+pub use devices::{StopNote, CONSOLE_BUFFER_BYTES, DRAIN_PATIENCE};
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;
 pub use diagnostics::{Diagnostics, DiagnosticsOptions};

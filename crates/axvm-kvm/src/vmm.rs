@@ -2,7 +2,7 @@
 //! until the guest or the host stops it.
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axvm::device::{BaseDeviceOps, UnclaimedAccessPolicy};
@@ -10,8 +10,8 @@ use axvm::{AxVCpuExitReason, AxVM, AxVMConfig, AxVMError, VMStatus, ValidConfig}
 
 use crate::boot::{load_planned, BootImages, BootPlan, ImageFormat};
 use crate::devices::{
-    platform_devices, virtio_devices, ConsoleInput, ConsoleThread, OutputObserver, VirtioMmio,
-    VirtioThread,
+    platform_devices, virtio_devices, ConsoleInput, ConsoleThread, OutputObserver, StopNote,
+    VirtioMmio, VirtioThread, DRAIN_PATIENCE,
 };
 use crate::diagnostics::halts::Halts;
 use crate::diagnostics::stats::unclaimed_summary;
@@ -48,7 +48,10 @@ use crate::Error;
 pub struct VmOptions {
     /// Where the guest's serial console goes. A console thread writes it, in batches of what
     /// the guest printed since the last write; [`KvmVm::run`] returns only once everything
-    /// the guest printed is written.
+    /// the guest printed is written, or the writer stalled. Nothing in the VM ever waits
+    /// for it: while [`CONSOLE_BUFFER_BYTES`](crate::CONSOLE_BUFFER_BYTES) wait unwritten,
+    /// COM1 reports its transmitter busy, virtio consoles hold their output in their
+    /// queues, and what the guest prints regardless (port 0xe9 output) is dropped.
     pub console: Box<dyn Write + Send>,
     /// What the guest reads from its console, if anything: COM1's receive side, or, when the
     /// VM has a virtio console, that device's (the first one's, if it has several), so a
@@ -109,7 +112,8 @@ impl Default for VmOptions {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmOutcome {
-    /// The guest asked to stop with this status (exit device; 0 for an i8042 reset).
+    /// The guest asked to stop with this status (exit device; 0 for a power-off or a reset,
+    /// which [`KvmVm::stop_note`] tells apart).
     Exited(u8),
     /// The guest reset or powered off the machine without a status: on x86 usually a triple
     /// fault, an exception the guest could not handle.
@@ -162,6 +166,10 @@ pub struct KvmVm {
     /// Set by [`StopHandle::stop`]: the run ends as [`VmOutcome::Stopped`] even if the stop
     /// came before it started.
     stop_requested: Arc<AtomicBool>,
+    /// The console's dropped bytes a run already reported.
+    console_drops_reported: AtomicU64,
+    /// Why a platform device stopped the VM, when the status does not say.
+    stop_note: StopNote,
 }
 
 impl KvmVm {
@@ -232,7 +240,16 @@ impl KvmVm {
             console,
             _console_input: console_input,
             stop_requested: Arc::default(),
+            console_drops_reported: AtomicU64::new(0),
+            stop_note: platform.stop_note,
         })
+    }
+
+    /// Why the VM stopped, in words, when a device stopped it and its exit status does not
+    /// say: `Some("the guest reset the machine through port 0xcf9")` after a reset (which
+    /// ends the VM with status 0, as a power-off does).
+    pub fn stop_note(&self) -> Option<&'static str> {
+        self.stop_note.get()
     }
 
     /// The diagnostics of this VM, when any was asked for.
@@ -295,10 +312,19 @@ impl KvmVm {
     ///
     /// A vCPU failure stops the whole VM and is returned with the vCPU named. However the
     /// VM ends, everything the guest printed has been written to the console (and flushed)
-    /// when this returns: its last line comes before whatever the caller prints next.
+    /// when this returns, so its last line comes before whatever the caller prints next;
+    /// unless the console's writer stalls (a pipe nobody reads): then `run` returns once it
+    /// has taken nothing for [`DRAIN_PATIENCE`](crate::DRAIN_PATIENCE), with a warning
+    /// saying how many bytes were not written. A warning also says how many bytes were
+    /// dropped because the console was full (see [`VmOptions::console`]).
     pub fn run(&self) -> Result<VmOutcome, Error> {
         let ended = self.run_vcpus();
-        self.console.drain();
+        let end = self.console.drain();
+        let dropped = end.dropped
+            - self
+                .console_drops_reported
+                .swap(end.dropped, Ordering::SeqCst);
+        report_console_end(end.unwritten, dropped);
         ended
     }
 
@@ -401,6 +427,22 @@ impl KvmVm {
                 Err(err) => return VCpuEnd::Failed(err),
             }
         }
+    }
+}
+
+/// Warns of console output the guest printed and the host never saw: `unwritten` bytes
+/// left in the buffer because the writer took nothing for [`DRAIN_PATIENCE`], and `dropped`
+/// bytes the full buffer refused during the run.
+fn report_console_end(unwritten: u64, dropped: u64) {
+    if unwritten > 0 {
+        log::warn!(
+            "the guest console's output took nothing for {DRAIN_PATIENCE:?} (a stalled stdout?): {unwritten} bytes the guest printed were not written"
+        );
+    }
+    if dropped > 0 {
+        log::warn!(
+            "{dropped} bytes the guest printed were dropped because the console's output was not being taken: output to port 0xe9, or to COM1 while it reported its transmitter busy"
+        );
     }
 }
 

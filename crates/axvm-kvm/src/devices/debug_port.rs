@@ -1,6 +1,10 @@
 //! The debug console port 0xe9 (Bochs' "port e9 hack", QEMU's `debugcon`): the simplest
 //! possible console, one `OUT` per character with no UART to program, which early boot code
 //! and firmware built for QEMU print to. Its bytes go to the same console as COM1.
+//!
+//! The port has no status a guest could wait on, so while the console is full (a stalled
+//! stdout) its bytes are dropped and counted, never waited for: `KvmVm::run` says how many
+//! at the end of the run.
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
@@ -65,7 +69,7 @@ mod tests {
     use super::*;
     use crate::devices::console::tests::captured_console;
     use crate::devices::tests::PortAccess;
-    use crate::devices::SerialConsole;
+    use crate::devices::{ConsoleThread, SerialConsole};
 
     const PORT: u64 = DEBUG_PORT as u64;
 
@@ -90,5 +94,27 @@ mod tests {
         port.write_port(PORT, AccessWidth::Word, 0x4363).unwrap();
         thread.drain();
         assert_eq!(captured.bytes(), b"abc");
+    }
+
+    #[test]
+    fn a_full_console_drops_and_counts_instead_of_waiting() {
+        // A writer that takes nothing until the test ends: the buffer fills and stays full.
+        let (release, stalled) = std::sync::mpsc::channel::<()>();
+        let writer = crate::devices::console::tests::Blocking(stalled);
+        let thread = ConsoleThread::with_capacity(Box::new(writer), 4, None).unwrap();
+        let port = DebugPort::new(thread.console());
+        for byte in b"0123456789" {
+            port.write_port(PORT, AccessWidth::Byte, u64::from(*byte))
+                .unwrap();
+        }
+        // The thread took some bytes into its stuck write, the buffer holds 4, the rest is
+        // dropped: every byte is one or the other.
+        let end = thread
+            .console()
+            .drain_with_patience(std::time::Duration::from_millis(20));
+        assert!(end.dropped > 0, "{end:?}");
+        assert_eq!(end.unwritten + end.dropped, 10, "{end:?}");
+        drop(thread);
+        drop(release);
     }
 }

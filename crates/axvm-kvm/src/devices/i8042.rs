@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
+use super::StopNote;
 use controller::{Controller, Effect};
 
 /// The data port: the output buffer (read) and command data or device bytes (write).
@@ -30,9 +31,19 @@ const COMMAND_RANGE: usize = 1;
 #[derive(Default)]
 pub struct I8042 {
     controller: Mutex<Controller>,
+    /// Where a reset says that it stopped the VM.
+    note: StopNote,
 }
 
 impl I8042 {
+    /// A controller whose reset is told to `note`.
+    pub fn noting(note: StopNote) -> Self {
+        Self {
+            note,
+            ..Self::default()
+        }
+    }
+
     fn controller(&self) -> MutexGuard<'_, Controller> {
         self.controller
             .lock()
@@ -80,7 +91,8 @@ impl BaseDeviceOps for I8042 {
         };
         match effect {
             Effect::Reset => {
-                log::info!("guest reset the machine through the i8042 keyboard controller");
+                self.note
+                    .set("the guest reset the machine through the i8042 keyboard controller");
                 Ok(WriteOutcome::StopVm { exit_status: 0 })
             }
             Effect::None => Ok(WriteOutcome::Done),

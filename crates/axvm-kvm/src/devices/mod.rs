@@ -26,7 +26,9 @@ use crate::kvm::KvmHal;
 
 pub use acpi_pm::AcpiPm;
 pub use cmos::Cmos;
-pub use console::{ConsoleThread, OutputObserver, SharedConsole};
+pub use console::{
+    ConsoleThread, OutputObserver, SharedConsole, CONSOLE_BUFFER_BYTES, DRAIN_PATIENCE,
+};
 pub use console_input::{ConsoleInput, ReceiveFifo};
 pub use debug_port::DebugPort;
 pub use exit_port::ExitPort;
@@ -45,6 +47,34 @@ pub use virtio::{
     FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
     PORT_QUEUE_FRAMES,
 };
+
+/// Why a device stopped the VM, in words for the user, when the exit status does not say it
+/// (a reset ends a VM with status 0, as a power-off or a successful test does). Shared by
+/// the devices that can leave one and the VM; the first note stays.
+///
+/// ```
+/// use axvm_kvm::StopNote;
+///
+/// let note = StopNote::default();
+/// note.set("the guest reset the machine through port 0xcf9");
+/// note.set("a later reason");
+/// assert_eq!(note.get(), Some("the guest reset the machine through port 0xcf9"));
+/// ```
+#[derive(Clone, Default)]
+pub struct StopNote(Arc<std::sync::OnceLock<&'static str>>);
+
+impl StopNote {
+    /// Leaves `why`, unless a note was left before; also logged at info level.
+    pub fn set(&self, why: &'static str) {
+        log::info!("{why}");
+        let _ = self.0.set(why);
+    }
+
+    /// The note, if one was left.
+    pub fn get(&self) -> Option<&'static str> {
+        self.0.get().copied()
+    }
+}
 
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
 /// to `console` (a [`ConsoleThread`]'s), COM1's IRQ 4 through `hal`'s irqchip (when it has
@@ -66,7 +96,8 @@ pub fn platform_devices(
         both_faces(SerialConsole::new(console.clone()))
     };
     let mut devices = AxVmDevices::new(policy);
-    for device in platform(config, console, com1) {
+    let stop_note = StopNote::default();
+    for device in platform(config, console, com1, &stop_note) {
         // The platform's own ranges are disjoint by construction (see the tests).
         if let Err(err) = devices.add(device) {
             unreachable!("platform devices overlap: {err}");
@@ -75,6 +106,7 @@ pub fn platform_devices(
     Ok(PlatformDevices {
         devices,
         com1_input,
+        stop_note,
     })
 }
 
@@ -84,6 +116,8 @@ pub struct PlatformDevices {
     pub devices: AxVmDevices,
     /// COM1's receive side, for a [`ConsoleInput`] thread.
     pub com1_input: Arc<dyn ReceiveFifo>,
+    /// Where the reset devices say that they stopped the VM.
+    pub stop_note: StopNote,
 }
 
 /// COM1 as a device and as the receiver of console input: one UART, two trait objects.
@@ -91,6 +125,7 @@ fn both_faces<T: vm_superio::Trigger + Send + 'static>(
     uart: SerialConsole<SharedConsole, T>,
 ) -> (Arc<dyn BaseDeviceOps>, Arc<dyn ReceiveFifo>) {
     let uart = Arc::new(uart);
+    SerialConsole::watch_room(&uart);
     (uart.clone(), uart)
 }
 
@@ -99,13 +134,14 @@ fn platform(
     config: &AxVMConfig,
     console: SharedConsole,
     com1: Arc<dyn BaseDeviceOps>,
+    stop_note: &StopNote,
 ) -> [Arc<dyn BaseDeviceOps>; 10] {
     [
         com1,
         Arc::new(DebugPort::new(console)),
         Arc::new(ExitPort),
-        Arc::new(I8042::default()),
-        Arc::new(ResetControl::default()),
+        Arc::new(I8042::noting(stop_note.clone())),
+        Arc::new(ResetControl::noting(stop_note.clone())),
         Arc::new(PciHost::default()),
         Arc::new(FwCfg::for_vm(config)),
         Arc::new(Cmos::for_vm(config)),
@@ -181,7 +217,7 @@ pub(crate) mod tests {
         let com1 = Arc::new(SerialConsole::new(console.clone()));
         let config = config(2, &[(0, 0x100_0000, 0x7)]);
         let mut devices = AxVmDevices::new(UnclaimedAccessPolicy::Error);
-        for device in platform(&config, console, com1) {
+        for device in platform(&config, console, com1, &StopNote::default()) {
             let name = device.name().to_string();
             devices
                 .add(device)

@@ -1,11 +1,14 @@
 //! The reset control register at port 0xcf9 (Intel chipsets since the PIIX): the reset
 //! method kernels try first on a PC, and the register the ACPI FADT's `RESET_REG` names,
-//! so an ACPI reboot lands here. A reset ends the VM with status 0, like the i8042 reset.
+//! so an ACPI reboot lands here. A reset ends the VM with status 0, like the i8042 reset, and
+//! leaves a [`StopNote`] saying so (`axvm run` prints it).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
+
+use super::StopNote;
 
 /// The reset control register's port (the FADT's `RESET_REG`, an I/O-space byte).
 pub const RESET_CONTROL_PORT: u16 = 0xcf9;
@@ -22,6 +25,18 @@ pub struct ResetControl {
     /// The last value written without [`RESET_CPU`]: the reset kind a later reset would use,
     /// which reads return.
     kind: AtomicU8,
+    /// Where a reset says that it stopped the VM.
+    note: StopNote,
+}
+
+impl ResetControl {
+    /// The register, telling a reset to `note`.
+    pub fn noting(note: StopNote) -> Self {
+        Self {
+            note,
+            ..Self::default()
+        }
+    }
 }
 
 impl BaseDeviceOps for ResetControl {
@@ -49,7 +64,8 @@ impl BaseDeviceOps for ResetControl {
     ) -> Result<WriteOutcome, DeviceError> {
         let value = value as u8;
         if value & RESET_CPU != 0 {
-            log::info!("guest reset the machine through port {RESET_CONTROL_PORT:#x}");
+            self.note
+                .set("the guest reset the machine through port 0xcf9");
             return Ok(WriteOutcome::StopVm { exit_status: 0 });
         }
         self.kind.store(value, Ordering::Relaxed);
@@ -77,6 +93,21 @@ mod tests {
         assert_eq!(
             reset.write_port(PORT, AccessWidth::Byte, 0x04).unwrap(),
             WriteOutcome::StopVm { exit_status: 0 }
+        );
+    }
+
+    #[test]
+    fn a_reset_leaves_a_note_saying_so() {
+        let note = StopNote::default();
+        let reset = ResetControl::noting(note.clone());
+        reset.write_port(PORT, AccessWidth::Byte, 0x02).unwrap();
+        assert_eq!(note.get(), None, "choosing the reset kind is no reset");
+        reset
+            .write_port(PORT, AccessWidth::Byte, RESET_VALUE.into())
+            .unwrap();
+        assert_eq!(
+            note.get(),
+            Some("the guest reset the machine through port 0xcf9")
         );
     }
 

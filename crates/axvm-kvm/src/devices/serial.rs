@@ -3,9 +3,25 @@
 //! has an in-kernel irqchip, so interrupt-driven drivers (Linux's 8250) transmit. What the
 //! host sends the guest goes into its receive FIFO ([`ReceiveFifo`], fed by a
 //! [`ConsoleInput`](super::ConsoleInput) thread).
+//!
+//! **Back-pressure.** vm-superio's UART writes each byte out at once and always reports its
+//! transmitter empty. Here the bytes go to the VM's [`SharedConsole`], whose buffer is
+//! bounded, so this wrapper makes a full console look like a busy UART:
+//! - the line status register reads with "transmitter holding register empty" and
+//!   "transmitter empty" (THRE, TEMT) clear while the console has no room for a FIFO load
+//!   ([`TX_FIFO_BYTES`]), so a polling driver waits in the guest, as on a slow line;
+//! - when room appears, the console thread calls back ([`SerialConsole::watch_room`]) and
+//!   the THRE interrupt is raised again (if the guest enabled it), so an interrupt-driven
+//!   driver (Linux's 8250 checks LSR in its handler and sends nothing while THRE is clear)
+//!   goes on. The interrupt vm-superio raises after every byte still comes while full;
+//!   finding THRE clear, such a driver waits for the next one;
+//! - a byte written while the console is completely full is dropped and counted, like an
+//!   overrun on real hardware: only a driver that ignores THRE loses output.
+//!
+//! So a stalled stdout holds up the guest's printing, never a vCPU thread.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
@@ -13,6 +29,39 @@ use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::console_input::{FifoRoom, ReceiveFifo};
+use super::SharedConsole;
+
+/// The room a console must have for COM1 to report its transmitter empty: the 16550A's
+/// transmit FIFO, which a driver fills whole on each THRE interrupt (Linux's 8250 does).
+pub const TX_FIFO_BYTES: usize = 16;
+
+/// The line status register's offset, and its transmitter bits (THRE, TEMT).
+const LSR: u8 = 5;
+const LSR_TRANSMITTER_EMPTY: u8 = 0x60;
+/// The interrupt enable register's offset, and the line control register's (whose bit 7,
+/// DLAB, turns offset 1 into the divisor latch).
+const IER: u8 = 1;
+const LCR: u8 = 3;
+const LCR_DLAB: u8 = 0x80;
+
+/// Where a UART's transmitter sends bytes: a writer that can tell whether it would take a
+/// FIFO load now.
+pub trait Transmitter: Write + Send {
+    /// Whether `len` more bytes would be taken now (always, for a plain writer).
+    fn has_room(&self, len: usize) -> bool {
+        let _ = len;
+        true
+    }
+}
+
+/// A plain buffer always has room (device tests).
+impl Transmitter for Vec<u8> {}
+
+impl Transmitter for SharedConsole {
+    fn has_room(&self, len: usize) -> bool {
+        SharedConsole::has_room(self, len)
+    }
+}
 
 /// COM1's I/O base.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -49,20 +98,20 @@ impl Trigger for IrqLine {
 }
 
 /// A 16550 UART at COM1 whose transmitter writes to `W` and whose interrupt is `T`.
-pub struct SerialConsole<W: Write + Send, T: Trigger = NoInterrupt> {
+pub struct SerialConsole<W: Transmitter, T: Trigger = NoInterrupt> {
     uart: Mutex<Serial<T, FifoRoom, W>>,
     /// Told by the UART when the guest read the receive FIFO empty.
     room: FifoRoom,
 }
 
-impl<W: Write + Send> SerialConsole<W> {
+impl<W: Transmitter> SerialConsole<W> {
     /// A UART without an interrupt that sends what the guest transmits to `out`.
     pub fn new(out: W) -> Self {
         Self::with_interrupt(out, NoInterrupt)
     }
 }
 
-impl<W: Write + Send, T: Trigger> SerialConsole<W, T> {
+impl<W: Transmitter, T: Trigger> SerialConsole<W, T> {
     /// A UART that sends what the guest transmits to `out` and raises `interrupt`.
     pub fn with_interrupt(out: W, interrupt: T) -> Self {
         let room = FifoRoom::default();
@@ -77,9 +126,51 @@ impl<W: Write + Send, T: Trigger> SerialConsole<W, T> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Reads register `offset`, with the transmitter busy while the console is full.
+    fn read_register(&self, offset: u8) -> u8 {
+        let mut uart = self.uart();
+        let value = uart.read(offset);
+        if offset == LSR && !uart.writer().has_room(TX_FIFO_BYTES) {
+            value & !LSR_TRANSMITTER_EMPTY
+        } else {
+            value
+        }
+    }
+
+    /// Raises the THRE interrupt again, if the guest enabled it: rewriting IER with its own
+    /// value does that in vm-superio, as it does on a 16550. Skipped while DLAB is set
+    /// (offset 1 is then the divisor): the guest writes IER once it is done, which raises
+    /// the interrupt anyway.
+    fn transmitter_ready(&self) {
+        let mut uart = self.uart();
+        if uart.read(LCR) & LCR_DLAB != 0 {
+            return;
+        }
+        let enabled = uart.read(IER);
+        if let Err(err) = uart.write(IER, enabled) {
+            log::warn!("COM1: cannot raise the transmitter interrupt: {err:?}");
+        }
+    }
 }
 
-impl<W: Write + Send, T: Trigger + Send> ReceiveFifo for SerialConsole<W, T> {
+impl<T: Trigger + Send + 'static> SerialConsole<SharedConsole, T> {
+    /// Has the console call back when it has room again after COM1 found it full, to raise
+    /// the THRE interrupt (see the module documentation). The console holds the UART weakly.
+    pub fn watch_room(this: &Arc<Self>) {
+        let uart = Arc::downgrade(this);
+        // Cloned out first: the UART's lock is not held while the listener is added (the
+        // console thread takes the two locks the other way round).
+        let console = this.uart().writer().clone();
+        console.on_room(Box::new(move || {
+            if let Some(uart) = uart.upgrade() {
+                uart.transmitter_ready();
+            }
+        }));
+    }
+}
+
+impl<W: Transmitter, T: Trigger + Send> ReceiveFifo for SerialConsole<W, T> {
     /// Queues what fits, sets "data ready" and raises the receive interrupt if the guest
     /// enabled it. Counted from the FIFO's room, so bytes queued before a failed interrupt
     /// (which is logged) still count as taken.
@@ -99,7 +190,7 @@ impl<W: Write + Send, T: Trigger + Send> ReceiveFifo for SerialConsole<W, T> {
     }
 }
 
-impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
+impl<W: Transmitter, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
     fn name(&self) -> &str {
         "serial (COM1)"
     }
@@ -114,7 +205,7 @@ impl<W: Write + Send, T: Trigger + Send> BaseDeviceOps for SerialConsole<W, T> {
 
     /// The offset in the 8-port range is the UART register's number.
     fn handle_read(&self, at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
-        Ok(u64::from(self.uart().read(at.offset as u8)))
+        Ok(u64::from(self.read_register(at.offset as u8)))
     }
 
     fn handle_write(
@@ -168,6 +259,8 @@ mod tests {
             Ok(())
         }
     }
+
+    impl Transmitter for ClosedPipe {}
 
     #[test]
     fn a_failed_console_write_is_said_in_words() {
@@ -249,6 +342,106 @@ mod tests {
         let uart = SerialConsole::new(Vec::new());
         assert_eq!(uart.receive(&[b'x'; 100]), 64);
         assert_eq!(uart.receive(b"y"), 0);
+    }
+
+    /// COM1 on a console of `capacity` bytes whose writer is stuck in its first write until
+    /// the returned sender is dropped; "0" is that write. Its interrupt is `event`.
+    fn com1_on_a_stalled_console(
+        capacity: usize,
+        event: &EventFd,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        crate::devices::ConsoleThread,
+        Arc<SerialConsole<SharedConsole, IrqLine>>,
+    ) {
+        let (release, stalled) = std::sync::mpsc::channel::<()>();
+        let writer = crate::devices::console::tests::Blocking(stalled);
+        let thread =
+            crate::devices::ConsoleThread::with_capacity(Box::new(writer), capacity, None).unwrap();
+        let uart = Arc::new(SerialConsole::with_interrupt(
+            thread.console(),
+            IrqLine::new(event.try_clone().unwrap()),
+        ));
+        SerialConsole::watch_room(&uart);
+        (release, thread, uart)
+    }
+
+    const LSR: u64 = COM1_BASE as u64 + 5;
+    const TRANSMITTER_EMPTY: u64 = 0x60;
+
+    #[test]
+    fn a_full_console_makes_the_line_status_say_the_transmitter_is_busy() {
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        // The buffer holds two FIFO loads.
+        let (release, thread, uart) = com1_on_a_stalled_console(2 * TX_FIFO_BYTES, &event);
+        let data = u64::from(COM1_BASE);
+        assert_eq!(
+            uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY,
+            TRANSMITTER_EMPTY
+        );
+        // A polling driver: sends while THRE says so. The writer is stuck, so the buffer
+        // fills and THRE clears before it is full: nothing is dropped.
+        let mut sent = 0u64;
+        while uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY != 0 {
+            uart.write_port(data, AccessWidth::Byte, u64::from(b'a'))
+                .unwrap();
+            sent += 1;
+            assert!(sent <= 4 * TX_FIFO_BYTES as u64, "THRE never cleared");
+        }
+        assert!(
+            sent > TX_FIFO_BYTES as u64,
+            "THRE cleared after {sent} bytes"
+        );
+        let end = thread
+            .console()
+            .drain_with_patience(std::time::Duration::from_millis(20));
+        assert_eq!(end.dropped, 0, "{end:?}");
+        assert_eq!(end.unwritten, sent, "{end:?}");
+        drop(release);
+        // The writer took everything: the transmitter is empty again.
+        assert_eq!(thread.drain().unwritten, 0);
+        assert_eq!(
+            uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY,
+            TRANSMITTER_EMPTY
+        );
+    }
+
+    #[test]
+    fn room_in_the_console_raises_the_thr_empty_interrupt_again() {
+        let event = EventFd::new(EFD_NONBLOCK).unwrap();
+        let (release, thread, uart) = com1_on_a_stalled_console(TX_FIFO_BYTES, &event);
+        uart.write_port(IER, AccessWidth::Byte, THR_EMPTY).unwrap();
+        let data = u64::from(COM1_BASE);
+        // Sends until the transmitter is busy (the writer is stuck, so that comes).
+        for sent in 0.. {
+            if uart.read_port(LSR, AccessWidth::Byte).unwrap() & TRANSMITTER_EMPTY == 0 {
+                break;
+            }
+            assert!(sent <= 4 * TX_FIFO_BYTES, "THRE never cleared");
+            uart.write_port(data, AccessWidth::Byte, u64::from(b'b'))
+                .unwrap();
+        }
+        // The handler: reads IIR (acknowledging THRE) and LSR, finds the transmitter busy
+        // and sends nothing; the line is quiet from here.
+        uart.read_port(COM1_BASE as u64 + 2, AccessWidth::Byte)
+            .unwrap();
+        let _ = event.read();
+        drop(release);
+        // The writer takes the buffer: the console calls back and the line is raised. A
+        // generous bound, only so that a missing interrupt fails instead of hanging.
+        let start = std::time::Instant::now();
+        while event.read().is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no THRE interrupt after room appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let iir = uart
+            .read_port(COM1_BASE as u64 + 2, AccessWidth::Byte)
+            .unwrap();
+        assert_eq!(iir & 0x0f, 0x02, "IIR {iir:#x} does not report THR empty");
+        thread.drain();
     }
 
     #[test]

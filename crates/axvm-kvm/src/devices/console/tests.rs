@@ -68,6 +68,19 @@ impl Write for Gated {
     }
 }
 
+/// A pipe nobody reads: every write blocks until the test drops the sender.
+pub(crate) struct Blocking(pub Receiver<()>);
+
+impl Write for Blocking {
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        let _ = self.0.recv();
+        Err(io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A stdout whose reader went away: every write fails, and the writes are counted.
 #[derive(Clone, Default)]
 struct Broken(Arc<AtomicUsize>);
@@ -167,7 +180,7 @@ fn drain_waits_for_a_slow_writer_to_get_every_byte() {
     for byte in b"the last line before the stop\n" {
         console.send(&[*byte]).unwrap();
     }
-    thread.drain();
+    assert_eq!(thread.drain(), ConsoleEnd::default());
     assert_eq!(captured.bytes(), b"the last line before the stop\n");
 }
 
@@ -185,16 +198,29 @@ fn dropping_the_thread_writes_what_is_left() {
     console.drain();
 }
 
-#[test]
-fn a_full_buffer_makes_the_sender_wait_and_loses_nothing() {
+/// A console thread with a buffer of `capacity` whose writer blocks in its first write
+/// until the returned sender is dropped; returns once that write has started (so the buffer
+/// is empty again and fills from here), with the capture. `observer` is told of every send.
+pub(crate) fn stalled_console(
+    capacity: usize,
+    observer: Option<OutputObserver>,
+) -> (Sender<()>, ConsoleThread, Captured) {
     let captured = Captured::default();
     let (started_tx, started) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
     let gated = Gated {
         out: captured.clone(),
         started: started_tx,
         release: release_rx,
     };
+    let thread = ConsoleThread::with_capacity(Box::new(gated), capacity, observer).unwrap();
+    thread.console().send(b"0").unwrap();
+    started.recv().unwrap();
+    (release, thread, captured)
+}
+
+#[test]
+fn a_full_buffer_drops_and_counts_what_send_gives_it_and_never_waits() {
     let counted = Arc::new(AtomicUsize::new(0));
     let observer: OutputObserver = {
         let counted = counted.clone();
@@ -202,46 +228,72 @@ fn a_full_buffer_makes_the_sender_wait_and_loses_nothing() {
             counted.fetch_add(bytes, Ordering::SeqCst);
         })
     };
-    let thread = ConsoleThread::with_capacity(Box::new(gated), 8, Some(observer)).unwrap();
-    // Declared after the thread, so a failing assertion releases the writer before the
-    // thread is joined instead of hanging.
-    let release = release_tx;
+    // The release is declared before the thread, so it is dropped after it: the drop below
+    // must not wait for a writer that is stuck.
+    let (release, thread, captured) = stalled_console(8, Some(observer));
     let console = thread.console();
-    // The thread takes the first byte and blocks writing it.
-    console.send(b"0").unwrap();
-    started.recv().unwrap();
-    // A vCPU fills the 8-byte buffer, then must wait for room for the tenth byte.
-    let sender = {
-        let console = console.clone();
-        std::thread::spawn(move || {
-            for byte in b"123456789" {
-                console.send(&[*byte]).unwrap();
-            }
-        })
-    };
-    while console.waiting_for_room() == 0 && !sender.is_finished() {
-        std::thread::yield_now();
-    }
+    // The thread blocks writing "0"; the 8-byte buffer takes 8 bytes, the 9th is dropped.
+    console.send(b"12345678").unwrap();
+    console.send(b"9").unwrap();
+    // Bytes count as printed when the guest sends them, dropped ones too.
+    assert_eq!(counted.load(Ordering::SeqCst), 10);
+    assert!(!console.has_room(1));
+    let end = console.drain_with_patience(Duration::from_millis(50));
     assert_eq!(
-        console.waiting_for_room(),
-        1,
-        "the sender did not wait for room"
+        end,
+        ConsoleEnd {
+            unwritten: 9,
+            dropped: 1
+        }
     );
-    assert!(!sender.is_finished());
-    // Bytes count as printed when the guest sends them, not when they are written.
-    assert_eq!(counted.load(Ordering::SeqCst), 9);
     assert!(captured.bytes().is_empty());
     drop(release);
-    sender.join().unwrap();
-    thread.drain();
-    assert_eq!(captured.bytes(), b"0123456789");
-    assert_eq!(counted.load(Ordering::SeqCst), 10);
+    assert_eq!(thread.drain().unwritten, 0);
+    assert_eq!(captured.bytes(), b"012345678");
+    assert!(console.has_room(8));
+}
+
+#[test]
+fn send_some_keeps_what_does_not_fit_and_room_listeners_hear_of_room() {
+    let (release, thread, captured) = stalled_console(4, None);
+    let console = thread.console();
+    let (room_tx, room) = mpsc::channel();
+    let room_tx = Mutex::new(room_tx);
+    console.on_room(Box::new(move || {
+        let _ = room_tx.lock().unwrap().send(());
+    }));
+    assert_eq!(console.send_some(b"abcdef").unwrap(), 4);
+    assert_eq!(console.send_some(b"ef").unwrap(), 0);
+    assert!(room.try_recv().is_err(), "room announced while full");
+    drop(release);
+    // The thread takes the four bytes and announces the room: a generous bound, only so
+    // that a missing call fails instead of hanging.
+    room.recv_timeout(Duration::from_secs(30))
+        .expect("no room announced");
+    assert_eq!(console.send_some(b"ef").unwrap(), 2);
+    assert_eq!(thread.drain(), ConsoleEnd::default());
+    assert_eq!(captured.bytes(), b"0abcdef");
+}
+
+#[test]
+fn a_writer_that_takes_nothing_is_given_up_and_left_behind_on_drop() {
+    let (release, thread, captured) = stalled_console(8, None);
+    let console = thread.console();
+    console.send(b"lost").unwrap();
+    let end = console.drain_with_patience(Duration::from_millis(20));
+    assert_eq!(end.unwritten, 5);
+    // A drain that already gave up, with nothing written since, does not wait again: the
+    // drop (which drains with the full patience) returns without joining the thread.
+    drop(thread);
+    assert!(captured.bytes().is_empty());
+    drop(release);
 }
 
 #[test]
 fn a_write_error_is_remembered_and_later_output_dropped_without_waiting() {
     let broken = Broken::default();
-    // A buffer of 4 bytes: were dropped output not settled, the sends below would wait.
+    // A buffer of 4 bytes: were output dropped after the error not settled, the sends below
+    // would be refused and the drains would wait for the patience to run out.
     let thread = ConsoleThread::with_capacity(Box::new(broken.clone()), 4, None).unwrap();
     let console = thread.console();
     console.send(b"x").unwrap();
@@ -261,12 +313,12 @@ fn a_write_error_is_remembered_and_later_output_dropped_without_waiting() {
 }
 
 #[test]
-fn a_send_larger_than_the_buffer_goes_in_whole() {
+fn a_send_larger_than_the_buffer_keeps_what_fits() {
     let captured = Captured::default();
     let thread = ConsoleThread::with_capacity(Box::new(captured.clone()), 4, None).unwrap();
     thread.console().send(b"0123456789").unwrap();
-    thread.drain();
-    assert_eq!(captured.bytes(), b"0123456789");
+    assert_eq!(thread.drain().dropped, 6);
+    assert_eq!(captured.bytes(), b"0123");
 }
 
 /// Counts the writes it is given, and keeps their bytes.

@@ -12,8 +12,10 @@
 //! **Output.** The bytes of each transmit chain go to the same [`SharedConsole`] COM1 and the
 //! 0xe9 port print to, in chain order, so `hvc0` output appears on axvm's console (stdout
 //! for `axvm run`) and counts as the guest's progress for the watchdog. They are sent from
-//! the VM's virtio thread; while the console buffer is full (a stalled stdout) that thread
-//! waits, as a vCPU printing to COM1 would.
+//! the VM's virtio thread, which never waits for the console: while its buffer is full (a
+//! stalled stdout) the device stops taking transmit chains, which stay in the queue (a
+//! chain cut short is taken again later, resuming where it stopped), until the console
+//! has room again and wakes the device through a [`BackendEvent`] of its own.
 //!
 //! **Input.** Console input reaches the driver through a [`ConsoleInbox`]: the input thread
 //! fills it and signals its eventfd (a [`BackendEvent`] of this device, so the virtio thread
@@ -43,7 +45,8 @@ use std::sync::Arc;
 use event_manager::EventSet;
 use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::{QueueT, Reader, Writer};
+use virtio_queue::{QueueOwnedT, QueueT, Reader, Writer};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub use inbox::{ConsoleInbox, INBOX_BYTES};
 
@@ -76,6 +79,11 @@ pub struct VirtioConsole {
     output: SharedConsole,
     input: Arc<ConsoleInbox>,
     config: [u8; 12],
+    /// Signalled by the console when it has room again after a transmit stopped on it.
+    room: Arc<EventFd>,
+    /// The transmit chain the console was too full to take whole: its head and how many of
+    /// its bytes were printed.
+    tx_resume: Option<(u16, usize)>,
 }
 
 impl VirtioConsole {
@@ -92,10 +100,19 @@ impl VirtioConsole {
         config[2..4].copy_from_slice(&ROWS.to_le_bytes());
         // max_nr_ports means something only with MULTIPORT; one port is the truth anyway.
         config[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let room = Arc::new(EventFd::new(EFD_NONBLOCK)?);
+        let signal = room.clone();
+        output.on_room(Box::new(move || {
+            if let Err(err) = signal.write(1) {
+                log::warn!("virtio console: cannot signal console room: {err}");
+            }
+        }));
         Ok(Self {
             output,
             input,
             config,
+            room,
+            tx_resume: None,
         })
     }
 
@@ -141,7 +158,9 @@ impl VirtioConsole {
         }
     }
 
-    /// Prints the bytes of every chain in the transmit queue and returns the chains.
+    /// Prints the bytes of every chain in the transmit queue and returns the chains, until
+    /// the console is full: then the chain it stopped in goes back to the queue, with how
+    /// much of it was printed, and the rest wait for the console's room signal.
     fn transmit(&mut self, ctx: &mut QueueContext<'_>) -> Result<(), DeviceFault> {
         let ram = ctx.ram;
         loop {
@@ -150,12 +169,24 @@ impl VirtioConsole {
                 .map_err(|e| DeviceFault::Driver(format!("placed its rings badly: {e}")))?;
             while let Some(chain) = ctx.pop_chain(TRANSMITQ)? {
                 let head = chain.head_index();
-                let reader = Reader::new(ram, chain).map_err(|e| {
+                let bad = |e: &dyn std::fmt::Display| {
                     DeviceFault::Driver(format!("sent output {head} in a bad buffer: {e}"))
-                })?;
-                self.print(reader).map_err(|e| {
-                    DeviceFault::Driver(format!("sent output {head} in a bad buffer: {e}"))
-                })?;
+                };
+                let mut reader = Reader::new(ram, chain).map_err(|e| bad(&e))?;
+                let done = match self.tx_resume.take() {
+                    Some((resumed, done)) if resumed == head => done,
+                    _ => 0,
+                };
+                if done > 0 {
+                    // The printed part stays behind in the reader split off here.
+                    reader = reader.split_at(done).map_err(|e| bad(&e))?;
+                }
+                let printed = self.print(reader).map_err(|e| bad(&e))?;
+                if let Some(printed) = printed {
+                    ctx.queue(TRANSMITQ)?.go_to_previous_position();
+                    self.tx_resume = Some((head, done + printed));
+                    return Ok(());
+                }
                 ctx.add_used(TRANSMITQ, head, 0)?;
             }
             let more = ctx
@@ -168,15 +199,22 @@ impl VirtioConsole {
         }
     }
 
-    /// Sends what `reader` holds to the console, a chunk at a time.
-    fn print(&self, mut reader: impl Read) -> std::io::Result<()> {
+    /// Sends what `reader` holds to the console, a chunk at a time: `None` when all of it
+    /// went, or how many bytes did before the console was full.
+    fn print(&self, mut reader: impl Read) -> std::io::Result<Option<usize>> {
         let mut chunk = [0u8; TX_CHUNK];
+        let mut printed = 0;
         loop {
             let len = reader.read(&mut chunk)?;
             if len == 0 {
-                return Ok(());
+                return Ok(None);
             }
-            self.send(&chunk[..len]);
+            // Fails only once the console thread has ended, when the VM is being dropped.
+            let taken = self.output.send_some(&chunk[..len]).unwrap_or(len);
+            printed += taken;
+            if taken < len {
+                return Ok(Some(printed));
+            }
         }
     }
 
@@ -257,22 +295,35 @@ impl VirtioDevice for VirtioConsole {
         }
     }
 
+    /// Console input arrived, and the console has room again.
     fn backend_events(&self) -> Vec<BackendEvent> {
-        vec![BackendEvent {
-            fd: self.input.arrived().as_raw_fd(),
-            // Edge-triggered: while the driver is not ready the transport leaves the event
-            // unread, and a level-triggered one would wake the thread over and over.
-            events: EventSet::IN | EventSet::EDGE_TRIGGERED,
-        }]
+        // Edge-triggered: while the driver is not ready the transport leaves the events
+        // unread, and level-triggered ones would wake the thread over and over.
+        let events = EventSet::IN | EventSet::EDGE_TRIGGERED;
+        vec![
+            BackendEvent {
+                fd: self.input.arrived().as_raw_fd(),
+                events,
+            },
+            BackendEvent {
+                fd: self.room.as_raw_fd(),
+                events,
+            },
+        ]
     }
 
-    fn process_backend(
-        &mut self,
-        _fd: RawFd,
-        mut ctx: QueueContext<'_>,
-    ) -> Result<(), DeviceFault> {
+    fn process_backend(&mut self, fd: RawFd, mut ctx: QueueContext<'_>) -> Result<(), DeviceFault> {
+        if fd == self.room.as_raw_fd() {
+            // Reset the counter; an empty one (EAGAIN) is fine.
+            let _ = self.room.read();
+            return self.transmit(&mut ctx);
+        }
         self.input.clear_arrived();
         self.deliver(&mut ctx)
+    }
+
+    fn reset(&mut self) {
+        self.tx_resume = None;
     }
 }
 
