@@ -40,23 +40,44 @@ fn access_width(addr: usize, left: usize) -> usize {
 /// # Safety
 /// `src` must be valid for reads of `dst.len()` bytes (guest RAM that stays mapped).
 pub(super) unsafe fn read_from_guest(src: *const u8, dst: &mut [u8]) {
-    let out = dst.as_mut_ptr();
+    let (len, out) = (dst.len(), dst.as_mut_ptr());
     let mut done = 0;
-    while done < dst.len() {
-        // SAFETY: `done + width <= dst.len()`, so both sides stay inside their ranges.
+    // SAFETY (all three loops): `done` + the access width never exceeds `len`, so both
+    // sides stay inside their ranges.
+    while done < len && (src as usize + done) % WORD != 0 {
+        done += unsafe { read_one(src.add(done), out.add(done), len - done) };
+    }
+    // The bulk in whole aligned words, in a loop of its own: choosing a width for each
+    // access would cost more than the access.
+    while len - done >= WORD {
         unsafe {
-            let from = src.add(done);
-            let to = out.add(done);
-            let width = access_width(from as usize, dst.len() - done);
-            match width {
-                WORD => write_unaligned(to.cast::<usize>(), read_volatile(from.cast::<usize>())),
-                4 => write_unaligned(to.cast::<u32>(), read_volatile(from.cast::<u32>())),
-                2 => write_unaligned(to.cast::<u16>(), read_volatile(from.cast::<u16>())),
-                _ => *to = read_volatile(from),
-            }
-            done += width;
+            let word = read_volatile(src.add(done).cast::<usize>());
+            write_unaligned(out.add(done).cast::<usize>(), word);
+        }
+        done += WORD;
+    }
+    while done < len {
+        done += unsafe { read_one(src.add(done), out.add(done), len - done) };
+    }
+}
+
+/// Copies one access's worth from guest `from` to `to` (`left` bytes remain) and returns
+/// its width.
+///
+/// # Safety
+/// `from` and `to` must be valid for `left` bytes.
+unsafe fn read_one(from: *const u8, to: *mut u8, left: usize) -> usize {
+    let width = access_width(from as usize, left);
+    // SAFETY: `width <= left`, and `from` is a multiple of `width`.
+    unsafe {
+        match width {
+            WORD => write_unaligned(to.cast::<usize>(), read_volatile(from.cast::<usize>())),
+            4 => write_unaligned(to.cast::<u32>(), read_volatile(from.cast::<u32>())),
+            2 => write_unaligned(to.cast::<u16>(), read_volatile(from.cast::<u16>())),
+            _ => *to = read_volatile(from),
         }
     }
+    width
 }
 
 /// Copies `src` into guest memory at `dst`.
@@ -64,23 +85,41 @@ pub(super) unsafe fn read_from_guest(src: *const u8, dst: &mut [u8]) {
 /// # Safety
 /// `dst` must be valid for writes of `src.len()` bytes (guest RAM that stays mapped).
 pub(super) unsafe fn write_to_guest(src: &[u8], dst: *mut u8) {
-    let input = src.as_ptr();
+    let (len, input) = (src.len(), src.as_ptr());
     let mut done = 0;
-    while done < src.len() {
-        // SAFETY: `done + width <= src.len()`, so both sides stay inside their ranges.
+    // SAFETY: as in `read_from_guest`.
+    while done < len && (dst as usize + done) % WORD != 0 {
+        done += unsafe { write_one(input.add(done), dst.add(done), len - done) };
+    }
+    while len - done >= WORD {
         unsafe {
-            let from = input.add(done);
-            let to = dst.add(done);
-            let width = access_width(to as usize, src.len() - done);
-            match width {
-                WORD => write_volatile(to.cast::<usize>(), read_unaligned(from.cast::<usize>())),
-                4 => write_volatile(to.cast::<u32>(), read_unaligned(from.cast::<u32>())),
-                2 => write_volatile(to.cast::<u16>(), read_unaligned(from.cast::<u16>())),
-                _ => write_volatile(to, *from),
-            }
-            done += width;
+            let word = read_unaligned(input.add(done).cast::<usize>());
+            write_volatile(dst.add(done).cast::<usize>(), word);
+        }
+        done += WORD;
+    }
+    while done < len {
+        done += unsafe { write_one(input.add(done), dst.add(done), len - done) };
+    }
+}
+
+/// Copies one access's worth from `from` to guest `to` (`left` bytes remain) and returns
+/// its width.
+///
+/// # Safety
+/// `from` and `to` must be valid for `left` bytes.
+unsafe fn write_one(from: *const u8, to: *mut u8, left: usize) -> usize {
+    let width = access_width(to as usize, left);
+    // SAFETY: `width <= left`, and `to` is a multiple of `width`.
+    unsafe {
+        match width {
+            WORD => write_volatile(to.cast::<usize>(), read_unaligned(from.cast::<usize>())),
+            4 => write_volatile(to.cast::<u32>(), read_unaligned(from.cast::<u32>())),
+            2 => write_volatile(to.cast::<u16>(), read_unaligned(from.cast::<u16>())),
+            _ => write_volatile(to, *from),
         }
     }
+    width
 }
 
 #[cfg(test)]
