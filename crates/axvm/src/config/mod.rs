@@ -9,6 +9,7 @@ mod builder;
 mod devices;
 mod error;
 mod flags;
+mod overlap;
 #[cfg(feature = "toml")]
 pub mod toml;
 mod valid;
@@ -17,7 +18,8 @@ mod validate;
 pub use backend::{DeviceBackend, MacAddress, NetBackend};
 pub use builder::AxVMConfigBuilder;
 pub use valid::ValidConfig;
-pub use validate::{MAX_CPU_NUM, VIRTIO_MMIO_MIN_LENGTH};
+pub(crate) use validate::pass_through_range_problem;
+pub use validate::{MAX_CPU_NUM, MAX_DEVICES, MAX_MEMORY_REGIONS, VIRTIO_MMIO_MIN_LENGTH};
 
 use alloc::string::String;
 use alloc::vec::Vec;

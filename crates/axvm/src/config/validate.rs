@@ -2,15 +2,33 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 
+use super::overlap::{first_earlier_overlapping, first_overlapping, Span};
 use super::{
     AxVMConfig, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags, VmMemConfig,
 };
-use crate::{is_page_aligned, GuestPhysAddr};
+use crate::{is_page_aligned, GuestPhysAddr, PAGE_SIZE};
 
 /// The most vCPUs a VM may have: xAPIC ids are 8 bits and 0xff is the broadcast id.
 pub const MAX_CPU_NUM: usize = 254;
+
+/// The most memory regions a config may have: 1 Mi (1 048 576).
+///
+/// Each region becomes one host mapping, and hosts can map far fewer: KVM has at most
+/// 32 764 memory slots per address space (509 on older kernels), and Linux lets a process
+/// hold 65 530 mappings by default. The core does not know its host, so this cap is
+/// generous, above any host's; it exists so that a config cannot make validation and the
+/// region table grow without bound. Hosts refuse what they cannot map (the KVM host checks
+/// its slot count).
+pub const MAX_MEMORY_REGIONS: usize = 1 << 20;
+
+/// The most entries `devices.emu_devices` and `devices.passthrough_devices` may each have:
+/// 64 Ki (65 536), far more than any machine has devices. Every emulated device is an entry
+/// in the VM's device table and every pass-through range a host mapping; the cap bounds the
+/// work a config can ask of validation and VM creation.
+pub const MAX_DEVICES: usize = 1 << 16;
 
 fn region_field(index: usize) -> String {
     format!("kernel.memory_regions[{index}]")
@@ -31,10 +49,15 @@ impl AxVMConfig {
 
     /// Every reason this config cannot work, in field order (empty when it is fine).
     ///
-    /// Checks: at least one vCPU; affinity lists no longer than `cpu_num`; memory regions
-    /// non-empty, page-aligned, not wrapping, not overlapping, without the DEVICE flag; entry
-    /// points inside RAM; device ranges non-empty, not wrapping, and emulated devices not
+    /// Checks: at least one vCPU; affinity lists no longer than `cpu_num`; at most
+    /// [`MAX_MEMORY_REGIONS`] memory regions and [`MAX_DEVICES`] devices of each kind; memory
+    /// regions non-empty, page-aligned, not wrapping, not overlapping, without the DEVICE
+    /// flag; entry points inside RAM; device ranges non-empty, not wrapping (pass-through
+    /// ranges not even once rounded out to whole pages), and emulated devices not
     /// overlapping RAM or each other.
+    ///
+    /// Overlaps are found by sorting, in O(n log n); when several regions overlap, each is
+    /// reported against the lowest-indexed earlier one it overlaps.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         self.check_cpus(&mut problems);
@@ -122,29 +145,41 @@ impl AxVMConfig {
     }
 
     fn check_regions(&self, problems: &mut Vec<ConfigError>) {
+        if let Some(problem) = too_many(
+            "kernel.memory_regions",
+            self.memory_regions.len(),
+            MAX_MEMORY_REGIONS,
+            "memory regions",
+        ) {
+            problems.push(problem);
+            return;
+        }
         for (index, region) in self.memory_regions.iter().enumerate() {
             if let Some(problem) = region_problem(region) {
                 problems.push(ConfigError::invalid(region_field(index), problem));
             }
         }
-        for (index, region) in self.memory_regions.iter().enumerate() {
-            let earlier = self.memory_regions[..index]
-                .iter()
-                .position(|other| overlaps(other.gpa, other.size, region.gpa, region.size));
-            if let Some(other) = earlier {
-                problems.push(ConfigError::invalid(
-                    region_field(index),
-                    format!(
-                        "{}..{} overlaps {} ({}..{}); regions must not share addresses",
-                        region.gpa,
-                        region.end(),
-                        region_field(other),
-                        self.memory_regions[other].gpa,
-                        self.memory_regions[other].end()
-                    ),
-                ));
-            }
+        let earlier = first_earlier_overlapping(&self.ram_spans());
+        for (index, other) in earlier.into_iter().enumerate() {
+            let Some(other) = other else { continue };
+            let region = &self.memory_regions[index];
+            problems.push(ConfigError::invalid(
+                region_field(index),
+                format!(
+                    "{}..{} overlaps {} ({}..{}); regions must not share addresses",
+                    region.gpa,
+                    region.end(),
+                    region_field(other),
+                    self.memory_regions[other].gpa,
+                    self.memory_regions[other].end()
+                ),
+            ));
         }
+    }
+
+    fn ram_spans(&self) -> Vec<Span> {
+        let spans = self.memory_regions.iter();
+        spans.map(|r| Span::new(r.gpa.as_u64(), r.size)).collect()
     }
 
     pub(super) fn check_entries(&self, problems: &mut Vec<ConfigError>) {
@@ -171,7 +206,28 @@ impl AxVMConfig {
     }
 
     fn check_devices(&self, problems: &mut Vec<ConfigError>) {
-        for (index, device) in self.emu_devices.iter().enumerate() {
+        self.check_emulated_devices(problems);
+        self.check_pass_through_devices(problems);
+    }
+
+    fn check_emulated_devices(&self, problems: &mut Vec<ConfigError>) {
+        let devices = &self.emu_devices;
+        let count = devices.len();
+        if let Some(problem) = too_many("devices.emu_devices", count, MAX_DEVICES, "devices") {
+            problems.push(problem);
+            return;
+        }
+        let spans: Vec<Span> = devices
+            .iter()
+            .map(|d| Span::new(d.base_gpa.as_u64(), d.length))
+            .collect();
+        // Both searches are empty when the regions were too many to look at.
+        let ram = match self.memory_regions.len() <= MAX_MEMORY_REGIONS {
+            true => first_overlapping(&self.ram_spans(), &spans),
+            false => vec![None; count],
+        };
+        let earlier = first_earlier_overlapping(&spans);
+        for (index, device) in devices.iter().enumerate() {
             let field = emu_field(index, &device.name);
             if let Some(problem) = range_problem(device.base_gpa.as_u64(), device.length) {
                 problems.push(ConfigError::invalid(field, problem));
@@ -180,11 +236,7 @@ impl AxVMConfig {
             if let Some(problem) = backend_problem(device) {
                 problems.push(ConfigError::invalid(field.clone(), problem));
             }
-            if let Some(ram) = self
-                .memory_regions
-                .iter()
-                .position(|r| overlaps(r.gpa, r.size, device.base_gpa, device.length))
-            {
+            if let Some(ram) = ram[index] {
                 problems.push(ConfigError::invalid(
                     field.clone(),
                     format!(
@@ -195,23 +247,36 @@ impl AxVMConfig {
                     ),
                 ));
             }
-            if let Some(other) = self.emu_devices[..index]
-                .iter()
-                .position(|o| overlaps(o.base_gpa, o.length, device.base_gpa, device.length))
-            {
+            if let Some(other) = earlier[index] {
                 problems.push(ConfigError::invalid(
                     field,
                     format!(
                         "overlaps {}: each address belongs to one device",
-                        emu_field(other, &self.emu_devices[other].name)
+                        emu_field(other, &devices[other].name)
                     ),
                 ));
             }
         }
-        for (index, device) in self.pass_through_devices.iter().enumerate() {
-            let field = format!("devices.passthrough_devices[{index}] ({})", device.name);
-            let problem = range_problem(device.base_gpa.as_u64(), device.length)
-                .or_else(|| range_problem(device.base_hpa.as_u64(), device.length));
+    }
+
+    fn check_pass_through_devices(&self, problems: &mut Vec<ConfigError>) {
+        let devices = &self.pass_through_devices;
+        let field = "devices.passthrough_devices";
+        if let Some(problem) = too_many(field, devices.len(), MAX_DEVICES, "devices") {
+            problems.push(problem);
+            return;
+        }
+        for (index, device) in devices.iter().enumerate() {
+            let field = format!("{field}[{index}] ({})", device.name);
+            let problem =
+                pass_through_range_problem("base_gpa", device.base_gpa.as_u64(), device.length)
+                    .or_else(|| {
+                        pass_through_range_problem(
+                            "base_hpa",
+                            device.base_hpa.as_u64(),
+                            device.length,
+                        )
+                    });
             if let Some(problem) = problem {
                 problems.push(ConfigError::invalid(field, problem));
             }
@@ -282,6 +347,34 @@ fn region_problem(region: &VmMemConfig) -> Option<String> {
     None
 }
 
+/// The problem with a list of `count` entries when it has more than `max`.
+fn too_many(field: &str, count: usize, max: usize, what: &str) -> Option<ConfigError> {
+    (count > max).then(|| {
+        ConfigError::invalid(
+            field,
+            format!("has {count} entries, more than the {max} {what} axvm accepts (no host can map that many); merge adjacent entries into larger ones"),
+        )
+    })
+}
+
+/// What is wrong with a pass-through range of `len` bytes at `base` (the `which` address),
+/// if anything. Besides [`range_problem`], the range must still end inside the address
+/// space once rounded out to whole pages, as it is when mapped: 0xfff bytes at
+/// 0xffff_ffff_ffff_f000 would otherwise become a 0-byte mapping.
+pub(crate) fn pass_through_range_problem(which: &str, base: u64, len: u64) -> Option<String> {
+    if let Some(problem) = range_problem(base, len) {
+        return Some(problem);
+    }
+    let end = base + len;
+    if end.checked_add(PAGE_SIZE - 1).is_none() {
+        return Some(format!(
+            "{which} {base:#x}+{len:#x} ends in the last 4 KiB page of the address space: rounded out to whole pages, as it is mapped, it wraps past the end; end it at or before {:#x}",
+            u64::MAX - (PAGE_SIZE - 1)
+        ));
+    }
+    None
+}
+
 fn range_problem(base: u64, len: u64) -> Option<String> {
     if len == 0 {
         Some(String::from("has size 0"))
@@ -292,11 +385,4 @@ fn range_problem(base: u64, len: u64) -> Option<String> {
     } else {
         None
     }
-}
-
-/// Whether `[a, a+a_len)` and `[b, b+b_len)` share an address (lengths already checked not
-/// to wrap; a wrapped length saturates, which only makes the answer more cautious).
-fn overlaps(a: GuestPhysAddr, a_len: u64, b: GuestPhysAddr, b_len: u64) -> bool {
-    let (a, b) = (a.as_u64(), b.as_u64());
-    a < b.saturating_add(b_len) && b < a.saturating_add(a_len)
 }

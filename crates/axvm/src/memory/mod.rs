@@ -6,6 +6,7 @@
 
 mod passthrough;
 mod region;
+mod volatile;
 
 use alloc::vec::Vec;
 use core::marker::PhantomData;
@@ -154,7 +155,8 @@ impl GuestMemory {
 /// A checked range of guest RAM, valid while the VM lives.
 ///
 /// It hands out copies rather than `&mut [u8]`: running vCPUs may change guest memory at any
-/// moment, and a Rust reference would promise that nothing does.
+/// moment, and a Rust reference would promise that nothing does. For the same reason the
+/// copies are volatile, not `memcpy`.
 pub struct GuestSlice<'a> {
     gpa: GuestPhysAddr,
     ptr: *mut u8,
@@ -186,25 +188,32 @@ impl GuestSlice<'_> {
 
     /// Copies bytes from `offset` into `buf`; copies only what lies inside the slice and
     /// returns how many bytes that was.
+    ///
+    /// Running vCPUs may write the memory meanwhile: the copy uses volatile, naturally
+    /// aligned accesses as wide as a machine word, so every aligned value of up to 8 bytes
+    /// (4 on 32-bit hosts) is read whole, never torn (see `memory/volatile.rs`).
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> usize {
         let count = buf.len().min(self.len.saturating_sub(offset));
         if count == 0 {
             return 0;
         }
         // SAFETY: `offset + count <= len`, and the slice lies inside mapped guest RAM.
-        unsafe { core::ptr::copy_nonoverlapping(self.ptr.add(offset), buf.as_mut_ptr(), count) };
+        unsafe { volatile::read_from_guest(self.ptr.add(offset), &mut buf[..count]) };
         count
     }
 
     /// Copies `data` to `offset`; copies only what fits inside the slice and returns how many
     /// bytes that was.
+    ///
+    /// Like [`read`](Self::read), with volatile aligned accesses: a vCPU reading an aligned
+    /// value of up to a word meanwhile sees it old or new, never half written.
     pub fn write(&self, offset: usize, data: &[u8]) -> usize {
         let count = data.len().min(self.len.saturating_sub(offset));
         if count == 0 {
             return 0;
         }
         // SAFETY: `offset + count <= len`, and the slice lies inside mapped guest RAM.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), count) };
+        unsafe { volatile::write_to_guest(&data[..count], self.ptr.add(offset)) };
         count
     }
 }

@@ -4,6 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::config::pass_through_range_problem;
 use crate::{ConfigError, GuestPhysAddr, HostPhysAddr, PassThroughDeviceConfig, PAGE_SIZE};
 
 /// A page-aligned range of host-physical memory shown to the guest.
@@ -80,7 +81,9 @@ pub fn merge_pass_through(
                 }
                 let end = last.gpa_end().max(range.gpa_end());
                 last.size = end - last.gpa.as_u64();
-                last.names = format!("{}, {}", last.names, range.names);
+                // Appended in place: rebuilding the string each time is quadratic.
+                last.names.push_str(", ");
+                last.names.push_str(&range.names);
             }
             _ => merged.push(range),
         }
@@ -92,9 +95,18 @@ fn page_aligned(
     index: usize,
     device: &PassThroughDeviceConfig,
 ) -> Result<PassThroughRange, ConfigError> {
+    let field = || format!("devices.passthrough_devices[{index}] ({})", device.name);
+    // Validation refuses these too; refuse them here rather than map a wrapped range.
+    let problem = pass_through_range_problem("base_gpa", device.base_gpa.as_u64(), device.length)
+        .or_else(|| {
+            pass_through_range_problem("base_hpa", device.base_hpa.as_u64(), device.length)
+        });
+    if let Some(problem) = problem {
+        return Err(ConfigError::invalid(field(), problem));
+    }
     if (device.base_gpa.as_u64() ^ device.base_hpa.as_u64()) & (PAGE_SIZE - 1) != 0 {
         return Err(ConfigError::invalid(
-            format!("devices.passthrough_devices[{index}] ({})", device.name),
+            field(),
             format!(
                 "base_gpa {} and base_hpa {} sit at different offsets within a 4 KiB page, which no page mapping can do",
                 device.base_gpa, device.base_hpa
@@ -103,9 +115,9 @@ fn page_aligned(
     }
     let start = device.base_gpa.as_u64() & !(PAGE_SIZE - 1);
     let offset = device.base_gpa.as_u64() - start;
-    // Validation refused lengths that wrap; saturate anyway rather than trust it here.
-    let end = device.base_gpa.as_u64().saturating_add(device.length);
-    let end = end.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    // Checked above: neither the end nor its page-rounded value wraps.
+    let end = device.base_gpa.as_u64() + device.length;
+    let end = (end + (PAGE_SIZE - 1)) & !(PAGE_SIZE - 1);
     Ok(PassThroughRange {
         gpa: GuestPhysAddr::new(start),
         hpa: HostPhysAddr::new(device.base_hpa.as_u64().wrapping_sub(offset)),
