@@ -27,7 +27,7 @@
 #   virtio-bench  inside the guest, virtio-blk sequential 4 KiB and 1 MiB write and read
 #             throughput and 4 KiB random-read IOPS (O_DIRECT, on a raw file in L1's
 #             tmpfs), and TCP throughput and ping time between two VMs; under QEMU microvm
-#             and axvm, one after the other
+#             and axvm, one after the other, in KVM_AMD_BENCH_ROUNDS rounds (default 2)
 #   (default: suite linux)
 #
 #   --no-build    use the binaries already built
@@ -41,7 +41,8 @@
 #
 # Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for each L1
 # boot, default 1800), KVM_AMD_CPU (QEMU's -cpu for L1, default EPYC), KVM_AMD_SMP (L1's
-# CPUs, default 4), KVM_AMD_ACCEL (default tcg).
+# CPUs, default 4), KVM_AMD_ACCEL (default tcg), KVM_AMD_BENCH_ROUNDS (virtio-bench's rounds,
+# default 2).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,6 +60,7 @@ l1_accel=${KVM_AMD_ACCEL:-tcg}
 # thread. With two, L1 switching vCPU threads under the emulated SVM now and then corrupts
 # its own kernel stacks ("corrupted stack end detected inside scheduler").
 l1_cpus=${KVM_AMD_SMP:-4}
+bench_rounds=${KVM_AMD_BENCH_ROUNDS:-2}
 
 build=1
 steps=()
@@ -226,7 +228,7 @@ make_l1() {
   fi
   if wants bench; then add_bench; fi
   if wants virtio; then add_virtio blk net tap console; fi
-  if wants virtio-bench; then add_virtio bench-blk bench-net; fi
+  if wants virtio-bench; then add_virtio_bench bench-blk bench-net; fi
   copy_libraries
 
   say "packing the L1 initramfs ($(du -sh "$stage" | cut -f1))"
@@ -343,13 +345,27 @@ make_virtio_files() {
 
 # add_virtio TEST...: the virtio steps, each test under QEMU (the reference) then axvm.
 add_virtio() {
-  local test vmm group=virtio
+  local test vmm
   make_virtio_files
   copy_qemu
   for test in "$@"; do
-    [[ $test == bench-* ]] && group=virtio-bench
     for vmm in qemu-microvm axvm; do
-      echo "$group/$vmm-$test sh virtio/virtio-run.sh $test $vmm" >>"$stage/harness/steps"
+      echo "virtio/$vmm-$test sh virtio/virtio-run.sh $test $vmm" >>"$stage/harness/steps"
+    done
+  done
+}
+
+# add_virtio_bench TEST...: the benchmarks, QEMU then axvm, in $bench_rounds rounds: this
+# shared, emulated machine's speed drifts, and alternating shows how far.
+add_virtio_bench() {
+  local round test vmm
+  make_virtio_files
+  copy_qemu
+  for round in $(seq "$bench_rounds"); do
+    for test in "$@"; do
+      for vmm in qemu-microvm axvm; do
+        echo "virtio-bench/$vmm-$test-r$round sh virtio/virtio-run.sh $test $vmm" >>"$stage/harness/steps"
+      done
     done
   done
 }

@@ -149,10 +149,10 @@ def virtio_bench_table(steps):
     one row per measure, one column per VMM."""
     figures, vmms = {}, []
     for name, (_, _, lines) in steps.items():
-        step = re.match(r"^virtio-bench/(.+)-bench-(?:blk|net)$", name)
+        step = re.match(r"^virtio-bench/(.+)-bench-(?:blk|net)(?:-r(\d+))?$", name)
         if not step:
             continue
-        vmm = step.group(1)
+        vmm = step.group(1) + (f" r{step.group(2)}" if step.group(2) else "")
         if vmm not in vmms:
             vmms.append(vmm)
         for line in lines:
@@ -163,9 +163,9 @@ def virtio_bench_table(steps):
     if not figures:
         return
     print("kvm-amd: virtio performance, inside the guest (vbench; one VM, 1 vCPU, 256 MiB):")
-    print("  " + f"{'measure':20}" + "".join(f"{vmm:>28}" for vmm in vmms))
+    print("  " + f"{'measure':18}" + "".join(f"{vmm:>24}" for vmm in vmms))
     for metric, by_vmm in figures.items():
-        print("  " + f"{metric:20}" + "".join(f"{by_vmm.get(vmm, '-'):>28}" for vmm in vmms))
+        print("  " + f"{metric:18}" + "".join(f"{by_vmm.get(vmm, '-'):>24}" for vmm in vmms))
 
 
 def main():

@@ -7,8 +7,10 @@
  *   vbench blk DEVICE SECONDS      sequential 4 KiB and 1 MiB writes, then reads, then
  *                                  4 KiB random reads, all O_DIRECT, each for SECONDS
  *   vbench recv PORT               accepts one TCP connection and reads it to its end
- *   vbench send HOST PORT SECONDS  connects (retrying while refused, up to a minute) and
- *                                  sends zeros for SECONDS
+ *   vbench send HOST PORT SECONDS  connects (retrying while refused, up to a minute),
+ *                                  sends zeros for SECONDS, then waits until the receiver
+ *                                  has read all of it (its close): the guest powers off
+ *                                  next, and data still in flight would be lost with it
  *
  * Every result is one line, "vbench: NAME VALUE UNIT (detail)", which the harness passes
  * on (scripts/kvm-amd/virtio-run.sh) and report.py tabulates. Runs are bounded by time,
@@ -24,10 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #define NET_CHUNK (64 * 1024)
+/* A peer silent this long has gone: fail rather than hang the VM. */
+#define NET_TIMEOUT_SECONDS 60
 
 static double now(void)
 {
@@ -40,6 +45,33 @@ static void die(const char *what)
 {
 	fprintf(stderr, "vbench: %s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+static void set_timeouts(int socket_fd)
+{
+	struct timeval timeout = { .tv_sec = NET_TIMEOUT_SECONDS };
+
+	if (setsockopt(socket_fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) ||
+	    setsockopt(socket_fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout))
+		die("setsockopt");
+}
+
+/* read_to_end: reads SOCKET_FD until its peer closes; the bytes read. */
+static unsigned long long read_to_end(int socket_fd)
+{
+	static char buffer[NET_CHUNK];
+	unsigned long long bytes = 0;
+
+	for (;;) {
+		ssize_t got = read(socket_fd, buffer, sizeof buffer);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			die("read");
+		if (got == 0)
+			return bytes;
+		bytes += got;
+	}
 }
 
 /* A small xorshift generator: the random-read offsets need no quality, only spread. */
@@ -106,8 +138,6 @@ static int blk(const char *device, double seconds)
 static int recv_stream(int port)
 {
 	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(port) };
-	static char buffer[NET_CHUNK];
-	unsigned long long bytes = 0;
 	int one = 1, listener = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (listener < 0)
@@ -118,18 +148,11 @@ static int recv_stream(int port)
 	int connection = accept(listener, NULL, NULL);
 	if (connection < 0)
 		die("accept");
+	set_timeouts(connection);
 	double start = now();
-	for (;;) {
-		ssize_t got = read(connection, buffer, sizeof buffer);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			die("read");
-		if (got == 0)
-			break;
-		bytes += got;
-	}
+	unsigned long long bytes = read_to_end(connection);
 	double elapsed = now() - start;
+	close(connection);
 	printf("vbench: net-tcp-recv %.2f MB/s (%llu bytes in %.2f s)\n", bytes / elapsed / 1e6,
 	       bytes, elapsed);
 	return 0;
@@ -159,15 +182,20 @@ static int send_stream(const char *host, int port, double seconds)
 		connection = -1;
 		usleep(500 * 1000);
 	}
-	double start = now(), elapsed = 0;
-	while (elapsed < seconds) {
+	set_timeouts(connection);
+	double start = now();
+	while (now() - start < seconds) {
 		ssize_t sent = write(connection, buffer, sizeof buffer);
 		if (sent < 0 && errno != EINTR)
 			die("write");
 		if (sent > 0)
 			bytes += sent;
-		elapsed = now() - start;
 	}
+	/* Delivered when the receiver, having read our end, closes its side. */
+	if (shutdown(connection, SHUT_WR))
+		die("shutdown");
+	read_to_end(connection);
+	double elapsed = now() - start;
 	close(connection);
 	printf("vbench: net-tcp-send %.2f MB/s (%llu bytes in %.2f s)\n", bytes / elapsed / 1e6,
 	       bytes, elapsed);
