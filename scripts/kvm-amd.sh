@@ -149,7 +149,7 @@ for line in sys.stdin:
 }
 
 build_workspace() {
-  say "building axvm (release) and the KVM test executables"
+  say "building axvm (release)$(wants suite && echo " and the KVM test executables")"
   cargo build --manifest-path "$root/Cargo.toml" --release -p axvm-cli
   if wants suite; then
     cargo test --manifest-path "$root/Cargo.toml" -p axvm-kvm -p axvm-cli --no-run
