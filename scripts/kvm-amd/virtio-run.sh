@@ -175,6 +175,16 @@ guest_output() {
   esac
 }
 
+# own_output NAME: what the VM alone printed: axvm running several VMs starts each line
+# with "[NAME] ".
+own_output() {
+  if [ "$vmm" = axvm ] && [ "$(echo "$vms" | wc -w)" -gt 1 ]; then
+    grep -a "^\[$1\] " "$out/axvm.log"
+  else
+    guest_output "$1"
+  fi
+}
+
 # --- the run and its checks -------------------------------------------------------------
 
 # tap_up: a fresh persistent tap axvmtap0 with L1's address (one a stopped step left
@@ -232,7 +242,7 @@ watch_boots() {
       for name in $vms; do
         guest_output "$name" | grep -q "virtio-guest: $name: fact uptime_at_init" && continue
         booting=1
-        size=$(guest_output "$name" | wc -c)
+        size=$(own_output "$name" | wc -c)
         last=
         since=0
         eval "last=\${size_$name:-}; since=\${since_$name:-0}"
