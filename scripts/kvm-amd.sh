@@ -18,19 +18,31 @@
 #   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1, and the
 #             Debian kernel's boot under axvm, QEMU -M pc and QEMU -M microvm with 1 and
 #             2 vCPUs, one after the other, and once under axvm --stats (docs/PERFORMANCE.md)
+#   virtio    the Debian kernel with virtio-mmio devices (scripts/kvm-amd/virtio-run.sh),
+#             each test first under QEMU -accel kvm -M microvm,acpi=on in L1 (the
+#             reference), then under axvm: blk (an ext4 image made here with mke2fs -d:
+#             the guest reads it and writes files that debugfs reads back), net (two VMs on
+#             one L2 switch ping each other), tap (a VM and L1 ping each other over a tap),
+#             console (the guest's /init prints through virtio-console, console=hvc0)
+#   virtio-bench  inside the guest, virtio-blk sequential 4 KiB and 1 MiB write and read
+#             throughput and 4 KiB random-read IOPS (O_DIRECT, on a raw file in L1's
+#             tmpfs), and TCP throughput and ping time between two VMs; under QEMU microvm
+#             and axvm, one after the other, in KVM_AMD_BENCH_ROUNDS rounds (default 2)
 #   (default: suite linux)
 #
 #   --no-build    use the binaries already built
 #
 # Needs nothing but apt and cargo: as root it installs qemu-system-x86, busybox-static,
-# cpio and acpica-tools when missing. Builds under target/kvm-amd/ (CARGO_TARGET_DIR): the
+# cpio and acpica-tools when missing, and for the virtio steps e2fsprogs and gcc (the
+# guest's benchmark, scripts/kvm-amd/vbench.c, is built with cc -static). Builds under target/kvm-amd/ (CARGO_TARGET_DIR): the
 # Debian packages (cached), the L1 initramfs, and logs/: console.log (everything L1
 # printed) and one file per step. Prints a line per step as it ends; on failure, the failed
 # steps' logs. Exits 0 when every step passed, 1 when one failed, 2 when it could not run.
 #
 # Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for each L1
 # boot, default 1800), KVM_AMD_CPU (QEMU's -cpu for L1, default EPYC), KVM_AMD_SMP (L1's
-# CPUs, default 4), KVM_AMD_ACCEL (default tcg).
+# CPUs, default 4), KVM_AMD_ACCEL (default tcg), KVM_AMD_BENCH_ROUNDS (virtio-bench's rounds,
+# default 2).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,13 +60,14 @@ l1_accel=${KVM_AMD_ACCEL:-tcg}
 # thread. With two, L1 switching vCPU threads under the emulated SVM now and then corrupts
 # its own kernel stacks ("corrupted stack end detected inside scheduler").
 l1_cpus=${KVM_AMD_SMP:-4}
+bench_rounds=${KVM_AMD_BENCH_ROUNDS:-2}
 
 build=1
 steps=()
 for arg in "$@"; do
   case $arg in
     --no-build) build=0 ;;
-    suite | linux | bench) steps+=("$arg") ;;
+    suite | linux | bench | virtio | virtio-bench) steps+=("$arg") ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
       exit 0
@@ -83,6 +96,10 @@ install_tools() {
   command -v cpio >/dev/null || need+=(cpio)
   command -v strip >/dev/null || need+=(binutils)
   command -v iasl >/dev/null || need+=(acpica-tools)
+  if wants virtio || wants virtio-bench; then
+    PATH=$PATH:/usr/sbin:/sbin command -v debugfs >/dev/null || need+=(e2fsprogs)
+    [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && command -v cc >/dev/null || need+=(gcc libc6-dev)
+  fi
   [ ${#need[@]} -eq 0 ] && return
   [ "$(id -u)" = 0 ] || die "needs ${need[*]} (apt-get install ${need[*]}, as root)"
   say "installing ${need[*]}"
@@ -132,9 +149,11 @@ for line in sys.stdin:
 }
 
 build_workspace() {
-  say "building axvm (release) and the KVM test executables"
+  say "building axvm (release)$(wants suite && echo " and the KVM test executables")"
   cargo build --manifest-path "$root/Cargo.toml" --release -p axvm-cli
-  cargo test --manifest-path "$root/Cargo.toml" -p axvm-kvm -p axvm-cli --no-run
+  if wants suite; then
+    cargo test --manifest-path "$root/Cargo.toml" -p axvm-kvm -p axvm-cli --no-run
+  fi
   if wants bench; then
     cargo bench --manifest-path "$root/Cargo.toml" -p axvm-kvm --bench exits --no-run
   fi
@@ -208,6 +227,8 @@ make_l1() {
     echo "linux/axvm-smp2-reboot sh linux/linux-boot.sh 2 reboot axvm" >>"$stage/harness/steps"
   fi
   if wants bench; then add_bench; fi
+  if wants virtio; then add_virtio blk net tap console; fi
+  if wants virtio-bench; then add_virtio_bench bench-blk bench-net; fi
   copy_libraries
 
   say "packing the L1 initramfs ($(du -sh "$stage" | cut -f1))"
@@ -264,6 +285,91 @@ add_bench() {
   echo "boot/axvm-stats-smp1 sh linux/linux-boot.sh 1 poweroff axvm-stats" >>"$stage/harness/steps"
 }
 
+# module_order NAME...: the kernel modules NAME... and those they need, each after what it
+# needs, as paths. The package ships no modules.dep: each module's .modinfo names its
+# dependencies ("depends=a,b").
+module_order() {
+  local name file deps
+  for name in "$@"; do
+    [[ " $modules_listed " == *" ${name//-/_} "* ]] && continue
+    modules_listed+=" ${name//-/_}"
+    file=$(find "$modules" -name "${name//-/_}.ko" -o -name "${name//_/-}.ko" | head -n 1)
+    [ -n "$file" ] || die "the kernel package has no module $name"
+    objcopy -O binary --only-section=.modinfo "$file" "$work/modinfo"
+    deps=$(tr '\0' '\n' <"$work/modinfo" | sed -n 's/^depends=//p' | tr ',' ' ')
+    # shellcheck disable=SC2086 # one word per module
+    module_order $deps
+    echo "$file"
+  done
+}
+
+# The virtio guest's initramfs (busybox, virtio-init.sh as /init, vbench, the virtio
+# modules in load order) and the ext4 image of the blk test, made here with mke2fs -d:
+# hello.txt, and host.bin of random bytes whose md5 the guest must print.
+make_virtio_files() {
+  local dir=$work/virtio-initramfs content=$work/virtio-disk file
+  [ -e "$stage/harness/virtio/initramfs.cpio.gz" ] && return
+  rm -rf "$dir" "$content"
+  mkdir -p "$dir"/{bin,proc,sys,dev,tmp,mnt,modules} "$content" "$stage/harness/virtio"
+  cp /bin/busybox "$dir/bin/busybox"
+  ln -s busybox "$dir/bin/sh"
+  cp "$here/virtio-init.sh" "$dir/init"
+  chmod +x "$dir/init"
+  cc -static -O2 -Wall -Wextra -Werror -o "$dir/bin/vbench" "$here/vbench.c"
+  strip "$dir/bin/vbench"
+  local order
+  modules_listed=
+  order=$(module_order virtio_mmio virtio_blk virtio_net virtio_console)
+  for file in $order; do
+    cp "$file" "$dir/modules/"
+    basename "$file" .ko
+  done >"$dir/modules/order"
+  (cd "$dir" && find . | cpio -o -H newc --quiet | gzip -9) >"$stage/harness/virtio/initramfs.cpio.gz"
+
+  echo "hello from the kvm-amd harness's host" >"$content/hello.txt"
+  head -c 1M /dev/urandom >"$content/host.bin"
+  cp "$content/hello.txt" "$stage/harness/virtio/"
+  md5sum <"$content/host.bin" | cut -d' ' -f1 >"$stage/harness/virtio/host.bin.md5"
+  rm -f "$work/virtio-disk.img"
+  PATH=$PATH:/usr/sbin:/sbin mke2fs -q -t ext4 -L axvm-virtio -d "$content" "$work/virtio-disk.img" 32M >/dev/null
+  gzip -c "$work/virtio-disk.img" >"$stage/harness/virtio/disk.img.gz"
+
+  cp "$here/virtio-run.sh" "$stage/harness/virtio/"
+  cp "$here/virtio-vm.toml.in" "$stage/harness/virtio/vm.toml.in"
+  # L1's tools: debugfs and e2fsck read the image back; tun.ko makes the tap test's tap.
+  for file in debugfs e2fsck; do
+    copy_elf "$(PATH=$PATH:/usr/sbin:/sbin command -v $file)" "/usr/sbin/$file"
+  done
+  cp "$(find "$modules" -name tun.ko)" "$stage/harness/modules/"
+}
+
+# add_virtio TEST...: the virtio steps, each test under QEMU (the reference) then axvm.
+add_virtio() {
+  local test vmm
+  make_virtio_files
+  copy_qemu
+  for test in "$@"; do
+    for vmm in qemu-microvm axvm; do
+      echo "virtio/$vmm-$test sh virtio/virtio-run.sh $test $vmm" >>"$stage/harness/steps"
+    done
+  done
+}
+
+# add_virtio_bench TEST...: the benchmarks, QEMU then axvm, in $bench_rounds rounds: this
+# shared, emulated machine's speed drifts, and alternating shows how far.
+add_virtio_bench() {
+  local round test vmm
+  make_virtio_files
+  copy_qemu
+  for round in $(seq "$bench_rounds"); do
+    for test in "$@"; do
+      for vmm in qemu-microvm axvm; do
+        echo "virtio-bench/$vmm-$test-r$round sh virtio/virtio-run.sh $test $vmm" >>"$stage/harness/steps"
+      done
+    done
+  done
+}
+
 # --- the run and its report -----------------------------------------------------------
 
 # One boot of L1 that runs $stage/harness/steps, its console in $1 (console.N.log; QEMU's
@@ -293,7 +399,7 @@ boot_l1() {
     done
   ) &
   local silence_watch=$!
-  tail -n +1 -F --pid=$qemu_pid "$log" 2>/dev/null | grep --line-buffered -E '^@@@ (END|DONE)|^linux-boot:' |
+  tail -n +1 -F --pid=$qemu_pid "$log" 2>/dev/null | grep --line-buffered -E '^@@@ (END|DONE)|^linux-boot:|^virtio:' |
     sed -u 's/^@@@ //'
   wait $qemu_pid
   local status=$?

@@ -117,6 +117,57 @@ def boot_table(steps):
             print(f"  {name:32} /init at {at_init:>6} s   {seconds:6.1f} s   {verdict}")
 
 
+def virtio_table(steps):
+    """The virtio steps' verdicts (virtio-run.sh's "virtio: VMM TEST: ..." lines), QEMU's
+    beside axvm's."""
+    verdicts = [line for name, (_, _, lines) in steps.items()
+                if name.startswith(("virtio/", "virtio-bench/"))
+                for line in lines if line.startswith("virtio: ")]
+    if verdicts:
+        print("kvm-amd: virtio devices (QEMU -M microvm,acpi=on the reference, then axvm):")
+        for line in verdicts:
+            print("  " + line[len("virtio: "):])
+
+
+def bench_figure(metric, rest):
+    """The figure of one vbench line: MB/s, with IOPS for 4 KiB random reads, or the
+    average ping time."""
+    if metric == "net-ping-rtt":
+        match = re.search(r"= [\d.]+/([\d.]+)/[\d.]+ (\S+)", rest)
+        return f"{match.group(1)} {match.group(2)} avg" if match else rest
+    match = re.match(r"([\d.]+) MB/s", rest)
+    if not match:
+        return rest
+    iops = re.search(r"([\d.]+) IOPS", rest)
+    if metric.startswith("blk-rand") and iops:
+        return f"{iops.group(1)} IOPS ({match.group(1)} MB/s)"
+    return f"{match.group(1)} MB/s"
+
+
+def virtio_bench_table(steps):
+    """The virtio-bench figures (vbench's "vbench: METRIC VALUE ..." lines, in the guest),
+    one row per measure, one column per VMM."""
+    figures, vmms = {}, []
+    for name, (_, _, lines) in steps.items():
+        step = re.match(r"^virtio-bench/(.+)-bench-(?:blk|net)(?:-r(\d+))?$", name)
+        if not step:
+            continue
+        vmm = step.group(1) + (f" r{step.group(2)}" if step.group(2) else "")
+        if vmm not in vmms:
+            vmms.append(vmm)
+        for line in lines:
+            found = re.search(r"vbench: (\S+) (.*)$", line)
+            if found:
+                metric, rest = found.groups()
+                figures.setdefault(metric, {})[vmm] = bench_figure(metric, rest)
+    if not figures:
+        return
+    print("kvm-amd: virtio performance, inside the guest (vbench; one VM, 1 vCPU, 256 MiB):")
+    print("  " + f"{'measure':18}" + "".join(f"{vmm:>24}" for vmm in vmms))
+    for metric, by_vmm in figures.items():
+        print("  " + f"{metric:18}" + "".join(f"{by_vmm.get(vmm, '-'):>24}" for vmm in vmms))
+
+
 def main():
     log_dir, consoles = sys.argv[1], sys.argv[2:]
     steps, finished, stops = split_steps(consoles, log_dir)
@@ -126,6 +177,8 @@ def main():
               f"beside it has the CPU resets); the steps it did not finish ran again in a "
               f"fresh L1")
     boot_table(steps)
+    virtio_table(steps)
+    virtio_bench_table(steps)
     for name, (_, _, lines) in steps.items():
         for line in lines:
             if "RETRIED" in line:
