@@ -7,6 +7,7 @@ mod hal;
 mod halt_probe;
 mod irq_routing;
 mod kick;
+mod limits;
 mod pass_through;
 mod regs;
 mod system;
@@ -14,6 +15,8 @@ mod vcpu;
 
 pub use hal::{KvmHal, VCpuThreadGuard};
 pub use halt_probe::BlockingProbe;
+pub(crate) use limits::region_refusal;
+pub use limits::{HostLimits, MAX_SLOT_BYTES};
 pub use pass_through::{has_in_kernel_irqchip, pass_through_plan};
 pub use regs::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
 pub use system::{check_host, is_software_nested_kvm, HostFinding, HostReport};
