@@ -143,10 +143,7 @@ impl VmPlan {
         limits: Option<&HostLimits>,
     ) -> Result<Self, ConfigError> {
         check_virtio_devices(config)?;
-        if let Some(refusal) = memory_refusals(config, limits).into_iter().next() {
-            return Err(refusal);
-        }
-        if let Some(refusal) = pass_through_refusals(config).into_iter().next() {
+        if let Some(refusal) = refusals_on(config, limits).into_iter().next() {
             return Err(refusal);
         }
         let protocol = protocol_for(&images.kernel);
@@ -212,18 +209,23 @@ impl VmPlan {
     /// KVM emulates. ([`for_valid_config`](Self::for_valid_config), which `axvm run` loads
     /// by, refuses the first of them.)
     pub fn host_refusals(&self, config: &AxVMConfig) -> Vec<ConfigError> {
-        let mut refusals: Vec<ConfigError> = config
-            .memory_regions
-            .iter()
-            .zip(&self.regions)
-            .enumerate()
-            .filter(|(_, (_, fate))| **fate == RegionFate::Refused)
-            .map(|(index, (region, _))| reserved_refusal(index, region))
-            .collect();
-        refusals.extend(memory_refusals(config, HostLimits::query().as_ref()));
-        refusals.extend(pass_through_refusals(config));
-        refusals
+        refusals_on(config, HostLimits::query().as_ref())
     }
+}
+
+/// What a host with `limits` refuses of `config` (see [`VmPlan::host_refusals`]), in the
+/// order: MapReserved regions, regions KVM cannot map, pass-through ranges.
+fn refusals_on(config: &AxVMConfig, limits: Option<&HostLimits>) -> Vec<ConfigError> {
+    let mut refusals: Vec<ConfigError> = config
+        .memory_regions
+        .iter()
+        .enumerate()
+        .filter(|(_, region)| RegionFate::of(region.map_type) == RegionFate::Refused)
+        .map(|(index, region)| reserved_refusal(index, region))
+        .collect();
+    refusals.extend(memory_refusals(config, limits));
+    refusals.extend(pass_through_refusals(config));
+    refusals
 }
 
 fn reserved_refusal(index: usize, region: &VmMemConfig) -> ConfigError {
