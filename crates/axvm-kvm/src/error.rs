@@ -52,6 +52,16 @@ pub enum KvmError {
         errno: Errno,
     },
 
+    /// KVM gave up on the vCPU (`KVM_EXIT_INTERNAL_ERROR`): most often an instruction its
+    /// emulator cannot run (on kvm_pvm, any SSE instruction in guest kernel mode).
+    #[error("{report}")]
+    Internal {
+        /// The sub-error (`KVM_INTERNAL_ERROR_EMULATION` = 1, ...).
+        suberror: u32,
+        /// What KVM said, with the registers and the instruction.
+        report: String,
+    },
+
     /// `KVM_RUN` failed (other than by a kick, which is not an error).
     #[error("KVM_RUN failed: {errno}")]
     Run {

@@ -5,6 +5,7 @@ mod cpuid;
 mod disasm;
 mod hal;
 mod halt_probe;
+mod internal_error;
 mod irq_routing;
 mod kick;
 mod limits;
