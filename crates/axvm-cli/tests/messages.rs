@@ -77,7 +77,60 @@ fn kvm_giving_up_on_a_vcpu_is_reported_as_kvm_said_it() {
     assert!(!line.contains("InternalError {"), "{line}");
 }
 
+/// Real mode: DS = 0xa000 (no RAM, no device there), `mov word [0], 0x2a` at 0x8005, a read
+/// back, and the read byte (zero) sent to the exit port.
+const MMIO_WRITE_THEN_EXIT: &[u8] = &[
+    0xb8, 0x00, 0xa0, // mov ax, 0xa000
+    0x8e, 0xd8, // mov ds, ax
+    0xc7, 0x06, 0x00, 0x00, 0x2a, 0x00, // 0x8005: mov word [0], 0x2a
+    0xa0, 0x00, 0x00, // 0x800b: mov al, [0]
+    0xe6, 0xf4, // out 0xf4, al
+];
+
+/// The debug line of an unclaimed access names the instruction that made it, though KVM
+/// exits from an MMIO write only once it is done, with RIP at the next instruction.
+fn an_unclaimed_mmio_write_names_its_own_instruction() {
+    require_kvm();
+    let scratch = Scratch::new("msg-mmio-write");
+    let config = raw_guest(&scratch, MMIO_WRITE_THEN_EXIT);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        replace(
+            &text,
+            "[0x0, 0x10_0000, 0x7, 0],",
+            "[0x0, 0x8_0000, 0x7, 0],",
+        ),
+    )
+    .expect("config");
+    let output = common::axvm(&["-vv".as_ref(), "run".as_ref(), config.as_os_str()]);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    let line = output
+        .stderr
+        .lines()
+        .find(|line| line.contains("write at MMIO 0xa0000") && line.contains("guest at"))
+        .unwrap_or_else(|| panic!("no line for the write: {output:#?}"));
+    assert!(
+        line.ends_with(
+            "guest at RIP 0x800b (real mode), past the access: mov word ptr [0],2Ah at 0x8005"
+        ),
+        "{line}"
+    );
+    let read = output
+        .stderr
+        .lines()
+        .find(|line| line.contains("read at MMIO 0xa0000") && line.contains("guest at"));
+    if let Some(read) = read {
+        // A read waits for its value: RIP is still at it.
+        assert!(
+            read.contains("RIP 0x800b (real mode): mov al,[0]"),
+            "{read}"
+        );
+    }
+}
+
 axvm_test_harness::main!(
+    an_unclaimed_mmio_write_names_its_own_instruction,
     a_region_without_read_is_told_to_add_read,
     a_region_above_the_address_width_is_told_to_move_below_it,
     kvm_giving_up_on_a_vcpu_is_reported_as_kvm_said_it,

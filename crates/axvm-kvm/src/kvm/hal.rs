@@ -331,4 +331,15 @@ impl AxVMHal for KvmHal {
     ) -> Option<String> {
         super::disasm::disassemble(bytes, ip, bitness, max_instructions)
     }
+
+    fn disassemble_access_before(
+        &self,
+        bytes: &[u8],
+        end_ip: u64,
+        bitness: u32,
+        width: usize,
+        port: bool,
+    ) -> Option<(usize, String)> {
+        super::disasm::access_ending_at(bytes, end_ip, bitness, width, port)
+    }
 }

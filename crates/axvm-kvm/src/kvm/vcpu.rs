@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axvm::device::DeviceSpace;
 use axvm::vcpu::AxArchVCpu;
 use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, InstructionPointer, MappingFlags};
 use kvm_bindings::{
@@ -456,6 +457,16 @@ impl AxArchVCpu for KvmVCpu {
         self.fd
             .set_regs(&regs)
             .map_err(KvmError::ioctl("KVM_SET_REGS"))
+    }
+
+    /// KVM finishes an MMIO write before it exits (its emulator has done the instruction);
+    /// kvm_pvm also a port write. Reads wait for their value, at the instruction.
+    fn ip_past_access(&self, space: DeviceSpace, write: bool) -> bool {
+        match space {
+            DeviceSpace::Mmio => write,
+            DeviceSpace::Port => write && super::system::is_software_nested_kvm(),
+            DeviceSpace::SysReg => false,
+        }
     }
 
     fn instruction_pointer(&mut self) -> Option<InstructionPointer> {
