@@ -325,6 +325,9 @@ fn load_extra_images(
     Ok(())
 }
 
+/// An image copied as it is: its config field, load address and bytes.
+pub(crate) type ExtraImage<'a> = (&'static str, GuestPhysAddr, &'a [u8]);
+
 /// The BIOS and device tree images, and the ramdisk when `with_ramdisk`, each with its
 /// field and load address, checked to fit in one RAM region: refused with the field named
 /// when an image has no load address or does not fit.
@@ -332,7 +335,7 @@ pub(crate) fn extra_images<'a>(
     config: &AxVMConfig,
     images: &'a BootImages,
     with_ramdisk: bool,
-) -> Result<Vec<(&'static str, GuestPhysAddr, &'a [u8])>, ConfigError> {
+) -> Result<Vec<ExtraImage<'a>>, ConfigError> {
     let image_config = config.image_config;
     let ramdisk = if with_ramdisk { &images.ramdisk } else { &None };
     let extras = [
