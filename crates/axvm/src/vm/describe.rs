@@ -17,7 +17,7 @@ use crate::{AccessWidth, AxVMHal, GuestPhysAddr};
 const MAX_INSTRUCTION_BYTES: u64 = 15;
 
 impl<H: AxVMHal> AxVM<H> {
-    /// "RIP 0x800b (real mode), past the access: mov word ptr [0],2Ah at 0x8005": the
+    /// "RIP 0x800b (real mode), past the access: `mov word ptr [0],2Ah` at 0x8005": the
     /// instruction that made `vcpu`'s last `width`-byte access to `space` (a write when
     /// `write`), for messages. Falls back to the instruction at RIP, said to follow the
     /// access, when the host moved past it and the one before cannot be found.
