@@ -231,7 +231,7 @@ fn refusals_on(config: &AxVMConfig, limits: Option<&HostLimits>) -> Vec<ConfigEr
 fn reserved_refusal(index: usize, region: &VmMemConfig) -> ConfigError {
     ConfigError::invalid(
         format!("kernel.memory_regions[{index}]"),
-        format!("MapReserved maps host-physical memory reserved beforehand at {}, which a Linux process cannot reach: this host refuses it; use map_type 0 (MapAlloc), or 1 (MapIdentical) to keep the intent", region.gpa),
+        format!("{:#x} bytes at {}: MapReserved maps host-physical memory reserved beforehand at {}, which a Linux process cannot reach: this host refuses it; use map_type 0 (MapAlloc), or 1 (MapIdentical) to keep the intent", region.size, region.gpa, region.gpa),
     )
 }
 
