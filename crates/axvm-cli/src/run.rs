@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
-use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
+use axvm::AxVMConfig;
+use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 use crate::cli::Unclaimed;
 use crate::output::{self, err_text, errln, CommandError};
@@ -54,24 +55,31 @@ pub fn run(
 /// Validates the config of `files` and creates its VM with `options`: the VM's name and
 /// the VM, or a one-line reason naming the config.
 pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), String> {
+    create_vm_from(&files.origin, files.config, &files.images, options)
+}
+
+/// [`create_vm`] of a config from `origin` with its `images`: everything `axvm run` does
+/// before the first guest instruction, which `axvm check` does too (and then drops the VM).
+pub fn create_vm_from(
+    origin: &str,
+    config: AxVMConfig,
+    images: &BootImages,
+    options: VmOptions,
+) -> Result<(String, KvmVm), String> {
     // The one validation of the config on the run path: the plan and the VM take it as
     // validated.
-    let config = files
-        .config
+    let config = config
         .into_valid()
-        .map_err(|err| config_error(&files.origin, err).to_string())?;
+        .map_err(|err| config_error(origin, err).to_string())?;
     let name = config.name.clone();
     // Said once the VM exists, so that a refusal stays the one line it is.
     let ram_warning = crate::host_memory::warning(&config);
-    let cannot_create = |err: &dyn std::fmt::Display| {
-        format!("cannot create VM `{name}` ({}): {err}", files.origin)
-    };
-    let plan =
-        VmPlan::for_valid_config(&config, &files.images).map_err(|err| cannot_create(&err))?;
-    let vm = KvmVm::from_plan(config, &files.images, &plan, options)
-        .map_err(|err| cannot_create(&err))?;
+    let cannot_create =
+        |err: &dyn std::fmt::Display| format!("cannot create VM `{name}` ({origin}): {err}");
+    let plan = VmPlan::for_valid_config(&config, images).map_err(|err| cannot_create(&err))?;
+    let vm = KvmVm::from_plan(config, images, &plan, options).map_err(|err| cannot_create(&err))?;
     if let Some(warning) = ram_warning {
-        log::warn!("{}: {warning}", files.origin);
+        log::warn!("{origin}: {warning}");
     }
     Ok((name, vm))
 }

@@ -21,7 +21,7 @@ fn region_the_host_cannot_map_fails_run_naming_it() {
     for want in [
         "0x7ffffffff000 bytes",
         "at 0x10000000000",
-        "make the region smaller",
+        "split it into regions",
     ] {
         assert!(line.contains(want), "{want:?} is not in {line:?}");
     }

@@ -52,6 +52,16 @@ pub enum KvmError {
         errno: Errno,
     },
 
+    /// KVM gave up on the vCPU (`KVM_EXIT_INTERNAL_ERROR`): most often an instruction its
+    /// emulator cannot run (on kvm_pvm, any SSE instruction in guest kernel mode).
+    #[error("{report}")]
+    Internal {
+        /// The sub-error (`KVM_INTERNAL_ERROR_EMULATION` = 1, ...).
+        suberror: u32,
+        /// What KVM said, with the registers and the instruction.
+        report: String,
+    },
+
     /// `KVM_RUN` failed (other than by a kick, which is not an error).
     #[error("KVM_RUN failed: {errno}")]
     Run {
@@ -93,6 +103,31 @@ pub enum KvmError {
     /// KVM maps guest memory readable or not at all.
     #[error("KVM cannot map memory the guest may not read; add READ (0x1) to its flags")]
     UnreadableMemory,
+
+    /// More memory regions than KVM has memory slots (`KVM_CAP_NR_MEMSLOTS`).
+    #[error("KVM on this host gives a VM {limit} memory slots, one per region, and this region would need one more; use fewer regions (merge adjacent ones with the same flags)")]
+    TooManySlots {
+        /// The host's slot count.
+        limit: usize,
+    },
+
+    /// A region larger than one KVM memory slot holds.
+    #[error("{size:#x} bytes are more than one KVM memory slot holds ({max:#x}); split it into regions of at most that size")]
+    SlotTooLarge {
+        /// The region's size.
+        size: u64,
+        /// The most a slot holds.
+        max: u64,
+    },
+
+    /// A region ending above the guest-physical address width.
+    #[error("it ends at {end:#x}, above the {bits}-bit guest-physical address space of this host (up to {:#x}); move it below that", 1u64.checked_shl(u32::from(*bits)).unwrap_or(u64::MAX))]
+    BeyondPhysAddrBits {
+        /// One past the region's last byte.
+        end: u64,
+        /// The host's guest-physical address bits.
+        bits: u8,
+    },
 
     /// A Linux process cannot map host-physical memory into a guest.
     #[error("axvm runs VMs as a Linux process and cannot map host-physical memory; remove the entry, or run the config on a type-1 host")]

@@ -78,8 +78,8 @@ pub use diagnostics::trace::ExitTrace;
 pub use diagnostics::{Diagnostics, DiagnosticsOptions};
 pub use error::{Error, KvmError};
 pub use kvm::{
-    check_host, BootRegs, CpuMode, HostFinding, HostReport, KvmHal, KvmVCpu, StartPolicy, VCpuBoot,
-    VCpuThreadGuard,
+    check_host, BootRegs, CpuMode, HostFinding, HostLimits, HostReport, KvmHal, KvmVCpu,
+    StartPolicy, VCpuBoot, VCpuThreadGuard, MAX_SLOT_BYTES,
 };
 pub use plan::{PlannedRange, RegionFate, VmPlan};
 pub use stop_handle::StopHandle;

@@ -10,9 +10,12 @@ use axvm::{AxVMConfig, ConfigError, GuestPhysAddr, VmMemConfig, VmMemMappingType
 
 use crate::boot::e820::{e820_map, E820Kind};
 use crate::boot::mptable::MAX_MP_CPUS;
-use crate::boot::{protocol_for, BootImages, ImageFormat, KernelPlan, RamdiskPlacement};
+use crate::boot::{
+    check_cmdline_fits, extra_images, protocol_for, BootImages, ImageFormat, KernelPlan,
+    RamdiskPlacement,
+};
 use crate::devices::check_virtio_devices;
-use crate::kvm::{has_in_kernel_irqchip, pass_through_plan};
+use crate::kvm::{has_in_kernel_irqchip, pass_through_plan, region_refusal, HostLimits};
 use crate::platform::pc::layout::{
     ACPI_END, ACPI_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
 };
@@ -120,8 +123,29 @@ impl VmPlan {
     /// [`for_config`](Self::for_config) for a config the caller has validated already
     /// (`axvm run` validates once, to word a refusal as the config file's), so that it is
     /// not validated again.
+    ///
+    /// Besides the boot protocol's checks, it refuses what the host would refuse later:
+    /// regions KVM cannot map (no READ, larger than a slot, more than the host's slots,
+    /// above its address width: [`HostLimits`], asked of `/dev/kvm` when it can be opened),
+    /// pass-through ranges that cannot be merged or mapped, BIOS, device tree and ramdisk
+    /// images that do not fit or have no load address, and a command line larger than the
+    /// boot data area. `axvm check` on a host with KVM then creates and loads the VM as
+    /// `axvm run` does, for what only KVM can tell.
     pub fn for_valid_config(config: &AxVMConfig, images: &BootImages) -> Result<Self, ConfigError> {
+        Self::for_valid_config_on(config, images, HostLimits::query().as_ref())
+    }
+
+    /// [`for_valid_config`](Self::for_valid_config) on a host with `limits` (`None`: only
+    /// the checks that need no host).
+    pub fn for_valid_config_on(
+        config: &AxVMConfig,
+        images: &BootImages,
+        limits: Option<&HostLimits>,
+    ) -> Result<Self, ConfigError> {
         check_virtio_devices(config)?;
+        if let Some(refusal) = refusals_on(config, limits).into_iter().next() {
+            return Err(refusal);
+        }
         let protocol = protocol_for(&images.kernel);
         let kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
         let mut plan = Self::sketch(config, images);
@@ -139,6 +163,10 @@ impl VmPlan {
         }
         plan.kernel = Some(kernel);
         plan.images = planned_images(config, images, &plan);
+        extra_images(config, images, !plan.format.is_boot_protocol())?;
+        if plan.format.is_boot_protocol() {
+            check_cmdline_fits(config)?;
+        }
         Ok(plan)
     }
 
@@ -176,33 +204,65 @@ impl VmPlan {
     }
 
     /// What this host refuses although the config format allows it, each naming the field
-    /// and the fix: MapReserved regions, and pass-through ranges other than the interrupt
-    /// controller pages KVM emulates. (`axvm run` meets the same refusals when it maps them.)
+    /// and the fix: MapReserved regions, regions KVM cannot map here ([`HostLimits`]), and
+    /// pass-through ranges that cannot be merged or are not the interrupt controller pages
+    /// KVM emulates. ([`for_valid_config`](Self::for_valid_config), which `axvm run` loads
+    /// by, refuses the first of them.)
     pub fn host_refusals(&self, config: &AxVMConfig) -> Vec<ConfigError> {
-        let mut refusals: Vec<ConfigError> = config
-            .memory_regions
-            .iter()
-            .zip(&self.regions)
-            .enumerate()
-            .filter(|(_, (_, fate))| **fate == RegionFate::Refused)
-            .map(|(index, (region, _))| reserved_refusal(index, region))
-            .collect();
-        refusals.extend(pass_through_refusals(config));
-        refusals
+        refusals_on(config, HostLimits::query().as_ref())
     }
+}
+
+/// What a host with `limits` refuses of `config` (see [`VmPlan::host_refusals`]), in the
+/// order: MapReserved regions, regions KVM cannot map, pass-through ranges.
+fn refusals_on(config: &AxVMConfig, limits: Option<&HostLimits>) -> Vec<ConfigError> {
+    let mut refusals: Vec<ConfigError> = config
+        .memory_regions
+        .iter()
+        .enumerate()
+        .filter(|(_, region)| RegionFate::of(region.map_type) == RegionFate::Refused)
+        .map(|(index, region)| reserved_refusal(index, region))
+        .collect();
+    refusals.extend(memory_refusals(config, limits));
+    refusals.extend(pass_through_refusals(config));
+    refusals
 }
 
 fn reserved_refusal(index: usize, region: &VmMemConfig) -> ConfigError {
     ConfigError::invalid(
         format!("kernel.memory_regions[{index}]"),
-        format!("MapReserved maps host-physical memory reserved beforehand at {}, which a Linux process cannot reach: this host refuses it; use map_type 0 (MapAlloc), or 1 (MapIdentical) to keep the intent", region.gpa),
+        format!("{:#x} bytes at {}: MapReserved maps host-physical memory reserved beforehand at {}, which a Linux process cannot reach: this host refuses it; use map_type 0 (MapAlloc), or 1 (MapIdentical) to keep the intent", region.size, region.gpa, region.gpa),
     )
 }
 
-/// Pass-through ranges, merged as `AxVM::new` merges them, that this host cannot map.
+/// The regions KVM cannot map as memory slots on a host with `limits`, each with its own
+/// reason and fix (`KvmHal::map_guest_memory` asks the same function).
+fn memory_refusals(config: &AxVMConfig, limits: Option<&HostLimits>) -> Vec<ConfigError> {
+    config
+        .memory_regions
+        .iter()
+        .enumerate()
+        .filter_map(|(index, region)| {
+            let why = region_refusal(index, region, limits)?;
+            Some(ConfigError::invalid(
+                format!("kernel.memory_regions[{index}]"),
+                format!(
+                    "{:#x} bytes at {}, up to {}: {why}",
+                    region.size,
+                    region.gpa,
+                    region.end()
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Pass-through ranges, merged as `AxVM::new` merges them, that cannot be merged (page
+/// offsets that differ, overlaps naming different host pages) or that this host cannot map.
 fn pass_through_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
-    let Ok(ranges) = merge_pass_through(&config.pass_through_devices) else {
-        return Vec::new(); // Refused by validation already, with the field named.
+    let ranges = match merge_pass_through(&config.pass_through_devices) {
+        Ok(ranges) => ranges,
+        Err(err) => return vec![err],
     };
     let irqchip = has_in_kernel_irqchip();
     ranges

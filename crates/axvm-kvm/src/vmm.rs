@@ -424,8 +424,30 @@ impl KvmVm {
                         format!("stopped on an exit axvm cannot handle: {other:x?}"),
                     ));
                 }
-                Err(err) => return VCpuEnd::Failed(err),
+                Err(err) => return VCpuEnd::Failed(self.with_guest_code(vcpu_id, err)),
             }
+        }
+    }
+
+    /// `err` with the guest's instruction at RIP read from guest RAM and disassembled, when
+    /// KVM gave up on the vCPU (what it passed itself may lack the bytes).
+    fn with_guest_code(&self, vcpu_id: usize, err: AxVMError) -> AxVMError {
+        let report = match err
+            .host_cause()
+            .and_then(|cause| cause.downcast_ref::<crate::KvmError>())
+        {
+            Some(internal @ crate::KvmError::Internal { .. }) => internal.to_string(),
+            _ => return err,
+        };
+        let code = self
+            .vm
+            .try_inspect_vcpu(vcpu_id, |vcpu| self.vm.describe_instruction(vcpu, 1))
+            .ok()
+            .flatten()
+            .flatten();
+        match code {
+            Some(code) => AxVMError::vcpu(vcpu_id, format!("{report}; guest code at {code}")),
+            None => err,
         }
     }
 }

@@ -45,33 +45,45 @@ fn assert_names_region(message: &str, size: &str, gpa: &str) {
     assert!(!message.contains("memory_regions[0]"), "{message}");
 }
 
+/// Lowers this process's address-space limit to 512 GiB (or its hard limit), so that a
+/// region of 1 TiB, which one KVM slot could hold, cannot be mmapped.
+fn limit_address_space() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid rlimit structures for this process; only the soft limit is lowered.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max.min(512 << 30);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &limit), 0);
+    }
+}
+
 fn region_too_large_to_allocate_is_refused_naming_it() {
     require_kvm();
-    // 128 TiB: as large as a process's whole address space, so mmap fails.
-    let message = refusal(config_with_region(0x100_0000_0000, 0x7fff_ffff_f000, 0));
-    assert_names_region(&message, "0x7ffffffff000 bytes", "0x10000000000");
+    // 1 TiB in a process allowed 512 GiB of address space: mmap fails.
+    limit_address_space();
+    let message = refusal(config_with_region(0x100_0000_0000, 0x100_0000_0000, 0));
+    assert_names_region(&message, "0x10000000000 bytes", "0x10000000000");
     assert!(message.contains("mmap"), "the host's reason: {message}");
     assert!(
-        message.contains("make the region smaller"),
+        message.contains("make the region smaller or free host memory"),
         "the fix: {message}"
     );
 }
 
-fn region_too_large_to_map_is_refused_naming_it() {
+fn region_too_large_for_a_kvm_slot_is_refused_naming_it() {
     require_kvm();
-    // 16 TiB: mmap (MAP_NORESERVE) usually gives it, but a KVM memory slot holds at most
-    // 2^31 - 1 pages (8 TiB), so KVM_SET_USER_MEMORY_REGION refuses. Under strict
-    // overcommit mmap fails first; either way the region is named with the fix.
+    // 16 TiB: a KVM memory slot holds at most 2^31 - 1 pages (8 TiB). The plan refuses it
+    // before anything is allocated, with KVM's limit and the fix.
     let message = refusal(config_with_region(0x1000_0000_0000, 0x1000_0000_0000, 0));
     assert_names_region(&message, "0x100000000000 bytes", "0x100000000000");
     assert!(
-        message.contains("KVM_SET_USER_MEMORY_REGION") || message.contains("mmap"),
+        message.contains("more than one KVM memory slot holds (0x7fffffff000)"),
         "the host's reason: {message}"
     );
-    assert!(
-        message.contains("make the region smaller"),
-        "the fix: {message}"
-    );
+    assert!(message.contains("split it"), "the fix: {message}");
 }
 
 fn map_reserved_is_refused_with_the_fix() {
@@ -109,7 +121,7 @@ fn map_identical_falls_back_to_allocated_memory_and_runs() {
 
 axvm_test_harness::main!(
     region_too_large_to_allocate_is_refused_naming_it,
-    region_too_large_to_map_is_refused_naming_it,
+    region_too_large_for_a_kvm_slot_is_refused_naming_it,
     map_reserved_is_refused_with_the_fix,
     map_identical_falls_back_to_allocated_memory_and_runs,
 );

@@ -135,4 +135,21 @@ pub trait AxVMHal: Send + Sync + Sized + 'static {
         let _ = (bytes, ip, bitness, max_instructions);
         None
     }
+
+    /// The instruction ending just before `end_ip` that makes a `width`-byte access (a port
+    /// access when `port`), found in `bytes`, the guest code ending at `end_ip`: its length
+    /// and assembly text. For messages about an access whose vCPU has already moved past it
+    /// ([`AxArchVCpu::ip_past_access`](crate::vcpu::AxArchVCpu::ip_past_access)); `None`
+    /// (the default) when the host has no disassembler.
+    fn disassemble_access_before(
+        &self,
+        bytes: &[u8],
+        end_ip: u64,
+        bitness: u32,
+        width: usize,
+        port: bool,
+    ) -> Option<(usize, String)> {
+        let _ = (bytes, end_ip, bitness, width, port);
+        None
+    }
 }

@@ -5,6 +5,7 @@ use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType};
 use axvm_kvm::{is_virtio, kernel_cmdline, ImageFormat, PlannedRange, RegionFate, VmPlan};
 
+use super::dry_run::{self, DryRun};
 use super::memory_map;
 use crate::output::{self, outln};
 use crate::vm_files::VmFiles;
@@ -51,6 +52,11 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
             Err(err) => problems.push(err.to_string()),
         }
     }
+    // Then what `run` does before the first guest instruction, by `run`'s own code.
+    let created = problems.is_empty().then(|| dry_run::create_and_drop(files));
+    if let Some(DryRun::Refused(message)) = &created {
+        problems.push(message.clone());
+    }
     let warnings = warnings(config, &plan);
     for problem in &problems {
         outln!("  [FAIL] {problem}")?;
@@ -60,6 +66,11 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
     }
     if problems.is_empty() && warnings.is_empty() {
         outln!("  [ok  ] valid")?;
+    }
+    match created {
+        Some(DryRun::Created) => outln!("  [ok  ] created and loaded as `axvm run` does, stopped before the first guest instruction")?,
+        Some(DryRun::NoKvm) => outln!("  [note] not created: /dev/kvm cannot be opened, so only the plan was checked; `axvm run` may still refuse what only KVM can tell")?,
+        _ => {}
     }
     print_cmdline(config, &plan)?;
     memory_map::print(config, &plan)?;

@@ -4,8 +4,13 @@
 //! make the exit status 1. Warnings (`[warn]`) are legal but suspicious (an entry point in
 //! zeros, images over each other, memory the host places differently than asked); they are
 //! printed and leave the exit status 0, because the VM runs as configured.
+//!
+//! A config without problems is then created and loaded by `run`'s own code, and dropped
+//! before its first instruction (`dry_run.rs`), so `check` refuses exactly what `run`
+//! refuses. Without `/dev/kvm` only the plan is checked (and the host report fails).
 
 mod config;
+mod dry_run;
 mod host;
 mod memory_map;
 

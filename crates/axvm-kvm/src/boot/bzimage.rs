@@ -169,6 +169,18 @@ fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
             format!("is {cmdline_len} bytes; this kernel accepts at most {max}"),
         ));
     }
+    check_e820_fits(config)
+}
+
+/// Refuses a memory map longer than the zero page's e820 table.
+fn check_e820_fits(config: &AxVMConfig) -> Result<(), ConfigError> {
+    let entries = e820_map(config).len();
+    if entries > E820_MAX {
+        return Err(ConfigError::invalid(
+            "kernel.memory_regions",
+            format!("make {entries} memory map entries; the Linux zero page holds {E820_MAX}: use fewer regions"),
+        ));
+    }
     Ok(())
 }
 
@@ -313,16 +325,8 @@ fn zero_page(
     if let Some(rsdp) = rsdp.filter(|_| kernel.header.version >= RSDP_VERSION) {
         params.acpi_rsdp_addr = rsdp.as_u64();
     }
+    check_e820_fits(config)?;
     let map = e820_map(config);
-    if map.len() > E820_MAX {
-        return Err(ConfigError::invalid(
-            "kernel.memory_regions",
-            format!(
-                "make {} memory map entries; the Linux zero page holds {E820_MAX}",
-                map.len()
-            ),
-        ));
-    }
     let mut table = [boot_e820_entry::default(); E820_MAX];
     for (slot, entry) in table.iter_mut().zip(&map) {
         *slot = boot_e820_entry {

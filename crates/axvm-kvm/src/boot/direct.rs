@@ -124,6 +124,14 @@ impl BootProtocol for Elf64Direct {
         _ramdisk: Option<&[u8]>,
     ) -> Result<KernelPlan, ConfigError> {
         let info = parse_kernel_elf(kernel)?;
+        // Not a PVH kernel, but its notes are still parsed when it is loaded: a malformed
+        // PT_NOTE is refused here, before the VM is created, in the loader's stead.
+        elf::pvh_entry(kernel).map_err(|problem| {
+            ConfigError::invalid(
+                "kernel.kernel_path",
+                format!("not a loadable ELF64 image: {problem}"),
+            )
+        })?;
         check_elf_placement(config, &info)?;
         Ok(KernelPlan {
             image: KernelImage::new(info.entry, info.segments),

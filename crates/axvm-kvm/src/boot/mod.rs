@@ -313,13 +313,30 @@ fn write_firmware_tables(vm: &AxVM<KvmHal>) -> Result<GuestPhysAddr, ConfigError
 }
 
 /// Copies the BIOS and device tree images, and the ramdisk when `with_ramdisk` (the boot
-/// protocols place theirs).
+/// protocols place theirs), where [`extra_images`] (which the plan asked) puts them.
 fn load_extra_images(
     vm: &AxVM<KvmHal>,
     images: &BootImages,
     with_ramdisk: bool,
 ) -> Result<(), ConfigError> {
-    let image_config = vm.config().image_config;
+    for (field, gpa, image) in extra_images(vm.config(), images, with_ramdisk)? {
+        copy_image(vm, field, gpa, image)?;
+    }
+    Ok(())
+}
+
+/// An image copied as it is: its config field, load address and bytes.
+pub(crate) type ExtraImage<'a> = (&'static str, GuestPhysAddr, &'a [u8]);
+
+/// The BIOS and device tree images, and the ramdisk when `with_ramdisk`, each with its
+/// field and load address, checked to fit in one RAM region: refused with the field named
+/// when an image has no load address or does not fit.
+pub(crate) fn extra_images<'a>(
+    config: &AxVMConfig,
+    images: &'a BootImages,
+    with_ramdisk: bool,
+) -> Result<Vec<ExtraImage<'a>>, ConfigError> {
+    let image_config = config.image_config;
     let ramdisk = if with_ramdisk { &images.ramdisk } else { &None };
     let extras = [
         (
@@ -338,11 +355,31 @@ fn load_extra_images(
             image_config.ramdisk_load_gpa,
         ),
     ];
+    let mut placed = Vec::new();
     for (field, image, load_gpa) in extras {
         let Some(image) = image else { continue };
         let gpa = load_gpa
             .ok_or_else(|| ConfigError::invalid(field, "is required when its image is given"))?;
-        copy_image(vm, field, gpa, image)?;
+        config.check_image_fits(field, gpa, image.len() as u64)?;
+        placed.push((field, gpa, image.as_slice()));
+    }
+    Ok(placed)
+}
+
+/// Refuses a command line that cannot fit in the boot data area, whatever else the boot
+/// protocol puts there (the loader refuses the rest, when the protocol's own data leaves
+/// too little room).
+pub(crate) fn check_cmdline_fits(config: &AxVMConfig) -> Result<(), ConfigError> {
+    let Some(line) = kernel_cmdline(config) else {
+        return Ok(());
+    };
+    let room = layout::BOOT_INFO_END - layout::BOOT_INFO_START;
+    let needed = line.len() as u64 + 1; // NUL-terminated
+    if needed > room {
+        return Err(ConfigError::invalid(
+            "kernel.cmdline",
+            format!("the command line takes {needed} bytes with its NUL, more than the {room} bytes of the boot data area at {:#x}..{:#x}; shorten it", layout::BOOT_INFO_START, layout::BOOT_INFO_END),
+        ));
     }
     Ok(())
 }

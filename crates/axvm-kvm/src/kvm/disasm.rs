@@ -1,6 +1,6 @@
 //! Guest code as assembly text (iced-x86), for messages and diagnostics.
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, MemorySize, Mnemonic, OpKind};
 
 /// Up to `max_instructions` instructions of `bytes` at `ip`, decoded as `bitness`-bit code,
 /// separated by "; ". An instruction cut off by the end of `bytes` is left out.
@@ -28,6 +28,68 @@ pub(crate) fn disassemble(
     (!lines.is_empty()).then(|| lines.join("; "))
 }
 
+/// The instruction that ends just before `end_ip` and makes a `width`-byte access (a port
+/// access when `port`, else a memory one), from `bytes`, the code that ends at `end_ip`: its
+/// length and text. x86 code cannot be decoded backwards, so every start up to 15 bytes back
+/// is tried, the earliest first, and the first that decodes to exactly one such instruction
+/// ending at `end_ip` wins.
+pub(crate) fn access_ending_at(
+    bytes: &[u8],
+    end_ip: u64,
+    bitness: u32,
+    width: usize,
+    port: bool,
+) -> Option<(usize, String)> {
+    if !matches!(bitness, 16 | 32 | 64) {
+        return None;
+    }
+    let longest = bytes.len().min(15);
+    (1..=longest).rev().find_map(|len| {
+        let start = end_ip.wrapping_sub(len as u64);
+        let mut decoder = Decoder::with_ip(
+            bitness,
+            &bytes[bytes.len() - len..],
+            start,
+            DecoderOptions::NONE,
+        );
+        let instruction = decoder.decode();
+        let makes_the_access = if port {
+            matches!(
+                instruction.mnemonic(),
+                Mnemonic::In
+                    | Mnemonic::Out
+                    | Mnemonic::Insb
+                    | Mnemonic::Insw
+                    | Mnemonic::Insd
+                    | Mnemonic::Outsb
+                    | Mnemonic::Outsw
+                    | Mnemonic::Outsd
+            )
+        } else {
+            (0..instruction.op_count()).any(|op| instruction.op_kind(op) == OpKind::Memory)
+                && memory_bytes(instruction.memory_size()) == Some(width)
+        };
+        if instruction.is_invalid() || instruction.len() != len || !makes_the_access {
+            return None;
+        }
+        let mut text = String::new();
+        IntelFormatter::new().format(&instruction, &mut text);
+        Some((len, text))
+    })
+}
+
+/// The size of the scalar memory operands a device access can come from (`MemorySize::size`
+/// needs iced-x86's larger `instr_info` feature).
+fn memory_bytes(size: MemorySize) -> Option<usize> {
+    match size {
+        MemorySize::UInt8 | MemorySize::Int8 => Some(1),
+        MemorySize::UInt16 | MemorySize::Int16 | MemorySize::WordOffset => Some(2),
+        MemorySize::UInt32 | MemorySize::Int32 | MemorySize::DwordOffset => Some(4),
+        MemorySize::UInt64 | MemorySize::Int64 | MemorySize::QwordOffset => Some(8),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +105,24 @@ mod tests {
             Some("mov rbx,rax")
         );
         assert_eq!(disassemble(&[0x0f], 0, 64, 1), None);
+    }
+
+    #[test]
+    fn the_access_before_the_instruction_pointer_is_found() {
+        // mov ax,0xa000; mov ds,ax; mov word [0],0x2a | RIP here, past the write.
+        let code = [
+            0xb8, 0x00, 0xa0, 0x8e, 0xd8, 0xc7, 0x06, 0x00, 0x00, 0x2a, 0x00,
+        ];
+        assert_eq!(
+            access_ending_at(&code, 0x800b, 16, 2, false),
+            Some((6, "mov word ptr [0],2Ah".to_string()))
+        );
+        // nop; out 81h,al | RIP here.
+        assert_eq!(
+            access_ending_at(&[0x90, 0xe6, 0x81], 0x8003, 16, 1, true),
+            Some((2, "out 81h,al".to_string()))
+        );
+        // No instruction ending there makes a 4-byte memory access.
+        assert_eq!(access_ending_at(&code, 0x800b, 16, 4, false), None);
     }
 }

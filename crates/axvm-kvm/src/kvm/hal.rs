@@ -4,7 +4,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
+use axvm::{
+    AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags, VmMemConfig, VmMemMappingType,
+};
 use kvm_bindings::{
     kvm_enable_cap, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, CpuId,
     KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
@@ -18,6 +20,7 @@ use super::cpuid::cpuid_for_vcpu;
 use super::guest_ram::map_guest_ram;
 use super::irq_routing::set_pc_routing;
 use super::kick::{install_kick_handler, KickGuard, KickRegistry};
+use super::limits::{region_refusal, HostLimits};
 use super::pass_through::pass_through_plan;
 use super::system::require_capabilities;
 use super::vcpu::KvmVCpu;
@@ -36,6 +39,7 @@ pub struct KvmHal {
     supported_cpuid: CpuId,
     vcpu_mmap_size: usize,
     irqchip: bool,
+    limits: HostLimits,
     next_slot: AtomicU32,
     read_only: Mutex<Vec<(u64, u64)>>,
     kicks: KickRegistry,
@@ -85,6 +89,7 @@ impl KvmHal {
             supported_cpuid,
             vcpu_mmap_size,
             irqchip,
+            limits: HostLimits::of(&kvm),
             next_slot: AtomicU32::new(0),
             read_only: Mutex::new(Vec::new()),
             kicks: KickRegistry::default(),
@@ -193,11 +198,18 @@ impl AxVMHal for KvmHal {
         size: u64,
         flags: MappingFlags,
     ) -> Result<(), KvmError> {
-        if !flags.contains(MappingFlags::READ) {
-            return Err(KvmError::UnreadableMemory);
-        }
         let read_only = !flags.contains(MappingFlags::WRITE);
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        // The plan refused these already, in the same words; KVM would only say EINVAL.
+        let region = VmMemConfig {
+            gpa,
+            size,
+            flags,
+            map_type: VmMemMappingType::MapAlloc,
+        };
+        if let Some(refusal) = region_refusal(slot as usize, &region, Some(&self.limits)) {
+            return Err(refusal);
+        }
         let region = kvm_userspace_memory_region {
             slot,
             flags: if read_only { KVM_MEM_READONLY } else { 0 },
@@ -300,5 +312,16 @@ impl AxVMHal for KvmHal {
         max_instructions: usize,
     ) -> Option<String> {
         super::disasm::disassemble(bytes, ip, bitness, max_instructions)
+    }
+
+    fn disassemble_access_before(
+        &self,
+        bytes: &[u8],
+        end_ip: u64,
+        bitness: u32,
+        width: usize,
+        port: bool,
+    ) -> Option<(usize, String)> {
+        super::disasm::access_ending_at(bytes, end_ip, bitness, width, port)
     }
 }

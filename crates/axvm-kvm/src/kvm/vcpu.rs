@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axvm::device::DeviceSpace;
 use axvm::vcpu::AxArchVCpu;
 use axvm::{AccessWidth, AxVCpuExitReason, GuestPhysAddr, InstructionPointer, MappingFlags};
 use kvm_bindings::{
@@ -10,6 +11,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use super::internal_error::internal_error_report;
 use super::regs::{reset_fpu, set_boot_state, StartPolicy, VCpuBoot};
 use crate::error::KvmError;
 
@@ -132,6 +134,24 @@ impl KvmVCpu {
 
     fn kvm_run(&mut self) -> &mut kvm_run {
         self.fd.get_kvm_run()
+    }
+
+    /// What KVM said with the `KVM_EXIT_INTERNAL_ERROR` that just happened, in words.
+    fn internal_error(&mut self) -> KvmError {
+        // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the active
+        // member.
+        let internal = unsafe { self.kvm_run().__bindgen_anon_1.internal };
+        let ndata = (internal.ndata as usize).min(internal.data.len());
+        let (regs, sregs) = (self.fd.get_regs().ok(), self.fd.get_sregs().ok());
+        KvmError::Internal {
+            suberror: internal.suberror,
+            report: internal_error_report(
+                internal.suberror,
+                &internal.data[..ndata],
+                regs.as_ref(),
+                sregs.as_ref(),
+            ),
+        }
     }
 
     /// The next element of a string I/O instruction, if one is left.
@@ -375,6 +395,7 @@ impl AxArchVCpu for KvmVCpu {
         }
         self.pending_read = None;
         let exit = match self.fd.run() {
+            Ok(VcpuExit::InternalError) => return Err(self.internal_error()),
             Ok(exit) => classify(exit),
             Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => {
                 self.fd.set_kvm_immediate_exit(0);
@@ -436,6 +457,16 @@ impl AxArchVCpu for KvmVCpu {
         self.fd
             .set_regs(&regs)
             .map_err(KvmError::ioctl("KVM_SET_REGS"))
+    }
+
+    /// KVM finishes an MMIO write before it exits (its emulator has done the instruction);
+    /// kvm_pvm also a port write. Reads wait for their value, at the instruction.
+    fn ip_past_access(&self, space: DeviceSpace, write: bool) -> bool {
+        match space {
+            DeviceSpace::Mmio => write,
+            DeviceSpace::Port => write && super::system::is_software_nested_kvm(),
+            DeviceSpace::SysReg => false,
+        }
     }
 
     fn instruction_pointer(&mut self) -> Option<InstructionPointer> {

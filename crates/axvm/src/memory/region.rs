@@ -85,10 +85,10 @@ pub(crate) fn map_region<H: AxVMHal>(
         release_memory(hal, hva, config, outcome);
         return Err(AxVMError::host_failed(
             "map guest memory",
-            // The host's reason is often terse (KVM says only "Invalid argument" for a
-            // slot too large or too high), so name the region and what usually helps.
+            // The host's reason says what to change (the KVM host names its slot limit,
+            // address width or the missing READ flag); the region is named here.
             format!(
-                "kernel.memory_regions[{index}] ({:#x} bytes at {}, up to {}, {}): {cause}; make the region smaller or split it, or move it lower",
+                "kernel.memory_regions[{index}] ({:#x} bytes at {}, up to {}, {}): {cause}",
                 config.size,
                 config.gpa,
                 config.end(),

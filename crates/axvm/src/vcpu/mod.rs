@@ -56,4 +56,12 @@ pub trait AxArchVCpu: Send {
     fn instruction_pointer(&mut self) -> Option<crate::vm::InstructionPointer> {
         None
     }
+
+    /// Whether the instruction pointer already lies past the instruction that made the last
+    /// exit's access to `space` (a write when `write`): some hosts complete an instruction
+    /// before they exit (KVM an MMIO write). For messages; `false` by default.
+    fn ip_past_access(&self, space: crate::device::DeviceSpace, write: bool) -> bool {
+        let _ = (space, write);
+        false
+    }
 }

@@ -1,6 +1,7 @@
 //! [`AxVM`]: one virtual machine, from creation to stop.
 
 mod create;
+mod describe;
 mod observer;
 mod run;
 
@@ -232,11 +233,7 @@ impl<H: AxVMHal> AxVM<H> {
     /// there (up to `count`), for messages. `None` when the backend cannot say where it is.
     pub fn describe_instruction(&self, vcpu: &mut H::VCpu, count: usize) -> Option<String> {
         let ip = vcpu.instruction_pointer()?;
-        let mode = match ip.bitness {
-            16 => "real mode",
-            32 => "protected mode",
-            _ => "long mode",
-        };
+        let mode = describe::mode_name(ip.bitness);
         let mut text = alloc::format!("RIP {:#x} ({mode})", ip.rip);
         if let Some(code) = ip.physical.and_then(|gpa| self.code_at(gpa)) {
             match self.hal.disassemble(&code, ip.linear, ip.bitness, count) {

@@ -252,7 +252,7 @@ impl<H: AxVMHal> AxVM<H> {
             UnclaimedAccessPolicy::Error => Err(error),
             UnclaimedAccessPolicy::Ignore => {
                 if first && log::log_enabled!(log::Level::Debug) {
-                    let at = self.describe_unclaimed(vcpu, access);
+                    let at = self.describe_unclaimed(vcpu, access, write);
                     log::debug!("{error}; reads as zero, writes are dropped{at}");
                 }
                 Ok(())
@@ -262,9 +262,9 @@ impl<H: AxVMHal> AxVM<H> {
 
     /// "; guest at RIP ...: in al,dx; nearest device: `serial` at port 0x3f8..0x400": the
     /// expensive part of an unclaimed-access message (guest memory, disassembly, device map).
-    fn describe_unclaimed(&self, vcpu: &mut H::VCpu, access: Access) -> String {
+    fn describe_unclaimed(&self, vcpu: &mut H::VCpu, access: Access, write: bool) -> String {
         let at = self
-            .describe_instruction(vcpu, 1)
+            .describe_access(vcpu, access.space, access.width, write)
             .map(|text| alloc::format!("; guest at {text}"))
             .unwrap_or_default();
         let nearest = self
