@@ -97,7 +97,8 @@ pub fn conclude(
         VmOutcome::Exited(status) => {
             // A reset ends the VM with status 0, as a power-off does: say which it was.
             if let Some(note) = vm.stop_note() {
-                eprintln!("axvm: VM `{name}`: {note}");
+                // A note only: a stderr that cannot take it does not change the status.
+                let _ = errln!("axvm: VM `{name}`: {note}");
             }
             Ok(status)
         }
