@@ -60,6 +60,7 @@ mod diagnostics;
 mod error;
 mod kvm;
 mod plan;
+pub mod sandbox;
 mod platform;
 mod stop_handle;
 pub mod testing;
