@@ -143,6 +143,16 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         rules.insert(syscall, vec![not_executable()?]);
     }
     rules.insert(libc::SYS_fcntl, fcntl_queries()?);
+    // A process-directed signal (SIGINT, SIGTERM) runs its handler on whichever thread the
+    // kernel picks; the `axvm` command's handler (signal-hook's) wakes its signal thread
+    // with `send(self_pipe, "X", 1, MSG_DONTWAIT)`: no address, nothing else.
+    rules.insert(
+        libc::SYS_sendto,
+        vec![rule(vec![
+            arg(3, SeccompCmpOp::Eq, libc::MSG_DONTWAIT as u64)?,
+            SeccompCondition::new(4, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0)?,
+        ])?],
+    );
     // Signals go to this process's threads only (vCPU kicks, a raised SIGPIPE).
     rules.insert(
         libc::SYS_tgkill,

@@ -9,6 +9,7 @@
 //! every filter allows.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use libc::{c_int, c_void, siginfo_t};
@@ -74,6 +75,12 @@ unsafe fn blocked_syscall(info: *const siginfo_t) -> i32 {
 }
 
 extern "C" fn on_sigsys(_: c_int, info: *mut siginfo_t, _: *mut c_void) {
+    // Threads trapped at once (every vCPU making the same call) say it once.
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.swap(true, Ordering::SeqCst) {
+        // SAFETY: ends the process; async-signal-safe and allowed by every filter.
+        unsafe { libc::_exit(BLOCKED_SYSCALL_STATUS) };
+    }
     // SAFETY: the kernel passes the seccomp siginfo with SA_SIGINFO.
     let number = unsafe { blocked_syscall(info) };
     let mut message = Message::default();
