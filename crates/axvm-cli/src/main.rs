@@ -54,7 +54,15 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
                         None => vm_files::demo(),
                     };
                     let files = files.map_err(|err| err.to_string())?;
-                    run::run(files, unclaimed, stats, trace_exits, watchdog, sandbox, &signals)
+                    run::run(
+                        files,
+                        unclaimed,
+                        stats,
+                        trace_exits,
+                        watchdog,
+                        sandbox,
+                        &signals,
+                    )
                 }
                 several => several::run_several(
                     several,

@@ -229,9 +229,9 @@ pub enum Error {
     /// ([`VmOptions::sandbox`](crate::VmOptions::sandbox)).
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
-    /// A sandboxed run was started on a thread that a sandboxed run already confined: its
-    /// filter would confine the new run's threads too.
-    #[error("this thread already ran a sandboxed VM and is confined: run each sandboxed VM from a thread of its own (see VmOptions::sandbox)")]
+    /// A VM was created or run on a thread that a sandboxed run already confined: it can
+    /// open nothing, and its filter would confine the new run's threads too.
+    #[error("this thread already ran a sandboxed VM and is confined: create and run each sandboxed VM from a thread of its own (see VmOptions::sandbox)")]
     AlreadyConfined,
     /// A vCPU thread could not be started.
     #[error("cannot start a thread for vCPU {vcpu}: {message}")]

@@ -196,6 +196,10 @@ impl KvmVm {
         images: &BootImages,
         options: VmOptions,
     ) -> Result<Self, Error> {
+        if sandbox::current_thread_is_confined() {
+            // Planning asks KVM for its limits, which the filter forbids: say so instead.
+            return Err(Error::AlreadyConfined);
+        }
         let config = config.into_valid()?;
         let plan = VmPlan::for_valid_config(&config, images)?;
         Self::from_plan(config, images, &plan, options)
@@ -211,6 +215,10 @@ impl KvmVm {
         plan: &VmPlan,
         options: VmOptions,
     ) -> Result<Self, Error> {
+        if sandbox::current_thread_is_confined() {
+            // It could not even open /dev/kvm: say so rather than be stopped by its filter.
+            return Err(Error::AlreadyConfined);
+        }
         let config = config.with_entries(plan.bsp_entry, plan.ap_entry)?;
         let hal = KvmHal::new(config.id)?;
         let diagnostics = options

@@ -164,7 +164,9 @@ fn program(role: ThreadRole) -> Result<BpfProgram, SandboxError> {
         TargetArch::x86_64,
     )
     .map_err(|err| build(&err))?;
-    filter.try_into().map_err(|err: seccompiler::BackendError| build(&err))
+    filter
+        .try_into()
+        .map_err(|err: seccompiler::BackendError| build(&err))
 }
 
 /// Test hook: when the environment has `AXVM_TEST_BLOCKED_SYSCALL=1`, a confined vCPU thread

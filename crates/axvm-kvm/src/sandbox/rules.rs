@@ -90,17 +90,72 @@ const SUPERVISOR: &[i64] = &[
 ];
 
 ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
-ioctl_ior_nr!(KVM_GET_REGS, kvm_bindings::KVMIO, 0x81, kvm_bindings::kvm_regs);
-ioctl_iow_nr!(KVM_SET_REGS, kvm_bindings::KVMIO, 0x82, kvm_bindings::kvm_regs);
-ioctl_ior_nr!(KVM_GET_SREGS, kvm_bindings::KVMIO, 0x83, kvm_bindings::kvm_sregs);
-ioctl_iow_nr!(KVM_SET_SREGS, kvm_bindings::KVMIO, 0x84, kvm_bindings::kvm_sregs);
-ioctl_iowr_nr!(KVM_TRANSLATE, kvm_bindings::KVMIO, 0x85, kvm_bindings::kvm_translation);
-ioctl_ior_nr!(KVM_GET_FPU, kvm_bindings::KVMIO, 0x8c, kvm_bindings::kvm_fpu);
-ioctl_iow_nr!(KVM_SET_FPU, kvm_bindings::KVMIO, 0x8d, kvm_bindings::kvm_fpu);
-ioctl_ior_nr!(KVM_GET_MP_STATE, kvm_bindings::KVMIO, 0x98, kvm_bindings::kvm_mp_state);
-ioctl_iow_nr!(KVM_SET_MP_STATE, kvm_bindings::KVMIO, 0x99, kvm_bindings::kvm_mp_state);
-ioctl_iow_nr!(KVM_SIGNAL_MSI, kvm_bindings::KVMIO, 0xa5, kvm_bindings::kvm_msi);
-ioctl_iow_nr!(KVM_IRQ_LINE, kvm_bindings::KVMIO, 0x61, kvm_bindings::kvm_irq_level);
+ioctl_ior_nr!(
+    KVM_GET_REGS,
+    kvm_bindings::KVMIO,
+    0x81,
+    kvm_bindings::kvm_regs
+);
+ioctl_iow_nr!(
+    KVM_SET_REGS,
+    kvm_bindings::KVMIO,
+    0x82,
+    kvm_bindings::kvm_regs
+);
+ioctl_ior_nr!(
+    KVM_GET_SREGS,
+    kvm_bindings::KVMIO,
+    0x83,
+    kvm_bindings::kvm_sregs
+);
+ioctl_iow_nr!(
+    KVM_SET_SREGS,
+    kvm_bindings::KVMIO,
+    0x84,
+    kvm_bindings::kvm_sregs
+);
+ioctl_iowr_nr!(
+    KVM_TRANSLATE,
+    kvm_bindings::KVMIO,
+    0x85,
+    kvm_bindings::kvm_translation
+);
+ioctl_ior_nr!(
+    KVM_GET_FPU,
+    kvm_bindings::KVMIO,
+    0x8c,
+    kvm_bindings::kvm_fpu
+);
+ioctl_iow_nr!(
+    KVM_SET_FPU,
+    kvm_bindings::KVMIO,
+    0x8d,
+    kvm_bindings::kvm_fpu
+);
+ioctl_ior_nr!(
+    KVM_GET_MP_STATE,
+    kvm_bindings::KVMIO,
+    0x98,
+    kvm_bindings::kvm_mp_state
+);
+ioctl_iow_nr!(
+    KVM_SET_MP_STATE,
+    kvm_bindings::KVMIO,
+    0x99,
+    kvm_bindings::kvm_mp_state
+);
+ioctl_iow_nr!(
+    KVM_SIGNAL_MSI,
+    kvm_bindings::KVMIO,
+    0xa5,
+    kvm_bindings::kvm_msi
+);
+ioctl_iow_nr!(
+    KVM_IRQ_LINE,
+    kvm_bindings::KVMIO,
+    0x61,
+    kvm_bindings::kvm_irq_level
+);
 
 /// The only `ioctl`s of a vCPU thread, the same on every KVM (kvm_intel, kvm_amd, kvm_pvm):
 /// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the

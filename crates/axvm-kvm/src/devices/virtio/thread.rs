@@ -9,8 +9,8 @@ use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber
 use vmm_sys_util::eventfd::EventFd;
 
 use super::mmio::Transport;
-use crate::sandbox::ThreadRole;
 use super::{BackendEvent, VirtioMmio};
+use crate::sandbox::ThreadRole;
 
 /// Event data of backend descriptors: above every queue index.
 const BACKEND_TAG: u32 = 1 << 31;
