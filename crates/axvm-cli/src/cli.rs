@@ -60,6 +60,13 @@ pub enum Command {
         /// kind or at a new place) for SECS seconds, and explain why on stderr; exit status 1.
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         watchdog: Option<Duration>,
+
+        /// Run without the seccomp sandbox. By default every axvm thread of a running VM is
+        /// confined to the system calls it needs (a vCPU thread to a few KVM ioctls), and a
+        /// call outside them ends axvm with "axvm: blocked system call ..."; this flag is for
+        /// debugging such an end (please report it), not for normal use.
+        #[arg(long)]
+        no_seccomp: bool,
     },
     /// Say whether this host can run VMs (and why not), and validate configs, printing
     /// their memory maps. Exits 0 when all is well.

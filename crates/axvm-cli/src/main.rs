@@ -33,6 +33,7 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
         stats: false,
         trace_exits: None,
         watchdog: None,
+        no_seccomp: false,
     });
     match command {
         Command::Run {
@@ -41,8 +42,10 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
             stats,
             trace_exits,
             watchdog,
+            no_seccomp,
         } => {
-            let signals = SignalStop::install()?;
+            let sandbox = !no_seccomp;
+            let signals = SignalStop::install(sandbox)?;
             let trace_exits = trace_exits.as_deref();
             match configs.as_slice() {
                 [] | [_] => {
@@ -51,11 +54,25 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
                         None => vm_files::demo(),
                     };
                     let files = files.map_err(|err| err.to_string())?;
-                    run::run(files, unclaimed, stats, trace_exits, watchdog, &signals)
+                    run::run(
+                        files,
+                        unclaimed,
+                        stats,
+                        trace_exits,
+                        watchdog,
+                        sandbox,
+                        &signals,
+                    )
                 }
-                several => {
-                    several::run_several(several, unclaimed, stats, trace_exits, watchdog, &signals)
-                }
+                several => several::run_several(
+                    several,
+                    unclaimed,
+                    stats,
+                    trace_exits,
+                    watchdog,
+                    sandbox,
+                    &signals,
+                ),
             }
         }
         Command::Check { configs } => Ok(check::check(

@@ -15,13 +15,15 @@ use crate::output::{self, err_text, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
 
-/// Boots the VM (stopped by `signals`) and maps how it ended to the command's exit status.
+/// Boots the VM (stopped by `signals`; its threads and this one confined by seccomp when
+/// `sandbox`) and maps how it ended to the command's exit status.
 pub fn run(
     files: VmFiles,
     unclaimed: Unclaimed,
     stats: bool,
     trace_exits: Option<&Path>,
     watchdog: Option<Duration>,
+    sandbox: bool,
     signals: &SignalStop,
 ) -> Result<ExitCode, CommandError> {
     let trace_exits = match trace_exits {
@@ -41,6 +43,7 @@ pub fn run(
             trace_exits,
             watchdog,
         },
+        sandbox,
     };
     let (name, vm) = create_vm(files, options)?;
     signals.watch(vm.stop_handle());

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
 use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 
 use crate::cli::Unclaimed;
@@ -43,6 +44,7 @@ pub fn run_several(
     stats: bool,
     trace_exits: Option<&Path>,
     watchdog: Option<Duration>,
+    sandbox: bool,
     signals: &SignalStop,
 ) -> Result<ExitCode, CommandError> {
     if trace_exits.is_some() {
@@ -62,12 +64,13 @@ pub fn run_several(
             trace_exits: None,
             watchdog,
         },
+        sandbox,
     })?;
     for (_, vm) in &vms {
         signals.watch(vm.stop_handle());
     }
     // In the order the VMs ended.
-    let endings = run_all(&vms, signals);
+    let endings = run_all(&vms, sandbox, signals);
     let mut by_config: Vec<&Ending> = endings.iter().collect();
     by_config.sort_by_key(|ending| ending.index);
     for (ending, (name, vm)) in by_config.iter().zip(&vms) {
@@ -134,8 +137,10 @@ fn create_all(
 }
 
 /// Runs every VM on threads of its own until all have ended; returns how each ended, in
-/// the order they did.
-fn run_all(vms: &[(String, KvmVm)], signals: &SignalStop) -> Vec<Ending> {
+/// the order they did. With `sandbox`, each VM's run confines its own threads, and this
+/// thread confines itself once it started them all (a filter is inherited by the threads
+/// started after it).
+fn run_all(vms: &[(String, KvmVm)], sandbox: bool, signals: &SignalStop) -> Vec<Ending> {
     let (ended, endings) = mpsc::channel();
     std::thread::scope(|scope| {
         for (index, (name, vm)) in vms.iter().enumerate() {
@@ -153,6 +158,12 @@ fn run_all(vms: &[(String, KvmVm)], signals: &SignalStop) -> Vec<Ending> {
                     how: format!("its thread cannot start: {err}"),
                     host_failure: true,
                 });
+            }
+        }
+        if sandbox {
+            if let Err(err) = confine_current_thread(ThreadRole::Supervisor) {
+                log::error!("{err}: stopping every VM");
+                signals.stop_all();
             }
         }
     });

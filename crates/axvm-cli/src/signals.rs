@@ -12,6 +12,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
 use axvm_kvm::StopHandle;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -49,21 +50,40 @@ struct State {
 pub struct SignalStop(Arc<Mutex<State>>);
 
 impl SignalStop {
-    /// Takes over SIGINT and SIGTERM for the rest of the process.
-    pub fn install() -> Result<Self, String> {
+    /// Takes over SIGINT and SIGTERM for the rest of the process; the thread that takes
+    /// them is confined by seccomp ([`ThreadRole::Supervisor`]) when `sandbox`.
+    pub fn install(sandbox: bool) -> Result<Self, String> {
         let mut signals = Signals::new([SIGINT, SIGTERM])
             .map_err(|err| format!("cannot handle SIGINT and SIGTERM: {err}"))?;
         let stop = Self(Arc::default());
         let for_thread = stop.clone();
+        let (confined_tx, confined) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("axvm-signals".into())
             .spawn(move || {
-                for signal in signals.forever() {
-                    for_thread.on_signal(signal);
+                let result = match sandbox {
+                    true => confine_current_thread(ThreadRole::Supervisor),
+                    false => Ok(()),
+                };
+                let go = result.is_ok();
+                let _ = confined_tx.send(result);
+                if go {
+                    for signal in signals.forever() {
+                        for_thread.on_signal(signal);
+                    }
                 }
             })
             .map_err(|err| format!("cannot start the signal thread: {err}"))?;
-        Ok(stop)
+        match confined.recv() {
+            Ok(Ok(())) => Ok(stop),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("the signal thread ended at its start".into()),
+        }
+    }
+
+    /// Stops every VM watched so far, as a first signal would (without one).
+    pub fn stop_all(&self) {
+        self.state().vms.iter().for_each(StopHandle::stop);
     }
 
     /// Stops `vm` on the first signal, or at once if it already came (a signal during VM

@@ -225,6 +225,14 @@ pub enum Error {
     /// added (its ranges overlap a platform device's or another extra device's).
     #[error("cannot add a device of VmOptions::extra_devices: {0}")]
     ExtraDevice(#[from] axvm::device::DeviceError),
+    /// A thread of the run could not be confined by the sandbox
+    /// ([`VmOptions::sandbox`](crate::VmOptions::sandbox)).
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    /// A VM was created or run on a thread that a sandboxed run already confined: it can
+    /// open nothing, and its filter would confine the new run's threads too.
+    #[error("this thread already ran a sandboxed VM and is confined: create and run each sandboxed VM from a thread of its own (see VmOptions::sandbox)")]
+    AlreadyConfined,
     /// A vCPU thread could not be started.
     #[error("cannot start a thread for vCPU {vcpu}: {message}")]
     Thread {

@@ -61,6 +61,7 @@ mod error;
 mod kvm;
 mod plan;
 mod platform;
+pub mod sandbox;
 mod stop_handle;
 pub mod testing;
 mod vm_memory_view;

@@ -21,9 +21,13 @@ use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
 use crate::kvm::KvmHal;
 use crate::plan::VmPlan;
+use crate::sandbox::{self, StartGate, ThreadRole};
 use crate::stop_handle::StopHandle;
 use crate::vm_memory_view::vm_memory_view;
 use crate::Error;
+
+mod pinning;
+use pinning::pin_to_physical_cpus;
 
 /// How to build the VM's platform. Start from [`Default`] and change what you need:
 ///
@@ -68,10 +72,21 @@ pub struct VmOptions {
     pub unclaimed: UnclaimedAccessPolicy,
     /// Statistics, exit trace, watchdog.
     pub diagnostics: DiagnosticsOptions,
+    /// Confine the VM's threads with seccomp filters ([`crate::sandbox`]): each thread may
+    /// make only the system calls its kind needs (a vCPU thread only a few KVM `ioctl`s),
+    /// and anything else ends the process with a message. The console threads and the
+    /// virtio thread are confined as [`KvmVm::create`] starts them; the watcher and vCPU
+    /// threads, and **the thread calling [`KvmVm::run`]** (for the rest of its life, once the
+    /// vCPUs are started), before the guest's first instruction.
+    ///
+    /// Off by default in the library: a confined caller's thread can no longer open files
+    /// or start threads, which tests and embedders rarely expect. The `axvm` command turns
+    /// it on (`--no-seccomp` turns it off).
+    pub sandbox: bool,
 }
 
 impl Default for VmOptions {
-    /// Console on stdout, no console input, no extra devices; unclaimed accesses read as zero (counted, logged at debug); no diagnostics.
+    /// Console on stdout, no console input, no extra devices; unclaimed accesses read as zero (counted, logged at debug); no diagnostics; no sandbox.
     fn default() -> Self {
         Self {
             console: Box::new(std::io::stdout()),
@@ -79,6 +94,7 @@ impl Default for VmOptions {
             extra_devices: Vec::new(),
             unclaimed: UnclaimedAccessPolicy::Ignore,
             diagnostics: DiagnosticsOptions::default(),
+            sandbox: false,
         }
     }
 }
@@ -170,6 +186,8 @@ pub struct KvmVm {
     console_drops_reported: AtomicU64,
     /// Why a platform device stopped the VM, when the status does not say.
     stop_note: StopNote,
+    /// Whether the run confines its threads ([`VmOptions::sandbox`]).
+    sandboxed: bool,
 }
 
 impl KvmVm {
@@ -181,6 +199,10 @@ impl KvmVm {
         images: &BootImages,
         options: VmOptions,
     ) -> Result<Self, Error> {
+        if sandbox::current_thread_is_confined() {
+            // Planning asks KVM for its limits, which the filter forbids: say so instead.
+            return Err(Error::AlreadyConfined);
+        }
         let config = config.into_valid()?;
         let plan = VmPlan::for_valid_config(&config, images)?;
         Self::from_plan(config, images, &plan, options)
@@ -196,6 +218,10 @@ impl KvmVm {
         plan: &VmPlan,
         options: VmOptions,
     ) -> Result<Self, Error> {
+        if sandbox::current_thread_is_confined() {
+            // It could not even open /dev/kvm: say so rather than be stopped by its filter.
+            return Err(Error::AlreadyConfined);
+        }
         let config = config.with_entries(plan.bsp_entry, plan.ap_entry)?;
         let hal = KvmHal::new(config.id)?;
         let diagnostics = options
@@ -209,7 +235,8 @@ impl KvmVm {
             .map(|progress| {
                 Box::new(move |bytes| progress.console_output(bytes)) as OutputObserver
             });
-        let console = ConsoleThread::spawn(options.console, observer)
+        let sandboxed = options.sandbox;
+        let console = ConsoleThread::spawn_sandboxed(options.console, observer, sandboxed)
             .map_err(|err| Error::Console(err.to_string()))?;
         let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
         let virtio = virtio_devices(&config, &hal, &console.console())?;
@@ -223,12 +250,12 @@ impl KvmVm {
         let input_side = virtio.console_input.unwrap_or(platform.com1_input);
         let console_input = options
             .console_input
-            .map(|input| ConsoleInput::spawn(input, input_side))
+            .map(|input| ConsoleInput::spawn_sandboxed(input, input_side, sandboxed))
             .transpose()
             .map_err(|err| Error::Console(err.to_string()))?;
         let vm = AxVM::new_validated(config, hal, platform.devices)?;
         let plan = load_planned(&vm, images, plan)?;
-        let virtio = start_virtio(&vm, &virtio.devices)?;
+        let virtio = start_virtio(&vm, &virtio.devices, sandboxed)?;
         if let Some(diagnostics) = &diagnostics {
             vm.set_exit_observer(diagnostics.clone())?;
         }
@@ -242,6 +269,7 @@ impl KvmVm {
             stop_requested: Arc::default(),
             console_drops_reported: AtomicU64::new(0),
             stop_note: platform.stop_note,
+            sandboxed,
         })
     }
 
@@ -329,6 +357,9 @@ impl KvmVm {
     }
 
     fn run_vcpus(&self) -> Result<VmOutcome, Error> {
+        if self.sandboxed && sandbox::current_thread_is_confined() {
+            return Err(Error::AlreadyConfined);
+        }
         if let Err(err) = self.vm.boot() {
             // A stop before the run turns the VM Stopped, which boot() refuses.
             return match self.stop_was_requested() {
@@ -337,25 +368,32 @@ impl KvmVm {
             };
         }
         let halts = Halts::new(&self.vm);
-        let ends = std::thread::scope(|scope| {
+        let gate = StartGate::default();
+        let blocked_syscall_hook =
+            std::env::var_os(sandbox::BLOCKED_SYSCALL_TEST_HOOK).is_some_and(|value| value == "1");
+        let (ends, confined) = std::thread::scope(|scope| {
             let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
-            let halts = &halts;
-            let watcher = Watcher {
-                halts,
-                watchdog: self.watch(),
-            };
-            scope.spawn(move || watcher.run(&self.vm, &stop));
+            let (halts, gate) = (&halts, &gate);
+            let watcher = self.spawn_watcher(scope, halts, stop)?;
             let threads: Vec<_> = (0..self.vm.vcpu_num())
                 .map(|vcpu_id| {
                     std::thread::Builder::new()
                         .name(format!("vcpu{vcpu_id}"))
-                        .spawn_scoped(scope, move || self.vcpu_thread(vcpu_id, halts))
+                        .spawn_scoped(scope, move || {
+                            self.vcpu_thread(vcpu_id, halts, gate, blocked_syscall_hook)
+                        })
                         .map_err(|err| Error::Thread {
                             vcpu: vcpu_id,
                             message: err.to_string(),
                         })
                 })
                 .collect();
+            // Every thread of the run is started: this one is confined from here on too.
+            let confined = sandbox::confine_if(self.sandboxed, ThreadRole::Supervisor);
+            if confined.is_err() {
+                self.vm.shutdown();
+            }
+            gate.open(confined.is_ok());
             let ends = threads
                 .into_iter()
                 .map(|thread| {
@@ -367,9 +405,46 @@ impl KvmVm {
                 })
                 .collect::<Result<Vec<_>, Error>>();
             drop(stop_watching);
-            ends
+            let _ = watcher.join();
+            Ok::<_, Error>((ends, confined))
         })?;
-        self.outcome(ends, halts.all_halted())
+        confined?;
+        self.outcome(ends?, halts.all_halted())
+    }
+
+    /// Starts the watcher thread of a run, confined (when sandboxed) before this returns.
+    fn spawn_watcher<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        halts: &'env Halts,
+        stop: std::sync::mpsc::Receiver<()>,
+    ) -> Result<std::thread::ScopedJoinHandle<'scope, ()>, Error> {
+        let watcher = Watcher {
+            halts,
+            watchdog: self.watch(),
+        };
+        let (confined_tx, confined) = std::sync::mpsc::sync_channel(1);
+        let sandboxed = self.sandboxed;
+        let handle = std::thread::Builder::new()
+            .name("axvm-watcher".into())
+            .spawn_scoped(scope, move || {
+                let result = sandbox::confine_if(sandboxed, ThreadRole::Watcher);
+                let go = result.is_ok();
+                let _ = confined_tx.send(result);
+                if go {
+                    watcher.run(&self.vm, &stop);
+                }
+            })
+            .map_err(|err| Error::Console(format!("cannot start the watcher thread: {err}")))?;
+        match confined.recv() {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Console(
+                    "the watcher thread ended at its start".into(),
+                ))
+            }
+        }
+        Ok(handle)
     }
 
     fn outcome(&self, ends: Vec<VCpuEnd>, all_halted: bool) -> Result<VmOutcome, Error> {
@@ -391,9 +466,26 @@ impl KvmVm {
         })
     }
 
-    fn vcpu_thread(&self, vcpu_id: usize, halts: &Halts) -> VCpuEnd {
+    fn vcpu_thread(
+        &self,
+        vcpu_id: usize,
+        halts: &Halts,
+        gate: &StartGate,
+        blocked_syscall_hook: bool,
+    ) -> VCpuEnd {
         pin_to_physical_cpus(self.vm.config(), vcpu_id);
         let _thread = self.vm.hal().enter_vcpu_thread(vcpu_id);
+        if let Err(err) = sandbox::confine_if(self.sandboxed, ThreadRole::Vcpu) {
+            self.vm.shutdown();
+            gate.wait();
+            return VCpuEnd::Failed(AxVMError::vcpu(vcpu_id, err.to_string()));
+        }
+        if self.sandboxed && blocked_syscall_hook {
+            sandbox::make_a_blocked_syscall();
+        }
+        if !gate.wait() {
+            return VCpuEnd::Stopped;
+        }
         loop {
             match self.vm.run_vcpu(vcpu_id) {
                 Ok(
@@ -468,58 +560,12 @@ fn report_console_end(unwritten: u64, dropped: u64) {
     }
 }
 
-/// Pins the calling thread to the physical CPUs the config gives vCPU `vcpu_id`
-/// (`phys_cpu_ids` first, then the `phys_cpu_sets` mask); CPUs this host lacks are skipped
-/// with a warning rather than refused, so configs written for larger boards still run.
-fn pin_to_physical_cpus(config: &AxVMConfig, vcpu_id: usize) {
-    let from_id = config
-        .phys_cpu_ids
-        .as_ref()
-        .and_then(|ids| ids.get(vcpu_id))
-        .map(|&id| {
-            u32::try_from(id)
-                .ok()
-                .and_then(|id| 1usize.checked_shl(id))
-                .unwrap_or(0)
-        });
-    let from_set = config
-        .phys_cpu_sets
-        .as_ref()
-        .and_then(|sets| sets.get(vcpu_id))
-        .copied();
-    let Some(mask) = from_id.or(from_set) else {
-        return;
-    };
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is bounds-checked by libc.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut any = false;
-    for cpu in (0..usize::BITS as usize).filter(|cpu| mask & (1 << cpu) != 0) {
-        if cpu < host_cpus {
-            // SAFETY: `cpu` is below the host's CPU count, inside cpu_set_t.
-            unsafe { libc::CPU_SET(cpu, &mut set) };
-            any = true;
-        }
-    }
-    if !any {
-        log::warn!("vCPU {vcpu_id}: physical CPUs {mask:#x} do not exist on this host ({host_cpus} CPUs); not pinning");
-        return;
-    }
-    // SAFETY: `set` is a valid cpu_set_t for the calling thread (pid 0).
-    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if ret != 0 {
-        log::warn!(
-            "vCPU {vcpu_id}: cannot pin to CPUs {mask:#x}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// Gives the virtio devices guest RAM and starts the thread serving them (none without
 /// virtio devices).
 fn start_virtio(
     vm: &AxVM<KvmHal>,
     devices: &[Arc<VirtioMmio>],
+    sandboxed: bool,
 ) -> Result<Option<VirtioThread>, Error> {
     if devices.is_empty() {
         return Ok(None);
@@ -528,7 +574,7 @@ fn start_virtio(
     for device in devices {
         device.attach_ram(ram.clone());
     }
-    VirtioThread::spawn(&vm.config().name, devices)
+    VirtioThread::spawn_sandboxed(&vm.config().name, devices, sandboxed)
         .map(Some)
         .map_err(|err| Error::Console(format!("virtio device thread: {err}")))
 }

@@ -36,6 +36,8 @@ pub fn create_and_drop(files: &VmFiles) -> DryRun {
         extra_devices: Vec::new(),
         unclaimed: UnclaimedAccessPolicy::Ignore,
         diagnostics: DiagnosticsOptions::default(),
+        // The VM never runs: nothing to confine, and this thread goes on checking.
+        sandbox: false,
     };
     // `check` reports the warnings creation logs (MapIdentical, unknown types) on stdout
     // already; only errors may reach stderr meanwhile.

@@ -330,17 +330,29 @@ pub struct ConsoleThread {
 impl ConsoleThread {
     /// Starts a thread writing to `out` what devices send through [`console`](Self::console),
     /// with a buffer of [`CONSOLE_BUFFER_BYTES`]; `observer`, if any, is told of every send.
+    #[cfg(test)]
     pub fn spawn(out: Box<dyn Write + Send>, observer: Option<OutputObserver>) -> io::Result<Self> {
         Self::with_capacity(out, CONSOLE_BUFFER_BYTES, observer)
     }
 
+    /// [`spawn`](Self::spawn), the thread confined to the console's system calls first when
+    /// `sandboxed` (see [`crate::sandbox`]); returns once it is.
+    pub(crate) fn spawn_sandboxed(
+        out: Box<dyn Write + Send>,
+        observer: Option<OutputObserver>,
+        sandboxed: bool,
+    ) -> io::Result<Self> {
+        Self::start(out, CONSOLE_BUFFER_BYTES, LINGER, observer, sandboxed)
+    }
+
     /// [`spawn`](Self::spawn) with a buffer of `capacity` bytes.
+    #[cfg(test)]
     pub fn with_capacity(
         out: Box<dyn Write + Send>,
         capacity: usize,
         observer: Option<OutputObserver>,
     ) -> io::Result<Self> {
-        Self::start(out, capacity, LINGER, observer)
+        Self::start(out, capacity, LINGER, observer, false)
     }
 
     /// The console thread with a buffer of `capacity` bytes that lingers `linger` after each
@@ -350,6 +362,7 @@ impl ConsoleThread {
         capacity: usize,
         linger: Duration,
         observer: Option<OutputObserver>,
+        sandboxed: bool,
     ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -361,9 +374,11 @@ impl ConsoleThread {
             room_listeners: Mutex::default(),
         });
         let for_thread = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("axvm-console".into())
-            .spawn(move || write_batches(&for_thread, out))?;
+        let thread = crate::sandbox::spawn_confined(
+            std::thread::Builder::new().name("axvm-console".into()),
+            sandboxed.then_some(crate::sandbox::ThreadRole::ConsoleOutput),
+            move || write_batches(&for_thread, out),
+        )?;
         Ok(Self {
             console: SharedConsole(shared),
             thread: Some(thread),

@@ -81,13 +81,26 @@ pub struct ConsoleInput {
 
 impl ConsoleInput {
     /// Starts a thread that copies `input` into `fifo` until `input` ends.
+    #[cfg(test)]
     pub fn spawn(input: Box<dyn Read + Send>, fifo: Arc<dyn ReceiveFifo>) -> io::Result<Self> {
+        Self::spawn_sandboxed(input, fifo, false)
+    }
+
+    /// [`spawn`](Self::spawn), the thread confined to console input's system calls first
+    /// when `sandboxed` (see [`crate::sandbox`]); returns once it is.
+    pub(crate) fn spawn_sandboxed(
+        input: Box<dyn Read + Send>,
+        fifo: Arc<dyn ReceiveFifo>,
+        sandboxed: bool,
+    ) -> io::Result<Self> {
         let closed = Arc::new(AtomicBool::new(false));
         let room = fifo.room();
         let thread_closed = Arc::clone(&closed);
-        std::thread::Builder::new()
-            .name("console-input".into())
-            .spawn(move || feed(input, &*fifo, &thread_closed))?;
+        crate::sandbox::spawn_confined(
+            std::thread::Builder::new().name("console-input".into()),
+            sandboxed.then_some(crate::sandbox::ThreadRole::ConsoleInput),
+            move || feed(input, &*fifo, &thread_closed),
+        )?;
         Ok(Self { closed, room })
     }
 }

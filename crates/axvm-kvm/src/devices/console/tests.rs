@@ -340,8 +340,14 @@ fn bytes_sent_one_at_a_time_are_written_in_few_batches() {
     let writer = CountingWrites::default();
     // A linger far longer than the sends take, however slow the host: `drain` ends it.
     let linger = Duration::from_secs(30);
-    let thread =
-        ConsoleThread::start(Box::new(writer.clone()), CONSOLE_BUFFER_BYTES, linger, None).unwrap();
+    let thread = ConsoleThread::start(
+        Box::new(writer.clone()),
+        CONSOLE_BUFFER_BYTES,
+        linger,
+        None,
+        false,
+    )
+    .unwrap();
     let console = thread.console();
     // The first byte wakes the thread; then, 100 µs apart (slower than a write to memory,
     // as a guest's exits are on nested KVM), each would find it asleep again without the

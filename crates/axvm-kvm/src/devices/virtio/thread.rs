@@ -10,6 +10,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::mmio::Transport;
 use super::{BackendEvent, VirtioMmio};
+use crate::sandbox::ThreadRole;
 
 /// Event data of backend descriptors: above every queue index.
 const BACKEND_TAG: u32 = 1 << 31;
@@ -32,6 +33,17 @@ pub struct VirtioThread {
 impl VirtioThread {
     /// Starts the thread serving `devices` (whose transports have guest RAM attached).
     pub fn spawn(vm_name: &str, devices: &[Arc<VirtioMmio>]) -> std::io::Result<Self> {
+        Self::spawn_sandboxed(vm_name, devices, false)
+    }
+
+    /// [`spawn`](Self::spawn), the thread confined to the device thread's system calls once
+    /// its event loop is set up, when `sandboxed` (see [`crate::sandbox`]); returns once it
+    /// is.
+    pub(crate) fn spawn_sandboxed(
+        vm_name: &str,
+        devices: &[Arc<VirtioMmio>],
+        sandboxed: bool,
+    ) -> std::io::Result<Self> {
         let stop = EventFd::new(libc::EFD_NONBLOCK)?;
         let subscribers: Vec<DeviceSubscriber> = devices
             .iter()
@@ -43,8 +55,13 @@ impl VirtioThread {
             .name(format!("{vm_name}-virtio"))
             .spawn(move || match EventLoop::new(subscribers, stop_clone) {
                 Ok(mut event_loop) => {
-                    let _ = ready_tx.send(Ok(()));
-                    event_loop.run();
+                    let confined = crate::sandbox::confine_if(sandboxed, ThreadRole::Devices)
+                        .map_err(std::io::Error::other);
+                    let go = confined.is_ok();
+                    let _ = ready_tx.send(confined);
+                    if go {
+                        event_loop.run();
+                    }
                 }
                 Err(err) => {
                     let _ = ready_tx.send(Err(err));

@@ -1,0 +1,289 @@
+//! The system calls each kind of axvm thread may make, as seccomp rules.
+//!
+//! The lists come from running the real workloads under `strace -f -ff` (one trace per
+//! thread, named by its `PR_SET_NAME`): the demo, the virtio guest with a disk, the in-process
+//! switch and a virtio console, several VMs at once, `--stats`, `--trace-exits`,
+//! `--watchdog`, and a stop by SIGTERM; then from the CLI test suite, which runs with the
+//! sandbox on. Each entry says why a thread needs it. Calls a thread makes only while it
+//! starts (naming itself, its signal stack, pinning a vCPU) come before its filter and are
+//! not listed.
+//!
+//! Every thread may map memory, but never executable memory: the allocator and thread stacks
+//! need `mmap`/`mprotect`, a guest exploit would need `PROT_EXEC`.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
+
+use super::ThreadRole;
+
+/// A syscall number with the rules of which one must match (none: any arguments).
+pub(super) type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+/// What every thread does: allocate, lock, sleep, log to stderr, kick a vCPU (a stop comes
+/// from any thread), drop a descriptor, end, and report a blocked call (`write`, `_exit`).
+const EVERY_THREAD: &[i64] = &[
+    libc::SYS_brk,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_getrandom,
+    libc::SYS_write,
+    libc::SYS_close,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_rt_sigprocmask,
+    // The kick handler returns through it.
+    libc::SYS_rt_sigreturn,
+    libc::SYS_restart_syscall,
+    // A thread's end: its signal stack goes, then the thread.
+    libc::SYS_sigaltstack,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// The vCPU's own calls beside `ioctl`: device models read their eventfds.
+const VCPU: &[i64] = &[libc::SYS_read];
+
+/// The virtio device thread: epoll, eventfds, disk images (positioned reads and writes,
+/// flushes) and tap devices.
+const DEVICES: &[i64] = &[
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_ctl,
+    libc::SYS_read,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_preadv,
+    libc::SYS_pwrite64,
+    libc::SYS_pwritev,
+    libc::SYS_fdatasync,
+    libc::SYS_fsync,
+];
+
+/// The console thread writes the guest's output.
+const CONSOLE_OUTPUT: &[i64] = &[libc::SYS_writev];
+
+/// The console-input thread reads the host's input.
+const CONSOLE_INPUT: &[i64] = &[libc::SYS_read, libc::SYS_readv, libc::SYS_poll];
+
+/// The watcher reads each vCPU's `blocking` statistic.
+const WATCHER: &[i64] = &[libc::SYS_pread64];
+
+/// A thread that runs VMs and waits for them: it prints reports, takes signals from a
+/// self-pipe, polls stderr, writes the exit trace, and drops the VMs.
+const SUPERVISOR: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_recvfrom,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_writev,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+];
+
+ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
+ioctl_ior_nr!(
+    KVM_GET_REGS,
+    kvm_bindings::KVMIO,
+    0x81,
+    kvm_bindings::kvm_regs
+);
+ioctl_iow_nr!(
+    KVM_SET_REGS,
+    kvm_bindings::KVMIO,
+    0x82,
+    kvm_bindings::kvm_regs
+);
+ioctl_ior_nr!(
+    KVM_GET_SREGS,
+    kvm_bindings::KVMIO,
+    0x83,
+    kvm_bindings::kvm_sregs
+);
+ioctl_iow_nr!(
+    KVM_SET_SREGS,
+    kvm_bindings::KVMIO,
+    0x84,
+    kvm_bindings::kvm_sregs
+);
+ioctl_iowr_nr!(
+    KVM_TRANSLATE,
+    kvm_bindings::KVMIO,
+    0x85,
+    kvm_bindings::kvm_translation
+);
+ioctl_ior_nr!(
+    KVM_GET_FPU,
+    kvm_bindings::KVMIO,
+    0x8c,
+    kvm_bindings::kvm_fpu
+);
+ioctl_iow_nr!(
+    KVM_SET_FPU,
+    kvm_bindings::KVMIO,
+    0x8d,
+    kvm_bindings::kvm_fpu
+);
+ioctl_ior_nr!(
+    KVM_GET_MP_STATE,
+    kvm_bindings::KVMIO,
+    0x98,
+    kvm_bindings::kvm_mp_state
+);
+ioctl_iow_nr!(
+    KVM_SET_MP_STATE,
+    kvm_bindings::KVMIO,
+    0x99,
+    kvm_bindings::kvm_mp_state
+);
+ioctl_iow_nr!(
+    KVM_SIGNAL_MSI,
+    kvm_bindings::KVMIO,
+    0xa5,
+    kvm_bindings::kvm_msi
+);
+ioctl_iow_nr!(
+    KVM_IRQ_LINE,
+    kvm_bindings::KVMIO,
+    0x61,
+    kvm_bindings::kvm_irq_level
+);
+
+/// The only `ioctl`s of a vCPU thread, the same on every KVM (kvm_intel, kvm_amd, kvm_pvm):
+/// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the
+/// watchdog's snapshot, an emulation failure's report); translating the guest's RIP for
+/// disassembly; and raising interrupts (MSIs; the line, which no device uses today, kept so
+/// that a device raising one on hardware KVM is not killed).
+fn vcpu_ioctls() -> [u64; 12] {
+    [
+        KVM_RUN(),
+        KVM_GET_REGS(),
+        KVM_SET_REGS(),
+        KVM_GET_SREGS(),
+        KVM_SET_SREGS(),
+        KVM_TRANSLATE(),
+        KVM_GET_FPU(),
+        KVM_SET_FPU(),
+        KVM_GET_MP_STATE(),
+        KVM_SET_MP_STATE(),
+        KVM_SIGNAL_MSI(),
+        KVM_IRQ_LINE(),
+    ]
+    .map(u64::from)
+}
+
+/// The rules of a thread of `role` in process `pid`.
+pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Error> {
+    let mut rules = Rules::new();
+    let own = match role {
+        ThreadRole::Vcpu => VCPU,
+        ThreadRole::Devices => DEVICES,
+        ThreadRole::ConsoleOutput => CONSOLE_OUTPUT,
+        ThreadRole::ConsoleInput => CONSOLE_INPUT,
+        ThreadRole::Watcher => WATCHER,
+        ThreadRole::Supervisor => SUPERVISOR,
+    };
+    for &syscall in EVERY_THREAD.iter().chain(own) {
+        rules.insert(syscall, Vec::new());
+    }
+    for syscall in [libc::SYS_mmap, libc::SYS_mprotect] {
+        rules.insert(syscall, vec![not_executable()?]);
+    }
+    rules.insert(libc::SYS_fcntl, fcntl_queries()?);
+    // A process-directed signal (SIGINT, SIGTERM) runs its handler on whichever thread the
+    // kernel picks; the `axvm` command's handler (signal-hook's) wakes its signal thread
+    // with `send(self_pipe, "X", 1, MSG_DONTWAIT)`: no address, nothing else.
+    rules.insert(
+        libc::SYS_sendto,
+        vec![rule(vec![
+            arg(3, SeccompCmpOp::Eq, libc::MSG_DONTWAIT as u64)?,
+            SeccompCondition::new(4, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0)?,
+        ])?],
+    );
+    // Signals go to this process's threads only (vCPU kicks, a raised SIGPIPE).
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![rule(vec![arg(0, SeccompCmpOp::Eq, u64::from(pid))?])?],
+    );
+    if role == ThreadRole::Vcpu {
+        let ioctls = vcpu_ioctls()
+            .into_iter()
+            .map(|request| rule(vec![arg(1, SeccompCmpOp::Eq, request)?]))
+            .collect::<Result<_, _>>()?;
+        rules.insert(libc::SYS_ioctl, ioctls);
+    }
+    if role == ThreadRole::Supervisor {
+        // A closed stdout ends axvm as SIGPIPE would: the default action is restored and
+        // the signal raised (`signal_hook::low_level::emulate_default_handler`).
+        let sigpipe = arg(0, SeccompCmpOp::Eq, libc::SIGPIPE as u64)?;
+        rules.insert(libc::SYS_rt_sigaction, vec![rule(vec![sigpipe])?]);
+    }
+    Ok(rules)
+}
+
+/// `mmap`/`mprotect` without `PROT_EXEC` (the protection is argument 2 of both).
+fn not_executable() -> Result<SeccompRule, seccompiler::Error> {
+    let exec = libc::PROT_EXEC as u64;
+    rule(vec![arg(2, SeccompCmpOp::MaskedEq(exec), 0)?])
+}
+
+/// `fcntl` asking for a descriptor's flags (Rust checks a descriptor before closing it in
+/// debug builds); never changing them.
+fn fcntl_queries() -> Result<Vec<SeccompRule>, seccompiler::Error> {
+    [libc::F_GETFD, libc::F_GETFL]
+        .into_iter()
+        .map(|command| rule(vec![arg(1, SeccompCmpOp::Eq, command as u64)?]))
+        .collect()
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, seccompiler::Error> {
+    Ok(SeccompRule::new(conditions)?)
+}
+
+/// A condition on the low 32 bits of argument `index`: every argument tested here is an
+/// `int` or a 32-bit ioctl number, whose upper half a caller may leave sign-extended.
+fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, seccompiler::Error> {
+    Ok(SeccompCondition::new(
+        index,
+        SeccompCmpArgLen::Dword,
+        op,
+        value,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_ioctl_numbers_are_the_kernel_ones() {
+        // From <linux/kvm.h> on x86_64.
+        assert_eq!(KVM_RUN(), 0xae80);
+        assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
+        assert_eq!(KVM_SET_SREGS(), 0x4138_ae84);
+        assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
+    }
+
+    #[test]
+    fn only_vcpus_may_ioctl() {
+        for role in ThreadRole::ALL {
+            let rules = rules(role, 1).unwrap();
+            assert_eq!(
+                rules.contains_key(&libc::SYS_ioctl),
+                role == ThreadRole::Vcpu,
+                "{role:?}"
+            );
+            assert!(!rules.contains_key(&libc::SYS_execve), "{role:?}");
+            assert!(!rules.contains_key(&libc::SYS_openat), "{role:?}");
+            assert!(!rules.contains_key(&libc::SYS_socket), "{role:?}");
+        }
+    }
+}
