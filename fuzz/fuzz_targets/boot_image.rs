@@ -2,9 +2,10 @@
 //! PVH, Multiboot, bzImage) and each boot protocol's checks and placement, as `axvm check`
 //! and `axvm run` plan a VM before creating it (no KVM needed).
 //!
-//! Input: a flags byte (bit 0: the second config, bit 1: a ramdisk), a 16-bit kernel length,
-//! then the kernel and (the rest) the ramdisk. Nothing may panic, and every image a plan
-//! accepts lies inside one RAM region.
+//! Input: a flags byte (bit 0: the second config, bit 1: a ramdisk), a 16-bit kernel length
+//! (used only with a ramdisk), then the kernel and (the rest) the ramdisk; so a guest image
+//! after three zero bytes is a seed (`fuzz/seed.sh`). Nothing may panic, and every image a
+//! plan accepts lies inside one RAM region.
 #![no_main]
 
 use axvm::AxVMConfig;
@@ -38,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     let (head, rest) = data.split_at(data.len().min(3));
     let mut header = [0u8; 3];
     header[..head.len()].copy_from_slice(head);
-    let kernel_len = usize::from(u16::from_le_bytes([header[1], header[2]])).min(rest.len());
+    let with_ramdisk = header[0] & 2 != 0;
+    let kernel_len = match with_ramdisk {
+        true => usize::from(u16::from_le_bytes([header[1], header[2]])).min(rest.len()),
+        false => rest.len(),
+    };
     let (kernel, ramdisk) = rest.split_at(kernel_len);
     let config = if header[0] & 1 == 0 {
         addressed()
@@ -47,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let images = BootImages {
         kernel: kernel.to_vec(),
-        ramdisk: (header[0] & 2 != 0).then(|| ramdisk.to_vec()),
+        ramdisk: with_ramdisk.then(|| ramdisk.to_vec()),
         ..Default::default()
     };
     let _ = VmPlan::sketch(&config, &images);
