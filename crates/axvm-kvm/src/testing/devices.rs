@@ -1,5 +1,5 @@
 //! The platform devices' register files under fuzzing: each device is built as
-//! [`platform_devices`](crate::devices::platform_devices) builds it (COM1 without an
+//! `devices::platform_devices` builds it (COM1 without an
 //! interrupt line, on a console whose room the input decides), then a sequence of accesses
 //! from the input goes through its [`BaseDeviceOps`] as the device manager would send them:
 //! a range the device claims, an offset inside it, any width and value.

@@ -408,12 +408,16 @@ impl Driver {
     pub fn serve(&self, index: usize) {
         let transport = self.mmio.transport().clone();
         let (done, finished) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let worker = std::thread::spawn(move || {
             transport.queue_notified(index);
             let _ = done.send(());
         });
         match finished.recv_timeout(HANG) {
-            Ok(()) => {}
+            // Joined, so that no thread outlives the case (the fuzz target's leak check
+            // counts a still-exiting thread's bookkeeping as a leak).
+            Ok(()) => {
+                let _ = worker.join();
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 panic!("the device still works on queue {index} after {HANG:?}: it hangs")
             }

@@ -114,7 +114,9 @@ fn descriptor(rng: &mut impl Entropy, table_len: u16) -> Desc {
     }
 }
 
-/// Writes `desc` at `at` when it fits in RAM.
+/// Writes `bytes` at `at` when they fit in RAM. Ring addresses may be anything, up to the
+/// top of the address space, so the harness computes guest addresses with wrapping (and
+/// ranges with saturating) arithmetic: a driver's absurd address is a case, not a crash.
 fn put(ram: &GuestMemoryMmap, at: u64, bytes: &[u8]) {
     if in_ram(at, bytes.len() as u64) {
         ram.write_slice(bytes, GuestAddress(at)).expect("in RAM");
@@ -179,7 +181,11 @@ fn populate(rng: &mut impl Entropy, driver: &Driver) {
         }
     }
     for (index, desc) in descs.iter().enumerate() {
-        put(&driver.ram, driver.desc + 16 * index as u64, &desc.bytes());
+        put(
+            &driver.ram,
+            driver.desc.wrapping_add(16 * index as u64),
+            &desc.bytes(),
+        );
     }
     let chains = rng.below(u64::from(size) + 1) as u16;
     for slot in 0..chains {
@@ -190,7 +196,7 @@ fn populate(rng: &mut impl Entropy, driver: &Driver) {
         };
         put(
             &driver.ram,
-            driver.avail + 4 + 2 * u64::from(slot),
+            driver.avail.wrapping_add(4 + 2 * u64::from(slot)),
             &head.to_le_bytes(),
         );
     }
@@ -200,7 +206,11 @@ fn populate(rng: &mut impl Entropy, driver: &Driver) {
         chains
     };
     put(&driver.ram, driver.avail, &[0, 0]);
-    put(&driver.ram, driver.avail + 2, &idx.to_le_bytes());
+    put(
+        &driver.ram,
+        driver.avail.wrapping_add(2),
+        &idx.to_le_bytes(),
+    );
     put(&driver.ram, driver.used, &[0; 4]);
 }
 
@@ -221,9 +231,9 @@ fn writable_ranges(image: &[u8], desc_table: u64, size: u16, used: u64) -> Vec<(
         })
     };
     let span = |desc: Desc| (desc.addr, desc.addr.saturating_add(u64::from(desc.len)));
-    let mut ranges = vec![(used, used + 4 + 8 * u64::from(size) + 2)];
+    let mut ranges = vec![(used, used.saturating_add(4 + 8 * u64::from(size) + 2))];
     for index in 0..u64::from(size) {
-        let Some(desc) = read_desc(desc_table + 16 * index) else {
+        let Some(desc) = read_desc(desc_table.wrapping_add(16 * index)) else {
             continue;
         };
         if desc.flags & VRING_DESC_F_INDIRECT as u16 != 0 {
@@ -261,7 +271,7 @@ pub fn queue_case(rng: &mut impl Entropy, disk: &Rc<TempDisk>, case: &str) {
     driver.place_queue(1 << rng.below(6));
     driver.write(VIRTIO_MMIO_STATUS, Driver::DRIVER_OK);
     populate(rng, &driver);
-    let used_event = driver.avail + 4 + 2 * u64::from(driver.size);
+    let used_event = driver.avail.wrapping_add(4 + 2 * u64::from(driver.size));
     put(&driver.ram, used_event, &(rng.next() as u16).to_le_bytes());
 
     let before = image(&driver.ram);
