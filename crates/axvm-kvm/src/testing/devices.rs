@@ -1,8 +1,8 @@
 //! The platform devices' register files under fuzzing: each device is built as
-//! `devices::platform_devices` builds it (COM1 without an
-//! interrupt line, on a console whose room the input decides), then a sequence of accesses
-//! from the input goes through its [`BaseDeviceOps`] as the device manager would send them:
-//! a range the device claims, an offset inside it, any width and value.
+//! `devices::platform_devices` builds it (COM1 without an interrupt line, on a console whose
+//! room the input decides), then a sequence of accesses from the input goes through its
+//! [`BaseDeviceOps`] as the device manager would send them: a range the device claims, an
+//! offset inside it, any width and value.
 //!
 //! A device may refuse an access with a [`DeviceError`](axvm::device::DeviceError) (the VM
 //! then stops naming it); it must never panic. Besides, a VM stopped by the exit device
