@@ -48,6 +48,17 @@ impl GuestMemory {
         }
     }
 
+    /// Guest memory over host memory the caller owns, for fuzzing and tests of the
+    /// accessors without a host: `regions` as [`new`](Self::new) takes them.
+    ///
+    /// # Safety
+    /// Each region's `hva` must be valid for reads and writes of its `size` bytes for as
+    /// long as the returned value lives, and the regions must not overlap.
+    #[doc(hidden)]
+    pub unsafe fn from_host_regions(regions: Vec<GuestRegion>) -> Self {
+        Self::new(regions)
+    }
+
     /// The regions, sorted by guest-physical address.
     pub fn regions(&self) -> &[GuestRegion] {
         &self.regions

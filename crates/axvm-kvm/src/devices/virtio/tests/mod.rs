@@ -1,8 +1,11 @@
 //! Tests of the virtio transport and devices through a driver written for them
-//! ([`driver`]): what a correct driver gets, what a hostile one cannot do, and a seeded fuzz
-//! run of random queues and requests.
+//! ([`crate::testing::virtio_driver`]): what a correct driver gets, what a hostile one
+//! cannot do, and seeded runs of the fuzz harness the `virtio_blk` fuzz target shares.
 
 mod block;
-mod driver;
+/// The test driver, shared with the fuzz harness.
+mod driver {
+    pub use crate::testing::virtio_driver::*;
+}
 mod fuzz;
 mod hostile;

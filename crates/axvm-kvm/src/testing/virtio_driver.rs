@@ -19,7 +19,7 @@ use virtio_bindings::virtio_mmio::*;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::super::{Disk, VirtioBlock, VirtioInterrupt, VirtioMmio, VIRTIO_F_VERSION_1};
+use crate::devices::{Disk, VirtioBlock, VirtioInterrupt, VirtioMmio, VIRTIO_F_VERSION_1};
 
 /// The first RAM region: [0, 1 MiB).
 pub const LOW_END: u64 = 0x10_0000;
@@ -167,6 +167,8 @@ pub struct Driver {
 
 impl Driver {
     /// A read-write block device of [`DISK_SECTORS`] sectors, not yet set up.
+    // No `Default`: this creates a file, which a default value should not.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::with_disk(false)
     }
@@ -406,12 +408,16 @@ impl Driver {
     pub fn serve(&self, index: usize) {
         let transport = self.mmio.transport().clone();
         let (done, finished) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let worker = std::thread::spawn(move || {
             transport.queue_notified(index);
             let _ = done.send(());
         });
         match finished.recv_timeout(HANG) {
-            Ok(()) => {}
+            // Joined, so that no thread outlives the case (the fuzz target's leak check
+            // counts a still-exiting thread's bookkeeping as a leak).
+            Ok(()) => {
+                let _ = worker.join();
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 panic!("the device still works on queue {index} after {HANG:?}: it hangs")
             }
