@@ -201,9 +201,10 @@ make_l1() {
   cp "$here/l1-init.sh" "$stage/init"
   chmod +x "$stage/init"
 
-  # kvm-amd.ko and what it depends on, in load order.
+  # kvm-amd.ko and what it depends on, in load order; tun.ko for the tests that open a tap
+  # (the suite's virtio-net tap test, the virtio step's tap test).
   local order=() module
-  for module in irqbypass kvm kvm-amd; do
+  for module in irqbypass kvm kvm-amd tun; do
     cp "$(find "$modules" -name "$module.ko")" "$stage/harness/modules/"
     order+=("$module")
   done
