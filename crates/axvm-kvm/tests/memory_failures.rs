@@ -45,8 +45,9 @@ fn assert_names_region(message: &str, size: &str, gpa: &str) {
     assert!(!message.contains("memory_regions[0]"), "{message}");
 }
 
-/// Lowers this process's address-space limit to 512 GiB (or its hard limit), so that a
-/// region of 1 TiB, which one KVM slot could hold, cannot be mmapped.
+/// Lowers this process's address-space limit to 64 GiB (or its hard limit), so that a
+/// region of 256 GiB, which one KVM slot could hold (and which ends below the 40 address
+/// bits even a nested host has), cannot be mmapped.
 fn limit_address_space() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -55,17 +56,17 @@ fn limit_address_space() {
     // SAFETY: valid rlimit structures for this process; only the soft limit is lowered.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max.min(512 << 30);
+        limit.rlim_cur = limit.rlim_max.min(64 << 30);
         assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &limit), 0);
     }
 }
 
 fn region_too_large_to_allocate_is_refused_naming_it() {
     require_kvm();
-    // 1 TiB in a process allowed 512 GiB of address space: mmap fails.
+    // 256 GiB in a process allowed 64 GiB of address space: mmap fails.
     limit_address_space();
-    let message = refusal(config_with_region(0x100_0000_0000, 0x100_0000_0000, 0));
-    assert_names_region(&message, "0x10000000000 bytes", "0x10000000000");
+    let message = refusal(config_with_region(0x40_0000_0000, 0x40_0000_0000, 0));
+    assert_names_region(&message, "0x4000000000 bytes", "0x4000000000");
     assert!(message.contains("mmap"), "the host's reason: {message}");
     assert!(
         message.contains("make the region smaller or free host memory"),
