@@ -13,46 +13,57 @@ use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 use common::{create, raw_config, require_kvm};
 
-/// Prints 3 x 64 KiB of 'x' to port 0xe9, three times the console buffer, without looking
-/// at anything, then exits with status 7:
+/// Prints 3 x 64 KiB to port 0xe9 (more than the console buffer and the write in flight
+/// hold), then exits with status 7. `rep outsb` makes few exits (KVM hands over a page of
+/// string I/O at a time), so this is quick even on a nested KVM whose exits cost a hundred
+/// microseconds:
 /// ```text
 ///     mov dx, 0xe9
-///     mov cx, 0          ; 65536 rounds of `loop`
-///     mov si, 3
-/// 1:  mov al, 'x'
-///     out dx, al
-///     loop 1b
-///     dec si
+///     mov bx, 6
+/// 1:  mov si, 0
+///     mov cx, 0x8000
+///     rep outsb          ; 32 KiB of whatever is at DS:0
+///     dec bx
 ///     jnz 1b
 ///     mov al, 7
 ///     out 0xf4, al
 ///     jmp $
 /// ```
 const FLOOD_DEBUGCON_THEN_EXIT_7: &[u8] = &[
-    0xba, 0xe9, 0x00, 0xb9, 0x00, 0x00, 0xbe, 0x03, 0x00, 0xb0, 0x78, 0xee, 0xe2, 0xfb, 0x4e, 0x75,
-    0xf8, 0xb0, 0x07, 0xe6, 0xf4, 0xeb, 0xfe,
+    0xba, 0xe9, 0x00, 0xbb, 0x06, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x80, 0xf3, 0x6e, 0x4b, 0x75,
+    0xf5, 0xb0, 0x07, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
 /// The same to COM1's data register, ignoring its line status, then exits with status 9.
 const FLOOD_COM1_THEN_EXIT_9: &[u8] = &[
-    0xba, 0xf8, 0x03, 0xb9, 0x00, 0x00, 0xbe, 0x03, 0x00, 0xb0, 0x78, 0xee, 0xe2, 0xfb, 0x4e, 0x75,
-    0xf8, 0xb0, 0x09, 0xe6, 0xf4, 0xeb, 0xfe,
+    0xba, 0xf8, 0x03, 0xbb, 0x06, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x80, 0xf3, 0x6e, 0x4b, 0x75,
+    0xf5, 0xb0, 0x09, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
-/// Prints 'y' to COM1 forever as a polling driver does, waiting for "transmitter holding
-/// register empty" (LSR bit 5) before each byte:
+/// Prints 2 x 32 KiB through COM1 in few exits (at most the console buffer, so the guest
+/// gets there without dropping anything), then 'y' to COM1 forever as a polling driver
+/// does, waiting for "transmitter holding register empty" (LSR bit 5) before each byte:
 /// ```text
-/// 0:  mov dx, 0x3fd
-/// 1:  in al, dx
+///     mov dx, 0x3f8
+///     mov bx, 2
+/// 1:  mov si, 0
+///     mov cx, 0x8000
+///     rep outsb
+///     dec bx
+///     jnz 1b
+/// 2:  mov dx, 0x3fd
+/// 3:  in al, dx
 ///     test al, 0x20
-///     jz 1b
+///     jz 3b
 ///     mov dx, 0x3f8
 ///     mov al, 'y'
 ///     out dx, al
-///     jmp 0b
+///     jmp 2b
 /// ```
 const POLITE_COM1_FOREVER: &[u8] = &[
-    0xba, 0xfd, 0x03, 0xec, 0xa8, 0x20, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xb0, 0x79, 0xee, 0xeb, 0xf0,
+    0xba, 0xf8, 0x03, 0xbb, 0x02, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x80, 0xf3, 0x6e, 0x4b, 0x75,
+    0xf5, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x20, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xb0, 0x79, 0xee, 0xeb,
+    0xf0,
 ];
 
 /// A writer that takes nothing: each write blocks until the test drops the other end, then
