@@ -13,26 +13,25 @@ use std::time::{Duration, Instant};
 use common::{raw_guest, require_kvm, Scratch};
 
 /// The longest axvm may take here; only turns a hang into a failure.
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(90);
 
-/// Prints 3 x 64 KiB to port 0xe9 (more than the pipe and the console buffer together
-/// hold), then exits with status 7: `mov dx,0xe9; mov bx,6; 1: mov si,0; mov cx,0x8000;
-/// rep outsb; dec bx; jnz 1b; mov al,7; out 0xf4,al; jmp $`. `rep outsb` makes few
-/// exits (KVM hands over a page of string I/O at a time), so this is quick even on a
-/// nested KVM whose exits cost a hundred microseconds.
+/// Prints 80 KiB to port 0xe9 (more than the shrunk pipe, the console buffer and the write
+/// in flight together hold), then exits with status 7: `mov dx,0xe9; mov bx,5; 1: mov si,0; mov cx,0x4000;
+/// rep outsb; dec bx; jnz 1b; mov al,7; out 0xf4,al; jmp $`. 80 KiB, not more, so that a
+/// nested KVM whose exits cost ~100 µs each gets through it well inside the deadline.
 const FLOOD_DEBUGCON_THEN_EXIT_7: &[u8] = &[
-    0xba, 0xe9, 0x00, 0xbb, 0x06, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x80, 0xf3, 0x6e, 0x4b, 0x75,
+    0xba, 0xe9, 0x00, 0xbb, 0x05, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x40, 0xf3, 0x6e, 0x4b, 0x75,
     0xf5, 0xb0, 0x07, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
-/// Prints 2 x 32 KiB through COM1 in few exits (`rep outsb`: at most the console buffer, so
+/// Prints 60 KiB through COM1 with `rep outsb` (`rep outsb`: at most the console buffer, so
 /// nothing is dropped), then 'y' to COM1 forever, waiting for "transmitter holding register
 /// empty" before each byte, as a polling driver does (the test shrinks the pipe, so few of
-/// these slow, exit-per-byte writes fill it): `mov dx,0x3f8; mov bx,2; 1: mov si,0;
-/// mov cx,0x8000; rep outsb;
+/// these slow, exit-per-byte writes fill it): `mov dx,0x3f8; mov bx,15; 1: mov si,0;
+/// mov cx,0x1000; rep outsb;
 /// dec bx; jnz 1b; 2: mov dx,0x3fd; 3: in al,dx; test al,0x20; jz 3b; mov dx,0x3f8;
 /// mov al,'y'; out dx,al; jmp 2b`.
 const POLITE_COM1_FOREVER: &[u8] = &[
-    0xba, 0xf8, 0x03, 0xbb, 0x02, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x80, 0xf3, 0x6e, 0x4b, 0x75,
+    0xba, 0xf8, 0x03, 0xbb, 0x0f, 0x00, 0xbe, 0x00, 0x00, 0xb9, 0x00, 0x10, 0xf3, 0x6e, 0x4b, 0x75,
     0xf5, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x20, 0x74, 0xfb, 0xba, 0xf8, 0x03, 0xb0, 0x79, 0xee, 0xeb,
     0xf0,
 ];
