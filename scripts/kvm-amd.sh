@@ -28,7 +28,7 @@
 #             throughput and 4 KiB random-read IOPS (O_DIRECT, on a raw file in L1's
 #             tmpfs), and TCP throughput and ping time between two VMs; under QEMU microvm
 #             and axvm, one after the other, in KVM_AMD_BENCH_ROUNDS rounds (default 2)
-#   (default: suite linux virtio)
+#   (default: suite linux)
 #
 #   --no-build    use the binaries already built
 #
@@ -78,7 +78,7 @@ for arg in "$@"; do
       ;;
   esac
 done
-[ ${#steps[@]} -gt 0 ] || steps=(suite linux virtio)
+[ ${#steps[@]} -gt 0 ] || steps=(suite linux)
 wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 
 say() { echo "kvm-amd: $*"; }
