@@ -23,6 +23,7 @@
 //! the ramdisk for the direct starts.
 
 pub mod acpi;
+mod bda;
 mod boot_info;
 mod bzimage;
 mod direct;
@@ -259,7 +260,8 @@ fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, Confi
     })
 }
 
-/// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
+/// Carries out `plan` on `vm`: writes the BIOS Data Area (`bda.rs`, for every PC boot
+/// that leaves it room), copies the images, writes the firmware tables (for the boot
 /// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
 /// the vCPUs were created at the plan's entries). Refused with the config field named when
 /// guest memory cannot take what the plan puts there.
@@ -281,7 +283,11 @@ pub fn load_planned(
     let protocol = protocol_for(&images.kernel);
     let format = protocol.format();
     log::debug!("{format:?} kernel: {}", protocol.detected_by());
-    load_extra_images(vm, images, !format.is_boot_protocol())?;
+    let extras = extra_images(config, images, !format.is_boot_protocol())?;
+    bda::write_bda(vm, &bda::occupied(protocol, kernel, &extras))?;
+    for (field, gpa, image) in extras {
+        copy_image(vm, field, gpa, image)?;
+    }
     let rsdp = if format.is_boot_protocol() {
         Some(write_firmware_tables(vm)?)
     } else {
@@ -310,19 +316,6 @@ fn write_firmware_tables(vm: &AxVM<KvmHal>) -> Result<GuestPhysAddr, ConfigError
         mptable::write_mp_table(vm)?;
     }
     Ok(rsdp)
-}
-
-/// Copies the BIOS and device tree images, and the ramdisk when `with_ramdisk` (the boot
-/// protocols place theirs), where [`extra_images`] (which the plan asked) puts them.
-fn load_extra_images(
-    vm: &AxVM<KvmHal>,
-    images: &BootImages,
-    with_ramdisk: bool,
-) -> Result<(), ConfigError> {
-    for (field, gpa, image) in extra_images(vm.config(), images, with_ramdisk)? {
-        copy_image(vm, field, gpa, image)?;
-    }
-    Ok(())
 }
 
 /// An image copied as it is: its config field, load address and bytes.
