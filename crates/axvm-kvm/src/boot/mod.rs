@@ -5,11 +5,12 @@
 //!
 //! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`): 32-bit protected
 //!    mode, EAX = 0x2BADB002, EBX = the Multiboot information;
-//! 2. an ELF64 image with a PVH note → PVH (`pvh.rs`): 32-bit protected mode at the note's
-//!    entry, EBX = `hvm_start_info`;
+//! 2. an ELF image (ELF64 or ELF32) with a PVH note → PVH (`pvh.rs`): 32-bit protected mode
+//!    at the note's entry, EBX = `hvm_start_info`;
 //! 3. "HdrS" at 0x202 → a Linux bzImage (`bzimage.rs`): 64-bit long mode at the kernel's
 //!    64-bit entry, RSI = the zero page;
-//! 4. another ELF64 image → axvm's direct 64-bit start at the ELF entry (`direct.rs`);
+//! 4. another ELF64 image → axvm's direct 64-bit start at the ELF entry (`direct.rs`); an
+//!    ELF32 image left here is refused, with what would make it bootable;
 //! 5. anything else → raw code copied to `kernel_load_addr`, entered in 16-bit real mode at
 //!    `entry_point` (`direct.rs`), the BIOS-style start the ArceOS hypervisor uses on x86.
 //!
@@ -152,7 +153,8 @@ pub enum ImageFormat {
     Elf64,
     /// A kernel with a Multiboot v1 header, entered in 32-bit protected mode.
     Multiboot,
-    /// An ELF64 kernel with a PVH entry note, entered in 32-bit protected mode.
+    /// An ELF kernel (ELF64 or ELF32) with a PVH entry note, entered in 32-bit protected
+    /// mode.
     Pvh,
     /// A Linux bzImage, entered at its 64-bit entry in long mode.
     BzImage,
