@@ -24,7 +24,7 @@
 //! the ramdisk for the direct starts.
 
 pub mod acpi;
-mod bda;
+pub(crate) mod bda;
 mod boot_info;
 mod bzimage;
 mod direct;
