@@ -92,14 +92,23 @@ impl Served {
         // The reader ends at axvm's end of stderr.
         let stderr: Vec<String> = self.stderr.iter().collect();
         let stdout = self.stdout.join().expect("stdout reader");
-        (status.code().expect("axvm was killed"), stdout, stderr.join("\n"))
+        (
+            status.code().expect("axvm was killed"),
+            stdout,
+            stderr.join("\n"),
+        )
     }
 }
 
 /// Starts `gdb -batch -nx` connected to `port`, running `commands`, on `elf` if any.
 fn start_gdb(port: u16, elf: Option<&Path>, commands: &[String]) -> Child {
     let mut gdb = Command::new("gdb");
-    gdb.args(["-batch", "-nx", "-ex", &format!("target remote 127.0.0.1:{port}")]);
+    gdb.args([
+        "-batch",
+        "-nx",
+        "-ex",
+        &format!("target remote 127.0.0.1:{port}"),
+    ]);
     for command in commands {
         gdb.args(["-ex", command]);
     }
@@ -184,7 +193,8 @@ fn gdb_breaks_steps_reads_watches_a_port_and_runs_the_guest_to_its_exit() {
         Some(&elf),
         &[
             "info threads".into(),
-            "printf \"entry %#x cs %#x efer %#x pg %d\\n\", $pc, $cs, $efer, ($cr0 >> 31) & 1".into(),
+            "printf \"entry %#x cs %#x efer %#x pg %d\\n\", $pc, $cs, $efer, ($cr0 >> 31) & 1"
+                .into(),
             format!("break *{bsp:#x}"),
             "continue".into(),
             "printf \"at %#x\\n\", $pc".into(),
@@ -204,8 +214,14 @@ fn gdb_breaks_steps_reads_watches_a_port_and_runs_the_guest_to_its_exit() {
         ],
     );
     // Both vCPUs are threads, stopped at the ELF entry in long mode before any instruction.
-    assert!(output.contains("Thread 1.1") && output.contains("Thread 1.2"), "{output}");
-    assert!(output.contains("entry 0x200000 cs 0x8 efer 0x500 pg 1"), "{output}");
+    assert!(
+        output.contains("Thread 1.1") && output.contains("Thread 1.2"),
+        "{output}"
+    );
+    assert!(
+        output.contains("entry 0x200000 cs 0x8 efer 0x500 pg 1"),
+        "{output}"
+    );
     assert!(output.contains(&format!("at {bsp:#x}")), "{output}");
     assert!(output.contains("hit Breakpoint 1"), "{output}");
     let stepped = output
@@ -219,7 +235,10 @@ fn gdb_breaks_steps_reads_watches_a_port_and_runs_the_guest_to_its_exit() {
     assert!(output.contains("flags 1 1"), "{output}");
     // The first console byte: 'a' of "axvm demo guest", from vCPU 0.
     assert!(output.contains("received signal SIGTRAP"), "{output}");
-    assert!(output.contains("vCPU 0 wrote 0x61 to port 0x3f8"), "{output}");
+    assert!(
+        output.contains("vCPU 0 wrote 0x61 to port 0x3f8"),
+        "{output}"
+    );
     assert!(output.contains("exited normally"), "{output}");
     let (code, stdout, stderr) = served.finish();
     assert_eq!(code, 0, "{stderr}");
@@ -299,7 +318,10 @@ fn read_all(mut pipe: impl Read) -> String {
 fn wait_thread(thread: thread::JoinHandle<String>) -> String {
     let start = Instant::now();
     while !thread.is_finished() {
-        assert!(start.elapsed() < DEADLINE, "gdb still ran after the deadline");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "gdb still ran after the deadline"
+        );
         thread::sleep(Duration::from_millis(10));
     }
     thread.join().expect("reader thread")
@@ -363,7 +385,10 @@ fn gdb_attaches_to_a_running_real_mode_guest_whose_threads_stay_confined() {
             Some((name.trim().to_string(), status.contains("Seccomp:\t2")))
         })
         .collect::<Vec<_>>();
-    assert!(threads.contains(&("axvm-gdb".to_string(), true)), "{threads:?}");
+    assert!(
+        threads.contains(&("axvm-gdb".to_string(), true)),
+        "{threads:?}"
+    );
     assert!(threads.iter().all(|(_, confined)| *confined), "{threads:?}");
     let output = gdb(
         served.port,
