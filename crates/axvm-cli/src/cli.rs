@@ -71,8 +71,9 @@ pub enum Command {
         /// Serve the GDB remote protocol on HOST:PORT (`target remote HOST:PORT` in GDB):
         /// every vCPU is a thread; breakpoints, steps, registers, memory; `detach` lets the
         /// VM run on. Port 0 picks a free port; axvm prints the address on stderr. One
-        /// config only.
-        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        /// config only. Not with --watchdog, which would take the time GDB holds the vCPUs
+        /// for a hang.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, conflicts_with = "watchdog")]
         gdb: Option<String>,
 
         /// With --gdb: no vCPU runs until GDB connects and continues.

@@ -548,13 +548,7 @@ impl KvmVm {
     /// kick, and after a stop for the debugger (`stopped`).
     fn debug_point(&self, vcpu_id: usize, stopped: bool) {
         if let Some(gdb) = &self.gdb {
-            let stop = stopped
-                .then(|| {
-                    self.vm
-                        .try_inspect_vcpu(vcpu_id, |vcpu| vcpu.take_debug_stop())
-                })
-                .and_then(|taken| taken.ok().flatten().flatten());
-            gdb.control().between_runs(&self.vm, vcpu_id, stop);
+            gdb.between_runs(&self.vm, vcpu_id, stopped);
         }
     }
 

@@ -92,6 +92,15 @@ impl GdbServer {
         &self.control
     }
 
+    /// Called by vCPU `vcpu_id`'s thread before its first run and between runs, `stopped`
+    /// after a stop for the debugger: pauses it while GDB wants.
+    pub(crate) fn between_runs(&self, vm: &AxVM<KvmHal>, vcpu_id: usize, stopped: bool) {
+        let stop = stopped
+            .then(|| vm.try_inspect_vcpu(vcpu_id, |vcpu| vcpu.take_debug_stop()))
+            .and_then(|taken| taken.ok().flatten().flatten());
+        self.control.between_runs(vm, vcpu_id, stop);
+    }
+
     /// Starts the GDB thread of a run in `scope`, confined (when `sandboxed`) before this
     /// returns, as the run's other threads are.
     pub(crate) fn spawn_scoped<'scope, 'env>(
