@@ -34,6 +34,8 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
         trace_exits: None,
         watchdog: None,
         no_seccomp: false,
+        gdb: None,
+        gdb_wait: false,
     });
     match command {
         Command::Run {
@@ -43,10 +45,16 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
             trace_exits,
             watchdog,
             no_seccomp,
+            gdb,
+            gdb_wait,
         } => {
             let sandbox = !no_seccomp;
             let signals = SignalStop::install(sandbox)?;
             let trace_exits = trace_exits.as_deref();
+            let gdb = gdb.map(|address| run::Gdb {
+                address,
+                wait: gdb_wait,
+            });
             match configs.as_slice() {
                 [] | [_] => {
                     let files = match configs.first() {
@@ -61,9 +69,13 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
                         trace_exits,
                         watchdog,
                         sandbox,
+                        gdb,
                         &signals,
                     )
                 }
+                _ if gdb.is_some() => Err("--gdb debugs one VM: give it with a single config"
+                    .to_string()
+                    .into()),
                 several => several::run_several(
                     several,
                     unclaimed,

@@ -2,13 +2,14 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
-use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
+use axvm_kvm::{BootImages, DiagnosticsOptions, GdbOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 use crate::cli::Unclaimed;
 use crate::output::{self, err_text, errln, CommandError};
@@ -17,6 +18,8 @@ use crate::vm_files::{config_error, VmFiles};
 
 /// Boots the VM (stopped by `signals`; its threads and this one confined by seccomp when
 /// `sandbox`) and maps how it ended to the command's exit status.
+// One argument per `axvm run` flag, as `execute` passes them.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     files: VmFiles,
     unclaimed: Unclaimed,
@@ -24,8 +27,10 @@ pub fn run(
     trace_exits: Option<&Path>,
     watchdog: Option<Duration>,
     sandbox: bool,
+    gdb: Option<Gdb>,
     signals: &SignalStop,
 ) -> Result<ExitCode, CommandError> {
+    let gdb = gdb.map(Gdb::listen).transpose()?;
     let trace_exits = match trace_exits {
         Some(path) => Some(Box::new(
             File::create(path)
@@ -44,6 +49,7 @@ pub fn run(
             watchdog,
         },
         sandbox,
+        gdb,
     };
     let (name, vm) = create_vm(files, options)?;
     signals.watch(vm.stop_handle());
@@ -53,6 +59,36 @@ pub fn run(
         return Ok(signals::stopped_by(signal)?);
     }
     Ok(ExitCode::from(conclude(&vm, &name, result)?))
+}
+
+/// `--gdb` and `--gdb-wait`.
+pub struct Gdb {
+    /// HOST:PORT to listen on.
+    pub address: String,
+    /// No vCPU runs before GDB says so.
+    pub wait: bool,
+}
+
+impl Gdb {
+    /// Listens on the address (before the VM exists, so that a bad one is refused first) and
+    /// says on stderr where GDB connects.
+    fn listen(self) -> Result<GdbOptions, String> {
+        let listener = TcpListener::bind(&self.address)
+            .map_err(|err| format!("--gdb {}: cannot listen there: {err}", self.address))?;
+        let local = listener
+            .local_addr()
+            .map_err(|err| format!("--gdb {}: {err}", self.address))?;
+        let waiting = match self.wait {
+            true => "; the vCPUs wait for it to continue",
+            false => "",
+        };
+        // A note only: a stderr that cannot take it does not stop the run.
+        let _ = errln!("axvm: GDB can connect to {local} (target remote {local}){waiting}");
+        Ok(GdbOptions {
+            listener,
+            wait: self.wait,
+        })
+    }
 }
 
 /// Validates the config of `files` and creates its VM with `options`: the VM's name and

@@ -65,6 +65,7 @@ pub fn run_several(
             watchdog,
         },
         sandbox,
+        gdb: None,
     })?;
     for (_, vm) in &vms {
         signals.watch(vm.stop_handle());

@@ -58,6 +58,7 @@ mod boot;
 mod devices;
 mod diagnostics;
 mod error;
+mod gdb;
 mod kvm;
 mod plan;
 mod platform;
@@ -78,9 +79,10 @@ pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;
 pub use diagnostics::{Diagnostics, DiagnosticsOptions};
 pub use error::{Error, KvmError};
+pub use gdb::GdbOptions;
 pub use kvm::{
-    check_host, BootRegs, CpuMode, HostFinding, HostLimits, HostReport, KvmHal, KvmVCpu,
-    StartPolicy, VCpuBoot, VCpuThreadGuard, MAX_SLOT_BYTES,
+    check_host, BootRegs, CpuMode, DebugStop, GuestDebug, HostFinding, HostLimits, HostReport,
+    KvmHal, KvmVCpu, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters, MAX_SLOT_BYTES,
 };
 pub use plan::{PlannedRange, RegionFate, VmPlan};
 pub use stop_handle::StopHandle;

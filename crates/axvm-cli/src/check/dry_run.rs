@@ -38,6 +38,7 @@ pub fn create_and_drop(files: &VmFiles) -> DryRun {
         diagnostics: DiagnosticsOptions::default(),
         // The VM never runs: nothing to confine, and this thread goes on checking.
         sandbox: false,
+        gdb: None,
     };
     // `check` reports the warnings creation logs (MapIdentical, unknown types) on stdout
     // already; only errors may reach stderr meanwhile.

@@ -89,6 +89,18 @@ const SUPERVISOR: &[i64] = &[
     libc::SYS_fdatasync,
 ];
 
+/// The GDB thread: waits for and accepts a connection on its listener (made non-blocking
+/// before), then polls, reads and writes it.
+const GDB: &[i64] = &[
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+    libc::SYS_read,
+    libc::SYS_recvfrom,
+    libc::SYS_getpeername,
+];
+
 ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
 ioctl_ior_nr!(
     KVM_GET_REGS,
@@ -151,6 +163,12 @@ ioctl_iow_nr!(
     kvm_bindings::kvm_msi
 );
 ioctl_iow_nr!(
+    KVM_SET_GUEST_DEBUG,
+    kvm_bindings::KVMIO,
+    0x9b,
+    kvm_bindings::kvm_guest_debug
+);
+ioctl_iow_nr!(
     KVM_IRQ_LINE,
     kvm_bindings::KVMIO,
     0x61,
@@ -160,9 +178,10 @@ ioctl_iow_nr!(
 /// The only `ioctl`s of a vCPU thread, the same on every KVM (kvm_intel, kvm_amd, kvm_pvm):
 /// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the
 /// watchdog's snapshot, an emulation failure's report); translating the guest's RIP for
-/// disassembly; and raising interrupts (MSIs; the line, which no device uses today, kept so
-/// that a device raising one on hardware KVM is not killed).
-fn vcpu_ioctls() -> [u64; 12] {
+/// disassembly; raising interrupts (MSIs; the line, which no device uses today, kept so
+/// that a device raising one on hardware KVM is not killed); and arming a debugger's
+/// breakpoints and steps (`--gdb`).
+fn vcpu_ioctls() -> [u64; 13] {
     [
         KVM_RUN(),
         KVM_GET_REGS(),
@@ -176,6 +195,7 @@ fn vcpu_ioctls() -> [u64; 12] {
         KVM_SET_MP_STATE(),
         KVM_SIGNAL_MSI(),
         KVM_IRQ_LINE(),
+        KVM_SET_GUEST_DEBUG(),
     ]
     .map(u64::from)
 }
@@ -190,6 +210,7 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         ThreadRole::ConsoleInput => CONSOLE_INPUT,
         ThreadRole::Watcher => WATCHER,
         ThreadRole::Supervisor => SUPERVISOR,
+        ThreadRole::Gdb => GDB,
     };
     for &syscall in EVERY_THREAD.iter().chain(own) {
         rules.insert(syscall, Vec::new());
@@ -213,6 +234,9 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         libc::SYS_tgkill,
         vec![rule(vec![arg(0, SeccompCmpOp::Eq, u64::from(pid))?])?],
     );
+    if role == ThreadRole::Gdb {
+        gdb_socket_rules(&mut rules)?;
+    }
     if role == ThreadRole::Vcpu {
         let ioctls = vcpu_ioctls()
             .into_iter()
@@ -227,6 +251,28 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         rules.insert(libc::SYS_rt_sigaction, vec![rule(vec![sigpipe])?]);
     }
     Ok(rules)
+}
+
+/// The GDB thread's socket calls with arguments: sends on its connected socket (no
+/// address), and `TCP_NODELAY` on it (GDB's packets are small and answered one by one).
+fn gdb_socket_rules(rules: &mut Rules) -> Result<(), seccompiler::Error> {
+    rules.insert(
+        libc::SYS_sendto,
+        vec![rule(vec![SeccompCondition::new(
+            4,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Eq,
+            0,
+        )?])?],
+    );
+    rules.insert(
+        libc::SYS_setsockopt,
+        vec![rule(vec![
+            arg(1, SeccompCmpOp::Eq, libc::IPPROTO_TCP as u64)?,
+            arg(2, SeccompCmpOp::Eq, libc::TCP_NODELAY as u64)?,
+        ])?],
+    );
+    Ok(())
 }
 
 /// `mmap`/`mprotect` without `PROT_EXEC` (the protection is argument 2 of both).
@@ -270,6 +316,7 @@ mod tests {
         assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
         assert_eq!(KVM_SET_SREGS(), 0x4138_ae84);
         assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
+        assert_eq!(KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
     }
 
     #[test]
