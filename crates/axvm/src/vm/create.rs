@@ -40,6 +40,7 @@ impl<H: AxVMHal> AxVM<H> {
             active_runners: AtomicUsize::new(0),
             exit_status: spin::Once::new(),
             observer: spin::Once::new(),
+            unclaimed_log: super::unclaimed_log::UnclaimedLog::new(config.cpu_num),
             hal,
             config,
         };
