@@ -65,10 +65,12 @@ impl AxVmDevices {
     /// refuses the others with the entry named.
     ///
     /// An `emu_type` that the ArceOS numbering does not define (`Unknown`) becomes a Dummy
-    /// device with a warning, as the ArceOS hypervisor treats it, so configs written for it
-    /// keep working. Other types (virtio, ...) are the host's to emulate: an entry the host
-    /// already added a device for (same name and type, at its `base_gpa`) is left to it;
-    /// any other is refused, because the guest expects a real device there.
+    /// device, as the ArceOS hypervisor treats it, so configs written for it keep working;
+    /// it is logged at debug level only, since a config's front end warns about it with the
+    /// entry named (`axvm check` and `axvm run` do). Other types (virtio, ...) are the
+    /// host's to emulate: an entry the host already added a device for (same name and type,
+    /// at its `base_gpa`) is left to it; any other is refused, because the guest expects a
+    /// real device there.
     pub fn add_emulated(&mut self, configs: &[EmulatedDeviceConfig]) -> Result<(), ConfigError> {
         for (index, config) in configs.iter().enumerate() {
             let field = || format!("devices.emu_devices[{index}] ({})", config.name);
@@ -85,7 +87,7 @@ impl AxVmDevices {
             let device: Arc<dyn BaseDeviceOps> = match config.emu_type {
                 EmulatedDeviceType::Dummy => scratch(),
                 EmulatedDeviceType::Unknown(value) => {
-                    log::warn!(
+                    log::debug!(
                         "{}: emu_type {value:#x} is not a device type; treated as 0x0 (Dummy: scratch registers)",
                         field()
                     );
