@@ -122,6 +122,12 @@ fn a_copy_into_a_hole_is_one_line_with_its_range_and_count() {
     ] {
         assert!(live[0].contains(want), "{want:?} is not in {}", live[0]);
     }
+    // RIP stays at a repeating `rep movsb`: it is the access's own instruction.
+    assert!(
+        !live[0].contains("the instruction after the access"),
+        "{}",
+        live[0]
+    );
     // --stats has the same line.
     let stats = run_with(&["run", "--stats"], &config);
     assert!(
