@@ -92,7 +92,8 @@ pub enum Command {
 /// The unclaimed-access policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Unclaimed {
-    /// Reads return 0, writes are dropped, each new address is logged as a warning.
+    /// Reads return 0, writes are dropped; counted, and summarised at the stop in runs of
+    /// adjacent addresses (-v, --stats).
     Ignore,
     /// The access stops the VM with an error naming the vCPU and the address.
     Error,

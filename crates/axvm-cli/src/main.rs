@@ -10,6 +10,7 @@ mod run;
 mod several;
 mod signals;
 mod vm_files;
+mod warnings;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ use crate::cli::Unclaimed;
 use crate::output::{self, err_text, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
+use crate::warnings::config_warnings;
 
 /// Boots the VM (stopped by `signals`; its threads and this one confined by seccomp when
 /// `sandbox`) and maps how it ended to the command's exit status.
@@ -51,7 +52,9 @@ pub fn run(
         sandbox,
         gdb,
     };
-    let (name, vm) = create_vm(files, options)?;
+    let new = create_vm(files, options)?;
+    new.warn();
+    let NewVm { name, vm, .. } = new;
     signals.watch(vm.stop_handle());
     let result = vm.run();
     report_after_run(&vm, result.is_err())?;
@@ -91,9 +94,33 @@ impl Gdb {
     }
 }
 
-/// Validates the config of `files` and creates its VM with `options`: the VM's name and
-/// the VM, or a one-line reason naming the config.
-pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), String> {
+/// A VM created for `axvm run`, and what its config deserves a warning for.
+pub struct NewVm {
+    /// The VM's name (base.name).
+    pub name: String,
+    /// The VM, loaded, before its first instruction.
+    pub vm: KvmVm,
+    /// Where the config came from, which the warnings name.
+    pub origin: String,
+    /// The config's warnings, as `axvm check` lists them.
+    pub warnings: Vec<String>,
+}
+
+impl NewVm {
+    /// Logs the config's warnings on stderr (at warning level: shown without `-v`), each
+    /// naming the VM and its config, so that with several VMs each says whose it is.
+    /// Called once the VM exists, so that a refusal stays the one line it is, and before
+    /// it runs, so that they come before the guest's output.
+    pub fn warn(&self) {
+        for warning in &self.warnings {
+            log::warn!("VM `{}` ({}): {warning}", self.name, self.origin);
+        }
+    }
+}
+
+/// Validates the config of `files` and creates its VM with `options`, or gives a one-line
+/// reason naming the config. The warnings are not said yet: see [`NewVm::warn`].
+pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<NewVm, String> {
     create_vm_from(&files.origin, files.config, &files.images, options)
 }
 
@@ -104,23 +131,24 @@ pub fn create_vm_from(
     config: AxVMConfig,
     images: &BootImages,
     options: VmOptions,
-) -> Result<(String, KvmVm), String> {
+) -> Result<NewVm, String> {
     // The one validation of the config on the run path: the plan and the VM take it as
     // validated.
     let config = config
         .into_valid()
         .map_err(|err| config_error(origin, err).to_string())?;
     let name = config.name.clone();
-    // Said once the VM exists, so that a refusal stays the one line it is.
-    let ram_warning = crate::host_memory::warning(&config);
     let cannot_create =
         |err: &dyn std::fmt::Display| format!("cannot create VM `{name}` ({origin}): {err}");
     let plan = VmPlan::for_valid_config(&config, images).map_err(|err| cannot_create(&err))?;
+    let warnings = config_warnings(&config, &plan);
     let vm = KvmVm::from_plan(config, images, &plan, options).map_err(|err| cannot_create(&err))?;
-    if let Some(warning) = ram_warning {
-        log::warn!("{origin}: {warning}");
-    }
-    Ok((name, vm))
+    Ok(NewVm {
+        name,
+        vm,
+        origin: origin.to_string(),
+        warnings,
+    })
 }
 
 /// The exit status a run of VM `name` that ended with `result` gives `axvm`, or the

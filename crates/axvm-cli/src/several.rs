@@ -128,13 +128,18 @@ fn create_all(
             );
         }
     }
-    files
+    let vms = files
         .into_iter()
         .map(|file| {
             let name = file.config.name.clone();
             create_vm(file, options(&name))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Said once every VM exists, so that a refusal stays the one line it is.
+    for vm in &vms {
+        vm.warn();
+    }
+    Ok(vms.into_iter().map(|new| (new.name, new.vm)).collect())
 }
 
 /// Runs every VM on threads of its own until all have ended; returns how each ended, in

@@ -324,9 +324,10 @@ impl KvmVm {
         self.watchdog().and_then(|progress| progress.report())
     }
 
-    /// The accesses no device claimed so far, one line per (address, width, direction),
-    /// most frequent first, e.g. `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest
-    /// device: serial at port 0x3f8-0x3ff)`; `None` when the guest touched nothing
+    /// The accesses no device claimed so far, one line per run of adjacent addresses of one
+    /// width and direction, most accesses first, e.g. `unclaimed: 12034 x 1-byte read at
+    /// port 0x3e5 (nearest device: serial at port 0x3f8-0x3ff)` or `unclaimed: 1024 x
+    /// 1-byte write at MMIO 0xa0000-0xa03ff`; `None` when the guest touched nothing
     /// unclaimed. `axvm run` prints it when the VM stops: how often a guest polled a
     /// missing device tells a probe from a driver stuck on the wrong address.
     pub fn unclaimed_summary(&self) -> Option<String> {
