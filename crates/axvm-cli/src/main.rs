@@ -51,7 +51,13 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
         } => {
             let sandbox = !no_seccomp;
             let signals = SignalStop::install(sandbox)?;
-            let trace_exits = trace_exits.as_deref();
+            let flags = run::RunFlags {
+                unclaimed,
+                stats,
+                trace_exits: trace_exits.as_deref(),
+                watchdog,
+                sandbox,
+            };
             let gdb = gdb.map(|address| run::Gdb {
                 address,
                 wait: gdb_wait,
@@ -63,29 +69,12 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
                         None => vm_files::demo(),
                     };
                     let files = files.map_err(|err| err.to_string())?;
-                    run::run(
-                        files,
-                        unclaimed,
-                        stats,
-                        trace_exits,
-                        watchdog,
-                        sandbox,
-                        gdb,
-                        &signals,
-                    )
+                    run::run(files, &flags, gdb, &signals)
                 }
                 _ if gdb.is_some() => Err("--gdb debugs one VM: give it with a single config"
                     .to_string()
                     .into()),
-                several => several::run_several(
-                    several,
-                    unclaimed,
-                    stats,
-                    trace_exits,
-                    watchdog,
-                    sandbox,
-                    &signals,
-                ),
+                several => several::run_several(several, &flags, &signals),
             }
         }
         Command::Check { configs } => Ok(check::check(

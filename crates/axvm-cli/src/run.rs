@@ -17,22 +17,32 @@ use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
 use crate::warnings::config_warnings;
 
-/// Boots the VM (stopped by `signals`; its threads and this one confined by seccomp when
-/// `sandbox`) and maps how it ended to the command's exit status.
-// One argument per `axvm run` flag, as `execute` passes them.
-#[allow(clippy::too_many_arguments)]
+/// The `axvm run` flags every VM of a run shares.
+#[derive(Clone, Copy)]
+pub struct RunFlags<'a> {
+    /// `--unclaimed`.
+    pub unclaimed: Unclaimed,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--trace-exits FILE` (one VM only).
+    pub trace_exits: Option<&'a Path>,
+    /// `--watchdog SECS`.
+    pub watchdog: Option<Duration>,
+    /// Seccomp on: not `--no-seccomp`.
+    pub sandbox: bool,
+}
+
+/// Boots the VM with `flags` and, when given, a GDB stub (stopped by `signals`; its threads
+/// and this one confined by seccomp when `flags.sandbox`) and maps how it ended to the
+/// command's exit status.
 pub fn run(
     files: VmFiles,
-    unclaimed: Unclaimed,
-    stats: bool,
-    trace_exits: Option<&Path>,
-    watchdog: Option<Duration>,
-    sandbox: bool,
+    flags: &RunFlags<'_>,
     gdb: Option<Gdb>,
     signals: &SignalStop,
 ) -> Result<ExitCode, CommandError> {
     let gdb = gdb.map(Gdb::listen).transpose()?;
-    let trace_exits = match trace_exits {
+    let trace_exits = match flags.trace_exits {
         Some(path) => Some(Box::new(
             File::create(path)
                 .map_err(|err| format!("cannot create the exit trace {}: {err}", path.display()))?,
@@ -43,13 +53,13 @@ pub fn run(
         console: Box::new(std::io::stdout()),
         console_input: stdin_as_console_input(),
         extra_devices: Vec::new(),
-        unclaimed: unclaimed_policy(unclaimed),
+        unclaimed: unclaimed_policy(flags.unclaimed),
         diagnostics: DiagnosticsOptions {
-            stats,
+            stats: flags.stats,
             trace_exits,
-            watchdog,
+            watchdog: flags.watchdog,
         },
-        sandbox,
+        sandbox: flags.sandbox,
         gdb,
     };
     let new = create_vm(files, options)?;
