@@ -27,7 +27,9 @@ const GUESTS: &[&str] = &[
     "timer",
     "wakeup",
     "multiboot",
+    "multiboot-low",
     "pvh",
+    "pvh-lowhdr",
     "virtio",
 ];
 
