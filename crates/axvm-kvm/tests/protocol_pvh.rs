@@ -1,6 +1,6 @@
 //! PVH: a tiny synthetic ELF64 kernel with a `XEN_ELFNOTE_PHYS32_ENTRY` note whose 32-bit
 //! code checks `hvm_start_info` through EBX, the structure read back from guest memory, and
-//! a PVH kernel axvm refuses with the field named.
+//! PVH kernels in low memory, whose boot data and ACPI tables axvm moves beside them.
 
 mod common;
 mod protocol_common;
@@ -129,18 +129,33 @@ fn check_start_info(vm: &axvm_kvm::KvmVm, info: u64) {
     }
 }
 
-fn pvh_kernel_over_the_boot_data_is_refused() {
+/// PVH kernels loaded over the PC layout's boot data area (0x9000) and over its ACPI area
+/// (0xe0000): each boots, with `hvm_start_info` (and the tables it points to) moved to the
+/// first free bytes after the kernel, where the RSDP pointer follows.
+fn pvh_kernels_in_low_memory_get_their_data_beside_them() {
     require_kvm();
-    assert_refused(
-        config(1),
-        &images(&pvh_kernel(0x8000)),
-        "kernel.kernel_path",
-        "boot data",
-    );
+    for (paddr, moved) in [(0x9000, "start_info"), (0xe_0000, "RSDP")] {
+        let (vm, console) = create(config(1), &images(&pvh_kernel(paddr)));
+        let kernel_end = paddr + 0x2000;
+        let info = vm.plan().info.expect("start_info").as_u64();
+        check_start_info(&vm, info);
+        let rsdp = read_u64(&vm, info + 32);
+        let after_kernel = match moved {
+            "start_info" => info,
+            _ => rsdp,
+        };
+        assert!(
+            (kernel_end..kernel_end + 0x1_0000).contains(&after_kernel),
+            "{moved} at {after_kernel:#x}, the kernel at {paddr:#x}..{kernel_end:#x}"
+        );
+        let (outcome, printed) = run(vm, &console);
+        assert_eq!(outcome, VmOutcome::Exited(42), "console: {printed:?}");
+        assert_eq!(printed, PVH_LINE);
+    }
 }
 
 axvm_test_harness::main!(
     pvh_kernels_are_detected_by_their_note,
     pvh_kernel_gets_start_info_in_ebx,
-    pvh_kernel_over_the_boot_data_is_refused,
+    pvh_kernels_in_low_memory_get_their_data_beside_them,
 );
