@@ -170,7 +170,7 @@ fn taken_by_images(
         let start = ramdisk.gpa.as_u64();
         taken.push(Taken {
             start,
-            end: start + ramdisk.size,
+            end: start.saturating_add(ramdisk.size),
             field,
             what: "ramdisk".into(),
         });
@@ -179,7 +179,7 @@ fn taken_by_images(
         let start = gpa.as_u64();
         taken.push(Taken {
             start,
-            end: start + image.len() as u64,
+            end: start.saturating_add(image.len() as u64),
             field,
             what: field
                 .trim_start_matches("kernel.")
@@ -249,18 +249,20 @@ fn first_fit(
     align: u64,
     taken: &[Taken],
 ) -> Option<u64> {
-    let mut at = low.next_multiple_of(align);
+    let mut at = low.checked_next_multiple_of(align)?;
     while at.checked_add(len)? <= high {
         let end = at + len;
-        if let Some(blocker) = taken.iter().find(|t| t.start < end && at < t.end) {
-            at = blocker.end.next_multiple_of(align);
-            continue;
-        }
-        match ram_region_at(config, at) {
-            Some((_, region_end)) if end <= region_end => return Some(at),
-            Some((_, region_end)) => at = region_end.next_multiple_of(align),
-            None => at = next_ram_start(config, at)?.next_multiple_of(align),
-        }
+        // Each step moves strictly up: past a blocker, a region's end, or to the next region.
+        let next = if let Some(blocker) = taken.iter().find(|t| t.start < end && at < t.end) {
+            blocker.end
+        } else {
+            match ram_region_at(config, at) {
+                Some((_, region_end)) if end <= region_end => return Some(at),
+                Some((_, region_end)) => region_end,
+                None => next_ram_start(config, at)?,
+            }
+        };
+        at = next.checked_next_multiple_of(align)?;
     }
     None
 }
