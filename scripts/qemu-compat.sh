@@ -5,8 +5,8 @@
 #
 # Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
 #
-#   CASE        multiboot-smp1, multiboot-smp4, pvh, virtio-blk, multiboot-low,
-#               pvh-lowhdr (default: all six)
+#   CASE        multiboot-smp1, multiboot-smp4, pvh, pvh-elf32, virtio-blk, multiboot-low,
+#               pvh-lowhdr (default: all)
 #   --no-build  use the axvm binary and guest images already built
 #   --keep      keep the work directory (configs, consoles, logs) and print its path
 #
@@ -17,7 +17,7 @@
 # the guests (`cargo build -p axvm-cli -p axvm-guests`), takes the images from the newest
 # target/debug/build/axvm-guests-*/out/images, and for each case runs
 #
-#   qemu-system-x86_64 -accel tcg -nographic -no-reboot -serial stdio -monitor none
+#   qemu-system-x86_64 -accel tcg -nodefaults -no-reboot -serial stdio -monitor none
 #       -display none -device isa-debug-exit,iobase=0xf4,iosize=4
 #       -kernel IMAGE -append CMDLINE -smp N -m 128M -initrd RAMDISK
 #
@@ -34,11 +34,25 @@
 # that case those lines are left out of the comparison, and axvm's run must not say "inside
 # this image".
 #
+# `-nodefaults` gives QEMU's PC axvm's devices: no VGA, parallel port, floppy drive, NIC or
+# CD-ROM, so SeaBIOS fills the BIOS Data Area (which the guests print, `bda: ...`) for the
+# same hardware. Not `-nographic` either: with it QEMU has SeaBIOS emulate a text screen on
+# the serial port, which sets the BDA's video fields, and axvm has no screen at all.
+#
+# pvh-elf32 runs `pvh-elf32`, the pvh guest converted to an i386 ELF32 by the guests'
+# build; it prints as the pvh guest (lines from its first "pvh: " on).
+#
+# One line differs by design and is dropped from QEMU's output: `fw_cfg: e820
+# 0xfd00000000 +0x300000000 type 2`. QEMU (7.1 and later) lists the AMD HyperTransport
+# range below 1 TiB as reserved in `etc/e820` when the vCPU's vendor is AMD, as TCG's
+# default qemu64 model is; `etc/e820` is otherwise RAM only, which is what axvm lists.
+#
 # virtio-blk runs the `virtio` guest (PVH) with one virtio-blk disk: a 1 MiB raw image the
 # script makes, sector 0 = "axvm-virtio-disk", one copy per VMM. QEMU: `-M microvm,acpi=off`
 # (without ACPI, microvm appends `virtio_mmio.device=512@0xfeb00e00:12` to the command line)
 # with `-global virtio-mmio.force-legacy=false` (the modern register layout, as axvm's),
-# `-drive id=d0,file=DISK,format=raw,if=none -device virtio-blk-device,drive=d0`, no initrd.
+# `-drive id=d0,file=DISK,format=raw,if=none -device virtio-blk-device,drive=d0`, no initrd,
+# and `-nographic` rather than `-nodefaults` (its guest prints no BIOS data).
 # axvm: emu_devices row ["vda", 0xd000_0000, 0x1000, 5, 0xE1, []] with the backend
 # `vda = { path = "disk.img" }`. The guest prints the device's base address and the disk's
 # id, which differ between the VMMs by design: lines are compared with "virtio: <base> " and
@@ -63,6 +77,7 @@ all_cases=(
   "multiboot-smp1:multiboot:1:yes:none"
   "multiboot-smp4:multiboot:4:yes:none"
   "pvh:pvh:2:yes:none"
+  "pvh-elf32:pvh-elf32:2:yes:none"
   "virtio-blk:virtio:1:no:virtio-blk"
   "multiboot-low:multiboot-low:2:yes:none"
   "pvh-lowhdr:pvh-lowhdr:2:yes:none"
@@ -102,7 +117,7 @@ else
       [ "${spec%%:*}" = "$name" ] && found=$spec
     done
     if [ -z "$found" ]; then
-      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh virtio-blk multiboot-low pvh-lowhdr)" >&2
+      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr)" >&2
       exit 2
     fi
     cases+=("$found")
@@ -178,10 +193,12 @@ guest_lines() { # file marker
   fi
 }
 
-# What legitimately differs between the VMMs in the virtio guest's lines: device addresses
-# (QEMU's microvm places virtio-mmio windows at 0xfeb00000 and up) and the disk's id.
+# What legitimately differs between the VMMs in the guests' lines: in the virtio guest's,
+# device addresses (QEMU's microvm places virtio-mmio windows at 0xfeb00000 and up) and the
+# disk's id; and QEMU's AMD HyperTransport reservation in etc/e820 (see the top).
 normalise() {
-  sed -E 's/^virtio: 0x[0-9a-f]+ /virtio: <base> /; s/^virtio: blk id .*/virtio: blk id <id>/'
+  sed -E 's/^virtio: 0x[0-9a-f]+ /virtio: <base> /; s/^virtio: blk id .*/virtio: blk id <id>/
+    /^fw_cfg: e820 0xfd00000000 \+0x300000000 type 2$/d'
 }
 
 # The multiboot-low case's lines without those that read the Multiboot information block,
@@ -233,6 +250,8 @@ for spec in "${cases[@]}"; do
     ramdisk_line="ramdisk_path = \"ramdisk\""
   fi
   machine=()
+  # axvm's devices, and no emulated text screen (see the top).
+  defaults=(-nodefaults)
   qemu_devices=()
   emu_devices=""
   backends=""
@@ -246,6 +265,7 @@ for spec in "${cases[@]}"; do
     printf %s "$disk_text" | dd of="$dir/disk.img" conv=notrunc status=none
     cp "$dir/disk.img" "$dir/qemu-disk.img"
     machine=(-M microvm,acpi=off -global virtio-mmio.force-legacy=false)
+    defaults=(-nographic)
     qemu_devices=(-drive "id=d0,file=$dir/qemu-disk.img,format=raw,if=none"
       -device virtio-blk-device,drive=d0)
     emu_devices='    ["vda", 0xd000_0000, 0x1000, 5, 0xE1, []],'
@@ -255,7 +275,7 @@ for spec in "${cases[@]}"; do
 
   # QEMU: the reference, in the case's directory so that the kernel's path is the config's.
   qemu_rc=0
-  (cd "$dir" && timeout -k 5 "$run_timeout" "$qemu" "${machine[@]}" -accel tcg -nographic \
+  (cd "$dir" && timeout -k 5 "$run_timeout" "$qemu" "${machine[@]}" -accel tcg "${defaults[@]}" \
     -no-reboot -serial stdio -monitor none -display none \
     -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$image" -append "$cmdline" \
     -smp "$cpus" -m "${memory_mib}M" "${initrd[@]}" "${qemu_devices[@]}" \

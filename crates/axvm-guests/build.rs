@@ -17,6 +17,8 @@ use std::process::Command;
 
 #[path = "build/bzimage.rs"]
 mod bzimage;
+#[path = "build/elf32.rs"]
+mod elf32;
 
 /// The binaries built from the guests workspace; each image keeps its name
 /// (which is also the `kernel_path` its config file names).
@@ -101,6 +103,19 @@ fn main() {
         });
     }
     write_bzimage(&built, &images);
+    write_pvh_elf32(&built, &images);
+}
+
+/// The `pvh` guest as an i386 ELF32 (`build/elf32.rs`), written as `images/pvh-elf32`: the
+/// same program, for the VMMs' ELF32 PVH path.
+fn write_pvh_elf32(built: &Path, images: &Path) {
+    let elf_path = built.join("pvh");
+    let elf = fs::read(&elf_path)
+        .unwrap_or_else(|e| panic!("could not read {}: {e}", elf_path.display()));
+    let elf32 = elf32::elf64_to_elf32(&elf)
+        .unwrap_or_else(|e| panic!("{}: cannot make an ELF32 of it: {e}", elf_path.display()));
+    let to = images.join("pvh-elf32");
+    fs::write(&to, elf32).unwrap_or_else(|e| panic!("could not write {}: {e}", to.display()));
 }
 
 /// Makes sure the crates the guests depend on (`virtio-drivers` and its
@@ -181,6 +196,7 @@ fn emit_rerun_if_changed(guests_dir: &Path) {
     // A new guest also needs a new member in guests/Cargo.toml, listed above.
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build/bzimage.rs");
+    println!("cargo:rerun-if-changed=build/elf32.rs");
 }
 
 /// Removes from the nested cargo's environment everything through which the

@@ -128,7 +128,8 @@ pub const RAMDISK_PATH: &str = concat!(env!("OUT_DIR"), "/images/ramdisk");
 /// Image of the Multiboot v1 guest: a flat binary with an a.out-kludge Multiboot header
 /// (loaded at 0x10_0000, entered in 32-bit protected mode at rt's `axvm_start32`, which
 /// switches to long mode). It prints `multiboot: magic 0x2badb002`, `cmdline: <text>`,
-/// `fw_cfg: <n> CPUs, <m> MiB`, `memory: mem_upper and mmap agree with fw_cfg`,
+/// `fw_cfg: <n> CPUs, <m> MiB`, the BIOS Data Area, CMOS and fw_cfg lines of
+/// `rt::firmware`, `memory: mem_upper and mmap agree with fw_cfg`,
 /// `module: <size> bytes` (with a module, which must be a test ramdisk), `ACPI: <n> CPUs`,
 /// wakes every other CPU of the MADT with INIT-SIPI-SIPI, prints `APs started: <n-1>` and
 /// `multiboot: all checks passed`, and exits 0. See `guests/README.md`.
@@ -154,7 +155,8 @@ pub const MULTIBOOT_LOW_PATH: &str = concat!(env!("OUT_DIR"), "/images/multiboot
 
 /// Image of the PVH guest: an ELF64 at 0x10_0000 whose Xen `XEN_ELFNOTE_PHYS32_ENTRY`
 /// note names rt's 32-bit entry. It prints `pvh: start_info magic 0x336ec578 version 1`,
-/// `cmdline: <text>`, `memmap: RAM up to <m> MiB`, `module: <size> bytes` (with a
+/// `cmdline: <text>`, `memmap: RAM up to <m> MiB`, the BIOS Data Area, CMOS and fw_cfg lines
+/// of `rt::firmware` (`bda: ...`, `cmos: ...`, `fw_cfg: ...`), `module: <size> bytes` (with a
 /// module, which must be a test ramdisk), `ACPI: <n> CPUs` and `pvh: all checks passed`,
 /// and exits 0. Booted as a plain ELF64 instead (at its ELF entry, in long mode), it prints
 /// `pvh: FAIL: started in 64-bit mode ...` and exits 0x7e. See `guests/README.md`.
@@ -170,6 +172,14 @@ pub const PVH_LOWHDR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/p
 
 /// Absolute path of the low-header PVH guest's image file.
 pub const PVH_LOWHDR_PATH: &str = concat!(env!("OUT_DIR"), "/images/pvh-lowhdr");
+
+/// The PVH guest as an i386 ELF32 (made from [`PVH`] by the build script, as Xen's build
+/// makes its 32-bit image): the same segments and note, no section headers. It prints what
+/// [`PVH`] prints; a VMM must boot it through PVH too.
+pub const PVH_ELF32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/pvh-elf32"));
+
+/// Absolute path of the ELF32 PVH guest's image file.
+pub const PVH_ELF32_PATH: &str = concat!(env!("OUT_DIR"), "/images/pvh-elf32");
 
 /// The PVH VM's config (`guests/pvh/pvh.toml`): 2 vCPUs (the second is never started),
 /// 128 MiB RAM, `cmdline = "console=ttyS0 axvm-compat"`, `kernel_path = "pvh"` and

@@ -1,10 +1,12 @@
-//! Checks the Multiboot and PVH guest images (`multiboot`, `multiboot-low`, `pvh`,
-//! `pvh-lowhdr`, and `virtio`, which boots through PVH too) without running them: the headers and notes a VMM (axvm or
-//! QEMU) detects them by, their configs, and that their 64-bit code has no SSE.
+//! Checks the Multiboot and PVH guest images (`multiboot`, `multiboot-low`, `pvh`, its
+//! ELF32 form `pvh-elf32`, `pvh-lowhdr`, and `virtio`, which boots through PVH too) without
+//! running them: the headers and notes a VMM (axvm or QEMU) detects them by, their configs,
+//! and that their 64-bit code has no SSE.
 
 use axvm_guests::{
     MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_LOW, MULTIBOOT_LOW_PATH, MULTIBOOT_PATH, PVH,
-    PVH_CONFIG, PVH_LOWHDR, PVH_LOWHDR_PATH, PVH_PATH, RAMDISK, VIRTIO, VIRTIO_CONFIG, VIRTIO_PATH,
+    PVH_CONFIG, PVH_ELF32, PVH_ELF32_PATH, PVH_LOWHDR, PVH_LOWHDR_PATH, PVH_PATH, RAMDISK, VIRTIO,
+    VIRTIO_CONFIG, VIRTIO_PATH,
 };
 
 /// Where both images are linked and loaded.
@@ -219,12 +221,91 @@ fn the_low_images_load_below_1_mib_as_they_say() {
     );
 }
 
+/// A program header's (type, offset, vaddr, paddr, filesz, memsz, flags, align).
+type Phdr = (u32, u64, u64, u64, u64, u64, u32, u64);
+
+/// The program headers of an ELF64 or ELF32 image, widened.
+fn program_headers(image: &[u8]) -> Vec<Phdr> {
+    let elf64 = image[4] == 2;
+    let (phoff, phentsize, phnum) = if elf64 {
+        (
+            u64_at(image, 32) as usize,
+            u16_at(image, 54),
+            u16_at(image, 56),
+        )
+    } else {
+        (
+            u32_at(image, 28) as usize,
+            u16_at(image, 42),
+            u16_at(image, 44),
+        )
+    };
+    (0..usize::from(phnum))
+        .map(|index| {
+            let ph = phoff + index * usize::from(phentsize);
+            let word = |i: usize| u64::from(u32_at(image, ph + 4 * i));
+            if elf64 {
+                let field = |i: usize| u64_at(image, ph + 8 + 8 * i);
+                let flags = u32_at(image, ph + 4);
+                let kind = u32_at(image, ph);
+                (
+                    kind,
+                    field(0),
+                    field(1),
+                    field(2),
+                    field(3),
+                    field(4),
+                    flags,
+                    field(5),
+                )
+            } else {
+                let flags = word(6) as u32;
+                (
+                    word(0) as u32,
+                    word(1),
+                    word(2),
+                    word(3),
+                    word(4),
+                    word(5),
+                    flags,
+                    word(7),
+                )
+            }
+        })
+        .collect()
+}
+
+fn the_elf32_pvh_image_is_the_pvh_guest_as_i386_elf32() {
+    let image = PVH_ELF32;
+    assert_eq!(&image[..4], b"\x7fELF");
+    assert_eq!(image[4], 1, "not ELF32");
+    assert_eq!(u16_at(image, 18), 3, "not i386");
+    assert_eq!(u32_at(image, 32), 0, "no section headers");
+    assert_eq!(
+        u64::from(u32_at(image, 24)),
+        u64_at(PVH, 24),
+        "same ELF entry"
+    );
+    let (ours, theirs) = (program_headers(image), program_headers(PVH));
+    assert_eq!(ours, theirs, "the same program headers");
+    // Each segment's file bytes are the ELF64's, so the note and its entry are too.
+    for (_, offset, _, _, filesz, ..) in ours {
+        let range = offset as usize..(offset + filesz) as usize;
+        assert_eq!(
+            image[range.clone()],
+            PVH[range],
+            "segment at file offset {offset:#x}"
+        );
+    }
+}
+
 fn paths_hold_the_embedded_images() {
     for (path, image) in [
         (MULTIBOOT_PATH, MULTIBOOT),
         (MULTIBOOT_LOW_PATH, MULTIBOOT_LOW),
         (PVH_PATH, PVH),
         (PVH_LOWHDR_PATH, PVH_LOWHDR),
+        (PVH_ELF32_PATH, PVH_ELF32),
         (VIRTIO_PATH, VIRTIO),
     ] {
         let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -338,6 +419,7 @@ axvm_test_harness::main!(
     multiboot_header_describes_the_flat_image,
     pvh_images_are_elf64_with_one_xen_entry_note,
     the_low_images_load_below_1_mib_as_they_say,
+    the_elf32_pvh_image_is_the_pvh_guest_as_i386_elf32,
     paths_hold_the_embedded_images,
     configs_name_their_images_the_ramdisk_and_a_command_line,
     boot_protocol_guests_contain_no_sse,

@@ -8,6 +8,7 @@
 use axvm::memory::merge_pass_through;
 use axvm::{AxVMConfig, ConfigError, GuestPhysAddr, VmMemConfig, VmMemMappingType};
 
+use crate::boot::bda::bda_contents;
 use crate::boot::e820::{e820_map, E820Kind};
 use crate::boot::mptable::MAX_MP_CPUS;
 use crate::boot::{
@@ -16,6 +17,7 @@ use crate::boot::{
 };
 use crate::devices::check_virtio_devices;
 use crate::kvm::{has_in_kernel_irqchip, pass_through_plan, region_refusal, HostLimits};
+use crate::platform::pc::bda::{BDA_SIZE, BDA_START};
 use crate::platform::pc::layout::{
     ACPI_END, ACPI_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
 };
@@ -203,6 +205,8 @@ impl VmPlan {
             kernel: None,
         };
         plan.images = planned_images(config, images, &plan);
+        let bios_data = bios_data_areas(config, &plan, &protocol.boot_data());
+        plan.boot_data.extend(bios_data);
         plan
     }
 
@@ -346,6 +350,43 @@ fn reserved_areas(config: &AxVMConfig) -> Vec<PlannedRange> {
     areas
 }
 
+/// The BIOS Data Area and the EBDA's first KiB, when axvm writes them (`boot/bda.rs`):
+/// RAM covers them and neither the images nor the protocol's `boot_data` are there.
+fn bios_data_areas(
+    config: &AxVMConfig,
+    plan: &VmPlan,
+    boot_data: &[(u64, u64, &str)],
+) -> Vec<PlannedRange> {
+    let occupied: Vec<(u64, u64)> = plan
+        .images
+        .iter()
+        .map(|image| (image.start, image.end - image.start))
+        .chain(
+            boot_data
+                .iter()
+                .map(|&(start, end, _)| (start, end - start)),
+        )
+        .collect();
+    let Some(contents) = bda_contents(config, &occupied, 0) else {
+        return Vec::new();
+    };
+    let mut areas = vec![PlannedRange::new(
+        "BIOS Data Area (axvm fills it as SeaBIOS would)",
+        None,
+        BDA_START,
+        BDA_SIZE as u64,
+    )];
+    if let Some(ebda) = contents.ebda {
+        areas.push(PlannedRange::new(
+            "EBDA, its first KiB (size byte, then zeros)",
+            None,
+            ebda,
+            1024,
+        ));
+    }
+    areas
+}
+
 /// Where each image goes: the BIOS, DTB and (direct starts, or an explicit address) the
 /// ramdisk at their load addresses, a boot protocol's ramdisk where `plan` placed it, and
 /// the kernel by its layout.
@@ -457,7 +498,13 @@ mod tests {
                 0x100
             )]
         );
-        assert!(plan.boot_data.is_empty(), "raw code gets no boot data");
+        // Raw code gets no boot-protocol data, only the BIOS data a PC's firmware leaves.
+        let boot_data: Vec<_> = plan.boot_data.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(
+            boot_data,
+            [(0x400, 0x500), (0x9_fc00, 0xa_0000)],
+            "{plan:?}"
+        );
     }
 
     #[test]

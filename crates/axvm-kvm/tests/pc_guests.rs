@@ -1,6 +1,7 @@
 //! Kernels built for QEMU's PC, started by axvm the way QEMU starts them: the Multiboot kernel
 //! (its command line, fw_cfg, the ACPI MADT, its ramdisk module, and its APs brought up with
-//! INIT-SIPI-SIPI, with 1 and 4 vCPUs), the PVH kernel, the bzImage with a ramdisk it
+//! INIT-SIPI-SIPI, with 1 and 4 vCPUs), the PVH kernel (as ELF64 and ELF32), each printing
+//! the BIOS Data Area, CMOS and fw_cfg values QEMU's PC gives it, the bzImage with a ramdisk it
 //! verifies, the timer guest (PIT interrupts through the IOAPIC at the right rate), and the
 //! wake-up guest, halted with interrupts on until the host injects an interrupt from another
 //! thread (and, with two vCPUs, woken by an IPI from the other vCPU).
@@ -86,6 +87,35 @@ fn with_cpus(config: &str, cpu_num: usize) -> AxVMConfig {
     }
 }
 
+/// The lines of `rt::firmware::report` for `cpus` CPUs and 128 MiB of RAM at 0: the BIOS
+/// Data Area and EBDA as SeaBIOS fills them with axvm's devices, CMOS's memory sizes, and
+/// fw_cfg's CPU counts and RAM-only `etc/e820`, as QEMU gives them for `-smp cpus -m 128M`.
+fn firmware_lines(cpus: usize) -> Vec<String> {
+    [
+        "bda: COM 0x3f8 0x0 0x0 0x0, LPT 0x0 0x0 0x0, equipment 0x206",
+        "bda: base memory 639 KiB, EBDA segment 0x9fc0 (1 KiB)",
+        "bda: keyboard buffer 0x1e-0x3e head 0x1e tail 0x1e, flags 0x0 0x10",
+        "bda: COM timeouts 10 0 0 0, hard disks 0, disk control 0xc0",
+        "bda: timer ticks agree with the RTC",
+        "cmos: base 640 KiB, extended 65535 KiB, above 16 MiB 1792 x 64 KiB",
+        &format!("fw_cfg: {cpus} CPUs, max {cpus}"),
+        "fw_cfg: e820 0x0 +0x8000000 type 1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `console`'s lines from the first `bda: ` line on, as many as [`firmware_lines`] has.
+fn assert_firmware_lines(console: &str, cpus: usize) {
+    let expected = firmware_lines(cpus);
+    let got: Vec<&str> = console
+        .lines()
+        .skip_while(|line| !line.starts_with("bda: "))
+        .take(expected.len())
+        .collect();
+    assert_eq!(got, expected, "console:\n{console}");
+}
+
 fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
     require_kvm();
     for cpus in [1, 4] {
@@ -104,6 +134,7 @@ fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
                 "multiboot: all checks passed",
             ],
         );
+        assert_firmware_lines(&console, cpus);
     }
 }
 
@@ -153,15 +184,20 @@ fn pvh_kernel_with_its_elf_headers_at_0xff000_boots() {
 
 fn pvh_kernel_reads_its_start_info() {
     require_kvm();
-    let console = boot_guest(parse_config(axvm_guests::PVH_CONFIG), axvm_guests::PVH);
-    assert_has_lines(
-        &console,
-        &[
-            "cmdline: console=ttyS0 axvm-compat",
-            &format!("module: {} bytes", axvm_guests::RAMDISK.len()),
-            "pvh: all checks passed",
-        ],
-    );
+    // The same program as an ELF64 and as an i386 ELF32: both boot through PVH.
+    for kernel in [axvm_guests::PVH, axvm_guests::PVH_ELF32] {
+        let console = boot_guest(parse_config(axvm_guests::PVH_CONFIG), kernel);
+        assert_has_lines(
+            &console,
+            &[
+                "pvh: start_info magic 0x336ec578 version 1",
+                "cmdline: console=ttyS0 axvm-compat",
+                &format!("module: {} bytes", axvm_guests::RAMDISK.len()),
+                "pvh: all checks passed",
+            ],
+        );
+        assert_firmware_lines(&console, 2);
+    }
 }
 
 fn bzimage_reads_its_zero_page_and_verifies_its_ramdisk() {

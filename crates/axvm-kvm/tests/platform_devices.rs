@@ -165,10 +165,11 @@ fn fw_cfg_reports_the_qemu_signature_and_the_cpu_count() {
 
 fn cmos_reports_the_base_memory_size() {
     require_kvm();
-    // 1 MiB of RAM: 639 KiB below the EBDA, as PC firmware reports it.
+    // 1 MiB of RAM: the 640 KiB of base memory installed, as QEMU's CMOS says (the BDA
+    // says 639: the EBDA takes the last KiB).
     let (result, console) = boot(raw_config(), CMOS_GUEST, UnclaimedAccessPolicy::Error);
     let outcome = result.unwrap_or_else(|err| panic!("the VM failed: {err}; console {console:?}"));
-    assert_eq!(outcome, VmOutcome::Exited((639 - 512) as u8));
+    assert_eq!(outcome, VmOutcome::Exited((640 - 512) as u8));
 }
 
 fn debug_port_prints_on_the_com1_console_and_reads_0xe9() {

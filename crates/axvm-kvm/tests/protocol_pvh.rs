@@ -1,6 +1,8 @@
 //! PVH: a tiny synthetic ELF64 kernel with a `XEN_ELFNOTE_PHYS32_ENTRY` note whose 32-bit
-//! code checks `hvm_start_info` through EBX, the structure read back from guest memory, and
-//! PVH kernels in low memory, whose boot data and ACPI tables axvm moves beside them.
+//! code checks `hvm_start_info` through EBX, the structure read back from guest memory, the
+//! same kernel as an i386 ELF32 (booted the same way), an ELF32 without the note (refused,
+//! saying what would make it bootable), and PVH kernels in low memory, whose boot data and
+//! ACPI tables axvm moves beside them.
 
 mod common;
 mod protocol_common;
@@ -16,22 +18,12 @@ const PVH_START_INFO_MAGIC: u32 = 0x336e_c578;
 const ELF_ENTRY_OFFSET: u64 = 0x1000;
 
 /// An x86-64 ELF64 kernel: one PT_LOAD segment of 0x2000 bytes at `paddr` starting with
-/// [`PVH_CODE`], and a PT_NOTE segment holding a foreign note, then the PVH entry note
-/// (8-byte descriptor, as Linux writes it) naming `paddr`.
+/// [`PVH_CODE`], and a PT_NOTE segment holding [`pvh_notes`] naming `paddr`.
 fn pvh_kernel(paddr: u64) -> Vec<u8> {
     const PHDRS_END: u64 = 64 + 2 * 56;
     let code_offset = PHDRS_END;
     let note_offset = (code_offset + PVH_CODE.len() as u64).next_multiple_of(4);
-    let mut notes = Vec::new();
-    for word in [4u32, 4, 1] {
-        put32(&mut notes, word); // namesz, descsz, type: a GNU note to skip
-    }
-    notes.extend_from_slice(b"GNU\0\0\0\0\0");
-    for word in [4u32, 8, 18] {
-        put32(&mut notes, word); // namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY
-    }
-    notes.extend_from_slice(b"Xen\0");
-    put64(&mut notes, paddr);
+    let notes = pvh_notes(paddr);
     let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
     elf.extend_from_slice(&[0; 8]);
     elf.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
@@ -70,12 +62,116 @@ fn pvh_kernel(paddr: u64) -> Vec<u8> {
     elf
 }
 
+/// The notes of the test kernels: a foreign note, then the PVH entry note (8-byte
+/// descriptor, as Linux writes it) naming `entry`.
+fn pvh_notes(entry: u64) -> Vec<u8> {
+    let mut notes = Vec::new();
+    for word in [4u32, 4, 1] {
+        put32(&mut notes, word); // namesz, descsz, type: a GNU note to skip
+    }
+    notes.extend_from_slice(b"GNU\0\0\0\0\0");
+    for word in [4u32, 8, 18] {
+        put32(&mut notes, word); // namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY
+    }
+    notes.extend_from_slice(b"Xen\0");
+    put64(&mut notes, entry);
+    notes
+}
+
+/// An i386 ELF32 kernel: one PT_LOAD segment of 0x2000 bytes at `paddr` starting with
+/// [`PVH_CODE`], then a PT_NOTE segment holding `notes`.
+fn elf32_kernel(paddr: u32, notes: &[u8]) -> Vec<u8> {
+    const PHDRS_END: u32 = 52 + 2 * 32;
+    let code_offset = PHDRS_END;
+    let note_offset = (code_offset + PVH_CODE.len() as u32).next_multiple_of(4);
+    let mut elf = b"\x7fELF\x01\x01\x01\x00".to_vec();
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
+    elf.extend_from_slice(&3u16.to_le_bytes()); // e_machine: EM_386
+    put32(&mut elf, 1); // e_version
+    put32(&mut elf, paddr + ELF_ENTRY_OFFSET as u32); // e_entry
+    put32(&mut elf, 52); // e_phoff
+    put32(&mut elf, 0); // e_shoff
+    put32(&mut elf, 0); // e_flags
+    for half in [52u16, 32, 2, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    // PT_LOAD, then PT_NOTE: type, offset, vaddr, paddr, filesz, memsz, flags, align
+    for word in [
+        1,
+        code_offset,
+        paddr,
+        paddr,
+        PVH_CODE.len() as u32,
+        0x2000,
+        7,
+        0x1000,
+    ] {
+        put32(&mut elf, word);
+    }
+    for word in [4, note_offset, 0, 0, notes.len() as u32, 0, 4, 4] {
+        put32(&mut elf, word);
+    }
+    assert_eq!(elf.len() as u32, code_offset);
+    elf.extend_from_slice(PVH_CODE);
+    elf.resize(note_offset as usize, 0);
+    elf.extend_from_slice(notes);
+    elf
+}
+
 fn pvh_kernels_are_detected_by_their_note() {
     let kernel = pvh_kernel(0x10_0000);
     let (format, entry, ranges) = kernel_plan(&kernel);
     assert_eq!(format, ImageFormat::Pvh);
     assert_eq!(entry, GuestPhysAddr::new(0x10_0000));
     assert_eq!(ranges, [(GuestPhysAddr::new(0x10_0000), 0x2000)]);
+    let (format, entry, ranges) = kernel_plan(&elf32_kernel(0x20_0000, &pvh_notes(0x20_0000)));
+    assert_eq!(
+        format,
+        ImageFormat::Pvh,
+        "an ELF32 with the note is PVH too"
+    );
+    assert_eq!(entry, GuestPhysAddr::new(0x20_0000));
+    assert_eq!(ranges, [(GuestPhysAddr::new(0x20_0000), 0x2000)]);
+}
+
+fn elf32_pvh_kernel_boots_like_an_elf64_one() {
+    require_kvm();
+    let kernel = elf32_kernel(0x20_0000, &pvh_notes(0x20_0000));
+    let (vm, console) = create(config(2), &images(&kernel));
+    let plan = vm.plan();
+    assert_eq!(plan.format, ImageFormat::Pvh);
+    assert_eq!(plan.bsp_entry, GuestPhysAddr::new(0x20_0000));
+    assert!(
+        matches!(plan.bsp.mode, CpuMode::Protected32 { .. }),
+        "{plan:?}"
+    );
+    assert_eq!(plan.ap.start, StartPolicy::WaitForSipi);
+    // The segment's bytes past the file's are zeroed.
+    assert_eq!(read(&vm, 0x20_0000, PVH_CODE.len()), PVH_CODE);
+    assert!(read(&vm, 0x20_0000 + PVH_CODE.len() as u64, 0x100)
+        .iter()
+        .all(|&b| b == 0));
+    let info = plan.info.expect("start_info").as_u64();
+    check_start_info(&vm, info);
+    let (outcome, printed) = run(vm, &console);
+    assert_eq!(outcome, VmOutcome::Exited(42), "console: {printed:?}");
+    assert_eq!(printed, PVH_LINE);
+}
+
+fn elf32_without_the_pvh_note_is_refused_with_what_would_boot_it() {
+    require_kvm();
+    // The same image with its notes but no PVH one (the foreign note alone).
+    let kernel = elf32_kernel(0x20_0000, &pvh_notes(0x20_0000)[..20]);
+    let message = assert_refused(
+        config(1),
+        &images(&kernel),
+        "kernel.kernel_path",
+        "32-bit ELF image without a PVH note or Multiboot header",
+    );
+    for words in ["XEN_ELFNOTE_PHYS32_ENTRY", "Multiboot header", "ELF64"] {
+        assert!(message.contains(words), "{words:?} not in: {message}");
+    }
 }
 
 fn pvh_kernel_gets_start_info_in_ebx() {
@@ -157,5 +253,7 @@ fn pvh_kernels_in_low_memory_get_their_data_beside_them() {
 axvm_test_harness::main!(
     pvh_kernels_are_detected_by_their_note,
     pvh_kernel_gets_start_info_in_ebx,
+    elf32_pvh_kernel_boots_like_an_elf64_one,
+    elf32_without_the_pvh_note_is_refused_with_what_would_boot_it,
     pvh_kernels_in_low_memory_get_their_data_beside_them,
 );

@@ -8,6 +8,7 @@
 //! multiboot: magic 0x2badb002
 //! cmdline: multiboot console=ttyS0 axvm-compat
 //! fw_cfg: 4 CPUs, 128 MiB
+//! bda: ...                           (rt::firmware::report's lines)
 //! memory: mem_upper and mmap agree with fw_cfg
 //! module: 1038 bytes                 (only with a module)
 //! ACPI: 4 CPUs
@@ -70,6 +71,8 @@ pub mod status {
     pub const APS: u8 = 15;
     /// More CPUs than rt has stacks for.
     pub const TOO_MANY_CPUS: u8 = 16;
+    /// The BDA's base memory size is below 512 KiB or above `mem_lower`.
+    pub const BDA: u8 = 17;
     /// Run in real mode from the first byte: the VMM ignored the header.
     pub const NOT_MULTIBOOT: u8 = 0x7e;
 }
@@ -123,6 +126,7 @@ fn bsp(magic: u32, info: u32) -> ! {
             "multiboot: info block at {info:#x} lies inside this image (the loader loaded the image over it): its checks are skipped"
         );
         let (cpus, _) = check_fw_cfg();
+        rt::firmware::report();
         let aps = count_acpi_cpus(cpus);
         start_aps(&aps);
         println!("multiboot: all checks passed");
@@ -140,7 +144,8 @@ fn bsp(magic: u32, info: u32) -> ! {
     }
 
     let (cpus, ram) = check_fw_cfg();
-    check_memory(&info, ram);
+    let bda_base_kib = rt::firmware::report();
+    check_memory(&info, ram, bda_base_kib);
     check_modules(&info);
     let aps = count_acpi_cpus(cpus);
     start_aps(&aps);
@@ -196,9 +201,11 @@ fn check_fw_cfg() -> (u64, u64) {
     (cpus, ram)
 }
 
-/// mem_upper against the fw_cfg RAM size; the Multiboot memory map against
+/// mem_upper against the fw_cfg RAM size; mem_lower against the BDA's base
+/// memory (kernels take the smaller of the two as their low memory, and QEMU
+/// says 640 where SeaBIOS's BDA says 639); the Multiboot memory map against
 /// fw_cfg's `etc/e820`, by usable RAM above 1 MiB.
-fn check_memory(info: &Info, ram: u64) {
+fn check_memory(info: &Info, ram: u64, bda_base_kib: u16) {
     let Some((mem_lower, mem_upper)) = info.mem() else {
         fail!(
             status::MEM_UPPER,
@@ -220,6 +227,12 @@ fn check_memory(info: &Info, ram: u64) {
         fail!(
             status::MEM_UPPER,
             "mem_lower {mem_lower} KiB not in 512..=640"
+        );
+    }
+    if bda_base_kib < 512 || u32::from(bda_base_kib) > mem_lower {
+        fail!(
+            status::BDA,
+            "BDA base memory {bda_base_kib} KiB: not in 512..=mem_lower ({mem_lower} KiB)"
         );
     }
 

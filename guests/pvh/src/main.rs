@@ -9,6 +9,7 @@
 //! pvh: start_info magic 0x336ec578 version 1
 //! cmdline: console=ttyS0 axvm-compat
 //! memmap: RAM up to 128 MiB
+//! bda: ...                           (rt::firmware::report's lines)
 //! module: 1022 bytes                 (only with a module)
 //! ACPI: 2 CPUs
 //! pvh: all checks passed
@@ -106,6 +107,7 @@ fn bsp(_eax: u32, ebx: u32) -> ! {
         );
     }
     check_memmap(&info);
+    rt::firmware::report();
     check_modules(&info);
     count_acpi_cpus(&info);
 

@@ -4,7 +4,7 @@
 //! item's next byte (0 past its end).
 //!
 //! Items used here: 0x0000 signature (`"QEMU"`), 0x0003 RAM size (u64, LE),
-//! 0x0005 number of boot CPUs (u16, LE), 0x0019 file directory (a u32 count,
+//! 0x0005 number of boot CPUs (u16, LE), 0x000f the most CPUs (u16, LE), 0x0019 file directory (a u32 count,
 //! big-endian, then per file: u32 size (BE), u16 key (BE), u16 reserved, a
 //! 56-byte NUL-padded name). `etc/e820` is the memory map: 20-byte entries
 //! `{ u64 address, u64 length, u32 type }`, little-endian.
@@ -27,6 +27,9 @@ pub const ID: u16 = 0x0001;
 pub const RAM_SIZE: u16 = 0x0003;
 /// Number of boot CPUs (u16 LE).
 pub const NB_CPUS: u16 = 0x0005;
+/// The most CPUs the machine may have (u16 LE): QEMU's `-smp maxcpus`,
+/// which is the CPU count when only `-smp N` is given.
+pub const MAX_CPUS: u16 = 0x000f;
 /// The file directory.
 pub const FILE_DIR: u16 = 0x0019;
 /// Length of a name in the file directory.

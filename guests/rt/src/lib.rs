@@ -17,7 +17,8 @@
 //!   guests (long mode from protected mode) and the AP start-up trampoline;
 //! * [`smp`]: INIT-SIPI-SIPI through the local APIC; [`time`]: the TSC
 //!   calibrated against the PIT; [`fw_cfg`]: QEMU's firmware configuration
-//!   ports; [`acpi`]: RSDP, RSDT/XSDT and MADT; [`ramdisk`]: the test
+//!   ports; [`firmware`]: the BIOS Data Area, CMOS memory sizes and fw_cfg's
+//!   CPU counts and memory map, printed for comparison; [`acpi`]: RSDP, RSDT/XSDT and MADT; [`ramdisk`]: the test
 //!   ramdisk format; [`pvh`]: the PVH entry note ([`pvh_note!`]) and
 //!   `hvm_start_info`.
 //!
@@ -34,6 +35,7 @@ pub mod console;
 pub mod cpu;
 mod entry;
 mod exit;
+pub mod firmware;
 pub mod fw_cfg;
 pub mod interrupts;
 pub mod io;

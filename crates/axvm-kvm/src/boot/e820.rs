@@ -1,5 +1,6 @@
 //! The guest's physical memory map in the PC (e820) form that every boot protocol passes
-//! on: Multiboot's mmap, PVH's memmap, Linux's e820 table and fw_cfg's `etc/e820`.
+//! on: Multiboot's mmap, PVH's memmap and Linux's e820 table, with the firmware's reserved
+//! ranges; and the RAM alone ([`ram_map`]), which fw_cfg's `etc/e820` lists as QEMU's does.
 
 use axvm::{AxVMConfig, MappingFlags};
 
@@ -67,6 +68,30 @@ pub fn e820_map(config: &AxVMConfig) -> Vec<E820Entry> {
                 );
             }
         }
+    }
+    map
+}
+
+/// The RAM of `config` alone: its writable regions, sorted, adjacent ones merged, with
+/// nothing reserved. This is what QEMU's fw_cfg `etc/e820` lists (RAM from 0, the legacy
+/// area included); firmware reading it adds the reserved ranges of its own making.
+pub fn ram_map(config: &AxVMConfig) -> Vec<E820Entry> {
+    let mut regions: Vec<_> = config
+        .memory_regions
+        .iter()
+        .filter(|region| region.flags.contains(MappingFlags::WRITE))
+        .collect();
+    regions.sort_by_key(|region| region.gpa);
+    let mut map = Vec::new();
+    for region in regions {
+        push_merged(
+            &mut map,
+            E820Entry {
+                addr: region.gpa.as_u64(),
+                size: region.size,
+                kind: E820Kind::Ram,
+            },
+        );
     }
     map
 }
@@ -151,5 +176,21 @@ mod tests {
             }
         );
         assert_eq!(lower_and_upper_memory_kib(&map), (0, 1024));
+    }
+
+    #[test]
+    fn the_ram_map_lists_writable_regions_only_and_merges_them() {
+        let map = ram_map(&config(&[
+            (0x20_0000, 0x1000, 0x5),
+            (0x10_0000, 0x10_0000, 0x7),
+            (0, 0x10_0000, 0x3),
+            (0x1_0000_0000, 0x1000, 0x7),
+        ]));
+        let ram = |addr, size| E820Entry {
+            addr,
+            size,
+            kind: E820Kind::Ram,
+        };
+        assert_eq!(map, [ram(0, 0x20_0000), ram(0x1_0000_0000, 0x1000)]);
     }
 }

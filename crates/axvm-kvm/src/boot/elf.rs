@@ -1,7 +1,8 @@
 //! Reading ELF kernels' headers, loadable segments and notes, bounds-checked, so that a bad
 //! image is refused with the segment named before anything is written to guest memory.
 //!
-//! ELF64 (x86-64) is what the direct 64-bit start and PVH load; ELF32 (i386) is what
+//! ELF64 (x86-64) is what the direct 64-bit start loads; PVH kernels come as ELF64 or ELF32
+//! (boot loaders and Xen ship 32-bit builds, QEMU boots both); ELF32 (i386) is what
 //! Multiboot kernels are, which QEMU requires and axvm accepts too.
 
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PT_LOAD};
@@ -52,40 +53,92 @@ pub(crate) fn class(image: &[u8]) -> Option<u8> {
     is_elf(image).then(|| image.get(4).copied()).flatten()
 }
 
+/// What axvm says of a 32-bit ELF image that neither boot protocol for such images claims:
+/// what would make it bootable.
+const ELF32_HINT: &str = "it is a 32-bit ELF image without a PVH note or Multiboot header; \
+    axvm, like QEMU, boots 32-bit ELF kernels through PVH when they carry a Xen \
+    XEN_ELFNOTE_PHYS32_ENTRY note, or through Multiboot when a Multiboot header is in their \
+    first 8 KiB: add one of those, or build the kernel as an x86-64 ELF64 for axvm's \
+    direct 64-bit start";
+
+/// One program header of either class, widened to 64 bits.
+struct ProgramHeader {
+    kind: u32,
+    segment: Segment,
+}
+
 /// Parses an x86-64 ELF64 image's header and PT_LOAD program headers.
 pub(crate) fn parse_elf64(image: &[u8]) -> Result<ElfInfo, String> {
-    let (header, phdrs) = elf64_headers(image)?;
+    match class(image) {
+        Some(ELFCLASS32) => Err(ELF32_HINT.into()),
+        _ => loadable(image),
+    }
+}
+
+/// Parses an ELF32 image's header and PT_LOAD program headers (Multiboot and PVH kernels).
+pub(crate) fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
+    match class(image) {
+        Some(ELFCLASS32) => loadable(image),
+        _ => Err("it is not a 32-bit ELF image".into()),
+    }
+}
+
+/// Parses an ELF image of either class (PVH kernels come as both).
+pub(crate) fn parse_elf(image: &[u8]) -> Result<ElfInfo, String> {
+    loadable(image)
+}
+
+/// The entry and the checked, non-empty PT_LOAD segments of `image`.
+fn loadable(image: &[u8]) -> Result<ElfInfo, String> {
+    let (entry, phdrs) = program_headers(image)?;
     let mut segments = Vec::new();
-    for (index, phdr) in phdrs.iter().enumerate() {
-        if phdr.p_type != PT_LOAD {
+    for (index, phdr) in phdrs.into_iter().enumerate() {
+        if phdr.kind != PT_LOAD {
             continue;
         }
-        let segment = Segment {
-            paddr: phdr.p_paddr,
-            vaddr: phdr.p_vaddr,
-            offset: phdr.p_offset,
-            filesz: phdr.p_filesz,
-            memsz: phdr.p_memsz,
-        };
-        if let Some(segment) = checked_segment(image, index, segment)? {
+        if let Some(segment) = checked_segment(image, index, phdr.segment)? {
             segments.push(segment);
         }
     }
-    finish(header.e_entry, segments)
+    finish(entry, segments)
 }
 
-/// Parses an i386 ELF32 image's header and PT_LOAD program headers (Multiboot kernels).
-pub(crate) fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
+/// The entry and every program header of an x86 ELF image of either class.
+fn program_headers(image: &[u8]) -> Result<(u64, Vec<ProgramHeader>), String> {
+    match class(image) {
+        Some(ELFCLASS32) => elf32_headers(image),
+        Some(ELFCLASS64) => {
+            let (header, phdrs) = elf64_headers(image)?;
+            let phdrs = phdrs
+                .iter()
+                .map(|phdr| ProgramHeader {
+                    kind: phdr.p_type,
+                    segment: Segment {
+                        paddr: phdr.p_paddr,
+                        vaddr: phdr.p_vaddr,
+                        offset: phdr.p_offset,
+                        filesz: phdr.p_filesz,
+                        memsz: phdr.p_memsz,
+                    },
+                })
+                .collect();
+            Ok((header.e_entry, phdrs))
+        }
+        Some(other) => Err(format!("unknown ELF class {other}")),
+        None => Err("it is not an ELF image".into()),
+    }
+}
+
+/// An ELF32 image's entry and program headers. i386 (3) is the usual machine; x86-64 (62)
+/// is accepted too, as QEMU does, for 32-bit images of 64-bit kernels (`elf32-x86-64`).
+fn elf32_headers(image: &[u8]) -> Result<(u64, Vec<ProgramHeader>), String> {
     if image.len() < ELF32_EHDR_SIZE {
         return Err("the ELF header is truncated".into());
     }
-    if image[4] != ELFCLASS32 {
-        return Err("it is not a 32-bit ELF image".into());
-    }
     let machine = le16(image, 18);
-    if machine != EM_386 {
+    if machine != EM_386 && machine != EM_X86_64 {
         return Err(format!(
-            "it is built for ELF machine {machine}, not i386 (3)"
+            "it is built for ELF machine {machine}, not i386 (3) or x86-64 (62)"
         ));
     }
     let entry = u64::from(le32(image, 24));
@@ -97,7 +150,7 @@ pub(crate) fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
             "program headers are {phentsize} bytes, not {ELF32_PHDR_SIZE}"
         ));
     }
-    let mut segments = Vec::new();
+    let mut phdrs = Vec::with_capacity(phnum);
     for index in 0..phnum {
         let at = index
             .checked_mul(ELF32_PHDR_SIZE)
@@ -107,31 +160,28 @@ pub(crate) fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
                     .is_some_and(|end| end <= image.len())
             })
             .ok_or("program headers lie beyond the end of the file")?;
-        if le32(image, at) != PT_LOAD {
-            continue;
-        }
-        let segment = Segment {
-            offset: u64::from(le32(image, at + 4)),
-            vaddr: u64::from(le32(image, at + 8)),
-            paddr: u64::from(le32(image, at + 12)),
-            filesz: u64::from(le32(image, at + 16)),
-            memsz: u64::from(le32(image, at + 20)),
-        };
-        if let Some(segment) = checked_segment(image, index, segment)? {
-            segments.push(segment);
-        }
+        phdrs.push(ProgramHeader {
+            kind: le32(image, at),
+            segment: Segment {
+                offset: u64::from(le32(image, at + 4)),
+                vaddr: u64::from(le32(image, at + 8)),
+                paddr: u64::from(le32(image, at + 12)),
+                filesz: u64::from(le32(image, at + 16)),
+                memsz: u64::from(le32(image, at + 20)),
+            },
+        });
     }
-    finish(entry, segments)
+    Ok((entry, phdrs))
 }
 
-/// The PVH entry of an ELF64 image: the first `XEN_ELFNOTE_PHYS32_ENTRY` note named "Xen"
-/// in a PT_NOTE segment, or None. Malformed notes are refused.
+/// The PVH entry of an ELF image of either class: the first `XEN_ELFNOTE_PHYS32_ENTRY`
+/// note named "Xen" in a PT_NOTE segment, or None. Malformed notes are refused.
 pub(crate) fn pvh_entry(image: &[u8]) -> Result<Option<u64>, String> {
-    let (_, phdrs) = elf64_headers(image)?;
-    for phdr in phdrs.iter().filter(|phdr| phdr.p_type == PT_NOTE) {
-        let notes = usize::try_from(phdr.p_offset)
+    let (_, phdrs) = program_headers(image)?;
+    for phdr in phdrs.iter().filter(|phdr| phdr.kind == PT_NOTE) {
+        let notes = usize::try_from(phdr.segment.offset)
             .ok()
-            .zip(usize::try_from(phdr.p_filesz).ok())
+            .zip(usize::try_from(phdr.segment.filesz).ok())
             .and_then(|(start, len)| image.get(start..start.checked_add(len)?))
             .ok_or("a note segment lies beyond the end of the file")?;
         if let Some(entry) = find_pvh_note(notes)? {
@@ -196,12 +246,8 @@ fn elf64_headers(image: &[u8]) -> Result<(Elf64_Ehdr, Vec<Elf64_Phdr>), String> 
         .get(..header.as_slice().len())
         .ok_or("the ELF header is truncated")?;
     header.as_mut_slice().copy_from_slice(header_bytes);
-    match header.e_ident[4] {
-        ELFCLASS64 => {}
-        ELFCLASS32 => {
-            return Err("it is a 32-bit ELF image; axvm starts 64-bit ELF images only".into())
-        }
-        class => return Err(format!("unknown ELF class {class}")),
+    if header.e_ident[4] != ELFCLASS64 {
+        return Err(format!("ELF class {} is not 64-bit", header.e_ident[4]));
     }
     if header.e_machine != EM_X86_64 {
         return Err(format!(
@@ -249,6 +295,46 @@ pub(crate) fn le32(bytes: &[u8], at: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ELF32 for `machine` with one PT_NOTE segment holding `notes` (no PT_LOAD).
+    fn elf32_with_notes(machine: u16, notes: &[u8]) -> Vec<u8> {
+        let mut elf = vec![0u8; ELF32_EHDR_SIZE + ELF32_PHDR_SIZE];
+        elf[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        elf[18..20].copy_from_slice(&machine.to_le_bytes());
+        elf[28..32].copy_from_slice(&(ELF32_EHDR_SIZE as u32).to_le_bytes());
+        elf[42..44].copy_from_slice(&(ELF32_PHDR_SIZE as u16).to_le_bytes());
+        elf[44..46].copy_from_slice(&1u16.to_le_bytes());
+        let phdr = ELF32_EHDR_SIZE;
+        let fields = [PT_NOTE, elf.len() as u32, 0, 0, notes.len() as u32, 0, 4, 4];
+        for (i, field) in fields.iter().enumerate() {
+            elf[phdr + 4 * i..phdr + 4 * i + 4].copy_from_slice(&field.to_le_bytes());
+        }
+        elf.extend_from_slice(notes);
+        elf
+    }
+
+    #[test]
+    fn elf32_notes_are_found_for_i386_and_x86_64_only() {
+        let mut note = vec![4, 0, 0, 0, 4, 0, 0, 0, 18, 0, 0, 0];
+        note.extend_from_slice(b"Xen\0");
+        note.extend_from_slice(&0x20_0000u32.to_le_bytes());
+        for machine in [EM_386, EM_X86_64] {
+            assert_eq!(
+                pvh_entry(&elf32_with_notes(machine, &note)),
+                Ok(Some(0x20_0000))
+            );
+        }
+        let arm = pvh_entry(&elf32_with_notes(40, &note)).unwrap_err();
+        assert!(arm.contains("machine 40"), "{arm}");
+        // No PT_LOAD: nothing to load, whichever parser is asked.
+        let image = elf32_with_notes(EM_386, &note);
+        assert!(parse_elf(&image)
+            .unwrap_err()
+            .contains("no loadable segment"));
+        assert!(parse_elf64(&image)
+            .unwrap_err()
+            .contains("XEN_ELFNOTE_PHYS32_ENTRY"));
+    }
 
     #[test]
     fn notes_are_walked_with_alignment_and_bounds() {

@@ -5,11 +5,12 @@
 //!
 //! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`): 32-bit protected
 //!    mode, EAX = 0x2BADB002, EBX = the Multiboot information;
-//! 2. an ELF64 image with a PVH note → PVH (`pvh.rs`): 32-bit protected mode at the note's
-//!    entry, EBX = `hvm_start_info`;
+//! 2. an ELF image (ELF64 or ELF32) with a PVH note → PVH (`pvh.rs`): 32-bit protected mode
+//!    at the note's entry, EBX = `hvm_start_info`;
 //! 3. "HdrS" at 0x202 → a Linux bzImage (`bzimage.rs`): 64-bit long mode at the kernel's
 //!    64-bit entry, RSI = the zero page;
-//! 4. another ELF64 image → axvm's direct 64-bit start at the ELF entry (`direct.rs`);
+//! 4. another ELF64 image → axvm's direct 64-bit start at the ELF entry (`direct.rs`); an
+//!    ELF32 image left here is refused, with what would make it bootable;
 //! 5. anything else → raw code copied to `kernel_load_addr`, entered in 16-bit real mode at
 //!    `entry_point` (`direct.rs`), the BIOS-style start the ArceOS hypervisor uses on x86.
 //!
@@ -23,6 +24,7 @@
 //! the ramdisk for the direct starts.
 
 pub mod acpi;
+pub(crate) mod bda;
 mod boot_info;
 mod bzimage;
 mod direct;
@@ -196,7 +198,8 @@ pub enum ImageFormat {
     Elf64,
     /// A kernel with a Multiboot v1 header, entered in 32-bit protected mode.
     Multiboot,
-    /// An ELF64 kernel with a PVH entry note, entered in 32-bit protected mode.
+    /// An ELF kernel (ELF64 or ELF32) with a PVH entry note, entered in 32-bit protected
+    /// mode.
     Pvh,
     /// A Linux bzImage, entered at its 64-bit entry in long mode.
     BzImage,
@@ -305,7 +308,8 @@ fn protected32_boot(vm: &AxVM<KvmHal>, gdt: u64, regs: BootRegs) -> Result<VCpuB
     })
 }
 
-/// Carries out `plan` on `vm`: copies the images, writes the firmware tables (for the boot
+/// Carries out `plan` on `vm`: writes the BIOS Data Area (`bda.rs`, for every PC boot
+/// that leaves it room), copies the images, writes the firmware tables (for the boot
 /// protocols) and the boot data, and gives every vCPU its boot state (mode and registers;
 /// the vCPUs were created at the plan's entries). Refused with the config field named when
 /// guest memory cannot take what the plan puts there.
@@ -325,7 +329,11 @@ pub fn load_planned(
     let protocol = protocol_for(&images.kernel);
     let format = protocol.format();
     log::debug!("{format:?} kernel: {}", protocol.detected_by());
-    load_extra_images(vm, images, !format.is_boot_protocol())?;
+    let extras = extra_images(config, images, !format.is_boot_protocol())?;
+    bda::write_bda(vm, &bda::occupied(protocol, kernel, &extras))?;
+    for (field, gpa, image) in extras {
+        copy_image(vm, field, gpa, image)?;
+    }
     let rsdp = if format.is_boot_protocol() {
         Some(write_firmware_tables(vm, &kernel.layout())?)
     } else {
@@ -370,19 +378,6 @@ pub(crate) fn plan_kernel(
     check_cmdline_fits(protocol.format(), config, images)?;
     kernel.layout = low_memory::plan_layout(config, images, protocol.format(), &kernel)?;
     Ok(kernel)
-}
-
-/// Copies the BIOS and device tree images, and the ramdisk when `with_ramdisk` (the boot
-/// protocols place theirs), where [`extra_images`] (which the plan asked) puts them.
-fn load_extra_images(
-    vm: &AxVM<KvmHal>,
-    images: &BootImages,
-    with_ramdisk: bool,
-) -> Result<(), ConfigError> {
-    for (field, gpa, image) in extra_images(vm.config(), images, with_ramdisk)? {
-        copy_image(vm, field, gpa, image)?;
-    }
-    Ok(())
 }
 
 /// An image copied as it is: its config field, load address and bytes.

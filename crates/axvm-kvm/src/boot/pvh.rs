@@ -2,8 +2,10 @@
 //! (`vmlinux`) carrying a `XEN_ELFNOTE_PHYS32_ENTRY` note, and that QEMU uses for such
 //! images with `-kernel`.
 //!
-//! The ELF64 image is loaded by its program headers with linux-loader, which also reads the
-//! note. The kernel is entered at the note's 32-bit entry in protected mode, paging off, with
+//! The image may be ELF64 or ELF32 (QEMU boots both; boot loaders and Xen ship 32-bit
+//! builds, the entry being 32-bit anyway). An ELF64 image is loaded by its program headers
+//! with linux-loader, which also reads the note; linux-loader reads ELF64 only, so an ELF32
+//! image's segments, which `elf.rs` parsed and bounds-checked, are copied by axvm. The kernel is entered at the note's 32-bit entry in protected mode, paging off, with
 //! EBX = the `hvm_start_info` structure (version 1, with the memory map) that axvm writes in
 //! the boot data area (`platform::pc::layout`), together with the command line, the ramdisk as the one
 //! module, and the memory map. The ACPI RSDP address is the caller's, since the ACPI tables
@@ -41,16 +43,16 @@ pub(crate) struct Kernel {
     pub(crate) segments: Vec<Segment>,
 }
 
-/// Whether `image` is an x86-64 ELF image with a PVH entry note.
+/// Whether `image` is an ELF image (64- or 32-bit) with a PVH entry note.
 fn detect(image: &[u8]) -> bool {
-    elf::class(image) == Some(2) && matches!(elf::pvh_entry(image), Ok(Some(_)))
+    matches!(elf::class(image), Some(1 | 2)) && matches!(elf::pvh_entry(image), Ok(Some(_)))
 }
 
 /// The PVH entry and loadable segments of `image`.
 fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
     let refuse =
         |problem: String| ConfigError::invalid(KERNEL_FIELD, format!("PVH kernel: {problem}"));
-    let info = elf::parse_elf64(image).map_err(refuse)?;
+    let info = elf::parse_elf(image).map_err(refuse)?;
     let entry = elf::pvh_entry(image)
         .map_err(refuse)?
         .ok_or_else(|| refuse("it has no XEN_ELFNOTE_PHYS32_ENTRY note".into()))?;
@@ -75,7 +77,7 @@ impl BootProtocol for Pvh {
     }
 
     fn detected_by(&self) -> &'static str {
-        "an ELF64 image with a XEN_ELFNOTE_PHYS32_ENTRY note"
+        "an ELF image (64- or 32-bit) with a XEN_ELFNOTE_PHYS32_ENTRY note"
     }
 
     fn boot_data(&self) -> Vec<(u64, u64, &'static str)> {
@@ -144,9 +146,13 @@ impl BootProtocol for Pvh {
     }
 }
 
-/// Loads the segments with linux-loader and checks it found the entry axvm checked; then
-/// zeroes the bss, which linux-loader leaves as it is.
+/// Loads an ELF64 image's segments with linux-loader and checks it found the entry axvm
+/// checked, then zeroes the bss, which linux-loader leaves as it is; copies an ELF32
+/// image's segments (bss zeroed) itself.
 fn load_elf(vm: &AxVM<KvmHal>, image: &[u8], kernel: &Kernel) -> Result<(), ConfigError> {
+    if elf::class(image) == Some(1) {
+        return placement::copy_segments(vm, image, &kernel.segments);
+    }
     let memory = vm_memory_view(vm.memory())
         .map_err(|problem| ConfigError::invalid(KERNEL_FIELD, problem))?;
     let loaded = Elf::load(&memory, None, &mut Cursor::new(image), None).map_err(|err| {

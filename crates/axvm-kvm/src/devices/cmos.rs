@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType};
 
-use crate::boot::e820::{e820_map, lower_and_upper_memory_kib, E820Kind};
+use crate::boot::e820::{e820_map, lower_and_upper_memory_kib, ram_map, E820Kind};
 use crate::boot::layout::HIGH_MEMORY_START;
 
 use super::civil_time::DateTime;
@@ -67,14 +67,16 @@ impl Cmos {
         ram[usize::from(STATUS_A)] = STATUS_A_RESET;
         ram[usize::from(STATUS_B)] = HOURS_24;
         let map = e820_map(config);
-        let (base_kib, upper_kib) = lower_and_upper_memory_kib(&map);
+        let (_, upper_kib) = lower_and_upper_memory_kib(&map);
         let extended_kib = upper_kib.min(0xffff);
         let mut set = |at: usize, value: u64, bytes: usize| {
             ram[at..at + bytes].copy_from_slice(&value.to_le_bytes()[..bytes]);
         };
-        // Base memory (KiB below 640 KiB), then extended memory (KiB from 1 MiB), which
-        // firmware stores twice: as the "configured" and the POST-"detected" amount.
-        set(0x15, base_kib.min(640), 2);
+        // Base memory: the RAM installed below 640 KiB, EBDA included (640 on a PC, as
+        // QEMU says; the BDA's base memory size is this less the EBDA's KiB). Then
+        // extended memory (KiB from 1 MiB), which firmware stores twice: as the
+        // "configured" and the POST-"detected" amount.
+        set(0x15, installed_base_kib(config), 2);
         set(0x17, extended_kib, 2);
         set(0x30, extended_kib, 2);
         // RAM contiguous from 1 MiB, below 4 GiB: what lies above 16 MiB, in 64 KiB units;
@@ -140,11 +142,21 @@ impl Cmos {
     }
 }
 
+/// KiB of RAM contiguous from address 0, up to 640.
+fn installed_base_kib(config: &AxVMConfig) -> u64 {
+    const BASE_MEMORY_END: u64 = 640 * 1024;
+    ram_map(config)
+        .first()
+        .filter(|ram| ram.addr == 0)
+        .map_or(0, |ram| ram.size.min(BASE_MEMORY_END) / 1024)
+}
+
 /// The index and data ports' offsets in the device's one range.
 const INDEX_OFFSET: u64 = 0;
 const DATA_OFFSET: u64 = (CMOS_DATA_PORT - CMOS_INDEX_PORT) as u64;
 
-fn host_unix_time() -> u64 {
+/// Seconds since the Unix epoch on the host's clock (0 if it reads before 1970).
+pub(crate) fn host_unix_time() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
@@ -245,7 +257,7 @@ mod tests {
         // 1 MiB, then 31 MiB from 1 MiB, then 1 GiB above 4 GiB.
         let cmos = Cmos::for_vm(&config(1, &[(0, 0x200_0000, 0x7), (4 * GIB, GIB, 0x7)]));
         let word = |index: u8| u16::from_le_bytes([read(&cmos, index), read(&cmos, index + 1)]);
-        assert_eq!(word(0x15), 639);
+        assert_eq!(word(0x15), 640);
         assert_eq!(word(0x17), 31 * 1024);
         assert_eq!(word(0x30), 31 * 1024);
         assert_eq!(word(0x34), ((16 * MIB) >> 16) as u16);
@@ -255,6 +267,11 @@ mod tests {
         let big = Cmos::for_vm(&config(1, &[(0, 2 * GIB, 0x7)]));
         assert_eq!([read(&big, 0x17), read(&big, 0x18)], [0xff, 0xff]);
         assert_eq!([read(&big, 0x34), read(&big, 0x35)], [0x00, 0x7f]);
+        // Base memory counts RAM from 0 only.
+        let small = Cmos::for_vm(&config(1, &[(0, 0x8_0000, 0x7), (0x10_0000, MIB, 0x7)]));
+        assert_eq!([read(&small, 0x15), read(&small, 0x16)], [0x00, 0x02]);
+        let none = Cmos::for_vm(&config(1, &[(0x10_0000, MIB, 0x7)]));
+        assert_eq!([read(&none, 0x15), read(&none, 0x16)], [0, 0]);
     }
 
     #[test]

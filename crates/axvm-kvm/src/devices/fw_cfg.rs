@@ -2,7 +2,7 @@
 //! selector port 0x510 chooses an item and rewinds it, byte reads of the data port 0x511
 //! stream the item. Firmware and kernels built for QEMU (SeaBIOS, OVMF, Linux's
 //! `qemu_fw_cfg`, many hobby kernels) learn the CPU count, the RAM size and the e820 memory
-//! map here. Only the traditional interface is offered: the ID item does not claim DMA.
+//! map here, with the values QEMU gives for the same machine (`-smp N -m SIZE`). Only the traditional interface is offered: the ID item does not claim DMA.
 //!
 //! Items are a map from selector to bytes, fixed when the VM is created; named files get
 //! selectors from 0x20 on and are listed in the file directory (item 0x19).
@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType, MappingFlags};
 
-use crate::boot::e820::{e820_map, E820Entry};
+use crate::boot::e820::{ram_map, E820Entry};
 
 /// The selector port (16-bit writes).
 pub const FW_CFG_SELECTOR_PORT: u16 = 0x510;
@@ -28,6 +28,10 @@ pub const FW_CFG_ID: u16 = 0x01;
 pub const FW_CFG_RAM_SIZE: u16 = 0x03;
 /// Item: number of CPUs (u16 LE).
 pub const FW_CFG_NB_CPUS: u16 = 0x05;
+/// Item: the most CPUs the machine may have (u16 LE). QEMU gives its `-smp maxcpus`,
+/// strictly the bound on the APIC IDs firmware may see, which for `-smp N` is N; axvm has
+/// no CPU hot-plug, so it is the CPU count too.
+pub const FW_CFG_MAX_CPUS: u16 = 0x0f;
 /// Item: the file directory.
 pub const FW_CFG_FILE_DIR: u16 = 0x19;
 /// The first file's selector.
@@ -72,13 +76,18 @@ impl Default for FwCfg {
 }
 
 impl FwCfg {
-    /// The items of the VM `config` describes: its CPU count, RAM size and memory map.
+    /// The items of the VM `config` describes: its CPU count (as the boot and the most
+    /// CPUs), RAM size and RAM map (`etc/e820`, RAM only, as QEMU's).
     pub fn for_vm(config: &AxVMConfig) -> Self {
-        let cpus = u16::try_from(config.cpu_num).unwrap_or(u16::MAX);
+        let cpus = u16::try_from(config.cpu_num)
+            .unwrap_or(u16::MAX)
+            .to_le_bytes()
+            .to_vec();
         Self::default()
-            .with_item(FW_CFG_NB_CPUS, cpus.to_le_bytes().to_vec())
+            .with_item(FW_CFG_NB_CPUS, cpus.clone())
+            .with_item(FW_CFG_MAX_CPUS, cpus)
             .with_item(FW_CFG_RAM_SIZE, ram_size(config).to_le_bytes().to_vec())
-            .with_file("etc/e820", e820_file(&e820_map(config)))
+            .with_file("etc/e820", e820_file(&ram_map(config)))
     }
 
     /// Adds (or replaces) the item at `selector`.
@@ -243,6 +252,7 @@ mod tests {
         assert_eq!(read_item(&fw_cfg, FW_CFG_SIGNATURE, 4), b"QEMU");
         assert_eq!(read_item(&fw_cfg, FW_CFG_ID, 4), [1, 0, 0, 0]);
         assert_eq!(read_item(&fw_cfg, FW_CFG_NB_CPUS, 2), [3, 0]);
+        assert_eq!(read_item(&fw_cfg, FW_CFG_MAX_CPUS, 2), [3, 0]);
         assert_eq!(
             read_item(&fw_cfg, FW_CFG_RAM_SIZE, 8),
             0x90_0000u64.to_le_bytes()
@@ -280,17 +290,25 @@ mod tests {
     }
 
     #[test]
-    fn directory_lists_etc_e820_with_the_memory_map() {
-        let fw_cfg = FwCfg::for_vm(&config(1, &[(0, 0x200_0000, 0x7)]));
+    fn directory_lists_etc_e820_with_the_ram_only() {
+        // RAM from 0 and from 4 GiB, and a read-only region, which is not RAM.
+        let fw_cfg = FwCfg::for_vm(&config(
+            1,
+            &[
+                (0, 0x200_0000, 0x7),
+                (0xfff0_0000, 0x10_0000, 0x5),
+                (0x1_0000_0000, 0x100_0000, 0x7),
+            ],
+        ));
         let dir = read_item(&fw_cfg, FW_CFG_FILE_DIR, 4 + 64);
         assert_eq!(dir[..4], 1u32.to_be_bytes());
         let size = u32::from_be_bytes(dir[4..8].try_into().unwrap());
         assert_eq!(dir[8..10], FW_CFG_FILE_FIRST.to_be_bytes());
         assert_eq!(&dir[12..20], b"etc/e820");
         assert!(dir[20..68].iter().all(|&b| b == 0), "name not NUL-padded");
-        // RAM below the EBDA, the reserved legacy area, RAM from 1 MiB.
-        assert_eq!(size, 3 * 20);
-        let e820 = read_item(&fw_cfg, FW_CFG_FILE_FIRST, 60);
+        // As QEMU's: RAM only, the legacy area included; firmware reserves what it uses.
+        assert_eq!(size, 2 * 20);
+        let e820 = read_item(&fw_cfg, FW_CFG_FILE_FIRST, 40);
         let entry = |i: usize| {
             let e = &e820[20 * i..20 * (i + 1)];
             (
@@ -299,9 +317,8 @@ mod tests {
                 u32::from_le_bytes(e[16..].try_into().unwrap()),
             )
         };
-        assert_eq!(entry(0), (0, 0x9_fc00, 1));
-        assert_eq!(entry(1), (0x9_fc00, 0x6_0400, 2));
-        assert_eq!(entry(2), (0x10_0000, 0x1f0_0000, 1));
+        assert_eq!(entry(0), (0, 0x200_0000, 1));
+        assert_eq!(entry(1), (0x1_0000_0000, 0x100_0000, 1));
     }
 
     #[test]

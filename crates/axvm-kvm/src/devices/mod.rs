@@ -3,7 +3,7 @@
 
 mod acpi_pm;
 mod civil_time;
-mod cmos;
+pub(crate) mod cmos;
 mod console;
 mod console_input;
 mod debug_port;

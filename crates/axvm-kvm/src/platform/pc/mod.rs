@@ -1,4 +1,6 @@
 //! The PC platform: an x86 machine as firmware leaves it to a kernel (low-memory boot data,
-//! ACPI and MP tables in the BIOS area, local APICs, an IOAPIC and two 8259 PICs).
+//! ACPI and MP tables in the BIOS area, the BIOS Data Area, local APICs, an IOAPIC and two
+//! 8259 PICs).
 
+pub mod bda;
 pub mod layout;
