@@ -68,7 +68,10 @@ pub mod testing;
 mod vm_memory_view;
 mod vmm;
 
-pub use boot::{kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement};
+pub use boot::{
+    boot_cmdline, kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement,
+    DEFAULT_KERNEL_NAME,
+};
 pub use devices::{
     is_virtio, BackendEvent, DeviceFault, Disk, FramePort, GuestRam, NetCounters, QueueContext,
     Switch, SwitchPort, Tap, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioNet,

@@ -81,16 +81,22 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
 }
 
 /// The command line the kernel gets: `kernel.cmdline` with the `virtio_mmio.device=`
-/// entries axvm appends, when the kernel's boot protocol passes one.
+/// entries axvm appends, when the kernel's boot protocol passes one; for Multiboot, after
+/// the kernel's name, quoted so that the space ending a line without arguments shows.
 fn print_cmdline(config: &AxVMConfig, plan: &VmPlan) -> output::Result {
-    let line = kernel_cmdline(config);
-    if plan.format.is_boot_protocol() {
+    let line = plan.cmdline.as_deref();
+    if plan.format == ImageFormat::Multiboot {
+        outln!(
+            "\nKernel command line (Multiboot: the kernel_path as written, then kernel.cmdline, as QEMU and GRUB pass it):\n  \"{}\"",
+            line.unwrap_or_default()
+        )?;
+    } else if plan.format.is_boot_protocol() {
         outln!(
             "\nKernel command line ({:?}):\n  {}",
             plan.format,
-            line.as_deref().unwrap_or("(empty)")
+            line.unwrap_or("(empty)")
         )?;
-    } else if line.is_some() {
+    } else if kernel_cmdline(config).is_some() {
         outln!(
             "\nKernel command line: none is passed (a {:?} kernel has no boot protocol to take one)",
             plan.format
