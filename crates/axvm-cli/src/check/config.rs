@@ -3,7 +3,7 @@
 
 use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType};
-use axvm_kvm::{is_virtio, kernel_cmdline, VmPlan};
+use axvm_kvm::{is_virtio, kernel_cmdline, ImageFormat, VmPlan};
 
 use super::dry_run::{self, DryRun};
 use super::memory_map;
