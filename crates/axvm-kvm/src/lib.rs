@@ -80,7 +80,7 @@ pub use diagnostics::{Diagnostics, DiagnosticsOptions};
 pub use error::{Error, KvmError};
 pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostLimits, HostReport, KvmHal, KvmVCpu,
-    StartPolicy, VCpuBoot, VCpuThreadGuard, MAX_SLOT_BYTES,
+    RecentExit, StartPolicy, VCpuBoot, VCpuThreadGuard, MAX_SLOT_BYTES, RECENT_EXITS,
 };
 pub use plan::{PlannedRange, RegionFate, VmPlan};
 pub use stop_handle::StopHandle;

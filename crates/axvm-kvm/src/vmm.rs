@@ -16,6 +16,7 @@ use crate::devices::{
 use crate::diagnostics::halts::Halts;
 use crate::diagnostics::stats::unclaimed_summary;
 use crate::diagnostics::watchdog::check::Watch;
+use crate::diagnostics::watchdog::stop::{stop_report, FinalState, Stop, StopContext};
 use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
@@ -188,6 +189,8 @@ pub struct KvmVm {
     stop_note: StopNote,
     /// Whether the run confines its threads ([`VmOptions::sandbox`]).
     sandboxed: bool,
+    /// The report of the last run, when it ended with every vCPU halted or a reset.
+    stop_report: std::sync::Mutex<Option<String>>,
 }
 
 impl KvmVm {
@@ -270,6 +273,7 @@ impl KvmVm {
             console_drops_reported: AtomicU64::new(0),
             stop_note: platform.stop_note,
             sandboxed,
+            stop_report: std::sync::Mutex::default(),
         })
     }
 
@@ -309,6 +313,38 @@ impl KvmVm {
     /// [`VmOutcome::NoProgress`].
     pub fn watchdog_report(&self) -> Option<String> {
         self.watchdog().and_then(|progress| progress.report())
+    }
+
+    /// Why the VM stopped by itself, in a report of several lines (the causes that fit, each
+    /// vCPU's mode, registers and code at RIP, its last exits), after [`run`](Self::run)
+    /// returned [`VmOutcome::AllHalted`], [`VmOutcome::GuestReset`] (a triple fault, usually)
+    /// or [`VmOutcome::NoProgress`] (then it is the [watchdog's](Self::watchdog_report)).
+    /// `axvm run` prints it. `None` after other outcomes.
+    pub fn stop_report(&self) -> Option<String> {
+        let report = self
+            .stop_report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        report.or_else(|| self.watchdog_report())
+    }
+
+    /// Writes the report of a run that ended as `outcome`, when it is a halt or a reset,
+    /// from the `states` the vCPU threads left.
+    fn note_stop(&self, outcome: &Result<VmOutcome, Error>, states: Vec<Option<FinalState>>) {
+        let stop = match outcome {
+            Ok(VmOutcome::AllHalted) => Stop::AllHalted,
+            Ok(VmOutcome::GuestReset { vcpu }) => Stop::Reset { vcpu: *vcpu },
+            _ => return,
+        };
+        let context = StopContext {
+            entry: self.plan.bsp_entry,
+            raw_load: (self.plan.format == ImageFormat::Raw)
+                .then_some(self.vm.config().image_config.kernel_load_gpa),
+            console_bytes: self.console.console().sent_bytes(),
+        };
+        let report = stop_report(&self.vm, stop, &context, states);
+        *self.stop_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
 
     /// The accesses no device claimed so far, one line per (address, width, direction),
@@ -409,7 +445,10 @@ impl KvmVm {
             Ok::<_, Error>((ends, confined))
         })?;
         confined?;
-        self.outcome(ends?, halts.all_halted())
+        let (ends, states): (Vec<_>, Vec<_>) = ends?.into_iter().unzip();
+        let outcome = self.outcome(ends, halts.all_halted());
+        self.note_stop(&outcome, states);
+        outcome
     }
 
     /// Starts the watcher thread of a run, confined (when sandboxed) before this returns.
@@ -466,7 +505,26 @@ impl KvmVm {
         })
     }
 
+    /// Runs vCPU `vcpu_id` until the VM stops; returns how it ended and, when the VM ended
+    /// without an exit status, the vCPU's final state for the stop report (taken here: its
+    /// registers are this thread's to read).
     fn vcpu_thread(
+        &self,
+        vcpu_id: usize,
+        halts: &Halts,
+        gate: &StartGate,
+        blocked_syscall_hook: bool,
+    ) -> (VCpuEnd, Option<FinalState>) {
+        let end = self.run_vcpu_thread(vcpu_id, halts, gate, blocked_syscall_hook);
+        let state = match end {
+            VCpuEnd::Failed(_) => None,
+            _ if self.vm.exit_status().is_some() || self.stop_was_requested() => None,
+            _ => FinalState::capture(&self.vm, vcpu_id),
+        };
+        (end, state)
+    }
+
+    fn run_vcpu_thread(
         &self,
         vcpu_id: usize,
         halts: &Halts,

@@ -7,10 +7,13 @@
 //! observer and the console; the diagnostics watcher checks it (`check.rs`), and on a timeout
 //! takes snapshots of the vCPUs, writes the report (`report.rs`) and stops the VM.
 
+pub(crate) mod causes;
 pub(crate) mod check;
+pub(crate) mod guest_tables;
 mod history;
 pub(crate) mod report;
 pub(crate) mod snapshot;
+pub(crate) mod stop;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};

@@ -3,6 +3,7 @@
 
 mod cpuid;
 mod disasm;
+mod exit_ring;
 mod guest_ram;
 mod hal;
 mod halt_probe;
@@ -15,6 +16,7 @@ mod regs;
 mod system;
 mod vcpu;
 
+pub use exit_ring::{RecentExit, RECENT_EXITS};
 pub use hal::{KvmHal, VCpuThreadGuard};
 pub use halt_probe::BlockingProbe;
 pub(crate) use limits::region_refusal;
