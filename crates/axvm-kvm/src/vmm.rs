@@ -114,15 +114,12 @@ impl Default for VmOptions {
 /// // The status a command could exit with.
 /// let status = match vm.run()? {
 ///     VmOutcome::Exited(status) => i32::from(status),
-///     VmOutcome::GuestReset { vcpu } => {
-///         eprintln!("vCPU {vcpu} reset the machine (a triple fault?)");
+///     // A triple fault, every vCPU halted, the watchdog: a report says why.
+///     VmOutcome::GuestReset { .. } | VmOutcome::AllHalted | VmOutcome::NoProgress => {
+///         eprintln!("{}", vm.stop_report().unwrap_or_default());
 ///         1
 ///     }
-///     VmOutcome::NoProgress => {
-///         eprintln!("{}", vm.watchdog_report().unwrap_or_default());
-///         1
-///     }
-///     VmOutcome::AllHalted | VmOutcome::Stopped => 1,
+///     VmOutcome::Stopped => 1,
 /// };
 /// # let _ = status;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -133,13 +130,13 @@ pub enum VmOutcome {
     /// which [`KvmVm::stop_note`] tells apart).
     Exited(u8),
     /// The guest reset or powered off the machine without a status: on x86 usually a triple
-    /// fault, an exception the guest could not handle.
+    /// fault, an exception the guest could not handle. [`KvmVm::stop_report`] says where.
     GuestReset {
         /// The vCPU that did it.
         vcpu: usize,
     },
     /// Every vCPU halted with interrupts disabled (or waits for a start-up IPI), so nothing
-    /// can wake the VM: it was stopped.
+    /// can wake the VM: it was stopped. [`KvmVm::stop_report`] says why.
     AllHalted,
     /// The host stopped the VM ([`StopHandle::stop`] or [`AxVM::shutdown`]).
     Stopped,

@@ -34,6 +34,20 @@ const PRINT_THEN_SPIN: &[u8] = &[
     0xfe, 0x73, 0x70, 0x69, 0x6e, 0x6e, 0x69, 0x6e, 0x67, 0x20, 0x6e, 0x6f, 0x77, 0x0a, 0x00,
 ];
 
+/// Prints `w`, then waits with interrupts off for a flag no one sets:
+/// ```text
+/// 8000  cli
+/// 8001  mov dx, 0x3f8
+/// 8004  mov al, 'w'
+/// 8006  out dx, al
+/// 8007  cmp byte [0x9000], 0
+/// 800c  je 0x8007
+/// 800e  hlt
+/// ```
+const PRINT_THEN_POLL_MEMORY: &[u8] = &[
+    0xfa, 0xba, 0xf8, 0x03, 0xb0, 0x77, 0xee, 0x80, 0x3e, 0x00, 0x90, 0x00, 0x74, 0xf9, 0xf4,
+];
+
 /// `cli; hlt`.
 const CLI_HLT: &[u8] = &[0xfa, 0xf4];
 
@@ -67,6 +81,23 @@ fn protected_mode_fault(idt_limit: u16, fault: [u8; 4]) -> Vec<u8> {
     image[0x2b..0x2f].copy_from_slice(&fault);
     image[0x4e..0x50].copy_from_slice(&idt_limit.to_le_bytes());
     image
+}
+
+/// Runs `image` with the watchdog on (1 s); returns the report.
+fn watchdog_report_of(image: &[u8], printed: &str) -> String {
+    let console = Console::default();
+    let options = VmOptions {
+        diagnostics: DiagnosticsOptions {
+            watchdog: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..options(&console, UnclaimedAccessPolicy::Ignore)
+    };
+    let vm = create(raw_config(), image, options);
+    let (outcome, report) = finish(vm, &console);
+    assert_eq!(outcome, VmOutcome::NoProgress);
+    assert_eq!(console.text(), printed);
+    report.expect("the watchdog's report")
 }
 
 /// Runs `image` under `config` without any diagnostic; returns the outcome and the report.
@@ -118,24 +149,21 @@ fn assert_names(report: &str, words: &str) {
 /// is, its instruction, and that interrupts are off.
 fn a_spin_after_printing_is_named_by_the_watchdog() {
     require_kvm();
-    let console = Console::default();
-    let options = VmOptions {
-        diagnostics: DiagnosticsOptions {
-            watchdog: Some(Duration::from_secs(1)),
-            ..Default::default()
-        },
-        ..options(&console, UnclaimedAccessPolicy::Ignore)
-    };
-    let vm = create(raw_config(), PRINT_THEN_SPIN, options);
-    let (outcome, report) = finish(vm, &console);
-    assert_eq!(outcome, VmOutcome::NoProgress);
-    assert_eq!(console.text(), "spinning now\n");
-    let report = report.expect("the watchdog's report");
+    let report = watchdog_report_of(PRINT_THEN_SPIN, "spinning now\n");
     assert_names(
         &report,
         "vCPU 0 spins at RIP 0x800f (jmp short 800Fh) without exits, interrupts off",
     );
     assert!(!report.contains("no known cause fits"), "{report}");
+}
+
+/// A small loop without exits (polling memory) is a spin too: its two RIP samples are a few
+/// bytes apart, and no exit came between them.
+fn a_small_loop_without_exits_is_a_spin() {
+    require_kvm();
+    let report = watchdog_report_of(PRINT_THEN_POLL_MEMORY, "w");
+    assert_names(&report, "vCPU 0 spins at RIP 0x800");
+    assert_names(&report, "without exits, interrupts off");
 }
 
 /// A raw image loaded one 16-byte segment, or a page, above its entry: the vCPU runs
@@ -223,6 +251,7 @@ fn an_exit_status_leaves_no_report() {
 
 axvm_test_harness::main!(
     a_spin_after_printing_is_named_by_the_watchdog,
+    a_small_loop_without_exits_is_a_spin,
     an_entry_below_the_image_is_named_when_the_guest_halts,
     an_empty_idt_and_the_faulting_instruction_are_named,
     an_idt_of_zero_gates_is_named,

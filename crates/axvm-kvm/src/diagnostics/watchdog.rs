@@ -68,7 +68,10 @@ impl Progress {
             vcpu: event.vcpu,
             key: ExitKey::of(&event.exit),
             disposition: event.disposition,
-            rip: vcpu.fd().get_regs().ok().map(|regs| regs.rip),
+            // From the exit ring (KVM copied RIP out with the exit), else one ioctl.
+            rip: vcpu
+                .last_exit_rip()
+                .or_else(|| vcpu.fd().get_regs().ok().map(|regs| regs.rip)),
             read_value: event.read_value,
             at: self.start.elapsed(),
         };

@@ -56,6 +56,12 @@ impl ExitRing {
         }
     }
 
+    /// The exit recorded last.
+    pub(crate) fn last(&self) -> Option<&RecentExit> {
+        let last = self.count.checked_sub(1)?;
+        self.slots[(last % RECENT_EXITS as u64) as usize].as_ref()
+    }
+
     /// How many exits the vCPU made.
     pub(crate) fn count(&self) -> u64 {
         self.count
@@ -95,5 +101,6 @@ mod tests {
         assert_eq!(recent[RECENT_EXITS - 1].rip, Some(0x8013));
         assert_eq!(recent[RECENT_EXITS - 1].read_value, Some(0x42));
         assert_eq!(recent[RECENT_EXITS - 2].read_value, None);
+        assert_eq!(ring.last(), recent.last());
     }
 }

@@ -111,6 +111,12 @@ impl KvmVCpu {
         (self.exits.recent(), self.exits.count())
     }
 
+    /// RIP at the last exit, from the registers KVM copied out with it (no system call);
+    /// `None` where KVM does not copy them.
+    pub(crate) fn last_exit_rip(&self) -> Option<u64> {
+        self.exits.last().and_then(|exit| exit.rip)
+    }
+
     /// RIP at the exit that just happened, from the registers KVM copied out with it.
     fn exit_rip(&mut self) -> Option<u64> {
         if !self.sync_regs {

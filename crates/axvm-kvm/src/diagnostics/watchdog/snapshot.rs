@@ -215,3 +215,32 @@ impl SnapshotBoard {
         self.answers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+impl VcpuSnapshot {
+    /// A vCPU running real-mode code at 0x8000, for the reports' unit tests to change.
+    pub(crate) fn example() -> Self {
+        Self {
+            state: "running",
+            waits_for_interrupt: false,
+            interrupts_on: false,
+            mode: "real",
+            rip: 0x8000,
+            linear_rip: 0x8000,
+            rsp: 0,
+            rflags: 2,
+            cr0: 0x6000_0010,
+            cr3: 0,
+            efer: 0,
+            idt_base: 0,
+            idt_limit: 0xffff,
+            code: None,
+            instruction: Some("ud2".into()),
+            zeros_at_rip: false,
+            exit_count: 0,
+            reset_state: false,
+            idt: IdtState::Unremarkable,
+            bios_call: None,
+        }
+    }
+}

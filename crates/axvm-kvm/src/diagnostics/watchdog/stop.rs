@@ -238,3 +238,32 @@ fn describe_exit(e: &RecentExit) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vcpu_reset_by_kvm_is_not_blamed_on_its_reset_vector() {
+        let mut snapshot = VcpuSnapshot::example();
+        assert!(fault_cause(0, &snapshot).contains("at RIP 0x8000 (real mode): `ud2`"));
+        snapshot.reset_state = true;
+        snapshot.rip = 0xfff0;
+        let cause = fault_cause(0, &snapshot);
+        assert!(cause.contains("shows the reset state"), "{cause}");
+        assert!(!cause.contains("ud2"), "{cause}");
+    }
+
+    #[test]
+    fn only_vcpus_that_nothing_can_wake_are_named_for_a_halt() {
+        let mut snapshot = VcpuSnapshot::example();
+        assert_eq!(halt_cause(1, &snapshot), None);
+        snapshot.state = "halted";
+        assert!(halt_cause(1, &snapshot)
+            .is_some_and(|cause| cause.starts_with("vCPU 1 halted with interrupts off")));
+        snapshot.interrupts_on = true;
+        assert_eq!(halt_cause(1, &snapshot), None);
+        snapshot.state = "waiting for SIPI";
+        assert!(halt_cause(1, &snapshot).is_some_and(|cause| cause.contains("start-up IPI")));
+    }
+}
