@@ -329,15 +329,12 @@ impl KvmVm {
     /// Writes the report of a run that ended as `outcome`, when it is a halt or a reset,
     /// from the `states` the vCPU threads left.
     fn note_stop(&self, outcome: &Result<VmOutcome, Error>, states: Vec<Option<FinalState>>) {
-        let stop = match outcome {
-            Ok(VmOutcome::AllHalted) => Stop::AllHalted,
-            Ok(VmOutcome::GuestReset { vcpu }) => Stop::Reset { vcpu: *vcpu },
-            _ => return,
+        let Some(stop) = outcome.as_ref().ok().and_then(Stop::of) else {
+            return;
         };
         let context = StopContext {
             entry: self.plan.bsp_entry,
-            raw_load: (self.plan.format == ImageFormat::Raw)
-                .then_some(self.vm.config().image_config.kernel_load_gpa),
+            raw_load: self.raw_load(),
             console_bytes: self.console.console().sent_bytes(),
         };
         let report = stop_report(&self.vm, stop, &context, states);
@@ -364,9 +361,15 @@ impl KvmVm {
             progress: diagnostics.watchdog.as_ref()?,
             timeout: diagnostics.watchdog_timeout()?,
             entry: self.plan.bsp_entry,
-            raw_load: (self.plan.format == ImageFormat::Raw)
-                .then_some(self.vm.config().image_config.kernel_load_gpa),
+            raw_load: self.raw_load(),
         })
+    }
+
+    /// The kernel's load address, when the image is raw (what an entry holding zeros is
+    /// compared with).
+    fn raw_load(&self) -> Option<axvm::GuestPhysAddr> {
+        (self.plan.format == ImageFormat::Raw)
+            .then_some(self.vm.config().image_config.kernel_load_gpa)
     }
 
     /// Boots the VM and runs every vCPU on its own thread until the VM stops.

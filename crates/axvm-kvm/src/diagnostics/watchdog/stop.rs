@@ -21,6 +21,7 @@ use super::history::ExitKey;
 use super::report::write_vcpu;
 use super::snapshot::{Answer, VcpuSnapshot};
 use crate::kvm::{KvmHal, RecentExit};
+use crate::VmOutcome;
 
 /// How the VM stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,17 @@ pub(crate) enum Stop {
     AllHalted,
     /// vCPU `vcpu` reset the machine without an exit status.
     Reset { vcpu: usize },
+}
+
+impl Stop {
+    /// The stop `outcome` is, when it gets this report.
+    pub(crate) fn of(outcome: &VmOutcome) -> Option<Self> {
+        match *outcome {
+            VmOutcome::AllHalted => Some(Self::AllHalted),
+            VmOutcome::GuestReset { vcpu } => Some(Self::Reset { vcpu }),
+            _ => None,
+        }
+    }
 }
 
 /// What the report needs besides the VM.
