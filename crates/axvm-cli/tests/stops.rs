@@ -23,6 +23,13 @@ const ZERO_IDT_UD2: &[u8] = &[
     0x00, 0x10, 0x00, 0x00,
 ];
 
+/// Whether KVM resets a vCPU before it reports its triple fault (KVM on AMD SVM does; see
+/// `crates/axvm-kvm/tests/stops.rs`).
+fn kvm_resets_on_shutdown() -> bool {
+    std::path::Path::new("/sys/module/kvm_amd").exists()
+        && !axvm_kvm::testing::is_software_nested_kvm()
+}
+
 fn assert_says(stderr: &str, words: &str) {
     assert!(
         stderr.contains(words),
@@ -64,15 +71,20 @@ fn a_triple_fault_gets_the_full_report_also_under_the_watchdog() {
             &output.stderr,
             "vCPU 0 reset the machine without an exit status",
         );
-        assert_says(
-            &output.stderr,
-            "vCPU 0's IDT at 0x1000 (limit 0x7ff) holds only zeros",
-        );
-        assert_says(
-            &output.stderr,
-            "vCPU 0 triple-faulted at RIP 0x802b (protected mode): `ud2`",
-        );
-        assert_says(&output.stderr, "RIP 0x802b (protected mode): ud2; nop; nop");
+        if kvm_resets_on_shutdown() {
+            assert_says(&output.stderr, "vCPU 0 shows the reset state");
+        } else {
+            assert_says(
+                &output.stderr,
+                "vCPU 0's IDT at 0x1000 (limit 0x7ff) holds only zeros",
+            );
+            assert_says(
+                &output.stderr,
+                "vCPU 0 triple-faulted at RIP 0x802b (protected mode): `ud2`",
+            );
+            assert_says(&output.stderr, "RIP 0x802b (protected mode): ud2; nop; nop");
+        }
+        assert_says(&output.stderr, "Last 1 exits of vCPU 0, oldest first:");
         assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
     }
 }

@@ -138,6 +138,25 @@ fn finish(vm: KvmVm, console: &Console) -> (VmOutcome, Option<String>) {
     (outcome, report)
 }
 
+/// Whether KVM resets a vCPU before it reports its triple fault: on AMD SVM, KVM puts the
+/// vCPU through INIT (the VMCB is undefined after a shutdown), so the report can only say
+/// that it shows the reset state. kvm_pvm and Intel VMX leave it where it faulted.
+fn kvm_resets_on_shutdown() -> bool {
+    std::path::Path::new("/sys/module/kvm_amd").exists()
+        && !axvm_kvm::testing::is_software_nested_kvm()
+}
+
+/// Asserts the causes of a triple fault: `idt` and `instruction` where KVM leaves the vCPU
+/// where it faulted, the reset state where it does not.
+fn assert_fault_named(report: &str, idt: &str, instruction: &str) {
+    if kvm_resets_on_shutdown() {
+        assert_names(report, "vCPU 0 shows the reset state (CS:IP F000:FFF0)");
+        return;
+    }
+    assert_names(report, idt);
+    assert_names(report, instruction);
+}
+
 fn assert_names(report: &str, words: &str) {
     assert!(
         report.contains(words),
@@ -188,20 +207,19 @@ fn an_entry_below_the_image_is_named_when_the_guest_halts() {
     }
 }
 
-/// IDTR limit 0, then `ud2`: #UD cannot be delivered, nor the #GP and #DF after it.
+/// IDTR limit 0, then `ud2`: #UD cannot be delivered, nor the #GP and #DF after it. (In
+/// real mode kvm_pvm's emulator ignores the IVT's limit and jumps through vector 6 at
+/// 0000:0000 instead of faulting, so these guests switch to protected mode first.)
 fn an_empty_idt_and_the_faulting_instruction_are_named() {
     require_kvm();
     let (outcome, report) = stop_of(raw_config(), &protected_mode_fault(0, UD2));
     assert_eq!(outcome, VmOutcome::GuestReset { vcpu: 0 });
-    assert_names(
+    assert_fault_named(
         &report,
         "vCPU 0's IDT is empty (IDTR base 0x1000, limit 0x0)",
-    );
-    assert_names(
-        &report,
         "vCPU 0 triple-faulted at RIP 0x802b (protected mode): `ud2`, the last instruction before the fault",
     );
-    assert_names(&report, "system-down at RIP 0x802b");
+    assert_names(&report, "system-down at RIP 0x");
 }
 
 /// A full-size IDT of zeros, then a division by zero.
@@ -209,11 +227,11 @@ fn an_idt_of_zero_gates_is_named() {
     require_kvm();
     let (outcome, report) = stop_of(raw_config(), &protected_mode_fault(0x7ff, DIVIDE_BY_ZERO));
     assert_eq!(outcome, VmOutcome::GuestReset { vcpu: 0 });
-    assert_names(
+    assert_fault_named(
         &report,
         "vCPU 0's IDT at 0x1000 (limit 0x7ff) holds only zeros in its exception gates",
+        "(protected mode): `div ecx`, the last instruction",
     );
-    assert_names(&report, "(protected mode): `div ecx`, the last instruction");
 }
 
 /// A boot sector at 0x7c00 prints with the video BIOS (`mov ax, 0x0e41; int 0x10`). No BIOS
