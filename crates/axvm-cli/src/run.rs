@@ -179,10 +179,15 @@ pub fn conclude(
             }
             Ok(status)
         }
-        VmOutcome::GuestReset { vcpu } => Err(format!(
-            "VM `{name}`: vCPU {vcpu} reset the machine without an exit status (on x86 usually a triple fault: an exception the guest could not handle)"
+        // The commonest boot failures: the full report, with the causes that fit.
+        VmOutcome::GuestReset { vcpu } => Err(vm.stop_report().map_or_else(
+            || format!("VM `{name}`: vCPU {vcpu} reset the machine without an exit status (on x86 usually a triple fault: an exception the guest could not handle)"),
+            |report| report.trim_end().to_string(),
         )),
-        VmOutcome::AllHalted => Err(format!("VM `{name}`: every vCPU halted and nothing can wake them")),
+        VmOutcome::AllHalted => Err(vm.stop_report().map_or_else(
+            || format!("VM `{name}`: every vCPU halted and nothing can wake them"),
+            |report| report.trim_end().to_string(),
+        )),
         VmOutcome::Stopped => Ok(0),
         VmOutcome::NoProgress => Err(vm.watchdog_report().map_or_else(
             || format!("VM `{name}`: the watchdog stopped it"),

@@ -85,7 +85,8 @@ pub use error::{Error, KvmError};
 pub use gdb::GdbOptions;
 pub use kvm::{
     check_host, BootRegs, CpuMode, DebugStop, GuestDebug, HostFinding, HostLimits, HostReport,
-    KvmHal, KvmVCpu, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters, MAX_SLOT_BYTES,
+    KvmHal, KvmVCpu, RecentExit, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters,
+    MAX_SLOT_BYTES, RECENT_EXITS,
 };
 pub use plan::{PlannedRange, RegionFate, VmPlan};
 pub use stop_handle::StopHandle;

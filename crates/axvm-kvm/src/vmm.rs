@@ -16,6 +16,7 @@ use crate::devices::{
 use crate::diagnostics::halts::Halts;
 use crate::diagnostics::stats::unclaimed_summary;
 use crate::diagnostics::watchdog::check::Watch;
+use crate::diagnostics::watchdog::stop::{stop_report, FinalState, Stop, StopContext};
 use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
@@ -118,15 +119,12 @@ impl Default for VmOptions {
 /// // The status a command could exit with.
 /// let status = match vm.run()? {
 ///     VmOutcome::Exited(status) => i32::from(status),
-///     VmOutcome::GuestReset { vcpu } => {
-///         eprintln!("vCPU {vcpu} reset the machine (a triple fault?)");
+///     // A triple fault, every vCPU halted, the watchdog: a report says why.
+///     VmOutcome::GuestReset { .. } | VmOutcome::AllHalted | VmOutcome::NoProgress => {
+///         eprintln!("{}", vm.stop_report().unwrap_or_default());
 ///         1
 ///     }
-///     VmOutcome::NoProgress => {
-///         eprintln!("{}", vm.watchdog_report().unwrap_or_default());
-///         1
-///     }
-///     VmOutcome::AllHalted | VmOutcome::Stopped => 1,
+///     VmOutcome::Stopped => 1,
 /// };
 /// # let _ = status;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -137,13 +135,13 @@ pub enum VmOutcome {
     /// which [`KvmVm::stop_note`] tells apart).
     Exited(u8),
     /// The guest reset or powered off the machine without a status: on x86 usually a triple
-    /// fault, an exception the guest could not handle.
+    /// fault, an exception the guest could not handle. [`KvmVm::stop_report`] says where.
     GuestReset {
         /// The vCPU that did it.
         vcpu: usize,
     },
     /// Every vCPU halted with interrupts disabled (or waits for a start-up IPI), so nothing
-    /// can wake the VM: it was stopped.
+    /// can wake the VM: it was stopped. [`KvmVm::stop_report`] says why.
     AllHalted,
     /// The host stopped the VM ([`StopHandle::stop`] or [`AxVM::shutdown`]).
     Stopped,
@@ -195,6 +193,8 @@ pub struct KvmVm {
     sandboxed: bool,
     /// The GDB stub, when asked for.
     gdb: Option<GdbServer>,
+    /// The report of the last run, when it ended with every vCPU halted or a reset.
+    stop_report: std::sync::Mutex<Option<String>>,
 }
 
 impl KvmVm {
@@ -283,6 +283,7 @@ impl KvmVm {
             stop_note: platform.stop_note,
             sandboxed,
             gdb,
+            stop_report: std::sync::Mutex::default(),
         })
     }
 
@@ -324,6 +325,35 @@ impl KvmVm {
         self.watchdog().and_then(|progress| progress.report())
     }
 
+    /// Why the VM stopped by itself, in a report of several lines (the causes that fit, each
+    /// vCPU's mode, registers and code at RIP, its last exits), after [`run`](Self::run)
+    /// returned [`VmOutcome::AllHalted`], [`VmOutcome::GuestReset`] (a triple fault, usually)
+    /// or [`VmOutcome::NoProgress`] (then it is the [watchdog's](Self::watchdog_report)).
+    /// `axvm run` prints it. `None` after other outcomes.
+    pub fn stop_report(&self) -> Option<String> {
+        let report = self
+            .stop_report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        report.or_else(|| self.watchdog_report())
+    }
+
+    /// Writes the report of a run that ended as `outcome`, when it is a halt or a reset,
+    /// from the `states` the vCPU threads left.
+    fn note_stop(&self, outcome: &Result<VmOutcome, Error>, states: Vec<Option<FinalState>>) {
+        let Some(stop) = outcome.as_ref().ok().and_then(Stop::of) else {
+            return;
+        };
+        let context = StopContext {
+            entry: self.plan.bsp_entry,
+            raw_load: self.raw_load(),
+            console_bytes: self.console.console().sent_bytes(),
+        };
+        let report = stop_report(&self.vm, stop, &context, states);
+        *self.stop_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+
     /// The accesses no device claimed so far, one line per run of adjacent addresses of one
     /// width and direction, most accesses first, e.g. `unclaimed: 12034 x 1-byte read at
     /// port 0x3e5 (nearest device: serial at port 0x3f8-0x3ff)` or `unclaimed: 1024 x
@@ -345,9 +375,15 @@ impl KvmVm {
             progress: diagnostics.watchdog.as_ref()?,
             timeout: diagnostics.watchdog_timeout()?,
             entry: self.plan.bsp_entry,
-            raw_load: (self.plan.format == ImageFormat::Raw)
-                .then_some(self.vm.config().image_config.kernel_load_gpa),
+            raw_load: self.raw_load(),
         })
+    }
+
+    /// The kernel's load address, when the image is raw (what an entry holding zeros is
+    /// compared with).
+    fn raw_load(&self) -> Option<axvm::GuestPhysAddr> {
+        (self.plan.format == ImageFormat::Raw)
+            .then_some(self.vm.config().image_config.kernel_load_gpa)
     }
 
     /// Boots the VM and runs every vCPU on its own thread until the VM stops.
@@ -426,7 +462,10 @@ impl KvmVm {
             Ok::<_, Error>((ends, confined))
         })?;
         confined?;
-        self.outcome(ends?, halts.all_halted())
+        let (ends, states): (Vec<_>, Vec<_>) = ends?.into_iter().unzip();
+        let outcome = self.outcome(ends, halts.all_halted());
+        self.note_stop(&outcome, states);
+        outcome
     }
 
     /// Starts the watcher thread of a run, confined (when sandboxed) before this returns.
@@ -483,7 +522,26 @@ impl KvmVm {
         })
     }
 
+    /// Runs vCPU `vcpu_id` until the VM stops; returns how it ended and, when the VM ended
+    /// without an exit status, the vCPU's final state for the stop report (taken here: its
+    /// registers are this thread's to read).
     fn vcpu_thread(
+        &self,
+        vcpu_id: usize,
+        halts: &Halts,
+        gate: &StartGate,
+        blocked_syscall_hook: bool,
+    ) -> (VCpuEnd, Option<FinalState>) {
+        let end = self.run_vcpu_thread(vcpu_id, halts, gate, blocked_syscall_hook);
+        let state = match end {
+            VCpuEnd::Failed(_) => None,
+            _ if self.vm.exit_status().is_some() || self.stop_was_requested() => None,
+            _ => FinalState::capture(&self.vm, vcpu_id),
+        };
+        (end, state)
+    }
+
+    fn run_vcpu_thread(
         &self,
         vcpu_id: usize,
         halts: &Halts,

@@ -127,7 +127,10 @@ fn entry_point_in_empty_ram_is_a_boot_hang() {
 fn spin_without_exits_is_named_with_its_address() {
     require_kvm();
     let report = stopped_by_watchdog(raw_config(), SPIN);
-    assert_names(&report, "vCPU 0 spins at 0x8000 without exits");
+    assert_names(
+        &report,
+        "vCPU 0 spins at RIP 0x8000 (jmp short 8000h) without exits",
+    );
     assert_names(&report, "jmp");
 }
 

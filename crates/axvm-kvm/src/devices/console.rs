@@ -240,6 +240,11 @@ impl SharedConsole {
         self.0.append(bytes, false)
     }
 
+    /// How many bytes the guest sent to the console so far.
+    pub fn sent_bytes(&self) -> u64 {
+        self.0.state().sent
+    }
+
     /// Whether the buffer takes `len` more bytes now. When it does not, the room listeners
     /// are called once room appears.
     pub fn has_room(&self, len: usize) -> bool {

@@ -3,7 +3,9 @@
 //! always on, noticing a VM whose every vCPU is stuck halted (`halts.rs`).
 //!
 //! The options watch the exit loop through one [`axvm::ExitObserver`]; when none is on, no
-//! observer is installed and the exit path stays as it is. What must be watched from
+//! observer is installed, and the exit path only records each exit in its vCPU's ring of
+//! last exits (a few stores, for the report of a VM that halts for good or triple-faults:
+//! `watchdog/stop.rs`). What must be watched from
 //! outside the vCPUs (stuck halts, the watchdog's timeout) is watched by one thread,
 //! `watcher.rs`, which leaves running vCPUs alone.
 

@@ -7,10 +7,13 @@
 //! observer and the console; the diagnostics watcher checks it (`check.rs`), and on a timeout
 //! takes snapshots of the vCPUs, writes the report (`report.rs`) and stops the VM.
 
+pub(crate) mod causes;
 pub(crate) mod check;
+pub(crate) mod guest_tables;
 mod history;
 pub(crate) mod report;
 pub(crate) mod snapshot;
+pub(crate) mod stop;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -65,7 +68,10 @@ impl Progress {
             vcpu: event.vcpu,
             key: ExitKey::of(&event.exit),
             disposition: event.disposition,
-            rip: vcpu.fd().get_regs().ok().map(|regs| regs.rip),
+            // From the exit ring (KVM copied RIP out with the exit), else one ioctl.
+            rip: vcpu
+                .last_exit_rip()
+                .or_else(|| vcpu.fd().get_regs().ok().map(|regs| regs.rip)),
             read_value: event.read_value,
             at: self.start.elapsed(),
         };

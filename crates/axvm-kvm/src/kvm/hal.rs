@@ -10,9 +10,9 @@ use axvm::{
 use kvm_bindings::{
     kvm_enable_cap, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, CpuId,
     KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
-    KVM_MSR_EXIT_REASON_UNKNOWN, KVM_PIT_SPEAKER_DUMMY,
+    KVM_MSR_EXIT_REASON_UNKNOWN, KVM_PIT_SPEAKER_DUMMY, KVM_SYNC_X86_REGS,
 };
-use kvm_ioctls::{Cap, Kvm, VmFd};
+use kvm_ioctls::{Cap, Kvm, SyncReg, VmFd};
 use vmm_sys_util::errno::Error as Errno;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -39,6 +39,8 @@ pub struct KvmHal {
     supported_cpuid: CpuId,
     vcpu_mmap_size: usize,
     irqchip: bool,
+    /// KVM copies a vCPU's registers into `kvm_run` on exit, if asked (`KVM_CAP_SYNC_REGS`).
+    sync_regs: bool,
     limits: HostLimits,
     next_slot: AtomicU32,
     read_only: Mutex<Vec<(u64, u64)>>,
@@ -83,12 +85,14 @@ impl KvmHal {
         let vcpu_mmap_size = kvm
             .get_vcpu_mmap_size()
             .map_err(KvmError::ioctl("KVM_GET_VCPU_MMAP_SIZE"))?;
+        let sync_regs = kvm.check_extension_int(Cap::SyncRegs) as u32 & KVM_SYNC_X86_REGS != 0;
         Ok(Self {
             vm_id,
             vm,
             supported_cpuid,
             vcpu_mmap_size,
             irqchip,
+            sync_regs,
             limits: HostLimits::of(&kvm),
             next_slot: AtomicU32::new(0),
             read_only: Mutex::new(Vec::new()),
@@ -253,6 +257,10 @@ impl AxVMHal for KvmHal {
             u32::try_from(vcpu_id).map_err(|_| KvmError::ApicIdTooLarge { vcpu: vcpu_id })?;
         fd.set_cpuid2(&cpuid_for_vcpu(&self.supported_cpuid, apic_id))
             .map_err(KvmError::ioctl("KVM_SET_CPUID2"))?;
+        if self.sync_regs {
+            // Every exit then brings RIP with it, for the vCPU's ring of last exits.
+            fd.set_sync_valid_reg(SyncReg::Register);
+        }
         self.kicks.add_vcpu(vcpu_id, fd.get_kvm_run());
         let read_only = Arc::new(self.lock_read_only().clone());
         Ok(KvmVCpu::new(
@@ -261,6 +269,7 @@ impl AxVMHal for KvmHal {
             self.irqchip,
             self.vcpu_mmap_size,
             read_only,
+            self.sync_regs,
         ))
     }
 

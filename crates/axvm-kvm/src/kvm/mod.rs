@@ -4,6 +4,7 @@
 mod cpuid;
 mod debug;
 mod disasm;
+mod exit_ring;
 mod guest_ram;
 mod hal;
 mod halt_probe;
@@ -17,6 +18,7 @@ mod system;
 mod vcpu;
 
 pub use debug::{DebugStop, GuestDebug, VcpuRegisters};
+pub use exit_ring::{RecentExit, RECENT_EXITS};
 pub use hal::{KvmHal, VCpuThreadGuard};
 pub use halt_probe::BlockingProbe;
 pub(crate) use limits::region_refusal;

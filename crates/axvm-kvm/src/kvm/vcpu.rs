@@ -12,6 +12,7 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::debug::{DebugStop, GuestDebug};
+use super::exit_ring::{ExitRing, RecentExit};
 use super::internal_error::internal_error_report;
 use super::regs::{reset_fpu, set_boot_state, StartPolicy, VCpuBoot};
 use crate::error::KvmError;
@@ -69,6 +70,10 @@ pub struct KvmVCpu {
     pub(super) debug_stop: Option<DebugStop>,
     /// A write to a watched port, reported once the write is done.
     watched_write: Option<DebugStop>,
+    /// The last exits, for the report of a VM that stops by itself.
+    exits: ExitRing,
+    /// KVM copies the registers into `kvm_run` on every exit (`KVM_CAP_SYNC_REGS`).
+    sync_regs: bool,
 }
 
 impl KvmVCpu {
@@ -78,6 +83,7 @@ impl KvmVCpu {
         irqchip: bool,
         run_size: usize,
         read_only: Arc<Vec<(u64, u64)>>,
+        sync_regs: bool,
     ) -> Self {
         Self {
             id,
@@ -93,6 +99,8 @@ impl KvmVCpu {
             debug: GuestDebug::default(),
             debug_stop: None,
             watched_write: None,
+            exits: ExitRing::default(),
+            sync_regs,
         }
     }
 
@@ -104,6 +112,36 @@ impl KvmVCpu {
     /// The KVM vCPU, for host code that needs registers (diagnostics).
     pub fn fd(&self) -> &VcpuFd {
         &self.fd
+    }
+
+    /// The vCPU's last exits, oldest first (at most
+    /// [`RECENT_EXITS`](super::exit_ring::RECENT_EXITS)), and how many exits it made in all.
+    /// Kicks by the host are not exits of the guest and are left out.
+    pub fn recent_exits(&self) -> (Vec<RecentExit>, u64) {
+        (self.exits.recent(), self.exits.count())
+    }
+
+    /// RIP at the last exit, from the registers KVM copied out with it (no system call);
+    /// `None` where KVM does not copy them.
+    pub(crate) fn last_exit_rip(&self) -> Option<u64> {
+        self.exits.last().and_then(|exit| exit.rip)
+    }
+
+    /// RIP at the exit that just happened, from the registers KVM copied out with it.
+    fn exit_rip(&mut self) -> Option<u64> {
+        if !self.sync_regs {
+            return None;
+        }
+        // SAFETY: KVM_SYNC_X86_REGS is set in `kvm_valid_regs`, so KVM filled `s.regs` on
+        // this exit; `regs` is the union member it writes.
+        Some(unsafe { self.kvm_run().s.regs.regs.rip })
+    }
+
+    /// Records `exit` in the ring of last exits and returns it.
+    fn remembered(&mut self, exit: AxVCpuExitReason) -> AxVCpuExitReason {
+        let rip = self.exit_rip();
+        self.exits.record(exit, rip);
+        exit
     }
 
     pub(super) fn apply_boot_state(&mut self) -> Result<(), KvmError> {
@@ -451,7 +489,7 @@ impl AxArchVCpu for KvmVCpu {
 
     fn run(&mut self) -> Result<AxVCpuExitReason, KvmError> {
         if let Some(next) = self.next_string_element() {
-            return Ok(next);
+            return Ok(self.remembered(next));
         }
         if !self.boot_state_applied {
             self.apply_boot_state()?;
@@ -469,11 +507,13 @@ impl AxArchVCpu for KvmVCpu {
             }
             Err(errno) => return Err(KvmError::Run { errno }),
         };
-        self.translate(exit)
+        let exit = self.translate(exit)?;
+        Ok(self.remembered(exit))
     }
 
     fn set_read_result(&mut self, value: u64) -> Result<(), KvmError> {
         let pending = self.pending_read.take().ok_or(KvmError::NoPendingRead)?;
+        self.exits.answer_last(value);
         let bytes = value.to_le_bytes();
         match pending {
             PendingRead::Io { data_offset, size } => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axvm::ExitDisposition;
 
+use super::causes::{entry_cause, table_causes, zeros_cause};
 use super::history::{ExitRecord, Repeat};
 use super::snapshot::{Answer, VcpuSnapshot};
 
@@ -30,10 +31,13 @@ impl VcpuFindings {
         latest.and_then(|answer| answer.as_ref().ok())
     }
 
-    /// Both samples of RIP (CS base included), when both were taken.
-    fn rip_samples(&self) -> Option<(u64, u64)> {
+    /// Both samples of RIP (CS base included), when both were taken and the vCPU made no
+    /// exit between them.
+    fn quiet_rip_samples(&self) -> Option<(u64, u64)> {
         match (&self.first, &self.second) {
-            (Some(Ok(a)), Some(Ok(b))) => Some((a.linear_rip, b.linear_rip)),
+            (Some(Ok(a)), Some(Ok(b))) if a.exit_count == b.exit_count => {
+                Some((a.linear_rip, b.linear_rip))
+            }
             _ => None,
         }
     }
@@ -72,7 +76,9 @@ impl Findings {
         }
         out.push_str("vCPUs:\n");
         for vcpu in &self.vcpus {
-            self.write_vcpu(&mut out, vcpu);
+            let answer = vcpu.second.as_ref().or(vcpu.first.as_ref());
+            let exits = format!("{} exits since the last progress", vcpu.exits);
+            write_vcpu(&mut out, vcpu.id, answer, &exits);
         }
         self.write_exits(&mut out);
         out
@@ -82,17 +88,16 @@ impl Findings {
     pub(crate) fn causes(&self) -> Vec<String> {
         let mut causes = Vec::new();
         if self.entry_zeros && self.console_bytes == 0 {
-            let loaded = self
-                .raw_load
-                .map(|load| format!(" (the kernel image was loaded at {load:#x})"))
-                .unwrap_or_default();
-            causes.push(format!(
-                "entry point {:#x} holds zeros: no image was loaded there{loaded}; a VM boot hang: check kernel.entry_point and kernel_load_addr",
-                self.entry
-            ));
+            causes.push(entry_cause(self.entry, self.raw_load));
         }
         for vcpu in &self.vcpus {
             causes.extend(vcpu_cause(vcpu));
+            causes.extend(
+                vcpu.snapshot()
+                    .map(|s| table_causes(vcpu.id, s))
+                    .into_iter()
+                    .flatten(),
+            );
         }
         causes.extend(self.loop_causes());
         if !self.vcpus.is_empty()
@@ -138,32 +143,6 @@ impl Findings {
             });
         }
         causes
-    }
-
-    fn write_vcpu(&self, out: &mut String, vcpu: &VcpuFindings) {
-        let answer = vcpu.second.as_ref().or(vcpu.first.as_ref());
-        match answer {
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  vCPU {}: did not answer within 1 s (unresponsive)",
-                    vcpu.id
-                );
-            }
-            Some(Err(err)) => {
-                let _ = writeln!(out, "  vCPU {}: registers unavailable: {err}", vcpu.id);
-            }
-            Some(Ok(s)) => {
-                let _ = writeln!(
-                    out,
-                    "  vCPU {}: {}, {} mode, RIP {:#x} RSP {:#x} RFLAGS {:#x} CR0 {:#x} CR3 {:#x} EFER {:#x}; {} exits since the last progress",
-                    vcpu.id, s.state, s.mode, s.rip, s.rsp, s.rflags, s.cr0, s.cr3, s.efer, vcpu.exits
-                );
-                if let Some(code) = &s.code {
-                    let _ = writeln!(out, "    {code}");
-                }
-            }
-        }
     }
 
     fn write_exits(&self, out: &mut String) {
@@ -215,23 +194,57 @@ fn vcpu_cause(vcpu: &VcpuFindings) -> Option<String> {
     }
     let snapshot = vcpu.snapshot()?;
     if snapshot.zeros_at_rip {
-        return Some(format!(
-            "vCPU {id} executes zeros at RIP {:#x}: no code was loaded there (a wrong entry point, or a jump into memory the image does not cover); a VM boot hang",
-            snapshot.rip
-        ));
+        return Some(zeros_cause(id, snapshot.rip));
     }
-    if vcpu.exits > 0 || snapshot.state != "running" {
+    if snapshot.state != "running" {
         return None;
     }
-    let (a, b) = vcpu.rip_samples()?;
+    let (a, b) = vcpu.quiet_rip_samples()?;
+    let interrupts = if snapshot.interrupts_on {
+        "interrupts on"
+    } else {
+        "interrupts off"
+    };
     Some(if a.abs_diff(b) <= SPIN_RANGE {
+        let what = snapshot
+            .instruction
+            .as_deref()
+            .map(|insn| format!(" ({insn})"))
+            .unwrap_or_default();
+        let tight = match a == b {
+            true => String::new(),
+            false => format!(" (samples {:#x} and {:#x})", a, b),
+        };
         format!(
-            "vCPU {id} spins at {:#x} without exits: a loop in guest code waiting for something no exit can bring (memory another vCPU should write, or an interrupt)",
+            "vCPU {id} spins at RIP {:#x}{what}{tight} without exits, {interrupts}: a loop in guest code waiting for something no exit can bring (memory another vCPU should write, or an interrupt), or the guest's deliberate end",
             snapshot.rip
         )
     } else {
-        format!("vCPU {id} runs guest code without exits or output (at {a:#x}, then {b:#x}): a long computation or a loop that never reaches a device")
+        format!("vCPU {id} runs guest code without exits or output (at {a:#x}, then {b:#x}), {interrupts}: a long computation or a loop that never reaches a device")
     })
+}
+
+/// One vCPU's line (state, mode, registers, IDTR; `exits` says what its exits were) and its
+/// code at RIP, for the watchdog's report and the report of a VM that stopped by itself.
+pub(crate) fn write_vcpu(out: &mut String, id: usize, answer: Option<&Answer>, exits: &str) {
+    match answer {
+        None => {
+            let _ = writeln!(out, "  vCPU {id}: did not answer within 1 s (unresponsive)");
+        }
+        Some(Err(err)) => {
+            let _ = writeln!(out, "  vCPU {id}: registers unavailable: {err}");
+        }
+        Some(Ok(s)) => {
+            let _ = writeln!(
+                out,
+                "  vCPU {id}: {}, {} mode, RIP {:#x} RSP {:#x} RFLAGS {:#x} CR0 {:#x} CR3 {:#x} EFER {:#x} IDTR {:#x}/{:#x}; {exits}",
+                s.state, s.mode, s.rip, s.rsp, s.rflags, s.cr0, s.cr3, s.efer, s.idt_base, s.idt_limit
+            );
+            if let Some(code) = &s.code {
+                let _ = writeln!(out, "    {code}");
+            }
+        }
+    }
 }
 
 /// Same vCPU, kind, place, RIP, outcome and value read.

@@ -12,6 +12,7 @@ use kvm_bindings::{
     KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
 };
 
+use super::guest_tables::{bios_call, idt_state, BiosCall, IdtState};
 use crate::kvm::{KvmHal, KvmVCpu};
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -25,6 +26,8 @@ pub(crate) struct VcpuSnapshot {
     pub state: &'static str,
     /// Halted with RFLAGS.IF set: waiting for an interrupt.
     pub waits_for_interrupt: bool,
+    /// RFLAGS.IF: maskable interrupts enabled.
+    pub interrupts_on: bool,
     /// "real", "protected" or "long".
     pub mode: &'static str,
     pub rip: u64,
@@ -35,10 +38,25 @@ pub(crate) struct VcpuSnapshot {
     pub cr0: u64,
     pub cr3: u64,
     pub efer: u64,
+    /// IDTR: the interrupt table's base and limit.
+    pub idt_base: u64,
+    pub idt_limit: u16,
     /// `AxVM::describe_instruction`: the instructions at RIP, disassembled.
     pub code: Option<String>,
+    /// The instruction at RIP alone, disassembled (without the "RIP ... (mode):" prefix).
+    pub instruction: Option<String>,
     /// The 16 bytes at RIP are all zeros: nothing was loaded there.
     pub zeros_at_rip: bool,
+    /// The exits this vCPU made so far: unchanged between two snapshots, it made none.
+    pub exit_count: u64,
+    /// CS:IP is F000:FFF0 with CS based at 0xffff0000: the state after a reset. KVM on AMD
+    /// resets a vCPU that triple-faulted before it reports the shutdown, losing where the
+    /// fault was.
+    pub reset_state: bool,
+    /// Whether an exception could be delivered.
+    pub idt: IdtState,
+    /// A real-mode `int N` through an all-zero IVT vector, found on the stack.
+    pub bios_call: Option<BiosCall>,
 }
 
 impl VcpuSnapshot {
@@ -58,6 +76,13 @@ impl VcpuSnapshot {
             "real"
         };
         let halted = mp.mp_state == KVM_MP_STATE_HALTED;
+        let code = vm.describe_instruction(vcpu, 4);
+        let instruction = vm
+            .describe_instruction(vcpu, 1)
+            .and_then(|text| text.split_once("): ").map(|(_, insn)| insn.to_string()));
+        let bios_call = (mode == "real")
+            .then(|| bios_call(vm, &sregs, regs.rsp, regs.rax))
+            .flatten();
         let physical = vcpu.instruction_pointer().and_then(|ip| ip.physical);
         let zeros_at_rip = physical.is_some_and(|gpa| {
             let mut code = [0u8; 16];
@@ -66,6 +91,7 @@ impl VcpuSnapshot {
         Ok(Self {
             state: mp_state_name(mp.mp_state),
             waits_for_interrupt: halted && regs.rflags & RFLAGS_IF != 0,
+            interrupts_on: regs.rflags & RFLAGS_IF != 0,
             mode,
             rip: regs.rip,
             linear_rip: sregs.cs.base.wrapping_add(regs.rip),
@@ -74,8 +100,17 @@ impl VcpuSnapshot {
             cr0: sregs.cr0,
             cr3: sregs.cr3,
             efer: sregs.efer,
-            code: vm.describe_instruction(vcpu, 4),
+            idt_base: sregs.idt.base,
+            idt_limit: sregs.idt.limit,
+            code,
+            instruction,
             zeros_at_rip,
+            exit_count: vcpu.recent_exits().1,
+            reset_state: sregs.cs.selector == 0xf000
+                && sregs.cs.base == 0xffff_0000
+                && regs.rip == 0xfff0,
+            idt: idt_state(vm, vcpu, mode, &sregs),
+            bios_call,
         })
     }
 }
@@ -178,5 +213,34 @@ impl SnapshotBoard {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<(u64, Answer)>>> {
         self.answers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+impl VcpuSnapshot {
+    /// A vCPU running real-mode code at 0x8000, for the reports' unit tests to change.
+    pub(crate) fn example() -> Self {
+        Self {
+            state: "running",
+            waits_for_interrupt: false,
+            interrupts_on: false,
+            mode: "real",
+            rip: 0x8000,
+            linear_rip: 0x8000,
+            rsp: 0,
+            rflags: 2,
+            cr0: 0x6000_0010,
+            cr3: 0,
+            efer: 0,
+            idt_base: 0,
+            idt_limit: 0xffff,
+            code: None,
+            instruction: Some("ud2".into()),
+            zeros_at_rip: false,
+            exit_count: 0,
+            reset_state: false,
+            idt: IdtState::Unremarkable,
+            bios_call: None,
+        }
     }
 }
