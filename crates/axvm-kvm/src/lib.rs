@@ -73,6 +73,7 @@ pub use devices::{
     Switch, SwitchPort, Tap, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioNet,
     VirtioThread, MAX_FRAME_LEN, NET_HDR_LEN, PORT_QUEUE_FRAMES, VIRTIO_F_VERSION_1,
 };
+pub use devices::{Hpet, HpetLines, NoLines};
 pub use devices::{StopNote, CONSOLE_BUFFER_BYTES, DRAIN_PATIENCE};
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;

@@ -244,9 +244,9 @@ mod tests {
     fn the_dsdt_declares_s5_and_the_root_bridge() {
         let dsdt = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[]);
         assert_eq!((&dsdt[..4], dsdt[8], sum(&dsdt)), (&b"DSDT"[..], 2, 0));
-        // Name (\_S5_, Package (4) { 5, 5, 0, 0 })
+        // Name (\_S5_, Package (4) { 0, 0, 0, 0 }): QEMU's soft-off type.
         let s5 = [
-            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x08, 4, 0x0a, 5, 0x0a, 5, 0, 0,
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 4, 0, 0, 0, 0,
         ];
         assert!(contains(&dsdt, &s5), "{dsdt:02x?}");
         // _HID: EisaId ("PNP0A03") is the dword 0x030ad041.
