@@ -83,6 +83,7 @@ pub use kvm::{
     check_host, BootRegs, CpuMode, HostFinding, HostLimits, HostReport, KvmHal, KvmVCpu,
     StartPolicy, VCpuBoot, VCpuThreadGuard, MAX_SLOT_BYTES,
 };
+pub use kvm::{emulated_hpet, has_in_kernel_irqchip, pass_through_plan};
 pub use plan::{PlannedRange, RegionFate, VmPlan};
 pub use stop_handle::StopHandle;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

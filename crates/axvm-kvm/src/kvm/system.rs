@@ -187,7 +187,12 @@ fn gib_pages_finding(kvm: &Kvm, report: &mut HostReport) {
         return;
     };
     if offers_gib_pages(&supported) {
-        report.push(GIB_PAGES, true, false, "offered to guests (CPUID 0x80000001 EDX bit 26)");
+        report.push(
+            GIB_PAGES,
+            true,
+            false,
+            "offered to guests (CPUID 0x80000001 EDX bit 26)",
+        );
     } else {
         report.push(GIB_PAGES, false, false, "missing: this KVM gives guests no 1 GiB pages (CPUID 0x80000001 EDX bit 26 clear), so kernels that map memory with them at boot, such as ArceOS and NimbOS, fault there (QEMU -accel kvm fails the same way on this host); run those on a host whose KVM offers them (kvm_intel or kvm_amd on a CPU with pdpe1gb)");
     }
