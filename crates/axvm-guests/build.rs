@@ -31,6 +31,7 @@ const GUESTS: &[&str] = &[
     "multiboot",
     "pvh",
     "virtio",
+    "hpet",
 ];
 
 /// The target the guests are compiled for (set in `guests/.cargo/config.toml`

@@ -34,7 +34,7 @@ pub use console_input::{ConsoleInput, ReceiveFifo};
 pub use debug_port::DebugPort;
 pub use exit_port::ExitPort;
 pub use fw_cfg::FwCfg;
-pub use hpet::{Hpet, HpetLines, NoLines, HPET_CAPABILITIES, HPET_PERIOD_FS};
+pub use hpet::{Hpet, HpetLines, NoLines, HPET_CAPABILITIES};
 pub use i8042::I8042;
 pub use ident_msr::IdentMsrs;
 pub use pci_host::PciHost;

@@ -67,11 +67,11 @@ fn every_width_reads_the_bytes_it_covers() {
     let caps = HPET_CAPABILITIES;
     assert_eq!(read(&hpet, 0, AccessWidth::Qword), caps);
     assert_eq!(read(&hpet, 0, AccessWidth::Dword), caps & 0xffff_ffff);
-    assert_eq!(read(&hpet, 4, AccessWidth::Dword), HPET_PERIOD_FS);
+    assert_eq!(read(&hpet, 4, AccessWidth::Dword), registers::PERIOD_FS);
     assert_eq!(read(&hpet, 2, AccessWidth::Word), 0x8086);
     assert_eq!(read(&hpet, 1, AccessWidth::Byte), caps >> 8 & 0xff);
     // Straddling two registers: the top half of GCAP_ID and the reserved 0x08.
-    assert_eq!(read(&hpet, 4, AccessWidth::Qword), HPET_PERIOD_FS);
+    assert_eq!(read(&hpet, 4, AccessWidth::Qword), registers::PERIOD_FS);
     // Past the block's end: zeros.
     assert_eq!(read(&hpet, 0x3fc, AccessWidth::Qword), 0);
 }
