@@ -201,7 +201,7 @@ fn vcpu_ioctls() -> [u64; 14] {
 
 /// The only `ioctl` of the HPET's timer thread: raising and lowering a GSI.
 fn timer_ioctls() -> [u64; 1] {
-    [u64::from(KVM_IRQ_LINE())]
+    [KVM_IRQ_LINE()]
 }
 
 /// The rules of a thread of `role` in process `pid`.

@@ -635,7 +635,7 @@ mod tests {
             timer(0, 0x18),
             timer(3, 0),
             0x3f8,
-            u64::MAX & !7,
+            !7,
         ] {
             write(&mut regs, offset, ALL, 0);
             assert_eq!(read(&mut regs, offset, 0), 0, "{offset:#x}");
