@@ -354,8 +354,8 @@ fn acpicas_interpreter_starts_and_enters_s5_from_the_tables() {
 }
 
 /// The tables of a VM that passes the HPET's page through, as the ArceOS hypervisor's x86
-/// configs do.
-fn tables_with_the_hpet() -> Vec<(String, u64, Vec<u8>)> {
+/// configs do, and its DSDT.
+fn tables_with_the_hpet() -> (Vec<(String, u64, Vec<u8>)>, Vec<u8>) {
     let mut config = built(raw_builder(0x800_0000).cpus(1));
     config.pass_through_devices.push(PassThroughDeviceConfig {
         name: "HPET".into(),
@@ -368,12 +368,14 @@ fn tables_with_the_hpet() -> Vec<(String, u64, Vec<u8>)> {
     let options = options(&console, UnclaimedAccessPolicy::Ignore);
     let vm = create(config, guests::SPIN, options);
     write_acpi_tables(vm.vm()).expect("the tables are written");
-    tables_of(vm.vm())
+    let tables = tables_of(vm.vm());
+    let dsdt = table(vm.vm(), le_field(find(&tables, "FACP"), 140, 8));
+    (tables, dsdt)
 }
 
 /// Only a VM given the HPET has the `HPET` table, and iasl reads it as the HPET's: its
 /// block ID (revision 1, 3 comparators, 64-bit counter, legacy replacement, vendor 8086)
-/// and its address.
+/// and its address; the DSDT declares the `PNP0103` device with its register block.
 fn iasl_disassembles_the_hpet_table_of_a_vm_with_the_hpet() {
     require_kvm();
     let plain = unrun_vm(1, 0x800_0000);
@@ -383,16 +385,34 @@ fn iasl_disassembles_the_hpet_table_of_a_vm_with_the_hpet() {
         without.iter().all(|t| t.0 != "HPET"),
         "an HPET table without the HPET"
     );
-    let tables = tables_with_the_hpet();
+    let (tables, dsdt) = tables_with_the_hpet();
     let hpet = find(&tables, "HPET");
     assert_eq!(hpet.len(), 56);
-    let dir = scratch_dir("iasl-hpet", &[("hpet.dat", hpet)]);
-    let printed = run_acpica("iasl", &["-d", "hpet.dat"], &dir);
-    assert_no_complaint("iasl -d hpet", &printed, &IASL_COMPLAINTS);
-    let listing = std::fs::read_to_string(dir.join("hpet.dsl"))
-        .unwrap_or_else(|err| panic!("iasl wrote no hpet.dsl ({err}):\n{printed}"));
+    let dir = scratch_dir("iasl-hpet", &[("hpet.dat", hpet), ("dsdt.dat", &dsdt)]);
+    let mut listings = Vec::new();
+    for name in ["hpet", "dsdt"] {
+        let printed = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir);
+        assert_no_complaint(&format!("iasl -d {name}"), &printed, &IASL_COMPLAINTS);
+        let listing = std::fs::read_to_string(dir.join(format!("{name}.dsl")))
+            .unwrap_or_else(|err| panic!("iasl wrote no {name}.dsl ({err}):\n{printed}"));
+        assert_no_complaint(&format!("{name}.dsl"), &listing, &IASL_COMPLAINTS);
+        listings.push(listing);
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    assert_no_complaint("hpet.dsl", &listing, &IASL_COMPLAINTS);
+    for expected in [
+        "Device (HPET)",
+        "EisaId (\"PNP0103\")",
+        "Memory32Fixed (ReadOnly,",
+        "0xFED00000,         // Address Base",
+        "0x00000400,         // Address Length",
+    ] {
+        assert!(
+            listings[1].contains(expected),
+            "no `{expected}` in\n{}",
+            listings[1]
+        );
+    }
+    let listing = &listings[0];
     let fields = listing.split_whitespace().collect::<Vec<_>>().join(" ");
     for field in [
         "Signature : \"HPET\"",

@@ -11,8 +11,9 @@
 //!   `devices::AcpiPm` (PM1a event and control blocks, PM timer) with its SCI on IRQ 9, and
 //!   reboot through the reset register (port 0xcf9). Not hardware-reduced, so kernels keep
 //!   using the legacy PIC and PIT. It points to the DSDT and the FACS;
-//! - the DSDT (`dsdt.rs`): AML declaring `\_S5` (how to power off) and the PCI root bridge
-//!   `\_SB.PCI0` with the bus numbers, ports and memory window it decodes;
+//! - the DSDT (`dsdt.rs`): AML declaring `\_S5` (how to power off), the PCI root bridge
+//!   `\_SB.PCI0` with the bus numbers, ports and memory window it decodes, and the HPET
+//!   when the VM has it;
 //! - the MADT ("APIC", `madt.rs`): one enabled local APIC per vCPU (processor id = APIC id =
 //!   vCPU id), the IOAPIC, and the ISA IRQs that do not reach the IOAPIC pin of their own
 //!   number;
@@ -201,7 +202,11 @@ pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
     let facs = place(&mut area, &sdt::facs(), 64);
     let dsdt = place(
         &mut area,
-        &dsdt::dsdt(inputs.pci_memory_window, &inputs.virtio_devices),
+        &dsdt::dsdt(
+            inputs.pci_memory_window,
+            &inputs.virtio_devices,
+            inputs.hpet,
+        ),
         16,
     );
     let fadt = place(&mut area, &fadt::fadt(facs, dsdt), 16);

@@ -172,7 +172,10 @@ fn a_level_interrupt_holds_its_line_until_the_status_bit_is_cleared() {
     // a broken device from hanging the test).
     let give_up = std::time::Instant::now() + Duration::from_secs(10);
     while read(&hpet, STATUS_REG, AccessWidth::Qword) == 0 {
-        assert!(std::time::Instant::now() < give_up, "the status bit never set");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the status bit never set"
+        );
         std::thread::yield_now();
     }
     assert_eq!(told.try_recv(), Ok(Told::Level(8, true)));
