@@ -353,9 +353,12 @@ fn acpicas_interpreter_starts_and_enters_s5_from_the_tables() {
     }
 }
 
+/// A table as [`tables_of`] lists it: signature, address, bytes.
+type Table = (String, u64, Vec<u8>);
+
 /// The tables of a VM that passes the HPET's page through, as the ArceOS hypervisor's x86
 /// configs do, and its DSDT.
-fn tables_with_the_hpet() -> (Vec<(String, u64, Vec<u8>)>, Vec<u8>) {
+fn tables_with_the_hpet() -> (Vec<Table>, Vec<u8>) {
     let mut config = built(raw_builder(0x800_0000).cpus(1));
     config.pass_through_devices.push(PassThroughDeviceConfig {
         name: "HPET".into(),
