@@ -131,6 +131,19 @@ fetch_kernel() {
   modules=$(ls -d "$work"/kernel/lib/modules/*)
 }
 
+# Debian's gdb-minimal (gdb without Python: the full gdb needs Python's library at start),
+# fetched once into $work/gdb: the suite's GDB-stub tests drive it in L1, where hardware
+# KVM's debug exits and data watchpoints are what they check beyond kvm_pvm.
+fetch_gdb() {
+  [ -x "$work/gdb/usr/bin/gdb" ] && return
+  say "fetching gdb-minimal"
+  rm -rf "$work/gdb" "$work/gdb-deb"
+  mkdir -p "$work/gdb-deb"
+  (cd "$work/gdb-deb" && apt-get download -q gdb-minimal 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+  ls "$work"/gdb-deb/gdb-minimal_*.deb >/dev/null 2>&1 || die "apt could not download gdb-minimal"
+  dpkg-deb -x "$work"/gdb-deb/gdb-minimal_*.deb "$work/gdb"
+}
+
 # --- builds ---------------------------------------------------------------------------
 
 # Test executables of the packages whose tests need /dev/kvm, one "package target path"
@@ -260,6 +273,8 @@ add_suite() {
     command -v "$tool" >/dev/null || die "the suite needs $tool (apt-get install acpica-tools)"
     copy_elf "$(command -v "$tool")" "/usr/bin/$tool"
   done
+  fetch_gdb
+  copy_elf "$work/gdb/usr/bin/gdb" /usr/bin/gdb
   for images in "$target_dir"/debug/build/axvm-guests-*/out/images; do
     mkdir -p "$stage$images"
     cp -r "$images/." "$stage$images/"

@@ -29,7 +29,9 @@ const GUESTS: &[&str] = &[
     "timer",
     "wakeup",
     "multiboot",
+    "multiboot-low",
     "pvh",
+    "pvh-lowhdr",
     "virtio",
     "hpet",
 ];

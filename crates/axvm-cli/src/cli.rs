@@ -67,6 +67,18 @@ pub enum Command {
         /// debugging such an end (please report it), not for normal use.
         #[arg(long)]
         no_seccomp: bool,
+
+        /// Serve the GDB remote protocol on HOST:PORT (`target remote HOST:PORT` in GDB):
+        /// every vCPU is a thread; breakpoints, steps, registers, memory; `detach` lets the
+        /// VM run on. Port 0 picks a free port; axvm prints the address on stderr. One
+        /// config only. Not with --watchdog, which would take the time GDB holds the vCPUs
+        /// for a hang.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, conflicts_with = "watchdog")]
+        gdb: Option<String>,
+
+        /// With --gdb: no vCPU runs until GDB connects and continues.
+        #[arg(long, requires = "gdb")]
+        gdb_wait: bool,
     },
     /// Say whether this host can run VMs (and why not), and validate configs, printing
     /// their memory maps. Exits 0 when all is well.
@@ -80,7 +92,8 @@ pub enum Command {
 /// The unclaimed-access policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Unclaimed {
-    /// Reads return 0, writes are dropped, each new address is logged as a warning.
+    /// Reads return 0, writes are dropped; counted, and summarised at the stop in runs of
+    /// adjacent addresses (-v, --stats).
     Ignore,
     /// The access stops the VM with an error naming the vCPU and the address.
     Error,
@@ -96,4 +109,19 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     } else {
         Err(format!("`{text}`: give a positive number of seconds"))
     }
+}
+
+/// `HOST:PORT` (`127.0.0.1:1234`, `localhost:0`, `[::1]:1234`), for `--gdb`; whether the
+/// host can be listened on is found when binding.
+fn parse_host_port(text: &str) -> Result<String, String> {
+    let shape = "expected HOST:PORT, e.g. 127.0.0.1:1234";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` has no port: {shape}"))?;
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host: {shape}"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("`{port}` is not a port number (0-65535): {shape}"))?;
+    Ok(text.to_string())
 }

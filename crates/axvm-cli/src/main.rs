@@ -10,6 +10,7 @@ mod run;
 mod several;
 mod signals;
 mod vm_files;
+mod warnings;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
         trace_exits: None,
         watchdog: None,
         no_seccomp: false,
+        gdb: None,
+        gdb_wait: false,
     });
     match command {
         Command::Run {
@@ -43,10 +46,22 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
             trace_exits,
             watchdog,
             no_seccomp,
+            gdb,
+            gdb_wait,
         } => {
             let sandbox = !no_seccomp;
             let signals = SignalStop::install(sandbox)?;
-            let trace_exits = trace_exits.as_deref();
+            let flags = run::RunFlags {
+                unclaimed,
+                stats,
+                trace_exits: trace_exits.as_deref(),
+                watchdog,
+                sandbox,
+            };
+            let gdb = gdb.map(|address| run::Gdb {
+                address,
+                wait: gdb_wait,
+            });
             match configs.as_slice() {
                 [] | [_] => {
                     let files = match configs.first() {
@@ -54,25 +69,12 @@ fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
                         None => vm_files::demo(),
                     };
                     let files = files.map_err(|err| err.to_string())?;
-                    run::run(
-                        files,
-                        unclaimed,
-                        stats,
-                        trace_exits,
-                        watchdog,
-                        sandbox,
-                        &signals,
-                    )
+                    run::run(files, &flags, gdb, &signals)
                 }
-                several => several::run_several(
-                    several,
-                    unclaimed,
-                    stats,
-                    trace_exits,
-                    watchdog,
-                    sandbox,
-                    &signals,
-                ),
+                _ if gdb.is_some() => Err("--gdb debugs one VM: give it with a single config"
+                    .to_string()
+                    .into()),
+                several => several::run_several(several, &flags, &signals),
             }
         }
         Command::Check { configs } => Ok(check::check(

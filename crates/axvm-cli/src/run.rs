@@ -2,31 +2,47 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
-use axvm_kvm::{BootImages, DiagnosticsOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
+use axvm_kvm::{BootImages, DiagnosticsOptions, GdbOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 use crate::cli::Unclaimed;
 use crate::output::{self, err_text, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
+use crate::warnings::config_warnings;
 
-/// Boots the VM (stopped by `signals`; its threads and this one confined by seccomp when
-/// `sandbox`) and maps how it ended to the command's exit status.
+/// The `axvm run` flags every VM of a run shares.
+#[derive(Clone, Copy)]
+pub struct RunFlags<'a> {
+    /// `--unclaimed`.
+    pub unclaimed: Unclaimed,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--trace-exits FILE` (one VM only).
+    pub trace_exits: Option<&'a Path>,
+    /// `--watchdog SECS`.
+    pub watchdog: Option<Duration>,
+    /// Seccomp on: not `--no-seccomp`.
+    pub sandbox: bool,
+}
+
+/// Boots the VM with `flags` and, when given, a GDB stub (stopped by `signals`; its threads
+/// and this one confined by seccomp when `flags.sandbox`) and maps how it ended to the
+/// command's exit status.
 pub fn run(
     files: VmFiles,
-    unclaimed: Unclaimed,
-    stats: bool,
-    trace_exits: Option<&Path>,
-    watchdog: Option<Duration>,
-    sandbox: bool,
+    flags: &RunFlags<'_>,
+    gdb: Option<Gdb>,
     signals: &SignalStop,
 ) -> Result<ExitCode, CommandError> {
-    let trace_exits = match trace_exits {
+    let gdb = gdb.map(Gdb::listen).transpose()?;
+    let trace_exits = match flags.trace_exits {
         Some(path) => Some(Box::new(
             File::create(path)
                 .map_err(|err| format!("cannot create the exit trace {}: {err}", path.display()))?,
@@ -37,15 +53,18 @@ pub fn run(
         console: Box::new(std::io::stdout()),
         console_input: stdin_as_console_input(),
         extra_devices: Vec::new(),
-        unclaimed: unclaimed_policy(unclaimed),
+        unclaimed: unclaimed_policy(flags.unclaimed),
         diagnostics: DiagnosticsOptions {
-            stats,
+            stats: flags.stats,
             trace_exits,
-            watchdog,
+            watchdog: flags.watchdog,
         },
-        sandbox,
+        sandbox: flags.sandbox,
+        gdb,
     };
-    let (name, vm) = create_vm(files, options)?;
+    let new = create_vm(files, options)?;
+    new.warn();
+    let NewVm { name, vm, .. } = new;
     signals.watch(vm.stop_handle());
     let result = vm.run();
     report_after_run(&vm, result.is_err())?;
@@ -55,9 +74,63 @@ pub fn run(
     Ok(ExitCode::from(conclude(&vm, &name, result)?))
 }
 
-/// Validates the config of `files` and creates its VM with `options`: the VM's name and
-/// the VM, or a one-line reason naming the config.
-pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<(String, KvmVm), String> {
+/// `--gdb` and `--gdb-wait`.
+pub struct Gdb {
+    /// HOST:PORT to listen on.
+    pub address: String,
+    /// No vCPU runs before GDB says so.
+    pub wait: bool,
+}
+
+impl Gdb {
+    /// Listens on the address (before the VM exists, so that a bad one is refused first) and
+    /// says on stderr where GDB connects.
+    fn listen(self) -> Result<GdbOptions, String> {
+        let listener = TcpListener::bind(&self.address)
+            .map_err(|err| format!("--gdb {}: cannot listen there: {err}", self.address))?;
+        let local = listener
+            .local_addr()
+            .map_err(|err| format!("--gdb {}: {err}", self.address))?;
+        let waiting = match self.wait {
+            true => "; the vCPUs wait for it to continue",
+            false => "",
+        };
+        // A note only: a stderr that cannot take it does not stop the run.
+        let _ = errln!("axvm: GDB can connect to {local} (target remote {local}){waiting}");
+        Ok(GdbOptions {
+            listener,
+            wait: self.wait,
+        })
+    }
+}
+
+/// A VM created for `axvm run`, and what its config deserves a warning for.
+pub struct NewVm {
+    /// The VM's name (base.name).
+    pub name: String,
+    /// The VM, loaded, before its first instruction.
+    pub vm: KvmVm,
+    /// Where the config came from, which the warnings name.
+    pub origin: String,
+    /// The config's warnings, as `axvm check` lists them.
+    pub warnings: Vec<String>,
+}
+
+impl NewVm {
+    /// Logs the config's warnings on stderr (at warning level: shown without `-v`), each
+    /// naming the VM and its config, so that with several VMs each says whose it is.
+    /// Called once the VM exists, so that a refusal stays the one line it is, and before
+    /// it runs, so that they come before the guest's output.
+    pub fn warn(&self) {
+        for warning in &self.warnings {
+            log::warn!("VM `{}` ({}): {warning}", self.name, self.origin);
+        }
+    }
+}
+
+/// Validates the config of `files` and creates its VM with `options`, or gives a one-line
+/// reason naming the config. The warnings are not said yet: see [`NewVm::warn`].
+pub fn create_vm(files: VmFiles, options: VmOptions) -> Result<NewVm, String> {
     create_vm_from(&files.origin, files.config, &files.images, options)
 }
 
@@ -68,23 +141,24 @@ pub fn create_vm_from(
     config: AxVMConfig,
     images: &BootImages,
     options: VmOptions,
-) -> Result<(String, KvmVm), String> {
+) -> Result<NewVm, String> {
     // The one validation of the config on the run path: the plan and the VM take it as
     // validated.
     let config = config
         .into_valid()
         .map_err(|err| config_error(origin, err).to_string())?;
     let name = config.name.clone();
-    // Said once the VM exists, so that a refusal stays the one line it is.
-    let ram_warning = crate::host_memory::warning(&config);
     let cannot_create =
         |err: &dyn std::fmt::Display| format!("cannot create VM `{name}` ({origin}): {err}");
     let plan = VmPlan::for_valid_config(&config, images).map_err(|err| cannot_create(&err))?;
+    let warnings = config_warnings(&config, &plan);
     let vm = KvmVm::from_plan(config, images, &plan, options).map_err(|err| cannot_create(&err))?;
-    if let Some(warning) = ram_warning {
-        log::warn!("{origin}: {warning}");
-    }
-    Ok((name, vm))
+    Ok(NewVm {
+        name,
+        vm,
+        origin: origin.to_string(),
+        warnings,
+    })
 }
 
 /// The exit status a run of VM `name` that ended with `result` gives `axvm`, or the

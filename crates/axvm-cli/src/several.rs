@@ -9,18 +9,16 @@
 //! VMs of one process may share a network: `switch:NAME` backends of the same name are one
 //! in-process Ethernet switch.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
 use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 
-use crate::cli::Unclaimed;
 use crate::output::{errln, CommandError};
 use crate::prefixed::PrefixedLines;
-use crate::run::{conclude, create_vm, report_after_run, unclaimed_policy};
+use crate::run::{conclude, create_vm, report_after_run, unclaimed_policy, RunFlags};
 use crate::signals::{self, SignalStop};
 use crate::vm_files;
 
@@ -40,13 +38,16 @@ struct Ending {
 /// then axvm's status is that of the signal (see [`signals`]).
 pub fn run_several(
     configs: &[PathBuf],
-    unclaimed: Unclaimed,
-    stats: bool,
-    trace_exits: Option<&Path>,
-    watchdog: Option<Duration>,
-    sandbox: bool,
+    flags: &RunFlags<'_>,
     signals: &SignalStop,
 ) -> Result<ExitCode, CommandError> {
+    let RunFlags {
+        unclaimed,
+        stats,
+        trace_exits,
+        watchdog,
+        sandbox,
+    } = *flags;
     if trace_exits.is_some() {
         return Err(
             "--trace-exits writes one VM's exits: give it with a single config"
@@ -65,6 +66,7 @@ pub fn run_several(
             watchdog,
         },
         sandbox,
+        gdb: None,
     })?;
     for (_, vm) in &vms {
         signals.watch(vm.stop_handle());
@@ -127,13 +129,18 @@ fn create_all(
             );
         }
     }
-    files
+    let vms = files
         .into_iter()
         .map(|file| {
             let name = file.config.name.clone();
             create_vm(file, options(&name))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Said once every VM exists, so that a refusal stays the one line it is.
+    for vm in &vms {
+        vm.warn();
+    }
+    Ok(vms.into_iter().map(|new| (new.name, new.vm)).collect())
 }
 
 /// Runs every VM on threads of its own until all have ended; returns how each ended, in

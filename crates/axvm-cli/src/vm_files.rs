@@ -143,5 +143,6 @@ fn read_images(
         bios: read("bios_path", &kernel.bios_path)?,
         dtb: read("dtb_path", &kernel.dtb_path)?,
         ramdisk: read("ramdisk_path", &kernel.ramdisk_path)?,
+        kernel_name: Some(kernel.kernel_path.clone()),
     })
 }

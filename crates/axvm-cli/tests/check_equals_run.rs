@@ -6,7 +6,8 @@
 //! `check` once had (issue 10, item 5): pass-through page offsets and host-address
 //! conflicts, BIOS/DTB/ramdisk that do not fit or have no load address, a command line
 //! larger than the boot data area, a malformed PT_NOTE, regions without READ, above the
-//! host's address width, or more than KVM's memory slots.
+//! host's address width, or more than KVM's memory slots; and kernels below 1 MiB (issue 11,
+//! item 3), accepted unless they leave the firmware tables no room.
 
 mod common;
 
@@ -133,6 +134,60 @@ fn pvh(name: &'static str, cmdline: &str, field: Option<&'static str>) -> Case {
         ],
         field,
     }
+}
+
+/// A PVH entry note naming `entry`.
+fn pvh_note(entry: u64) -> Vec<u8> {
+    let mut note = Vec::new();
+    for word in [4u32, 8, 18] {
+        note.extend_from_slice(&word.to_le_bytes()); // namesz, descsz, PHYS32_ENTRY
+    }
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&entry.to_le_bytes());
+    note
+}
+
+/// A guest whose config names `image` (copied there) instead of `from`, with its ramdisk.
+fn low_guest(name: &'static str, config: &str, from: &str, image: (&'static str, &[u8])) -> Case {
+    let config = replace(
+        config,
+        &format!("kernel_path = \"{from}\""),
+        &format!("kernel_path = \"{}\"", image.0),
+    );
+    Case {
+        name,
+        config,
+        files: vec![
+            (image.0, image.1.to_vec()),
+            ("ramdisk", axvm_guests::RAMDISK.to_vec()),
+        ],
+        field: None,
+    }
+}
+
+/// Kernels below 1 MiB (issue 11, item 3): accepted where axvm's data can move around them,
+/// refused where they leave the ACPI tables no room in 0xe0000-0xfffff.
+fn low_memory_cases() -> Vec<Case> {
+    let over_bios_area = elf64(0xd_0000, 0x4_0000, 0xd_0000, Some(&pvh_note(0xd_0000)));
+    vec![
+        low_guest(
+            "Multiboot kernel linked at 0x9000",
+            axvm_guests::MULTIBOOT_CONFIG,
+            "multiboot",
+            ("multiboot-low", axvm_guests::MULTIBOOT_LOW),
+        ),
+        low_guest(
+            "PVH kernel with its ELF headers at 0xff000",
+            axvm_guests::PVH_CONFIG,
+            "pvh",
+            ("pvh-lowhdr", axvm_guests::PVH_LOWHDR),
+        ),
+        elf_case(
+            "PVH kernel over all of 0xe0000-0xfffff",
+            over_bios_area,
+            "kernel.kernel_path",
+        ),
+    ]
 }
 
 /// The refusals of `bad_configs.rs`.
@@ -495,6 +550,7 @@ fn check_refuses_exactly_what_run_refuses() {
         bad_configs_cases(),
         refused_rs_cases(),
         gap_cases(),
+        low_memory_cases(),
         accepted_cases(),
     ]
     .into_iter()

@@ -134,4 +134,54 @@ fn multiboot_map_names_kernel_ramdisk_and_firmware_areas() {
         &[&format!("{at:#012x}-{:#012x}", at + size)],
     );
     assert_sorted_and_aligned(&lines);
+    // The command line the kernel gets: the kernel_path as written, then kernel.cmdline.
+    assert!(
+        output
+            .stdout
+            .contains("\n  \"multiboot console=ttyS0 axvm-compat\"\n"),
+        "{output:#?}"
+    );
+}
+
+/// The start and end of the range a map line begins with.
+fn range_of(line: &str) -> (u64, u64) {
+    let (start, end) = line.trim_start().split_once('-').expect("a range");
+    let hex = |text: &str| u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex");
+    (hex(start), hex(&end[..12]))
+}
+
+/// A Multiboot kernel linked at 0x9000 is accepted, and the map shows the boot data moved to
+/// the first page after it, clear of it, as `run` puts it.
+#[test]
+fn a_kernel_at_0x9000_gets_the_boot_data_after_it() {
+    let scratch = Scratch::new("map-multiboot-low");
+    scratch.copy_image(axvm_guests::RAMDISK_PATH, "ramdisk");
+    let config = guest(
+        &scratch,
+        axvm_guests::MULTIBOOT_LOW_PATH,
+        "multiboot-low",
+        &axvm_guests::MULTIBOOT_CONFIG.replace(
+            "kernel_path = \"multiboot\"",
+            "kernel_path = \"multiboot-low\"",
+        ),
+    );
+    let output = check(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    let lines = map_lines(&output);
+    let (kernel_start, kernel_end) = range_of(line_with(&lines, "kernel (Multiboot)", &[]));
+    assert_eq!(kernel_start, 0x9000);
+    let (data_start, data_end) = range_of(line_with(&lines, "boot data area", &[]));
+    assert_eq!(
+        data_start,
+        kernel_end.next_multiple_of(0x1000),
+        "{lines:#?}"
+    );
+    assert!(data_end <= 0x9_f000, "{lines:#?}");
+    line_with(&lines, "ACPI tables", &["0x00000e0000-0x00000f0000"]);
+    assert!(
+        output
+            .stdout
+            .contains("\"multiboot-low console=ttyS0 axvm-compat\""),
+        "{output:#?}"
+    );
 }

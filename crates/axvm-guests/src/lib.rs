@@ -143,6 +143,16 @@ pub const MULTIBOOT_PATH: &str = concat!(env!("OUT_DIR"), "/images/multiboot");
 /// `ramdisk_path = "ramdisk"` (copy [`RAMDISK_PATH`] there).
 pub const MULTIBOOT_CONFIG: &str = include_str!("../../../guests/multiboot/multiboot.toml");
 
+/// The Multiboot guest linked and loaded at 0x9000, where boot loaders built as Multiboot
+/// kernels are linked (the PC layout's boot data area starts there). It prints what
+/// [`MULTIBOOT`] prints, the command line included, except when the information block EBX
+/// points to lies inside its own image (QEMU writes its block at 0x9500, then loads the image
+/// over it): then it says so instead of the cmdline, memory and module lines.
+pub const MULTIBOOT_LOW: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/multiboot-low"));
+
+/// Absolute path of the low Multiboot guest's image file.
+pub const MULTIBOOT_LOW_PATH: &str = concat!(env!("OUT_DIR"), "/images/multiboot-low");
+
 /// Image of the PVH guest: an ELF64 at 0x10_0000 whose Xen `XEN_ELFNOTE_PHYS32_ENTRY`
 /// note names rt's 32-bit entry. It prints `pvh: start_info magic 0x336ec578 version 1`,
 /// `cmdline: <text>`, `memmap: RAM up to <m> MiB`, the BIOS Data Area, CMOS and fw_cfg lines
@@ -154,6 +164,14 @@ pub const PVH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/pvh"));
 
 /// Absolute path of the PVH guest's image file.
 pub const PVH_PATH: &str = concat!(env!("OUT_DIR"), "/images/pvh");
+
+/// The PVH guest with one more loaded segment: its ELF file and program headers, read-only,
+/// at 0xff000 right below its 1 MiB text, as `ld -Ttext=0x100000` lays out many kernels. It
+/// prints what [`PVH`] prints.
+pub const PVH_LOWHDR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/pvh-lowhdr"));
+
+/// Absolute path of the low-header PVH guest's image file.
+pub const PVH_LOWHDR_PATH: &str = concat!(env!("OUT_DIR"), "/images/pvh-lowhdr");
 
 /// The PVH guest as an i386 ELF32 (made from [`PVH`] by the build script, as Xen's build
 /// makes its 32-bit image): the same segments and note, no section headers. It prints what

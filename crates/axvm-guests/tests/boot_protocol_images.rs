@@ -1,10 +1,12 @@
-//! Checks the Multiboot and PVH guest images (`pvh`, its ELF32 form `pvh-elf32`, and
-//! `virtio` and `hpet`, which boot through PVH too) without running them: the headers and notes a VMM (axvm or
-//! QEMU) detects them by, their configs, and that their 64-bit code has no SSE.
+//! Checks the Multiboot and PVH guest images (`multiboot`, `multiboot-low`, `pvh`, its
+//! ELF32 form `pvh-elf32`, `pvh-lowhdr`, and `virtio` and `hpet`, which boot through PVH
+//! too) without running them: the headers and notes a VMM (axvm or QEMU) detects them by,
+//! their configs, and that their 64-bit code has no SSE.
 
 use axvm_guests::{
-    HPET, HPET_CONFIG, HPET_PATH, MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_PATH, PVH, PVH_CONFIG,
-    PVH_ELF32, PVH_ELF32_PATH, PVH_PATH, RAMDISK, VIRTIO, VIRTIO_CONFIG, VIRTIO_PATH,
+    HPET, HPET_CONFIG, HPET_PATH, MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_LOW, MULTIBOOT_LOW_PATH,
+    MULTIBOOT_PATH, PVH, PVH_CONFIG, PVH_ELF32, PVH_ELF32_PATH, PVH_LOWHDR, PVH_LOWHDR_PATH,
+    PVH_PATH, RAMDISK, VIRTIO, VIRTIO_CONFIG, VIRTIO_PATH,
 };
 
 /// Where both images are linked and loaded.
@@ -177,6 +179,49 @@ fn check_pvh_image(image: &[u8]) {
     );
 }
 
+/// `multiboot-low` is the Multiboot image's program at 0x9000: its header's addresses say
+/// so and the file is as long. `pvh-lowhdr` is the PVH image with one more PT_LOAD: its
+/// ELF and program headers (file offset 0), read-only, at 0xff000, below the text at 1 MiB.
+fn the_low_images_load_below_1_mib_as_they_say() {
+    let offset = (0..8192)
+        .step_by(4)
+        .find(|&o| u32_at(MULTIBOOT_LOW, o) == MULTIBOOT_MAGIC)
+        .expect("no Multiboot magic in multiboot-low");
+    let field = |index: usize| u32_at(MULTIBOOT_LOW, offset + 4 * index);
+    assert_eq!(field(4), 0x9000, "load_addr");
+    assert_eq!(field(3) - field(4), offset as u32, "header_addr");
+    assert_eq!((field(5) - field(4)) as usize, MULTIBOOT_LOW.len());
+    assert_eq!(MULTIBOOT_LOW.len(), MULTIBOOT.len(), "the same program");
+
+    let image = PVH_LOWHDR;
+    let (phoff, phnum) = (u64_at(image, 32) as usize, u16_at(image, 56) as usize);
+    let loads: Vec<(u32, u64, u64, u64)> = (0..phnum)
+        .map(|index| phoff + 56 * index)
+        .filter(|&at| u32_at(image, at) == 1)
+        .map(|at| {
+            let flags = u32_at(image, at + 4);
+            (
+                flags,
+                u64_at(image, at + 8),
+                u64_at(image, at + 24),
+                u64_at(image, at + 40),
+            )
+        })
+        .collect();
+    let (flags, file_offset, paddr, memsz) = loads[0];
+    assert_eq!((flags, file_offset, paddr), (4, 0, 0xf_f000), "{loads:x?}");
+    assert!(
+        memsz as usize >= phoff + 56 * phnum,
+        "it holds the headers: {loads:x?}"
+    );
+    assert!(paddr + memsz <= u64::from(LOAD_ADDR), "{loads:x?}");
+    assert_eq!(
+        loads[1].2,
+        u64::from(LOAD_ADDR),
+        "the text at 1 MiB: {loads:x?}"
+    );
+}
+
 /// A program header's (type, offset, vaddr, paddr, filesz, memsz, flags, align).
 type Phdr = (u32, u64, u64, u64, u64, u64, u32, u64);
 
@@ -258,7 +303,9 @@ fn the_elf32_pvh_image_is_the_pvh_guest_as_i386_elf32() {
 fn paths_hold_the_embedded_images() {
     for (path, image) in [
         (MULTIBOOT_PATH, MULTIBOOT),
+        (MULTIBOOT_LOW_PATH, MULTIBOOT_LOW),
         (PVH_PATH, PVH),
+        (PVH_LOWHDR_PATH, PVH_LOWHDR),
         (PVH_ELF32_PATH, PVH_ELF32),
         (VIRTIO_PATH, VIRTIO),
         (HPET_PATH, HPET),
@@ -343,7 +390,7 @@ fn boot_protocol_guests_contain_no_sse() {
         MULTIBOOT_PATH,
     ]);
     assert_no_sse(MULTIBOOT_PATH, &flat);
-    for path in [PVH_PATH, VIRTIO_PATH, HPET_PATH] {
+    for path in [PVH_PATH, PVH_LOWHDR_PATH, VIRTIO_PATH, HPET_PATH] {
         let elf = objdump(&["-d", "-j", ".text", "-M", "intel", path]);
         assert_no_sse(path, &elf);
     }
@@ -387,6 +434,7 @@ axvm_test_harness::main!(
     hpet_config_names_its_image_and_the_upstream_pass_through_rows,
     multiboot_header_describes_the_flat_image,
     pvh_images_are_elf64_with_one_xen_entry_note,
+    the_low_images_load_below_1_mib_as_they_say,
     the_elf32_pvh_image_is_the_pvh_guest_as_i386_elf32,
     paths_hold_the_embedded_images,
     configs_name_their_images_the_ramdisk_and_a_command_line,

@@ -58,6 +58,7 @@ mod boot;
 mod devices;
 mod diagnostics;
 mod error;
+mod gdb;
 mod kvm;
 mod plan;
 mod platform;
@@ -67,7 +68,10 @@ pub mod testing;
 mod vm_memory_view;
 mod vmm;
 
-pub use boot::{kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement};
+pub use boot::{
+    boot_cmdline, kernel_cmdline, BootImages, BootPlan, ImageFormat, RamdiskPlacement,
+    DEFAULT_KERNEL_NAME,
+};
 pub use devices::{
     is_virtio, BackendEvent, DeviceFault, Disk, FramePort, GuestRam, NetCounters, QueueContext,
     Switch, SwitchPort, Tap, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioNet,
@@ -79,9 +83,10 @@ pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;
 pub use diagnostics::{Diagnostics, DiagnosticsOptions};
 pub use error::{Error, KvmError};
+pub use gdb::GdbOptions;
 pub use kvm::{
-    check_host, BootRegs, CpuMode, HostFinding, HostLimits, HostReport, KvmHal, KvmVCpu,
-    StartPolicy, VCpuBoot, VCpuThreadGuard, MAX_SLOT_BYTES,
+    check_host, BootRegs, CpuMode, DebugStop, GuestDebug, HostFinding, HostLimits, HostReport,
+    KvmHal, KvmVCpu, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters, MAX_SLOT_BYTES,
 };
 pub use kvm::{emulated_hpet, has_in_kernel_irqchip, pass_through_plan};
 pub use plan::{PlannedRange, RegionFate, VmPlan};

@@ -12,8 +12,8 @@ use crate::boot::bda::bda_contents;
 use crate::boot::e820::{e820_map, E820Kind};
 use crate::boot::mptable::MAX_MP_CPUS;
 use crate::boot::{
-    check_cmdline_fits, extra_images, protocol_for, BootImages, ImageFormat, KernelPlan,
-    RamdiskPlacement,
+    boot_cmdline, extra_images, plan_kernel, protocol_for, BootImages, BootLayout, ImageFormat,
+    KernelPlan, RamdiskPlacement,
 };
 use crate::devices::check_virtio_devices;
 use crate::kvm::{has_in_kernel_irqchip, pass_through_plan, region_refusal, HostLimits};
@@ -90,6 +90,9 @@ pub struct VmPlan {
     /// Where a boot protocol puts the ramdisk (None for the direct starts, which copy it to
     /// `ramdisk_load_addr`, or before the config was checked).
     pub ramdisk: Option<RamdiskPlacement>,
+    /// The command line the kernel gets ([`boot_cmdline`]): for Multiboot with the kernel's
+    /// name first. None for the direct starts, which pass none.
+    pub cmdline: Option<String>,
     /// The checked kernel, for the loader (None in a [`sketch`](Self::sketch)).
     pub(crate) kernel: Option<KernelPlan>,
 }
@@ -148,8 +151,7 @@ impl VmPlan {
         if let Some(refusal) = refusals_on(config, limits).into_iter().next() {
             return Err(refusal);
         }
-        let protocol = protocol_for(&images.kernel);
-        let kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
+        let kernel = plan_kernel(config, images)?;
         let mut plan = Self::sketch(config, images);
         plan.ramdisk = kernel.ramdisk;
         if let Some(entry) = kernel.image.entry {
@@ -163,12 +165,12 @@ impl VmPlan {
             plan.bsp_entry = entry;
             plan.ap_entry = entry;
         }
+        if let Some(layout) = kernel.layout {
+            plan.boot_data = laid_out_boot_data(config, &plan, &layout);
+        }
         plan.kernel = Some(kernel);
         plan.images = planned_images(config, images, &plan);
         extra_images(config, images, !plan.format.is_boot_protocol())?;
-        if plan.format.is_boot_protocol() {
-            check_cmdline_fits(config)?;
-        }
         Ok(plan)
     }
 
@@ -199,6 +201,7 @@ impl VmPlan {
             bsp_entry: config.bsp_entry(),
             ap_entry: config.ap_entry(),
             ramdisk: None,
+            cmdline: boot_cmdline(format, config, images),
             kernel: None,
         };
         plan.images = planned_images(config, images, &plan);
@@ -285,17 +288,53 @@ fn pass_through_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
         .collect()
 }
 
-/// The firmware tables the boot protocols get, and the e820 map's reserved ranges.
+/// What a boot protocol writes where `layout` put it: the protocol's own data (named as the
+/// protocol's `boot_data` in `plan.boot_data` names it: tables first, then the boot data
+/// area), the firmware tables, and the e820 map's reserved ranges.
+fn laid_out_boot_data(
+    config: &AxVMConfig,
+    plan: &VmPlan,
+    layout: &BootLayout,
+) -> Vec<PlannedRange> {
+    let described: Vec<String> = plan
+        .boot_data
+        .iter()
+        .map(|range| range.what.clone())
+        .collect();
+    let what = |index: usize| described.get(index).cloned().unwrap_or_default();
+    let area =
+        |what: String, (start, end): (u64, u64)| PlannedRange::new(what, None, start, end - start);
+    let mut ranges = vec![
+        area(what(0), layout.tables),
+        area(what(1), layout.boot_info),
+    ];
+    ranges.extend(table_areas(layout.acpi, layout.mptable));
+    ranges.extend(reserved_areas(config));
+    ranges
+}
+
+/// The firmware tables the boot protocols get, at the PC layout's places, and the e820 map's
+/// reserved ranges.
 fn firmware_areas(config: &AxVMConfig) -> Vec<PlannedRange> {
+    let mptable = (config.cpu_num <= MAX_MP_CPUS).then_some((MPTABLE_START, MPTABLE_END));
+    let mut areas = table_areas((ACPI_START, ACPI_END), mptable);
+    areas.extend(reserved_areas(config));
+    areas
+}
+
+/// The ACPI area and the MP table's, if any.
+fn table_areas(acpi: (u64, u64), mptable: Option<(u64, u64)>) -> Vec<PlannedRange> {
+    let area =
+        |what: &str, (start, end): (u64, u64)| PlannedRange::new(what, None, start, end - start);
+    let mut areas = vec![area("ACPI tables, RSDP first", acpi)];
+    areas.extend(mptable.map(|range| area("MP floating pointer and MP table", range)));
+    areas
+}
+
+/// The e820 map's reserved ranges, each with why.
+fn reserved_areas(config: &AxVMConfig) -> Vec<PlannedRange> {
     let area = |what: &str, start: u64, end: u64| PlannedRange::new(what, None, start, end - start);
-    let mut areas = vec![area("ACPI tables, RSDP first", ACPI_START, ACPI_END)];
-    if config.cpu_num <= MAX_MP_CPUS {
-        areas.push(area(
-            "MP floating pointer and MP table",
-            MPTABLE_START,
-            MPTABLE_END,
-        ));
-    }
+    let mut areas = Vec::new();
     for entry in e820_map(config)
         .iter()
         .filter(|e| e.kind == E820Kind::Reserved)

@@ -19,6 +19,7 @@ use crate::diagnostics::watchdog::check::Watch;
 use crate::diagnostics::watchdog::Progress;
 use crate::diagnostics::watcher::Watcher;
 use crate::diagnostics::{Diagnostics, DiagnosticsOptions};
+use crate::gdb::{GdbOptions, GdbServer};
 use crate::kvm::KvmHal;
 use crate::plan::VmPlan;
 use crate::sandbox::{self, StartGate, ThreadRole};
@@ -83,6 +84,9 @@ pub struct VmOptions {
     /// or start threads, which tests and embedders rarely expect. The `axvm` command turns
     /// it on (`--no-seccomp` turns it off).
     pub sandbox: bool,
+    /// Serve GDB's remote protocol for this VM ([`GdbOptions`]): breakpoints, steps,
+    /// registers and memory of every vCPU.
+    pub gdb: Option<GdbOptions>,
 }
 
 impl Default for VmOptions {
@@ -95,6 +99,7 @@ impl Default for VmOptions {
             unclaimed: UnclaimedAccessPolicy::Ignore,
             diagnostics: DiagnosticsOptions::default(),
             sandbox: false,
+            gdb: None,
         }
     }
 }
@@ -188,6 +193,8 @@ pub struct KvmVm {
     stop_note: StopNote,
     /// Whether the run confines its threads ([`VmOptions::sandbox`]).
     sandboxed: bool,
+    /// The GDB stub, when asked for.
+    gdb: Option<GdbServer>,
 }
 
 impl KvmVm {
@@ -236,6 +243,11 @@ impl KvmVm {
                 Box::new(move |bytes| progress.console_output(bytes)) as OutputObserver
             });
         let sandboxed = options.sandbox;
+        let gdb = options
+            .gdb
+            .map(|gdb| GdbServer::new(gdb, config.cpu_num))
+            .transpose()
+            .map_err(|err| Error::Console(format!("the GDB stub's listener: {err}")))?;
         let console = ConsoleThread::spawn_sandboxed(options.console, observer, sandboxed)
             .map_err(|err| Error::Console(err.to_string()))?;
         let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
@@ -274,6 +286,7 @@ impl KvmVm {
             console_drops_reported: AtomicU64::new(0),
             stop_note: platform.stop_note,
             sandboxed,
+            gdb,
         })
     }
 
@@ -315,9 +328,10 @@ impl KvmVm {
         self.watchdog().and_then(|progress| progress.report())
     }
 
-    /// The accesses no device claimed so far, one line per (address, width, direction),
-    /// most frequent first, e.g. `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest
-    /// device: serial at port 0x3f8-0x3ff)`; `None` when the guest touched nothing
+    /// The accesses no device claimed so far, one line per run of adjacent addresses of one
+    /// width and direction, most accesses first, e.g. `unclaimed: 12034 x 1-byte read at
+    /// port 0x3e5 (nearest device: serial at port 0x3f8-0x3ff)` or `unclaimed: 1024 x
+    /// 1-byte write at MMIO 0xa0000-0xa03ff`; `None` when the guest touched nothing
     /// unclaimed. `axvm run` prints it when the VM stops: how often a guest polled a
     /// missing device tells a probe from a driver stuck on the wrong address.
     pub fn unclaimed_summary(&self) -> Option<String> {
@@ -379,6 +393,9 @@ impl KvmVm {
             let (stop_watching, stop) = std::sync::mpsc::channel::<()>();
             let (halts, gate) = (&halts, &gate);
             let watcher = self.spawn_watcher(scope, halts, stop)?;
+            if let Some(gdb) = &self.gdb {
+                gdb.spawn_scoped(scope, &self.vm, self.sandboxed)?;
+            }
             let threads: Vec<_> = (0..self.vm.vcpu_num())
                 .map(|vcpu_id| {
                     std::thread::Builder::new()
@@ -477,6 +494,10 @@ impl KvmVm {
         gate: &StartGate,
         blocked_syscall_hook: bool,
     ) -> VCpuEnd {
+        let _ended = self
+            .gdb
+            .as_ref()
+            .map(|gdb| gdb.control().vcpu_thread(vcpu_id));
         pin_to_physical_cpus(self.vm.config(), vcpu_id);
         let _thread = self.vm.hal().enter_vcpu_thread(vcpu_id);
         if let Err(err) = sandbox::confine_if(self.sandboxed, ThreadRole::Vcpu) {
@@ -490,6 +511,7 @@ impl KvmVm {
         if !gate.wait() {
             return VCpuEnd::Stopped;
         }
+        self.debug_point(vcpu_id, false);
         loop {
             match self.vm.run_vcpu(vcpu_id) {
                 Ok(
@@ -504,7 +526,9 @@ impl KvmVm {
                     if let Some(progress) = self.watchdog() {
                         progress.board.answer_if_asked(&self.vm, vcpu_id);
                     }
+                    self.debug_point(vcpu_id, false);
                 }
+                Ok(AxVCpuExitReason::Debug) => self.debug_point(vcpu_id, true),
                 Ok(AxVCpuExitReason::SystemDown) => {
                     self.vm.shutdown();
                     return if self.vm.exit_status().is_some() {
@@ -522,6 +546,14 @@ impl KvmVm {
                 }
                 Err(err) => return VCpuEnd::Failed(self.with_guest_code(vcpu_id, err)),
             }
+        }
+    }
+
+    /// Where a vCPU thread pauses for GDB, when a stub is on: before the first run, after a
+    /// kick, and after a stop for the debugger (`stopped`).
+    fn debug_point(&self, vcpu_id: usize, stopped: bool) {
+        if let Some(gdb) = &self.gdb {
+            gdb.between_runs(&self.vm, vcpu_id, stopped);
         }
     }
 

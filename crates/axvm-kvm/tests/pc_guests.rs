@@ -23,6 +23,19 @@ fn create(config: AxVMConfig, kernel: &[u8], console: &Console) -> KvmVm {
     create_with(config, kernel, None, console)
 }
 
+/// The kernel's name the tests pass, as `axvm run` passes a config's `kernel_path`: the
+/// guests' configs name their images by the guest's name.
+fn kernel_name(kernel: &[u8]) -> Option<String> {
+    let named = [
+        (axvm_guests::MULTIBOOT, "multiboot"),
+        (axvm_guests::MULTIBOOT_LOW, "multiboot-low"),
+    ];
+    named
+        .iter()
+        .find(|(image, _)| *image == kernel)
+        .map(|(_, name)| name.to_string())
+}
+
 fn create_with(
     config: AxVMConfig,
     kernel: &[u8],
@@ -32,6 +45,7 @@ fn create_with(
     let images = BootImages {
         kernel: kernel.to_vec(),
         ramdisk: ramdisk.map(<[u8]>::to_vec),
+        kernel_name: kernel_name(kernel),
         ..Default::default()
     };
     KvmVm::create(
@@ -112,7 +126,7 @@ fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
         assert_has_lines(
             &console,
             &[
-                "cmdline: console=ttyS0 axvm-compat",
+                "cmdline: multiboot console=ttyS0 axvm-compat",
                 &format!("fw_cfg: {cpus} CPUs, 128 MiB"),
                 &format!("ACPI: {cpus} CPUs"),
                 &format!("APs started: {}", cpus - 1),
@@ -122,6 +136,50 @@ fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
         );
         assert_firmware_lines(&console, cpus);
     }
+}
+
+/// The Multiboot guest linked at 0x9000, over the PC layout's boot data area, as boot
+/// loaders built as Multiboot kernels are: axvm moves its information after it, so it reads
+/// its command line, memory map and module there (under QEMU, whose loader writes them at
+/// 0x9500 and then loads the kernel over them, it cannot).
+fn multiboot_kernel_linked_at_0x9000_reads_its_information() {
+    require_kvm();
+    let console = boot_guest(
+        parse_config(axvm_guests::MULTIBOOT_CONFIG),
+        axvm_guests::MULTIBOOT_LOW,
+    );
+    assert_has_lines(
+        &console,
+        &[
+            "cmdline: multiboot-low console=ttyS0 axvm-compat",
+            "memory: mem_upper and mmap agree with fw_cfg",
+            &format!("module: {} bytes", axvm_guests::RAMDISK.len()),
+            "APs started: 3",
+            "multiboot: all checks passed",
+        ],
+    );
+    assert!(
+        !console.contains("inside this image"),
+        "console:\n{console}"
+    );
+}
+
+/// The PVH guest with its ELF headers loaded read-only at 0xff000, inside the legacy area
+/// below its 1 MiB text, as `ld -Ttext=0x100000` emits: it boots as the plain one does.
+fn pvh_kernel_with_its_elf_headers_at_0xff000_boots() {
+    require_kvm();
+    let console = boot_guest(
+        parse_config(axvm_guests::PVH_CONFIG),
+        axvm_guests::PVH_LOWHDR,
+    );
+    assert_has_lines(
+        &console,
+        &[
+            "cmdline: console=ttyS0 axvm-compat",
+            "ACPI: 2 CPUs",
+            "pvh: all checks passed",
+        ],
+    );
 }
 
 fn pvh_kernel_reads_its_start_info() {
@@ -256,6 +314,8 @@ fn injecting_into_a_vcpu_the_vm_lacks_is_refused() {
 
 axvm_test_harness::main!(
     multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps,
+    multiboot_kernel_linked_at_0x9000_reads_its_information,
+    pvh_kernel_with_its_elf_headers_at_0xff000_boots,
     pvh_kernel_reads_its_start_info,
     bzimage_reads_its_zero_page_and_verifies_its_ramdisk,
     pit_interrupts_arrive_through_the_ioapic_at_their_rate,

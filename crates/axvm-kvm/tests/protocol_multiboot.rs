@@ -159,7 +159,11 @@ fn check_information(vm: &axvm_kvm::KvmVm, info: u64) {
     let flags = field(0);
     assert_eq!(flags, 0x1 | 0x4 | 0x8 | 0x40 | 0x200, "flags {flags:#x}");
     assert_eq!((field(4), field(8)), (639, (RAM - 0x10_0000) as u32 / 1024));
-    assert_eq!(read_cstr(vm, field(16).into()), CMDLINE);
+    assert_eq!(
+        read_cstr(vm, field(16).into()),
+        format!("{KERNEL_NAME} {CMDLINE}"),
+        "the kernel's name first, as QEMU and GRUB pass it"
+    );
     assert_eq!(field(20), 1, "mods_count");
     let module = u64::from(field(24));
     let (start, end) = (read_u32(vm, module), read_u32(vm, module + 4));
@@ -210,12 +214,16 @@ fn elf32_kernel_is_loaded_by_physical_address_and_entered_there() {
     assert_eq!(printed, MULTIBOOT_LINE);
 }
 
-fn no_cmdline_is_an_empty_string_and_an_explicit_ramdisk_address_is_used() {
+fn no_cmdline_is_the_kernel_name_and_a_space_and_an_explicit_ramdisk_address_is_used() {
     require_kvm();
     let config = parse_config(&config_text(1, RAM, None, Some(0x80_0000)));
     let (vm, _console) = create(config, &images(&kludge_kernel(0x10_0000, 0)));
     let info = vm.plan().info.expect("info").as_u64();
-    assert_eq!(read_cstr(&vm, read_u32(&vm, info + 16).into()), "");
+    // As QEMU passes `-kernel PATH` without `-append`: "PATH ".
+    assert_eq!(
+        read_cstr(&vm, read_u32(&vm, info + 16).into()),
+        format!("{KERNEL_NAME} ")
+    );
     let module = u64::from(read_u32(&vm, info + 24));
     assert_eq!(read_u32(&vm, module), 0x80_0000);
     assert_eq!(read(&vm, 0x80_0000, RAMDISK.len()), RAMDISK);
@@ -244,12 +252,38 @@ fn bad_multiboot_kernels_are_refused_with_the_field_named() {
             kludge_kernel(RAM as u32 + 0x10_0000, 0),
             "not inside any memory region",
         ),
-        ("over boot data", kludge_kernel(0x8000, 0), "overlaps"),
+        // 0xd0000..0x110060: no byte of 0xe0000-0xfffff is left for the RSDP.
+        (
+            "over the BIOS area",
+            kludge_kernel(0xd_0000, 0x4_0000),
+            "covers 0xe0000..0x100000",
+        ),
     ];
     for (what, kernel, words) in cases {
         eprintln!("case: {what}");
         assert_refused(config(1), &images(&kernel), "kernel.kernel_path", words);
     }
+}
+
+/// A kernel linked at 0x9000, over the PC layout's boot data area (boot loaders built as
+/// Multiboot kernels link there): it boots, with every field of its information, which
+/// axvm puts in the first free page after it, as QEMU puts its Multiboot data after the
+/// kernel.
+fn a_kernel_linked_at_0x9000_gets_its_information_after_it() {
+    require_kvm();
+    let kernel = kludge_kernel(0x9000, 0x1000);
+    let kernel_end = 0x9000 + kernel.len() as u64 + 0x1000;
+    let (vm, console) = create(config(1), &images(&kernel));
+    let info = vm.plan().info.expect("an information structure").as_u64();
+    assert!(
+        (kernel_end..0x9_f000).contains(&info),
+        "info at {info:#x}, the kernel ends at {kernel_end:#x}"
+    );
+    check_information(&vm, info);
+    assert_eq!(read_u32(&vm, 0x9000), MAGIC, "the kernel is where it asked");
+    let (outcome, printed) = run(vm, &console);
+    assert_eq!(outcome, VmOutcome::Exited(42), "console: {printed:?}");
+    assert_eq!(printed, MULTIBOOT_LINE);
 }
 
 fn a_ramdisk_over_the_kernel_is_refused() {
@@ -268,7 +302,8 @@ axvm_test_harness::main!(
     kludge_kernel_gets_the_magic_and_the_information_structure,
     the_kernel_wakes_vcpu_1_with_init_sipi_sipi,
     elf32_kernel_is_loaded_by_physical_address_and_entered_there,
-    no_cmdline_is_an_empty_string_and_an_explicit_ramdisk_address_is_used,
+    no_cmdline_is_the_kernel_name_and_a_space_and_an_explicit_ramdisk_address_is_used,
     bad_multiboot_kernels_are_refused_with_the_field_named,
+    a_kernel_linked_at_0x9000_gets_its_information_after_it,
     a_ramdisk_over_the_kernel_is_refused,
 );

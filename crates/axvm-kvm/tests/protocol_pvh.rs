@@ -1,7 +1,8 @@
 //! PVH: a tiny synthetic ELF64 kernel with a `XEN_ELFNOTE_PHYS32_ENTRY` note whose 32-bit
 //! code checks `hvm_start_info` through EBX, the structure read back from guest memory, the
 //! same kernel as an i386 ELF32 (booted the same way), an ELF32 without the note (refused,
-//! saying what would make it bootable), and a PVH kernel axvm refuses with the field named.
+//! saying what would make it bootable), and PVH kernels in low memory, whose boot data and
+//! ACPI tables axvm moves beside them.
 
 mod common;
 mod protocol_common;
@@ -224,14 +225,29 @@ fn check_start_info(vm: &axvm_kvm::KvmVm, info: u64) {
     }
 }
 
-fn pvh_kernel_over_the_boot_data_is_refused() {
+/// PVH kernels loaded over the PC layout's boot data area (0x9000) and over its ACPI area
+/// (0xe0000): each boots, with `hvm_start_info` (and the tables it points to) moved to the
+/// first free bytes after the kernel, where the RSDP pointer follows.
+fn pvh_kernels_in_low_memory_get_their_data_beside_them() {
     require_kvm();
-    assert_refused(
-        config(1),
-        &images(&pvh_kernel(0x8000)),
-        "kernel.kernel_path",
-        "boot data",
-    );
+    for (paddr, moved) in [(0x9000, "start_info"), (0xe_0000, "RSDP")] {
+        let (vm, console) = create(config(1), &images(&pvh_kernel(paddr)));
+        let kernel_end = paddr + 0x2000;
+        let info = vm.plan().info.expect("start_info").as_u64();
+        check_start_info(&vm, info);
+        let rsdp = read_u64(&vm, info + 32);
+        let after_kernel = match moved {
+            "start_info" => info,
+            _ => rsdp,
+        };
+        assert!(
+            (kernel_end..kernel_end + 0x1_0000).contains(&after_kernel),
+            "{moved} at {after_kernel:#x}, the kernel at {paddr:#x}..{kernel_end:#x}"
+        );
+        let (outcome, printed) = run(vm, &console);
+        assert_eq!(outcome, VmOutcome::Exited(42), "console: {printed:?}");
+        assert_eq!(printed, PVH_LINE);
+    }
 }
 
 axvm_test_harness::main!(
@@ -239,5 +255,5 @@ axvm_test_harness::main!(
     pvh_kernel_gets_start_info_in_ebx,
     elf32_pvh_kernel_boots_like_an_elf64_one,
     elf32_without_the_pvh_note_is_refused_with_what_would_boot_it,
-    pvh_kernel_over_the_boot_data_is_refused,
+    pvh_kernels_in_low_memory_get_their_data_beside_them,
 );

@@ -86,6 +86,39 @@ fn unclaimed_accesses_read_as_zero_under_the_ignore_policy() {
     assert_eq!(vm.status(), VMStatus::Running);
 }
 
+/// A copy into a hole, down or up, counts as one run of adjacent addresses; a second copy
+/// elsewhere and a polled port are runs of their own.
+#[test]
+fn unclaimed_accesses_are_counted_in_runs_of_adjacent_addresses() {
+    let hal = TestHal::new();
+    let vcpu = hal.vcpu(0);
+    let write = |addr: u64| Exit::MmioWrite {
+        addr: gpa(addr),
+        width: Word,
+        data: 0,
+    };
+    vcpu.script((0..64).rev().map(|i| write(0xfe00_0000 + 2 * i)));
+    vcpu.script((0..8).map(|i| write(0xfe10_0000 + 2 * i)));
+    vcpu.script((0..100).map(|_| io_read(0x2fd, Byte)));
+    let vm = booted_vm(
+        config(1),
+        &hal,
+        device_set(UnclaimedAccessPolicy::Ignore, vec![]),
+    );
+    assert_eq!(vm.run_vcpu(0).unwrap(), Exit::Halt);
+    let (runs, overflow) = vm.devices().unclaimed_accesses();
+    let lines: Vec<String> = runs.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "100 x 1-byte read at port 0x2fd",
+            "64 x 2-byte write at MMIO 0xfe000000-0xfe00007f",
+            "8 x 2-byte write at MMIO 0xfe100000-0xfe10000f",
+        ]
+    );
+    assert_eq!(overflow, 0);
+}
+
 #[test]
 fn unclaimed_accesses_stop_the_vm_under_the_error_policy() {
     let hal = TestHal::new();

@@ -3,7 +3,7 @@
 
 use axvm::device::AxVmDevices;
 use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType};
-use axvm_kvm::{is_virtio, kernel_cmdline, ImageFormat, PlannedRange, RegionFate, VmPlan};
+use axvm_kvm::{is_virtio, kernel_cmdline, ImageFormat, VmPlan};
 
 use super::dry_run::{self, DryRun};
 use super::memory_map;
@@ -57,7 +57,7 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
     if let Some(DryRun::Refused(message)) = &created {
         problems.push(message.clone());
     }
-    let warnings = warnings(config, &plan);
+    let warnings = crate::warnings::config_warnings(config, &plan);
     for problem in &problems {
         outln!("  [FAIL] {problem}")?;
     }
@@ -81,16 +81,22 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
 }
 
 /// The command line the kernel gets: `kernel.cmdline` with the `virtio_mmio.device=`
-/// entries axvm appends, when the kernel's boot protocol passes one.
+/// entries axvm appends, when the kernel's boot protocol passes one; for Multiboot, after
+/// the kernel's name, quoted so that the space ending a line without arguments shows.
 fn print_cmdline(config: &AxVMConfig, plan: &VmPlan) -> output::Result {
-    let line = kernel_cmdline(config);
-    if plan.format.is_boot_protocol() {
+    let line = plan.cmdline.as_deref();
+    if plan.format == ImageFormat::Multiboot {
+        outln!(
+            "\nKernel command line (Multiboot: the kernel_path as written, then kernel.cmdline, as QEMU and GRUB pass it):\n  \"{}\"",
+            line.unwrap_or_default()
+        )?;
+    } else if plan.format.is_boot_protocol() {
         outln!(
             "\nKernel command line ({:?}):\n  {}",
             plan.format,
-            line.as_deref().unwrap_or("(empty)")
+            line.unwrap_or("(empty)")
         )?;
-    } else if line.is_some() {
+    } else if kernel_cmdline(config).is_some() {
         outln!(
             "\nKernel command line: none is passed (a {:?} kernel has no boot protocol to take one)",
             plan.format
@@ -104,84 +110,4 @@ fn as_dummy_if_unknown_or_virtio(mut device: EmulatedDeviceConfig) -> EmulatedDe
         device.emu_type = EmulatedDeviceType::Dummy;
     }
     device
-}
-
-/// Legal but suspicious: each as "field: what and what follows".
-fn warnings(config: &AxVMConfig, plan: &VmPlan) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for (index, fate) in plan.regions.iter().enumerate() {
-        if *fate == RegionFate::IdenticalFallback {
-            warnings.push(format!("kernel.memory_regions[{index}]: MapIdentical cannot be honoured by a Linux process: the region will be allocated elsewhere (guest-physical addresses are unchanged)"));
-        }
-    }
-    warnings.extend(crate::host_memory::warning(config));
-    entry_warning(config, plan, &mut warnings);
-    for (later, image) in plan.images.iter().enumerate() {
-        for earlier in plan.images[..later]
-            .iter()
-            .filter(|other| overlaps(other, image))
-        {
-            if earlier.field == image.field {
-                continue;
-            }
-            warnings.push(format!(
-                "{}: the {} ({:#x}..{:#x}) overlaps the {} ({:#x}..{:#x}): the {} is loaded later and overwrites it",
-                earlier.field.unwrap_or("kernel"), earlier.what, earlier.start, earlier.end, image.what, image.start, image.end, image.what
-            ));
-        }
-    }
-    for (index, device) in config.pass_through_devices.iter().enumerate() {
-        let (start, end) = (
-            device.base_gpa.as_u64(),
-            device.base_gpa.as_u64().saturating_add(device.length),
-        );
-        if let Some(ram) = config
-            .memory_regions
-            .iter()
-            .position(|r| r.gpa.as_u64() < end && start < r.end().as_u64())
-        {
-            warnings.push(format!("devices.passthrough_devices[{index}] ({}): {start:#x}..{end:#x} overlaps RAM kernel.memory_regions[{ram}]: the guest reaches one of them there, not both; move the device or shrink the region", device.name));
-        }
-    }
-    for (index, device) in config.emu_devices.iter().enumerate() {
-        if let EmulatedDeviceType::Unknown(value) = device.emu_type {
-            warnings.push(format!("devices.emu_devices[{index}] ({}): emu_type {value:#x} is not a type the ArceOS numbering defines: it is treated as 0x0 (Dummy: scratch registers), as the ArceOS hypervisor does; write 0x0 to say so", device.name));
-        }
-    }
-    warnings
-}
-
-/// A raw kernel's entry point outside every image it could run: the vCPU would execute
-/// zeroed memory (`add [bx+si], al` forever in real mode) instead of the kernel.
-fn entry_warning(config: &AxVMConfig, plan: &VmPlan, warnings: &mut Vec<String>) {
-    if plan.format != ImageFormat::Raw {
-        return;
-    }
-    let entry = config.cpu_config.bsp_entry.as_u64();
-    if config
-        .region_containing(config.cpu_config.bsp_entry)
-        .is_none()
-    {
-        return; // refused already: "not inside any memory region"
-    }
-    let in_image = plan
-        .images
-        .iter()
-        .any(|image| image.start <= entry && entry < image.end);
-    let kernel = plan
-        .images
-        .iter()
-        .find(|image| image.field == Some("kernel.kernel_path"));
-    if let (false, Some(kernel)) = (in_image, kernel) {
-        warnings.push(format!(
-            "kernel.entry_point: entry point {entry:#x} is not inside the kernel image ({:#x}..{:#x}): the vCPU will start in memory that holds zeros",
-            kernel.start,
-            kernel.end
-        ));
-    }
-}
-
-/// Whether two planned ranges share an address.
-fn overlaps(a: &PlannedRange, b: &PlannedRange) -> bool {
-    a.start < b.end && b.start < a.end
 }

@@ -38,9 +38,11 @@ pub fn create_and_drop(files: &VmFiles) -> DryRun {
         diagnostics: DiagnosticsOptions::default(),
         // The VM never runs: nothing to confine, and this thread goes on checking.
         sandbox: false,
+        gdb: None,
     };
-    // `check` reports the warnings creation logs (MapIdentical, unknown types) on stdout
-    // already; only errors may reach stderr meanwhile.
+    // `check` prints the config's warnings on stdout; creation logs them only at debug
+    // level, and whatever else it would warn of is no business of a check: only errors may
+    // reach stderr meanwhile.
     let level = log::max_level();
     log::set_max_level(level.min(log::LevelFilter::Error));
     let created = run::create_vm_from(&files.origin, files.config.clone(), &files.images, options);

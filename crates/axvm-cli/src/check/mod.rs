@@ -3,7 +3,8 @@
 //! Problems (`[FAIL]`) are what `axvm run` would refuse or what this host cannot do; they
 //! make the exit status 1. Warnings (`[warn]`) are legal but suspicious (an entry point in
 //! zeros, images over each other, memory the host places differently than asked); they are
-//! printed and leave the exit status 0, because the VM runs as configured.
+//! printed and leave the exit status 0, because the VM runs as configured. They come from
+//! [`crate::warnings`], which `axvm run` logs too.
 //!
 //! A config without problems is then created and loaded by `run`'s own code, and dropped
 //! before its first instruction (`dry_run.rs`), so `check` refuses exactly what `run`

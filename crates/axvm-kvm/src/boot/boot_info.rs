@@ -1,25 +1,26 @@
 //! [`BootInfoWriter`]: how each boot protocol lays out its data (info block, command line,
-//! memory map, module list) in the boot data area the PC layout reserves for it
-//! (`platform::pc::layout`, [`BOOT_INFO_START`]..[`BOOT_INFO_END`]), one item after the
-//! other, refusing what does not fit with the data named.
+//! memory map, module list) in its boot data area (the PC layout's 0x9000..0x9f000 unless
+//! an image is there: `low_memory.rs`), one item after the other, refusing what does not
+//! fit with the data named.
 
 use axvm::{AxVM, AxVMHal, ConfigError, GuestPhysAddr};
-
-use crate::platform::pc::layout::{BOOT_INFO_END, BOOT_INFO_START};
 
 /// Hands out space in the boot-protocol data area and writes data there: each boot protocol
 /// lays out its info block, command line and tables through one of these.
 pub struct BootInfoWriter<'a, H: AxVMHal> {
     vm: &'a AxVM<H>,
     next: u64,
+    /// The area: `[start, end)`.
+    area: (u64, u64),
 }
 
 impl<'a, H: AxVMHal> BootInfoWriter<'a, H> {
-    /// A writer at the start of the area.
-    pub fn new(vm: &'a AxVM<H>) -> Self {
+    /// A writer at the start of `area` (`[start, end)`, page-aligned).
+    pub fn new(vm: &'a AxVM<H>, area: (u64, u64)) -> Self {
         Self {
             vm,
-            next: BOOT_INFO_START,
+            next: area.0,
+            area,
         }
     }
 
@@ -32,10 +33,11 @@ impl<'a, H: AxVMHal> BootInfoWriter<'a, H> {
         align: u64,
     ) -> Result<GuestPhysAddr, ConfigError> {
         let at = self.next.next_multiple_of(align.max(1));
-        let end = at.checked_add(bytes.len() as u64).filter(|&end| end <= BOOT_INFO_END).ok_or_else(|| {
+        let (start, limit) = self.area;
+        let end = at.checked_add(bytes.len() as u64).filter(|&end| end <= limit).ok_or_else(|| {
             ConfigError::invalid(
                 "kernel",
-                format!("the boot data ({what}) does not fit in {BOOT_INFO_START:#x}..{BOOT_INFO_END:#x}; shorten the command line"),
+                format!("the boot data ({what}) does not fit in {start:#x}..{limit:#x}; shorten the command line"),
             )
         })?;
         self.vm

@@ -10,7 +10,8 @@
 //!
 //! The zero page gets the image's setup header with the loader's fields set (loader type
 //! 0xff, command line, ramdisk), the e820 memory map and, from protocol 2.14, the ACPI RSDP
-//! address. It goes in the boot data area (`platform::pc::layout`) with the command line after it.
+//! address. It goes in the boot data area (`platform::pc::layout`, or where `low_memory.rs`
+//! moved it), after the command line.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
@@ -19,12 +20,12 @@ use vm_memory::ByteValued;
 use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::elf::Segment;
-use super::page_tables::write_boot_tables;
+use super::page_tables::write_boot_tables_at;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
-use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START, BZIMAGE_LOAD_ADDR};
+use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
 
 /// Where the protected-mode kernel goes (the PC layout's [`BZIMAGE_LOAD_ADDR`]).
 pub const KERNEL_LOAD_ADDR: u64 = BZIMAGE_LOAD_ADDR;
@@ -225,6 +226,7 @@ impl BootProtocol for BzImage {
         Ok(KernelPlan {
             image: KernelImage::new(kernel.entry(), vec![kernel.segment]),
             ramdisk,
+            layout: None,
         })
     }
 
@@ -237,7 +239,7 @@ impl BootProtocol for BzImage {
     ) -> Result<BootPlan, ConfigError> {
         // The zero page copies the setup header, which the plan does not keep.
         let kernel = parse(&images.kernel)?;
-        load(vm, images, &kernel, plan.ramdisk, rsdp)
+        load(vm, images, &kernel, plan, rsdp)
     }
 }
 
@@ -249,18 +251,19 @@ fn load(
     vm: &AxVM<KvmHal>,
     images: &BootImages,
     kernel: &Kernel,
-    placed: Option<RamdiskPlacement>,
+    plan: &KernelPlan,
     rsdp: Option<GuestPhysAddr>,
 ) -> Result<BootPlan, ConfigError> {
+    let placed = plan.ramdisk;
+    let layout = plan.layout();
     placement::copy_segments(vm, &images.kernel, &[kernel.segment])?;
     placement::copy_ramdisk(vm, images.ramdisk.as_deref(), placed)?;
-    let zero_page = write_zero_page(vm, kernel, placed, rsdp)?;
-    let tables = write_boot_tables(vm).map_err(|err| {
+    let zero_page = write_zero_page(vm, kernel, placed, rsdp, layout.boot_info)?;
+    let (start, end) = layout.tables;
+    let tables = write_boot_tables_at(vm, start).map_err(|err| {
         ConfigError::invalid(
             "kernel.memory_regions",
-            format!(
-                "cannot write the boot page tables at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x}, which must be RAM: {err}"
-            ),
+            format!("cannot write the boot page tables at {start:#x}..{end:#x}, which must be RAM: {err}"),
         )
     })?;
     let bsp = VCpuBoot {
@@ -289,9 +292,10 @@ fn write_zero_page(
     kernel: &Kernel,
     ramdisk: Option<RamdiskPlacement>,
     rsdp: Option<GuestPhysAddr>,
+    area: (u64, u64),
 ) -> Result<GuestPhysAddr, ConfigError> {
     let config = vm.config();
-    let mut writer = BootInfoWriter::new(vm);
+    let mut writer = BootInfoWriter::new(vm, area);
     let cmdline = writer.push_str(
         "Linux command line",
         super::kernel_cmdline(config).as_deref().unwrap_or(""),
@@ -316,7 +320,7 @@ fn zero_page(
     };
     params.hdr.type_of_loader = LOADER_UNDEFINED;
     params.hdr.code32_start = KERNEL_LOAD_ADDR as u32;
-    // Boot data lies below 0x9f000 and the ramdisk below initrd_addr_max: both fit 32 bits.
+    // Boot data lies below 4 GiB and the ramdisk below initrd_addr_max: both fit 32 bits.
     params.hdr.cmd_line_ptr = cmdline.as_u64() as u32;
     if let Some(ramdisk) = ramdisk {
         params.hdr.ramdisk_image = ramdisk.gpa.as_u64() as u32;

@@ -67,6 +67,7 @@ impl BootProtocol for RawDirect {
                 .layout(kernel, load_gpa)
                 .map_err(|problem| ConfigError::invalid("kernel.kernel_path", problem))?,
             ramdisk: None,
+            layout: None,
         })
     }
 
@@ -136,6 +137,7 @@ impl BootProtocol for Elf64Direct {
         Ok(KernelPlan {
             image: KernelImage::new(info.entry, info.segments),
             ramdisk: None,
+            layout: None,
         })
     }
 

@@ -30,6 +30,7 @@ mod bzimage;
 mod direct;
 pub mod e820;
 mod elf;
+mod low_memory;
 pub mod mptable;
 mod multiboot;
 mod page_tables;
@@ -41,6 +42,7 @@ use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
 /// The PC layout, where it was before `platform::pc::layout` took it over.
 pub use crate::platform::pc::layout;
+pub use low_memory::BootLayout;
 pub use placement::RamdiskPlacement;
 
 pub(crate) use protocol::{protocol_for, KernelPlan};
@@ -115,7 +117,6 @@ fn size_text(bytes: u64) -> String {
 }
 
 use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
-use crate::platform::pc::layout::GDT_START;
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
 /// the files a config names; tests and the demo embed them). The kernel's format (raw
@@ -142,6 +143,50 @@ pub struct BootImages {
     pub dtb: Option<Vec<u8>>,
     /// A ramdisk: at `ramdisk_load_addr`, or placed by the boot protocol when that is unset.
     pub ramdisk: Option<Vec<u8>>,
+    /// The kernel's name as the user wrote it (the config's `kernel_path`): Multiboot
+    /// passes it as the command line's first word, as QEMU and GRUB do. `None` (images
+    /// made in code) passes [`DEFAULT_KERNEL_NAME`] there instead.
+    pub kernel_name: Option<String>,
+}
+
+/// The first word of a Multiboot command line when [`BootImages::kernel_name`] is unset:
+/// kernels drop that word as the loader's, so it must be there for the rest to reach them.
+pub const DEFAULT_KERNEL_NAME: &str = "kernel";
+
+/// The command line a kernel in `format` gets: for Multiboot, the kernel's name, a space
+/// and [`kernel_cmdline`] (empty when there is none), as QEMU's `-kernel PATH -append TEXT`
+/// passes `"PATH TEXT"` and GRUB the kernel's path and arguments (kernels skip the first
+/// word); for PVH and Linux, [`kernel_cmdline`]; `None` for the direct starts, which pass
+/// none.
+///
+/// ```
+/// use axvm::AxVMConfig;
+/// use axvm_kvm::{boot_cmdline, BootImages, ImageFormat};
+///
+/// let mut config = AxVMConfig::new("cmdline", 1);
+/// config.cmdline = Some("console=ttyS0".into());
+/// let images = BootImages { kernel_name: Some("images/kernel.elf".into()), ..Default::default() };
+/// let line = boot_cmdline(ImageFormat::Multiboot, &config, &images);
+/// assert_eq!(line.as_deref(), Some("images/kernel.elf console=ttyS0"));
+/// config.cmdline = None;
+/// let line = boot_cmdline(ImageFormat::Multiboot, &config, &images);
+/// assert_eq!(line.as_deref(), Some("images/kernel.elf "), "as QEMU without -append");
+/// assert_eq!(boot_cmdline(ImageFormat::Pvh, &config, &images), None);
+/// ```
+pub fn boot_cmdline(
+    format: ImageFormat,
+    config: &AxVMConfig,
+    images: &BootImages,
+) -> Option<String> {
+    match format {
+        ImageFormat::Multiboot => {
+            let name = images.kernel_name.as_deref().unwrap_or(DEFAULT_KERNEL_NAME);
+            let args = kernel_cmdline(config).unwrap_or_default();
+            Some(format!("{name} {args}"))
+        }
+        ImageFormat::Pvh | ImageFormat::BzImage => kernel_cmdline(config),
+        ImageFormat::Raw | ImageFormat::Elf64 => None,
+    }
 }
 
 /// The kernel image formats axvm recognises by content.
@@ -247,12 +292,13 @@ impl BootPlan {
 }
 
 /// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
-/// interrupts off, flat segments from the GDT written at [`GDT_START`], and `regs`.
-fn protected32_boot(vm: &AxVM<KvmHal>, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
-    let gdt_base = page_tables::write_gdt(vm).map_err(|err| {
+/// interrupts off, flat segments from the GDT written at `gdt` (the boot layout's), and
+/// `regs`.
+fn protected32_boot(vm: &AxVM<KvmHal>, gdt: u64, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
+    let gdt_base = page_tables::write_gdt(vm, gdt).map_err(|err| {
         ConfigError::invalid(
             "kernel.memory_regions",
-            format!("cannot write the GDT at {GDT_START:#x}, which must be RAM: {err}"),
+            format!("cannot write the GDT at {gdt:#x}, which must be RAM: {err}"),
         )
     })?;
     Ok(VCpuBoot {
@@ -278,9 +324,7 @@ pub fn load_planned(
     let config = vm.config();
     let kernel = match &plan.kernel {
         Some(kernel) => kernel,
-        None => {
-            &protocol_for(&images.kernel).plan(config, &images.kernel, images.ramdisk.as_deref())?
-        }
+        None => &plan_kernel(config, images)?,
     };
     let protocol = protocol_for(&images.kernel);
     let format = protocol.format();
@@ -291,7 +335,7 @@ pub fn load_planned(
         copy_image(vm, field, gpa, image)?;
     }
     let rsdp = if format.is_boot_protocol() {
-        Some(write_firmware_tables(vm)?)
+        Some(write_firmware_tables(vm, &kernel.layout())?)
     } else {
         None
     };
@@ -310,14 +354,30 @@ pub fn load_planned(
     Ok(boot)
 }
 
-/// Writes the ACPI tables and, when the vCPUs fit in it, the MP table; returns the RSDP
-/// (PVH's `rsdp_paddr` and Linux's `acpi_rsdp_addr` point at it).
-fn write_firmware_tables(vm: &AxVM<KvmHal>) -> Result<GuestPhysAddr, ConfigError> {
-    let rsdp = acpi::write_acpi_tables(vm)?;
-    if vm.config().cpu_num <= mptable::MAX_MP_CPUS {
-        mptable::write_mp_table(vm)?;
+/// Writes the ACPI tables and, when the vCPUs fit in it, the MP table where `layout` puts
+/// them; returns the RSDP (PVH's `rsdp_paddr` and Linux's `acpi_rsdp_addr` point at it).
+fn write_firmware_tables(
+    vm: &AxVM<KvmHal>,
+    layout: &BootLayout,
+) -> Result<GuestPhysAddr, ConfigError> {
+    let rsdp = acpi::write_acpi_tables_at(vm, layout.acpi)?;
+    if let Some(area) = layout.mptable {
+        mptable::write_mp_table_at(vm, area)?;
     }
     Ok(rsdp)
+}
+
+/// The kernel `images` holds, checked against `config` by its protocol, with its ramdisk
+/// placed and, for the boot protocols, their data laid out around the images.
+pub(crate) fn plan_kernel(
+    config: &AxVMConfig,
+    images: &BootImages,
+) -> Result<KernelPlan, ConfigError> {
+    let protocol = protocol_for(&images.kernel);
+    let mut kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
+    check_cmdline_fits(protocol.format(), config, images)?;
+    kernel.layout = low_memory::plan_layout(config, images, protocol.format(), &kernel)?;
+    Ok(kernel)
 }
 
 /// An image copied as it is: its config field, load address and bytes.
@@ -364,8 +424,12 @@ pub(crate) fn extra_images<'a>(
 /// Refuses a command line that cannot fit in the boot data area, whatever else the boot
 /// protocol puts there (the loader refuses the rest, when the protocol's own data leaves
 /// too little room).
-pub(crate) fn check_cmdline_fits(config: &AxVMConfig) -> Result<(), ConfigError> {
-    let Some(line) = kernel_cmdline(config) else {
+pub(crate) fn check_cmdline_fits(
+    format: ImageFormat,
+    config: &AxVMConfig,
+    images: &BootImages,
+) -> Result<(), ConfigError> {
+    let Some(line) = boot_cmdline(format, config, images) else {
         return Ok(());
     };
     let room = layout::BOOT_INFO_END - layout::BOOT_INFO_START;

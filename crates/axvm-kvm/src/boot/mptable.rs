@@ -6,7 +6,8 @@
 //! checks its checksum, and follows it to the configuration table "PCMP" right after it:
 //! a header, then one entry per processor, the ISA bus, the IOAPIC, the IOAPIC pin of each
 //! ISA IRQ, and the local APIC pins (LINT0 ExtINT, LINT1 NMI). It all lies in
-//! [`MPTABLE_START`]..[`MPTABLE_END`], which the e820 map reports reserved.
+//! [`MPTABLE_START`]..[`MPTABLE_END`] (or, when an image covers that, in the free bytes of
+//! 0xf0000-0xfffff the boot layout found), which the e820 map reports reserved.
 
 use axvm::{AxVM, AxVMHal, ConfigError};
 
@@ -56,13 +57,28 @@ const EXT_INT: u8 = 3;
 
 /// Builds the MP tables for `vm`'s vCPUs and writes them at `MPTABLE_START`.
 pub fn write_mp_table<H: AxVMHal>(vm: &AxVM<H>) -> Result<(), ConfigError> {
-    let image = mp_table(vm.config().cpu_num)?;
-    write_area(vm, "MP tables", (MPTABLE_START, MPTABLE_END), &image)
+    write_mp_table_at(vm, (MPTABLE_START, MPTABLE_END))
+}
+
+/// [`write_mp_table`] in `area` (`[start, end)`, inside 0xf0000-0xfffff so kernels find the
+/// floating pointer), where the boot layout put it clear of the images.
+pub(crate) fn write_mp_table_at<H: AxVMHal>(
+    vm: &AxVM<H>,
+    area: (u64, u64),
+) -> Result<(), ConfigError> {
+    let image = mp_table_at(vm.config().cpu_num, area.0)?;
+    write_area(vm, "MP tables", area, &image)
 }
 
 /// The bytes of the MP table area from [`MPTABLE_START`] on, for `cpu_num` vCPUs: the
 /// floating pointer, then the configuration table.
 pub fn mp_table(cpu_num: usize) -> Result<Vec<u8>, ConfigError> {
+    mp_table_at(cpu_num, MPTABLE_START)
+}
+
+/// [`mp_table`] for an area starting at `base`: the floating pointer holds the table's
+/// address.
+pub(crate) fn mp_table_at(cpu_num: usize, base: u64) -> Result<Vec<u8>, ConfigError> {
     let cpu_count = checked_cpu_count(cpu_num)?;
     if cpu_num > MAX_MP_CPUS {
         return Err(ConfigError::invalid(
@@ -73,7 +89,7 @@ pub fn mp_table(cpu_num: usize) -> Result<Vec<u8>, ConfigError> {
             ),
         ));
     }
-    let config_table_at = MPTABLE_START + FLOATING_POINTER_LEN as u64;
+    let config_table_at = base + FLOATING_POINTER_LEN as u64;
     let mut image = floating_pointer(config_table_at as u32).to_vec();
     image.extend_from_slice(&configuration_table(cpu_count));
     debug_assert!(image.len() <= AREA_LEN);

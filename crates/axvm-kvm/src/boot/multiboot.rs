@@ -9,11 +9,13 @@
 //! (`platform::pc::layout`) with the memory sizes, the command line, the ramdisk as the one module, the
 //! memory map and the boot loader name "axvm".
 //!
-//! The module's string is "ramdisk": axvm gets the ramdisk's bytes, not its file name.
+//! The command line is the kernel's name as the config writes it (`kernel_path`), a space,
+//! then `kernel.cmdline` ([`boot_cmdline`](super::boot_cmdline)): what QEMU passes for
+//! `-kernel PATH -append TEXT` and GRUB for `multiboot PATH ARGS`. Kernels skip that first
+//! word as the loader's (Xen does, for every loader but GRUB 2), so a command line without
+//! it loses its first argument.
 //!
-//! Unlike QEMU, which passes the kernel's file name followed by `-append`'s text, axvm
-//! passes only `kernel.cmdline` (empty when unset): the file name means nothing to a guest
-//! and a kernel that wants its own name can be given it in the command line.
+//! The module's string is "ramdisk": axvm gets the ramdisk's bytes, not its file name.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
@@ -97,8 +99,8 @@ fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
     }
 }
 
-/// Refuses a kernel that does not fit in RAM, overlaps the boot data, or starts outside
-/// RAM; used by the loader and by `axvm check`.
+/// Refuses a kernel that does not fit in RAM or starts outside RAM; used by the loader and
+/// by `axvm check`. (Where its bytes collide with what axvm writes is `low_memory.rs`'s.)
 fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
     placement::check_segments(config, "Multiboot segment", &kernel.segments)?;
     placement::check_entry(config, kernel.entry)
@@ -164,9 +166,11 @@ impl BootProtocol for Multiboot {
         let placed = plan.ramdisk;
         placement::copy_segments(vm, &images.kernel, &plan.image.segments)?;
         placement::copy_ramdisk(vm, images.ramdisk.as_deref(), placed)?;
-        let info = write_info(vm, placed)?;
+        let layout = plan.layout();
+        let info = write_info(vm, images, placed, layout.boot_info)?;
         let bsp = protected32_boot(
             vm,
+            layout.tables.0,
             BootRegs {
                 rax: u64::from(BOOTLOADER_MAGIC),
                 rbx: info.as_u64(),
@@ -298,14 +302,14 @@ fn physical_entry(entry: u64, segments: &[Segment]) -> u64 {
 /// information structure pointing at them; returns the structure's address.
 fn write_info(
     vm: &AxVM<KvmHal>,
+    images: &BootImages,
     ramdisk: Option<RamdiskPlacement>,
+    area: (u64, u64),
 ) -> Result<GuestPhysAddr, ConfigError> {
     let config = vm.config();
-    let mut writer = BootInfoWriter::new(vm);
-    let cmdline = writer.push_str(
-        "Multiboot command line",
-        super::kernel_cmdline(config).as_deref().unwrap_or(""),
-    )?;
+    let mut writer = BootInfoWriter::new(vm, area);
+    let line = super::boot_cmdline(ImageFormat::Multiboot, config, images).unwrap_or_default();
+    let cmdline = writer.push_str("Multiboot command line", &line)?;
     let loader_name = writer.push_str("Multiboot boot loader name", "axvm")?;
     let (mods_count, mods_addr) = match ramdisk {
         Some(ramdisk) => {
@@ -355,7 +359,7 @@ fn mmap_entry(entry: &super::e820::E820Entry) -> Vec<u8> {
     bytes
 }
 
-/// Boot data lies below 0x9f000, so its addresses fit the 32-bit fields.
+/// Boot data lies below 4 GiB (`low_memory.rs`), so its addresses fit the 32-bit fields.
 fn low32(gpa: GuestPhysAddr) -> u32 {
     gpa.as_u64() as u32
 }

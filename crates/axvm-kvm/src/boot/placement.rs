@@ -1,6 +1,7 @@
 //! Where the PC boot protocols (Multiboot, PVH, Linux) put the kernel and the ramdisk, and
-//! the checks that come first: every range inside one RAM region, clear of the low memory
-//! axvm keeps for boot data and firmware tables, and kernel and ramdisk clear of each other.
+//! the checks that come first: every range inside one RAM region, and kernel and ramdisk
+//! clear of each other. (The boot data and firmware tables then go around them:
+//! `low_memory.rs`.)
 //! Checking first means a misplaced image is refused before it is written, and `axvm check`
 //! can give the same answer without a VM.
 
@@ -8,7 +9,7 @@ use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr, MappingFlags};
 
 use super::elf::Segment;
 use crate::kvm::KvmHal;
-use crate::platform::pc::layout::{HIGH_MEMORY_START, PROTOCOL_RESERVED};
+use crate::platform::pc::layout::HIGH_MEMORY_START;
 
 /// The field that names the kernel image in errors.
 pub(crate) const KERNEL_FIELD: &str = "kernel.kernel_path";
@@ -29,8 +30,8 @@ pub struct RamdiskPlacement {
     pub size: u64,
 }
 
-/// Refuses a kernel whose `segments` are not each inside one RAM region, or overlap the
-/// reserved low memory. `what` says what a segment is ("ELF segment", "Multiboot image").
+/// Refuses a kernel whose `segments` are not each inside one RAM region. `what` says what a
+/// segment is ("ELF segment", "Multiboot image").
 pub(crate) fn check_segments(
     config: &AxVMConfig,
     what: &str,
@@ -42,20 +43,6 @@ pub(crate) fn check_segments(
             segment.paddr, segment.memsz
         );
         config.check_image_fits(&field, GuestPhysAddr::new(segment.paddr), segment.memsz)?;
-        check_not_reserved(&field, segment.paddr, segment.memsz)?;
-    }
-    Ok(())
-}
-
-/// Refuses `[start, start + size)` when it overlaps low memory the protocols keep.
-pub(crate) fn check_not_reserved(field: &str, start: u64, size: u64) -> Result<(), ConfigError> {
-    for (reserved_start, reserved_end, holds) in PROTOCOL_RESERVED {
-        if overlaps(start, size, reserved_start, reserved_end - reserved_start) {
-            return Err(ConfigError::invalid(
-                field,
-                format!("overlaps {reserved_start:#x}..{reserved_end:#x}, which holds {holds}; load it at or above 1 MiB"),
-            ));
-        }
     }
     Ok(())
 }
@@ -177,7 +164,6 @@ fn check_ramdisk_at(
     limit: u64,
 ) -> Result<(), ConfigError> {
     config.check_image_fits(RAMDISK_ADDR_FIELD, GuestPhysAddr::new(gpa), size)?;
-    check_not_reserved(RAMDISK_ADDR_FIELD, gpa, size)?;
     if gpa.saturating_add(size) > limit {
         return Err(ConfigError::invalid(
             RAMDISK_ADDR_FIELD,
@@ -287,8 +273,9 @@ mod tests {
         let err = place_ramdisk(&config, 0x1000, &kernel, u64::MAX).unwrap_err();
         assert_eq!(err.field(), Some(RAMDISK_ADDR_FIELD));
         assert!(err.to_string().contains("overlaps the kernel"), "{err}");
+        // Low memory is the ramdisk's if the config says so: the boot data moves.
         config.image_config.ramdisk_load_gpa = Some(GuestPhysAddr::new(0x9_0000));
-        let err = place_ramdisk(&config, 0x1000, &[], u64::MAX).unwrap_err();
-        assert!(err.to_string().contains("boot data"), "{err}");
+        let at = place_ramdisk(&config, 0x1000, &[], u64::MAX).unwrap();
+        assert_eq!(at, GuestPhysAddr::new(0x9_0000));
     }
 }

@@ -12,11 +12,13 @@
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
 use super::elf::Segment;
+use super::low_memory::BootLayout;
 use super::placement::{self, RamdiskPlacement};
 use super::{bzimage, direct, multiboot, pvh, BootImages, BootPlan, ImageFormat};
 use crate::kvm::KvmHal;
 use crate::platform::pc::layout::{
-    BOOT_INFO_END, BOOT_INFO_START, BOOT_TABLES_END, BOOT_TABLES_START, GDT_END, GDT_START,
+    ACPI_END, ACPI_START, BOOT_INFO_END, BOOT_INFO_START, BOOT_TABLES_END, BOOT_TABLES_START,
+    GDT_END, GDT_START, MPTABLE_END, MPTABLE_START,
 };
 
 /// The GDT alone, which the 32-bit protocols start with.
@@ -50,7 +52,26 @@ pub(crate) struct KernelPlan {
     pub(crate) image: KernelImage,
     /// The ramdisk's place, for the protocols that choose it.
     pub(crate) ramdisk: Option<RamdiskPlacement>,
+    /// Where the protocol's own data goes, around the images (None for the direct starts,
+    /// and until [`super::plan_kernel`] places it).
+    pub(crate) layout: Option<BootLayout>,
 }
+
+impl KernelPlan {
+    /// The layout the loader writes by: the planned one, or the PC layout's fixed places
+    /// (for a plan made without one, which only the direct starts are).
+    pub(crate) fn layout(&self) -> BootLayout {
+        self.layout.unwrap_or(BootLayout {
+            tables: BOOT_TABLES_AREA_RANGE,
+            boot_info: (BOOT_INFO_START, BOOT_INFO_END),
+            acpi: (ACPI_START, ACPI_END),
+            mptable: Some((MPTABLE_START, MPTABLE_END)),
+        })
+    }
+}
+
+/// The GDT and page tables' fixed place.
+const BOOT_TABLES_AREA_RANGE: (u64, u64) = (BOOT_TABLES_START, BOOT_TABLES_END);
 
 /// One way of starting a kernel (see the module documentation for the four steps).
 pub(crate) trait BootProtocol: Sync {
@@ -136,6 +157,7 @@ impl KernelPlan {
         Ok(Self {
             image: KernelImage::new(entry, segments),
             ramdisk,
+            layout: None,
         })
     }
 }

@@ -62,7 +62,7 @@ fn parse(image: &[u8]) -> Result<Kernel, ConfigError> {
     })
 }
 
-/// Refuses a kernel outside RAM, over the boot data, or with its entry outside RAM.
+/// Refuses a kernel outside RAM or with its entry outside RAM.
 fn check(config: &AxVMConfig, kernel: &Kernel) -> Result<(), ConfigError> {
     placement::check_segments(config, "ELF segment", &kernel.segments)?;
     placement::check_entry(config, kernel.entry)
@@ -126,9 +126,11 @@ impl BootProtocol for Pvh {
         };
         load_elf(vm, &images.kernel, &kernel)?;
         placement::copy_ramdisk(vm, images.ramdisk.as_deref(), placed)?;
-        let start_info = write_start_info(vm, placed, rsdp)?;
+        let layout = plan.layout();
+        let start_info = write_start_info(vm, placed, rsdp, layout.boot_info)?;
         let bsp = protected32_boot(
             vm,
+            layout.tables.0,
             BootRegs {
                 rbx: start_info.as_u64(),
                 ..BootRegs::default()
@@ -180,9 +182,10 @@ fn write_start_info(
     vm: &AxVM<KvmHal>,
     ramdisk: Option<RamdiskPlacement>,
     rsdp: Option<GuestPhysAddr>,
+    area: (u64, u64),
 ) -> Result<GuestPhysAddr, ConfigError> {
     let config = vm.config();
-    let mut writer = BootInfoWriter::new(vm);
+    let mut writer = BootInfoWriter::new(vm, area);
     let cmdline_paddr = match super::kernel_cmdline(config).as_deref() {
         Some(cmdline) => writer.push_str("PVH command line", cmdline)?.as_u64(),
         None => 0,

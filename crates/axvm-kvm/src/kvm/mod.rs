@@ -2,6 +2,7 @@
 //! [`KvmVCpu`]); nothing outside this module issues a KVM ioctl.
 
 mod cpuid;
+mod debug;
 mod disasm;
 mod guest_ram;
 mod hal;
@@ -16,6 +17,7 @@ mod regs;
 mod system;
 mod vcpu;
 
+pub use debug::{DebugStop, GuestDebug, VcpuRegisters};
 pub use hal::{KvmHal, VCpuThreadGuard};
 pub use halt_probe::BlockingProbe;
 pub(crate) use limits::region_refusal;

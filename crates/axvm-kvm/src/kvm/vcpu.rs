@@ -11,6 +11,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use super::debug::{DebugStop, GuestDebug};
 use super::internal_error::internal_error_report;
 use super::regs::{reset_fpu, set_boot_state, StartPolicy, VCpuBoot};
 use crate::error::KvmError;
@@ -51,10 +52,10 @@ impl StringIo {
 /// A vCPU backed by a KVM vCPU file descriptor.
 pub struct KvmVCpu {
     id: usize,
-    fd: VcpuFd,
+    pub(super) fd: VcpuFd,
     entry: GuestPhysAddr,
     boot: VCpuBoot,
-    boot_state_applied: bool,
+    pub(super) boot_state_applied: bool,
     irqchip: bool,
     /// Size of the `kvm_run` mapping, which holds port I/O data after the first page.
     run_size: usize,
@@ -62,6 +63,12 @@ pub struct KvmVCpu {
     read_only: Arc<Vec<(u64, u64)>>,
     io: Option<StringIo>,
     pending_read: Option<PendingRead>,
+    /// What the debugger armed (`set_guest_debug`).
+    pub(super) debug: GuestDebug,
+    /// Why the vCPU last stopped for the debugger, until taken.
+    pub(super) debug_stop: Option<DebugStop>,
+    /// A write to a watched port, reported once the write is done.
+    watched_write: Option<DebugStop>,
 }
 
 impl KvmVCpu {
@@ -83,6 +90,9 @@ impl KvmVCpu {
             read_only,
             io: None,
             pending_read: None,
+            debug: GuestDebug::default(),
+            debug_stop: None,
+            watched_write: None,
         }
     }
 
@@ -96,7 +106,7 @@ impl KvmVCpu {
         &self.fd
     }
 
-    fn apply_boot_state(&mut self) -> Result<(), KvmError> {
+    pub(super) fn apply_boot_state(&mut self) -> Result<(), KvmError> {
         let mut sregs = self
             .fd
             .get_sregs()
@@ -154,6 +164,16 @@ impl KvmVCpu {
         }
     }
 
+    /// A `KVM_EXIT_INTERNAL_ERROR` is a failure, unless the vCPU sits on a debugger's
+    /// `int3` (kvm_pvm's emulator cannot run one: see [`super::debug`]).
+    fn internal_error_or_breakpoint(&mut self) -> Result<AxVCpuExitReason, KvmError> {
+        if self.at_debugger_breakpoint() {
+            self.debug_stop = Some(DebugStop::SoftwareBreakpoint);
+            return Ok(AxVCpuExitReason::Debug);
+        }
+        Err(self.internal_error())
+    }
+
     /// The next element of a string I/O instruction, if one is left.
     fn next_string_element(&mut self) -> Option<AxVCpuExitReason> {
         let io = self.io.as_mut()?;
@@ -179,6 +199,12 @@ impl KvmVCpu {
             }
         } else {
             let data = read_le(&self.kvm_run_bytes()[offset..offset + io.width.size()]);
+            if self.port_is_watched(io.port) {
+                self.watched_write = Some(DebugStop::PortWrite {
+                    port: io.port,
+                    data,
+                });
+            }
             AxVCpuExitReason::IoWrite {
                 port: io.port,
                 width: io.width,
@@ -252,8 +278,39 @@ impl KvmVCpu {
                 addr: index,
                 value: data,
             },
+            Exit::Debug { exception, pc, dr6 } => {
+                let stop = match DebugStop::from_exit(exception, dr6) {
+                    DebugStop::GuestBreakpoint if self.debug.sw_breakpoints.contains(&pc) => {
+                        DebugStop::SoftwareBreakpoint
+                    }
+                    stop => stop,
+                };
+                self.debug_stop = Some(stop);
+                AxVCpuExitReason::Debug
+            }
             Exit::Reason(reason) => reason,
         })
+    }
+
+    /// Reports a write to a watched port, once KVM has finished it: `KVM_RUN` with
+    /// `immediate_exit` completes a pending port access (RIP moves past the `OUT`) and
+    /// returns at once, so the debugger sees the vCPU after the instruction.
+    fn report_watched_write(&mut self, stop: DebugStop) -> Result<AxVCpuExitReason, KvmError> {
+        self.fd.set_kvm_immediate_exit(1);
+        let result = self.fd.run().map(classify);
+        self.fd.set_kvm_immediate_exit(0);
+        match result {
+            Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => {
+                self.debug_stop = Some(stop);
+                Ok(AxVCpuExitReason::Debug)
+            }
+            // The completion led to another exit: handle it, report the write after it.
+            Ok(exit) => {
+                self.watched_write = Some(stop);
+                self.translate(exit)
+            }
+            Err(errno) => Err(KvmError::Run { errno }),
+        }
     }
 }
 
@@ -264,6 +321,7 @@ enum Exit {
     MmioWrite { addr: u64, size: usize, data: u64 },
     Rdmsr { index: u32 },
     Wrmsr { index: u32, data: u64 },
+    Debug { exception: u32, pc: u64, dr6: u64 },
     Reason(AxVCpuExitReason),
 }
 
@@ -291,6 +349,11 @@ fn classify(exit: VcpuExit<'_>) -> Exit {
                 data: msr.data,
             }
         }
+        VcpuExit::Debug(arch) => Exit::Debug {
+            exception: arch.exception,
+            pc: arch.pc,
+            dr6: arch.dr6,
+        },
         VcpuExit::Hlt => Exit::Reason(R::Halt),
         VcpuExit::Shutdown | VcpuExit::SystemEvent(..) => Exit::Reason(R::SystemDown),
         VcpuExit::Intr | VcpuExit::IrqWindowOpen => Exit::Reason(R::Interrupted),
@@ -394,8 +457,11 @@ impl AxArchVCpu for KvmVCpu {
             self.apply_boot_state()?;
         }
         self.pending_read = None;
+        if let Some(stop) = self.watched_write.take() {
+            return self.report_watched_write(stop);
+        }
         let exit = match self.fd.run() {
-            Ok(VcpuExit::InternalError) => return Err(self.internal_error()),
+            Ok(VcpuExit::InternalError) => return self.internal_error_or_breakpoint(),
             Ok(exit) => classify(exit),
             Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => {
                 self.fd.set_kvm_immediate_exit(0);

@@ -44,11 +44,14 @@ pub enum ThreadRole {
     /// Runs VMs and waits for them once their threads run: stops them (a signal), prints
     /// their reports, drops them, exits. It can start no thread and open nothing.
     Supervisor,
+    /// Serves GDB (`--gdb`): accepts a connection on its listener, talks over it, reads and
+    /// writes guest memory. It never issues an `ioctl`: the vCPU threads do that for it.
+    Gdb,
 }
 
 impl ThreadRole {
     /// Every role.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Vcpu,
         Self::Devices,
         Self::ConsoleOutput,
@@ -56,6 +59,7 @@ impl ThreadRole {
         Self::Timer,
         Self::Watcher,
         Self::Supervisor,
+        Self::Gdb,
     ];
 }
 

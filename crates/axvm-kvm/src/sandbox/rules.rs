@@ -93,6 +93,18 @@ const SUPERVISOR: &[i64] = &[
     libc::SYS_fdatasync,
 ];
 
+/// The GDB thread: waits for and accepts a connection on its listener (made non-blocking
+/// before), then polls, reads and writes it.
+const GDB: &[i64] = &[
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+    libc::SYS_read,
+    libc::SYS_recvfrom,
+    libc::SYS_getpeername,
+];
+
 ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
 ioctl_ior_nr!(
     KVM_GET_REGS,
@@ -155,6 +167,12 @@ ioctl_iow_nr!(
     kvm_bindings::kvm_msi
 );
 ioctl_iow_nr!(
+    KVM_SET_GUEST_DEBUG,
+    kvm_bindings::KVMIO,
+    0x9b,
+    kvm_bindings::kvm_guest_debug
+);
+ioctl_iow_nr!(
     KVM_IRQ_LINE,
     kvm_bindings::KVMIO,
     0x61,
@@ -177,9 +195,10 @@ ioctl_iow_nr!(
 /// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the
 /// watchdog's snapshot, an emulation failure's report); translating the guest's RIP for
 /// disassembly; raising interrupts (MSIs; lines: the HPET's level-triggered interrupts drop
-/// when the guest clears them); and the PIT's state, which the HPET's legacy replacement
-/// switches (`KVM_PIT_FLAGS_HPET_LEGACY`).
-fn vcpu_ioctls() -> [u64; 14] {
+/// when the guest clears them); the PIT's state, which the HPET's legacy replacement
+/// switches (`KVM_PIT_FLAGS_HPET_LEGACY`); and arming a debugger's breakpoints and steps
+/// (`--gdb`).
+fn vcpu_ioctls() -> [u64; 15] {
     [
         KVM_RUN(),
         KVM_GET_REGS(),
@@ -195,6 +214,7 @@ fn vcpu_ioctls() -> [u64; 14] {
         KVM_IRQ_LINE(),
         KVM_GET_PIT2(),
         KVM_SET_PIT2(),
+        KVM_SET_GUEST_DEBUG(),
     ]
     .map(u64::from)
 }
@@ -215,6 +235,7 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         ThreadRole::Timer => TIMER,
         ThreadRole::Watcher => WATCHER,
         ThreadRole::Supervisor => SUPERVISOR,
+        ThreadRole::Gdb => GDB,
     };
     for &syscall in EVERY_THREAD.iter().chain(own) {
         rules.insert(syscall, Vec::new());
@@ -238,6 +259,9 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         libc::SYS_tgkill,
         vec![rule(vec![arg(0, SeccompCmpOp::Eq, u64::from(pid))?])?],
     );
+    if role == ThreadRole::Gdb {
+        gdb_socket_rules(&mut rules)?;
+    }
     let ioctls = match role {
         ThreadRole::Vcpu => &vcpu_ioctls()[..],
         ThreadRole::Timer => &timer_ioctls()[..],
@@ -257,6 +281,28 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         rules.insert(libc::SYS_rt_sigaction, vec![rule(vec![sigpipe])?]);
     }
     Ok(rules)
+}
+
+/// The GDB thread's socket calls with arguments: sends on its connected socket (no
+/// address), and `TCP_NODELAY` on it (GDB's packets are small and answered one by one).
+fn gdb_socket_rules(rules: &mut Rules) -> Result<(), seccompiler::Error> {
+    rules.insert(
+        libc::SYS_sendto,
+        vec![rule(vec![SeccompCondition::new(
+            4,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Eq,
+            0,
+        )?])?],
+    );
+    rules.insert(
+        libc::SYS_setsockopt,
+        vec![rule(vec![
+            arg(1, SeccompCmpOp::Eq, libc::IPPROTO_TCP as u64)?,
+            arg(2, SeccompCmpOp::Eq, libc::TCP_NODELAY as u64)?,
+        ])?],
+    );
+    Ok(())
 }
 
 /// `mmap`/`mprotect` without `PROT_EXEC` (the protection is argument 2 of both).
@@ -303,6 +349,7 @@ mod tests {
         assert_eq!(KVM_IRQ_LINE(), 0x4008_ae61);
         assert_eq!(KVM_GET_PIT2(), 0x8070_ae9f);
         assert_eq!(KVM_SET_PIT2(), 0x4070_aea0);
+        assert_eq!(KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::common::{
 pub const RAM: u64 = 0x400_0000;
 /// The command line the guests get; they print its first byte.
 pub const CMDLINE: &str = "quiet console=ttyS0";
+/// The kernel's name, as the configs' `kernel_path` writes it: a Multiboot kernel's command
+/// line starts with it.
+pub const KERNEL_NAME: &str = "inline";
 /// The ramdisk the guests get; they print its first byte.
 pub const RAMDISK: &[u8] = b"RAMDISK contents, page-aligned near the top of RAM";
 
@@ -78,11 +81,12 @@ pub fn kernel_plan(kernel: &[u8]) -> (ImageFormat, GuestPhysAddr, Vec<(GuestPhys
     (plan.format, plan.bsp_entry, ranges)
 }
 
-/// `kernel` with [`RAMDISK`].
+/// `kernel`, named [`KERNEL_NAME`], with [`RAMDISK`].
 pub fn images(kernel: &[u8]) -> BootImages {
     BootImages {
         kernel: kernel.to_vec(),
         ramdisk: Some(RAMDISK.to_vec()),
+        kernel_name: Some(KERNEL_NAME.to_string()),
         ..Default::default()
     }
 }
@@ -180,8 +184,9 @@ pub const MULTIBOOT_CODE: &[u8] = &[
     0x01, 0xe6, 0xf4, 0xeb, 0xfe,
 ];
 
-/// What [`MULTIBOOT_CODE`] prints with [`RAM`], [`CMDLINE`] and [`RAMDISK`].
-pub const MULTIBOOT_LINE: &str = "0000FC00 qR\n";
+/// What [`MULTIBOOT_CODE`] prints with [`RAM`], [`CMDLINE`] and [`RAMDISK`]: the command
+/// line starts with [`KERNEL_NAME`].
+pub const MULTIBOOT_LINE: &str = "0000FC00 iR\n";
 
 /// 32-bit PVH kernel code (position-independent): checks `hvm_start_info`'s magic and
 /// version, then prints on COM1 the command line's first byte, `nr_modules` as a digit, the

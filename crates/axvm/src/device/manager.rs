@@ -1,26 +1,24 @@
 //! The device manager: finds the device behind an address, and deals with addresses that
 //! no device claims.
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use super::unclaimed::{AccessKind, UnclaimedRun, UnclaimedRuns};
 use super::{
     BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, DeviceSpace, ScratchRegisters,
     WriteOutcome,
 };
 use crate::{AccessWidth, ConfigError, EmulatedDeviceConfig, EmulatedDeviceType};
 
-/// How many distinct unclaimed accesses (space, address, width, direction) are kept per VM.
-const MAX_REPORTED_UNCLAIMED: usize = 1024;
-
 /// What happens when the guest touches an address that no device claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UnclaimedAccessPolicy {
-    /// Reads return zero, writes are dropped, and the first access to each address is
-    /// logged at debug level (probing for absent hardware is normal, not a fault): guests
-    /// that probe for hardware keep running, and every access is counted for the summary.
+    /// Reads return zero, writes are dropped, and each run of accesses to adjacent
+    /// addresses is logged once at debug level (probing for absent hardware is normal, not
+    /// a fault): guests that probe for hardware keep running, and every access is counted
+    /// for the summary.
     #[default]
     Ignore,
     /// The access is an error: the vCPU stops and the VM reports where.
@@ -34,9 +32,8 @@ pub struct AxVmDevices {
     /// Every claimed range, sorted by (space, base); ranges never overlap.
     ranges: Vec<Claim>,
     policy: UnclaimedAccessPolicy,
-    /// Unclaimed accesses: (space, address, width, is_write) → count.
-    unclaimed: spin::Mutex<BTreeMap<(DeviceSpace, u64, AccessWidth, bool), u64>>,
-    unclaimed_overflow: core::sync::atomic::AtomicU64,
+    /// Unclaimed accesses, in runs of adjacent addresses.
+    unclaimed: spin::Mutex<UnclaimedRuns>,
 }
 
 /// One range of one device, as the manager keeps it.
@@ -46,21 +43,6 @@ struct Claim {
     /// with each access in its [`DeviceOffset`].
     index: usize,
     device: Arc<dyn BaseDeviceOps>,
-}
-
-/// Accesses to one address that no device claims, for the summary when the VM stops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnclaimedAccess {
-    /// Which space.
-    pub space: DeviceSpace,
-    /// The port, address or MSR.
-    pub addr: u64,
-    /// The access width.
-    pub width: AccessWidth,
-    /// Writes (or reads).
-    pub write: bool,
-    /// How many.
-    pub count: u64,
 }
 
 impl Default for AxVmDevices {
@@ -75,8 +57,7 @@ impl AxVmDevices {
         Self {
             ranges: Vec::new(),
             policy,
-            unclaimed: spin::Mutex::new(BTreeMap::new()),
-            unclaimed_overflow: core::sync::atomic::AtomicU64::new(0),
+            unclaimed: spin::Mutex::new(UnclaimedRuns::default()),
         }
     }
 
@@ -84,10 +65,12 @@ impl AxVmDevices {
     /// refuses the others with the entry named.
     ///
     /// An `emu_type` that the ArceOS numbering does not define (`Unknown`) becomes a Dummy
-    /// device with a warning, as the ArceOS hypervisor treats it, so configs written for it
-    /// keep working. Other types (virtio, ...) are the host's to emulate: an entry the host
-    /// already added a device for (same name and type, at its `base_gpa`) is left to it;
-    /// any other is refused, because the guest expects a real device there.
+    /// device, as the ArceOS hypervisor treats it, so configs written for it keep working;
+    /// it is logged at debug level only, since a config's front end warns about it with the
+    /// entry named (`axvm check` and `axvm run` do). Other types (virtio, ...) are the
+    /// host's to emulate: an entry the host already added a device for (same name and type,
+    /// at its `base_gpa`) is left to it; any other is refused, because the guest expects a
+    /// real device there.
     pub fn add_emulated(&mut self, configs: &[EmulatedDeviceConfig]) -> Result<(), ConfigError> {
         for (index, config) in configs.iter().enumerate() {
             let field = || format!("devices.emu_devices[{index}] ({})", config.name);
@@ -104,7 +87,7 @@ impl AxVmDevices {
             let device: Arc<dyn BaseDeviceOps> = match config.emu_type {
                 EmulatedDeviceType::Dummy => scratch(),
                 EmulatedDeviceType::Unknown(value) => {
-                    log::warn!(
+                    log::debug!(
                         "{}: emu_type {value:#x} is not a device type; treated as 0x0 (Dummy: scratch registers)",
                         field()
                     );
@@ -236,10 +219,10 @@ impl AxVmDevices {
         }
     }
 
-    /// Counts an access that no device claims; `true` when it is the first to its address
-    /// (so it deserves a log line). After [`MAX_REPORTED_UNCLAIMED`] distinct accesses, new
-    /// ones are counted together: a guest scanning the address space must not grow the
-    /// VMM's memory without bound.
+    /// Counts an access that no device claims; `true` when it starts a new run (no run of
+    /// its kind covers or touches its address), which deserves a log line. Runs are kept up
+    /// to a limit, beyond which new ones are only counted together: a guest scanning the
+    /// address space must not grow the VMM's memory without bound.
     pub(crate) fn record_unclaimed(
         &self,
         space: DeviceSpace,
@@ -247,46 +230,18 @@ impl AxVmDevices {
         width: AccessWidth,
         write: bool,
     ) -> bool {
-        let mut counts = self.unclaimed.lock();
-        let address_keys =
-            (space, addr, AccessWidth::Byte, false)..=(space, addr, AccessWidth::Qword, true);
-        let first_to_address = counts.range(address_keys).next().is_none();
-        let kept = counts.len();
-        match counts.get_mut(&(space, addr, width, write)) {
-            Some(count) => *count += 1,
-            None if kept < MAX_REPORTED_UNCLAIMED => {
-                counts.insert((space, addr, width, write), 1);
-            }
-            None => {
-                self.unclaimed_overflow
-                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                return false;
-            }
-        }
-        first_to_address
+        let kind = AccessKind {
+            space,
+            width,
+            write,
+        };
+        self.unclaimed.lock().record(kind, addr)
     }
 
-    /// The unclaimed accesses so far, most frequent first, and how many more accesses went
-    /// to addresses beyond what is kept.
-    pub fn unclaimed_accesses(&self) -> (Vec<UnclaimedAccess>, u64) {
-        let mut accesses: Vec<UnclaimedAccess> = self
-            .unclaimed
-            .lock()
-            .iter()
-            .map(|(&(space, addr, width, write), &count)| UnclaimedAccess {
-                space,
-                addr,
-                width,
-                write,
-                count,
-            })
-            .collect();
-        accesses.sort_by(|a, b| b.count.cmp(&a.count).then(a.addr.cmp(&b.addr)));
-        (
-            accesses,
-            self.unclaimed_overflow
-                .load(core::sync::atomic::Ordering::Relaxed),
-        )
+    /// The unclaimed accesses so far, in runs of adjacent addresses, most accesses first,
+    /// and how many more accesses went beyond the runs kept.
+    pub fn unclaimed_accesses(&self) -> (Vec<UnclaimedRun>, u64) {
+        self.unclaimed.lock().runs()
     }
 
     /// The device whose range is closest to `addr` in `space`: the one a guest touching a

@@ -3,9 +3,12 @@
 
 mod dummy;
 mod manager;
+mod unclaimed;
 
 pub use dummy::ScratchRegisters;
-pub use manager::{AxVmDevices, UnclaimedAccess, UnclaimedAccessPolicy};
+pub use manager::{AxVmDevices, UnclaimedAccessPolicy};
+pub(crate) use unclaimed::AccessKind;
+pub use unclaimed::UnclaimedRun;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -139,7 +139,9 @@ fn obtain_memory<H: AxVMHal>(
                 };
                 return Ok((hva, RegionOutcome::Identical));
             }
-            log::warn!(
+            // Debug only: the region's outcome is logged at info below, and a config's front
+            // end warns about the fallback with the region named (`axvm check`, `axvm run`).
+            log::debug!(
                 "{}: MapIdentical memory cannot be allocated at host-physical {identical}; using memory elsewhere (guest-physical addresses are unchanged, host-physical ones differ)",
                 describe()
             );

@@ -134,6 +134,10 @@ pub enum AxVCpuExitReason {
     },
     /// Nothing to do: the exit was handled inside the backend.
     Nothing,
+    /// The vCPU stopped for the host's debugger: a breakpoint, a single step or a watched
+    /// access that the host armed (the host knows which, and what to show). Never returned
+    /// unless the host turned its guest debugging on.
+    Debug,
 }
 
 impl AxVCpuExitReason {
@@ -158,6 +162,7 @@ impl AxVCpuExitReason {
             Self::FailEntry { .. } => "fail-entry",
             Self::InternalError { .. } => "internal-error",
             Self::Nothing => "nothing",
+            Self::Debug => "debug",
         }
     }
 }

@@ -51,8 +51,8 @@ pub trait AxArchVCpu: Send {
     fn set_gpr(&mut self, reg: usize, value: u64) -> Result<(), Self::Error>;
 
     /// Where the vCPU is executing, for messages; `None` when the backend cannot tell.
-    /// Called on rare paths only (a first unclaimed access while debug logging is on, a
-    /// diagnosis).
+    /// Called on rare paths only (a new run of unclaimed accesses while debug logging is
+    /// on, a diagnosis).
     fn instruction_pointer(&mut self) -> Option<crate::vm::InstructionPointer> {
         None
     }

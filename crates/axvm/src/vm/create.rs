@@ -40,6 +40,7 @@ impl<H: AxVMHal> AxVM<H> {
             active_runners: AtomicUsize::new(0),
             exit_status: spin::Once::new(),
             observer: spin::Once::new(),
+            unclaimed_log: super::unclaimed_log::UnclaimedLog::new(config.cpu_num),
             hal,
             config,
         };
@@ -62,7 +63,9 @@ impl<H: AxVMHal> AxVM<H> {
         let ranges = merge_pass_through(&self.config.pass_through_devices)?;
         for range in ranges {
             if let Some(ram) = self.memory.region_of(range.gpa) {
-                log::warn!(
+                // Debug only: a config's front end warns about it with the entry named
+                // (`axvm check` and `axvm run` do).
+                log::debug!(
                     "pass-through {} at {} lies in RAM region {}..{}; RAM takes precedence",
                     range.names,
                     range.gpa,

@@ -32,6 +32,12 @@ impl<H: AxVMHal> AxVM<H> {
             return self.describe_instruction(vcpu, 1);
         }
         let ip = vcpu.instruction_pointer()?;
+        // A `rep movsb` (or another repeated string instruction) stays at its own RIP until
+        // its last iteration: until then the access is the instruction at RIP.
+        let code_at_ip = ip.physical.and_then(|gpa| self.code_at(gpa));
+        if code_at_ip.is_some_and(|code| repeats_string_instruction(&code, ip.bitness)) {
+            return self.describe_instruction(vcpu, 1);
+        }
         let found = ip
             .physical
             .and_then(|gpa| self.code_before(gpa))
@@ -69,11 +75,52 @@ impl<H: AxVMHal> AxVM<H> {
     }
 }
 
+/// Whether `code` starts with a string instruction (MOVS, STOS, CMPS, SCAS, LODS, INS,
+/// OUTS) under a REP/REPE/REPNE prefix, decoded as `bitness`-bit code.
+fn repeats_string_instruction(code: &[u8], bitness: u32) -> bool {
+    let mut repeated = false;
+    for (index, &byte) in code.iter().enumerate().take(MAX_INSTRUCTION_BYTES as usize) {
+        match byte {
+            0xf2 | 0xf3 => repeated = true,
+            // Segment overrides, operand and address size, LOCK.
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 => {}
+            // REX, which only long mode has, comes last before the opcode.
+            0x40..=0x4f if bitness == 64 => {
+                return repeated && code.get(index + 1).is_some_and(|&op| is_string_opcode(op));
+            }
+            opcode => return repeated && is_string_opcode(opcode),
+        }
+    }
+    false
+}
+
+/// INS, OUTS, MOVS, CMPS, STOS, LODS, SCAS (byte and word/dword/qword forms).
+fn is_string_opcode(opcode: u8) -> bool {
+    matches!(opcode, 0x6c..=0x6f | 0xa4..=0xa7 | 0xaa..=0xaf)
+}
+
 /// How code of `bitness` bits runs, in words.
 pub(super) fn mode_name(bitness: u32) -> &'static str {
     match bitness {
         16 => "real mode",
         32 => "protected mode",
         _ => "long mode",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeats_string_instruction;
+
+    #[test]
+    fn repeated_string_instructions_are_recognised() {
+        assert!(repeats_string_instruction(&[0xf3, 0xa4], 16)); // rep movsb
+        assert!(repeats_string_instruction(&[0xf3, 0x66, 0xab], 32)); // rep stosw
+        assert!(repeats_string_instruction(&[0xf3, 0x48, 0xa5], 64)); // rep movsq
+        assert!(repeats_string_instruction(&[0x26, 0xf3, 0x6e], 16)); // rep outsb es:
+        assert!(!repeats_string_instruction(&[0xa4], 16)); // movsb, once
+        assert!(!repeats_string_instruction(&[0xf3, 0x90], 16)); // pause
+        assert!(!repeats_string_instruction(&[0xf3, 0x48, 0xa5], 32)); // dec ax in 32-bit code
+        assert!(!repeats_string_instruction(&[0xf3], 16));
     }
 }

@@ -4,6 +4,7 @@ mod create;
 mod describe;
 mod observer;
 mod run;
+mod unclaimed_log;
 
 pub use observer::{ExitDisposition, ExitEvent, ExitObserver, InstructionPointer};
 
@@ -77,6 +78,8 @@ pub struct AxVM<H: AxVMHal> {
     active_runners: AtomicUsize,
     exit_status: spin::Once<u8>,
     observer: spin::Once<Arc<dyn ExitObserver<H::VCpu>>>,
+    /// The debug log of unclaimed accesses, one line per run.
+    unclaimed_log: unclaimed_log::UnclaimedLog,
     hal: H,
 }
 
@@ -314,8 +317,13 @@ impl<H: AxVMHal> AxVM<H> {
     }
 
     fn stop_if_idle(&self) {
-        if self.active_runners.load(Ordering::SeqCst) == 0 {
-            let _ = self.transition(VMStatus::Stopping, VMStatus::Stopped);
+        if self.active_runners.load(Ordering::SeqCst) == 0
+            && self
+                .transition(VMStatus::Stopping, VMStatus::Stopped)
+                .is_ok()
+        {
+            // No vCPU runs on: the runs they were in the middle of have ended.
+            self.unclaimed_log.flush(&self.devices);
         }
     }
 }

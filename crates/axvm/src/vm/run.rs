@@ -1,11 +1,10 @@
 //! The exit loop: run a vCPU, handle the exits that are device or memory accesses, return
 //! the rest.
 
-use alloc::string::String;
 use core::sync::atomic::Ordering;
 
 use super::{AxVM, ExitDisposition, ExitEvent, VMStatus};
-use crate::device::{DeviceSpace, UnclaimedAccessPolicy, WriteOutcome};
+use crate::device::{AccessKind, DeviceSpace, UnclaimedAccessPolicy, WriteOutcome};
 use crate::vcpu::{AxArchVCpu, AxVCpuExitReason};
 use crate::{AccessWidth, AxVMError, AxVMHal, AxVMResult};
 
@@ -227,60 +226,45 @@ impl<H: AxVMHal> AxVM<H> {
     /// Counts an access no device claims and applies the unclaimed-access policy: `Ok` means
     /// "read as zero / drop the write".
     ///
-    /// Under `Ignore` the first access to each address is logged at debug level, not as a
-    /// warning: a stock kernel's boot probes absent devices (COM2-COM4, model-specific MSRs)
-    /// as a matter of course, and the stop summary counts them all anyway. The message names
-    /// the guest instruction and the nearest device (usually the one the guest meant), but
-    /// reading guest memory, disassembling and searching the device map cost far more than
-    /// the exit itself, so they are done only when debug logging is on.
+    /// Under `Ignore` nothing is logged but at debug level, and then once per run of
+    /// adjacent addresses (see `unclaimed_log`), not as a warning: a stock kernel's boot
+    /// probes absent devices (COM2-COM4, model-specific MSRs) as a matter of course, and the
+    /// stop summary counts them all anyway. Without debug logging an access costs one lookup
+    /// in the device manager's runs.
     fn unclaimed(&self, vcpu: &mut H::VCpu, access: Access, write: bool) -> AxVMResult {
-        let error = AxVMError::UnclaimedAccess {
-            vcpu: access.vcpu_id,
-            access: if write { "write" } else { "read" },
-            space: match access.space {
-                DeviceSpace::Port => "port",
-                DeviceSpace::Mmio => "MMIO",
-                DeviceSpace::SysReg => "MSR",
-            },
-            addr: access.addr,
-            width: access.width,
-        };
-        let first = self
+        let new_run = self
             .devices
             .record_unclaimed(access.space, access.addr, access.width, write);
         match self.devices.policy() {
-            UnclaimedAccessPolicy::Error => Err(error),
+            UnclaimedAccessPolicy::Error => Err(AxVMError::UnclaimedAccess {
+                vcpu: access.vcpu_id,
+                access: if write { "write" } else { "read" },
+                space: match access.space {
+                    DeviceSpace::Port => "port",
+                    DeviceSpace::Mmio => "MMIO",
+                    DeviceSpace::SysReg => "MSR",
+                },
+                addr: access.addr,
+                width: access.width,
+            }),
             UnclaimedAccessPolicy::Ignore => {
-                if first && log::log_enabled!(log::Level::Debug) {
-                    let at = self.describe_unclaimed(vcpu, access, write);
-                    log::debug!("{error}; reads as zero, writes are dropped{at}");
+                if log::log_enabled!(log::Level::Debug) {
+                    let kind = AccessKind {
+                        space: access.space,
+                        width: access.width,
+                        write,
+                    };
+                    self.unclaimed_log.note(
+                        &self.devices,
+                        access.vcpu_id,
+                        (kind, access.addr),
+                        new_run,
+                        || self.describe_access(vcpu, access.space, access.width, write),
+                    );
                 }
                 Ok(())
             }
         }
-    }
-
-    /// "; guest at RIP ...: in al,dx; nearest device: `serial` at port 0x3f8..0x400": the
-    /// expensive part of an unclaimed-access message (guest memory, disassembly, device map).
-    fn describe_unclaimed(&self, vcpu: &mut H::VCpu, access: Access, write: bool) -> String {
-        let at = self
-            .describe_access(vcpu, access.space, access.width, write)
-            .map(|text| alloc::format!("; guest at {text}"))
-            .unwrap_or_default();
-        let nearest = self
-            .devices
-            .nearest_device(access.space, access.addr)
-            .map(|(range, device)| {
-                alloc::format!(
-                    "; nearest device: `{}` at {} {:#x}..{:#x}",
-                    device.name(),
-                    range.space,
-                    range.base,
-                    range.end()
-                )
-            })
-            .unwrap_or_default();
-        alloc::format!("{at}{nearest}")
     }
 }
 

@@ -20,7 +20,8 @@
 //! - the `HPET` table (`hpet.rs`), when the VM has the emulated HPET: its address and
 //!   capabilities.
 //!
-//! Every table lies in [`ACPI_START`]..[`ACPI_END`], the RSDP first; the e820 map reports the
+//! Every table lies in [`ACPI_START`]..[`ACPI_END`], the RSDP first (or, when an image covers
+//! that, in the free bytes of 0xe0000-0xfffff the boot layout found); the e820 map reports the
 //! area reserved, so the kernel does not reuse it. [`acpi_tables()`] is pure (bytes from an
 //! [`AcpiInputs`]); [`write_acpi_tables`] takes the inputs from a VM and writes the bytes.
 
@@ -188,20 +189,36 @@ pub(super) fn write_area<H: AxVMHal>(
 /// Builds the ACPI tables for `vm` (its vCPUs and memory layout) and writes them at
 /// `ACPI_START`; returns the RSDP's address, for boot protocols that pass it to the kernel.
 pub fn write_acpi_tables<H: AxVMHal>(vm: &AxVM<H>) -> Result<GuestPhysAddr, ConfigError> {
-    let image = acpi_tables(&AcpiInputs::for_config(vm.config()))?;
-    write_area(vm, "ACPI tables", (ACPI_START, ACPI_END), &image)?;
-    Ok(GuestPhysAddr::new(ACPI_START))
+    write_acpi_tables_at(vm, (ACPI_START, ACPI_END))
+}
+
+/// [`write_acpi_tables`] in `area` (`[start, end)`, inside 0xe0000-0xfffff so kernels find
+/// the RSDP), where the boot layout put them clear of the images.
+pub(crate) fn write_acpi_tables_at<H: AxVMHal>(
+    vm: &AxVM<H>,
+    area: (u64, u64),
+) -> Result<GuestPhysAddr, ConfigError> {
+    let image = acpi_tables_at(&AcpiInputs::for_config(vm.config()), area.0)?;
+    write_area(vm, "ACPI tables", area, &image)?;
+    Ok(GuestPhysAddr::new(area.0))
 }
 
 /// The bytes of the ACPI area from [`ACPI_START`] on, for a VM as `inputs` describes it: the
 /// RSDP, then the FACS, DSDT, FADT, MADT, the HPET table (if the VM has one), RSDT and XSDT.
 pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
+    acpi_tables_at(inputs, ACPI_START)
+}
+
+/// [`acpi_tables`] for an area starting at `base`: the tables point to each other by
+/// address.
+pub(crate) fn acpi_tables_at(inputs: &AcpiInputs, base: u64) -> Result<Vec<u8>, ConfigError> {
     let cpu_num = inputs.cpu_num;
     let cpu_count = checked_cpu_count(cpu_num)?;
     let mut area = vec![0; RSDP_LEN];
-    let facs = place(&mut area, &sdt::facs(), 64);
+    let facs = place(&mut area, base, &sdt::facs(), 64);
     let dsdt = place(
         &mut area,
+        base,
         &dsdt::dsdt(
             inputs.pci_memory_window,
             &inputs.virtio_devices,
@@ -209,14 +226,14 @@ pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
         ),
         16,
     );
-    let fadt = place(&mut area, &fadt::fadt(facs, dsdt), 16);
-    let madt = place(&mut area, &madt::madt(cpu_count), 16);
+    let fadt = place(&mut area, base, &fadt::fadt(facs, dsdt), 16);
+    let madt = place(&mut area, base, &madt::madt(cpu_count), 16);
     let mut listed = vec![fadt, madt];
     if inputs.hpet {
-        listed.push(place(&mut area, &hpet::hpet_table(), 16));
+        listed.push(place(&mut area, base, &hpet::hpet_table(), 16));
     }
-    let rsdt = place(&mut area, &sdt::rsdt(&listed), 16);
-    let xsdt = place(&mut area, &sdt::xsdt(&listed), 16);
+    let rsdt = place(&mut area, base, &sdt::rsdt(&listed), 16);
+    let xsdt = place(&mut area, base, &sdt::xsdt(&listed), 16);
     area[..RSDP_LEN].copy_from_slice(&sdt::rsdp(rsdt, xsdt));
     let room = (ACPI_END - ACPI_START) as usize;
     if area.len() > room {
@@ -231,12 +248,13 @@ pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
     Ok(area)
 }
 
-/// Appends `table` to `area` at the next `align`-aligned offset; returns its address.
-fn place(area: &mut Vec<u8>, table: &[u8], align: usize) -> u64 {
+/// Appends `table` to `area` (which starts at `base`) at the next `align`-aligned offset;
+/// returns its address.
+fn place(area: &mut Vec<u8>, base: u64, table: &[u8], align: usize) -> u64 {
     let offset = area.len().next_multiple_of(align);
     area.resize(offset, 0);
     area.extend_from_slice(table);
-    ACPI_START + offset as u64
+    base + offset as u64
 }
 
 #[cfg(test)]

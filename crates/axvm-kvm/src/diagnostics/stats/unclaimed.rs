@@ -1,28 +1,30 @@
 //! The summary of accesses no device claims, printed when a VM stops.
 //!
-//! The core logs only the first access to each address (with the guest instruction); a
-//! guest polling a missing device makes thousands more, and how many is what tells a probe
-//! from a driver stuck on the wrong address.
+//! The core logs each run of them only at debug level; a guest polling a missing device
+//! makes thousands of accesses, and how many is what tells a probe from a driver stuck on
+//! the wrong address. Accesses of one kind to adjacent addresses (a copy into a hole) are
+//! one run, so they take one line, with their range.
 
 use std::fmt::Write;
 
 use axvm::device::AxVmDevices;
 
-/// At most this many addresses are listed; the rest are summed in one line.
+/// At most this many runs are listed; the rest are summed in one line.
 const MAX_LINES: usize = 16;
 
-/// One line per unclaimed (address, width, direction), most frequent first, e.g.
-/// `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest device: serial at port
-/// 0x3f8-0x3ff)`; `None` when the guest touched nothing unclaimed.
+/// One line per unclaimed run (space, width, direction, adjacent addresses), most accesses
+/// first, e.g. `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest device: serial at
+/// port 0x3f8-0x3ff)` or `unclaimed: 1024 x 1-byte write at MMIO 0xa0000-0xa03ff`; `None`
+/// when the guest touched nothing unclaimed.
 pub(crate) fn unclaimed_summary(devices: &AxVmDevices) -> Option<String> {
-    let (accesses, overflow) = devices.unclaimed_accesses();
-    if accesses.is_empty() && overflow == 0 {
+    let (runs, overflow) = devices.unclaimed_accesses();
+    if runs.is_empty() && overflow == 0 {
         return None;
     }
     let mut out = String::new();
-    for access in accesses.iter().take(MAX_LINES) {
+    for run in runs.iter().take(MAX_LINES) {
         let nearest = devices
-            .nearest_device(access.space, access.addr)
+            .nearest_device(run.space, run.first)
             .map(|(range, device)| {
                 format!(
                     " (nearest device: {} at {} {:#x}-{:#x})",
@@ -33,20 +35,12 @@ pub(crate) fn unclaimed_summary(devices: &AxVmDevices) -> Option<String> {
                 )
             })
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "unclaimed: {} x {} {} at {} {:#x}{nearest}",
-            access.count,
-            access.width,
-            if access.write { "write" } else { "read" },
-            access.space,
-            access.addr,
-        );
+        let _ = writeln!(out, "unclaimed: {run}{nearest}");
     }
-    let rest: u64 = accesses
+    let rest: u64 = runs
         .iter()
         .skip(MAX_LINES)
-        .map(|a| a.count)
+        .map(|run| run.count)
         .sum::<u64>()
         + overflow;
     if rest > 0 {

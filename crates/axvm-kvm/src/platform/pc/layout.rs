@@ -2,11 +2,13 @@
 //! relies on, each written once here with why it is where it is.
 //!
 //! ```text
+//! 0x0000_0000-0x0000_0500  real-mode IVT and BIOS data area (never given to boot data)
 //! 0x0000_1000-0x0000_1020  GDT                                 (boot/page_tables.rs)
 //! 0x0000_2000-0x0000_8000  boot page tables: PML4, PDPT, 4 PDs (boot/page_tables.rs)
 //! 0x0000_9000-0x0009_f000  boot-protocol data: Multiboot info, PVH start_info, Linux zero
 //!                          page, command line, memory maps, module lists (BootInfoWriter)
 //! 0x0009_fc00-0x0010_0000  reserved, as on a PC: EBDA, VGA hole, option ROMs, BIOS
+//!   0x0009_fc00-0x000a_0000  EBDA (never given to boot data)
 //!   0x000e_0000-0x000f_0000  ACPI tables, RSDP first            (boot/acpi/)
 //!   0x000f_0000-0x000f_1000  MP floating pointer and table      (boot/mptable.rs)
 //! 0x0010_0000-             kernels and ramdisks (a bzImage's protected-mode kernel here)
@@ -27,8 +29,22 @@
 //! - Linux: command line, then the zero page (RSI) at the next 4 KiB boundary (0xa000 for
 //!   a command line under 4 KiB); the GDT and the page tables.
 //!
-//! Kernels and ramdisks may not overlap [`PROTOCOL_RESERVED`], so in practice they go at
-//! [`HIGH_MEMORY_START`] and above.
+//! These are the places while no image is there. Kernels and ramdisks may load anywhere in
+//! RAM, below 1 MiB too (a Multiboot boot loader linked at 0x9000, the ELF headers `ld`
+//! loads at 0xff000 below a 1 MiB text): for the boot protocols, `boot/low_memory.rs` then
+//! moves what an image covers, only the bytes it needs, to the first free RAM of where it
+//! may live:
+//!
+//! - the GDT and page tables: conventional memory (0x1000-0x9fc00), then above 1 MiB;
+//! - the boot data: the rest of 0x9000-0x9f000 (right after a kernel loaded there, as QEMU
+//!   puts its Multiboot data after the kernel), then conventional memory, then above 1 MiB;
+//! - the ACPI tables: 0xe0000-0xfffff, where kernels scan for the RSDP;
+//! - the MP table: 0xf0000-0xfffff, where kernels scan for its floating pointer.
+//!
+//! An image that leaves one of them no room is refused, naming the image, its range, and
+//! the bytes it covers. Boot data stays in RAM the e820 map reports usable (kernels keep
+//! clear of it until they have read it, as with any loader's); the firmware tables stay in
+//! the reserved legacy area.
 //!
 //! # Interrupt wiring
 //!
@@ -85,22 +101,6 @@ pub const MPTABLE_END: u64 = 0xf_1000;
 /// Where a bzImage's protected-mode kernel goes: 1 MiB, the header's default
 /// `code32_start`, where QEMU loads it too.
 pub const BZIMAGE_LOAD_ADDR: u64 = HIGH_MEMORY_START;
-
-/// Low memory the PC boot protocols (Multiboot, PVH, Linux) keep for themselves, with what
-/// it holds: kernel segments and ramdisks may not overlap it, because axvm writes the GDT,
-/// page tables and boot data there and the ACPI and MP tables go in the legacy area.
-pub const PROTOCOL_RESERVED: [(u64, u64, &str); 2] = [
-    (
-        BOOT_TABLES_START,
-        BOOT_INFO_END,
-        "the GDT, boot page tables and boot data",
-    ),
-    (
-        LEGACY_HOLE_START,
-        HIGH_MEMORY_START,
-        "the legacy area below 1 MiB (ACPI and MP tables)",
-    ),
-];
 
 /// Where the IOAPIC's registers are: the PC's address, where KVM's in-kernel IOAPIC sits.
 pub const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
