@@ -6,7 +6,7 @@
 # Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
 #
 #   CASE        multiboot-smp1, multiboot-smp4, pvh, pvh-elf32, virtio-blk, multiboot-low,
-#               pvh-lowhdr (default: all)
+#               pvh-lowhdr, hpet-q35 (default: all)
 #   --no-build  use the axvm binary and guest images already built
 #   --keep      keep the work directory (configs, consoles, logs) and print its path
 #
@@ -47,6 +47,14 @@
 # range below 1 TiB as reserved in `etc/e820` when the vCPU's vendor is AMD, as TCG's
 # default qemu64 model is; `etc/e820` is otherwise RAM only, which is what axvm lists.
 #
+# hpet-q35 runs the `hpet` guest (PVH) on QEMU's q35 (`-M q35`), whose platform the
+# ArceOS hypervisor's x86 guests are built for: an HPET at 0xfed00000 and the ACPI PM block
+# at port 0x600. axvm's config passes the PC's platform devices through as those configs do
+# (["IO APIC", 0xfec0_0000, ...], ["Local APIC", 0xfee0_0000, ...], ["HPET", 0xfed0_0000,
+# ...]), which axvm serves with KVM's irqchip and its emulated HPET. The guest ends by
+# powering off through port 0x604 (0x2000, as ArceOS and NimbOS do), not the exit port:
+# QEMU then exits 0, which counts as the guest's status 0, and axvm exits 0.
+#
 # virtio-blk runs the `virtio` guest (PVH) with one virtio-blk disk: a 1 MiB raw image the
 # script makes, sector 0 = "axvm-virtio-disk", one copy per VMM. QEMU: `-M microvm,acpi=off`
 # (without ACPI, microvm appends `virtio_mmio.device=512@0xfeb00e00:12` to the command line)
@@ -72,7 +80,7 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 cmdline="console=ttyS0 axvm-compat"
 memory_mib=128
 
-# name:image:cpus:ramdisk(yes/no):devices(none/virtio-blk)
+# name:image:cpus:ramdisk(yes/no):devices(none/virtio-blk/q35-platform)
 all_cases=(
   "multiboot-smp1:multiboot:1:yes:none"
   "multiboot-smp4:multiboot:4:yes:none"
@@ -81,6 +89,7 @@ all_cases=(
   "virtio-blk:virtio:1:no:virtio-blk"
   "multiboot-low:multiboot-low:2:yes:none"
   "pvh-lowhdr:pvh-lowhdr:2:yes:none"
+  "hpet-q35:hpet:1:no:q35-platform"
 )
 # Run only when named (none at present).
 named_cases=()
@@ -117,7 +126,7 @@ else
       [ "${spec%%:*}" = "$name" ] && found=$spec
     done
     if [ -z "$found" ]; then
-      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr)" >&2
+      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr hpet-q35)" >&2
       exit 2
     fi
     cases+=("$found")
@@ -241,6 +250,10 @@ for spec in "${cases[@]}"; do
   marker=${image%%-*}
   dir=$work/$name
   mkdir -p "$dir"
+  if [ ! -f "$images/$image" ]; then
+    echo "qemu-compat: no $image image in $images (an older build?)" >&2
+    exit 2
+  fi
   cp "$images/$image" "$dir/$image"
   initrd=()
   ramdisk_line=""
@@ -256,11 +269,18 @@ for spec in "${cases[@]}"; do
   emu_devices=""
   backends=""
   interrupt_mode=no_irq
+  pass_through=""
+  # How the guest ends when it passes: the exit port, or a power-off (QEMU exits 0).
+  ends_by=exit
+  if [ "$devices" = q35-platform ]; then
+    machine=(-M q35)
+    pass_through='    ["IO APIC", 0xfec0_0000, 0xfec0_0000, 0x1000, 0x1],
+    ["Local APIC", 0xfee0_0000, 0xfee0_0000, 0x1000, 0x1],
+    ["HPET", 0xfed0_0000, 0xfed0_0000, 0x1000, 0x1],'
+    interrupt_mode=passthrough
+    ends_by=poweroff
+  fi
   if [ "$devices" = virtio-blk ]; then
-    if [ ! -f "$images/$image" ]; then
-      echo "qemu-compat: no $image image in $images (an older build?)" >&2
-      exit 2
-    fi
     truncate -s "${disk_mib}M" "$dir/disk.img"
     printf %s "$disk_text" | dd of="$dir/disk.img" conv=notrunc status=none
     cp "$dir/disk.img" "$dir/qemu-disk.img"
@@ -282,6 +302,8 @@ for spec in "${cases[@]}"; do
     </dev/null >"$dir/qemu.out" 2>"$dir/qemu.err") || qemu_rc=$?
   if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
     qemu_status=timeout
+  elif [ "$qemu_rc" = 0 ] && [ "$ends_by" = poweroff ]; then
+    qemu_status=0
   elif [ "$qemu_rc" = 0 ]; then
     qemu_status=noexit
   elif [ $((qemu_rc % 2)) = 1 ]; then
@@ -312,7 +334,9 @@ memory_regions = [
 ]
 
 [devices]
-passthrough_devices = []
+passthrough_devices = [
+$pass_through
+]
 emu_devices = [
 $emu_devices
 ]

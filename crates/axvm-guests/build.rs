@@ -33,6 +33,7 @@ const GUESTS: &[&str] = &[
     "pvh",
     "pvh-lowhdr",
     "virtio",
+    "hpet",
 ];
 
 /// The target the guests are compiled for (set in `guests/.cargo/config.toml`

@@ -367,9 +367,9 @@ fn gap_cases() -> Vec<Case> {
             "pass-through of memory KVM does not emulate",
             &[(
                 NO_PASS_THROUGH,
-                "passthrough_devices = [[\"hpet\", 0xfed0_0000, 0xfed0_0000, 0x1000, 0]]",
+                "passthrough_devices = [[\"nic\", 0xfe00_0000, 0xfe00_0000, 0x1000, 0]]",
             )],
-            Some("devices.passthrough_devices (hpet)"),
+            Some("devices.passthrough_devices (nic)"),
         ),
         realmode_with_files(
             "BIOS that does not fit",

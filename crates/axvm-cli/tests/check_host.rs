@@ -1,6 +1,7 @@
 //! `axvm check` on hosts that cannot run VMs: where `/dev/kvm` is missing (a private mount
 //! namespace with an empty tmpfs over /dev) and where the user may not open it (an
-//! unprivileged user, via `setpriv`), it says so, gives the fix, and exits 1.
+//! unprivileged user, via `setpriv`), it says so, gives the fix, and exits 1. And what it
+//! says of 1 GiB pages, which kvm_pvm (and any KVM on a CPU without them) lacks.
 
 mod common;
 
@@ -97,7 +98,45 @@ fn check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1() 
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Whether KVM here can offer guests 1 GiB pages: not kvm_pvm, and a CPU that has them.
+fn host_can_offer_gib_pages() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_has_them = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| line.split_whitespace().any(|flag| flag == "pdpe1gb"));
+    cpu_has_them && !std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+fn check_warns_when_guests_get_no_1_gib_pages() {
+    require_kvm();
+    let output = Command::new(env!("CARGO_BIN_EXE_axvm"))
+        .arg("check")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cannot run axvm");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("1 GiB pages (pdpe1gb)"))
+        .unwrap_or_else(|| panic!("1 GiB pages are not mentioned:\n{stdout}"));
+    if host_can_offer_gib_pages() {
+        assert!(line.starts_with("  [ok  ] 1 GiB pages"), "{line}");
+        return;
+    }
+    // A warning, not a failure: VMs that do not use them run.
+    assert!(
+        line.starts_with("  [warn] 1 GiB pages (pdpe1gb): missing"),
+        "{line}"
+    );
+    for want in ["ArceOS", "NimbOS", "QEMU -accel kvm", "kvm_amd"] {
+        assert!(line.contains(want), "{want:?} is not in {line:?}");
+    }
+    assert!(!stdout.contains("[FAIL] 1 GiB"), "{stdout}");
+}
+
 axvm_test_harness::main!(
+    check_warns_when_guests_get_no_1_gib_pages,
     check_without_dev_kvm_says_so_with_the_fix_and_exits_1,
     check_as_a_user_without_access_to_dev_kvm_says_so_with_the_fix_and_exits_1,
 );

@@ -81,6 +81,28 @@ fn run_rom_guest_from_its_config() {
     assert!(!output.stdout.contains("FAIL"), "{output:#?}");
 }
 
+/// The HPET guest from its config, whose pass-through rows are the ArceOS hypervisor's x86
+/// ones: `axvm run` serves them (the HPET by emulation, its timer thread in the sandbox),
+/// and the guest's power-off through port 0x604 ends the run with status 0.
+fn run_hpet_guest_with_the_upstream_pass_through_rows_powers_off_with_0() {
+    require_kvm();
+    let scratch = Scratch::new("hpet");
+    let config = guest(
+        &scratch,
+        axvm_guests::HPET_PATH,
+        "hpet",
+        axvm_guests::HPET_CONFIG,
+    );
+    let output = run(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert!(
+        output.stdout.contains("hpet: all checks passed\n"),
+        "{output:#?}"
+    );
+    assert!(!output.stdout.contains("FAIL"), "{output:#?}");
+    assert!(!output.stderr.contains("panicked"), "{output:#?}");
+}
+
 fn exit_status_is_the_guests() {
     require_kvm();
     let scratch = Scratch::new("exit42");
@@ -159,6 +181,7 @@ axvm_test_harness::main!(
     run_without_config_boots_the_demo,
     run_real_mode_guest_from_its_config,
     run_rom_guest_from_its_config,
+    run_hpet_guest_with_the_upstream_pass_through_rows_powers_off_with_0,
     exit_status_is_the_guests,
     stdin_reaches_the_guests_serial_console,
     keyboard_controller_reset_exits_0,

@@ -186,6 +186,22 @@ pub const PVH_ELF32_PATH: &str = concat!(env!("OUT_DIR"), "/images/pvh-elf32");
 /// `ramdisk_path = "ramdisk"` (copy [`RAMDISK_PATH`] there).
 pub const PVH_CONFIG: &str = include_str!("../../../guests/pvh/pvh.toml");
 
+/// Image of the HPET guest: an ELF64 at 0x10_0000 booted through PVH (like [`PVH`]). It
+/// finds the HPET in the ACPI `HPET` table, prints its capabilities, checks that a halted
+/// counter holds a written value, that the counter agrees with the ACPI PM timer, that
+/// timer 0 interrupts periodically on IRQ 0 (IOAPIC pin 2) under legacy replacement with
+/// the PIT silenced, timer 1 once on IRQ 8 (pin 8), and timer 2's level status bit; prints
+/// `hpet: all checks passed` and powers off by writing 0x2000 to port 0x604 (exit status 0).
+/// Failures print `FAIL: ...` and exit non-zero. See `guests/README.md`.
+pub const HPET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/hpet"));
+
+/// Absolute path of the HPET guest's image file.
+pub const HPET_PATH: &str = concat!(env!("OUT_DIR"), "/images/hpet");
+
+/// The HPET VM's config (`guests/hpet/hpet.toml`): 1 vCPU, 128 MiB RAM, `kernel_path =
+/// "hpet"`, and the ArceOS hypervisor's x86 pass-through rows (IOAPIC, local APIC, HPET).
+pub const HPET_CONFIG: &str = include_str!("../../../guests/hpet/hpet.toml");
+
 /// Image of the virtio guest: an ELF64 at 0x10_0000 booted through PVH (like [`PVH`]) that
 /// drives virtio-mmio devices with the `virtio-drivers` crate, polling. It finds them only in
 /// the `virtio_mmio.device=<size>@<base>:<irq>` entries of its command line. With no mode word

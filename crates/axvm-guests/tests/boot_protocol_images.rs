@@ -1,12 +1,12 @@
 //! Checks the Multiboot and PVH guest images (`multiboot`, `multiboot-low`, `pvh`, its
-//! ELF32 form `pvh-elf32`, `pvh-lowhdr`, and `virtio`, which boots through PVH too) without
-//! running them: the headers and notes a VMM (axvm or QEMU) detects them by, their configs,
-//! and that their 64-bit code has no SSE.
+//! ELF32 form `pvh-elf32`, `pvh-lowhdr`, and `virtio` and `hpet`, which boot through PVH
+//! too) without running them: the headers and notes a VMM (axvm or QEMU) detects them by,
+//! their configs, and that their 64-bit code has no SSE.
 
 use axvm_guests::{
-    MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_LOW, MULTIBOOT_LOW_PATH, MULTIBOOT_PATH, PVH,
-    PVH_CONFIG, PVH_ELF32, PVH_ELF32_PATH, PVH_LOWHDR, PVH_LOWHDR_PATH, PVH_PATH, RAMDISK, VIRTIO,
-    VIRTIO_CONFIG, VIRTIO_PATH,
+    HPET, HPET_CONFIG, HPET_PATH, MULTIBOOT, MULTIBOOT_CONFIG, MULTIBOOT_LOW, MULTIBOOT_LOW_PATH,
+    MULTIBOOT_PATH, PVH, PVH_CONFIG, PVH_ELF32, PVH_ELF32_PATH, PVH_LOWHDR, PVH_LOWHDR_PATH,
+    PVH_PATH, RAMDISK, VIRTIO, VIRTIO_CONFIG, VIRTIO_PATH,
 };
 
 /// Where both images are linked and loaded.
@@ -98,6 +98,7 @@ fn multiboot_header_describes_the_flat_image() {
 fn pvh_images_are_elf64_with_one_xen_entry_note() {
     check_pvh_image(PVH);
     check_pvh_image(VIRTIO);
+    check_pvh_image(HPET);
 }
 
 fn check_pvh_image(image: &[u8]) {
@@ -307,6 +308,7 @@ fn paths_hold_the_embedded_images() {
         (PVH_LOWHDR_PATH, PVH_LOWHDR),
         (PVH_ELF32_PATH, PVH_ELF32),
         (VIRTIO_PATH, VIRTIO),
+        (HPET_PATH, HPET),
     ] {
         let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(on_disk, image, "{path} differs from the embedded image");
@@ -388,7 +390,7 @@ fn boot_protocol_guests_contain_no_sse() {
         MULTIBOOT_PATH,
     ]);
     assert_no_sse(MULTIBOOT_PATH, &flat);
-    for path in [PVH_PATH, PVH_LOWHDR_PATH, VIRTIO_PATH] {
+    for path in [PVH_PATH, PVH_LOWHDR_PATH, VIRTIO_PATH, HPET_PATH] {
         let elf = objdump(&["-d", "-j", ".text", "-M", "intel", path]);
         assert_no_sse(path, &elf);
     }
@@ -415,7 +417,21 @@ fn virtio_config_names_its_image_devices_and_backends() {
     }
 }
 
+/// The HPET config: its image, and the ArceOS hypervisor's x86 pass-through rows.
+fn hpet_config_names_its_image_and_the_upstream_pass_through_rows() {
+    for line in [
+        "kernel_path = \"hpet\"",
+        "cpu_num = 1",
+        "[\"IO APIC\", 0xfec0_0000, 0xfec0_0000, 0x1000, 0x1]",
+        "[\"Local APIC\", 0xfee0_0000, 0xfee0_0000, 0x1000, 0x1]",
+        "[\"HPET\", 0xfed0_0000, 0xfed0_0000, 0x1000, 0x1]",
+    ] {
+        assert!(HPET_CONFIG.contains(line), "hpet.toml lacks `{line}`");
+    }
+}
+
 axvm_test_harness::main!(
+    hpet_config_names_its_image_and_the_upstream_pass_through_rows,
     multiboot_header_describes_the_flat_image,
     pvh_images_are_elf64_with_one_xen_entry_note,
     the_low_images_load_below_1_mib_as_they_say,

@@ -77,6 +77,7 @@ pub use devices::{
     Switch, SwitchPort, Tap, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioNet,
     VirtioThread, MAX_FRAME_LEN, NET_HDR_LEN, PORT_QUEUE_FRAMES, VIRTIO_F_VERSION_1,
 };
+pub use devices::{Hpet, HpetLines, NoLines};
 pub use devices::{StopNote, CONSOLE_BUFFER_BYTES, DRAIN_PATIENCE};
 pub use diagnostics::stats::{ExitStats, ExitTally, ExitTarget};
 pub use diagnostics::trace::ExitTrace;
@@ -88,6 +89,7 @@ pub use kvm::{
     KvmHal, KvmVCpu, RecentExit, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters,
     MAX_SLOT_BYTES, RECENT_EXITS,
 };
+pub use kvm::{emulated_hpet, has_in_kernel_irqchip, pass_through_plan};
 pub use plan::{PlannedRange, RegionFate, VmPlan};
 pub use stop_handle::StopHandle;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

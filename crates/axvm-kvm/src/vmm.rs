@@ -135,6 +135,10 @@ impl KvmVm {
         let console = ConsoleThread::spawn_sandboxed(options.console, observer, sandboxed)
             .map_err(|err| Error::Console(err.to_string()))?;
         let mut platform = platform_devices(&config, console.console(), &hal, options.unclaimed)?;
+        if let Some(hpet) = &platform.hpet {
+            hpet.start(&config.name, sandboxed)
+                .map_err(|err| Error::Console(format!("HPET timer thread: {err}")))?;
+        }
         let virtio = virtio_devices(&config, &hal, &console.console())?;
         for device in &virtio.devices {
             platform.devices.add(device.clone())?;

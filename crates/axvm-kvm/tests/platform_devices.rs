@@ -99,13 +99,14 @@ const DEBUG_PORT_GUEST: &[u8] = &[
 /// ```
 const RESET_GUEST: &[u8] = &[0xb0, 0x06, 0xba, 0xf9, 0x0c, 0xee, 0xeb, 0xfe];
 
-/// Powers off the ACPI way, as Linux's `poweroff` ends: SLP_TYP of `\_S5` (5) with SLP_EN
-/// to PM1_CNT. Exits with 0x10 plus SCI_EN should the VM go on after the write:
+/// Powers off the ACPI way, as Linux's `poweroff` ends: SLP_TYP of `\_S5` (0, QEMU's) with
+/// SLP_EN to PM1_CNT, which is also the 0x2000 to port 0x604 that ArceOS and NimbOS write on
+/// QEMU's q35. Exits with 0x10 plus SCI_EN should the VM go on after the write:
 /// ```text
 ///     mov dx, 0x604        ; PM1a_CNT
 ///     in ax, dx
 ///     mov bx, ax           ; SCI_EN in bit 0
-///     mov ax, 0x3400       ; SLP_TYP 5 << 10 | SLP_EN (1 << 13)
+///     mov ax, 0x2000       ; SLP_TYP 0 << 10 | SLP_EN (1 << 13)
 ///     out dx, ax
 ///     mov al, bl
 ///     add al, 0x10
@@ -113,7 +114,7 @@ const RESET_GUEST: &[u8] = &[0xb0, 0x06, 0xba, 0xf9, 0x0c, 0xee, 0xeb, 0xfe];
 ///     jmp $
 /// ```
 const ACPI_POWER_OFF_GUEST: &[u8] = &[
-    0xba, 0x04, 0x06, 0xed, 0x89, 0xc3, 0xb8, 0x00, 0x34, 0xef, 0x88, 0xd8, 0x04, 0x10, 0xe6, 0xf4,
+    0xba, 0x04, 0x06, 0xed, 0x89, 0xc3, 0xb8, 0x00, 0x20, 0xef, 0x88, 0xd8, 0x04, 0x10, 0xe6, 0xf4,
     0xeb, 0xfe,
 ];
 
@@ -187,7 +188,7 @@ fn reset_control_port_resets_with_status_0() {
     assert_eq!(outcome, VmOutcome::Exited(0));
 }
 
-fn writing_s5_to_pm1_cnt_powers_off_with_status_0() {
+fn writing_s5_0x2000_to_port_0x604_powers_off_with_status_0() {
     require_kvm();
     let (result, console) = boot(
         raw_config(),
@@ -221,7 +222,7 @@ axvm_test_harness::main!(
     cmos_reports_the_base_memory_size,
     debug_port_prints_on_the_com1_console_and_reads_0xe9,
     reset_control_port_resets_with_status_0,
-    writing_s5_to_pm1_cnt_powers_off_with_status_0,
+    writing_s5_0x2000_to_port_0x604_powers_off_with_status_0,
     other_sleep_types_leave_the_guest_running,
     the_pm_timer_counts_for_the_guest,
 );

@@ -85,9 +85,21 @@ pub fn print(config: &AxVMConfig, plan: &VmPlan) -> output::Result {
             Vec::new(),
         ));
     }
+    let irqchip = axvm_kvm::has_in_kernel_irqchip();
     for device in &config.pass_through_devices {
         let start = device.base_gpa.as_u64();
         let text = format!("pass-through {} (host {})", device.name, device.base_hpa);
+        // What serves it on this host: the irqchip's pages, the emulated HPET; refusals are
+        // the check's FAIL lines.
+        let text = match axvm_kvm::pass_through_plan(
+            device.base_gpa,
+            device.base_hpa,
+            device.length,
+            irqchip,
+        ) {
+            Ok(served) => format!("{text}: {served}"),
+            Err(_) => text,
+        };
         top.push((
             Line::new(start, start.saturating_add(device.length), text),
             Vec::new(),

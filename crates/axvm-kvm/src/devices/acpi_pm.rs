@@ -9,7 +9,9 @@
 //! - PM1a control block, ports 0x604-0x605: PM1_CNT. SCI_EN always reads 1: the machine is
 //!   always in ACPI mode (the FADT has no SMI command port to switch modes). A write with
 //!   SLP_EN (bit 13) and the SLP_TYP (bits 10-12) the DSDT's `\_S5` declares powers off:
-//!   the VM stops with status 0, as after a reset. Other sleep states are not supported:
+//!   the VM stops with status 0, as after a reset. That type is 0, QEMU's, so the write
+//!   kernels built for QEMU's q35 make without reading the DSDT, 0x2000 to port 0x604
+//!   (ArceOS, NimbOS), powers off too. Other sleep states are not supported:
 //!   such writes are logged and ignored, and the guest goes on.
 //! - PM timer, ports 0x608-0x60b: a 32-bit counter (the FADT sets TMR_VAL_EXT) at
 //!   3.579545 MHz, computed from the host's monotonic clock and the device's start, so it
@@ -311,6 +313,22 @@ mod tests {
         let high = u64::from(POWER_OFF >> 8);
         assert_eq!(
             write(&pm, CONTROL + 1, AccessWidth::Byte, high),
+            WriteOutcome::StopVm { exit_status: 0 }
+        );
+    }
+
+    #[test]
+    fn qemus_power_off_write_of_0x2000_to_port_0x604_stops_the_vm() {
+        let pm = AcpiPm::default();
+        assert_eq!(CONTROL, 0x604);
+        assert_eq!(
+            write(&pm, CONTROL, AccessWidth::Word, 0x2000),
+            WriteOutcome::StopVm { exit_status: 0 }
+        );
+        // The same as a dword (`out dx, eax`).
+        let pm = AcpiPm::default();
+        assert_eq!(
+            write(&pm, CONTROL, AccessWidth::Dword, 0x2000),
             WriteOutcome::StopVm { exit_status: 0 }
         );
     }

@@ -9,6 +9,7 @@ mod console_input;
 mod debug_port;
 mod exit_port;
 mod fw_cfg;
+mod hpet;
 mod i8042;
 mod ident_msr;
 mod pci_host;
@@ -33,6 +34,7 @@ pub use console_input::{ConsoleInput, ReceiveFifo};
 pub use debug_port::DebugPort;
 pub use exit_port::ExitPort;
 pub use fw_cfg::FwCfg;
+pub use hpet::{Hpet, HpetLines, NoLines, HPET_CAPABILITIES};
 pub use i8042::I8042;
 pub use ident_msr::IdentMsrs;
 pub use pci_host::PciHost;
@@ -79,10 +81,11 @@ impl StopNote {
 /// The platform devices of the VM `config` describes: COM1 and the 0xe9 debug port printing
 /// to `console` (a [`ConsoleThread`]'s), COM1's IRQ 4 through `hal`'s irqchip (when it has
 /// one), the exit device, the i8042 and 0xcf9 reset lines, the PCI configuration ports,
-/// fw_cfg, the CMOS RTC, the ACPI power-management registers and the identification MSRs.
-/// The PIT needs no device here: KVM emulates it (see `KvmHal::new`).
+/// fw_cfg, the CMOS RTC, the ACPI power-management registers and the identification MSRs;
+/// and the HPET when the config passes its page through (see `kvm::emulated_hpet`). The PIT
+/// needs no device here: KVM emulates it (see `KvmHal::new`).
 ///
-/// Fails only when the host has an irqchip but refuses COM1's interrupt line.
+/// Fails only when the host has an irqchip but refuses COM1's interrupt line or the HPET's.
 pub fn platform_devices(
     config: &AxVMConfig,
     console: SharedConsole,
@@ -97,7 +100,14 @@ pub fn platform_devices(
     };
     let mut devices = AxVmDevices::new(policy);
     let stop_note = StopNote::default();
-    for device in platform(config, console, com1, &stop_note) {
+    let hpet = crate::kvm::emulated_hpet(config)
+        .then(|| hal.hpet_lines().map(|lines| Arc::new(Hpet::new(lines))))
+        .transpose()?;
+    let hpet_device = hpet.clone().map(|hpet| hpet as Arc<dyn BaseDeviceOps>);
+    for device in platform(config, console, com1, &stop_note)
+        .into_iter()
+        .chain(hpet_device)
+    {
         // The platform's own ranges are disjoint by construction (see the tests).
         if let Err(err) = devices.add(device) {
             unreachable!("platform devices overlap: {err}");
@@ -107,6 +117,7 @@ pub fn platform_devices(
         devices,
         com1_input,
         stop_note,
+        hpet,
     })
 }
 
@@ -118,6 +129,8 @@ pub struct PlatformDevices {
     pub com1_input: Arc<dyn ReceiveFifo>,
     /// Where the reset devices say that they stopped the VM.
     pub stop_note: StopNote,
+    /// The emulated HPET, when the VM has one: its timer thread is started with the VM.
+    pub hpet: Option<Arc<Hpet>>,
 }
 
 /// COM1 as a device and as the receiver of console input: one UART, two trait objects.

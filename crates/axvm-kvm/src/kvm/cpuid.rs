@@ -1,10 +1,17 @@
 //! The CPUID each vCPU reports: what KVM supports, with the vCPU's own APIC id and a
-//! processor brand string.
+//! processor brand string. Every feature bit is KVM's: a guest sees 1 GiB pages (`pdpe1gb`)
+//! exactly when this host's KVM offers them, which `axvm check` reports (ArceOS and NimbOS
+//! map memory with them at boot).
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
 /// CPUID leaf 1 ECX bit 31: "running under a hypervisor".
 const HYPERVISOR_BIT: u32 = 1 << 31;
+
+/// The extended feature leaf.
+const EXTENDED_FEATURES_LEAF: u32 = 0x8000_0001;
+/// Leaf 0x80000001 EDX bit 26: 1 GiB pages (Linux's `pdpe1gb` flag).
+const PDPE1GB: u32 = 1 << 26;
 
 /// The leaf whose EAX is the highest extended leaf.
 const EXTENDED_MAX_LEAF: u32 = 0x8000_0000;
@@ -32,6 +39,14 @@ pub(crate) fn cpuid_for_vcpu(supported: &CpuId, apic_id: u32) -> CpuId {
         }
     }
     with_brand_string(cpuid, &vcpu_brand_string())
+}
+
+/// Whether `cpuid` offers 1 GiB pages (leaf 0x80000001 EDX bit 26).
+pub(crate) fn offers_gib_pages(cpuid: &CpuId) -> bool {
+    cpuid
+        .as_slice()
+        .iter()
+        .any(|entry| entry.function == EXTENDED_FEATURES_LEAF && entry.edx & PDPE1GB != 0)
 }
 
 /// The brand string vCPUs report: the host CPU's, as QEMU's `-cpu host` and Firecracker
@@ -209,6 +224,27 @@ mod tests {
         let cpuid = cpuid_for_vcpu(&without_extended, 0);
         assert_eq!(entry(&cpuid, EXTENDED_MAX_LEAF).eax, 0x8000_0004);
         assert_eq!(brand_of(&cpuid), expected_brand());
+    }
+
+    #[test]
+    fn vcpus_offer_1_gib_pages_exactly_when_kvm_does() {
+        let with_edx = |edx| {
+            let features = kvm_cpuid_entry2 {
+                function: EXTENDED_FEATURES_LEAF,
+                edx,
+                ..Default::default()
+            };
+            CpuId::from_entries(&[leaf(0, 0x10), features]).expect("a small table")
+        };
+        for (edx, offered) in [(PDPE1GB | 1 << 29, true), (1 << 29, false), (0, false)] {
+            let supported = with_edx(edx);
+            assert_eq!(offers_gib_pages(&supported), offered, "{edx:#x}");
+            let vcpu = cpuid_for_vcpu(&supported, 1);
+            assert_eq!(offers_gib_pages(&vcpu), offered, "{edx:#x}");
+            assert_eq!(entry(&vcpu, EXTENDED_FEATURES_LEAF).edx, edx, "untouched");
+        }
+        let no_leaf = CpuId::from_entries(&[leaf(0, 0x10)]).expect("a small table");
+        assert!(!offers_gib_pages(&cpuid_for_vcpu(&no_leaf, 0)));
     }
 
     #[test]

@@ -18,12 +18,14 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::cpuid::cpuid_for_vcpu;
 use super::guest_ram::map_guest_ram;
+use super::irq_lines::KvmHpetLines;
 use super::irq_routing::set_pc_routing;
 use super::kick::{install_kick_handler, KickGuard, KickRegistry};
 use super::limits::{region_refusal, HostLimits};
 use super::pass_through::pass_through_plan;
 use super::system::require_capabilities;
 use super::vcpu::KvmVCpu;
+use crate::devices::{HpetLines, NoLines};
 use crate::error::KvmError;
 use crate::platform::pc::layout::{KVM_TSS_ADDRESS, MSI_ADDRESS_BASE};
 
@@ -130,6 +132,15 @@ impl KvmHal {
             .register_irqfd(&line, gsi)
             .map_err(line_error("KVM_IRQFD"))?;
         Ok(line)
+    }
+
+    /// The lines the emulated HPET raises its interrupts on and silences the PIT with:
+    /// KVM's, or none without an in-kernel irqchip (the HPET then only counts).
+    pub fn hpet_lines(&self) -> Result<Box<dyn HpetLines>, KvmError> {
+        match self.irqchip {
+            true => Ok(Box::new(KvmHpetLines::new(&self.vm)?)),
+            false => Ok(Box::new(NoLines)),
+        }
     }
 
     /// Marks the calling thread as the one running `vcpu_id` until the guard drops, so that
@@ -240,7 +251,7 @@ impl AxVMHal for KvmHal {
         _flags: MappingFlags,
     ) -> Result<(), KvmError> {
         let served_by = pass_through_plan(gpa, hpa, size, self.irqchip)?;
-        log::info!("pass-through of the {served_by} at {gpa} is served by KVM's in-kernel irqchip");
+        log::info!("pass-through at {gpa} is served here: {served_by}");
         Ok(())
     }
 

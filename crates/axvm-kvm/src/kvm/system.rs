@@ -6,8 +6,10 @@ use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::path::Path;
 
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, Kvm};
 
+use super::cpuid::offers_gib_pages;
 use crate::error::KvmError;
 
 /// The KVM device.
@@ -168,10 +170,32 @@ pub fn check_host() -> HostReport {
             detail,
         );
     }
+    gib_pages_finding(&kvm, &mut report);
     if is_software_nested_kvm() {
         report.push("KVM implementation", false, false, "kvm_pvm (software nested KVM, no VT-x/AMD-V): guest user-mode code runs at native speed, but guest kernel-mode and real-mode code is emulated (about 1 µs per instruction), each exit costs several µs, and the emulator does not run SSE instructions at CPL0. Unmodified Linux kernels do not boot");
     }
     report
+}
+
+/// The subject of the 1 GiB pages finding.
+const GIB_PAGES: &str = "1 GiB pages (pdpe1gb)";
+
+/// Whether guests get 1 GiB pages here: a warning when they do not, since kernels that map
+/// with them (ArceOS, NimbOS) then fault at boot.
+fn gib_pages_finding(kvm: &Kvm, report: &mut HostReport) {
+    let Ok(supported) = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES) else {
+        return;
+    };
+    if offers_gib_pages(&supported) {
+        report.push(
+            GIB_PAGES,
+            true,
+            false,
+            "offered to guests (CPUID 0x80000001 EDX bit 26)",
+        );
+    } else {
+        report.push(GIB_PAGES, false, false, "missing: this KVM gives guests no 1 GiB pages (CPUID 0x80000001 EDX bit 26 clear), so kernels that map memory with them at boot, such as ArceOS and NimbOS, fault there (QEMU -accel kvm fails the same way on this host); run those on a host whose KVM offers them (kvm_intel or kvm_amd on a CPU with pdpe1gb)");
+    }
 }
 
 /// Whether KVM here is kvm_pvm, which emulates guest kernel mode in software.

@@ -37,6 +37,8 @@ pub enum ThreadRole {
     ConsoleOutput,
     /// Reads the host's input for the guest's console.
     ConsoleInput,
+    /// Raises an emulated timer's interrupts on time (the HPET's thread).
+    Timer,
     /// Watches a running VM for halted vCPUs and, with the watchdog, lack of progress.
     Watcher,
     /// Runs VMs and waits for them once their threads run: stops them (a signal), prints
@@ -49,11 +51,12 @@ pub enum ThreadRole {
 
 impl ThreadRole {
     /// Every role.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Vcpu,
         Self::Devices,
         Self::ConsoleOutput,
         Self::ConsoleInput,
+        Self::Timer,
         Self::Watcher,
         Self::Supervisor,
         Self::Gdb,

@@ -74,6 +74,10 @@ const CONSOLE_OUTPUT: &[i64] = &[libc::SYS_writev];
 /// The console-input thread reads the host's input.
 const CONSOLE_INPUT: &[i64] = &[libc::SYS_read, libc::SYS_readv, libc::SYS_poll];
 
+/// The HPET's timer thread sleeps (futex, clocks) and raises lines: nothing but
+/// `ioctl(KVM_IRQ_LINE)` (see [`timer_ioctls`]).
+const TIMER: &[i64] = &[];
+
 /// The watcher reads each vCPU's `blocking` statistic.
 const WATCHER: &[i64] = &[libc::SYS_pread64];
 
@@ -174,14 +178,27 @@ ioctl_iow_nr!(
     0x61,
     kvm_bindings::kvm_irq_level
 );
+ioctl_ior_nr!(
+    KVM_GET_PIT2,
+    kvm_bindings::KVMIO,
+    0x9f,
+    kvm_bindings::kvm_pit_state2
+);
+ioctl_iow_nr!(
+    KVM_SET_PIT2,
+    kvm_bindings::KVMIO,
+    0xa0,
+    kvm_bindings::kvm_pit_state2
+);
 
 /// The only `ioctl`s of a vCPU thread, the same on every KVM (kvm_intel, kvm_amd, kvm_pvm):
 /// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the
 /// watchdog's snapshot, an emulation failure's report); translating the guest's RIP for
-/// disassembly; raising interrupts (MSIs; the line, which no device uses today, kept so
-/// that a device raising one on hardware KVM is not killed); and arming a debugger's
-/// breakpoints and steps (`--gdb`).
-fn vcpu_ioctls() -> [u64; 13] {
+/// disassembly; raising interrupts (MSIs; lines: the HPET's level-triggered interrupts drop
+/// when the guest clears them); the PIT's state, which the HPET's legacy replacement
+/// switches (`KVM_PIT_FLAGS_HPET_LEGACY`); and arming a debugger's breakpoints and steps
+/// (`--gdb`).
+fn vcpu_ioctls() -> [u64; 15] {
     [
         KVM_RUN(),
         KVM_GET_REGS(),
@@ -195,9 +212,16 @@ fn vcpu_ioctls() -> [u64; 13] {
         KVM_SET_MP_STATE(),
         KVM_SIGNAL_MSI(),
         KVM_IRQ_LINE(),
+        KVM_GET_PIT2(),
+        KVM_SET_PIT2(),
         KVM_SET_GUEST_DEBUG(),
     ]
     .map(u64::from)
+}
+
+/// The only `ioctl` of the HPET's timer thread: raising and lowering a GSI.
+fn timer_ioctls() -> [u64; 1] {
+    [KVM_IRQ_LINE()]
 }
 
 /// The rules of a thread of `role` in process `pid`.
@@ -208,6 +232,7 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         ThreadRole::Devices => DEVICES,
         ThreadRole::ConsoleOutput => CONSOLE_OUTPUT,
         ThreadRole::ConsoleInput => CONSOLE_INPUT,
+        ThreadRole::Timer => TIMER,
         ThreadRole::Watcher => WATCHER,
         ThreadRole::Supervisor => SUPERVISOR,
         ThreadRole::Gdb => GDB,
@@ -237,10 +262,15 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
     if role == ThreadRole::Gdb {
         gdb_socket_rules(&mut rules)?;
     }
-    if role == ThreadRole::Vcpu {
-        let ioctls = vcpu_ioctls()
-            .into_iter()
-            .map(|request| rule(vec![arg(1, SeccompCmpOp::Eq, request)?]))
+    let ioctls = match role {
+        ThreadRole::Vcpu => &vcpu_ioctls()[..],
+        ThreadRole::Timer => &timer_ioctls()[..],
+        _ => &[],
+    };
+    if !ioctls.is_empty() {
+        let ioctls = ioctls
+            .iter()
+            .map(|&request| rule(vec![arg(1, SeccompCmpOp::Eq, request)?]))
             .collect::<Result<_, _>>()?;
         rules.insert(libc::SYS_ioctl, ioctls);
     }
@@ -316,18 +346,24 @@ mod tests {
         assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
         assert_eq!(KVM_SET_SREGS(), 0x4138_ae84);
         assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
+        assert_eq!(KVM_IRQ_LINE(), 0x4008_ae61);
+        assert_eq!(KVM_GET_PIT2(), 0x8070_ae9f);
+        assert_eq!(KVM_SET_PIT2(), 0x4070_aea0);
         assert_eq!(KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
     }
 
     #[test]
-    fn only_vcpus_may_ioctl() {
+    fn only_vcpus_and_the_timer_thread_may_ioctl() {
         for role in ThreadRole::ALL {
             let rules = rules(role, 1).unwrap();
             assert_eq!(
                 rules.contains_key(&libc::SYS_ioctl),
-                role == ThreadRole::Vcpu,
+                matches!(role, ThreadRole::Vcpu | ThreadRole::Timer),
                 "{role:?}"
             );
+            if role == ThreadRole::Timer {
+                assert_eq!(rules[&libc::SYS_ioctl].len(), 1, "KVM_IRQ_LINE only");
+            }
             assert!(!rules.contains_key(&libc::SYS_execve), "{role:?}");
             assert!(!rules.contains_key(&libc::SYS_openat), "{role:?}");
             assert!(!rules.contains_key(&libc::SYS_socket), "{role:?}");

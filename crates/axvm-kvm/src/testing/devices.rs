@@ -18,8 +18,8 @@ use axvm::{AccessWidth, AxVMConfig};
 use super::entropy::{Entropy, FuzzBytes};
 use crate::devices::PciHost;
 use crate::devices::{
-    AcpiPm, Cmos, ExitPort, FwCfg, ReceiveFifo, ResetControl, SerialConsole, StopNote, Transmitter,
-    I8042,
+    AcpiPm, Cmos, ExitPort, FwCfg, Hpet, NoLines, ReceiveFifo, ResetControl, SerialConsole,
+    StopNote, Transmitter, I8042,
 };
 
 /// The platform devices with a register file worth fuzzing.
@@ -41,10 +41,13 @@ pub enum PlatformDevice {
     ExitPort,
     /// The reset control register (0xcf9).
     ResetControl,
+    /// The HPET (0xfed00000-0xfed003ff), its timer thread not started: its interrupts come
+    /// from accesses catching up, to lines that go nowhere.
+    Hpet,
 }
 
 /// Every [`PlatformDevice`], for the seeded tests.
-pub const ALL_DEVICES: [PlatformDevice; 8] = [
+pub const ALL_DEVICES: [PlatformDevice; 9] = [
     PlatformDevice::Com1,
     PlatformDevice::FwCfg,
     PlatformDevice::Cmos,
@@ -53,6 +56,7 @@ pub const ALL_DEVICES: [PlatformDevice; 8] = [
     PlatformDevice::AcpiPm,
     PlatformDevice::ExitPort,
     PlatformDevice::ResetControl,
+    PlatformDevice::Hpet,
 ];
 
 /// The CMOS clock's reading, in seconds since the epoch (set from the input).
@@ -129,6 +133,7 @@ pub fn drive(which: PlatformDevice, input: &mut impl Entropy) {
         PlatformDevice::AcpiPm => Arc::new(AcpiPm::default()),
         PlatformDevice::ExitPort => Arc::new(ExitPort),
         PlatformDevice::ResetControl => Arc::new(ResetControl::noting(note.clone())),
+        PlatformDevice::Hpet => Arc::new(Hpet::new(Box::new(NoLines))),
     };
     let ranges = device.address_ranges();
     assert!(!ranges.is_empty(), "{which:?} claims no range");

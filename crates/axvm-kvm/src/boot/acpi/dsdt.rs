@@ -8,6 +8,9 @@
 //!   decodes: bus numbers 0-0xff, the configuration ports 0xcf8-0xcff, every other I/O port,
 //!   and a 32-bit memory window from the end of low RAM up to the IOAPIC. Linux takes its PCI
 //!   windows from here ("PCI: Using host bridge windows from ACPI") and places BARs in them;
+//! - `\_SB.HPET` (`PNP0103`) when the VM has the emulated HPET: its register block, as
+//!   QEMU declares it, for drivers that bind by ACPI ID (Linux's `/dev/hpet`); kernels find
+//!   the timer itself through the `HPET` table;
 //! - one `\_SB.VRnn` per virtio-mmio device (`_HID "LNRO0005"`, the ID Linux's virtio_mmio
 //!   driver matches over ACPI), whose `_CRS` gives its registers and its interrupt (an IOAPIC
 //!   GSI, edge-triggered, active high: each interrupt is a pulse on an irqfd). Kernels built
@@ -24,6 +27,7 @@ use axvm::AxVMConfig;
 
 use super::sdt::{finish_sdt, sdt_header};
 use super::S5_SLEEP_TYPE;
+use crate::platform::pc::layout::{HPET_ADDRESS, HPET_LEN};
 
 /// The last address of the PCI memory window (the PC layout's): right below the IOAPIC, as
 /// on PCs, since the IOAPIC, HPET, local APIC and BIOS ranges above it are not PCI's.
@@ -110,9 +114,13 @@ impl Aml for RawAml {
     }
 }
 
-/// The DSDT (revision 2: 64-bit AML integers) for a root bridge with `memory_window` and
-/// the virtio devices `virtio`.
-pub(super) fn dsdt(memory_window: Option<(u32, u32)>, virtio: &[VirtioMmioSlot]) -> Vec<u8> {
+/// The DSDT (revision 2: 64-bit AML integers) for a root bridge with `memory_window`, the
+/// virtio devices `virtio`, and the HPET when `hpet`.
+pub(super) fn dsdt(
+    memory_window: Option<(u32, u32)>,
+    virtio: &[VirtioMmioSlot],
+    hpet: bool,
+) -> Vec<u8> {
     let mut table = sdt_header(b"DSDT", 2);
     sleep_state("\\_S0_", S0_SLEEP_TYPE).to_aml_bytes(&mut table);
     sleep_state("\\_S5_", S5_SLEEP_TYPE).to_aml_bytes(&mut table);
@@ -122,10 +130,30 @@ pub(super) fn dsdt(memory_window: Option<(u32, u32)>, virtio: &[VirtioMmioSlot])
         .enumerate()
         .map(|(index, slot)| RawAml(slot.device(index)))
         .collect();
+    let hpet = hpet.then(hpet_device);
     let mut children: Vec<&dyn Aml> = vec![&root_bridge];
+    children.extend(hpet.iter().map(|device| device as &dyn Aml));
     children.extend(virtio.iter().map(|device| device as &dyn Aml));
     Scope::new(Path::new("\\_SB_"), children).to_aml_bytes(&mut table);
     finish_sdt(table)
+}
+
+/// `Device (HPET) { _HID PNP0103, _UID 0, _CRS { Memory32Fixed (ReadOnly, 0xfed00000,
+/// 0x400) } }`.
+fn hpet_device() -> RawAml {
+    let registers = Memory32Fixed::new(false, HPET_ADDRESS as u32, HPET_LEN as u32);
+    let resources = ResourceTemplate::new(vec![&registers]);
+    let mut aml = Vec::new();
+    Device::new(
+        Path::new("HPET"),
+        vec![
+            &Name::new(Path::new("_HID"), &EISAName::new("PNP0103")),
+            &Name::new(Path::new("_UID"), &ZERO),
+            &Name::new(Path::new("_CRS"), &resources),
+        ],
+    )
+    .to_aml_bytes(&mut aml);
+    RawAml(aml)
 }
 
 /// `Device (PCI0)`: the PCI root bridge with `memory_window`.
@@ -242,11 +270,11 @@ mod tests {
 
     #[test]
     fn the_dsdt_declares_s5_and_the_root_bridge() {
-        let dsdt = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[]);
+        let dsdt = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[], false);
         assert_eq!((&dsdt[..4], dsdt[8], sum(&dsdt)), (&b"DSDT"[..], 2, 0));
-        // Name (\_S5_, Package (4) { 5, 5, 0, 0 })
+        // Name (\_S5_, Package (4) { 0, 0, 0, 0 }): QEMU's soft-off type.
         let s5 = [
-            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x08, 4, 0x0a, 5, 0x0a, 5, 0, 0,
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 4, 0, 0, 0, 0,
         ];
         assert!(contains(&dsdt, &s5), "{dsdt:02x?}");
         // _HID: EisaId ("PNP0A03") is the dword 0x030ad041.
@@ -257,15 +285,32 @@ mod tests {
     }
 
     #[test]
+    fn the_hpet_is_declared_only_when_the_vm_has_it() {
+        let without = dsdt(None, &[], false);
+        let with = dsdt(None, &[], true);
+        assert_eq!(sum(&with), 0);
+        // _HID: EisaId ("PNP0103") is the dword 0x0301d041.
+        let hid = b"_HID\x0c\x41\xd0\x01\x03";
+        assert!(contains(&with, hid) && !contains(&without, hid));
+        // Memory32Fixed: read-only, base 0xfed00000, length 0x400.
+        let block = [0x86, 9, 0, 0, 0x00, 0x00, 0xd0, 0xfe, 0x00, 0x04, 0, 0];
+        assert!(contains(&with, &block), "{with:02x?}");
+    }
+
+    #[test]
     fn without_a_window_the_bridge_declares_no_memory() {
-        let with = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[]);
-        let without = dsdt(None, &[]);
+        let with = dsdt(Some((0x800_0000, PCI_MEMORY_WINDOW_END)), &[], false);
+        let without = dsdt(None, &[], false);
         assert_eq!(
-            dsdt(Some((0x2000, 0x1000)), &[]),
+            dsdt(Some((0x2000, 0x1000)), &[], false),
             without,
             "an empty window"
         );
-        assert_eq!(dsdt(Some((0, u32::MAX)), &[]), without, "a 4 GiB window");
+        assert_eq!(
+            dsdt(Some((0, u32::MAX)), &[], false),
+            without,
+            "a 4 GiB window"
+        );
         // A DWord address space descriptor (tag 0x87, 23 more bytes) appears only in `with`
         // (which grows by its 26 bytes, and perhaps a package length byte).
         assert!(with.len() >= without.len() + 26);
@@ -279,7 +324,7 @@ mod tests {
             length: 0x1000,
             gsi,
         };
-        let dsdt = dsdt(None, &[slot(0xd000_0000, 5), slot(0xd000_1000, 6)]);
+        let dsdt = dsdt(None, &[slot(0xd000_0000, 5), slot(0xd000_1000, 6)], false);
         assert_eq!(sum(&dsdt), 0);
         assert!(contains(&dsdt, b"VR00") && contains(&dsdt, b"VR01"));
         assert!(contains(&dsdt, b"_HID\x0dLNRO0005\0"), "{dsdt:02x?}");

@@ -6,16 +6,19 @@
 //!   boundaries, or receive from their boot protocol (PVH `rsdp_paddr`, Linux
 //!   `acpi_rsdp_addr`), points to both root tables:
 //! - the RSDT (32-bit pointers, what 32-bit kernels read) and the XSDT (64-bit pointers), each
-//!   listing the FADT and the MADT (`sdt.rs`);
+//!   listing the FADT, the MADT and the HPET table if any (`sdt.rs`);
 //! - the FADT ("FACP", `fadt.rs`): the fixed hardware, that is the ACPI PM block of
 //!   `devices::AcpiPm` (PM1a event and control blocks, PM timer) with its SCI on IRQ 9, and
 //!   reboot through the reset register (port 0xcf9). Not hardware-reduced, so kernels keep
 //!   using the legacy PIC and PIT. It points to the DSDT and the FACS;
-//! - the DSDT (`dsdt.rs`): AML declaring `\_S5` (how to power off) and the PCI root bridge
-//!   `\_SB.PCI0` with the bus numbers, ports and memory window it decodes;
+//! - the DSDT (`dsdt.rs`): AML declaring `\_S5` (how to power off), the PCI root bridge
+//!   `\_SB.PCI0` with the bus numbers, ports and memory window it decodes, and the HPET
+//!   when the VM has it;
 //! - the MADT ("APIC", `madt.rs`): one enabled local APIC per vCPU (processor id = APIC id =
 //!   vCPU id), the IOAPIC, and the ISA IRQs that do not reach the IOAPIC pin of their own
-//!   number.
+//!   number;
+//! - the `HPET` table (`hpet.rs`), when the VM has the emulated HPET: its address and
+//!   capabilities.
 //!
 //! Every table lies in [`ACPI_START`]..[`ACPI_END`], the RSDP first (or, when an image covers
 //! that, in the free bytes of 0xe0000-0xfffff the boot layout found); the e820 map reports the
@@ -24,6 +27,7 @@
 
 mod dsdt;
 mod fadt;
+mod hpet;
 mod madt;
 mod sdt;
 
@@ -57,8 +61,10 @@ pub const PM_TIMER_PORT: u16 = 0x608;
 /// The PM timer block's length (the FADT's `PM_TMR_LEN`).
 pub const PM_TIMER_LEN: u8 = 4;
 /// The SLP_TYP value of the soft-off state S5, which the DSDT's `\_S5` declares and a write
-/// of SLP_TYP | SLP_EN to PM1_CNT requests. Any 3-bit value would do; 5 reads as "S5".
-pub const S5_SLEEP_TYPE: u8 = 5;
+/// of SLP_TYP | SLP_EN to PM1_CNT requests: 0, as QEMU's DSDT declares it and QEMU's PC
+/// chipsets power off on it. Kernels built for QEMU (ArceOS and NimbOS) power off without
+/// reading the DSDT, by writing SLP_EN alone (0x2000) to port 0x604.
+pub const S5_SLEEP_TYPE: u8 = 0;
 
 /// Identifies axvm as the tables' maker (the OEM ID kernels print at boot).
 const OEM_ID: [u8; 6] = *b"AXVM  ";
@@ -77,6 +83,8 @@ pub struct AcpiInputs {
     pub pci_memory_window: Option<(u32, u32)>,
     /// The virtio-mmio devices, each declared in the DSDT so kernels find them.
     pub virtio_devices: Vec<VirtioMmioSlot>,
+    /// Whether the VM has the emulated HPET, which the `HPET` table then describes.
+    pub hpet: bool,
 }
 
 impl AcpiInputs {
@@ -97,6 +105,7 @@ impl AcpiInputs {
             cpu_num: config.cpu_num,
             pci_memory_window: pci_memory_window(regions),
             virtio_devices,
+            hpet: crate::kvm::emulated_hpet(config),
         }
     }
 }
@@ -195,7 +204,7 @@ pub(crate) fn write_acpi_tables_at<H: AxVMHal>(
 }
 
 /// The bytes of the ACPI area from [`ACPI_START`] on, for a VM as `inputs` describes it: the
-/// RSDP, then the FACS, DSDT, FADT, MADT, RSDT and XSDT.
+/// RSDP, then the FACS, DSDT, FADT, MADT, the HPET table (if the VM has one), RSDT and XSDT.
 pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
     acpi_tables_at(inputs, ACPI_START)
 }
@@ -210,13 +219,21 @@ pub(crate) fn acpi_tables_at(inputs: &AcpiInputs, base: u64) -> Result<Vec<u8>, 
     let dsdt = place(
         &mut area,
         base,
-        &dsdt::dsdt(inputs.pci_memory_window, &inputs.virtio_devices),
+        &dsdt::dsdt(
+            inputs.pci_memory_window,
+            &inputs.virtio_devices,
+            inputs.hpet,
+        ),
         16,
     );
     let fadt = place(&mut area, base, &fadt::fadt(facs, dsdt), 16);
     let madt = place(&mut area, base, &madt::madt(cpu_count), 16);
-    let rsdt = place(&mut area, base, &sdt::rsdt(&[fadt, madt]), 16);
-    let xsdt = place(&mut area, base, &sdt::xsdt(&[fadt, madt]), 16);
+    let mut listed = vec![fadt, madt];
+    if inputs.hpet {
+        listed.push(place(&mut area, base, &hpet::hpet_table(), 16));
+    }
+    let rsdt = place(&mut area, base, &sdt::rsdt(&listed), 16);
+    let xsdt = place(&mut area, base, &sdt::xsdt(&listed), 16);
     area[..RSDP_LEN].copy_from_slice(&sdt::rsdp(rsdt, xsdt));
     let room = (ACPI_END - ACPI_START) as usize;
     if area.len() > room {
@@ -273,6 +290,7 @@ pub(super) mod tests {
             cpu_num,
             pci_memory_window: Some((0x800_0000, PCI_MEMORY_WINDOW_END)),
             virtio_devices: Vec::new(),
+            hpet: false,
         }
     }
 
@@ -325,8 +343,30 @@ pub(super) mod tests {
                 cpu_num: 3,
                 pci_memory_window: Some((0x1000_0000, PCI_MEMORY_WINDOW_END)),
                 virtio_devices: Vec::new(),
+                hpet: false,
             }
         );
+    }
+
+    #[test]
+    fn the_hpet_table_is_listed_only_for_a_vm_with_the_hpet() {
+        let root_entries = |image: &[u8]| {
+            let rsdt = table_at(image, u32_at(image, 16).into());
+            (HEADER_LEN..rsdt.len())
+                .step_by(4)
+                .map(|at| table_at(image, u32_at(rsdt, at).into())[..4].to_vec())
+                .collect::<Vec<_>>()
+        };
+        let without = acpi_tables(&inputs(2)).unwrap();
+        assert_eq!(root_entries(&without), [b"FACP".to_vec(), b"APIC".to_vec()]);
+        let with = acpi_tables(&AcpiInputs {
+            hpet: true,
+            ..inputs(2)
+        })
+        .unwrap();
+        let entries = root_entries(&with);
+        assert_eq!(entries.last().map(Vec::as_slice), Some(&b"HPET"[..]));
+        assert_eq!(entries.len(), 3);
     }
 
     #[test]

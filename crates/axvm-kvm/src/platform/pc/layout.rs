@@ -14,6 +14,8 @@
 //! 0x0010_0000-             kernels and ramdisks (a bzImage's protected-mode kernel here)
 //!           -0xfebf_ffff   end of the PCI memory window the DSDT declares
 //! 0xfec0_0000-0xfec0_1000  IOAPIC registers                    (KVM's in-kernel IOAPIC)
+//! 0xfed0_0000-0xfed0_0400  HPET registers, when the config passes the HPET through
+//!                          (devices/hpet.rs)
 //! 0xfee0_0000-0xfee0_1000  local APIC registers, MSI window     (KVM's in-kernel LAPIC)
 //! 0xfffb_d000-0xfffc_0000  KVM's real-mode TSS (Intel hosts)
 //! ```
@@ -105,6 +107,13 @@ pub const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
 /// Where every local APIC's registers are: the architectural default, where KVM's
 /// in-kernel local APIC sits.
 pub const LOCAL_APIC_ADDRESS: u32 = 0xfee0_0000;
+/// Where the HPET's registers are: the PC's address (QEMU's too, and the one ArceOS
+/// hypervisor configs pass through).
+pub const HPET_ADDRESS: u64 = 0xfed0_0000;
+/// The HPET's register block: 1 KiB (the spec's, and what the ACPI table and QEMU claim).
+pub const HPET_LEN: u64 = 0x400;
+/// The most of the HPET's page a pass-through entry for it may span.
+pub const HPET_PAGE_SIZE: u64 = 0x1000;
 /// The MSI address window: a write there is an interrupt message to the local APIC whose
 /// id is in bits 12-19. It is the local APIC's page by the architecture's design.
 pub const MSI_ADDRESS_BASE: u32 = LOCAL_APIC_ADDRESS;
