@@ -290,7 +290,8 @@ fn pass_through_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
 
 /// What a boot protocol writes where `layout` put it: the protocol's own data (named as the
 /// protocol's `boot_data` in `plan.boot_data` names it: tables first, then the boot data
-/// area), the firmware tables, and the e820 map's reserved ranges.
+/// area, then Multiboot's entry stack), the firmware tables, and the e820 map's reserved
+/// ranges.
 fn laid_out_boot_data(
     config: &AxVMConfig,
     plan: &VmPlan,
@@ -308,6 +309,7 @@ fn laid_out_boot_data(
         area(what(0), layout.tables),
         area(what(1), layout.boot_info),
     ];
+    ranges.extend(layout.stack.map(|stack| area(what(2), stack)));
     ranges.extend(table_areas(layout.acpi, layout.mptable));
     ranges.extend(reserved_areas(config));
     ranges
