@@ -33,6 +33,9 @@ const GUESTS: &[&str] = &[
     "pvh",
     "pvh-lowhdr",
     "virtio",
+    "bios-stub",
+    "bios-reset",
+    "biosboot",
 ];
 
 /// The target the guests are compiled for (set in `guests/.cargo/config.toml`
