@@ -6,7 +6,7 @@
 # Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
 #
 #   CASE        multiboot-smp1, multiboot-smp4, pvh, pvh-elf32, virtio-blk, multiboot-low,
-#               pvh-lowhdr (default: all)
+#               pvh-lowhdr, bios-start (default: all)
 #   --no-build  use the axvm binary and guest images already built
 #   --keep      keep the work directory (configs, consoles, logs) and print its path
 #
@@ -47,6 +47,17 @@
 # range below 1 TiB as reserved in `etc/e820` when the vCPU's vendor is AMD, as TCG's
 # default qemu64 model is; `etc/e820` is otherwise RAM only, which is what axvm lists.
 #
+# bios-start runs the ArceOS hypervisor's x86 start: the `bios-stub` BIOS at 0x8000, entered
+# in real mode there, and the `biosboot` kernel at 0x200000, which the stub enters. axvm runs
+# the guest's own config (guests/biosboot/biosboot.toml: entry_point 0x8000, bios_path,
+# bios_load_addr, kernel_load_addr, image_location = "memory", pass-through of the IOAPIC
+# and local APIC). QEMU, as axvisor, loads the two images where they go and starts at
+# 0000:8000: `-M q35 -m 16M -bios bios-reset` (a 64 KiB ROM the guests' build makes whose
+# reset vector jumps to 0000:8000; no other firmware runs) with `-device
+# loader,file=bios-stub,addr=0x8000,force-raw=on` and `-device
+# loader,file=biosboot,addr=0x200000,force-raw=on`; no -kernel, which would take the
+# kernel's Multiboot header.
+#
 # virtio-blk runs the `virtio` guest (PVH) with one virtio-blk disk: a 1 MiB raw image the
 # script makes, sector 0 = "axvm-virtio-disk", one copy per VMM. QEMU: `-M microvm,acpi=off`
 # (without ACPI, microvm appends `virtio_mmio.device=512@0xfeb00e00:12` to the command line)
@@ -81,6 +92,7 @@ all_cases=(
   "virtio-blk:virtio:1:no:virtio-blk"
   "multiboot-low:multiboot-low:2:yes:none"
   "pvh-lowhdr:pvh-lowhdr:2:yes:none"
+  "bios-start:biosboot:1:no:bios-stub"
 )
 # Run only when named (none at present).
 named_cases=()
@@ -117,7 +129,7 @@ else
       [ "${spec%%:*}" = "$name" ] && found=$spec
     done
     if [ -z "$found" ]; then
-      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr)" >&2
+      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr bios-start)" >&2
       exit 2
     fi
     cases+=("$found")
@@ -256,6 +268,24 @@ for spec in "${cases[@]}"; do
   emu_devices=""
   backends=""
   interrupt_mode=no_irq
+  # How QEMU gets the guest: -kernel (a boot protocol), or the BIOS start's images.
+  qemu_boot=(-kernel "$image" -append "$cmdline")
+  qemu_memory_mib=$memory_mib
+  own_config=""
+  if [ "$devices" = bios-stub ]; then
+    for file in bios-stub bios-reset; do
+      if [ ! -f "$images/$file" ]; then
+        echo "qemu-compat: no $file image in $images (an older build?)" >&2
+        exit 2
+      fi
+      cp "$images/$file" "$dir/$file"
+    done
+    machine=(-M q35)
+    qemu_boot=(-bios bios-reset -device loader,file=bios-stub,addr=0x8000,force-raw=on
+      -device "loader,file=$image,addr=0x200000,force-raw=on")
+    qemu_memory_mib=16
+    own_config=$root/guests/biosboot/biosboot.toml
+  fi
   if [ "$devices" = virtio-blk ]; then
     if [ ! -f "$images/$image" ]; then
       echo "qemu-compat: no $image image in $images (an older build?)" >&2
@@ -277,8 +307,8 @@ for spec in "${cases[@]}"; do
   qemu_rc=0
   (cd "$dir" && timeout -k 5 "$run_timeout" "$qemu" "${machine[@]}" -accel tcg "${defaults[@]}" \
     -no-reboot -serial stdio -monitor none -display none \
-    -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$image" -append "$cmdline" \
-    -smp "$cpus" -m "${memory_mib}M" "${initrd[@]}" "${qemu_devices[@]}" \
+    -device isa-debug-exit,iobase=0xf4,iosize=4 "${qemu_boot[@]}" \
+    -smp "$cpus" -m "${qemu_memory_mib}M" "${initrd[@]}" "${qemu_devices[@]}" \
     </dev/null >"$dir/qemu.out" 2>"$dir/qemu.err") || qemu_rc=$?
   if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
     qemu_status=timeout
@@ -319,6 +349,9 @@ $emu_devices
 interrupt_mode = "$interrupt_mode"
 $backends
 EOF
+  if [ -n "$own_config" ]; then
+    cp "$own_config" "$dir/$name.toml"
+  fi
   axvm_rc=0
   timeout -k 5 "$run_timeout" "$axvm" run "$dir/$name.toml" \
     </dev/null >"$dir/axvm.out" 2>"$dir/axvm.err" || axvm_rc=$?
