@@ -6,7 +6,7 @@
 # Usage: scripts/qemu-compat.sh [--no-build] [--keep] [CASE...]
 #
 #   CASE        multiboot-smp1, multiboot-smp4, pvh, pvh-elf32, virtio-blk, multiboot-low,
-#               pvh-lowhdr, hpet-q35 (default: all)
+#               pvh-lowhdr, hpet-q35, bios-start (default: all)
 #   --no-build  use the axvm binary and guest images already built
 #   --keep      keep the work directory (configs, consoles, logs) and print its path
 #
@@ -55,6 +55,17 @@
 # powering off through port 0x604 (0x2000, as ArceOS and NimbOS do), not the exit port:
 # QEMU then exits 0, which counts as the guest's status 0, and axvm exits 0.
 #
+# bios-start runs the ArceOS hypervisor's x86 start: the `bios-stub` BIOS at 0x8000, entered
+# in real mode there, and the `biosboot` kernel at 0x200000, which the stub enters. axvm runs
+# the guest's own config (guests/biosboot/biosboot.toml: entry_point 0x8000, bios_path,
+# bios_load_addr, kernel_load_addr, image_location = "memory", pass-through of the IOAPIC
+# and local APIC). QEMU, as axvisor, loads the two images where they go and starts at
+# 0000:8000: `-M q35 -m 16M -bios bios-reset` (a 64 KiB ROM the guests' build makes whose
+# reset vector jumps to 0000:8000; no other firmware runs) with `-device
+# loader,file=bios-stub,addr=0x8000,force-raw=on` and `-device
+# loader,file=biosboot,addr=0x200000,force-raw=on`; no -kernel, which would take the
+# kernel's Multiboot header.
+#
 # virtio-blk runs the `virtio` guest (PVH) with one virtio-blk disk: a 1 MiB raw image the
 # script makes, sector 0 = "axvm-virtio-disk", one copy per VMM. QEMU: `-M microvm,acpi=off`
 # (without ACPI, microvm appends `virtio_mmio.device=512@0xfeb00e00:12` to the command line)
@@ -90,6 +101,7 @@ all_cases=(
   "multiboot-low:multiboot-low:2:yes:none"
   "pvh-lowhdr:pvh-lowhdr:2:yes:none"
   "hpet-q35:hpet:1:no:q35-platform"
+  "bios-start:biosboot:1:no:bios-stub"
 )
 # Run only when named (none at present).
 named_cases=()
@@ -126,7 +138,7 @@ else
       [ "${spec%%:*}" = "$name" ] && found=$spec
     done
     if [ -z "$found" ]; then
-      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr hpet-q35)" >&2
+      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr hpet-q35 bios-start)" >&2
       exit 2
     fi
     cases+=("$found")
@@ -280,6 +292,24 @@ for spec in "${cases[@]}"; do
     interrupt_mode=passthrough
     ends_by=poweroff
   fi
+  # How QEMU gets the guest: -kernel (a boot protocol), or the BIOS start's images.
+  qemu_boot=(-kernel "$image" -append "$cmdline")
+  qemu_memory_mib=$memory_mib
+  own_config=""
+  if [ "$devices" = bios-stub ]; then
+    for file in bios-stub bios-reset; do
+      if [ ! -f "$images/$file" ]; then
+        echo "qemu-compat: no $file image in $images (an older build?)" >&2
+        exit 2
+      fi
+      cp "$images/$file" "$dir/$file"
+    done
+    machine=(-M q35)
+    qemu_boot=(-bios bios-reset -device loader,file=bios-stub,addr=0x8000,force-raw=on
+      -device "loader,file=$image,addr=0x200000,force-raw=on")
+    qemu_memory_mib=16
+    own_config=$root/guests/biosboot/biosboot.toml
+  fi
   if [ "$devices" = virtio-blk ]; then
     truncate -s "${disk_mib}M" "$dir/disk.img"
     printf %s "$disk_text" | dd of="$dir/disk.img" conv=notrunc status=none
@@ -297,8 +327,8 @@ for spec in "${cases[@]}"; do
   qemu_rc=0
   (cd "$dir" && timeout -k 5 "$run_timeout" "$qemu" "${machine[@]}" -accel tcg "${defaults[@]}" \
     -no-reboot -serial stdio -monitor none -display none \
-    -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$image" -append "$cmdline" \
-    -smp "$cpus" -m "${memory_mib}M" "${initrd[@]}" "${qemu_devices[@]}" \
+    -device isa-debug-exit,iobase=0xf4,iosize=4 "${qemu_boot[@]}" \
+    -smp "$cpus" -m "${qemu_memory_mib}M" "${initrd[@]}" "${qemu_devices[@]}" \
     </dev/null >"$dir/qemu.out" 2>"$dir/qemu.err") || qemu_rc=$?
   if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
     qemu_status=timeout
@@ -343,6 +373,9 @@ $emu_devices
 interrupt_mode = "$interrupt_mode"
 $backends
 EOF
+  if [ -n "$own_config" ]; then
+    cp "$own_config" "$dir/$name.toml"
+  fi
   axvm_rc=0
   timeout -k 5 "$run_timeout" "$axvm" run "$dir/$name.toml" \
     </dev/null >"$dir/axvm.out" 2>"$dir/axvm.err" || axvm_rc=$?

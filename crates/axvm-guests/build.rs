@@ -34,6 +34,9 @@ const GUESTS: &[&str] = &[
     "pvh-lowhdr",
     "virtio",
     "hpet",
+    "bios-stub",
+    "bios-reset",
+    "biosboot",
 ];
 
 /// The target the guests are compiled for (set in `guests/.cargo/config.toml`

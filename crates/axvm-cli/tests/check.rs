@@ -64,6 +64,53 @@ fn check_demo_config_prints_valid_and_its_memory_map() {
     }
 }
 
+/// The `Start:` section of `check`'s output: its one line.
+fn start_line(text: &str) -> &str {
+    text.split_once("\nStart:\n  ")
+        .unwrap_or_else(|| panic!("no Start section: {text}"))
+        .1
+        .lines()
+        .next()
+        .unwrap_or_default()
+}
+
+/// An ArceOS hypervisor x86 config (entry_point in the BIOS image): `check` says it starts
+/// in the BIOS, and why; with the entry elsewhere, that the kernel's Multiboot header
+/// decides and the BIOS is only copied.
+fn check_says_which_start_it_uses_and_why() {
+    require_kvm();
+    let scratch = Scratch::new("check-bios-start");
+    scratch.copy_image(axvm_guests::BIOS_STUB_PATH, "bios-stub");
+    scratch.copy_image(axvm_guests::BIOSBOOT_PATH, "biosboot");
+    let config = scratch.write("biosboot.toml", axvm_guests::BIOSBOOT_CONFIG);
+    let output = check(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    let stub_end = 0x8000 + axvm_guests::BIOS_STUB.len();
+    assert_eq!(
+        start_line(&output.stdout),
+        format!("BIOS start (the ArceOS hypervisor's x86 start): entry_point 0x8000 lies in the BIOS image at 0x8000..{stub_end:#x}, so vCPU 0 starts there in 16-bit real mode (CS 0, IP 0x8000) and the other vCPUs wait for INIT-SIPI-SIPI; the kernel is copied as it is to kernel_load_addr 0x200000 (its Multiboot header is left to the BIOS)")
+    );
+    assert!(
+        output
+            .stdout
+            .contains("(BIOS start, the kernel as it is; each region"),
+        "{}",
+        output.stdout
+    );
+    let elsewhere = replace(
+        axvm_guests::BIOSBOOT_CONFIG,
+        "entry_point = 0x8000",
+        "entry_point = 0x20_0000",
+    );
+    let config = scratch.write("elsewhere.toml", elsewhere);
+    let output = check(&config);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert_eq!(
+        start_line(&output.stdout),
+        format!("Multiboot: a Multiboot v1 header in the first 8 KiB; the BIOS image at 0x8000..{stub_end:#x} does not hold entry_point 0x200000, so it is only copied there")
+    );
+}
+
 fn check_bad_config_exits_1_naming_the_field() {
     // The config problem makes the exit status 1 whatever the host; no KVM needed.
     let scratch = Scratch::new("check-bad");
@@ -157,6 +204,7 @@ fn check_refuses_what_run_refuses_no_boot_table_ram() {
 }
 
 axvm_test_harness::main!(
+    check_says_which_start_it_uses_and_why,
     check_without_config_reports_the_host,
     check_demo_config_prints_valid_and_its_memory_map,
     check_bad_config_exits_1_naming_the_field,

@@ -6,8 +6,10 @@
 //! `check` once had (issue 10, item 5): pass-through page offsets and host-address
 //! conflicts, BIOS/DTB/ramdisk that do not fit or have no load address, a command line
 //! larger than the boot data area, a malformed PT_NOTE, regions without READ, above the
-//! host's address width, or more than KVM's memory slots; and kernels below 1 MiB (issue 11,
-//! item 3), accepted unless they leave the firmware tables no room.
+//! host's address width, or more than KVM's memory slots; kernels below 1 MiB (issue 11,
+//! item 3), accepted unless they leave the firmware tables no room; and the ArceOS
+//! hypervisor's BIOS start (issue 14, item 2), accepted, and refused for a kernel that does
+//! not fit at its load address.
 
 mod common;
 
@@ -448,6 +450,40 @@ fn more_regions_than_memory_slots_are_refused_by_both() {
     compare(&case).unwrap_or_else(|err| panic!("{}: {err}", case.name));
 }
 
+/// The BIOS-start guest's config (an ArceOS hypervisor x86 config) with `edits`, and its
+/// two images.
+fn biosboot(name: &'static str, edits: &[(&str, &str)], field: Option<&'static str>) -> Case {
+    let config = edits.iter().fold(
+        axvm_guests::BIOSBOOT_CONFIG.to_string(),
+        |text, (from, to)| replace(&text, from, to),
+    );
+    Case {
+        name,
+        config,
+        files: vec![
+            ("biosboot", axvm_guests::BIOSBOOT.to_vec()),
+            ("bios-stub", axvm_guests::BIOS_STUB.to_vec()),
+        ],
+        field,
+    }
+}
+
+/// The BIOS start: the upstream-style config runs; a kernel past the end of RAM at
+/// `kernel_load_addr` is refused by both, naming that field.
+fn bios_start_cases() -> Vec<Case> {
+    vec![
+        biosboot("the ArceOS hypervisor's BIOS start", &[], None),
+        biosboot(
+            "BIOS start with the kernel loaded past RAM",
+            &[(
+                "kernel_load_addr = 0x20_0000",
+                "kernel_load_addr = 0xff_ff00",
+            )],
+            Some("kernel.kernel_load_addr"),
+        ),
+    ]
+}
+
 /// Configs both commands accept (so "check refuses" is not simply "check always fails").
 fn accepted_cases() -> Vec<Case> {
     vec![
@@ -551,6 +587,7 @@ fn check_refuses_exactly_what_run_refuses() {
         refused_rs_cases(),
         gap_cases(),
         low_memory_cases(),
+        bios_start_cases(),
         accepted_cases(),
     ]
     .into_iter()

@@ -223,3 +223,34 @@ pub const VIRTIO_PATH: &str = concat!(env!("OUT_DIR"), "/images/virtio");
 /// 0xd000_2000, 4 KiB each, irqs 5-7) with their `[devices.backends]`: `vda` is the disk
 /// image `disk.img` next to the config, `net0` the in-process switch `lan`.
 pub const VIRTIO_CONFIG: &str = include_str!("../../../guests/virtio/virtio.toml");
+
+/// The BIOS stub of the ArceOS hypervisor's x86 start (`guests/bios-stub`, what
+/// axvm-bios-x86 does): 16-bit code loaded and entered in real mode at 0x8000 that loads its
+/// GDT, enters 32-bit protected mode and jumps to the kernel at 0x200000 with ESP 0x7000,
+/// EAX 0x2BADB002 and EBX 0.
+pub const BIOS_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/bios-stub"));
+
+/// Absolute path of the BIOS stub's image file.
+pub const BIOS_STUB_PATH: &str = concat!(env!("OUT_DIR"), "/images/bios-stub");
+
+/// Absolute path of the 64 KiB QEMU `-bios` image whose reset vector jumps to 0000:8000, so
+/// that QEMU starts [`BIOS_STUB`] as axvm does (for the comparison with QEMU only).
+pub const BIOS_RESET_PATH: &str = concat!(env!("OUT_DIR"), "/images/bios-reset");
+
+/// Image of the BIOS-start kernel: a flat image for 0x200000 whose first byte is the stub's
+/// jump target, with a Multiboot header after it (so detection by content would pick
+/// Multiboot). Entered by [`BIOS_STUB`], it prints `biosboot: entered at 0x200000, the BIOS
+/// stub's jump`, `biosboot: eax 0x2badb002 ebx 0x0 esp 0x7000`, `biosboot: protected mode,
+/// paging off`, `biosboot: stack usable at entry` and `biosboot: all checks passed`, and
+/// exits 0. Entered at its Multiboot entry instead, it prints `biosboot: FAIL: entered at
+/// the Multiboot header's entry ...` and exits 0x7d.
+pub const BIOSBOOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/biosboot"));
+
+/// Absolute path of the BIOS-start kernel's image file.
+pub const BIOSBOOT_PATH: &str = concat!(env!("OUT_DIR"), "/images/biosboot");
+
+/// The BIOS-start VM's config (`guests/biosboot/biosboot.toml`), in the ArceOS hypervisor's
+/// x86 form: `entry_point = 0x8000`, `bios_path = "bios-stub"` at 0x8000, `kernel_path =
+/// "biosboot"` at 0x20_0000, 16 MiB, `image_location = "memory"`, `phys_cpu_sets`,
+/// `interrupt_mode = "passthrough"` and the IOAPIC and local APIC passed through.
+pub const BIOSBOOT_CONFIG: &str = include_str!("../../../guests/biosboot/biosboot.toml");

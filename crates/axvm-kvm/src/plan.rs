@@ -12,8 +12,8 @@ use crate::boot::bda::bda_contents;
 use crate::boot::e820::{e820_map, E820Kind};
 use crate::boot::mptable::MAX_MP_CPUS;
 use crate::boot::{
-    boot_cmdline, extra_images, plan_kernel, protocol_for, BootImages, BootLayout, ImageFormat,
-    KernelPlan, RamdiskPlacement,
+    boot_cmdline, extra_images, plan_kernel, protocol_for_vm, start_line, BootImages, BootLayout,
+    ImageFormat, KernelPlan, RamdiskPlacement,
 };
 use crate::devices::check_virtio_devices;
 use crate::kvm::{has_in_kernel_irqchip, pass_through_plan, region_refusal, HostLimits};
@@ -77,6 +77,9 @@ pub struct VmPlan {
     pub format: ImageFormat,
     /// Why that format: the detection rule that matched.
     pub detected_by: &'static str,
+    /// How the VM starts and why, in one line for `axvm check`: the ArceOS hypervisor's BIOS
+    /// start (with the BIOS's range) or the detected format and its rule.
+    pub start: String,
     /// Each memory region's fate on this host, in config order.
     pub regions: Vec<RegionFate>,
     /// The images, in load order (extras first, then the kernel, which thus wins overlaps).
@@ -178,7 +181,7 @@ impl VmPlan {
     /// map even of a config it refuses): the kernel where its headers put it, the ramdisk at
     /// `ramdisk_load_addr` only, the config's entries.
     pub fn sketch(config: &AxVMConfig, images: &BootImages) -> Self {
-        let protocol = protocol_for(&images.kernel);
+        let protocol = protocol_for_vm(config, images);
         let format = protocol.format();
         let mut boot_data: Vec<PlannedRange> = protocol
             .boot_data()
@@ -191,6 +194,7 @@ impl VmPlan {
         let mut plan = Self {
             format,
             detected_by: protocol.detected_by(),
+            start: start_line(config, images),
             regions: config
                 .memory_regions
                 .iter()
@@ -290,7 +294,8 @@ fn pass_through_refusals(config: &AxVMConfig) -> Vec<ConfigError> {
 
 /// What a boot protocol writes where `layout` put it: the protocol's own data (named as the
 /// protocol's `boot_data` in `plan.boot_data` names it: tables first, then the boot data
-/// area), the firmware tables, and the e820 map's reserved ranges.
+/// area, then Multiboot's entry stack), the firmware tables, and the e820 map's reserved
+/// ranges.
 fn laid_out_boot_data(
     config: &AxVMConfig,
     plan: &VmPlan,
@@ -308,6 +313,7 @@ fn laid_out_boot_data(
         area(what(0), layout.tables),
         area(what(1), layout.boot_info),
     ];
+    ranges.extend(layout.stack.map(|stack| area(what(2), stack)));
     ranges.extend(table_areas(layout.acpi, layout.mptable));
     ranges.extend(reserved_areas(config));
     ranges
@@ -434,7 +440,7 @@ fn planned_images(config: &AxVMConfig, images: &BootImages, plan: &VmPlan) -> Ve
             ))
         })
         .collect();
-    let protocol = protocol_for(&images.kernel);
+    let protocol = protocol_for_vm(config, images);
     let segments = match &plan.kernel {
         Some(kernel) => Ok(kernel.image.segments.clone()),
         None => protocol
@@ -446,6 +452,7 @@ fn planned_images(config: &AxVMConfig, images: &BootImages, plan: &VmPlan) -> Ve
         for (index, segment) in segments.iter().enumerate() {
             let what = match (format, count) {
                 (ImageFormat::Raw, _) => "kernel image (raw)".to_string(),
+                (ImageFormat::Bios, _) => "kernel image (as it is; the BIOS enters it)".to_string(),
                 (_, 1) => format!("kernel ({format:?})"),
                 _ => format!("kernel ({format:?}) segment {index}"),
             };

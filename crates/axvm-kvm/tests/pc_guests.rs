@@ -126,6 +126,7 @@ fn multiboot_kernel_sees_its_cmdline_memory_and_cpus_and_starts_its_aps() {
         assert_has_lines(
             &console,
             &[
+                "multiboot: entry stack usable",
                 "cmdline: multiboot console=ttyS0 axvm-compat",
                 &format!("fw_cfg: {cpus} CPUs, 128 MiB"),
                 &format!("ACPI: {cpus} CPUs"),
@@ -151,6 +152,7 @@ fn multiboot_kernel_linked_at_0x9000_reads_its_information() {
     assert_has_lines(
         &console,
         &[
+            "multiboot: entry stack usable",
             "cmdline: multiboot-low console=ttyS0 axvm-compat",
             "memory: mem_upper and mmap agree with fw_cfg",
             &format!("module: {} bytes", axvm_guests::RAMDISK.len()),

@@ -140,6 +140,10 @@ fn kludge_kernel_gets_the_magic_and_the_information_structure() {
         "{plan:?}"
     );
     assert_eq!(plan.bsp.regs.rax, u64::from(MULTIBOOT_BOOTLOADER_MAGIC));
+    assert_eq!(
+        plan.bsp.regs.rsp, 0x7000,
+        "a usable stack below the boot data, as the ArceOS hypervisor's BIOS stub gives"
+    );
     assert_eq!(plan.bsp.start, StartPolicy::AtBoot);
     assert_eq!(plan.ap.start, StartPolicy::WaitForSipi);
     let info = plan.info.expect("an information structure").as_u64();

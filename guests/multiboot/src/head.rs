@@ -3,7 +3,11 @@
 //!
 //! A Multiboot loader finds the header (magic 0x1badb002, 4-byte aligned, in
 //! the first 8 KiB), loads the file at `load_addr` and enters `entry_addr`
-//! (rt's `axvm_start32`) in 32-bit protected mode. A VMM that does not
+//! (`multiboot_entry32`) in 32-bit protected mode. That entry records ESP,
+//! pushes a word and pops it back before any stack of its own, as kernels
+//! such as NimbOS do (the spec leaves ESP undefined; QEMU and the ArceOS
+//! hypervisor's BIOS stub give a usable one), then joins rt's `axvm_start32`
+//! with EAX and EBX unchanged. A VMM that does not
 //! recognise the header treats the file as a raw image and, with this
 //! guest's config, starts it in real mode at its first byte (CS base
 //! 0x100000, IP 0): the stub then prints why and exits with status
@@ -18,8 +22,28 @@ use crate::status;
 /// the image is not ELF).
 const FLAGS: u32 = (1 << 0) | (1 << 1) | (1 << 16);
 const MAGIC: u32 = 0x1bad_b002;
+/// The word pushed and popped back at entry.
+pub const PUSHED: u32 = 0x5a17_c0de;
+
+extern "C" {
+    /// ESP at entry, then the word popped back.
+    static multiboot_entry_stack: [u32; 2];
+}
+
+/// ESP at entry and the word that popped back after pushing [`PUSHED`] there.
+pub fn entry_stack() -> (u32, u32) {
+    // SAFETY: written once by the 32-bit entry before any Rust code runs, never after.
+    let [esp, popped] =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(multiboot_entry_stack)) };
+    (esp, popped)
+}
 
 global_asm!(
+    ".pushsection .data.multiboot_entry, \"aw\"",
+    ".balign 4",
+    ".global multiboot_entry_stack",
+    "multiboot_entry_stack: .long 0, 0",
+    ".popsection",
     ".pushsection .text.multiboot_head, \"ax\"",
     ".code16",
     "multiboot_realmode_stub:",
@@ -59,15 +83,22 @@ global_asm!(
     "    .long __image_start",    // load_addr
     "    .long __load_end",       // load_end_addr
     "    .long __image_end",      // bss_end_addr
-    "    .long axvm_start32",     // entry_addr
+    "    .long multiboot_entry32", // entry_addr
     // Not Multiboot: the 64-bit code's range, for the image test that
     // disassembles it looking for SSE (crates/axvm-guests/tests/images.rs).
     "    .long __text64_start",
     "    .long __text64_end",
+    "multiboot_entry32:",
+    "    movl %esp, multiboot_entry_stack",
+    "    pushl ${pushed}",
+    "    popl %ecx",
+    "    movl %ecx, multiboot_entry_stack + 4",
+    "    jmp axvm_start32",
     ".code64",
     ".popsection",
     magic = const MAGIC,
     flags = const FLAGS,
     not_multiboot = const status::NOT_MULTIBOOT,
+    pushed = const PUSHED,
     options(att_syntax),
 );

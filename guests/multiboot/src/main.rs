@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! multiboot: magic 0x2badb002
+//! multiboot: entry stack usable
 //! cmdline: multiboot console=ttyS0 axvm-compat
 //! fw_cfg: 4 CPUs, 128 MiB
 //! bda: ...                           (rt::firmware::report's lines)
@@ -73,6 +74,8 @@ pub mod status {
     pub const TOO_MANY_CPUS: u8 = 16;
     /// The BDA's base memory size is below 512 KiB or above `mem_lower`.
     pub const BDA: u8 = 17;
+    /// ESP at entry was not usable RAM outside the image and the info block.
+    pub const ENTRY_STACK: u8 = 18;
     /// Run in real mode from the first byte: the VMM ignored the header.
     pub const NOT_MULTIBOOT: u8 = 0x7e;
 }
@@ -92,6 +95,11 @@ const MEM_UPPER_MARGIN_KIB: u64 = 4096;
 /// loaded host a vCPU thread may wait long for a core).
 const AP_TIMEOUT_US: u64 = 3_000_000;
 const MIB: u64 = 1 << 20;
+/// The bytes below ESP a kernel may push before it sets its own stack.
+const ENTRY_STACK_USE: u32 = 256;
+/// The BIOS Data Area's end and the EBDA's start: conventional memory a stack may use.
+const BDA_END: u32 = 0x500;
+const EBDA_START: u32 = 0x9_fc00;
 
 /// Incremented by each AP once it runs Rust code in long mode.
 static APS_STARTED: AtomicU32 = AtomicU32::new(0);
@@ -119,6 +127,7 @@ fn bsp(magic: u32, info: u32) -> ! {
             "Multiboot magic expected {BOOTLOADER_MAGIC:#x} got {magic:#x}"
         );
     }
+    check_entry_stack(info);
     if inside_image(info) {
         // QEMU's loader writes its info block at 0x9500, then loads a kernel linked
         // at 0x9000 over it: what EBX points to is this image's own bytes.
@@ -152,6 +161,36 @@ fn bsp(magic: u32, info: u32) -> ! {
 
     println!("multiboot: all checks passed");
     rt::exit(0)
+}
+
+/// ESP at entry: a pushed word popped back, in conventional memory above the BIOS Data
+/// Area or above 1 MiB, clear of this image and of the info block (QEMU enters with its
+/// firmware's stack, ESP 0x6f08; axvm with ESP 0x7000).
+fn check_entry_stack(info: u32) {
+    let (esp, popped) = head::entry_stack();
+    if popped != head::PUSHED {
+        fail!(
+            status::ENTRY_STACK,
+            "pushed {:#x} at entry and popped {popped:#x}: ESP {esp:#x} is not RAM",
+            head::PUSHED
+        );
+    }
+    let bottom = esp.wrapping_sub(ENTRY_STACK_USE);
+    let conventional = (BDA_END..=EBDA_START).contains(&bottom) && esp <= EBDA_START;
+    let high = bottom >= MIB as u32;
+    let over = |addr: u32| bottom <= addr && addr < esp;
+    if esp % 4 != 0
+        || !(conventional || high)
+        || inside_image(bottom)
+        || inside_image(esp - 1)
+        || over(info)
+    {
+        fail!(
+            status::ENTRY_STACK,
+            "ESP {esp:#x} at entry: its {ENTRY_STACK_USE} bytes below are not free RAM (info block at {info:#x})"
+        );
+    }
+    println!("multiboot: entry stack usable");
 }
 
 /// Whether `addr` lies in the image's load range, `__image_start` (the load

@@ -72,6 +72,7 @@ pub fn check_config(files: &VmFiles) -> output::Result<Verdict> {
         Some(DryRun::NoKvm) => outln!("  [note] not created: /dev/kvm cannot be opened, so only the plan was checked; `axvm run` may still refuse what only KVM can tell")?,
         _ => {}
     }
+    outln!("\nStart:\n  {}", plan.start)?;
     print_cmdline(config, &plan)?;
     memory_map::print(config, &plan)?;
     Ok(Verdict {

@@ -5,8 +5,8 @@
 //! so that a collision is visible as two lines over the same addresses.
 
 use axvm::{AxVMConfig, EmulatedDeviceConfig, EmulatedDeviceType, MappingFlags, VmMemConfig};
-use axvm_kvm::RegionFate;
 use axvm_kvm::VmPlan;
+use axvm_kvm::{ImageFormat, RegionFate};
 
 use super::human_size;
 use crate::output::{self, outln};
@@ -40,10 +40,11 @@ impl Line {
 
 /// Prints the map of `config` as `plan` lays it out.
 pub fn print(config: &AxVMConfig, plan: &VmPlan) -> output::Result {
-    outln!(
-        "\nMemory map:\n  ({:?} kernel; each region's outcome as planned on this host)",
-        plan.format
-    )?;
+    let start = match plan.format {
+        ImageFormat::Bios => "BIOS start, the kernel as it is".to_string(),
+        format => format!("{format:?} kernel"),
+    };
+    outln!("\nMemory map:\n  ({start}; each region's outcome as planned on this host)")?;
     let mut contents = contents(plan);
     contents.sort_by_key(|line| (line.start, std::cmp::Reverse(line.end)));
     let mut top: Vec<(Line, Vec<Line>)> = Vec::new();

@@ -1,5 +1,6 @@
 //! Where a boot protocol's own data goes ([`BootLayout`]): the GDT (and the page tables of a
-//! 64-bit start), the boot data area, the ACPI tables and the MP table. Each has its place
+//! 64-bit start), the boot data area, the ACPI tables, the MP table and Multiboot's entry
+//! stack. Each has its place
 //! in the PC layout (`platform::pc::layout`) and keeps it while no image byte is there;
 //! when the kernel, the ramdisk or another image covers it, only the bytes it needs move to
 //! the first free RAM of the windows it may live in, as QEMU moves its Multiboot data after
@@ -21,6 +22,7 @@ use super::{boot_cmdline, extra_images, BootImages, ImageFormat, KernelPlan};
 use crate::platform::pc::layout::{
     ACPI_END, ACPI_START, BOOT_INFO_END, BOOT_INFO_START, BOOT_TABLES_END, BOOT_TABLES_START,
     GDT_END, GDT_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
+    MULTIBOOT_STACK_END, MULTIBOOT_STACK_START,
 };
 
 const PAGE: u64 = 0x1000;
@@ -44,6 +46,8 @@ pub struct BootLayout {
     pub acpi: (u64, u64),
     /// The MP floating pointer and table (None when the vCPUs do not fit in one).
     pub mptable: Option<(u64, u64)>,
+    /// The entry stack, ESP at its end (Multiboot only: None for the other protocols).
+    pub stack: Option<(u64, u64)>,
 }
 
 /// Bytes an image takes, to keep clear of and to name when nothing fits.
@@ -69,6 +73,9 @@ struct Request {
     /// Where it may move, in order of preference (the first is where kernels look for it,
     /// when they look in one place only).
     windows: Vec<(u64, u64)>,
+    /// Whether its default place is kept only when it is writable RAM (else it moves like
+    /// when an image is there); the others are refused later, when written, if it is not.
+    default_needs_ram: bool,
 }
 
 /// The layout of `format`'s data for `kernel` (with its ramdisk) and the other `images`,
@@ -99,6 +106,7 @@ pub(crate) fn plan_layout(
         len: boot_info_len(config, images, format)?,
         align: PAGE,
         windows: vec![(BOOT_INFO_START, BOOT_INFO_END), LOW_WINDOW, HIGH_WINDOW],
+        default_needs_ram: false,
     };
     let boot_info = place(config, boot_info, &mut taken)?;
     let acpi_len = acpi::acpi_tables(&AcpiInputs::for_config(config))?.len() as u64;
@@ -108,6 +116,7 @@ pub(crate) fn plan_layout(
         len: acpi_len,
         align: 16,
         windows: vec![RSDP_WINDOW],
+        default_needs_ram: false,
     };
     let acpi = place(config, acpi, &mut taken)?;
     let mptable = if config.cpu_num <= MAX_MP_CPUS {
@@ -118,17 +127,36 @@ pub(crate) fn plan_layout(
             len,
             align: 16,
             windows: vec![MP_WINDOW],
+            default_needs_ram: false,
         };
         Some(place(config, request, &mut taken)?)
     } else {
         None
+    };
+    let stack = match format {
+        ImageFormat::Multiboot => Some(place(config, stack_request(), &mut taken)?),
+        _ => None,
     };
     Ok(Some(BootLayout {
         tables,
         boot_info,
         acpi,
         mptable,
+        stack,
     }))
+}
+
+/// Multiboot's entry stack: at its PC-layout place while that is free RAM, else wherever
+/// RAM below 4 GiB is free (ESP is 32-bit), conventional memory first.
+fn stack_request() -> Request {
+    Request {
+        what: "the Multiboot entry stack",
+        default: (MULTIBOOT_STACK_START, MULTIBOOT_STACK_END),
+        len: MULTIBOOT_STACK_END - MULTIBOOT_STACK_START,
+        align: 16,
+        windows: vec![LOW_WINDOW, HIGH_WINDOW],
+        default_needs_ram: true,
+    }
 }
 
 /// A piece that moves whole, to the windows below 4 GiB.
@@ -139,6 +167,7 @@ fn request(what: &'static str, default: (u64, u64), align: u64) -> Request {
         len: default.1 - default.0,
         align,
         windows: vec![LOW_WINDOW, HIGH_WINDOW],
+        default_needs_ram: false,
     }
 }
 
@@ -220,7 +249,9 @@ fn place(
 ) -> Result<(u64, u64), ConfigError> {
     let (start, end) = request.default;
     let free = |s: u64, e: u64, taken: &[Taken]| !taken.iter().any(|t| t.start < e && s < t.end);
-    let placed = if free(start, end, taken) {
+    let ram =
+        |s: u64, e: u64| ram_region_at(config, s).is_some_and(|(_, region_end)| e <= region_end);
+    let placed = if free(start, end, taken) && (!request.default_needs_ram || ram(start, end)) {
         Some((start, end))
     } else {
         request.windows.iter().find_map(|&window| {

@@ -1,7 +1,10 @@
 //! Loading a VM's images and choosing how its vCPUs start, from the kernel image's format,
 //! the way `qemu-system-x86_64 -kernel IMAGE -append CMDLINE -initrd RAMDISK` does.
 //!
-//! The format is detected from the content, in this order:
+//! First the config: when it loads a BIOS image and `entry_point` lies inside it, vCPU 0
+//! starts there in real mode and the kernel is copied as it is, whatever its format: the
+//! ArceOS hypervisor's x86 start (`bios.rs`). Otherwise the format is detected from the
+//! kernel's content, in this order:
 //!
 //! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`): 32-bit protected
 //!    mode, EAX = 0x2BADB002, EBX = the Multiboot information;
@@ -25,6 +28,7 @@
 
 pub mod acpi;
 pub(crate) mod bda;
+mod bios;
 mod boot_info;
 mod bzimage;
 mod direct;
@@ -45,7 +49,21 @@ pub use crate::platform::pc::layout;
 pub use low_memory::BootLayout;
 pub use placement::RamdiskPlacement;
 
+pub(crate) use bios::start_line;
 pub(crate) use protocol::{protocol_for, KernelPlan};
+
+/// The protocol that starts `images` under `config`: the BIOS start when the config loads a
+/// BIOS image holding `entry_point` (`bios.rs`), else the one the kernel's content selects.
+pub(crate) fn protocol_for_vm(
+    config: &AxVMConfig,
+    images: &BootImages,
+) -> &'static dyn protocol::BootProtocol {
+    if bios::bios_holding_entry(config, images).is_some() {
+        &bios::BiosStart
+    } else {
+        protocol_for(&images.kernel)
+    }
+}
 
 use crate::plan::VmPlan;
 
@@ -185,7 +203,7 @@ pub fn boot_cmdline(
             Some(format!("{name} {args}"))
         }
         ImageFormat::Pvh | ImageFormat::BzImage => kernel_cmdline(config),
-        ImageFormat::Raw | ImageFormat::Elf64 => None,
+        ImageFormat::Raw | ImageFormat::Elf64 | ImageFormat::Bios => None,
     }
 }
 
@@ -203,6 +221,10 @@ pub enum ImageFormat {
     Pvh,
     /// A Linux bzImage, entered at its 64-bit entry in long mode.
     BzImage,
+    /// Not read from the kernel: the config loads a BIOS image that holds `entry_point`, so
+    /// vCPU 0 starts in the BIOS in real mode and the kernel is copied as it is to
+    /// `kernel_load_addr` (the ArceOS hypervisor's x86 start; the BIOS enters the kernel).
+    Bios,
 }
 
 impl ImageFormat {
@@ -326,7 +348,7 @@ pub fn load_planned(
         Some(kernel) => kernel,
         None => &plan_kernel(config, images)?,
     };
-    let protocol = protocol_for(&images.kernel);
+    let protocol = protocol_for_vm(config, images);
     let format = protocol.format();
     log::debug!("{format:?} kernel: {}", protocol.detected_by());
     let extras = extra_images(config, images, !format.is_boot_protocol())?;
@@ -373,7 +395,7 @@ pub(crate) fn plan_kernel(
     config: &AxVMConfig,
     images: &BootImages,
 ) -> Result<KernelPlan, ConfigError> {
-    let protocol = protocol_for(&images.kernel);
+    let protocol = protocol_for_vm(config, images);
     let mut kernel = protocol.plan(config, &images.kernel, images.ramdisk.as_deref())?;
     check_cmdline_fits(protocol.format(), config, images)?;
     kernel.layout = low_memory::plan_layout(config, images, protocol.format(), &kernel)?;

@@ -16,6 +16,11 @@
 //! it loses its first argument.
 //!
 //! The module's string is "ramdisk": axvm gets the ramdisk's bytes, not its file name.
+//!
+//! ESP points at the top of a 4 KiB stack below the boot data (0x7000 while no image is
+//! there, `low_memory.rs` otherwise): the spec leaves ESP undefined, but QEMU enters with
+//! its firmware's stack and the ArceOS hypervisor's BIOS stub with ESP 0x7000, and kernels
+//! (NimbOS) push before they set their own.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
@@ -26,6 +31,7 @@ use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
+use crate::platform::pc::layout::{MULTIBOOT_STACK_END, MULTIBOOT_STACK_START};
 
 /// The header's magic number.
 const HEADER_MAGIC: u32 = 0x1BAD_B002;
@@ -48,6 +54,12 @@ const INFO_MMAP: u32 = 1 << 6;
 const INFO_LOADER_NAME: u32 = 1 << 9;
 /// Size of the information structure (up to and including the framebuffer fields).
 const INFO_SIZE: usize = 116;
+/// The entry stack, as `axvm check` names it.
+const STACK_AREA: (u64, u64, &str) = (
+    MULTIBOOT_STACK_START,
+    MULTIBOOT_STACK_END,
+    "Multiboot entry stack (ESP at its end)",
+);
 /// Module addresses are 32-bit: the ramdisk must end below 4 GiB.
 const RAMDISK_LIMIT: u64 = u32::MAX as u64;
 
@@ -124,6 +136,7 @@ impl BootProtocol for Multiboot {
             boot_info_area(
                 "boot data area: command line, module list, memory map, Multiboot info (EBX)",
             ),
+            STACK_AREA,
         ]
     }
 
@@ -174,6 +187,7 @@ impl BootProtocol for Multiboot {
             BootRegs {
                 rax: u64::from(BOOTLOADER_MAGIC),
                 rbx: info.as_u64(),
+                rsp: layout.stack.map_or(MULTIBOOT_STACK_END, |(_, end)| end),
                 ..BootRegs::default()
             },
         )?;

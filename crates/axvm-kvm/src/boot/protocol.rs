@@ -66,6 +66,7 @@ impl KernelPlan {
             boot_info: (BOOT_INFO_START, BOOT_INFO_END),
             acpi: (ACPI_START, ACPI_END),
             mptable: Some((MPTABLE_START, MPTABLE_END)),
+            stack: None,
         })
     }
 }

@@ -52,10 +52,20 @@ fn images_above_1_mib_leave_the_pc_layout_as_it_is() {
         boot_info: (BOOT_INFO_START, BOOT_INFO_END),
         acpi: (ACPI_START, ACPI_END),
         mptable: Some((MPTABLE_START, MPTABLE_END)),
+        stack: None,
     };
-    for format in [ImageFormat::Multiboot, ImageFormat::Pvh] {
-        assert_eq!(layout(format, &[(0x10_0000, 0x12_0000)]).unwrap(), expected);
-    }
+    assert_eq!(
+        layout(ImageFormat::Pvh, &[(0x10_0000, 0x12_0000)]).unwrap(),
+        expected
+    );
+    let multiboot = BootLayout {
+        stack: Some((MULTIBOOT_STACK_START, MULTIBOOT_STACK_END)),
+        ..expected
+    };
+    assert_eq!(
+        layout(ImageFormat::Multiboot, &[(0x10_0000, 0x12_0000)]).unwrap(),
+        multiboot
+    );
     let linux = layout(ImageFormat::BzImage, &[(0x10_0000, 0x12_0000)]).unwrap();
     assert_eq!(linux.tables, (BOOT_TABLES_START, BOOT_TABLES_END));
     assert_eq!(
@@ -138,4 +148,27 @@ fn linux_page_tables_and_boot_data_move_around_a_low_ramdisk() {
         "whole pages after the ramdisk"
     );
     assert_eq!(layout.boot_info.0, 0xa000, "after the moved tables");
+}
+
+#[test]
+fn the_multiboot_stack_moves_off_an_image_and_out_of_missing_ram() {
+    // A kernel over 0x6000..0x7000 pushes the stack to the first free conventional memory,
+    // after the GDT.
+    let layout = layout(ImageFormat::Multiboot, &[(0x5000, 0x8000)]).unwrap();
+    assert_eq!(layout.stack, Some((GDT_END, GDT_END + 0x1000)));
+    // Without RAM below 1 MiB, it goes above, below 4 GiB.
+    let mut high_only = config();
+    high_only.memory_regions[0].gpa = GuestPhysAddr::new(HIGH_MEMORY_START);
+    let layout = plan_layout(
+        &high_only,
+        &BootImages::default(),
+        ImageFormat::Multiboot,
+        &kernel(&[(0x20_0000, 0x21_0000)]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        layout.stack,
+        Some((HIGH_MEMORY_START, HIGH_MEMORY_START + 0x1000))
+    );
 }

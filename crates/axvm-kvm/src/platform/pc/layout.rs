@@ -5,6 +5,7 @@
 //! 0x0000_0000-0x0000_0500  real-mode IVT and BIOS data area (never given to boot data)
 //! 0x0000_1000-0x0000_1020  GDT                                 (boot/page_tables.rs)
 //! 0x0000_2000-0x0000_8000  boot page tables: PML4, PDPT, 4 PDs (boot/page_tables.rs)
+//!   0x0000_6000-0x0000_7000  Multiboot entry stack, ESP 0x7000 (no page tables then)
 //! 0x0000_9000-0x0009_f000  boot-protocol data: Multiboot info, PVH start_info, Linux zero
 //!                          page, command line, memory maps, module lists (BootInfoWriter)
 //! 0x0009_fc00-0x0010_0000  reserved, as on a PC: EBDA, VGA hole, option ROMs, BIOS
@@ -77,6 +78,16 @@ pub const IDENTITY_MAPPED_GIB: u64 = 4;
 pub const BOOT_TABLES_START: u64 = GDT_START;
 /// One past the last page directory.
 pub const BOOT_TABLES_END: u64 = PD_START + IDENTITY_MAPPED_GIB * 0x1000;
+
+/// The Multiboot entry stack: ESP points at its end when a Multiboot kernel is entered.
+/// The Multiboot spec leaves ESP undefined, but QEMU enters with SeaBIOS's stack (ESP
+/// 0x6f08 or so) and the ArceOS hypervisor's BIOS stub with ESP 0x7000, and kernels push
+/// before they set their own (NimbOS does). Below the boot data, in conventional memory the
+/// e820 map reports usable; free for Multiboot, which has a GDT but no page tables.
+pub const MULTIBOOT_STACK_START: u64 = 0x6000;
+/// One past the Multiboot entry stack: ESP at entry, as the ArceOS hypervisor's BIOS stub
+/// sets it.
+pub const MULTIBOOT_STACK_END: u64 = 0x7000;
 
 /// The boot-protocol data area: after the page tables, up to below the EBDA, in the
 /// conventional memory every PC kernel can address in any mode.
