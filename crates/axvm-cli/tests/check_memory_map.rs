@@ -108,6 +108,17 @@ fn multiboot_map_names_kernel_ramdisk_and_firmware_areas() {
         &["0x0000000000-0x0008000000", "128 MiB", "allocated"],
     );
     line_with(&lines, "GDT", &["0x0000001000-"]);
+    // Firmware's data, as axvm writes it before the kernel runs (boot/bda.rs).
+    line_with(
+        &lines,
+        "BIOS Data Area",
+        &["0x0000000400-0x0000000500", "256 B"],
+    );
+    line_with(
+        &lines,
+        "EBDA, its first KiB",
+        &["0x000009fc00-0x00000a0000", "1 KiB"],
+    );
     line_with(
         &lines,
         "boot data area",

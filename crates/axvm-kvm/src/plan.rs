@@ -168,11 +168,18 @@ impl VmPlan {
             plan.bsp_entry = entry;
             plan.ap_entry = entry;
         }
+        let laid_out = kernel.layout.is_some();
         if let Some(layout) = kernel.layout {
             plan.boot_data = laid_out_boot_data(config, &plan, &layout);
         }
         plan.kernel = Some(kernel);
         plan.images = planned_images(config, images, &plan);
+        if laid_out {
+            // The sketch's BIOS Data Area went with the boot data it replaced.
+            let protocol = protocol_for_vm(config, images);
+            let bios_data = bios_data_areas(config, &plan, &protocol.boot_data());
+            plan.boot_data.extend(bios_data);
+        }
         extra_images(config, images, !plan.format.is_boot_protocol())?;
         Ok(plan)
     }
