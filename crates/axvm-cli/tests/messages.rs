@@ -70,7 +70,7 @@ fn kvm_giving_up_on_a_vcpu_is_reported_as_kvm_said_it() {
         "sub-error 0x1 KVM_INTERNAL_ERROR_EMULATION",
         "data [",
         "RIP 0x0 CS 0x9000 (base 0x90000)",
-        "guest code at RIP 0x0 (real mode): not in guest RAM",
+        "guest code at RIP 0x0 (real mode): 0x90000 is not in guest RAM",
     ] {
         assert!(line.contains(want), "{want:?} is not in {line}");
     }

@@ -59,6 +59,7 @@ mod devices;
 mod diagnostics;
 mod error;
 mod gdb;
+mod guest_paging;
 mod kvm;
 mod plan;
 mod platform;

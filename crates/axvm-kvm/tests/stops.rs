@@ -75,6 +75,28 @@ const UD2: [u8; 4] = [0x0f, 0x0b, 0x90, 0x90];
 /// `xor ecx, ecx; div ecx`: a division by zero.
 const DIVIDE_BY_ZERO: [u8; 4] = [0x31, 0xc9, 0xf7, 0xf1];
 
+/// After [`PROTECTED_MODE_PROLOGUE`] (whose 4 bytes at 0x802b jump here, to 0x8054): maps
+/// the first GiB with one 1 GiB page and turns on long-mode paging, then exits with status
+/// 42 through code fetched through that page, as ArceOS and NimbOS boot:
+/// ```text
+/// 8054  mov dword [0x10000], 0x11003   ; PML4[0] -> the PDPT at 0x11000
+/// 805e  mov dword [0x11000], 0x83      ; PDPT[0]: 1 GiB page at 0 (present, writable, PS)
+/// 8068  mov eax, cr4; or eax, 0x20; mov cr4, eax          ; PAE
+/// 8071  mov eax, 0x10000; mov cr3, eax
+/// 8079  mov ecx, 0xc0000080; rdmsr; or eax, 0x100; wrmsr ; EFER.LME
+/// 8087  mov eax, cr0; or eax, 0x80000000; mov cr0, eax    ; paging: long (compatibility) mode
+/// 8092  mov al, 42; out 0xf4, al; hlt
+/// ```
+const GIB_PAGE_LONG_MODE: [u8; 67] = [
+    0xc7, 0x05, 0x00, 0x00, 0x01, 0x00, 0x03, 0x10, 0x01, 0x00, 0xc7, 0x05, 0x00, 0x10, 0x01, 0x00,
+    0x83, 0x00, 0x00, 0x00, 0x0f, 0x20, 0xe0, 0x83, 0xc8, 0x20, 0x0f, 0x22, 0xe0, 0xb8, 0x00, 0x00,
+    0x01, 0x00, 0x0f, 0x22, 0xd8, 0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32, 0x0d, 0x00, 0x01, 0x00,
+    0x00, 0x0f, 0x30, 0x0f, 0x20, 0xc0, 0x0d, 0x00, 0x00, 0x00, 0x80, 0x0f, 0x22, 0xc0, 0xb0, 0x2a,
+    0xe6, 0xf4, 0xf4,
+];
+/// `jmp 0x8054` from 0x802b (and two `nop`s).
+const JUMP_PAST_PROLOGUE: [u8; 4] = [0xeb, 0x27, 0x90, 0x90];
+
 /// [`PROTECTED_MODE_PROLOGUE`] with an IDT limit of `idt_limit` and `fault` at 0x802b.
 fn protected_mode_fault(idt_limit: u16, fault: [u8; 4]) -> Vec<u8> {
     let mut image = PROTECTED_MODE_PROLOGUE.to_vec();
@@ -252,6 +274,45 @@ fn a_bios_call_through_an_empty_ivt_vector_is_named() {
     );
 }
 
+/// Whether this host's KVM offers guests 1 GiB pages (`axvm check`'s finding).
+fn host_offers_gib_pages() -> bool {
+    axvm_kvm::check_host()
+        .findings
+        .iter()
+        .any(|finding| finding.subject == "1 GiB pages (pdpe1gb)" && finding.ok)
+}
+
+/// Code mapped with a 1 GiB page, as ArceOS and NimbOS map themselves: where KVM offers 1 GiB
+/// pages the guest exits 42; where it does not (kvm_pvm), its first fetch through the page
+/// faults on the reserved PS bit, the empty IDT makes that a triple fault, and the report
+/// names the page as the cause, first.
+fn code_behind_a_gib_page_is_named_where_kvm_offers_none() {
+    require_kvm();
+    let mut image = protected_mode_fault(0, JUMP_PAST_PROLOGUE);
+    image.extend_from_slice(&GIB_PAGE_LONG_MODE);
+    let console = Console::default();
+    let vm = create(
+        raw_config(),
+        &image,
+        options(&console, UnclaimedAccessPolicy::Ignore),
+    );
+    let (outcome, report) = finish(vm, &console);
+    if host_offers_gib_pages() {
+        assert_eq!(outcome, VmOutcome::Exited(42), "{report:?}");
+        return;
+    }
+    assert_eq!(outcome, VmOutcome::GuestReset { vcpu: 0 });
+    let report = report.expect("a reset leaves a report");
+    let cause = report
+        .lines()
+        .find(|line| line.trim_start().starts_with("- "))
+        .unwrap_or_default();
+    assert!(
+        cause.contains("vCPU 0's page tables map RIP 0x8092 with a 1 GiB page (guest-physical 0x0), but this host's KVM offers no 1 GiB pages"),
+        "the first cause should be the 1 GiB page:\n{report}"
+    );
+}
+
 /// A guest that ends with an exit status leaves no report.
 fn an_exit_status_leaves_no_report() {
     require_kvm();
@@ -274,5 +335,6 @@ axvm_test_harness::main!(
     an_empty_idt_and_the_faulting_instruction_are_named,
     an_idt_of_zero_gates_is_named,
     a_bios_call_through_an_empty_ivt_vector_is_named,
+    code_behind_a_gib_page_is_named_where_kvm_offers_none,
     an_exit_status_leaves_no_report,
 );

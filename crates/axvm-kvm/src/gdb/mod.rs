@@ -23,7 +23,6 @@ mod connection;
 mod control;
 mod debug_regs;
 mod monitor;
-mod paging;
 mod target;
 
 use std::net::TcpListener;

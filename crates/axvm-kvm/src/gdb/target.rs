@@ -23,7 +23,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use super::arch::{SystemRegs, X86_64System};
 use super::control::Control;
 use super::debug_regs::{HwSlots, SlotUse};
-use super::paging::{translate, PagingRegs};
+use crate::guest_paging::{translate, PagingRegs};
 use crate::kvm::{DebugStop, KvmHal};
 
 /// The `int3` instruction.

@@ -16,7 +16,7 @@ use kvm_ioctls::{Cap, Kvm, SyncReg, VmFd};
 use vmm_sys_util::errno::Error as Errno;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::cpuid::cpuid_for_vcpu;
+use super::cpuid::{cpuid_for_vcpu, offers_gib_pages};
 use super::guest_ram::map_guest_ram;
 use super::irq_lines::KvmHpetLines;
 use super::irq_routing::set_pc_routing;
@@ -50,6 +50,13 @@ pub struct KvmHal {
 }
 
 impl KvmHal {
+    /// Whether this VM's vCPUs may map 1 GiB pages: their CPUID offers `pdpe1gb` exactly when
+    /// the host's KVM does (`kvm/cpuid.rs`). Without it a long-mode PDPTE with its PS bit set
+    /// is a reserved-bit fault.
+    pub(crate) fn offers_gib_pages(&self) -> bool {
+        offers_gib_pages(&self.supported_cpuid)
+    }
+
     /// Opens `/dev/kvm` and creates an empty VM for axvm VM `vm_id`.
     pub fn new(vm_id: usize) -> Result<Self, KvmError> {
         let kvm = Kvm::new().map_err(|errno| KvmError::Open { errno })?;

@@ -238,15 +238,30 @@ impl<H: AxVMHal> AxVM<H> {
         let ip = vcpu.instruction_pointer()?;
         let mode = describe::mode_name(ip.bitness);
         let mut text = alloc::format!("RIP {:#x} ({mode})", ip.rip);
-        if let Some(code) = ip.physical.and_then(|gpa| self.code_at(gpa)) {
-            match self.hal.disassemble(&code, ip.linear, ip.bitness, count) {
-                Some(assembly) => text = alloc::format!("{text}: {assembly}"),
-                None => text = alloc::format!("{text}: bytes {code:02x?}"),
+        match ip.physical.map(|gpa| (gpa, self.code_at(gpa))) {
+            Some((_, Some(code))) => {
+                match self.hal.disassemble(&code, ip.linear, ip.bitness, count) {
+                    Some(assembly) => text = alloc::format!("{text}: {assembly}"),
+                    None => text = alloc::format!("{text}: bytes {code:02x?}"),
+                }
             }
-        } else {
-            text.push_str(": not in guest RAM");
+            Some((gpa, None)) => text = alloc::format!("{text}: {gpa} is not in guest RAM"),
+            None => {
+                text = alloc::format!(
+                "{text}: linear address {:#x} does not translate through the vCPU's page tables",
+                ip.linear
+            )
+            }
         }
         Some(text)
+    }
+
+    /// The instructions at `vcpu`'s RIP (up to `count`), disassembled, e.g. "`in al, dx`";
+    /// `None` when RIP is not in guest RAM or the backend cannot disassemble.
+    pub fn disassemble_at_rip(&self, vcpu: &mut H::VCpu, count: usize) -> Option<String> {
+        let ip = vcpu.instruction_pointer()?;
+        let code = self.code_at(ip.physical?)?;
+        self.hal.disassemble(&code, ip.linear, ip.bitness, count)
     }
 
     /// Up to 32 bytes of guest RAM at `gpa`, stopping at the end of its region.

@@ -1,6 +1,7 @@
 //! Causes that one vCPU's snapshot shows whatever stopped the VM (the watchdog, every vCPU
-//! halted, a triple fault): its interrupt table cannot deliver an exception, or it called a
-//! BIOS service that is not there.
+//! halted, a triple fault): its code is mapped with a page size the host does not offer, its
+//! interrupt table cannot deliver an exception, or it called a BIOS service that is not
+//! there.
 
 use super::guest_tables::{bios_service, IdtState};
 use super::snapshot::VcpuSnapshot;
@@ -25,6 +26,12 @@ pub(crate) fn zeros_cause(id: usize, rip: u64) -> String {
 /// The causes in vCPU `id`'s interrupt table and stack, the most fundamental first.
 pub(crate) fn table_causes(id: usize, snapshot: &VcpuSnapshot) -> Vec<String> {
     let mut causes = Vec::new();
+    if let Some(page) = snapshot.gib_page {
+        causes.push(format!(
+            "vCPU {id}'s page tables map RIP {:#x} with a 1 GiB page (guest-physical {page:#x}), but this host's KVM offers no 1 GiB pages (CPUID pdpe1gb clear, as `axvm check` warns): every access through that page faults on its reserved PS bit, so the code there cannot even be fetched; run the guest where KVM offers 1 GiB pages (kvm_intel or kvm_amd on a CPU with pdpe1gb), or map with 2 MiB pages",
+            snapshot.linear_rip
+        ));
+    }
     match snapshot.idt {
         IdtState::Empty { base, limit } => causes.push(format!(
             "vCPU {id}'s IDT is empty (IDTR base {base:#x}, limit {limit:#x}): no exception or interrupt can be delivered, so the first one triple-faults; load an IDT (lidt) before anything can fault"

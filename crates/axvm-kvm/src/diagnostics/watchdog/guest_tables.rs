@@ -1,7 +1,8 @@
 //! What a vCPU's interrupt table and stack say about a boot that went wrong: an empty or
 //! all-zero IDT (so the first exception triple-faults), and a real-mode `int N` through an
 //! IVT vector nobody filled in (the guest called a BIOS service, and axvm loads no BIOS
-//! unless the config gives one).
+//! unless the config gives one), and code mapped with a 1 GiB page on a host whose KVM
+//! offers none.
 //!
 //! Everything here reads guest memory through [`AxVM::memory`], which refuses addresses
 //! outside guest RAM: a bad table address is "not readable", never a host access.
@@ -9,6 +10,7 @@
 use axvm::{AxVM, GuestPhysAddr};
 use kvm_bindings::kvm_sregs;
 
+use crate::guest_paging::{translate_page, PagingRegs, GIB_PAGE};
 use crate::kvm::{KvmHal, KvmVCpu};
 
 /// How many vectors the CPU's exceptions use: the gates a guest must fill before its first
@@ -146,6 +148,30 @@ fn read<const N: usize>(vm: &AxVM<KvmHal>, gpa: u64) -> Option<[u8; N]> {
 }
 
 /// The guest-physical address of `linear`, through the vCPU's page tables when paging is on.
+/// The 1 GiB page (its guest-physical base) through which the vCPU with `sregs` maps
+/// `linear`, when this host's KVM offers no 1 GiB pages: the page tables are read as a CPU
+/// with `pdpe1gb` would (axvm's own walk, through guest RAM only), since KVM's translation
+/// stops at the reserved PS bit. `None` when the host offers them or the mapping is another.
+pub(crate) fn unoffered_gib_page(vm: &AxVM<KvmHal>, sregs: &kvm_sregs, linear: u64) -> Option<u64> {
+    if vm.hal().offers_gib_pages() {
+        return None;
+    }
+    let regs = PagingRegs {
+        cr0: sregs.cr0,
+        cr3: sregs.cr3,
+        cr4: sregs.cr4,
+        efer: sregs.efer,
+    };
+    let read = |gpa: u64, size: usize| {
+        let mut entry = [0u8; 8];
+        let bytes = entry.get_mut(..size)?;
+        vm.memory().read(GuestPhysAddr::new(gpa), bytes).ok()?;
+        Some(u64::from_le_bytes(entry))
+    };
+    let page = translate_page(regs, linear, &read)?;
+    (page.page_size == GIB_PAGE).then_some(page.gpa & !(GIB_PAGE - 1))
+}
+
 fn linear_to_physical(vcpu: &KvmVCpu, sregs: &kvm_sregs, linear: u64) -> Option<u64> {
     const CR0_PG: u64 = 1 << 31;
     if sregs.cr0 & CR0_PG == 0 {

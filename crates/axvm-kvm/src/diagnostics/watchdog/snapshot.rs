@@ -12,7 +12,7 @@ use kvm_bindings::{
     KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
 };
 
-use super::guest_tables::{bios_call, idt_state, BiosCall, IdtState};
+use super::guest_tables::{bios_call, idt_state, unoffered_gib_page, BiosCall, IdtState};
 use crate::kvm::{KvmHal, KvmVCpu};
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -57,6 +57,8 @@ pub(crate) struct VcpuSnapshot {
     pub idt: IdtState,
     /// A real-mode `int N` through an all-zero IVT vector, found on the stack.
     pub bios_call: Option<BiosCall>,
+    /// The 1 GiB page that maps RIP, when this host's KVM offers no 1 GiB pages.
+    pub gib_page: Option<u64>,
 }
 
 impl VcpuSnapshot {
@@ -77,11 +79,13 @@ impl VcpuSnapshot {
         };
         let halted = mp.mp_state == KVM_MP_STATE_HALTED;
         let code = vm.describe_instruction(vcpu, 4);
-        let instruction = vm
-            .describe_instruction(vcpu, 1)
-            .and_then(|text| text.split_once("): ").map(|(_, insn)| insn.to_string()));
+        let instruction = vm.disassemble_at_rip(vcpu, 1);
         let bios_call = (mode == "real")
             .then(|| bios_call(vm, &sregs, regs.rsp, regs.rax))
+            .flatten();
+        let linear_rip = sregs.cs.base.wrapping_add(regs.rip);
+        let gib_page = (mode == "long" || sregs.efer & EFER_LMA != 0)
+            .then(|| unoffered_gib_page(vm, &sregs, linear_rip))
             .flatten();
         let physical = vcpu.instruction_pointer().and_then(|ip| ip.physical);
         let zeros_at_rip = physical.is_some_and(|gpa| {
@@ -94,7 +98,7 @@ impl VcpuSnapshot {
             interrupts_on: regs.rflags & RFLAGS_IF != 0,
             mode,
             rip: regs.rip,
-            linear_rip: sregs.cs.base.wrapping_add(regs.rip),
+            linear_rip,
             rsp: regs.rsp,
             rflags: regs.rflags,
             cr0: sregs.cr0,
@@ -111,6 +115,7 @@ impl VcpuSnapshot {
                 && regs.rip == 0xfff0,
             idt: idt_state(vm, vcpu, mode, &sregs),
             bios_call,
+            gib_page,
         })
     }
 }
@@ -241,6 +246,7 @@ impl VcpuSnapshot {
             reset_state: false,
             idt: IdtState::Unremarkable,
             bios_call: None,
+            gib_page: None,
         }
     }
 }

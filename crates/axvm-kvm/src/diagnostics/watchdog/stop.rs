@@ -178,11 +178,16 @@ fn fault_cause(id: usize, s: &VcpuSnapshot) -> String {
             "vCPU {id} shows the reset state (CS:IP F000:FFF0): KVM reset it before reporting the shutdown (as it does on AMD SVM), so where the fault was is lost; its last exits below are what is left"
         );
     }
-    let instruction = s.instruction.as_deref().unwrap_or("(not readable)");
-    format!(
-        "vCPU {id} triple-faulted at RIP {:#x} ({} mode): `{instruction}`, the last instruction before the fault, raised an exception the guest could not handle",
-        s.rip, s.mode
-    )
+    match s.instruction.as_deref() {
+        Some(instruction) => format!(
+            "vCPU {id} triple-faulted at RIP {:#x} ({} mode): `{instruction}`, the last instruction before the fault, raised an exception the guest could not handle",
+            s.rip, s.mode
+        ),
+        None => format!(
+            "vCPU {id} triple-faulted at RIP {:#x} ({} mode), whose code cannot be read (see its line below): fetching it raised an exception the guest could not handle",
+            s.rip, s.mode
+        ),
+    }
 }
 
 /// Why vCPU `id` cannot run again, when it is halted with interrupts off or waits for INIT.

@@ -1,5 +1,6 @@
 //! Guest virtual (linear) addresses to guest-physical ones, by walking the guest's own page
-//! tables from CR3 in guest RAM: GDB names memory by the addresses the guest's code uses.
+//! tables from CR3 in guest RAM: GDB names memory by the addresses the guest's code uses,
+//! and a stop report tells which page maps the code a vCPU faulted in.
 //!
 //! Every paging form a PC guest can be in is walked: none (CR0.PG clear: linear is
 //! physical), 32-bit (4 KiB pages, 4 MiB with CR4.PSE), PAE, and long mode with 4 or 5
@@ -50,12 +51,34 @@ pub(crate) fn translate(
     linear: u64,
     read: &dyn Fn(u64, usize) -> Option<u64>,
 ) -> Option<u64> {
+    translate_page(regs, linear, read).map(|page| page.gpa)
+}
+
+/// Where a linear address went: its guest-physical address and the size of the page that
+/// maps it (0 without paging).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Translation {
+    pub gpa: u64,
+    pub page_size: u64,
+}
+
+/// 1 GiB: the page a long-mode PDPTE with its PS bit maps, which only CPUs with `pdpe1gb`
+/// walk (elsewhere the bit is reserved and the walk faults).
+pub(crate) const GIB_PAGE: u64 = 1 << 30;
+
+/// [`translate`], with the size of the page that maps `linear`.
+pub(crate) fn translate_page(
+    regs: PagingRegs,
+    linear: u64,
+    read: &dyn Fn(u64, usize) -> Option<u64>,
+) -> Option<Translation> {
     if regs.cr0 & CR0_PG == 0 {
         // Without paging, outside long mode, addresses are 32 bits wide.
-        return Some(match regs.efer & EFER_LMA {
+        let gpa = match regs.efer & EFER_LMA {
             0 => linear & 0xffff_ffff,
             _ => linear,
-        });
+        };
+        return Some(Translation { gpa, page_size: 0 });
     }
     if regs.efer & EFER_LMA != 0 {
         let levels: &[Level] = if regs.cr4 & CR4_LA57 != 0 {
@@ -98,7 +121,7 @@ fn walk(
     entry_size: usize,
     linear: u64,
     read: &dyn Fn(u64, usize) -> Option<u64>,
-) -> Option<u64> {
+) -> Option<Translation> {
     let address_mask = match entry_size {
         4 => 0xffff_f000,
         _ => ADDRESS_MASK,
@@ -112,7 +135,10 @@ fn walk(
         let last = depth + 1 == levels.len();
         if last || (level.large_pages && entry & PAGE_SIZE_BIT != 0) {
             let offset_mask = (1u64 << level.shift) - 1;
-            return Some((entry & address_mask & !offset_mask) | (linear & offset_mask));
+            return Some(Translation {
+                gpa: (entry & address_mask & !offset_mask) | (linear & offset_mask),
+                page_size: 1 << level.shift,
+            });
         }
         table = entry & address_mask;
     }
@@ -179,6 +205,27 @@ mod tests {
         // PT[6] is not present; PML4[0] neither.
         assert_eq!(translate_in(&ram, LONG, base + 0x6000), None);
         assert_eq!(translate_in(&ram, LONG, 0x1000), None);
+    }
+
+    #[test]
+    fn the_page_size_is_the_level_the_walk_stopped_at() {
+        let mut ram = Ram::new();
+        // PML4[0] -> PDPT at 0x2000, whose entry 1 is a 1 GiB page at 3 GiB and entry 0 a PD
+        // at 0x3000 with a 2 MiB page and a page table at 0x4000 with a 4 KiB page.
+        ram.put(0x1000, 0x2003, 8);
+        ram.put(0x2000 + 8, 0xc000_0083, 8);
+        ram.put(0x2000, 0x3003, 8);
+        ram.put(0x3000 + 8, 0x60_0083, 8);
+        ram.put(0x3000, 0x4003, 8);
+        ram.put(0x4000, 0x9003, 8);
+        let read = |gpa, size| ram.read(gpa, size);
+        let page = |linear| translate_page(LONG, linear, &read);
+        let expect = |gpa, page_size| Some(Translation { gpa, page_size });
+        assert_eq!(page(0x4000_1234), expect(0xc000_1234, GIB_PAGE));
+        assert_eq!(page(0x20_0042), expect(0x60_0042, 1 << 21));
+        assert_eq!(page(0x42), expect(0x9042, 0x1000));
+        let unpaged = PagingRegs { cr0: 1, ..LONG };
+        assert_eq!(translate_page(unpaged, 0x1234, &read), expect(0x1234, 0));
     }
 
     #[test]
