@@ -8,7 +8,8 @@
 # Usage: scripts/kvm-amd.sh [--no-build] [--keep-going] [STEP...]
 #
 #   suite     the KVM integration tests of axvm-kvm and axvm-cli (cargo test --no-run
-#             executables), with AXVM_REQUIRE_KVM=1
+#             executables), with AXVM_REQUIRE_KVM=1; KVM_AMD_SUITE=gdb,stops runs only
+#             the test targets named (comma-separated, e.g. gdb,stops,lib)
 #   linux     the Debian kernel as an axvm guest with 1, 2 and 4 vCPUs ending in poweroff,
 #             and with 2 vCPUs ending in reboot; its /init (scripts/kvm-amd/linux-init.sh)
 #             checks CPUs, memory, clocksource, /proc/cpuinfo and reports kernel errors.
@@ -42,7 +43,7 @@
 # Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for each L1
 # boot, default 1800), KVM_AMD_CPU (QEMU's -cpu for L1, default EPYC), KVM_AMD_SMP (L1's
 # CPUs, default 4), KVM_AMD_ACCEL (default tcg), KVM_AMD_BENCH_ROUNDS (virtio-bench's rounds,
-# default 2).
+# default 2), KVM_AMD_SUITE (the suite's test targets, comma-separated; default all).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +62,8 @@ l1_accel=${KVM_AMD_ACCEL:-tcg}
 # its own kernel stacks ("corrupted stack end detected inside scheduler").
 l1_cpus=${KVM_AMD_SMP:-4}
 bench_rounds=${KVM_AMD_BENCH_ROUNDS:-2}
+# The suite's test targets to run, e.g. "gdb,stops" (empty: all), to iterate on a few.
+suite_only=${KVM_AMD_SUITE:-}
 
 build=1
 steps=()
@@ -229,6 +232,10 @@ make_l1() {
   make_linux_initramfs
 
   cp "$here/load-kvm.sh" "$stage/harness/"
+  # What runs L1, e.g. "qemu-tcg 7.2.22": l1-init.sh exports it as KVM_AMD_L0, from which
+  # the GDB tests know which debug stops a nested KVM gets here (QEMU's TCG delivers an L2
+  # int3 to the guest itself, and before 9.1 arms no DR7 that VMRUN loads).
+  echo "qemu-$l1_accel $("$qemu" --version | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p')" >"$stage/harness/l0"
   echo "load-kvm sh load-kvm.sh" >"$stage/harness/steps"
   if wants suite; then add_suite; fi
   if wants linux; then
@@ -249,12 +256,21 @@ make_l1() {
   (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
 }
 
+# The lines of test_executables whose target KVM_AMD_SUITE names (all when it is empty).
+suite_filter() {
+  local package name path
+  while read -r package name path; do
+    [[ -z $suite_only || ",$suite_only," == *",$name,"* ]] && echo "$package $name $path"
+  done
+  return 0
+}
+
 # The test executables, at the absolute paths cargo built them at: they name the axvm
 # binary and the guest images by those paths.
 add_suite() {
   local package name path images
-  test_executables >"$work/tests"
-  [ -s "$work/tests" ] || die "cargo listed no test executables"
+  test_executables | suite_filter >"$work/tests"
+  [ -s "$work/tests" ] || die "cargo listed no test executables${suite_only:+ named in KVM_AMD_SUITE=$suite_only}"
   local serial
   while read -r package name path; do
     copy_elf "$path" "$path"

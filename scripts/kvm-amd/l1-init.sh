@@ -16,6 +16,9 @@ ip link set lo up 2>/dev/null
 export HOME=/root TMPDIR=/tmp AXVM_REQUIRE_KVM=1 RUST_BACKTRACE=1
 mkdir -p "$HOME"
 cd /harness || exit 1
+# What runs this L1 ("qemu-tcg 7.2.22"), for tests whose outcome depends on it.
+KVM_AMD_L0=$(cat /harness/l0 2>/dev/null)
+export KVM_AMD_L0
 
 now() { cut -d' ' -f1 /proc/uptime; }
 

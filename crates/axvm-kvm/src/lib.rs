@@ -86,8 +86,8 @@ pub use diagnostics::{Diagnostics, DiagnosticsOptions};
 pub use error::{Error, KvmError};
 pub use gdb::GdbOptions;
 pub use kvm::{
-    check_host, BootRegs, CpuMode, DebugStop, GuestDebug, HostFinding, HostLimits, HostReport,
-    KvmHal, KvmVCpu, RecentExit, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters,
+    check_host, BootRegs, CpuMode, DebugStop, DebugSupport, GuestDebug, HostFinding, HostLimits,
+    HostReport, KvmHal, KvmVCpu, RecentExit, StartPolicy, VCpuBoot, VCpuThreadGuard, VcpuRegisters,
     MAX_SLOT_BYTES, RECENT_EXITS,
 };
 pub use kvm::{emulated_hpet, has_in_kernel_irqchip, pass_through_plan};

@@ -12,7 +12,10 @@
 //!   watchpoints (`hbreak`, `watch`: DR0-DR3), single steps, and a stop after writes to an
 //!   I/O port (`monitor watch-port`, see [`monitor`]). On kvm_pvm, which emulates guest
 //!   kernel code, data watchpoints never fire and are refused: there GDB's software
-//!   watchpoints (`set can-use-hw-watchpoints 0`) single-step instead;
+//!   watchpoints (`set can-use-hw-watchpoints 0`) single-step instead. Elsewhere a probe VM
+//!   ([`DebugSupport::probe`](crate::DebugSupport::probe)) shows which stops the host
+//!   delivers, and the others are refused (under QEMU TCG's nested SVM: `int3`, and DR0-DR3
+//!   before QEMU 9.1);
 //! - Ctrl-C pauses every vCPU; `detach` (or GDB going away) removes every breakpoint and
 //!   lets the VM run on to its normal end, and another GDB may connect; `kill` stops the VM.
 //!
@@ -35,7 +38,7 @@ use connection::{serve_session, SessionEnd};
 pub(crate) use control::Control;
 use target::VmTarget;
 
-use crate::kvm::KvmHal;
+use crate::kvm::{DebugSupport, KvmHal};
 use crate::sandbox::ThreadRole;
 
 /// Serving GDB for a VM.
@@ -67,8 +70,8 @@ pub struct GdbOptions {
 pub(crate) struct GdbServer {
     listener: TcpListener,
     control: Control,
-    /// Hardware watchpoints can work on this host (see [`target::VmTarget`]).
-    data_watchpoints: bool,
+    /// The stops this host's KVM delivers: GDB's requests for others are refused.
+    support: DebugSupport,
 }
 
 /// How often the listener looks whether the VM ended.
@@ -82,7 +85,7 @@ impl GdbServer {
         Ok(Self {
             listener: options.listener,
             control: Control::new(vcpu_num, options.wait),
-            data_watchpoints: !crate::kvm::is_software_nested_kvm(),
+            support: host_debug_support(),
         })
     }
 
@@ -140,7 +143,7 @@ impl GdbServer {
             if !self.control.pause_all(vm) {
                 return;
             }
-            let mut target = VmTarget::new(vm, &self.control, self.data_watchpoints);
+            let mut target = VmTarget::new(vm, &self.control, self.support);
             let end = serve_session(&mut target, stream);
             self.control.detach();
             match end {
@@ -174,6 +177,55 @@ impl GdbServer {
             }
         }
     }
+}
+
+/// What this host's KVM stops for ([`DebugSupport::probe`]), said on stderr when it lacks
+/// some, so that a refused `break` or `hbreak` explains itself.
+///
+/// kvm_pvm's emulator fails on a kernel-mode `int3` rather than reporting it, which the
+/// vCPU takes for the hit when it sits on one of GDB's breakpoints: there `break` works
+/// whatever the real-mode probe found.
+fn host_debug_support() -> DebugSupport {
+    let software_nested = crate::kvm::is_software_nested_kvm();
+    let mut support = DebugSupport::probe().unwrap_or_else(|err| {
+        log::warn!("gdb: cannot probe this host's debug stops ({err}); assuming all work");
+        DebugSupport {
+            int3_stops: true,
+            execute_breakpoints: true,
+            write_watchpoints: !software_nested,
+        }
+    });
+    log::info!("gdb: the probe VM's debug stops: {support:?}");
+    support.int3_stops |= software_nested;
+    let missing: Vec<&str> = [
+        (
+            !support.int3_stops,
+            "software breakpoints (`break`: the guest's int3 never reaches KVM)",
+        ),
+        (
+            !support.execute_breakpoints,
+            "hardware breakpoints (`hbreak`: DR0-DR3 never match)",
+        ),
+        (
+            !support.write_watchpoints,
+            "data watchpoints (`watch`: DR0-DR3 never match data)",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(missing, what)| missing.then_some(what))
+    .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "axvm: this host's KVM does not stop for {}; GDB's requests for them are refused{}",
+            missing.join(", "),
+            if software_nested {
+                ""
+            } else {
+                " (a KVM nested in QEMU's TCG, say: see README, \"Debugging a guest with GDB\")"
+            }
+        );
+    }
+    support
 }
 
 /// Waits up to `timeout` for `fd` to become readable (a connection to accept).

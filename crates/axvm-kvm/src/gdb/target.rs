@@ -24,7 +24,7 @@ use super::arch::{SystemRegs, X86_64System};
 use super::control::Control;
 use super::debug_regs::{HwSlots, SlotUse};
 use crate::guest_paging::{translate, PagingRegs};
-use crate::kvm::{DebugStop, KvmHal};
+use crate::kvm::{DebugStop, DebugSupport, KvmHal};
 
 /// The `int3` instruction.
 const INT3: u8 = 0xcc;
@@ -44,9 +44,10 @@ pub(crate) struct VmTarget<'a> {
     /// The resume being prepared runs only the vCPUs GDB names (scheduler locking, which
     /// GDB uses to step one thread over a breakpoint).
     scheduler_locked: bool,
-    /// DR0-DR3 watch data accesses here: not on kvm_pvm, whose emulator (which runs all
-    /// guest kernel code) checks only execute breakpoints.
-    data_watchpoints: bool,
+    /// The stops this host delivers: not data watchpoints on kvm_pvm, whose emulator
+    /// (which runs all guest kernel code) checks only execute breakpoints; neither `int3`
+    /// nor DR0-DR3 under QEMU TCG's nested SVM (see [`DebugSupport`]).
+    support: DebugSupport,
 }
 
 /// vCPU `vcpu_id` as a GDB thread.
@@ -59,7 +60,7 @@ fn vcpu_of(tid: Tid) -> usize {
 }
 
 impl<'a> VmTarget<'a> {
-    pub(crate) fn new(vm: &'a AxVM<KvmHal>, control: &'a Control, data_watchpoints: bool) -> Self {
+    pub(crate) fn new(vm: &'a AxVM<KvmHal>, control: &'a Control, support: DebugSupport) -> Self {
         Self {
             vm,
             control,
@@ -68,7 +69,7 @@ impl<'a> VmTarget<'a> {
             hw_slots: HwSlots::default(),
             last_stop: None,
             scheduler_locked: false,
-            data_watchpoints,
+            support,
         }
     }
 
@@ -311,8 +312,12 @@ impl Breakpoints for VmTarget<'_> {
 }
 
 impl SwBreakpoint for VmTarget<'_> {
-    /// Writes an `int3` at `addr`'s physical address (translated as the first vCPU sees it).
+    /// Writes an `int3` at `addr`'s physical address (translated as the first vCPU sees it);
+    /// refused where the guest's `int3` never reaches KVM (it would kill the guest).
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        if !self.support.int3_stops {
+            return Ok(false);
+        }
         if self.sw_breakpoints.contains_key(&addr) {
             return Ok(true);
         }
@@ -343,8 +348,9 @@ impl SwBreakpoint for VmTarget<'_> {
 }
 
 impl HwBreakpoint for VmTarget<'_> {
+    /// Refused where DR0-DR3 never match, so that GDB says so rather than run past it.
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.hw_slots.add(SlotUse::Execute { addr }))
+        Ok(self.support.execute_breakpoints && self.hw_slots.add(SlotUse::Execute { addr }))
     }
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
@@ -353,15 +359,15 @@ impl HwBreakpoint for VmTarget<'_> {
 }
 
 impl HwWatchpoint for VmTarget<'_> {
-    /// Refused where data breakpoints never fire (kvm_pvm), so that GDB says so rather
-    /// than waiting for a stop that never comes.
+    /// Refused where data breakpoints never fire (kvm_pvm, QEMU TCG's nested SVM), so that
+    /// GDB says so rather than waiting for a stop that never comes.
     fn add_hw_watchpoint(
         &mut self,
         addr: u64,
         len: u64,
         kind: WatchKind,
     ) -> TargetResult<bool, Self> {
-        Ok(self.data_watchpoints && self.hw_slots.add(SlotUse::Watch { addr, len, kind }))
+        Ok(self.support.write_watchpoints && self.hw_slots.add(SlotUse::Watch { addr, len, kind }))
     }
 
     fn remove_hw_watchpoint(

@@ -3,6 +3,7 @@
 
 mod cpuid;
 mod debug;
+mod debug_probe;
 mod disasm;
 mod exit_ring;
 mod guest_ram;
@@ -19,6 +20,7 @@ mod system;
 mod vcpu;
 
 pub use debug::{DebugStop, GuestDebug, VcpuRegisters};
+pub use debug_probe::DebugSupport;
 pub use exit_ring::{RecentExit, RECENT_EXITS};
 pub use hal::{KvmHal, VCpuThreadGuard};
 pub use halt_probe::BlockingProbe;
