@@ -29,6 +29,10 @@
 #             throughput and 4 KiB random-read IOPS (O_DIRECT, on a raw file in L1's
 #             tmpfs), and TCP throughput and ping time between two VMs; under QEMU microvm
 #             and axvm, one after the other, in KVM_AMD_BENCH_ROUNDS rounds (default 2)
+#   mine      your own kernel on hardware-style KVM: the directory KVM_AMD_MINE names (a
+#             config, its images, a run.sh) is copied into L1, where `sh run.sh` runs in
+#             it with the release axvm as `axvm` on PATH (and QEMU as qemu-system-x86_64);
+#             its status is the step's. Nothing of it is kept in git: try a kernel you built
 #   (default: suite linux)
 #
 #   --no-build    use the binaries already built
@@ -43,7 +47,8 @@
 # Environment: QEMU (default qemu-system-x86_64), KVM_AMD_TIMEOUT (seconds for each L1
 # boot, default 1800), KVM_AMD_CPU (QEMU's -cpu for L1, default EPYC), KVM_AMD_SMP (L1's
 # CPUs, default 4), KVM_AMD_ACCEL (default tcg), KVM_AMD_BENCH_ROUNDS (virtio-bench's rounds,
-# default 2), KVM_AMD_SUITE (the suite's test targets, comma-separated; default all).
+# default 2), KVM_AMD_SUITE (the suite's test targets, comma-separated; default all),
+# KVM_AMD_MINE (the directory the `mine` step runs).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,13 +69,15 @@ l1_cpus=${KVM_AMD_SMP:-4}
 bench_rounds=${KVM_AMD_BENCH_ROUNDS:-2}
 # The suite's test targets to run, e.g. "gdb,stops" (empty: all), to iterate on a few.
 suite_only=${KVM_AMD_SUITE:-}
+# The `mine` step's directory.
+mine=${KVM_AMD_MINE:-}
 
 build=1
 steps=()
 for arg in "$@"; do
   case $arg in
     --no-build) build=0 ;;
-    suite | linux | bench | virtio | virtio-bench) steps+=("$arg") ;;
+    suite | linux | bench | virtio | virtio-bench | mine) steps+=("$arg") ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
       exit 0
@@ -250,6 +257,7 @@ make_l1() {
   if wants bench; then add_bench; fi
   if wants virtio; then add_virtio blk net tap console; fi
   if wants virtio-bench; then add_virtio_bench bench-blk bench-net; fi
+  if wants mine; then add_mine; fi
   copy_libraries
 
   say "packing the L1 initramfs ($(du -sh "$stage" | cut -f1))"
@@ -295,6 +303,16 @@ add_suite() {
     mkdir -p "$stage$images"
     cp -r "$images/." "$stage$images/"
   done
+}
+
+# The `mine` step: KVM_AMD_MINE's directory at /harness/mine, run by its run.sh.
+add_mine() {
+  [ -n "$mine" ] || die "the mine step needs KVM_AMD_MINE=DIR (a directory with a run.sh)"
+  [ -f "$mine/run.sh" ] || die "KVM_AMD_MINE=$mine has no run.sh"
+  mkdir -p "$stage/harness/mine"
+  cp -r "$mine/." "$stage/harness/mine/"
+  copy_qemu
+  echo "mine/$(basename "$mine") cd /harness/mine && sh run.sh" >>"$stage/harness/steps"
 }
 
 # QEMU itself, its firmware and option ROMs, to boot the same kernel under -accel kvm.
