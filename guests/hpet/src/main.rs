@@ -348,6 +348,10 @@ fn check_periodic() {
         outb(PIT_CHANNEL0, (PIT_1KHZ_DIVISOR >> 8) as u8);
     }
     write(GEN_CONF, ENABLE_CNF | LEG_RT_CNF);
+    // A PIT tick raised just before legacy replacement silenced the PIT may still be on its
+    // way: let it land (timer 0 is not armed yet), then count from zero.
+    let settled = counter().wrapping_add(5 * TICKS_PER_MS);
+    wait_until(settled, || false);
     TIMER0_TICKS.store(0, Ordering::Relaxed);
     // Linux's sequence: VAL_SET, the first deadline, then the period.
     write(
