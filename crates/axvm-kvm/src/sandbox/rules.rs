@@ -190,15 +190,17 @@ ioctl_iow_nr!(
     0xa0,
     kvm_bindings::kvm_pit_state2
 );
+ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
 
 /// The only `ioctl`s of a vCPU thread, the same on every KVM (kvm_intel, kvm_amd, kvm_pvm):
 /// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the
 /// watchdog's snapshot, an emulation failure's report); translating the guest's RIP for
 /// disassembly; raising interrupts (MSIs; lines: the HPET's level-triggered interrupts drop
 /// when the guest clears them); the PIT's state, which the HPET's legacy replacement
-/// switches (`KVM_PIT_FLAGS_HPET_LEGACY`); and arming a debugger's breakpoints and steps
+/// switches (`KVM_PIT_FLAGS_HPET_LEGACY`, and `KVM_REINJECT_CONTROL` to drop the ticks KVM
+/// holds back); and arming a debugger's breakpoints and steps
 /// (`--gdb`).
-fn vcpu_ioctls() -> [u64; 15] {
+fn vcpu_ioctls() -> [u64; 16] {
     [
         KVM_RUN(),
         KVM_GET_REGS(),
@@ -214,6 +216,7 @@ fn vcpu_ioctls() -> [u64; 15] {
         KVM_IRQ_LINE(),
         KVM_GET_PIT2(),
         KVM_SET_PIT2(),
+        KVM_REINJECT_CONTROL(),
         KVM_SET_GUEST_DEBUG(),
     ]
     .map(u64::from)
