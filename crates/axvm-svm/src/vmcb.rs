@@ -327,7 +327,12 @@ impl VmcbSaveArea {
     };
 }
 
-const SEG0: VmcbSegment = VmcbSegment { selector: 0, attrib: 0, limit: 0, base: 0 };
+const SEG0: VmcbSegment = VmcbSegment {
+    selector: 0,
+    attrib: 0,
+    limit: 0,
+    base: 0,
+};
 
 /// Intercept bits of the control area (APM vol. 2, table B-1).
 pub mod intercept {
@@ -493,7 +498,19 @@ mod tests {
 
     #[test]
     fn exit_codes_round_trip_and_unknown_ones_are_kept() {
-        for raw in [0x40, 0x4e, 0x60, 0x72, 0x78, 0x7b, 0x7c, 0x7f, 0x81, 0x400, u64::MAX] {
+        for raw in [
+            0x40,
+            0x4e,
+            0x60,
+            0x72,
+            0x78,
+            0x7b,
+            0x7c,
+            0x7f,
+            0x81,
+            0x400,
+            u64::MAX,
+        ] {
             assert_eq!(SvmExitCode::from_raw(raw).raw(), raw);
         }
         assert_eq!(SvmExitCode::from_raw(0x4e), SvmExitCode::Exception(14));
@@ -508,7 +525,11 @@ mod tests {
         vmcb.save.cs.attrib = VmcbSegment::ATTR_DB;
         assert_eq!(vmcb.guest_code_bitness(), 32);
         vmcb.save.cs.attrib = VmcbSegment::ATTR_L;
-        assert_eq!(vmcb.guest_code_bitness(), 16, "CS.L means nothing outside long mode");
+        assert_eq!(
+            vmcb.guest_code_bitness(),
+            16,
+            "CS.L means nothing outside long mode"
+        );
         vmcb.save.efer = 1 << 10;
         assert_eq!(vmcb.guest_code_bitness(), 64);
     }
