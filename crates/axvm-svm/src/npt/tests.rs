@@ -176,10 +176,10 @@ fn bad_regions_are_refused_naming_the_address() {
             },
         ),
         (
-            region(0, u64::MAX & !0xfff, 0x2000, RWX),
+            region(0, !0xfff, 0x2000, RWX),
             NptError::OutOfRange {
                 gpa: 0,
-                hpa: u64::MAX & !0xfff,
+                hpa: !0xfff,
                 size: 0x2000,
             },
         ),
