@@ -28,7 +28,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use rt::interrupts::{self, ioapic, lapic, pic, InterruptFrame};
 use rt::io::{inl, mmio_read, mmio_write, outb, outw};
-use rt::{acpi, println};
+use rt::{acpi, fail, println};
 
 /// Exit statuses, one per failed check.
 pub mod status {
@@ -121,14 +121,6 @@ static TIMER1_AT: AtomicU32 = AtomicU32::new(0);
 rt::entry32!(bsp, ap);
 rt::pvh_note!();
 rt::entry!(not_pvh);
-
-/// Prints `FAIL: ...` and exits with `status`.
-macro_rules! fail {
-    ($status:expr, $($arg:tt)*) => {{
-        println!("FAIL: {}", format_args!($($arg)*));
-        rt::exit($status)
-    }};
-}
 
 fn not_pvh(vcpu_id: u32) -> ! {
     if vcpu_id == 0 {

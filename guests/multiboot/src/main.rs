@@ -36,7 +36,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use rt::fw_cfg::{self, E820Entry};
 use rt::time::Tsc;
-use rt::{acpi, println, smp};
+use rt::{acpi, fail, println, smp};
 
 use info::Info;
 
@@ -105,14 +105,6 @@ const EBDA_START: u32 = 0x9_fc00;
 static APS_STARTED: AtomicU32 = AtomicU32::new(0);
 
 rt::entry32!(bsp, ap);
-
-/// Prints `FAIL: ...` and exits with `status`.
-macro_rules! fail {
-    ($status:expr, $($arg:tt)*) => {{
-        println!("FAIL: {}", format_args!($($arg)*));
-        rt::exit($status)
-    }};
-}
 
 fn ap(_apic_id: u32) -> ! {
     APS_STARTED.fetch_add(1, Ordering::SeqCst);

@@ -21,7 +21,7 @@
 #![no_main]
 
 use rt::fw_cfg::{self, E820Entry};
-use rt::{acpi, println};
+use rt::{acpi, fail, println};
 
 use rt::pvh::{StartInfo, START_INFO_MAGIC};
 
@@ -57,14 +57,6 @@ const MIB: u64 = 1 << 20;
 rt::entry32!(bsp, ap);
 rt::pvh_note!();
 rt::entry!(not_pvh);
-
-/// Prints `FAIL: ...` and exits with `status`.
-macro_rules! fail {
-    ($status:expr, $($arg:tt)*) => {{
-        println!("FAIL: {}", format_args!($($arg)*));
-        rt::exit($status)
-    }};
-}
 
 /// The ELF entry: only reached when the VMM boots the file as a plain ELF64
 /// (every vCPU at once, in long mode) instead of through the PVH note.

@@ -73,3 +73,14 @@ macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// Prints `FAIL: <message>` and ends the VM with exit status `status`: how a guest reports a
+/// failed check (see the guests' README), one status per check so the VMM's exit status
+/// names it.
+#[macro_export]
+macro_rules! fail {
+    ($status:expr, $($arg:tt)*) => {{
+        $crate::println!("FAIL: {}", format_args!($($arg)*));
+        $crate::exit($status)
+    }};
+}
