@@ -269,6 +269,28 @@ const IASL_COMPLAINTS: [&str; 4] = ["error", "warning", "invalid", "****"];
 const ACPIEXEC_COMPLAINTS: [&str; 2] = ["error", "warning"];
 
 /// Fails if `text`, from ACPICA about `what`, contains any of `complaints` (in any case).
+/// Disassembles each named table with `iasl -d` in a scratch directory of `test`'s and
+/// returns the listings, in order, after checking that neither iasl nor a listing complains.
+fn iasl_listings(test: &str, tables: &[(&str, &[u8])]) -> Vec<String> {
+    let files: Vec<(String, &[u8])> = tables
+        .iter()
+        .map(|&(name, bytes)| (format!("{name}.dat"), bytes))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(f, b)| (f.as_str(), *b)).collect();
+    let dir = scratch_dir(test, &files);
+    let mut listings = Vec::new();
+    for (name, _) in tables {
+        let printed = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir);
+        assert_no_complaint(&format!("iasl -d {name}"), &printed, &IASL_COMPLAINTS);
+        let listing = std::fs::read_to_string(dir.join(format!("{name}.dsl")))
+            .unwrap_or_else(|err| panic!("iasl wrote no {name}.dsl ({err}):\n{printed}"));
+        assert_no_complaint(&format!("{name}.dsl"), &listing, &IASL_COMPLAINTS);
+        listings.push(listing);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    listings
+}
+
 fn assert_no_complaint(what: &str, text: &str, complaints: &[&str]) {
     let lower = text.to_lowercase();
     for complaint in complaints {
@@ -293,17 +315,7 @@ fn fadt_and_dsdt() -> (Vec<u8>, Vec<u8>) {
 fn iasl_disassembles_the_fadt_and_the_dsdt_without_complaint() {
     require_kvm();
     let (fadt, dsdt) = fadt_and_dsdt();
-    let dir = scratch_dir("iasl", &[("fadt.dat", &fadt), ("dsdt.dat", &dsdt)]);
-    let mut listings = Vec::new();
-    for name in ["fadt", "dsdt"] {
-        let printed = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir);
-        assert_no_complaint(&format!("iasl -d {name}"), &printed, &IASL_COMPLAINTS);
-        let listing = std::fs::read_to_string(dir.join(format!("{name}.dsl")))
-            .unwrap_or_else(|err| panic!("iasl wrote no {name}.dsl ({err}):\n{printed}"));
-        assert_no_complaint(&format!("{name}.dsl"), &listing, &IASL_COMPLAINTS);
-        listings.push(listing);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let listings = iasl_listings("iasl", &[("fadt", &fadt), ("dsdt", &dsdt)]);
     let fadt_fields = listings[0].split_whitespace().collect::<Vec<_>>().join(" ");
     for field in [
         "PM1A Event Block Address : 00000600",
@@ -391,17 +403,7 @@ fn iasl_disassembles_the_hpet_table_of_a_vm_with_the_hpet() {
     let (tables, dsdt) = tables_with_the_hpet();
     let hpet = find(&tables, "HPET");
     assert_eq!(hpet.len(), 56);
-    let dir = scratch_dir("iasl-hpet", &[("hpet.dat", hpet), ("dsdt.dat", &dsdt)]);
-    let mut listings = Vec::new();
-    for name in ["hpet", "dsdt"] {
-        let printed = run_acpica("iasl", &["-d", &format!("{name}.dat")], &dir);
-        assert_no_complaint(&format!("iasl -d {name}"), &printed, &IASL_COMPLAINTS);
-        let listing = std::fs::read_to_string(dir.join(format!("{name}.dsl")))
-            .unwrap_or_else(|err| panic!("iasl wrote no {name}.dsl ({err}):\n{printed}"));
-        assert_no_complaint(&format!("{name}.dsl"), &listing, &IASL_COMPLAINTS);
-        listings.push(listing);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let listings = iasl_listings("iasl-hpet", &[("hpet", hpet), ("dsdt", &dsdt)]);
     for expected in [
         "Device (HPET)",
         "EisaId (\"PNP0103\")",
