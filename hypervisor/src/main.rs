@@ -9,11 +9,17 @@
 
 extern crate alloc;
 
+pub mod acpi;
+pub mod apic;
 pub mod boot;
 pub mod console;
 pub mod cpu;
+pub mod interrupts;
 pub mod mm;
 pub mod qemu;
+pub mod smp;
+pub mod svm;
+pub mod time;
 pub mod vmm;
 
 use boot::multiboot::{MultibootInfo, RAM};
@@ -31,13 +37,22 @@ pub extern "C" fn bsp_main(magic: u32, info: u32) -> ! {
     boot::publish(&info);
     console::init_logger(log::LevelFilter::Info);
     print_memory_summary(&info);
+    interrupts::load();
+    apic::disable_legacy_pic();
+    apic::init();
+    smp::init_bsp();
+    let tsc_hz = time::calibrate();
+    hv_println!("TSC {} MHz (against PIT channel 2)", tsc_hz / 1_000_000);
+    svm::report(0);
+    let cpus = smp::start_aps();
+    hv_println!("{cpus} CPU(s) up; interrupts are off on all of them (parked APs halt with IF=1)");
     vmm::main()
 }
 
-/// An AP's first Rust code, on the stack the BSP allocated for it.
+/// An AP's first Rust code, on the stack the BSP allocated for it ([`smp::start_aps`]), with
+/// its CPU number.
 pub extern "C" fn ap_main(cpu: u64) -> ! {
-    hv_println!("cpu {cpu}: started");
-    cpu::halt_forever()
+    smp::ap_online(cpu as usize)
 }
 
 fn print_memory_summary(info: &MultibootInfo) {

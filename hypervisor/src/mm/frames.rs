@@ -148,7 +148,7 @@ pub fn alloc_at(phys: u64, pages: usize) -> bool {
     true
 }
 
-/// Returns frames from [`alloc`] or [`alloc_at`]. A misaligned address, a range beyond RAM or
+/// Returns frames from [`alloc()`] or [`alloc_at`]. A misaligned address, a range beyond RAM or
 /// frames that are already free are reported and left alone (a bug in the caller, which must
 /// not take the allocator down).
 pub fn free(phys: u64, pages: usize) {
