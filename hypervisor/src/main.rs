@@ -37,6 +37,10 @@ pub extern "C" fn bsp_main(magic: u32, info: u32) -> ! {
     boot::publish(&info);
     console::init_logger(log::LevelFilter::Info);
     print_memory_summary(&info);
+    match mm::check::run(&info) {
+        Ok(()) => hv_println!("frame allocator checks passed"),
+        Err(check) => panic!("frame allocator check failed: {check}"),
+    }
     interrupts::load();
     apic::disable_legacy_pic();
     apic::init();

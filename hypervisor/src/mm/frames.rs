@@ -52,25 +52,28 @@ impl Bitmap {
         }
     }
 
-    /// The first used frame in `start..start + count`, if any.
-    fn first_used(&self, start: usize, count: usize) -> Option<usize> {
-        (start..start + count).find(|&frame| !self.is_free(frame))
+    /// The highest used frame in `start..start + count`, if any.
+    fn last_used(&self, start: usize, count: usize) -> Option<usize> {
+        (start..start + count)
+            .rev()
+            .find(|&frame| !self.is_free(frame))
     }
 
-    /// The first run of `count` free frames starting at a multiple of `align`.
+    /// The highest run of `count` free frames starting at a multiple of `align`. Top-down, so
+    /// that low RAM, where configs put identically mapped guest memory ([`alloc_at`]), stays
+    /// free as long as possible.
     fn find(&self, count: usize, align: usize) -> Option<usize> {
-        let mut start = 0;
-        while start + count <= self.limit {
-            if start % 64 == 0 && self.free[start / 64] == 0 {
-                start = (start + 64).next_multiple_of(align);
-                continue;
+        let mut end = self.limit;
+        loop {
+            while end > 0 && self.free[(end - 1) / 64] == 0 {
+                end = (end - 1) / 64 * 64;
             }
-            match self.first_used(start, count) {
+            let start = end.checked_sub(count)? / align * align;
+            match self.last_used(start, count) {
                 None => return Some(start),
-                Some(used) => start = (used + 1).next_multiple_of(align),
+                Some(used) => end = used,
             }
         }
-        None
     }
 
     fn free_count(&self) -> usize {
@@ -108,8 +111,8 @@ pub fn init(info: &MultibootInfo) {
 }
 
 /// `pages` zeroed frames, contiguous; the physical address of the first, 4 KiB-aligned
-/// (2 MiB-aligned when `pages` is a multiple of 512 and such a run is free). `None` when no
-/// run that long is free (or `pages` is 0).
+/// (2 MiB-aligned when `pages` is a multiple of 512 and such a run is free), from the top of
+/// RAM down. `None` when no run that long is free (or `pages` is 0).
 pub fn alloc(pages: usize) -> Option<u64> {
     if pages == 0 {
         return None;
@@ -139,7 +142,7 @@ pub fn alloc_at(phys: u64, pages: usize) -> bool {
     let Some(end) = start.checked_add(pages).filter(|&end| end <= bitmap.limit) else {
         return false;
     };
-    if bitmap.first_used(start, pages).is_some() {
+    if bitmap.last_used(start, pages).is_some() {
         return false;
     }
     bitmap.set_range(start..end, false);

@@ -5,6 +5,7 @@
 //! 4 GiB, so the conversions are the identity today; callers still go through them so that a
 //! different layout later changes only this file.
 
+pub mod check;
 pub mod frames;
 pub mod heap;
 pub mod paging;
