@@ -168,6 +168,13 @@ fn park(cpu: usize) -> ! {
 /// an earlier `f` takes only the latest one when it returns; APs that do not take it within a
 /// second are reported. With no APs it does nothing.
 pub fn run_on_aps(f: fn(usize)) {
+    if this_cpu() != 0 {
+        log::error!(
+            "run_on_aps called on cpu {}, not the BSP: ignored",
+            this_cpu()
+        );
+        return;
+    }
     let aps = cpu_count() - 1;
     if aps == 0 {
         return;
