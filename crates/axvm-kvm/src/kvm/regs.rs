@@ -64,10 +64,8 @@ pub struct VCpuBoot {
     pub start: StartPolicy,
 }
 
-/// GDT selectors of the GDT the boot loader writes (see `boot::page_tables::GDT`).
-const CODE64_SELECTOR: u16 = 0x8;
-const DATA_SELECTOR: u16 = 0x10;
-const CODE32_SELECTOR: u16 = 0x18;
+// GDT selectors of the GDT the boot loader writes (see `axvm_pc::boot_tables::GDT`).
+use axvm_pc::boot_tables::{CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR};
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;
