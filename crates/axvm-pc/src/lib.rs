@@ -11,8 +11,11 @@
 //! - [`PortAccess`]: drives a device by port number, as the device manager would, for
 //!   tests and fuzzing.
 //!
-//! Boot structures: [`boot_tables`], the GDT and identity page tables a 64-bit guest
-//! starts with, at the same guest-physical addresses on every host.
+//! Loading images:
+//! - [`elf`]: ELF32/ELF64 headers, loadable segments and the PVH note, bounds-checked;
+//! - [`load`]: segments checked against the config's RAM, then copied (bss zeroed);
+//! - [`boot_tables`]: the GDT and identity page tables a 64-bit guest starts with, at the
+//!   same guest-physical addresses on every host.
 //!
 //! ```
 //! use axvm::AccessWidth;
@@ -30,6 +33,8 @@ extern crate alloc;
 
 pub mod boot_tables;
 mod devices;
+pub mod elf;
+pub mod load;
 
 pub use devices::{
     exit_status, ExitPort, IdentMsrs, PciHost, PortAccess, AXVM_SIGNATURE, EXIT_PORT, IDENT_MSR,

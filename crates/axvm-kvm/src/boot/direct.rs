@@ -7,13 +7,13 @@ use std::io::Cursor;
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::{elf::Elf, KernelLoader};
 
-use super::elf::{self, Segment};
 use super::protocol::{BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{copy_image, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{CpuMode, KvmHal};
 use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START};
 use crate::vm_memory_view;
 use axvm_pc::boot_tables::write_boot_tables;
+use axvm_pc::elf::{self, Segment};
 
 /// The raw start: anything no other protocol detects is code for `kernel_load_addr`, entered
 /// in real mode at the config's entries.

@@ -33,7 +33,6 @@ mod boot_info;
 mod bzimage;
 mod direct;
 pub mod e820;
-mod elf;
 mod low_memory;
 pub mod mptable;
 mod multiboot;
