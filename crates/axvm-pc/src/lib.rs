@@ -15,7 +15,8 @@
 //! - [`elf`]: ELF32/ELF64 headers, loadable segments and the PVH note, bounds-checked;
 //! - [`load`]: segments checked against the config's RAM, then copied (bss zeroed);
 //! - [`boot_tables`]: the GDT and identity page tables a 64-bit guest starts with, at the
-//!   same guest-physical addresses on every host.
+//!   same guest-physical addresses on every host;
+//! - [`vcpu_boot`]: the mode and registers each vCPU starts with, whichever backend.
 //!
 //! ```
 //! use axvm::AccessWidth;
@@ -35,6 +36,7 @@ pub mod boot_tables;
 mod devices;
 pub mod elf;
 pub mod load;
+pub mod vcpu_boot;
 
 pub use devices::{
     exit_status, ExitPort, IdentMsrs, PciHost, PortAccess, AXVM_SIGNATURE, EXIT_PORT, IDENT_MSR,
