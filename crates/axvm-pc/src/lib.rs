@@ -14,6 +14,7 @@
 //! Loading images:
 //! - [`elf`]: ELF32/ELF64 headers, loadable segments and the PVH note, bounds-checked;
 //! - [`load`]: segments checked against the config's RAM, then copied (bss zeroed);
+//! - [`direct`]: axvm's direct starts (ELF64 in long mode, raw code in real mode);
 //! - [`boot_tables`]: the GDT and identity page tables a 64-bit guest starts with, at the
 //!   same guest-physical addresses on every host;
 //! - [`vcpu_boot`]: the mode and registers each vCPU starts with, whichever backend.
@@ -34,6 +35,7 @@ extern crate alloc;
 
 pub mod boot_tables;
 mod devices;
+pub mod direct;
 pub mod elf;
 pub mod load;
 pub mod vcpu_boot;
