@@ -19,13 +19,13 @@ use vm_memory::ByteValued;
 
 use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
-use super::elf::Segment;
-use super::page_tables::write_boot_tables_at;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
 use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
+use axvm_pc::boot_tables::write_boot_tables_at;
+use axvm_pc::elf::Segment;
 
 /// Where the protected-mode kernel goes (the PC layout's [`BZIMAGE_LOAD_ADDR`]).
 pub const KERNEL_LOAD_ADDR: u64 = BZIMAGE_LOAD_ADDR;

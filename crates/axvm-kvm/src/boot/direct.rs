@@ -2,18 +2,17 @@
 //! `entry_point` (the BIOS-style start the ArceOS hypervisor uses on x86), and an ELF64
 //! image entered in 64-bit long mode at its ELF entry. Every vCPU starts at boot.
 
-use std::io::Cursor;
+//!
+//! The checks and the loading are `axvm_pc::direct`'s, which every axvm host shares; this
+//! file fits them into the KVM host's boot protocols.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
-use linux_loader::loader::{elf::Elf, KernelLoader};
+use axvm_pc::direct;
+use axvm_pc::elf::{self, ElfInfo, Segment};
 
-use super::elf::{self, Segment};
-use super::page_tables::write_boot_tables;
 use super::protocol::{BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
-use super::{copy_image, BootImages, BootPlan, ImageFormat};
-use crate::kvm::{CpuMode, KvmHal};
-use crate::platform::pc::layout::{BOOT_TABLES_END, BOOT_TABLES_START};
-use crate::vm_memory_view;
+use super::{BootImages, BootPlan, ImageFormat};
+use crate::kvm::KvmHal;
 
 /// The raw start: anything no other protocol detects is code for `kernel_load_addr`, entered
 /// in real mode at the config's entries.
@@ -80,16 +79,11 @@ impl BootProtocol for RawDirect {
         _plan: &KernelPlan,
         _rsdp: Option<GuestPhysAddr>,
     ) -> Result<BootPlan, ConfigError> {
+        let boot = direct::load_raw(vm, &images.kernel)?;
         let config = vm.config();
-        copy_image(
-            vm,
-            "kernel.kernel_load_addr",
-            config.image_config.kernel_load_gpa,
-            &images.kernel,
-        )?;
         Ok(BootPlan::direct(
             ImageFormat::Raw,
-            CpuMode::Real,
+            boot.mode,
             config.bsp_entry(),
             config.ap_entry(),
         ))
@@ -124,16 +118,7 @@ impl BootProtocol for Elf64Direct {
         kernel: &[u8],
         _ramdisk: Option<&[u8]>,
     ) -> Result<KernelPlan, ConfigError> {
-        let info = parse_kernel_elf(kernel)?;
-        // Not a PVH kernel, but its notes are still parsed when it is loaded: a malformed
-        // PT_NOTE is refused here, before the VM is created, in the loader's stead.
-        elf::pvh_entry(kernel).map_err(|problem| {
-            ConfigError::invalid(
-                "kernel.kernel_path",
-                format!("not a loadable ELF64 image: {problem}"),
-            )
-        })?;
-        check_elf_placement(config, &info)?;
+        let info = direct::plan_elf64(config, kernel)?;
         Ok(KernelPlan {
             image: KernelImage::new(info.entry, info.segments),
             ramdisk: None,
@@ -141,6 +126,8 @@ impl BootProtocol for Elf64Direct {
         })
     }
 
+    /// Loads the segments and the boot tables; every vCPU starts in long mode at the ELF
+    /// entry, which [`plan`](Self::plan) checked.
     fn load(
         &self,
         vm: &AxVM<KvmHal>,
@@ -148,84 +135,17 @@ impl BootProtocol for Elf64Direct {
         plan: &KernelPlan,
         _rsdp: Option<GuestPhysAddr>,
     ) -> Result<BootPlan, ConfigError> {
-        load_elf64(vm, &images.kernel, plan)
+        let info = ElfInfo {
+            entry: plan.image.entry.unwrap_or_default(),
+            segments: plan.image.segments.clone(),
+        };
+        let boot = direct::load_elf64(vm, &images.kernel, &info)?;
+        let entry = GuestPhysAddr::new(info.entry);
+        Ok(BootPlan::direct(
+            ImageFormat::Elf64,
+            boot.mode,
+            entry,
+            entry,
+        ))
     }
-}
-
-/// Loads an ELF64 image with linux-loader; every vCPU starts in long mode at the ELF entry
-/// (which [`Elf64Direct::plan`] checked).
-fn load_elf64(
-    vm: &AxVM<KvmHal>,
-    kernel: &[u8],
-    plan: &KernelPlan,
-) -> Result<BootPlan, ConfigError> {
-    let field = "kernel.kernel_path";
-    let memory = vm_memory_view::vm_memory_view(vm.memory())
-        .map_err(|problem| ConfigError::invalid(field, problem))?;
-    Elf::load(&memory, None, &mut Cursor::new(kernel), None).map_err(|err| {
-        ConfigError::invalid(field, format!("loading the ELF image failed: {err}"))
-    })?;
-    let tables = write_boot_tables(vm).map_err(|err| {
-        ConfigError::invalid(
-            "kernel.memory_regions",
-            format!("cannot write the boot page tables: {err}"),
-        )
-    })?;
-    let entry = GuestPhysAddr::new(plan.image.entry.unwrap_or_default());
-    let mode = CpuMode::Long {
-        page_table_root: tables.page_table_root,
-        gdt_base: tables.gdt_base,
-    };
-    Ok(BootPlan::direct(ImageFormat::Elf64, mode, entry, entry))
-}
-
-fn parse_kernel_elf(kernel: &[u8]) -> Result<elf::ElfInfo, ConfigError> {
-    elf::parse_elf64(kernel).map_err(|problem| {
-        ConfigError::invalid(
-            "kernel.kernel_path",
-            format!("not a loadable ELF64 image: {problem}"),
-        )
-    })
-}
-
-/// Refuses segments outside RAM or over the boot tables, an entry outside RAM, and a config
-/// without RAM for the boot tables, naming the problem before anything is written.
-fn check_elf_placement(config: &AxVMConfig, info: &elf::ElfInfo) -> Result<(), ConfigError> {
-    let field = "kernel.kernel_path";
-    config
-        .check_image_fits("kernel.memory_regions", GuestPhysAddr::new(BOOT_TABLES_START), BOOT_TABLES_END - BOOT_TABLES_START)
-        .map_err(|_| {
-            ConfigError::invalid(
-                "kernel.memory_regions",
-                format!("64-bit ELF guests need RAM at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x} for the boot page tables and GDT; add a region there"),
-            )
-        })?;
-    for (index, segment) in info.segments.iter().enumerate() {
-        let describe = format!(
-            "{field} (ELF segment {index} at {:#x}, {:#x} bytes)",
-            segment.paddr, segment.memsz
-        );
-        config.check_image_fits(&describe, GuestPhysAddr::new(segment.paddr), segment.memsz)?;
-        if segment.paddr < BOOT_TABLES_END
-            && segment.paddr.saturating_add(segment.memsz) > BOOT_TABLES_START
-        {
-            return Err(ConfigError::invalid(
-                describe,
-                format!("overlaps the boot page tables at {BOOT_TABLES_START:#x}..{BOOT_TABLES_END:#x}; link the image above {BOOT_TABLES_END:#x}"),
-            ));
-        }
-    }
-    if config
-        .region_containing(GuestPhysAddr::new(info.entry))
-        .is_none()
-    {
-        return Err(ConfigError::invalid(
-            field,
-            format!(
-                "the ELF entry {:#x} is not inside any memory region",
-                info.entry
-            ),
-        ));
-    }
-    Ok(())
 }

@@ -15,7 +15,6 @@ use axvm::{AxVMConfig, ConfigError, MappingFlags};
 
 use super::acpi::{self, AcpiInputs};
 use super::e820::e820_map;
-use super::elf::Segment;
 use super::mptable::{self, MAX_MP_CPUS};
 use super::placement::FOUR_GIB;
 use super::{boot_cmdline, extra_images, BootImages, ImageFormat, KernelPlan};
@@ -24,6 +23,7 @@ use crate::platform::pc::layout::{
     GDT_END, GDT_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
     MULTIBOOT_STACK_END, MULTIBOOT_STACK_START,
 };
+use axvm_pc::elf::Segment;
 
 const PAGE: u64 = 0x1000;
 /// Conventional memory a moved item may use: after the first page, below the EBDA.

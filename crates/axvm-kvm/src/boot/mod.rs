@@ -33,11 +33,9 @@ mod boot_info;
 mod bzimage;
 mod direct;
 pub mod e820;
-mod elf;
 mod low_memory;
 pub mod mptable;
 mod multiboot;
-mod page_tables;
 mod placement;
 mod protocol;
 mod pvh;
@@ -317,7 +315,7 @@ impl BootPlan {
 /// interrupts off, flat segments from the GDT written at `gdt` (the boot layout's), and
 /// `regs`.
 fn protected32_boot(vm: &AxVM<KvmHal>, gdt: u64, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
-    let gdt_base = page_tables::write_gdt(vm, gdt).map_err(|err| {
+    let gdt_base = axvm_pc::boot_tables::write_gdt(vm, gdt).map_err(|err| {
         ConfigError::invalid(
             "kernel.memory_regions",
             format!("cannot write the GDT at {gdt:#x}, which must be RAM: {err}"),

@@ -7,12 +7,12 @@
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr, MappingFlags};
 
-use super::elf::Segment;
 use crate::kvm::KvmHal;
 use crate::platform::pc::layout::HIGH_MEMORY_START;
-
-/// The field that names the kernel image in errors.
-pub(crate) const KERNEL_FIELD: &str = "kernel.kernel_path";
+use axvm_pc::elf::Segment;
+pub(crate) use axvm_pc::load::{
+    check_entry, check_segments, copy_segments, zero_bss, KERNEL_FIELD,
+};
 /// The field that names an explicit ramdisk address.
 const RAMDISK_ADDR_FIELD: &str = "kernel.ramdisk_load_addr";
 /// The field that names the ramdisk image.
@@ -28,76 +28,6 @@ pub struct RamdiskPlacement {
     pub gpa: GuestPhysAddr,
     /// Its length in bytes.
     pub size: u64,
-}
-
-/// Refuses a kernel whose `segments` are not each inside one RAM region. `what` says what a
-/// segment is ("ELF segment", "Multiboot image").
-pub(crate) fn check_segments(
-    config: &AxVMConfig,
-    what: &str,
-    segments: &[Segment],
-) -> Result<(), ConfigError> {
-    for (index, segment) in segments.iter().enumerate() {
-        let field = format!(
-            "{KERNEL_FIELD} ({what} {index} at {:#x}, {:#x} bytes)",
-            segment.paddr, segment.memsz
-        );
-        config.check_image_fits(&field, GuestPhysAddr::new(segment.paddr), segment.memsz)?;
-    }
-    Ok(())
-}
-
-/// Refuses an entry point outside RAM: the vCPU would fetch from nothing.
-pub(crate) fn check_entry(config: &AxVMConfig, entry: u64) -> Result<(), ConfigError> {
-    match config.region_containing(GuestPhysAddr::new(entry)) {
-        Some(_) => Ok(()),
-        None => Err(ConfigError::invalid(
-            KERNEL_FIELD,
-            format!("the kernel entry {entry:#x} is not inside any memory region"),
-        )),
-    }
-}
-
-/// Copies each segment's file bytes from `image` and zeroes the rest of it (the bss). The
-/// segments were checked by [`check_segments`] and come from a parser that bounds-checked
-/// their offsets.
-pub(crate) fn copy_segments(
-    vm: &AxVM<KvmHal>,
-    image: &[u8],
-    segments: &[Segment],
-) -> Result<(), ConfigError> {
-    for segment in segments {
-        let (offset, filesz) = (segment.offset as usize, segment.filesz as usize);
-        vm.memory()
-            .write(
-                GuestPhysAddr::new(segment.paddr),
-                &image[offset..offset + filesz],
-            )
-            .map_err(load_failed)?;
-    }
-    zero_bss(vm, segments)
-}
-
-/// Zeroes each segment's bytes past its file bytes: a kernel expects its bss zero, and
-/// guest RAM may hold earlier images.
-pub(crate) fn zero_bss(vm: &AxVM<KvmHal>, segments: &[Segment]) -> Result<(), ConfigError> {
-    static ZEROS: [u8; 0x1_0000] = [0; 0x1_0000];
-    for segment in segments {
-        let mut at = segment.paddr + segment.filesz;
-        let end = segment.paddr + segment.memsz;
-        while at < end {
-            let chunk = (end - at).min(ZEROS.len() as u64);
-            vm.memory()
-                .write(GuestPhysAddr::new(at), &ZEROS[..chunk as usize])
-                .map_err(load_failed)?;
-            at += chunk;
-        }
-    }
-    Ok(())
-}
-
-fn load_failed(err: axvm::GuestMemoryError) -> ConfigError {
-    ConfigError::invalid(KERNEL_FIELD, format!("cannot load the image: {err}"))
 }
 
 /// Where a ramdisk of `size` bytes goes: at `kernel.ramdisk_load_addr` when the config gives

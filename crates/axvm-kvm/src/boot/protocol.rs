@@ -11,7 +11,6 @@
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
-use super::elf::Segment;
 use super::low_memory::BootLayout;
 use super::placement::{self, RamdiskPlacement};
 use super::{bzimage, direct, multiboot, pvh, BootImages, BootPlan, ImageFormat};
@@ -20,6 +19,7 @@ use crate::platform::pc::layout::{
     ACPI_END, ACPI_START, BOOT_INFO_END, BOOT_INFO_START, BOOT_TABLES_END, BOOT_TABLES_START,
     GDT_END, GDT_START, MPTABLE_END, MPTABLE_START,
 };
+use axvm_pc::elf::Segment;
 
 /// The GDT alone, which the 32-bit protocols start with.
 pub(crate) const GDT_AREA: (u64, u64, &str) = (GDT_START, GDT_END, "GDT (axvm writes it)");

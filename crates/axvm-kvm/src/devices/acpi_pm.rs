@@ -279,7 +279,7 @@ impl BaseDeviceOps for AcpiPm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::PortAccess;
+    use axvm_pc::PortAccess;
 
     const STATUS: u64 = PM1A_EVENT_PORT as u64;
     const ENABLE: u64 = STATUS + 2;

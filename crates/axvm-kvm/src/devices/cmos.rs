@@ -218,7 +218,7 @@ impl BaseDeviceOps for Cmos {
 mod tests {
     use super::*;
     use crate::devices::tests::config;
-    use crate::devices::tests::PortAccess;
+    use axvm_pc::PortAccess;
 
     const INDEX: u64 = CMOS_INDEX_PORT as u64;
     const DATA: u64 = CMOS_DATA_PORT as u64;

@@ -68,8 +68,8 @@ impl BaseDeviceOps for DebugPort {
 mod tests {
     use super::*;
     use crate::devices::console::tests::captured_console;
-    use crate::devices::tests::PortAccess;
     use crate::devices::{ConsoleThread, SerialConsole};
+    use axvm_pc::PortAccess;
 
     const PORT: u64 = DEBUG_PORT as u64;
 

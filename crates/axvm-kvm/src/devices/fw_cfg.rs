@@ -224,7 +224,7 @@ impl BaseDeviceOps for FwCfg {
 mod tests {
     use super::*;
     use crate::devices::tests::config;
-    use crate::devices::tests::PortAccess;
+    use axvm_pc::PortAccess;
 
     const SELECTOR: u64 = FW_CFG_SELECTOR_PORT as u64;
     const DATA: u64 = FW_CFG_DATA_PORT as u64;

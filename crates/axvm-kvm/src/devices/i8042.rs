@@ -103,7 +103,7 @@ impl BaseDeviceOps for I8042 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::PortAccess;
+    use axvm_pc::PortAccess;
 
     const DATA: u64 = I8042_DATA_PORT as u64;
     const COMMAND: u64 = I8042_COMMAND_PORT as u64;

@@ -7,12 +7,9 @@ pub(crate) mod cmos;
 mod console;
 mod console_input;
 mod debug_port;
-mod exit_port;
 mod fw_cfg;
 mod hpet;
 mod i8042;
-mod ident_msr;
-mod pci_host;
 mod reset_control;
 mod serial;
 mod virtio;
@@ -26,18 +23,17 @@ use crate::error::KvmError;
 use crate::kvm::KvmHal;
 
 pub use acpi_pm::AcpiPm;
+// The devices every axvm host shares, re-exported where the KVM host's other devices are.
+pub use axvm_pc::{ExitPort, IdentMsrs, PciHost};
 pub use cmos::Cmos;
 pub use console::{
     ConsoleThread, OutputObserver, SharedConsole, CONSOLE_BUFFER_BYTES, DRAIN_PATIENCE,
 };
 pub use console_input::{ConsoleInput, ReceiveFifo};
 pub use debug_port::DebugPort;
-pub use exit_port::ExitPort;
 pub use fw_cfg::FwCfg;
 pub use hpet::{Hpet, HpetLines, NoLines, HPET_CAPABILITIES};
 pub use i8042::I8042;
-pub use ident_msr::IdentMsrs;
-pub use pci_host::PciHost;
 pub use reset_control::ResetControl;
 pub use serial::{IrqLine, SerialConsole, Transmitter, COM1_IRQ};
 pub use virtio::{
@@ -165,49 +161,10 @@ fn platform(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use axvm::device::{DeviceError, DeviceOffset, DeviceSpace, WriteOutcome};
-    use axvm::{AccessWidth, GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
+    use axvm::device::DeviceSpace;
+    use axvm::{GuestPhysAddr, MappingFlags, VmMemConfig, VmMemMappingType};
 
     use super::*;
-
-    /// Device tests speak in ports: each access goes to the range and offset the device
-    /// manager would compute from the device's own `address_ranges`.
-    pub(crate) trait PortAccess {
-        /// Reads `port` as the guest's `IN` would reach the device.
-        fn read_port(&self, port: u64, width: AccessWidth) -> Result<u64, DeviceError>;
-        /// Writes `port` as the guest's `OUT` would reach the device.
-        fn write_port(
-            &self,
-            port: u64,
-            width: AccessWidth,
-            value: u64,
-        ) -> Result<WriteOutcome, DeviceError>;
-    }
-
-    impl<D: BaseDeviceOps + ?Sized> PortAccess for D {
-        fn read_port(&self, port: u64, width: AccessWidth) -> Result<u64, DeviceError> {
-            self.handle_read(offset_of(self, port), width)
-        }
-
-        fn write_port(
-            &self,
-            port: u64,
-            width: AccessWidth,
-            value: u64,
-        ) -> Result<WriteOutcome, DeviceError> {
-            self.handle_write(offset_of(self, port), width, value)
-        }
-    }
-
-    fn offset_of<D: BaseDeviceOps + ?Sized>(device: &D, port: u64) -> DeviceOffset {
-        let ranges = device.address_ranges();
-        let (index, range) = ranges
-            .iter()
-            .enumerate()
-            .find(|(_, range)| range.contains(DeviceSpace::Port, port))
-            .unwrap_or_else(|| panic!("{} does not claim port {port:#x}", device.name()));
-        DeviceOffset::new(index, port - range.base)
-    }
 
     /// A config with `cpus` vCPUs and `(gpa, size, flags)` memory regions, for device tests.
     pub(crate) fn config(cpus: usize, regions: &[(u64, u64, u64)]) -> AxVMConfig {

@@ -76,7 +76,7 @@ impl BaseDeviceOps for ResetControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::PortAccess;
+    use axvm_pc::PortAccess;
 
     const PORT: u64 = RESET_CONTROL_PORT as u64;
 

@@ -242,7 +242,7 @@ fn describe_uart_error<E: std::fmt::Debug>(err: &vm_superio::serial::Error<E>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::PortAccess;
+    use axvm_pc::PortAccess;
     use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
     const IER: u64 = COM1_BASE as u64 + 1;

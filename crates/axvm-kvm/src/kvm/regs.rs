@@ -4,70 +4,10 @@
 use axvm::GuestPhysAddr;
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
-/// The processor mode a vCPU starts in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum CpuMode {
-    /// 16-bit real mode at the entry address, like a PC after reset jumping to a BIOS-style
-    /// entry (how the ArceOS hypervisor starts x86 guests).
-    #[default]
-    Real,
-    /// 32-bit protected mode, paging off, interrupts off, flat 4 GiB segments from the GDT at
-    /// `gdt_base` (code 0x18, data 0x10): the Multiboot and PVH entry state.
-    Protected32 {
-        /// Guest-physical address of the GDT.
-        gdt_base: GuestPhysAddr,
-    },
-    /// 64-bit long mode, paging on, interrupts off, with the page tables at
-    /// `page_table_root` and the GDT at `gdt_base` (code 0x8, data 0x10).
-    Long {
-        /// Guest-physical address of the PML4.
-        page_table_root: GuestPhysAddr,
-        /// Guest-physical address of the GDT.
-        gdt_base: GuestPhysAddr,
-    },
-}
+pub use axvm_pc::vcpu_boot::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
 
-/// Registers a boot protocol hands values in (Multiboot: EAX magic, EBX info block; PVH: EBX
-/// start_info; Linux: RSI zero page). The others start at zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct BootRegs {
-    /// RAX.
-    pub rax: u64,
-    /// RBX.
-    pub rbx: u64,
-    /// RSI.
-    pub rsi: u64,
-    /// RSP.
-    pub rsp: u64,
-}
-
-/// When a vCPU starts running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum StartPolicy {
-    /// At boot, at its entry (axvm's direct start; always the case for vCPU 0).
-    #[default]
-    AtBoot,
-    /// When another vCPU sends it INIT-SIPI-SIPI through the local APIC, as on a real PC:
-    /// the entry is then the SIPI vector, and the entry set here is unused.
-    WaitForSipi,
-}
-
-/// How one vCPU starts: the `SetupConfig` of [`KvmVCpu`](super::KvmVCpu), chosen by the boot
-/// loader from the image format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct VCpuBoot {
-    /// The processor mode.
-    pub mode: CpuMode,
-    /// Registers with values from the boot protocol.
-    pub regs: BootRegs,
-    /// When it starts.
-    pub start: StartPolicy,
-}
-
-/// GDT selectors of the GDT the boot loader writes (see `boot::page_tables::GDT`).
-const CODE64_SELECTOR: u16 = 0x8;
-const DATA_SELECTOR: u16 = 0x10;
-const CODE32_SELECTOR: u16 = 0x18;
+// GDT selectors of the GDT the boot loader writes (see `axvm_pc::boot_tables::GDT`).
+use axvm_pc::boot_tables::{CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR};
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! 0x0000_0000-0x0000_0500  real-mode IVT and BIOS data area (never given to boot data)
-//! 0x0000_1000-0x0000_1020  GDT                                 (boot/page_tables.rs)
-//! 0x0000_2000-0x0000_8000  boot page tables: PML4, PDPT, 4 PDs (boot/page_tables.rs)
+//! 0x0000_1000-0x0000_1020  GDT                                 (axvm-pc boot_tables.rs)
+//! 0x0000_2000-0x0000_8000  boot page tables: PML4, PDPT, 4 PDs (axvm-pc boot_tables.rs)
 //!   0x0000_6000-0x0000_7000  Multiboot entry stack, ESP 0x7000 (no page tables then)
 //! 0x0000_9000-0x0009_f000  boot-protocol data: Multiboot info, PVH start_info, Linux zero
 //!                          page, command line, memory maps, module lists (BootInfoWriter)
@@ -58,26 +58,9 @@
 //! therefore replaces KVM's routing with the PC's (`kvm/irq_routing.rs`), which differs
 //! from the default only in sending GSI 0 to pin 2 and leaving out the cascade, IRQ 2.
 
-/// The GDT: low memory no image uses (kernels load at 1 MiB), below the page tables. One
-/// GDT serves the 32-bit and the 64-bit starts.
-pub const GDT_START: u64 = 0x1000;
-/// Descriptors in the GDT: null, 64-bit code, flat data, 32-bit code.
-pub const GDT_ENTRIES: u64 = 4;
-/// One past the GDT.
-pub const GDT_END: u64 = GDT_START + GDT_ENTRIES * 8;
-/// The boot page tables' root (PML4), the page after the GDT's.
-pub const PML4_START: u64 = 0x2000;
-/// The page-directory-pointer table: one entry per GiB mapped.
-pub const PDPT_START: u64 = 0x3000;
-/// The first of the page directories, one 4 KiB page per GiB mapped.
-pub const PD_START: u64 = 0x4000;
-/// How many GiB the boot page tables identity-map with 2 MiB pages: the whole 32-bit space,
-/// RAM and the device window below 4 GiB alike, so a 64-bit kernel reaches both at entry.
-pub const IDENTITY_MAPPED_GIB: u64 = 4;
-/// The GDT and boot page tables together start here: what the 64-bit starts need as RAM.
-pub const BOOT_TABLES_START: u64 = GDT_START;
-/// One past the last page directory.
-pub const BOOT_TABLES_END: u64 = PD_START + IDENTITY_MAPPED_GIB * 0x1000;
+/// The GDT and the boot page tables of the 64-bit starts: the layout every axvm host
+/// shares (`axvm-pc`), so a guest finds them at the same addresses on each.
+pub use axvm_pc::boot_tables::{BOOT_TABLES_END, BOOT_TABLES_START, GDT_END, GDT_START};
 
 /// The Multiboot entry stack: ESP points at its end when a Multiboot kernel is entered.
 /// The Multiboot spec leaves ESP undefined, but QEMU enters with SeaBIOS's stack (ESP

@@ -2,7 +2,10 @@
 //! an i440FX host bridge at 00:00.0, as on QEMU's default PC. Operating systems probe PCI
 //! through these ports; an empty bus answers all-ones, as real hardware does.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use alloc::vec;
+use alloc::vec::Vec;
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
@@ -91,7 +94,7 @@ impl BaseDeviceOps for PciHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::PortAccess;
+    use crate::PortAccess;
 
     const ADDRESS: u64 = CONFIG_ADDRESS as u64;
     const DATA: u64 = CONFIG_DATA as u64;

@@ -5,51 +5,58 @@
 //! (boot loaders and Xen ship 32-bit builds, QEMU boots both); ELF32 (i386) is what
 //! Multiboot kernels are, which QEMU requires and axvm accepts too.
 
-use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PT_LOAD};
-use vm_memory::ByteValued;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ELFCLASS32: u8 = 1;
 const ELFCLASS64: u8 = 2;
 const EM_386: u16 = 3;
 const EM_X86_64: u16 = 62;
+const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 /// ELF32 header and program header sizes.
 const ELF32_EHDR_SIZE: usize = 52;
 const ELF32_PHDR_SIZE: usize = 32;
+/// ELF64 header and program header sizes.
+const ELF64_EHDR_SIZE: usize = 64;
+const ELF64_PHDR_SIZE: usize = 56;
 /// The Xen note giving the 32-bit physical entry of a PVH kernel.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
 /// A segment the image wants in memory: `filesz` bytes from file offset `offset`, then
 /// zeros up to `memsz`, at guest-physical `paddr`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Segment {
+pub struct Segment {
     /// Guest-physical load address.
-    pub(crate) paddr: u64,
+    pub paddr: u64,
     /// Virtual address (where the entry may be expressed).
-    pub(crate) vaddr: u64,
+    pub vaddr: u64,
     /// Offset of the segment's bytes in the file.
-    pub(crate) offset: u64,
+    pub offset: u64,
     /// Bytes taken from the file.
-    pub(crate) filesz: u64,
+    pub filesz: u64,
     /// Bytes in memory (file bytes, then zeros).
-    pub(crate) memsz: u64,
+    pub memsz: u64,
 }
 
 /// What the loader needs to know of an ELF image.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ElfInfo {
-    pub(crate) entry: u64,
-    pub(crate) segments: Vec<Segment>,
+pub struct ElfInfo {
+    /// The entry address from the ELF header.
+    pub entry: u64,
+    /// The non-empty PT_LOAD segments, in file order.
+    pub segments: Vec<Segment>,
 }
 
 /// Whether `image` starts with the ELF magic.
-pub(crate) fn is_elf(image: &[u8]) -> bool {
+pub fn is_elf(image: &[u8]) -> bool {
     image.starts_with(ELF_MAGIC)
 }
 
 /// The ELF class byte (1 = 32-bit, 2 = 64-bit) of an ELF image.
-pub(crate) fn class(image: &[u8]) -> Option<u8> {
+pub fn class(image: &[u8]) -> Option<u8> {
     is_elf(image).then(|| image.get(4).copied()).flatten()
 }
 
@@ -68,7 +75,7 @@ struct ProgramHeader {
 }
 
 /// Parses an x86-64 ELF64 image's header and PT_LOAD program headers.
-pub(crate) fn parse_elf64(image: &[u8]) -> Result<ElfInfo, String> {
+pub fn parse_elf64(image: &[u8]) -> Result<ElfInfo, String> {
     match class(image) {
         Some(ELFCLASS32) => Err(ELF32_HINT.into()),
         _ => loadable(image),
@@ -76,7 +83,7 @@ pub(crate) fn parse_elf64(image: &[u8]) -> Result<ElfInfo, String> {
 }
 
 /// Parses an ELF32 image's header and PT_LOAD program headers (Multiboot and PVH kernels).
-pub(crate) fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
+pub fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
     match class(image) {
         Some(ELFCLASS32) => loadable(image),
         _ => Err("it is not a 32-bit ELF image".into()),
@@ -84,7 +91,7 @@ pub(crate) fn parse_elf32(image: &[u8]) -> Result<ElfInfo, String> {
 }
 
 /// Parses an ELF image of either class (PVH kernels come as both).
-pub(crate) fn parse_elf(image: &[u8]) -> Result<ElfInfo, String> {
+pub fn parse_elf(image: &[u8]) -> Result<ElfInfo, String> {
     loadable(image)
 }
 
@@ -107,23 +114,7 @@ fn loadable(image: &[u8]) -> Result<ElfInfo, String> {
 fn program_headers(image: &[u8]) -> Result<(u64, Vec<ProgramHeader>), String> {
     match class(image) {
         Some(ELFCLASS32) => elf32_headers(image),
-        Some(ELFCLASS64) => {
-            let (header, phdrs) = elf64_headers(image)?;
-            let phdrs = phdrs
-                .iter()
-                .map(|phdr| ProgramHeader {
-                    kind: phdr.p_type,
-                    segment: Segment {
-                        paddr: phdr.p_paddr,
-                        vaddr: phdr.p_vaddr,
-                        offset: phdr.p_offset,
-                        filesz: phdr.p_filesz,
-                        memsz: phdr.p_memsz,
-                    },
-                })
-                .collect();
-            Ok((header.e_entry, phdrs))
-        }
+        Some(ELFCLASS64) => elf64_headers(image),
         Some(other) => Err(format!("unknown ELF class {other}")),
         None => Err("it is not an ELF image".into()),
     }
@@ -176,7 +167,7 @@ fn elf32_headers(image: &[u8]) -> Result<(u64, Vec<ProgramHeader>), String> {
 
 /// The PVH entry of an ELF image of either class: the first `XEN_ELFNOTE_PHYS32_ENTRY`
 /// note named "Xen" in a PT_NOTE segment, or None. Malformed notes are refused.
-pub(crate) fn pvh_entry(image: &[u8]) -> Result<Option<u64>, String> {
+pub fn pvh_entry(image: &[u8]) -> Result<Option<u64>, String> {
     let (_, phdrs) = program_headers(image)?;
     for phdr in phdrs.iter().filter(|phdr| phdr.kind == PT_NOTE) {
         let notes = usize::try_from(phdr.segment.offset)
@@ -239,47 +230,47 @@ fn finish(entry: u64, segments: Vec<Segment>) -> Result<ElfInfo, String> {
     Ok(ElfInfo { entry, segments })
 }
 
-/// The ELF64 header (x86-64 checked) and every program header.
-fn elf64_headers(image: &[u8]) -> Result<(Elf64_Ehdr, Vec<Elf64_Phdr>), String> {
-    let mut header = Elf64_Ehdr::default();
-    let header_bytes = image
-        .get(..header.as_slice().len())
-        .ok_or("the ELF header is truncated")?;
-    header.as_mut_slice().copy_from_slice(header_bytes);
-    if header.e_ident[4] != ELFCLASS64 {
-        return Err(format!("ELF class {} is not 64-bit", header.e_ident[4]));
+/// An ELF64 image's entry (x86-64 checked) and program headers.
+fn elf64_headers(image: &[u8]) -> Result<(u64, Vec<ProgramHeader>), String> {
+    if image.len() < ELF64_EHDR_SIZE {
+        return Err("the ELF header is truncated".into());
     }
-    if header.e_machine != EM_X86_64 {
+    let machine = le16(image, 18);
+    if machine != EM_X86_64 {
         return Err(format!(
-            "it is built for ELF machine {}, not x86-64 (62)",
-            header.e_machine
+            "it is built for ELF machine {machine}, not x86-64 (62)"
         ));
     }
-    let phdrs = (0..usize::from(header.e_phnum))
-        .map(|index| program_header(image, &header, index))
-        .collect::<Result<_, _>>()?;
-    Ok((header, phdrs))
-}
-
-fn program_header(image: &[u8], header: &Elf64_Ehdr, index: usize) -> Result<Elf64_Phdr, String> {
-    let mut phdr = Elf64_Phdr::default();
-    let size = phdr.as_slice().len();
-    if usize::from(header.e_phentsize) != size {
+    let entry = le64(image, 24);
+    let phoff = usize::try_from(le64(image, 32)).ok();
+    let phentsize = usize::from(le16(image, 54));
+    let phnum = usize::from(le16(image, 56));
+    if phnum > 0 && phentsize != ELF64_PHDR_SIZE {
         return Err(format!(
-            "program headers are {} bytes, not {size}",
-            header.e_phentsize
+            "program headers are {phentsize} bytes, not {ELF64_PHDR_SIZE}"
         ));
     }
-    let start = usize::try_from(header.e_phoff)
-        .ok()
-        .and_then(|offset| offset.checked_add(index * size))
-        .ok_or("program headers lie beyond the end of the file")?;
-    let bytes = start
-        .checked_add(size)
-        .and_then(|end| image.get(start..end))
-        .ok_or("program headers lie beyond the end of the file")?;
-    phdr.as_mut_slice().copy_from_slice(bytes);
-    Ok(phdr)
+    let mut phdrs = Vec::with_capacity(phnum);
+    for index in 0..phnum {
+        let at = phoff
+            .and_then(|phoff| phoff.checked_add(index.checked_mul(ELF64_PHDR_SIZE)?))
+            .filter(|&at| {
+                at.checked_add(ELF64_PHDR_SIZE)
+                    .is_some_and(|end| end <= image.len())
+            })
+            .ok_or("program headers lie beyond the end of the file")?;
+        phdrs.push(ProgramHeader {
+            kind: le32(image, at),
+            segment: Segment {
+                offset: le64(image, at + 8),
+                vaddr: le64(image, at + 16),
+                paddr: le64(image, at + 24),
+                filesz: le64(image, at + 32),
+                memsz: le64(image, at + 40),
+            },
+        });
+    }
+    Ok((entry, phdrs))
 }
 
 /// Little-endian u16 at `at` (the caller has checked the bounds).
@@ -287,14 +278,20 @@ fn le16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
+/// Little-endian u64 at `at` (the caller has checked the bounds).
+fn le64(bytes: &[u8], at: usize) -> u64 {
+    u64::from(le32(bytes, at)) | (u64::from(le32(bytes, at + 4)) << 32)
+}
+
 /// Little-endian u32 at `at` (the caller has checked the bounds).
-pub(crate) fn le32(bytes: &[u8], at: usize) -> u32 {
+pub fn le32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     /// An ELF32 for `machine` with one PT_NOTE segment holding `notes` (no PT_LOAD).
     fn elf32_with_notes(machine: u16, notes: &[u8]) -> Vec<u8> {
@@ -348,5 +345,57 @@ mod tests {
         assert_eq!(find_pvh_note(&notes), Ok(Some(0x10_0040)));
         assert!(find_pvh_note(&notes[..notes.len() - 4]).is_err());
         assert_eq!(find_pvh_note(&notes[..24]), Ok(None));
+    }
+
+    /// An x86-64 ELF64 with one PT_LOAD segment of `filesz`/`memsz` bytes at `paddr`.
+    fn elf64_with_load(paddr: u64, filesz: u64, memsz: u64) -> Vec<u8> {
+        let mut elf = vec![0u8; ELF64_EHDR_SIZE + ELF64_PHDR_SIZE];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        elf[24..32].copy_from_slice(&(paddr + 0x40).to_le_bytes());
+        elf[32..40].copy_from_slice(&(ELF64_EHDR_SIZE as u64).to_le_bytes());
+        elf[54..56].copy_from_slice(&(ELF64_PHDR_SIZE as u16).to_le_bytes());
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes());
+        let at = ELF64_EHDR_SIZE;
+        elf[at..at + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        let fields = [0, paddr | 0xffff_8000_0000_0000, paddr, filesz, memsz];
+        for (i, field) in fields.iter().enumerate() {
+            let field_at = at + 8 + 8 * i;
+            elf[field_at..field_at + 8].copy_from_slice(&field.to_le_bytes());
+        }
+        elf.resize(elf.len().max(filesz as usize), 0);
+        elf
+    }
+
+    #[test]
+    fn elf64_load_segments_are_read_field_by_field() {
+        let image = elf64_with_load(0x20_0000, 0x100, 0x3000);
+        let info = parse_elf64(&image).unwrap();
+        assert_eq!(info.entry, 0x20_0040);
+        assert_eq!(
+            info.segments,
+            [Segment {
+                paddr: 0x20_0000,
+                vaddr: 0xffff_8000_0020_0000,
+                offset: 0,
+                filesz: 0x100,
+                memsz: 0x3000,
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_elf64_headers_are_refused_with_the_reason() {
+        let image = elf64_with_load(0x20_0000, 0x100, 0x80);
+        let err = parse_elf64(&image).unwrap_err();
+        assert!(err.contains("more file bytes than memory bytes"), "{err}");
+        let image = elf64_with_load(0x20_0000, 0x100, 0x100);
+        let err = parse_elf64(&image[..ELF64_EHDR_SIZE + 8]).unwrap_err();
+        assert!(err.contains("beyond the end of the file"), "{err}");
+        let err = parse_elf64(&image[..20]).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        let mut arm = image.clone();
+        arm[18] = 183;
+        assert!(parse_elf64(&arm).unwrap_err().contains("machine 183"));
     }
 }

@@ -2,7 +2,10 @@
 //! (0x4000_0000-0x4fff_ffff): a guest can tell it runs on axvm, and tests can exercise the
 //! MSR exit path with a known value.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use alloc::vec;
+use alloc::vec::Vec;
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};

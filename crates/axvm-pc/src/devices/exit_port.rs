@@ -8,6 +8,9 @@
 //! `(value << 1) | 1` instead, never 0; axvm keeps the written value, as its guests and
 //! tests expect.)
 
+use alloc::vec;
+use alloc::vec::Vec;
+
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
@@ -61,7 +64,7 @@ impl BaseDeviceOps for ExitPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::PortAccess;
+    use crate::PortAccess;
 
     const PORT: u64 = EXIT_PORT as u64;
 

@@ -1,0 +1,11 @@
+//! The host-independent PC devices, one per file.
+
+mod exit_port;
+mod ident_msr;
+mod pci_host;
+mod port_access;
+
+pub use exit_port::{exit_status, ExitPort, EXIT_PORT, SATURATED_STATUS};
+pub use ident_msr::{IdentMsrs, AXVM_SIGNATURE, IDENT_MSR, SCRATCH_MSR};
+pub use pci_host::PciHost;
+pub use port_access::PortAccess;

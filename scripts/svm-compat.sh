@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# svm-compat.sh: runs the same guests under axvm's two hosts, the KVM host (`axvm run` on
+# this machine's /dev/kvm) and the type-1 SVM hypervisor (hypervisor/, booted by QEMU TCG
+# with an emulated AMD SVM CPU), and compares what the guests print on their serial console
+# and the status they exit with. One guest set, two hosts: the core, the devices (axvm-pc)
+# and the image loading are the same code under both, and this script shows it.
+#
+# Usage: scripts/svm-compat.sh [--no-build] [--keep] [CASE...]
+#
+#   CASE        demo, realmode, rom (default: all)
+#   --no-build  use the axvm binary, guest images and hypervisor already built
+#   --keep      keep the work directory (configs, consoles) and print its path
+#
+# Environment: SVM_TIMEOUT (seconds per hypervisor run, default 120, passed to
+# scripts/svm-run.sh), CARGO_TARGET_DIR.
+#
+# Each case copies guests/<guest>/<guest>.toml and the guest image into a directory of its
+# own and runs, there,
+#
+#   axvm run <guest>.toml                              (KVM)
+#   scripts/svm-run.sh <guest>.toml <guest>            (QEMU -cpu EPYC + hypervisor)
+#
+# The hypervisor's own lines start with "axvm-hv: " and are left out of the comparison; so
+# are carriage returns (the KVM host passes the guest's bytes through, QEMU's serial too, but
+# a terminal may add them). A case passes when the remaining lines and the exit statuses are
+# the same under both.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+# name:guest:description
+all_cases=(
+  "demo:demo:2 vCPUs on 2 CPUs; MMIO, port widths, MSRs"
+  "realmode:realmode:raw 16-bit image entered in real mode"
+  "rom:rom:writes to a read-only region are dropped"
+)
+
+build=1
+keep=0
+wanted=()
+for arg in "$@"; do
+  case $arg in
+    --no-build) build=0 ;;
+    --keep) keep=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    -*)
+      echo "svm-compat: unknown option $arg" >&2
+      exit 2
+      ;;
+    *) wanted+=("$arg") ;;
+  esac
+done
+
+cases=()
+for spec in "${all_cases[@]}"; do
+  name=${spec%%:*}
+  if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $name "* ]]; then
+    cases+=("$spec")
+  fi
+done
+for name in "${wanted[@]}"; do
+  if [[ " ${all_cases[*]} " != *" $name:"* ]]; then
+    echo "svm-compat: unknown case '$name' (cases: demo realmode rom)" >&2
+    exit 2
+  fi
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/svm-compat.XXXXXX")
+cleanup() {
+  if [ "$keep" = 1 ]; then
+    echo "svm-compat: work directory kept: $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+
+if [ "$build" = 1 ]; then
+  echo "svm-compat: building axvm, the guests and the hypervisor"
+  if ! (cd "$root" && cargo build -p axvm-cli -p axvm-guests) >"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log" >&2
+    echo "svm-compat: build failed" >&2
+    exit 2
+  fi
+  if ! bash "$root/scripts/svm-run.sh" --build-only >>"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log" >&2
+    echo "svm-compat: building the hypervisor failed" >&2
+    exit 2
+  fi
+fi
+
+axvm=$target_dir/debug/axvm
+newest=$(ls -t "$target_dir"/debug/build/axvm-guests-*/out/images/demo 2>/dev/null | head -n 1 || true)
+if [ ! -x "$axvm" ] || [ -z "$newest" ]; then
+  echo "svm-compat: no axvm binary or guest images under $target_dir (build with: cargo build -p axvm-cli -p axvm-guests)" >&2
+  exit 2
+fi
+images=$(dirname "$newest")
+
+# The guest's lines: carriage returns and the hypervisor's own lines dropped.
+guest_lines() {
+  tr -d '\r' <"$1" | grep -av '^axvm-hv: ' || true
+}
+
+failed=0
+for spec in "${cases[@]}"; do
+  IFS=: read -r name guest what <<<"$spec"
+  dir=$work/$name
+  mkdir -p "$dir"
+  cp "$root/guests/$guest/$guest.toml" "$images/$guest" "$dir/"
+  set +e
+  (cd "$dir" && "$axvm" run "$guest.toml" </dev/null >kvm.out 2>kvm.err)
+  kvm_status=$?
+  (cd "$dir" && bash "$root/scripts/svm-run.sh" --no-build "$guest.toml" "$guest" </dev/null >svm.out 2>svm.err)
+  svm_status=$?
+  set -e
+  guest_lines "$dir/kvm.out" >"$dir/kvm.lines"
+  guest_lines "$dir/svm.out" >"$dir/svm.lines"
+  if [ "$kvm_status" = "$svm_status" ] && cmp -s "$dir/kvm.lines" "$dir/svm.lines" && [ -s "$dir/kvm.lines" ]; then
+    echo "svm-compat: $name ($what): same $(wc -l <"$dir/kvm.lines") lines, exit $kvm_status under both"
+  else
+    failed=1
+    echo "svm-compat: $name ($what): DIFFERENT: KVM exit $kvm_status, SVM hypervisor exit $svm_status"
+    diff -u --label "KVM (axvm run)" --label "SVM hypervisor (QEMU TCG)" "$dir/kvm.lines" "$dir/svm.lines" | sed 's/^/  /' || true
+    echo "  --- KVM stderr:"; sed 's/^/  /' "$dir/kvm.err" | tail -n 20
+    echo "  --- hypervisor console and svm-run.sh stderr:"; tr -d '\r' <"$dir/svm.out" | grep -a '^axvm-hv: ' | sed 's/^/  /' | tail -n 40 || true
+    sed 's/^/  /' "$dir/svm.err" | tail -n 20
+  fi
+done
+exit $failed
