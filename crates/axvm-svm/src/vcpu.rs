@@ -1,7 +1,7 @@
 //! [`SvmVCpu`]: the core's [`AxArchVCpu`] on a VMCB.
 //!
 //! A vCPU owns two pages: its VMCB and a host-state page for `VMSAVE`/`VMLOAD` (see
-//! [`entry`]). The VM's nested page tables and permission maps are shared and given at
+//! `entry`). The VM's nested page tables and permission maps are shared and given at
 //! creation ([`VCpuResources`]).
 //!
 //! [`run`](AxArchVCpu::run) enters the guest and handles inside the backend what the core

@@ -3,7 +3,7 @@
 //! so that a guest sees the same state under either host.
 //!
 //! The KVM host starts from KVM's reset state (`KVM_GET_SREGS` of a new vCPU) and changes
-//! only what each mode needs; [`reset_state`] writes that reset state here, and the tests
+//! only what each mode needs; `reset_state` writes that reset state here, and the tests
 //! put every resulting value next to the KVM host's.
 
 use axvm::GuestPhysAddr;

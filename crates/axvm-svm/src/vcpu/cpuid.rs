@@ -2,7 +2,7 @@
 //! guest can observe (`crates/axvm-kvm/src/kvm/cpuid.rs`) and the ones a bare-metal host
 //! needs because nothing filters the host's answer for it (KVM's supported table does).
 //!
-//! - leaf 1: EBX[31:24] is the vCPU's APIC id; ECX says a hypervisor is present, has no
+//! - leaf 1: EBX bits 31-24 is the vCPU's APIC id; ECX says a hypervisor is present, has no
 //!   MONITOR/MWAIT (KVM does not offer it either), and OSXSAVE follows the guest's CR4;
 //! - leaves 0xB and 0x1F: EDX is the x2APIC id (the vCPU id);
 //! - leaf 7: OSPKE follows the guest's CR4;
