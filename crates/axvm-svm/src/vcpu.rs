@@ -18,26 +18,27 @@
 //! instruction that exited (SVM exits before any access completes).
 
 pub mod boot;
+mod control;
 pub mod cpuid;
 mod describe;
 mod entry;
+mod error;
 pub mod guest_paging;
 #[cfg(test)]
 mod tests;
 
-use alloc::string::String;
 use core::ptr::NonNull;
 
 use axvm::{AxArchVCpu, AxVCpuExitReason, GuestPhysAddr, InstructionPointer};
 
-use crate::exit::{self, ExitDecodeError, ExitInfo, GuestGprs, ReadTarget, Resume, SvmExit};
+use crate::exit::{self, ExitInfo, GuestGprs, ReadTarget, Resume, SvmExit};
 use crate::memory::{read_guest_phys, HostMemory, HostMemoryError, PermissionMaps};
 use crate::npt::NestedPageTables;
-use crate::vmcb::{
-    int_ctl, intercept, nested_ctl, tlb_control, SvmExitCode, Vmcb, VmcbControlArea,
-};
+use crate::vmcb::{tlb_control, SvmExitCode, Vmcb, VmcbControlArea};
 use boot::{apply_boot_state, reset_state, set_sipi_state, StartPolicy, SvmBoot};
-use guest_paging::{GuestPhysReader, GuestWalkError, PagingRegs};
+use control::{alloc_page, check_resources, init_control_area};
+pub use error::SvmError;
+use guest_paging::{GuestPhysReader, PagingRegs};
 
 /// What a vCPU shares with the rest of its VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,78 +51,6 @@ pub struct VCpuResources {
     /// The guest's ASID: nonzero, below [`SvmFeatures::asids`](crate::cpu::SvmFeatures).
     /// vCPUs of one VM may share it.
     pub asid: u32,
-}
-
-/// How the SVM vCPU fails.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SvmError {
-    /// A resource given at creation is unusable.
-    #[error("vCPU {vcpu}: {what} {value:#x} is unusable: {fix}")]
-    BadResource {
-        /// The vCPU.
-        vcpu: usize,
-        /// Which resource.
-        what: &'static str,
-        /// Its value.
-        value: u64,
-        /// What it must be.
-        fix: &'static str,
-    },
-    /// Host memory for the VMCB could not be had.
-    #[error("vCPU {vcpu}: {source}")]
-    HostMemory {
-        /// The vCPU.
-        vcpu: usize,
-        /// Why.
-        source: HostMemoryError,
-    },
-    /// `run` on a vCPU that waits for a start-up IPI.
-    #[error("vCPU {vcpu} waits for a start-up IPI (StartPolicy::WaitForSipi): call start_at_sipi before running it")]
-    WaitingForSipi {
-        /// The vCPU.
-        vcpu: usize,
-    },
-    /// `run` after an exit the guest cannot continue from.
-    #[error("vCPU {vcpu} cannot run again after its {kind} exit (set it up again first)")]
-    Stopped {
-        /// The vCPU.
-        vcpu: usize,
-        /// The exit's kind.
-        kind: &'static str,
-    },
-    /// `set_read_result` without a read exit.
-    #[error("vCPU {vcpu}: set_read_result, but the last exit was not a read")]
-    NoPendingRead {
-        /// The vCPU.
-        vcpu: usize,
-    },
-    /// `set_gpr` of a register that does not exist.
-    #[error("vCPU {vcpu}: no general register {reg} (0-15)")]
-    NoSuchRegister {
-        /// The vCPU.
-        vcpu: usize,
-        /// The number asked for.
-        reg: usize,
-    },
-    /// An exit the backend cannot handle.
-    #[error("{cause}\n{state}")]
-    UnhandledExit {
-        /// What could not be handled.
-        cause: ExitDecodeError,
-        /// [`SvmVCpu::describe_state`] at the exit.
-        state: String,
-    },
-    /// The instruction behind an MMIO exit could not be read from guest memory.
-    #[error("MMIO access at {gpa:#x}: cannot read the instruction: {cause}\n{state}")]
-    InstructionFetch {
-        /// The guest-physical address accessed.
-        gpa: u64,
-        /// Why.
-        cause: GuestWalkError,
-        /// [`SvmVCpu::describe_state`] at the exit.
-        state: String,
-    },
 }
 
 /// MSR EFER, which the backend answers itself.
@@ -558,63 +487,4 @@ impl<M: HostMemory> GuestPhysReader for NptReader<'_, M> {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
         read_guest_phys(self.memory, self.npt, gpa, buf)
     }
-}
-
-fn check_resources(vcpu: usize, resources: &VCpuResources) -> Result<(), SvmError> {
-    let bad = |what, value, fix| {
-        Err(SvmError::BadResource {
-            vcpu,
-            what,
-            value,
-            fix,
-        })
-    };
-    if resources.asid == 0 {
-        return bad("ASID", 0, "ASID 0 is the host's; give guests 1 or more");
-    }
-    let maps = &resources.maps;
-    if maps.iopm_pa % 0x1000 != 0 {
-        return bad("IOPM address", maps.iopm_pa, "it must be 4 KiB-aligned");
-    }
-    if maps.msrpm_pa % 0x1000 != 0 {
-        return bad("MSRPM address", maps.msrpm_pa, "it must be 4 KiB-aligned");
-    }
-    Ok(())
-}
-
-fn alloc_page(memory: &mut impl HostMemory, what: &'static str) -> Result<u64, HostMemoryError> {
-    let hpa = memory
-        .alloc_zeroed_page()
-        .ok_or(HostMemoryError::OutOfMemory { what, pages: 1 })?;
-    if hpa % 0x1000 != 0 {
-        return Err(HostMemoryError::Unreachable { what, hpa });
-    }
-    Ok(hpa)
-}
-
-/// The intercepts and controls every entry uses.
-fn init_control_area(vmcb: &mut Vmcb, resources: &VCpuResources) {
-    let control = &mut vmcb.control;
-    control.intercept_misc1 = intercept::INTR
-        | intercept::NMI
-        | intercept::CPUID
-        | intercept::HLT
-        | intercept::INVLPGA
-        | intercept::IOIO_PROT
-        | intercept::MSR_PROT
-        | intercept::SHUTDOWN;
-    control.intercept_misc2 = intercept::VMRUN
-        | intercept::VMMCALL
-        | intercept::VMLOAD
-        | intercept::VMSAVE
-        | intercept::STGI
-        | intercept::CLGI
-        | intercept::SKINIT;
-    control.intercept_exceptions = 0;
-    control.iopm_base_pa = resources.maps.iopm_pa;
-    control.msrpm_base_pa = resources.maps.msrpm_pa;
-    control.guest_asid = resources.asid;
-    control.int_ctl = int_ctl::V_INTR_MASKING;
-    control.nested_ctl = nested_ctl::NP_ENABLE;
-    control.nested_cr3 = resources.npt.root();
 }

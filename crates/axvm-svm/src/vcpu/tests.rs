@@ -5,6 +5,7 @@ use super::*;
 use crate::memory::testing::FakeHostMemory;
 use crate::memory::{default_iopm, default_msrpm};
 use crate::npt::NptRegion;
+use crate::vmcb::{int_ctl, intercept, nested_ctl};
 use alloc::string::ToString;
 use axvm::{AccessWidth, MappingFlags};
 use boot::{BootRegs, CpuMode};
