@@ -26,8 +26,13 @@
 
 extern crate alloc;
 
+pub mod cpu;
 pub mod exit;
 pub mod iopm;
+pub mod memory;
 pub mod msrpm;
 pub mod npt;
+pub mod vcpu;
 pub mod vmcb;
+
+pub use vcpu::{SvmError, SvmVCpu, VCpuResources};

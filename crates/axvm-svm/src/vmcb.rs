@@ -346,6 +346,8 @@ pub mod intercept {
     pub const CPUID: u32 = 1 << 18;
     /// `intercept_misc1`: HLT.
     pub const HLT: u32 = 1 << 24;
+    /// `intercept_misc1`: INVLPGA (an SVM instruction the guest must not reach).
+    pub const INVLPGA: u32 = 1 << 26;
     /// `intercept_misc1`: IN/OUT, filtered by the I/O permission map.
     pub const IOIO_PROT: u32 = 1 << 27;
     /// `intercept_misc1`: RDMSR/WRMSR, filtered by the MSR permission map.
@@ -356,6 +358,39 @@ pub mod intercept {
     pub const VMRUN: u32 = 1 << 0;
     /// `intercept_misc2`: VMMCALL (the guest's hypercalls).
     pub const VMMCALL: u32 = 1 << 1;
+    /// `intercept_misc2`: VMLOAD. The guest's EFER.SVME must be set for `VMRUN`, so
+    /// without this the guest could load state from memory the host chose.
+    pub const VMLOAD: u32 = 1 << 2;
+    /// `intercept_misc2`: VMSAVE (as VMLOAD).
+    pub const VMSAVE: u32 = 1 << 3;
+    /// `intercept_misc2`: STGI (the guest must not toggle the host's global interrupt flag).
+    pub const STGI: u32 = 1 << 4;
+    /// `intercept_misc2`: CLGI.
+    pub const CLGI: u32 = 1 << 5;
+    /// `intercept_misc2`: SKINIT.
+    pub const SKINIT: u32 = 1 << 6;
+}
+
+/// Bits of the control area's `int_ctl` (virtual interrupt control).
+pub mod int_ctl {
+    /// V_INTR_MASKING: the guest's RFLAGS.IF masks only virtual interrupts; physical
+    /// interrupts follow the host's IF, so they exit the guest (with the INTR intercept)
+    /// whatever the guest does with its IF.
+    pub const V_INTR_MASKING: u32 = 1 << 24;
+}
+
+/// Bits of the control area's `nested_ctl`.
+pub mod nested_ctl {
+    /// NP_ENABLE: nested paging through `nested_cr3`.
+    pub const NP_ENABLE: u64 = 1 << 0;
+}
+
+/// Values of the control area's `tlb_control`.
+pub mod tlb_control {
+    /// Keep the TLB.
+    pub const DO_NOTHING: u8 = 0;
+    /// Flush every ASID's entries (supported by every SVM processor, and by QEMU).
+    pub const FLUSH_ALL: u8 = 1;
 }
 
 /// Why a guest exited: the VMCB's EXITCODE (APM vol. 2, appendix C). Values this crate does
