@@ -139,7 +139,7 @@ pub fn ap_online(cpu: usize) -> ! {
     register(cpu, apic::id());
     interrupts::load();
     apic::init();
-    svm::report(cpu);
+    svm::enable(cpu);
     STARTED.store(1, Ordering::Release);
     park(cpu)
 }

@@ -69,7 +69,7 @@ fn boots(cpus: u32) {
         format!("axvm-hv:   demo.toml ({} bytes at ", DEMO_CONFIG.len()),
         format!("axvm-hv:   demo ({demo_size} bytes at "),
     ];
-    wanted.extend((0..cpus).map(|cpu| format!("axvm-hv: cpu {cpu}: SVM yes")));
+    wanted.extend((0..cpus).map(|cpu| format!("axvm-hv: cpu {cpu}: SVM enabled")));
     assert_lines(&console, &wanted);
     let _ = std::fs::remove_dir_all(&dir);
 }

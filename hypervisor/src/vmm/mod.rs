@@ -1,39 +1,96 @@
-//! The VM side of the kernel. This is a stub for the bring-up: it lists the modules, has every
-//! AP say hello through [`smp::run_on_aps`] and exits QEMU with 0. The integrator replaces it.
+//! The VM side of the hypervisor: one VM from the Multiboot modules (its config in the ArceOS
+//! hypervisor's TOML format, and its image), run on the core `axvm` through the SVM backend,
+//! vCPU *i* on physical CPU *i*.
+//!
+//! The steps are the KVM host's, on bare metal: the core parses and validates the config;
+//! [`SvmHal`] gives the VM its RAM (frames, mapped by nested page tables) and its vCPUs;
+//! `axvm_pc::direct` checks and loads the image with the code the KVM host uses; the
+//! platform devices are `axvm_pc`'s plus the guest's COM1 ([`console_uart`]); [`runner`]
+//! runs the vCPUs until the guest stops the VM, and its exit status becomes QEMU's.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+mod console_uart;
+mod disassemble;
+mod exit_timing;
+mod hal;
+mod image;
+mod modules;
+mod runner;
 
-use crate::{boot, hv_println, qemu, smp, time};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 
-static HELLOS: AtomicUsize = AtomicUsize::new(0);
+use axvm::config::toml::AxVMCrateConfig;
+use axvm::device::{AxVmDevices, BaseDeviceOps, UnclaimedAccessPolicy};
+use axvm::AxVM;
 
-fn hello(cpu: usize) {
-    hv_println!(
-        "cpu {cpu}: hello from AP (this_cpu() = {})",
-        smp::this_cpu()
-    );
-    HELLOS.fetch_add(1, Ordering::AcqRel);
+use crate::{boot, hv_println, qemu};
+
+use exit_timing::ExitTiming;
+pub use hal::SvmHal;
+
+/// The status QEMU reports (through `isa-debug-exit`) when the VM could not start or
+/// failed: 1, as `axvm run` exits with when a VM fails.
+pub const VM_FAILED: u8 = 1;
+
+/// Creates the VM the modules describe, runs it, and ends QEMU with its status.
+pub fn main() -> ! {
+    let status = match start() {
+        Ok((vm, timing)) => runner::run(vm, &timing),
+        Err(message) => {
+            hv_println!("{message}");
+            VM_FAILED
+        }
+    };
+    qemu::exit(status)
 }
 
-/// Runs the VMs; here, the bring-up check described in the module doc.
-pub fn main() -> ! {
-    hv_println!("cmdline: {:?}", boot::cmdline());
-    hv_println!("{} module(s):", boot::modules().len());
-    for module in boot::modules() {
-        hv_println!(
-            "  {} ({} bytes at {:#x})",
-            module.name,
-            module.bytes.len(),
-            module.phys
-        );
+/// The VM, created, loaded and booted, with its exit timing installed.
+fn start() -> Result<(Arc<AxVM<SvmHal>>, Arc<ExitTiming>), String> {
+    let files = modules::VmFiles::find(boot::modules())?;
+    let source = files.config_name;
+    let file =
+        AxVMCrateConfig::from_toml(files.config_text).map_err(|err| format!("{source}: {err}"))?;
+    let kernel = files.image(&file.kernel.kernel_path, "kernel.kernel_path")?;
+    image::refuse_unsupported(&file).map_err(|err| format!("{source}: {err}"))?;
+    let config = file
+        .into_vm_config()
+        .map_err(|err| format!("{source}: {err}"))?;
+    let plan =
+        image::ImagePlan::for_config(&config, kernel).map_err(|err| format!("{source}: {err}"))?;
+    let name = config.name.clone();
+    let hal = SvmHal::new(config.cpu_num).map_err(|err| format!("VM `{name}`: {err}"))?;
+    let vm = AxVM::new(config, hal, platform_devices()?)
+        .map_err(|err| format!("VM `{name}` cannot be created: {err}"))?;
+    plan.load(&vm, kernel)
+        .map_err(|err| format!("{source}: {err}"))?;
+    let timing = Arc::new(ExitTiming::new(vm.vcpu_num()));
+    vm.set_exit_observer(timing.clone())
+        .map_err(|err| format!("VM `{name}`: {err}"))?;
+    vm.boot().map_err(|err| format!("VM `{name}`: {err}"))?;
+    hv_println!(
+        "VM `{name}` from {source}: {} vCPU(s), {} image",
+        vm.vcpu_num(),
+        plan.format()
+    );
+    Ok((vm, timing))
+}
+
+/// The devices every VM gets here: `axvm_pc`'s (exit port, PCI host bridge, identification
+/// MSRs), exactly as on KVM, and COM1 onto this machine's console.
+fn platform_devices() -> Result<AxVmDevices, String> {
+    let mut devices = AxVmDevices::new(UnclaimedAccessPolicy::Ignore);
+    let platform: [Arc<dyn BaseDeviceOps>; 4] = [
+        Arc::new(console_uart::ConsoleUart::default()),
+        Arc::new(axvm_pc::ExitPort),
+        Arc::new(axvm_pc::PciHost::default()),
+        Arc::new(axvm_pc::IdentMsrs::default()),
+    ];
+    for device in platform {
+        let name = device.name().to_string();
+        devices
+            .add(device)
+            .map_err(|err| format!("platform device {name}: {err}"))?;
     }
-    smp::run_on_aps(hello);
-    let aps = smp::cpu_count() - 1;
-    let deadline = time::now_nanos() + 1_000_000_000;
-    while HELLOS.load(Ordering::Acquire) < aps && time::now_nanos() < deadline {
-        core::hint::spin_loop();
-    }
-    let hellos = HELLOS.load(Ordering::Acquire);
-    hv_println!("{hellos} of {aps} AP(s) said hello");
-    qemu::exit(if hellos == aps { 0 } else { 1 })
+    Ok(devices)
 }

@@ -12,63 +12,10 @@ use crate::cpu::EFER_SVME;
 use crate::exit::GuestGprs;
 use crate::vmcb::{VmcbSaveArea, VmcbSegment};
 
-/// The processor mode a vCPU starts in (the KVM host's `CpuMode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum CpuMode {
-    /// 16-bit real mode at the entry address: CS base = entry & !0xffff, CS selector =
-    /// base >> 4, IP = entry & 0xffff.
-    #[default]
-    Real,
-    /// 32-bit protected mode, paging off, interrupts off, flat 4 GiB segments from the GDT
-    /// at `gdt_base` (code 0x18, data 0x10): the Multiboot and PVH entry state.
-    Protected32 {
-        /// Guest-physical address of the GDT.
-        gdt_base: GuestPhysAddr,
-    },
-    /// 64-bit long mode, paging on, interrupts off, with the page tables at
-    /// `page_table_root` and the GDT at `gdt_base` (code 0x8, data 0x10).
-    Long {
-        /// Guest-physical address of the PML4.
-        page_table_root: GuestPhysAddr,
-        /// Guest-physical address of the GDT.
-        gdt_base: GuestPhysAddr,
-    },
-}
-
-/// Registers a boot protocol hands values in; the others start at zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct BootRegs {
-    /// RAX.
-    pub rax: u64,
-    /// RBX.
-    pub rbx: u64,
-    /// RSI.
-    pub rsi: u64,
-    /// RSP.
-    pub rsp: u64,
-}
-
-/// When a vCPU starts running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum StartPolicy {
-    /// At boot, at its entry (always the case for vCPU 0).
-    #[default]
-    AtBoot,
-    /// When the host calls [`SvmVCpu::start_at_sipi`](super::SvmVCpu::start_at_sipi) for
-    /// the start-up IPI another vCPU sent; until then [`run`](super::SvmVCpu) refuses.
-    WaitForSipi,
-}
-
-/// How one vCPU starts: the `SetupConfig` of [`SvmVCpu`](super::SvmVCpu).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct SvmBoot {
-    /// The processor mode.
-    pub mode: CpuMode,
-    /// Registers with values from the boot protocol.
-    pub regs: BootRegs,
-    /// When it starts.
-    pub start: StartPolicy,
-}
+// The start description every x86 backend takes (`axvm_pc::vcpu_boot`): one boot loader
+// decides it, and this file writes it into the VMCB as the KVM host writes it into KVM's
+// registers.
+pub use axvm_pc::vcpu_boot::{BootRegs, CpuMode, StartPolicy, VCpuBoot as SvmBoot};
 
 /// Segment attributes in the VMCB packing: type(4) S DPL(2) P AVL L D/B G.
 mod attr {

@@ -1,0 +1,59 @@
+//! Finding the VM's files among the Multiboot modules: `-initrd "vm.toml,guest"` gives the
+//! config first and the images after it, each named by the path QEMU was given.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::boot::Module;
+
+/// The config file's text and the modules that may be its images.
+pub struct VmFiles {
+    /// The config module's name (its path as QEMU was given it).
+    pub config_name: &'static str,
+    /// The config's text.
+    pub config_text: &'static str,
+    images: &'static [Module],
+}
+
+impl VmFiles {
+    /// The config is the first module; it must be UTF-8 text.
+    pub fn find(modules: &'static [Module]) -> Result<Self, String> {
+        let (config, images) = modules.split_first().ok_or(
+            "no Multiboot modules: give QEMU the VM's config and images as -initrd \"vm.toml,guest\"",
+        )?;
+        let config_text = core::str::from_utf8(config.bytes).map_err(|err| {
+            format!(
+                "module 0 ({}) should be the VM's TOML config, but it is not UTF-8 text ({err})",
+                config.name
+            )
+        })?;
+        Ok(Self {
+            config_name: config.name,
+            config_text,
+            images,
+        })
+    }
+
+    /// The image the config's `field` names by `path`: the module whose file name is the
+    /// path's (configs name images relative to themselves, QEMU by the path it was given).
+    pub fn image(&self, path: &str, field: &str) -> Result<&'static [u8], String> {
+        let wanted = file_name(path);
+        self.images
+            .iter()
+            .find(|module| file_name(module.name) == wanted)
+            .map(|module| module.bytes)
+            .ok_or_else(|| {
+                let given: Vec<&str> = self.images.iter().map(|m| m.name).collect();
+                format!(
+                    "{}: {field} = \"{path}\" names no Multiboot module (modules after the config: {given:?}); add it: -initrd \"{},{path}\"",
+                    self.config_name, self.config_name
+                )
+            })
+    }
+}
+
+/// The last component of a path (a module's name has no directory to QEMU either way).
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
