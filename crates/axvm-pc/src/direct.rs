@@ -5,7 +5,11 @@
 //!   tables of [`boot_tables`](crate::boot_tables) are written, and every vCPU starts in
 //!   64-bit long mode at the ELF entry;
 //! - **raw**: the bytes go to `kernel_load_addr`, and every vCPU starts in real mode at the
-//!   config's entries.
+//!   config's entries;
+//! - **BIOS** (the ArceOS hypervisor's x86 start): when the config loads a BIOS image and
+//!   `entry_point` lies in it ([`bios_holding_entry`]), vCPU 0 starts there in real mode, the
+//!   kernel is copied as it is to `kernel_load_addr` (the BIOS enters it), and the other vCPUs
+//!   wait for INIT-SIPI-SIPI.
 //!
 //! [`plan_elf64`] checks everything first, so a misplaced image is refused, naming the
 //! config field, before the VM exists (`axvm check` says the same without running).
@@ -16,8 +20,8 @@ use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 
 use crate::boot_tables::{write_boot_tables, BOOT_TABLES_END, BOOT_TABLES_START};
 use crate::elf::{self, ElfInfo};
-use crate::load::{copy_segments, KERNEL_FIELD};
-use crate::vcpu_boot::{CpuMode, VCpuBoot};
+use crate::load::{copy_image, copy_segments, KERNEL_FIELD};
+use crate::vcpu_boot::{CpuMode, StartPolicy, VCpuBoot};
 
 /// The field that names the RAM the boot tables need.
 const REGIONS_FIELD: &str = "kernel.memory_regions";
@@ -64,14 +68,29 @@ pub fn load_elf64<H: AxVMHal>(
 /// Copies a raw image to `kernel_load_addr` after checking it fits in one RAM region;
 /// every vCPU then starts in real mode (`VCpuBoot::default()`) at the config's entries.
 pub fn load_raw<H: AxVMHal>(vm: &AxVM<H>, kernel: &[u8]) -> Result<VCpuBoot, ConfigError> {
-    let field = "kernel.kernel_load_addr";
     let gpa = vm.config().image_config.kernel_load_gpa;
-    vm.config()
-        .check_image_fits(field, gpa, kernel.len() as u64)?;
-    vm.memory()
-        .write(gpa, kernel)
-        .map_err(|err| ConfigError::invalid(field, format!("{err}")))?;
+    copy_image(vm, "kernel.kernel_load_addr", gpa, kernel)?;
     Ok(VCpuBoot::default())
+}
+
+/// The BIOS image's range `[start, end)` when `config` starts in it: a BIOS image of
+/// `bios_len` bytes is given, with a load address, and `entry_point` lies inside it. None
+/// otherwise (the BIOS image, if any, is then only copied).
+pub fn bios_holding_entry(config: &AxVMConfig, bios_len: Option<u64>) -> Option<(u64, u64)> {
+    let start = config.image_config.bios_load_gpa?.as_u64();
+    let end = start.checked_add(bios_len?)?;
+    let entry = config.bsp_entry().as_u64();
+    (start <= entry && entry < end).then_some((start, end))
+}
+
+/// How the vCPUs of the BIOS start begin: vCPU 0 in real mode at `entry_point`, the others
+/// waiting for INIT-SIPI-SIPI (`(bsp, aps)`), as axvisor starts only the primary vCPU.
+pub fn bios_start_boot() -> (VCpuBoot, VCpuBoot) {
+    let aps = VCpuBoot {
+        start: StartPolicy::WaitForSipi,
+        ..VCpuBoot::default()
+    };
+    (VCpuBoot::default(), aps)
 }
 
 /// Refuses segments outside RAM or over the boot tables, an entry outside RAM, and a config

@@ -80,3 +80,17 @@ pub fn zero_bss<H: AxVMHal>(vm: &AxVM<H>, segments: &[Segment]) -> Result<(), Co
 fn load_failed(err: axvm::GuestMemoryError) -> ConfigError {
     ConfigError::invalid(KERNEL_FIELD, format!("cannot load the image: {err}"))
 }
+
+/// Copies `image` to `gpa` after checking it fits in one RAM region; errors name `field`.
+pub fn copy_image<H: AxVMHal>(
+    vm: &AxVM<H>,
+    field: &str,
+    gpa: GuestPhysAddr,
+    image: &[u8],
+) -> Result<(), ConfigError> {
+    vm.config()
+        .check_image_fits(field, gpa, image.len() as u64)?;
+    vm.memory()
+        .write(gpa, image)
+        .map_err(|err| ConfigError::invalid(field, format!("{err}")))
+}

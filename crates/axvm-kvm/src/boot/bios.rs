@@ -16,10 +16,12 @@
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
+use axvm_pc::direct;
+
 use super::direct::RawDirect;
 use super::protocol::{BootProtocol, KernelImage, KernelPlan};
-use super::{copy_image, BootImages, BootPlan, ImageFormat};
-use crate::kvm::{CpuMode, KvmHal, StartPolicy, VCpuBoot};
+use super::{BootImages, BootPlan, ImageFormat};
+use crate::kvm::KvmHal;
 
 /// The BIOS start (see the module documentation).
 pub(crate) struct BiosStart;
@@ -27,11 +29,8 @@ pub(crate) struct BiosStart;
 /// The BIOS image's range `[start, end)` when `config` starts in it: a BIOS image is given,
 /// with a load address, and `entry_point` lies inside it. None otherwise.
 pub(crate) fn bios_holding_entry(config: &AxVMConfig, images: &BootImages) -> Option<(u64, u64)> {
-    let bios = images.bios.as_ref()?;
-    let start = config.image_config.bios_load_gpa?.as_u64();
-    let end = start.checked_add(bios.len() as u64)?;
-    let entry = config.bsp_entry().as_u64();
-    (start <= entry && entry < end).then_some((start, end))
+    let bios_len = images.bios.as_ref().map(|bios| bios.len() as u64);
+    direct::bios_holding_entry(config, bios_len)
 }
 
 impl BootProtocol for BiosStart {
@@ -74,26 +73,15 @@ impl BootProtocol for BiosStart {
         _plan: &KernelPlan,
         _rsdp: Option<GuestPhysAddr>,
     ) -> Result<BootPlan, ConfigError> {
-        let config = vm.config();
-        copy_image(
-            vm,
-            "kernel.kernel_load_addr",
-            config.image_config.kernel_load_gpa,
-            &images.kernel,
-        )?;
-        let entry = config.bsp_entry();
+        direct::load_raw(vm, &images.kernel)?;
+        let entry = vm.config().bsp_entry();
+        let (bsp, ap) = direct::bios_start_boot();
         Ok(BootPlan {
             format: ImageFormat::Bios,
             bsp_entry: entry,
-            bsp: VCpuBoot {
-                mode: CpuMode::Real,
-                ..VCpuBoot::default()
-            },
+            bsp,
             ap_entry: entry,
-            ap: VCpuBoot {
-                start: StartPolicy::WaitForSipi,
-                ..VCpuBoot::default()
-            },
+            ap,
             info: None,
             ramdisk: None,
         })

@@ -41,6 +41,7 @@ mod protocol;
 mod pvh;
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
+use axvm_pc::load::copy_image;
 
 /// The PC layout, where it was before `platform::pc::layout` took it over.
 pub use crate::platform::pc::layout;
@@ -461,18 +462,4 @@ pub(crate) fn check_cmdline_fits(
         ));
     }
     Ok(())
-}
-
-/// Copies `image` to `gpa` after checking it fits in one RAM region.
-fn copy_image(
-    vm: &AxVM<KvmHal>,
-    field: &str,
-    gpa: GuestPhysAddr,
-    image: &[u8],
-) -> Result<(), ConfigError> {
-    vm.config()
-        .check_image_fits(field, gpa, image.len() as u64)?;
-    vm.memory()
-        .write(gpa, image)
-        .map_err(|err| ConfigError::invalid(field, err.to_string()))
 }
