@@ -255,6 +255,9 @@ impl<M: HostMemory> SvmVCpu<M> {
         };
         // Nothing is cached between runs: the backend may have changed any field.
         vmcb.control.clean_bits = 0;
+        // Without NRIP save (QEMU's TCG) the processor never writes `next_rip`; zero makes
+        // exit decoding use the instruction's fixed length instead of a stale value.
+        vmcb.control.next_rip = 0;
     }
 
     /// One `VMRUN`, and the exit's snapshot.

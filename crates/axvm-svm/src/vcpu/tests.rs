@@ -418,3 +418,14 @@ fn an_event_cut_short_by_an_exit_is_redelivered_and_nothing_else_is() {
         "an injected #GP is not injected twice"
     );
 }
+
+#[test]
+fn without_nrip_save_a_stale_next_rip_is_not_used() {
+    let mut f = Fixture::new(0);
+    f.long_mode_at(0x8000);
+    f.vcpu.vmcb_mut().control.next_rip = 0x1234; // left from an earlier exit
+    f.vcpu.prepare_entry(); // QEMU's TCG writes no next_rip on the exit that follows
+    f.vcpu.set_gpr(0, 0).unwrap();
+    assert_eq!(f.exit(0x72, 0, 0).unwrap(), None);
+    assert_eq!(f.rip_after_resume(), 0x8002, "CPUID's fixed length");
+}
