@@ -27,7 +27,7 @@ kernel_dir=$work/hypervisor
 # The kernel's path dependencies point at this checkout's crates.
 sed -i -E "s|path = \"\\.\\./crates/|path = \"$repo/crates/|" "$kernel_dir/Cargo.toml"
 cp "$smoke/vmm.rs" "$kernel_dir/src/vmm/mod.rs"
-for guest in real long spin; do
+for guest in real long spin irq sipi; do
     as --64 -o "$work/$guest.o" "$smoke/$guest.S"
     objcopy -O binary -j .text "$work/$guest.o" "$kernel_dir/src/vmm/$guest.bin"
 done

@@ -8,7 +8,10 @@
 //!   memory, EFER read without SVME, RDMSR to the host, VMMCALL, HLT;
 //! - vCPU 1, long mode with the guest's own page tables: MOVSX from MMIO, a dword store, an
 //!   AH store, CPUID's APIC id 1;
-//! - vCPU 2, spinning: the other CPU's kick IPI makes it exit with `Interrupted`.
+//! - vCPU 2, spinning: the other CPU's kick IPI makes it exit with `Interrupted`;
+//! - vCPU 3, halted with interrupts on: a queued interrupt runs its handler (real-mode IVT);
+//! - vCPU 4, waiting for a start-up IPI: refuses to run until `start_at_sipi(0x0b)`, then
+//!   runs at 0b00:0000.
 //!
 //! Exits QEMU with 0 when every check passes, 1 at the first failure.
 
@@ -55,6 +58,8 @@ unsafe impl HostMemory for KernelMemory {
 static REAL: &[u8] = include_bytes!("real.bin");
 static LONG: &[u8] = include_bytes!("long.bin");
 static SPIN: &[u8] = include_bytes!("spin.bin");
+static IRQ: &[u8] = include_bytes!("irq.bin");
+static SIPI: &[u8] = include_bytes!("sipi.bin");
 
 /// Guest RAM: 2 MiB of host memory, mapped at GPA 0-0xa0000 and 1-2 MiB (the VGA hole
 /// 0xa0000-0x100000 stays MMIO).
@@ -219,6 +224,42 @@ fn kick_check(resources: VCpuResources, ram: u64) {
     hv_println!("{}", v.describe_state());
 }
 
+fn interrupt_check(resources: VCpuResources, ram: u64) {
+    use AccessWidth::Byte;
+    write(ram + 0x1_0000, IRQ);
+    let mut v = vcpu_at(3, resources, 0x1_0000, SvmBoot::default());
+    expect(&mut v, "STI; HLT", AxVCpuExitReason::Halt);
+    if let Err(error) = v.queue_interrupt(0x30) {
+        fail(&alloc::format!("queue_interrupt: {error}"));
+    }
+    expect(&mut v, "interrupt handler", out(0x86, Byte, 0x55));
+    if v.pending_interrupt().is_some() {
+        fail("the interrupt is still pending after its handler ran");
+    }
+    expect(&mut v, "after IRET", out(0x87, Byte, 0x55));
+    expect(&mut v, "HLT", AxVCpuExitReason::Halt);
+}
+
+fn sipi_check(resources: VCpuResources, ram: u64) {
+    write(ram + 0xb000, SIPI);
+    let boot = SvmBoot {
+        start: StartPolicy::WaitForSipi,
+        ..SvmBoot::default()
+    };
+    let mut v = vcpu_at(4, resources, 0, boot);
+    match v.run() {
+        Err(error) => hv_println!("ok: before the SIPI: {error}"),
+        Ok(exit) => fail(&alloc::format!("ran before its SIPI: {exit:?}")),
+    }
+    v.start_at_sipi(0x0b);
+    expect(
+        &mut v,
+        "CS after the SIPI",
+        out(0x88, AccessWidth::Word, 0x0b00),
+    );
+    expect(&mut v, "HLT", AxVCpuExitReason::Halt);
+}
+
 /// Runs the checks and exits QEMU.
 pub fn main() -> ! {
     let hsave = mm::frames::alloc(1).unwrap_or_else(|| fail("no host save area"));
@@ -251,6 +292,8 @@ pub fn main() -> ! {
     let resources = VCpuResources { npt, maps, asid: 1 };
     real_mode_checks(resources, ram);
     long_mode_checks(resources, ram);
+    interrupt_check(resources, ram);
+    sipi_check(resources, ram);
     if smp::cpu_count() > 1 {
         kick_check(resources, ram);
     }

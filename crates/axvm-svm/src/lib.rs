@@ -11,7 +11,8 @@
 //!   state kept with a `VMSAVE`/`VMLOAD` pair), the boot state of each mode (the same as
 //!   the KVM host's `VCpuBoot`), start-up IPIs for application processors, CPUID answered
 //!   inside the backend, the guest's EFER emulated, MMIO instructions read through the
-//!   guest's page tables when the processor has no decode assists, and
+//!   guest's page tables when the processor has no decode assists, interrupts queued for
+//!   the guest as virtual interrupts ([`SvmVCpu::queue_interrupt`]), and
 //!   [`SvmVCpu::describe_state`] for exits nobody handles.
 //! - [`cpu`]: the processor's SVM features, and [`cpu::enable_svm`] for each CPU.
 //! - [`memory`]: [`memory::HostMemory`], what the vCPU needs from the kernel's memory, and
@@ -30,11 +31,10 @@
 //! [`memory::PermissionMaps`] once; create each vCPU with [`SvmVCpu::new`]; call `run` with
 //! RFLAGS.IF set if host interrupts (a kick IPI) must be able to stop the guest — they exit
 //! it as [`AxVCpuExitReason::Interrupted`](axvm::AxVCpuExitReason::Interrupted) and are
-//! taken by the host's IDT inside `run`. `smoke/run.sh` runs three guests this way under
+//! taken by the host's IDT inside `run`. `smoke/run.sh` runs five guests this way under
 //! QEMU (`-cpu EPYC`).
 //!
-//! Still to come: injecting interrupts into the guest (virtual interrupts or event
-//! injection, for `AxVMHal::inject_irq_to_vcpu`), string I/O (INS/OUTS), MMIO instructions
+//! Still to come: string I/O (INS/OUTS), MMIO instructions
 //! other than MOV/MOVZX/MOVSX/MOVSXD, x87/SSE/AVX state switching (needed once one CPU runs
 //! several vCPUs), a guest-visible local APIC (INIT/SIPI arrive from the host's emulation
 //! through [`SvmVCpu::start_at_sipi`]), and freeing a vCPU's pages.
@@ -53,4 +53,4 @@ pub mod npt;
 pub mod vcpu;
 pub mod vmcb;
 
-pub use vcpu::{SvmError, SvmVCpu, VCpuResources};
+pub use vcpu::{InjectError, SvmError, SvmVCpu, VCpuResources};

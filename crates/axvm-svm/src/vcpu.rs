@@ -24,6 +24,7 @@ mod describe;
 mod entry;
 mod error;
 pub mod guest_paging;
+mod inject;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,7 @@ use crate::vmcb::{tlb_control, SvmExitCode, Vmcb, VmcbControlArea};
 use boot::{apply_boot_state, reset_state, set_sipi_state, StartPolicy, SvmBoot};
 use control::{alloc_page, check_resources, init_control_area};
 pub use error::SvmError;
+pub use inject::InjectError;
 use guest_paging::{GuestPhysReader, PagingRegs};
 
 /// What a vCPU shares with the rest of its VM.

@@ -13,13 +13,13 @@ use boot::{BootRegs, CpuMode};
 /// Guest RAM: 128 KiB at GPA 0.
 const RAM_SIZE: u64 = 0x2_0000;
 
-struct Fixture {
-    vcpu: SvmVCpu<FakeHostMemory>,
+pub(super) struct Fixture {
+    pub(super) vcpu: SvmVCpu<FakeHostMemory>,
     ram_hpa: u64,
 }
 
 impl Fixture {
-    fn new(vcpu_id: usize) -> Self {
+    pub(super) fn new(vcpu_id: usize) -> Self {
         let mut memory = FakeHostMemory::new(64);
         let ram_hpa = memory
             .alloc_zeroed_contiguous((RAM_SIZE / 0x1000) as usize)
