@@ -39,8 +39,8 @@ use crate::vmcb::{tlb_control, SvmExitCode, Vmcb, VmcbControlArea};
 use boot::{apply_boot_state, reset_state, set_sipi_state, StartPolicy, SvmBoot};
 use control::{alloc_page, check_resources, init_control_area};
 pub use error::SvmError;
-pub use inject::InjectError;
 use guest_paging::{GuestPhysReader, PagingRegs};
+pub use inject::InjectError;
 
 /// What a vCPU shares with the rest of its VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
