@@ -30,3 +30,8 @@ _start:
   vmmcall
   hlt
   out %al, $0xf4
+  mov $0xf000, %bx
+  mov %bx, %ds
+  movb $1, 0x10
+  out %al, $0xf5
+  hlt

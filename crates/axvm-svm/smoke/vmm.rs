@@ -5,7 +5,8 @@
 //!
 //! - vCPU 0, real mode: CPUID (APIC id, hypervisor bit), IN merged into AL, an MMIO read and
 //!   write at 0xb8000 (outside guest RAM) decoded by reading the instruction from guest
-//!   memory, EFER read without SVME, RDMSR to the host, VMMCALL, HLT;
+//!   memory, EFER read without SVME, RDMSR to the host, VMMCALL, HLT, a write to ROM
+//!   (reported, then skipped);
 //! - vCPU 1, long mode with the guest's own page tables: MOVSX from MMIO, a dword store, an
 //!   AH store, CPUID's APIC id 1;
 //! - vCPU 2, spinning: the other CPU's kick IPI makes it exit with `Interrupted`;
@@ -61,8 +62,8 @@ static SPIN: &[u8] = include_bytes!("spin.bin");
 static IRQ: &[u8] = include_bytes!("irq.bin");
 static SIPI: &[u8] = include_bytes!("sipi.bin");
 
-/// Guest RAM: 2 MiB of host memory, mapped at GPA 0-0xa0000 and 1-2 MiB (the VGA hole
-/// 0xa0000-0x100000 stays MMIO).
+/// Guest RAM: 2 MiB of host memory, mapped at GPA 0-0xa0000 and 1-2 MiB, with read-only
+/// "ROM" at 0xf0000-0x100000 (0xa0000-0xf0000 stays MMIO).
 const GUEST_RAM: u64 = 2 << 20;
 
 fn write(hpa: u64, data: &[u8]) {
@@ -154,6 +155,17 @@ fn real_mode_checks(resources: VCpuResources, ram: u64) {
     }
     expect(&mut v, "HLT", AxVCpuExitReason::Halt);
     expect(&mut v, "after HLT", out(0xf4, Byte, 7));
+    let rom = GuestPhysAddr::new(0xf_0010);
+    let access_flags = MappingFlags::WRITE;
+    expect(
+        &mut v,
+        "ROM write",
+        AxVCpuExitReason::NestedPageFault {
+            addr: rom,
+            access_flags,
+        },
+    );
+    expect(&mut v, "past the ROM write", out(0xf5, Byte, 7));
 }
 
 fn long_mode_checks(resources: VCpuResources, ram: u64) {
@@ -277,6 +289,12 @@ pub fn main() -> ! {
             hpa: ram,
             size: 0xa_0000,
             flags: rwx,
+        },
+        NptRegion {
+            gpa: 0xf_0000,
+            hpa: ram + 0xf_0000,
+            size: 0x1_0000,
+            flags: MappingFlags::READ | MappingFlags::EXECUTE,
         },
         NptRegion {
             gpa: 0x10_0000,

@@ -395,10 +395,14 @@ fn requeue_interrupted_event(control: &mut VmcbControlArea) {
     }
 }
 
-/// Whether an NPF exit is an MMIO access whose instruction the VMCB does not hold.
+/// Whether an NPF exit needs the instruction's bytes and the VMCB does not hold them: an
+/// MMIO access (not present) is emulated, a write to read-only memory skipped.
 fn needs_instruction_bytes(info: &ExitInfo) -> bool {
-    const PRESENT_OR_FETCH: u64 = (1 << 0) | (1 << 4);
-    info.info1 & PRESENT_OR_FETCH == 0 && info.insn_len == 0
+    const PRESENT: u64 = 1 << 0;
+    const WRITE: u64 = 1 << 1;
+    const FETCH: u64 = 1 << 4;
+    let access = info.info1;
+    info.insn_len == 0 && access & FETCH == 0 && (access & PRESENT == 0 || access & WRITE != 0)
 }
 
 impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {

@@ -429,3 +429,28 @@ fn without_nrip_save_a_stale_next_rip_is_not_used() {
     assert_eq!(f.exit(0x72, 0, 0).unwrap(), None);
     assert_eq!(f.rip_after_resume(), 0x8002, "CPUID's fixed length");
 }
+
+#[test]
+fn a_write_to_read_only_memory_is_reported_and_skipped_when_the_guest_runs_on() {
+    let mut f = Fixture::new(0);
+    f.long_mode_at(0x8000);
+    f.write_guest(0x8000, &[0xf3, 0x48, 0xab]); // rep stosq into ROM
+    let reason = f.exit(0x400, 0b111, 0xf_0000).unwrap(); // present, write, user
+    assert_eq!(
+        reason,
+        Some(AxVCpuExitReason::NestedPageFault {
+            addr: GuestPhysAddr::new(0xf_0000),
+            access_flags: MappingFlags::WRITE
+        })
+    );
+    assert_eq!(
+        f.vcpu.vmcb().save.rip,
+        0x8000,
+        "reported at the instruction"
+    );
+    assert_eq!(
+        f.rip_after_resume(),
+        0x8003,
+        "the core drops the write: past it"
+    );
+}
