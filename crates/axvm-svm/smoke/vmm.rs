@@ -101,6 +101,11 @@ fn vcpu_at(
     entry: u64,
     boot: SvmBoot,
 ) -> SvmVCpu<KernelMemory> {
+    // An ASID of its own for each vCPU (id + 1: ASID 0 is the host's).
+    let resources = VCpuResources {
+        asid: id as u32 + 1,
+        ..resources
+    };
     let mut vcpu = SvmVCpu::new(id, resources, KernelMemory)
         .unwrap_or_else(|error| fail(&alloc::format!("{error}")));
     let _ = vcpu.set_entry(GuestPhysAddr::new(entry));
@@ -307,7 +312,7 @@ pub fn main() -> ! {
         .unwrap_or_else(|error| fail(&alloc::format!("{error}")));
     let maps = PermissionMaps::install(&mut memory, &default_iopm(), &default_msrpm())
         .unwrap_or_else(|error| fail(&alloc::format!("{error}")));
-    let resources = VCpuResources { npt, maps, asid: 1 };
+    let resources = VCpuResources { npt, maps, asid: 0 }; // set per vCPU by vcpu_at
     real_mode_checks(resources, ram);
     long_mode_checks(resources, ram);
     interrupt_check(resources, ram);

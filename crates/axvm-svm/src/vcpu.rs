@@ -51,7 +51,9 @@ pub struct VCpuResources {
     /// The VM's I/O and MSR permission maps.
     pub maps: PermissionMaps,
     /// The guest's ASID: nonzero, below [`SvmFeatures::asids`](crate::cpu::SvmFeatures).
-    /// vCPUs of one VM may share it.
+    /// Give each vCPU its own: the TLB tags guest translations with the ASID alone, so two
+    /// vCPUs sharing one on the same physical CPU would use each other's translations
+    /// (unless the host calls [`SvmVCpu::request_tlb_flush`] whenever it switches them).
     pub asid: u32,
 }
 
