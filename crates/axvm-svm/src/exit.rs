@@ -182,8 +182,9 @@ pub enum ExitDecodeError {
         /// EXITINFO1.
         info1: u64,
     },
-    /// An MMIO exit without decode-assist bytes.
-    #[error("MMIO access at {gpa:#x} (RIP {rip:#x}): the VMCB holds no instruction bytes (no decode assists); reading the instruction from guest memory is not supported yet")]
+    /// An MMIO or read-only-memory exit without instruction bytes (the vCPU reads them
+    /// from guest memory when the processor has no decode assists).
+    #[error("guest access at {gpa:#x} (RIP {rip:#x}): the exit holds no instruction bytes (no decode assists, and none read from guest memory)")]
     NoInstructionBytes {
         /// The guest-physical address accessed.
         gpa: u64,
@@ -354,16 +355,23 @@ fn decode_npf(info: &ExitInfo) -> Result<SvmExit, ExitDecodeError> {
         } else {
             MappingFlags::READ
         };
+        // A write to a read-only page (ROM): the core drops it, as ROM ignores writes, and
+        // the guest goes on past the instruction, as under the KVM host (KVM completes the
+        // access before it exits). A fetch runs the instruction again.
+        let resume = if access_flags == MappingFlags::WRITE {
+            let bytes = instruction_bytes(info, gpa)?;
+            let len = mmio::instruction_len(bytes, info.code_bitness, info.rip, gpa)?;
+            Some(Resume {
+                next_rip: info.rip.wrapping_add(len),
+                read_target: None,
+            })
+        } else {
+            None
+        };
         let reason = AxVCpuExitReason::NestedPageFault { addr, access_flags };
-        return Ok(SvmExit::Core {
-            reason,
-            resume: None,
-        });
+        return Ok(SvmExit::Core { reason, resume });
     }
-    if info.insn_len == 0 {
-        return Err(ExitDecodeError::NoInstructionBytes { gpa, rip: info.rip });
-    }
-    let bytes = &info.insn_bytes[..usize::from(info.insn_len).min(15)];
+    let bytes = instruction_bytes(info, gpa)?;
     let (access, len) = mmio::decode_mmio(bytes, info.code_bitness, info.rip, gpa, &info.gprs)?;
     let next_rip = info.rip.wrapping_add(len);
     Ok(match access {
@@ -390,4 +398,12 @@ fn decode_npf(info: &ExitInfo) -> Result<SvmExit, ExitDecodeError> {
             }),
         },
     })
+}
+
+/// The instruction bytes of an NPF exit (decode assists', or fetched by the vCPU).
+fn instruction_bytes(info: &ExitInfo, gpa: u64) -> Result<&[u8], ExitDecodeError> {
+    if info.insn_len == 0 {
+        return Err(ExitDecodeError::NoInstructionBytes { gpa, rip: info.rip });
+    }
+    Ok(&info.insn_bytes[..usize::from(info.insn_len).min(15)])
 }

@@ -24,6 +24,7 @@ mod describe;
 mod entry;
 mod error;
 pub mod guest_paging;
+mod inject;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ use boot::{apply_boot_state, reset_state, set_sipi_state, StartPolicy, SvmBoot};
 use control::{alloc_page, check_resources, init_control_area};
 pub use error::SvmError;
 use guest_paging::{GuestPhysReader, PagingRegs};
+pub use inject::InjectError;
 
 /// What a vCPU shares with the rest of its VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +51,9 @@ pub struct VCpuResources {
     /// The VM's I/O and MSR permission maps.
     pub maps: PermissionMaps,
     /// The guest's ASID: nonzero, below [`SvmFeatures::asids`](crate::cpu::SvmFeatures).
-    /// vCPUs of one VM may share it.
+    /// Give each vCPU its own: the TLB tags guest translations with the ASID alone, so two
+    /// vCPUs sharing one on the same physical CPU would use each other's translations
+    /// (unless the host calls [`SvmVCpu::request_tlb_flush`] whenever it switches them).
     pub asid: u32,
 }
 
@@ -255,6 +259,9 @@ impl<M: HostMemory> SvmVCpu<M> {
         };
         // Nothing is cached between runs: the backend may have changed any field.
         vmcb.control.clean_bits = 0;
+        // Without NRIP save (QEMU's TCG) the processor never writes `next_rip`; zero makes
+        // exit decoding use the instruction's fixed length instead of a stale value.
+        vmcb.control.next_rip = 0;
     }
 
     /// One `VMRUN`, and the exit's snapshot.
@@ -390,10 +397,14 @@ fn requeue_interrupted_event(control: &mut VmcbControlArea) {
     }
 }
 
-/// Whether an NPF exit is an MMIO access whose instruction the VMCB does not hold.
+/// Whether an NPF exit needs the instruction's bytes and the VMCB does not hold them: an
+/// MMIO access (not present) is emulated, a write to read-only memory skipped.
 fn needs_instruction_bytes(info: &ExitInfo) -> bool {
-    const PRESENT_OR_FETCH: u64 = (1 << 0) | (1 << 4);
-    info.info1 & PRESENT_OR_FETCH == 0 && info.insn_len == 0
+    const PRESENT: u64 = 1 << 0;
+    const WRITE: u64 = 1 << 1;
+    const FETCH: u64 = 1 << 4;
+    let access = info.info1;
+    info.insn_len == 0 && access & FETCH == 0 && (access & PRESENT == 0 || access & WRITE != 0)
 }
 
 impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {

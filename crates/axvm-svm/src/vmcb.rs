@@ -377,6 +377,13 @@ pub mod int_ctl {
     /// interrupts follow the host's IF, so they exit the guest (with the INTR intercept)
     /// whatever the guest does with its IF.
     pub const V_INTR_MASKING: u32 = 1 << 24;
+    /// V_IRQ: a virtual interrupt (vector in `int_vector`) is pending; the processor
+    /// clears it when the guest takes the interrupt.
+    pub const V_IRQ: u32 = 1 << 8;
+    /// V_INTR_PRIO (bits 16-19): the pending virtual interrupt's priority against V_TPR.
+    pub const V_INTR_PRIO_SHIFT: u32 = 16;
+    /// V_IGN_TPR: deliver the virtual interrupt whatever the guest's TPR says.
+    pub const V_IGN_TPR: u32 = 1 << 20;
 }
 
 /// Bits of the control area's `nested_ctl`.

@@ -106,6 +106,26 @@ pub(super) fn decode_mmio(
     Ok((access, instruction.len() as u64))
 }
 
+/// The length of any instruction in `bytes` (for skipping a write to read-only memory,
+/// whatever the instruction).
+pub(super) fn instruction_len(
+    bytes: &[u8],
+    bitness: u32,
+    rip: u64,
+    gpa: u64,
+) -> Result<u64, ExitDecodeError> {
+    let instruction = matches!(bitness, 16 | 32 | 64)
+        .then(|| Decoder::with_ip(bitness, bytes, rip, DecoderOptions::NONE).decode())
+        .filter(|instruction| !instruction.is_invalid());
+    instruction
+        .map(|instruction| instruction.len() as u64)
+        .ok_or_else(|| ExitDecodeError::UndecodableMmioInstruction {
+            gpa,
+            rip,
+            bytes: InsnBytes::new(bytes),
+        })
+}
+
 /// Whether operand 1 is an immediate (MOV r/m, imm).
 fn is_immediate(instruction: &Instruction) -> bool {
     matches!(

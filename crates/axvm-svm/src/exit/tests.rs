@@ -343,13 +343,42 @@ fn faults_on_mapped_pages_and_fetches_are_nested_page_faults() {
         }
     );
     assert_eq!(resume, None);
-    let (reason, _) = core_exit(&npf_with(&[0x89, 0x0f], 64, 0x20_0000, 0b11));
-    assert_eq!(
-        reason,
-        AxVCpuExitReason::NestedPageFault {
-            addr,
-            access_flags: MappingFlags::WRITE
-        }
+}
+
+#[test]
+fn a_write_to_read_only_memory_resumes_past_any_instruction() {
+    let addr = GuestPhysAddr::new(0x20_0000);
+    // rep stosb (f3 aa): not an MMIO instruction, but its length is all that matters.
+    for bytes in [&[0x89, 0x0f][..], &[0xf3, 0xaa], &[0x48, 0x01, 0x07]] {
+        let (reason, resume) = core_exit(&npf_with(bytes, 64, 0x20_0000, 0b11));
+        assert_eq!(
+            reason,
+            AxVCpuExitReason::NestedPageFault {
+                addr,
+                access_flags: MappingFlags::WRITE
+            }
+        );
+        let next_rip = RIP + bytes.len() as u64;
+        assert_eq!(
+            resume,
+            Some(Resume {
+                next_rip,
+                read_target: None
+            }),
+            "{bytes:02x?}"
+        );
+    }
+    let err = decode_exit(&npf_with(&[], 64, 0x20_0000, 0b11)).unwrap_err();
+    assert!(
+        matches!(err, ExitDecodeError::NoInstructionBytes { .. }),
+        "{err}"
+    );
+    let err = decode_exit(&npf_with(&[0x0f, 0x0b], 64, 0x20_0000, 0b11));
+    assert!(err.is_ok(), "UD2 decodes: {err:?}");
+    let err = decode_exit(&npf_with(&[0x0f], 64, 0x20_0000, 0b11)).unwrap_err();
+    assert!(
+        matches!(err, ExitDecodeError::UndecodableMmioInstruction { .. }),
+        "{err}"
     );
 }
 

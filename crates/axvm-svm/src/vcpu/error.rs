@@ -63,7 +63,7 @@ pub enum SvmError {
     UnhandledExit {
         /// What could not be handled.
         cause: ExitDecodeError,
-        /// [`SvmVCpu::describe_state`] at the exit.
+        /// [`SvmVCpu::describe_state`](super::SvmVCpu::describe_state) at the exit.
         state: String,
     },
     /// The instruction behind an MMIO exit could not be read from guest memory.
@@ -73,7 +73,7 @@ pub enum SvmError {
         gpa: u64,
         /// Why.
         cause: GuestWalkError,
-        /// [`SvmVCpu::describe_state`] at the exit.
+        /// [`SvmVCpu::describe_state`](super::SvmVCpu::describe_state) at the exit.
         state: String,
     },
 }

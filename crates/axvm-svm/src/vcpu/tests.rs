@@ -13,13 +13,13 @@ use boot::{BootRegs, CpuMode};
 /// Guest RAM: 128 KiB at GPA 0.
 const RAM_SIZE: u64 = 0x2_0000;
 
-struct Fixture {
-    vcpu: SvmVCpu<FakeHostMemory>,
+pub(super) struct Fixture {
+    pub(super) vcpu: SvmVCpu<FakeHostMemory>,
     ram_hpa: u64,
 }
 
 impl Fixture {
-    fn new(vcpu_id: usize) -> Self {
+    pub(super) fn new(vcpu_id: usize) -> Self {
         let mut memory = FakeHostMemory::new(64);
         let ram_hpa = memory
             .alloc_zeroed_contiguous((RAM_SIZE / 0x1000) as usize)
@@ -416,5 +416,41 @@ fn an_event_cut_short_by_an_exit_is_redelivered_and_nothing_else_is() {
     assert_eq!(
         control.event_inj, 0,
         "an injected #GP is not injected twice"
+    );
+}
+
+#[test]
+fn without_nrip_save_a_stale_next_rip_is_not_used() {
+    let mut f = Fixture::new(0);
+    f.long_mode_at(0x8000);
+    f.vcpu.vmcb_mut().control.next_rip = 0x1234; // left from an earlier exit
+    f.vcpu.prepare_entry(); // QEMU's TCG writes no next_rip on the exit that follows
+    f.vcpu.set_gpr(0, 0).unwrap();
+    assert_eq!(f.exit(0x72, 0, 0).unwrap(), None);
+    assert_eq!(f.rip_after_resume(), 0x8002, "CPUID's fixed length");
+}
+
+#[test]
+fn a_write_to_read_only_memory_is_reported_and_skipped_when_the_guest_runs_on() {
+    let mut f = Fixture::new(0);
+    f.long_mode_at(0x8000);
+    f.write_guest(0x8000, &[0xf3, 0x48, 0xab]); // rep stosq into ROM
+    let reason = f.exit(0x400, 0b111, 0xf_0000).unwrap(); // present, write, user
+    assert_eq!(
+        reason,
+        Some(AxVCpuExitReason::NestedPageFault {
+            addr: GuestPhysAddr::new(0xf_0000),
+            access_flags: MappingFlags::WRITE
+        })
+    );
+    assert_eq!(
+        f.vcpu.vmcb().save.rip,
+        0x8000,
+        "reported at the instruction"
+    );
+    assert_eq!(
+        f.rip_after_resume(),
+        0x8003,
+        "the core drops the write: past it"
     );
 }

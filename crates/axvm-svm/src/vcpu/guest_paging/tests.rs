@@ -196,12 +196,13 @@ fn thirty_two_bit_paging_with_and_without_pse() {
     assert_eq!(linear_to_phys(&ram, &regs, 0x0041_2345), Ok(0x1_0081_2345));
     regs.cr4 = 0; // without PSE, PS is ignored and the entry names a page table
     let err = linear_to_phys(&ram, &regs, 0x0041_2345).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            GuestWalkError::NotRam { .. } | GuestWalkError::NotPresent { .. }
-        ),
-        "{err}"
+    assert_eq!(
+        err,
+        GuestWalkError::NotRam {
+            linear: 0x0041_2345,
+            gpa: 0x80_2000 + 4 * 0x12,
+            what: "a page-table page"
+        }
     );
 }
 
