@@ -89,8 +89,6 @@ pub struct SvmHal {
     vcpu_count: usize,
 }
 
-/// The ASID every vCPU of the VM runs with (one VM per machine; ASID 0 is the host's).
-const GUEST_ASID: u32 = 1;
 
 impl SvmHal {
     /// A host for a VM of `vcpu_count` vCPUs, which must not exceed the physical CPUs (vCPU
@@ -190,7 +188,11 @@ impl AxVMHal for SvmHal {
         let resources = VCpuResources {
             npt: *self.npt.lock(),
             maps: self.maps,
-            asid: GUEST_ASID,
+            // ASID 0 is the host's; each vCPU its own, as the backend asks.
+            asid: u32::try_from(vcpu_id + 1).map_err(|_| HvError::TooFewCpus {
+                vcpus: vcpu_id + 1,
+                cpus: self.vcpu_count,
+            })?,
         };
         Ok(SvmVCpu::new(vcpu_id, resources, Frames)?)
     }

@@ -1,7 +1,9 @@
 //! Which start an image gets here: axvm's direct starts (`axvm_pc::direct`), with the same
-//! checks and loading code as on the KVM host. The boot protocols (Multiboot, PVH, Linux)
-//! and BIOS images need the firmware tables the KVM host writes, which this host does not
-//! have yet: such configs are refused, naming the reason.
+//! rules, checks and loading code as on the KVM host: the ArceOS hypervisor's BIOS start
+//! when the config loads a BIOS image holding `entry_point`, else ELF64 in long mode, else
+//! raw code in real mode. The boot protocols (Multiboot, PVH, Linux) need the firmware
+//! tables the KVM host writes, which this host does not have yet: such images are refused,
+//! naming the reason.
 
 use alloc::format;
 
@@ -9,10 +11,14 @@ use axvm::config::toml::AxVMCrateConfig;
 use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 use axvm_pc::direct;
 use axvm_pc::elf::{self, ElfInfo};
+use axvm_pc::load::copy_image;
 use axvm_pc::vcpu_boot::VCpuBoot;
 
 /// The image's format and what loading it needs.
 pub enum ImagePlan {
+    /// The BIOS start: the BIOS image (`bios_path`) at `bios_load_addr`, vCPU 0 in real mode
+    /// at `entry_point` inside it, the kernel copied as it is.
+    Bios(&'static [u8]),
     /// An ELF64 image: long mode at its entry.
     Elf64(ElfInfo),
     /// Anything else: raw code at `kernel_load_addr`, real mode at the config's entries.
@@ -22,7 +28,6 @@ pub enum ImagePlan {
 /// Refuses config fields this host does not load yet, naming them.
 pub fn refuse_unsupported(file: &AxVMCrateConfig) -> Result<(), ConfigError> {
     let unsupported = [
-        ("kernel.bios_path", file.kernel.bios_path.is_some()),
         ("kernel.ramdisk_path", file.kernel.ramdisk_path.is_some()),
         ("kernel.dtb_path", file.kernel.dtb_path.is_some()),
     ];
@@ -36,8 +41,22 @@ pub fn refuse_unsupported(file: &AxVMCrateConfig) -> Result<(), ConfigError> {
 }
 
 impl ImagePlan {
-    /// The plan for `kernel`, checked against `config` before the VM exists.
-    pub fn for_config(config: &AxVMConfig, kernel: &[u8]) -> Result<Self, ConfigError> {
+    /// The plan for `kernel` (and the config's BIOS image, `bios`), checked against
+    /// `config` before the VM exists.
+    pub fn for_config(
+        config: &AxVMConfig,
+        kernel: &[u8],
+        bios: Option<&'static [u8]>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(bios) = bios {
+            if direct::bios_holding_entry(config, Some(bios.len() as u64)).is_some() {
+                return Ok(Self::Bios(bios));
+            }
+            return Err(ConfigError::invalid(
+                "kernel.entry_point",
+                "the BIOS image does not hold entry_point: only the BIOS start (entry_point inside the BIOS at bios_load_addr) loads a BIOS image here",
+            ));
+        }
         if !elf::is_elf(kernel) {
             return Ok(Self::Raw);
         }
@@ -54,6 +73,7 @@ impl ImagePlan {
     /// "ELF64" or "raw", for messages.
     pub fn format(&self) -> &'static str {
         match self {
+            Self::Bios(_) => "BIOS start (real mode in the BIOS image)",
             Self::Elf64(_) => "ELF64 (64-bit direct start)",
             Self::Raw => "raw (real-mode start)",
         }
@@ -67,19 +87,30 @@ impl ImagePlan {
         H::VCpu: axvm::AxArchVCpu<SetupConfig = VCpuBoot>,
     {
         let config = vm.config();
-        let (boot, bsp_entry, ap_entry) = match self {
+        let (bsp_boot, ap_boot, bsp_entry, ap_entry) = match self {
+            Self::Bios(bios) => {
+                let at = config.image_config.bios_load_gpa.unwrap_or_default();
+                copy_image(vm, "kernel.bios_load_addr", at, bios)?;
+                direct::load_raw(vm, kernel)?;
+                let (bsp, aps) = direct::bios_start_boot();
+                (bsp, aps, config.bsp_entry(), config.bsp_entry())
+            }
             Self::Elf64(info) => {
                 let entry = GuestPhysAddr::new(info.entry);
-                (direct::load_elf64(vm, kernel, info)?, entry, entry)
+                let boot = direct::load_elf64(vm, kernel, info)?;
+                (boot, boot, entry, entry)
             }
-            Self::Raw => (
-                direct::load_raw(vm, kernel)?,
-                config.bsp_entry(),
-                config.ap_entry(),
-            ),
+            Self::Raw => {
+                let boot = direct::load_raw(vm, kernel)?;
+                (boot, boot, config.bsp_entry(), config.ap_entry())
+            }
         };
         for vcpu in 0..vm.vcpu_num() {
-            let entry = if vcpu == 0 { bsp_entry } else { ap_entry };
+            let (entry, boot) = if vcpu == 0 {
+                (bsp_entry, bsp_boot)
+            } else {
+                (ap_entry, ap_boot)
+            };
             let failed = |err: axvm::AxVMError| {
                 ConfigError::invalid(
                     "base.cpu_num",

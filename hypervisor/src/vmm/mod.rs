@@ -52,12 +52,16 @@ fn start() -> Result<(Arc<AxVM<SvmHal>>, Arc<ExitTiming>), String> {
     let file =
         AxVMCrateConfig::from_toml(files.config_text).map_err(|err| format!("{source}: {err}"))?;
     let kernel = files.image(&file.kernel.kernel_path, "kernel.kernel_path")?;
+    let bios = match &file.kernel.bios_path {
+        Some(path) => Some(files.image(path, "kernel.bios_path")?),
+        None => None,
+    };
     image::refuse_unsupported(&file).map_err(|err| format!("{source}: {err}"))?;
     let config = file
         .into_vm_config()
         .map_err(|err| format!("{source}: {err}"))?;
     let plan =
-        image::ImagePlan::for_config(&config, kernel).map_err(|err| format!("{source}: {err}"))?;
+        image::ImagePlan::for_config(&config, kernel, bios).map_err(|err| format!("{source}: {err}"))?;
     let name = config.name.clone();
     let hal = SvmHal::new(config.cpu_num).map_err(|err| format!("VM `{name}`: {err}"))?;
     let vm = AxVM::new(config, hal, platform_devices()?)

@@ -52,10 +52,21 @@ fn ap_entry(cpu: usize) {
     }
 }
 
-/// Runs vCPU `id` until the VM stops; counts it finished.
+/// Runs vCPU `id` until the VM stops; counts it finished. A vCPU that waits for
+/// INIT-SIPI-SIPI (an AP of the BIOS start) waits as a halted one does: this host has no
+/// local APIC to deliver a start-up IPI yet.
 fn run_vcpu(vm: &AxVM<SvmHal>, id: usize) {
     cpu::enable_interrupts();
-    while let Some(()) = step(vm, id) {}
+    let waits_for_sipi = vm
+        .try_inspect_vcpu(id, |vcpu| vcpu.is_waiting_for_sipi())
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    if waits_for_sipi {
+        wait_while_halted(vm, id);
+    } else {
+        while let Some(()) = step(vm, id) {}
+    }
     FINISHED.fetch_add(1, Ordering::AcqRel);
 }
 
