@@ -66,8 +66,9 @@ pub enum SvmError {
         /// [`SvmVCpu::describe_state`](super::SvmVCpu::describe_state) at the exit.
         state: String,
     },
-    /// The instruction behind an MMIO exit could not be read from guest memory.
-    #[error("MMIO access at {gpa:#x}: cannot read the instruction: {cause}\n{state}")]
+    /// The instruction behind an MMIO exit or a write to read-only memory could not be
+    /// read from guest memory.
+    #[error("guest access at {gpa:#x} (MMIO or read-only memory): cannot read the instruction: {cause}\n{state}")]
     InstructionFetch {
         /// The guest-physical address accessed.
         gpa: u64,
