@@ -89,7 +89,6 @@ pub struct SvmHal {
     vcpu_count: usize,
 }
 
-
 impl SvmHal {
     /// A host for a VM of `vcpu_count` vCPUs, which must not exceed the physical CPUs (vCPU
     /// *i* runs on CPU *i*).

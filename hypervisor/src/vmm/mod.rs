@@ -60,8 +60,8 @@ fn start() -> Result<(Arc<AxVM<SvmHal>>, Arc<ExitTiming>), String> {
     let config = file
         .into_vm_config()
         .map_err(|err| format!("{source}: {err}"))?;
-    let plan =
-        image::ImagePlan::for_config(&config, kernel, bios).map_err(|err| format!("{source}: {err}"))?;
+    let plan = image::ImagePlan::for_config(&config, kernel, bios)
+        .map_err(|err| format!("{source}: {err}"))?;
     let name = config.name.clone();
     let hal = SvmHal::new(config.cpu_num).map_err(|err| format!("VM `{name}`: {err}"))?;
     let vm = AxVM::new(config, hal, platform_devices()?)
