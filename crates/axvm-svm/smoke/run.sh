@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh: runs axvm-svm's SvmVCpu with real VMRUNs under QEMU (TCG, -cpu EPYC): a scratch
-# copy of the hypervisor kernel (hypervisor/ at git revision KERNEL_REV, default `hv`) gets
+# copy of the hypervisor kernel (hypervisor/ at git revision KERNEL_REV, default HEAD) gets
 # smoke/vmm.rs as its `vmm` module and this checkout's crates/axvm and crates/axvm-svm as
 # dependencies; the guests (*.S) are assembled with GNU as. The repository is not changed.
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 
 smoke=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(git -C "$smoke" rev-parse --show-toplevel)
-rev=${1:-hv}
+rev=${1:-HEAD}
 work=${SMOKE_DIR:-/tmp/axvm-svm-smoke}
 qemu=${QEMU:-qemu-system-x86_64}
 
