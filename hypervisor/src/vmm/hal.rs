@@ -70,13 +70,15 @@ impl PageTableMemory for Frames {
     fn table(&self, host_phys: u64) -> Option<&[u64; 512]> {
         // SAFETY: page-table frames come from `alloc_zeroed_page`, are 4 KiB aligned RAM the
         // identity map covers, and live as long as the VM (never freed while it runs).
-        (host_phys % mm::PAGE_SIZE == 0)
+        host_phys
+            .is_multiple_of(mm::PAGE_SIZE)
             .then(|| unsafe { &*(mm::phys_to_virt(host_phys) as *const [u64; 512]) })
     }
 
     fn table_mut(&mut self, host_phys: u64) -> Option<&mut [u64; 512]> {
         // SAFETY: as in `table`; the NPT lock gives one writer at a time.
-        (host_phys % mm::PAGE_SIZE == 0)
+        host_phys
+            .is_multiple_of(mm::PAGE_SIZE)
             .then(|| unsafe { &mut *(mm::phys_to_virt(host_phys) as *mut [u64; 512]) })
     }
 }
