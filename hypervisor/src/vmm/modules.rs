@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::boot::Module;
+use crate::hv_println;
 
 /// The config file's text and the modules that may be its images.
 pub struct VmFiles {
@@ -17,8 +18,11 @@ pub struct VmFiles {
 }
 
 impl VmFiles {
-    /// The config is the first module; it must be UTF-8 text.
+    /// The config is the first module; it must be UTF-8 text. Lists every module.
     pub fn find(modules: &'static [Module]) -> Result<Self, String> {
+        for module in modules {
+            hv_println!("module {} ({} bytes)", module.name, module.bytes.len());
+        }
         let (config, images) = modules.split_first().ok_or(
             "no Multiboot modules: give QEMU the VM's config and images as -initrd \"vm.toml,guest\"",
         )?;

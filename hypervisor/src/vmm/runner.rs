@@ -79,11 +79,16 @@ fn step(vm: &AxVM<SvmHal>, id: usize) -> Option<()> {
         Ok(Exit::SystemDown) if vm.exit_status().is_some() => None,
         Ok(Exit::SystemDown) => fail(
             vm,
-            id,
-            "reset the machine without an exit status (a triple fault: an exception the guest could not handle)",
+            &alloc::format!("vCPU {id} reset the machine without an exit status (a triple fault: an exception the guest could not handle)"),
+            Some(id),
         ),
-        Ok(other) => fail(vm, id, &alloc::format!("exit {other:x?} has no handler on this host")),
-        Err(err) => fail(vm, id, &alloc::format!("{err}")),
+        Ok(other) => fail(
+            vm,
+            &alloc::format!("vCPU {id}: exit {other:x?} has no handler on this host"),
+            Some(id),
+        ),
+        // The backend's errors carry the vCPU's state already (exit, instruction, registers).
+        Err(err) => fail(vm, &alloc::format!("{err}"), None),
     }
 }
 
@@ -97,11 +102,8 @@ fn running(vm: &AxVM<SvmHal>) -> Option<()> {
 fn wait_while_halted(vm: &AxVM<SvmHal>, id: usize) -> Option<()> {
     let halted = HALTED.fetch_add(1, Ordering::AcqRel) + 1;
     if halted == vm.vcpu_num() {
-        return fail(
-            vm,
-            id,
-            "halted, as every vCPU has, and nothing can wake them",
-        );
+        let why = alloc::format!("vCPU {id} halted, as every vCPU has, and nothing can wake them");
+        return fail(vm, &why, Some(id));
     }
     while vm.status() == VMStatus::Running {
         cpu::wait_for_interrupt();
@@ -109,11 +111,18 @@ fn wait_while_halted(vm: &AxVM<SvmHal>, id: usize) -> Option<()> {
     None
 }
 
-/// Reports that vCPU `id` failed (`why`), with its state, and stops the VM.
-fn fail(vm: &AxVM<SvmHal>, id: usize, why: &str) -> Option<()> {
+/// Reports why the VM failed (`why`, several lines maybe), with the state of vCPU
+/// `state_of` when given, and stops the VM. Only the first failure is reported.
+fn fail(vm: &AxVM<SvmHal>, why: &str, state_of: Option<usize>) -> Option<()> {
     if !FAILED.swap(true, Ordering::AcqRel) {
-        hv_println!("VM `{}`: vCPU {id} {why}", vm.config().name);
-        for line in state_report(vm, id).lines() {
+        let mut lines = why.lines();
+        hv_println!(
+            "VM `{}`: {}",
+            vm.config().name,
+            lines.next().unwrap_or_default()
+        );
+        let state = state_of.map(|id| state_report(vm, id)).unwrap_or_default();
+        for line in lines.chain(state.lines()) {
             hv_println!("  {line}");
         }
     }
