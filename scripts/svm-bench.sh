@@ -65,12 +65,12 @@ while [ $# -gt 0 ]; do
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "svm-bench: --runs must be a positive number, not '$runs'" >&2; exit 2; }
 [ ${#sides[@]} -gt 0 ] || sides=(svm kvm-amd pvm)
-wants() { [[ " ${sides[*]} " == *" $1 "* ]]; }
 have_hypervisor() { [ -d "$root/hypervisor" ] && [ -f "$root/scripts/svm-run.sh" ]; }
 
 say() { echo "svm-bench: $*"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/svm-bench.XXXXXX")
+# shellcheck disable=SC2317 # run by the trap
 cleanup() {
   if [ "$keep" = 1 ]; then
     say "work directory kept: $work"
@@ -94,6 +94,8 @@ if [ "$build" = 1 ]; then
 fi
 
 axvm=$target_dir/release/axvm
+# The newest build's image (ls -t: by modification time; the paths have no odd characters).
+# shellcheck disable=SC2012
 image=$(ls -t "$target_dir"/release/build/axvm-guests-*/out/images/exitloop 2>/dev/null | head -n 1 || true)
 if [ ! -x "$axvm" ] || [ -z "$image" ]; then
   say "no release axvm or exitloop image under $target_dir (build with: cargo build --release -p axvm-cli)" >&2
@@ -156,6 +158,13 @@ skip() {
   say "$1: skipped: $2"
 }
 
+# fail LABEL WHY: the side failed; WHY is said on stderr and in the table.
+fail() {
+  rows+=("$1|0|-|-|-|-|FAILED: $2 (details above)")
+  say "$1: $2" >&2
+  failed=1
+}
+
 # The type-1 hypervisor, $runs boots of QEMU TCG.
 side_svm() {
   local label="type-1 hypervisor, QEMU TCG" i status line figures=()
@@ -176,18 +185,18 @@ side_svm() {
     set -e
     line=$(tr -d '\r' <"$work/svm.$i.out" | grep -a -E '^axvm-hv: vCPU 0: [0-9]+ exits in [0-9.]+ us, [0-9.]+ us per exit' | tail -n 1 || true)
     if [ "$status" != 0 ] || [ -z "$line" ]; then
-      say "$label: run $i: exit status $status$([ -z "$line" ] && echo ", no 'axvm-hv: vCPU 0: ... per exit' line")" >&2
       tr -d '\r' <"$work/svm.$i.out" | tail -n 20 | sed 's/^/  /' >&2
       tail -n 20 "$work/svm.$i.err" | sed 's/^/  /' >&2
-      failed=1
+      fail "$label" "run $i: exit status $status$([ -n "$line" ] || echo ", no 'axvm-hv: vCPU 0: ... per exit' line")"
       return
     fi
     if [ "$i" = 0 ]; then
       say "  warm-up: ${line#axvm-hv: }"
       continue
     fi
-    # The hypervisor's own division, kept as printed (one decimal).
-    figures+=("$(awk '{ printf "%d %s\n", $4, $10 }' <<<"$line")")
+    # T / N from the line, as for the KVM sides (the hypervisor's own X is the same
+    # division, rounded to one decimal).
+    figures+=("$(awk '{ printf "%d %.3f\n", $4, $7 / $4 }' <<<"$line")")
     say "  run $i: ${line#axvm-hv: }"
   done
   record "$label" "timed by the hypervisor (axvm-hv line)" "${figures[@]}"
@@ -202,9 +211,8 @@ record_stats_runs() {
     status=$(sed -n 's/^svm-bench: run [0-9]* status \([0-9]*\):.*/\1/p' <<<"$line")
     line=${line#*: exit statistics}
     if [ "$status" != 0 ] || [[ $line != :* ]]; then
-      say "$label: run $i: ${status:+exit status $status, }no 'exit statistics' line; its output:" >&2
       tr -d '\r' <"$log" | tail -n 30 | sed 's/^/  /' >&2
-      failed=1
+      fail "$label" "run $i: ${status:+exit status $status, }no 'exit statistics' line"
       return
     fi
     line="exit statistics$line"
@@ -245,10 +253,9 @@ side_kvm_amd() {
   status=$?
   set -e
   log=$target_dir/kvm-amd/logs/mine_$(basename "$mine").log
-  if [ ! -f "$log" ]; then
-    say "$label: scripts/kvm-amd.sh exited $status without the mine step's log ($log); its output:" >&2
+  if [ ! -f "$log" ] || [ "$log" -ot "$mine/run.sh" ]; then
     tail -n 30 "$work/kvm-amd.out" | sed 's/^/  /' >&2
-    failed=1
+    fail "$label" "scripts/kvm-amd.sh exited $status without a log of the mine step ($log)"
     return
   fi
   record_stats_runs "$log" "$label" "axvm run --stats: first exit to last"
@@ -282,7 +289,8 @@ done
 # --- the table -----------------------------------------------------------------------------
 
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+dirty=
+if git -C "$root" status --porcelain 2>/dev/null | grep -q .; then dirty=" (with uncommitted changes)"; fi
 echo
 echo "exit round trip of guests/exitloop ($expected_exits exits a run), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit$dirty"
 echo "host load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
