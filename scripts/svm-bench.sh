@@ -19,8 +19,8 @@
 # Usage: scripts/svm-bench.sh [--no-build] [--keep] [--runs N] [SIDE...]
 #
 #   SIDE        svm, kvm-amd, pvm (default: all three, in that order)
-#   --runs N    runs per side (default 5, or SVM_BENCH_RUNS); the table gives the median
-#               and the range
+#   --runs N    runs per side (default 5, or SVM_BENCH_RUNS), after one warm-up run that
+#               is not counted; the table gives the median and the range
 #   --no-build  use the release axvm, the guest images and the hypervisor already built
 #   --keep      keep the work directory (configs, outputs) and print its path
 #
