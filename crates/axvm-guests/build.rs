@@ -25,6 +25,7 @@ mod elf32;
 const GUESTS: &[&str] = &[
     "demo",
     "realmode",
+    "exitloop",
     "rom",
     "timer",
     "wakeup",

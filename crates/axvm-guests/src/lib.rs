@@ -44,6 +44,36 @@ pub const REALMODE_PATH: &str = concat!(env!("OUT_DIR"), "/images/realmode");
 /// 1 MiB RAM, entry 0x8000; `kernel_path = "realmode"`.
 pub const REALMODE_CONFIG: &str = include_str!("../../../guests/realmode/realmode.toml");
 
+/// Image of the exit-loop guest: a raw 16-bit image loaded and entered at 0x8000 in real
+/// mode that writes COM1's scratch register (port 0x3ff) 20 000 times and then status 0 to
+/// the exit port: 20 001 exits, nothing printed. The workload of the exit round-trip
+/// figures (the `exits` benchmark, `scripts/svm-bench.sh`); its fixed layout (the loop
+/// count at offset [`EXITLOOP_COUNT_OFFSET`]) is documented in `guests/exitloop`.
+pub const EXITLOOP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/exitloop"));
+
+/// Absolute path of the exit-loop guest's image file.
+pub const EXITLOOP_PATH: &str = concat!(env!("OUT_DIR"), "/images/exitloop");
+
+/// The exit-loop VM's config (`guests/exitloop/exitloop.toml`): 1 vCPU, 1 MiB RAM, entry
+/// 0x8000; `kernel_path = "exitloop"`.
+pub const EXITLOOP_CONFIG: &str = include_str!("../../../guests/exitloop/exitloop.toml");
+
+/// Offset in [`EXITLOOP`] of the loop count, a little-endian u16 (the immediate of its
+/// first instruction, `mov $20000, %cx`): a caller may rewrite it for a shorter or longer
+/// run (never 0, which `loop` takes as 65 536).
+pub const EXITLOOP_COUNT_OFFSET: usize = 1;
+
+/// Offset in [`EXITLOOP`] of the port written in the loop, a little-endian u16 (the
+/// immediate of `mov $0x3ff, %dx`).
+pub const EXITLOOP_PORT_OFFSET: usize = 4;
+
+/// Offset in [`EXITLOOP`] of the two bytes that set the byte written, `xor %al, %al`
+/// (0x30 0xc0); `mov $value, %al` (0xb0, value) has the same length.
+pub const EXITLOOP_VALUE_OFFSET: usize = 6;
+
+/// How many exits [`EXITLOOP`] as built makes: 20 000 port writes and the exit-port write.
+pub const EXITLOOP_EXITS: u64 = 20_001;
+
 /// Image of the ROM guest: an ELF64 loaded at 0x20_0000 that writes to a
 /// read-only page at 0x100_0000, expects the write to be ignored and prints
 /// `ROM write ignored`. It covers the VMM's read-only memory (nested page

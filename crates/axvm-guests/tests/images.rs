@@ -2,9 +2,11 @@
 //! rely on, without running them (running needs /dev/kvm and the VMM).
 
 use axvm_guests::{
-    BZIMAGE, BZIMAGE_CONFIG, BZIMAGE_ELF_PATH, BZIMAGE_PATH, DEMO, DEMO_CONFIG, DEMO_PATH, RAMDISK,
-    RAMDISK_PATH, REALMODE, REALMODE_CONFIG, REALMODE_PATH, ROM, ROM_CONFIG, ROM_PATH, TIMER,
-    TIMER_CONFIG, TIMER_PATH, WAKEUP, WAKEUP_CONFIG, WAKEUP_PATH, WAKEUP_SMP_CONFIG,
+    BZIMAGE, BZIMAGE_CONFIG, BZIMAGE_ELF_PATH, BZIMAGE_PATH, DEMO, DEMO_CONFIG, DEMO_PATH,
+    EXITLOOP, EXITLOOP_CONFIG, EXITLOOP_COUNT_OFFSET, EXITLOOP_PATH, EXITLOOP_PORT_OFFSET,
+    EXITLOOP_VALUE_OFFSET, RAMDISK, RAMDISK_PATH, REALMODE, REALMODE_CONFIG, REALMODE_PATH, ROM,
+    ROM_CONFIG, ROM_PATH, TIMER, TIMER_CONFIG, TIMER_PATH, WAKEUP, WAKEUP_CONFIG, WAKEUP_PATH,
+    WAKEUP_SMP_CONFIG,
 };
 
 /// Where rt/link64.ld places the 64-bit guests, and where their configs say
@@ -151,10 +153,35 @@ fn realmode_guest_is_a_raw_image() {
     assert!(REALMODE.windows(message.len()).any(|w| w == message));
 }
 
+/// The exit-loop guest is exactly the listing in `guests/exitloop/src/main.rs`: the `exits`
+/// benchmark rewrites its count, port and byte at the exported offsets, and every exit
+/// figure assumes these instructions.
+fn exitloop_guest_is_the_documented_loop() {
+    let listing = [
+        0xb9, 0x20, 0x4e, // mov $20000, %cx
+        0xba, 0xff, 0x03, // mov $0x3ff, %dx
+        0x30, 0xc0, // xor %al, %al
+        0xee, // 1: out %al, (%dx)
+        0xe2, 0xfd, // loop 1b
+        0xb0, 0x00, // mov $0, %al
+        0xe6, 0xf4, // out %al, $0xf4
+        0xf4, // hlt
+    ];
+    assert_eq!(
+        EXITLOOP, listing,
+        "exitloop differs from its documented listing"
+    );
+    let u16_le = |offset: usize| u16::from_le_bytes([EXITLOOP[offset], EXITLOOP[offset + 1]]);
+    assert_eq!(u16_le(EXITLOOP_COUNT_OFFSET), 20_000);
+    assert_eq!(u16_le(EXITLOOP_PORT_OFFSET), 0x3ff);
+    assert_eq!(EXITLOOP[EXITLOOP_VALUE_OFFSET..][..2], [0x30, 0xc0]);
+}
+
 fn paths_hold_the_embedded_images() {
     for (path, image) in [
         (DEMO_PATH, DEMO),
         (REALMODE_PATH, REALMODE),
+        (EXITLOOP_PATH, EXITLOOP),
         (ROM_PATH, ROM),
         (TIMER_PATH, TIMER),
         (WAKEUP_PATH, WAKEUP),
@@ -172,6 +199,7 @@ fn configs_name_their_images() {
     for (config, key, path) in [
         (DEMO_CONFIG, "kernel_path", DEMO_PATH),
         (REALMODE_CONFIG, "kernel_path", REALMODE_PATH),
+        (EXITLOOP_CONFIG, "kernel_path", EXITLOOP_PATH),
         (ROM_CONFIG, "kernel_path", ROM_PATH),
         (TIMER_CONFIG, "kernel_path", TIMER_PATH),
         (WAKEUP_CONFIG, "kernel_path", WAKEUP_PATH),
@@ -229,6 +257,7 @@ axvm_test_harness::main!(
     bzimage_guest_has_the_linux_setup_header,
     test_ramdisk_is_well_formed,
     realmode_guest_is_a_raw_image,
+    exitloop_guest_is_the_documented_loop,
     paths_hold_the_embedded_images,
     configs_name_their_images,
     long_mode_guests_contain_no_sse,

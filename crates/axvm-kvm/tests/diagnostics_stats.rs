@@ -1,6 +1,7 @@
 //! Exit statistics and the exit trace through `KvmVm`, with a tiny inline guest that makes
 //! a known number of port writes: the counts must be exact, every trace line valid JSON
 //! naming the right kind, port and RIP; and without diagnostics no observer is installed.
+//! The `exitloop` guest of `axvm-guests`, the exit benchmarks' workload, is counted too.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::thread;
 use axvm::device::{DeviceSpace, UnclaimedAccessPolicy};
 use axvm::{ExitEvent, ExitObserver};
 use axvm_kvm::{DiagnosticsOptions, ExitTarget, KvmVCpu, KvmVm, VmOutcome};
-use common::{create, options, raw_config, require_kvm, Console, DEADLINE};
+use common::{create, options, parse_config, raw_config, require_kvm, Console, DEADLINE};
 
 /// How many times [`SCRATCH_WRITES`] writes the scratch port.
 const WRITES: u64 = 5;
@@ -115,6 +116,53 @@ fn stats_count_every_port_write() {
         "{report}"
     );
     assert!(report.contains("port 0xf4: exit"), "{report}");
+}
+
+/// The `exitloop` guest with its own config makes exactly the exits every exit round-trip
+/// figure divides by: 20 000 writes of port 0x3ff and one of the exit port, and exits 0.
+/// The report's first line is what `scripts/svm-bench.sh` reads from `axvm run --stats`.
+fn exitloop_guest_makes_20001_exits() {
+    require_kvm();
+    let console = Console::default();
+    let diagnostics = DiagnosticsOptions {
+        stats: true,
+        ..Default::default()
+    };
+    let vm = create(
+        parse_config(axvm_guests::EXITLOOP_CONFIG),
+        axvm_guests::EXITLOOP,
+        with_diagnostics(&console, diagnostics),
+    );
+    let (vm, outcome) = run_kept(vm);
+    assert_eq!(outcome, VmOutcome::Exited(0));
+    let stats = vm
+        .diagnostics()
+        .and_then(|d| d.stats())
+        .expect("stats are on");
+    assert_eq!(
+        stats.total_exits(),
+        axvm_guests::EXITLOOP_EXITS,
+        "{:?}",
+        stats.tallies()
+    );
+    let scratch_writes: u64 = stats
+        .tallies()
+        .iter()
+        .filter(|t| t.kind == "io-write" && t.target == ExitTarget::Port(SCRATCH_PORT))
+        .map(|t| t.count)
+        .sum();
+    assert_eq!(scratch_writes, 20_000, "{:?}", stats.tallies());
+    assert!(
+        stats.span_nanos() > 0,
+        "no time between the first exit and the last"
+    );
+    let report = stats.report(vm.vm().devices());
+    let first = report.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("exit statistics: 20001 exits in "),
+        "scripts/svm-bench.sh cannot read this first line: {first}"
+    );
+    assert_eq!(console.text(), "", "the exit-loop guest prints nothing");
 }
 
 /// A trace sink the test can read after the VM is gone.
@@ -249,6 +297,7 @@ fn no_diagnostics_no_observer() {
 
 axvm_test_harness::main!(
     stats_count_every_port_write,
+    exitloop_guest_makes_20001_exits,
     trace_has_one_json_line_per_exit,
     unclaimed_reads_are_summarised_with_their_count,
     no_diagnostics_no_observer,

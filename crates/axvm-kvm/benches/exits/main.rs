@@ -2,8 +2,9 @@
 //!
 //! `cargo bench -p axvm-kvm --bench exits` prints one table:
 //!
-//! - **Port-I/O exit round trip.** A raw real-mode guest writes COM1's scratch register
-//!   (port 0x3ff) `N` times in a counted loop, then writes the exit port. Through axvm,
+//! - **Port-I/O exit round trip.** A raw real-mode guest (`guests/exitloop`, with its loop
+//!   count set to `N`) writes COM1's scratch register (port 0x3ff) `N` times in a counted
+//!   loop, then writes the exit port. Through axvm,
 //!   every write is a `KVM_RUN` return handled by [`AxVM::run_vcpu`]'s exit loop (exit
 //!   translation, device lookup, the UART model); the reference runs the same bytes at the
 //!   same address on a VM built with kvm-ioctls, whose loop only calls `KVM_RUN` and
