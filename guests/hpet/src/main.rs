@@ -213,12 +213,19 @@ fn check_table() {
         )
     };
     let comparators = (id >> 8 & 0x1f) + 1;
-    let legacy = if id & 1 << 15 != 0 { "capable" } else { "not capable" };
+    let legacy = if id & 1 << 15 != 0 {
+        "capable"
+    } else {
+        "not capable"
+    };
     println!(
         "hpet: ACPI HPET table: registers at {base:#x}, {comparators} comparators, legacy replacement {legacy}"
     );
     if base != HPET_BASE as u64 {
-        fail!(status::TABLE, "HPET base expected {HPET_BASE:#x} got {base:#x}");
+        fail!(
+            status::TABLE,
+            "HPET base expected {HPET_BASE:#x} got {base:#x}"
+        );
     }
 }
 
@@ -356,9 +363,7 @@ fn check_periodic() {
     let wanted = MEASURED_PERIODS + 1;
     // Ten times as long as they take: a busy host may deliver them late, never early.
     let deadline = counter().wrapping_add(10 * wanted * PERIOD);
-    let got = wait_until(deadline, || {
-        TIMER0_TICKS.load(Ordering::Relaxed) >= wanted
-    });
+    let got = wait_until(deadline, || TIMER0_TICKS.load(Ordering::Relaxed) >= wanted);
     write(timer_config(0), 0);
     let ticks = TIMER0_TICKS.load(Ordering::Relaxed);
     if !got {
@@ -414,7 +419,10 @@ fn check_one_shot() {
     write(timer_config(1), 0);
     let ticks = TIMER1_TICKS.load(Ordering::Relaxed);
     if ticks != 1 {
-        fail!(status::ONE_SHOT, "timer 1 one-shot interrupted {ticks} times");
+        fail!(
+            status::ONE_SHOT,
+            "timer 1 one-shot interrupted {ticks} times"
+        );
     }
     println!(
         "hpet: timer 1 one-shot on IRQ 8 (IOAPIC pin {IRQ8_PIN}): one interrupt, not before its deadline"
@@ -442,18 +450,27 @@ fn check_level() {
     let timeout = deadline.wrapping_add(200 * TICKS_PER_MS);
     while read(GINTR_STA) & 1 << 2 == 0 {
         if reached(counter(), timeout) {
-            fail!(status::LEVEL, "timer 2's status bit not set 200 ms after its deadline");
+            fail!(
+                status::LEVEL,
+                "timer 2's status bit not set 200 ms after its deadline"
+            );
         }
         rt::cpu::pause();
     }
     if !reached(counter(), deadline) {
-        fail!(status::LEVEL, "timer 2's status bit set before its deadline");
+        fail!(
+            status::LEVEL,
+            "timer 2's status bit set before its deadline"
+        );
     }
     write(GINTR_STA, 1 << 2);
     let status = read(GINTR_STA);
     write(timer_config(2), 0);
     if status & 1 << 2 != 0 {
-        fail!(status::LEVEL, "writing 1 left timer 2's status bit set: {status:#x}");
+        fail!(
+            status::LEVEL,
+            "writing 1 left timer 2's status bit set: {status:#x}"
+        );
     }
     println!(
         "hpet: timer 2 level-triggered, 32-bit: status bit set at its deadline, cleared by writing 1"
