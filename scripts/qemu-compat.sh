@@ -85,6 +85,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script="qemu-compat"
+# shellcheck source=scripts/lib/common.sh
+. "$root/scripts/lib/common.sh"
 qemu=${QEMU:-qemu-system-x86_64}
 run_timeout=${COMPAT_TIMEOUT:-120}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -121,7 +124,7 @@ for arg in "$@"; do
       exit 0
       ;;
     -*)
-      echo "qemu-compat: unknown option $arg" >&2
+      say "unknown option $arg" >&2
       exit 2
       ;;
     *) wanted+=("$arg") ;;
@@ -138,7 +141,7 @@ else
       [ "${spec%%:*}" = "$name" ] && found=$spec
     done
     if [ -z "$found" ]; then
-      echo "qemu-compat: unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr hpet-q35 bios-start)" >&2
+      say "unknown case '$name' (cases: multiboot-smp1 multiboot-smp4 pvh pvh-elf32 virtio-blk multiboot-low pvh-lowhdr hpet-q35 bios-start)" >&2
       exit 2
     fi
     cases+=("$found")
@@ -146,52 +149,34 @@ else
 fi
 
 if ! command -v "$qemu" >/dev/null 2>&1; then
-  echo "qemu-compat: $qemu not found; install it (Debian: apt-get install qemu-system-x86)" >&2
+  say "$qemu not found; install it (Debian: apt-get install qemu-system-x86)" >&2
   exit 2
 fi
 if ! command -v timeout >/dev/null 2>&1; then
-  echo "qemu-compat: timeout (coreutils) not found" >&2
+  say "timeout (coreutils) not found" >&2
   exit 2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/qemu-compat.XXXXXX")
-cleanup() {
-  if [ "$keep" = 1 ]; then
-    echo "qemu-compat: work directory kept: $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+make_work_dir
 
 if [ "$build" = 1 ]; then
-  echo "qemu-compat: building axvm and the guests"
-  if ! (cd "$root" && cargo build -p axvm-cli -p axvm-guests) >"$work/build.log" 2>&1; then
-    tail -n 40 "$work/build.log" >&2
-    echo "qemu-compat: build failed" >&2
-    exit 2
-  fi
+  say "building axvm and the guests"
+  build "axvm and the guests" "$root" cargo build -p axvm-cli -p axvm-guests
 fi
 
 axvm=$target_dir/debug/axvm
 if [ ! -x "$axvm" ]; then
-  echo "qemu-compat: $axvm not found (build with: cargo build -p axvm-cli)" >&2
+  say "$axvm not found (build with: cargo build -p axvm-cli)" >&2
   exit 2
 fi
 # The images of the most recent axvm-guests build script run: the newest multiboot image
 # (its directory also holds pvh and the test ramdisk).
-images=""
-newest=$(ls -t "$target_dir"/debug/build/axvm-guests-*/out/images/multiboot 2>/dev/null | head -n 1 || true)
-if [ -n "$newest" ] && [ -f "$(dirname "$newest")/pvh" ]; then
-  images=$(dirname "$newest")
-fi
-if [ -z "$images" ]; then
-  echo "qemu-compat: no guest images with multiboot and pvh under $target_dir/debug/build/axvm-guests-*/out/images" >&2
+images=$(guest_images debug multiboot)
+if [ -z "$images" ] || [ ! -f "$images/pvh" ]; then
+  say "no guest images with multiboot and pvh under $target_dir/debug/build/axvm-guests-*/out/images" >&2
   exit 2
 fi
 
-# The test ramdisk (guests/README.md): AXVMRD, u32 LE length, payload, u32 LE byte sum.
-# The build writes one; make one if it did not.
 ramdisk=$images/ramdisk
 if [ ! -f "$ramdisk" ]; then
   ramdisk=$work/ramdisk
@@ -247,9 +232,9 @@ toml_string() { # text -> TOML basic string
 }
 
 qemu_version=$("$qemu" --version | head -n 1)
-echo "qemu-compat: reference $qemu_version (TCG)"
-echo "qemu-compat: axvm $axvm"
-echo "qemu-compat: images $images"
+say "reference $qemu_version (TCG)"
+say "axvm $axvm"
+say "images $images"
 echo
 
 passed=0
@@ -263,7 +248,7 @@ for spec in "${cases[@]}"; do
   dir=$work/$name
   mkdir -p "$dir"
   if [ ! -f "$images/$image" ]; then
-    echo "qemu-compat: no $image image in $images (an older build?)" >&2
+    say "no $image image in $images (an older build?)" >&2
     exit 2
   fi
   cp "$images/$image" "$dir/$image"
@@ -299,7 +284,7 @@ for spec in "${cases[@]}"; do
   if [ "$devices" = bios-stub ]; then
     for file in bios-stub bios-reset; do
       if [ ! -f "$images/$file" ]; then
-        echo "qemu-compat: no $file image in $images (an older build?)" >&2
+        say "no $file image in $images (an older build?)" >&2
         exit 2
       fi
       cp "$images/$file" "$dir/$file"
@@ -446,5 +431,5 @@ echo
 if [ ${#details[@]} -gt 0 ]; then
   printf '%s\n' "${details[@]}"
 fi
-echo "qemu-compat: $passed passed, $failed failed"
+say "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -34,6 +34,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script="svm-bench"
+# shellcheck source=scripts/lib/common.sh
+. "$root/scripts/lib/common.sh"
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 runs=${SVM_BENCH_RUNS:-5}
 # The exits the guest makes: 20 000 port writes and the exit port's.
@@ -67,18 +70,7 @@ done
 [ ${#sides[@]} -gt 0 ] || sides=(svm kvm-amd pvm)
 have_hypervisor() { [ -d "$root/hypervisor" ] && [ -f "$root/scripts/svm-run.sh" ]; }
 
-say() { echo "svm-bench: $*"; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/svm-bench.XXXXXX")
-# shellcheck disable=SC2317 # run by the trap
-cleanup() {
-  if [ "$keep" = 1 ]; then
-    say "work directory kept: $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+make_work_dir
 
 # --- build ---------------------------------------------------------------------------------
 
@@ -86,17 +78,12 @@ trap cleanup EXIT
 # same build. Its build also builds the guests (axvm-cli embeds the demo).
 if [ "$build" = 1 ]; then
   say "building axvm (release) and the guests"
-  if ! (cd "$root" && cargo build --release -p axvm-cli) >"$work/build.log" 2>&1; then
-    tail -n 40 "$work/build.log" >&2
-    say "build failed" >&2
-    exit 2
-  fi
+  build "axvm" "$root" cargo build --release -p axvm-cli
 fi
 
 axvm=$target_dir/release/axvm
-# The newest build's image (ls -t: by modification time; the paths have no odd characters).
-# shellcheck disable=SC2012
-image=$(ls -t "$target_dir"/release/build/axvm-guests-*/out/images/exitloop 2>/dev/null | head -n 1 || true)
+images=$(guest_images release exitloop)
+image=${images:+$images/exitloop}
 if [ ! -x "$axvm" ] || [ -z "$image" ]; then
   say "no release axvm or exitloop image under $target_dir (build with: cargo build --release -p axvm-cli)" >&2
   exit 2

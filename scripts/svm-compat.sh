@@ -28,6 +28,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
+script="svm-compat"
+# shellcheck source=scripts/lib/common.sh
+. "$root/scripts/lib/common.sh"
 # name:guest directory:config:images:description
 all_cases=(
   "demo:demo:demo:demo:2 vCPUs on 2 CPUs; MMIO, port widths, MSRs"
@@ -48,7 +51,7 @@ for arg in "$@"; do
       exit 0
       ;;
     -*)
-      echo "svm-compat: unknown option $arg" >&2
+      say "unknown option $arg" >&2
       exit 2
       ;;
     *) wanted+=("$arg") ;;
@@ -64,43 +67,26 @@ for spec in "${all_cases[@]}"; do
 done
 for name in "${wanted[@]}"; do
   if [[ " ${all_cases[*]} " != *" $name:"* ]]; then
-    echo "svm-compat: unknown case '$name' (cases: demo realmode rom bios-start)" >&2
+    say "unknown case '$name' (cases: demo realmode rom bios-start)" >&2
     exit 2
   fi
 done
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/svm-compat.XXXXXX")
-cleanup() {
-  if [ "$keep" = 1 ]; then
-    echo "svm-compat: work directory kept: $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+make_work_dir
 
 if [ "$build" = 1 ]; then
-  echo "svm-compat: building axvm, the guests and the hypervisor"
-  if ! (cd "$root" && cargo build -p axvm-cli -p axvm-guests) >"$work/build.log" 2>&1; then
-    tail -n 40 "$work/build.log" >&2
-    echo "svm-compat: build failed" >&2
-    exit 2
-  fi
+  say "building axvm, the guests and the hypervisor"
+  build "axvm and the guests" "$root" cargo build -p axvm-cli -p axvm-guests
   # In hypervisor/: its .cargo/config.toml (target, linker script) applies only there.
-  if ! (cd "$root/hypervisor" && cargo build --release) >>"$work/build.log" 2>&1; then
-    tail -n 40 "$work/build.log" >&2
-    echo "svm-compat: building the hypervisor failed" >&2
-    exit 2
-  fi
+  build "the hypervisor" "$root/hypervisor" cargo build --release
 fi
 
 axvm=$target_dir/debug/axvm
-newest=$(ls -t "$target_dir"/debug/build/axvm-guests-*/out/images/demo 2>/dev/null | head -n 1 || true)
-if [ ! -x "$axvm" ] || [ -z "$newest" ]; then
-  echo "svm-compat: no axvm binary or guest images under $target_dir (build with: cargo build -p axvm-cli -p axvm-guests)" >&2
+images=$(guest_images debug demo)
+if [ ! -x "$axvm" ] || [ -z "$images" ]; then
+  say "no axvm binary or guest images under $target_dir (build with: cargo build -p axvm-cli -p axvm-guests)" >&2
   exit 2
 fi
-images=$(dirname "$newest")
 
 # The guest's lines: carriage returns and the hypervisor's own lines dropped.
 guest_lines() {
@@ -124,10 +110,10 @@ for spec in "${cases[@]}"; do
   guest_lines "$dir/kvm.out" >"$dir/kvm.lines"
   guest_lines "$dir/svm.out" >"$dir/svm.lines"
   if [ "$kvm_status" = "$svm_status" ] && cmp -s "$dir/kvm.lines" "$dir/svm.lines" && [ -s "$dir/kvm.lines" ]; then
-    echo "svm-compat: $name ($what): same $(wc -l <"$dir/kvm.lines") lines, exit $kvm_status under both"
+    say "$name ($what): same $(wc -l <"$dir/kvm.lines") lines, exit $kvm_status under both"
   else
     failed=1
-    echo "svm-compat: $name ($what): DIFFERENT: KVM exit $kvm_status, SVM hypervisor exit $svm_status"
+    say "$name ($what): DIFFERENT: KVM exit $kvm_status, SVM hypervisor exit $svm_status"
     diff -u --label "KVM (axvm run)" --label "SVM hypervisor (QEMU TCG)" "$dir/kvm.lines" "$dir/svm.lines" | sed 's/^/  /' || true
     echo "  --- KVM stderr:"; sed 's/^/  /' "$dir/kvm.err" | tail -n 20
     echo "  --- hypervisor console and svm-run.sh stderr:"; tr -d '\r' <"$dir/svm.out" | grep -a '^axvm-hv: ' | sed 's/^/  /' | tail -n 40 || true
