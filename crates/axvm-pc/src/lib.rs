@@ -19,6 +19,9 @@
 //!   same guest-physical addresses on every host;
 //! - [`vcpu_boot`]: the mode and registers each vCPU starts with, whichever backend.
 //!
+//! Shared by every host's vCPUs:
+//! - [`guest_paging`]: the walk of the guest's page tables, linear to guest-physical.
+//!
 //! ```
 //! use axvm::AccessWidth;
 //! use axvm_pc::{PciHost, PortAccess};
@@ -37,6 +40,7 @@ pub mod boot_tables;
 mod devices;
 pub mod direct;
 pub mod elf;
+pub mod guest_paging;
 pub mod load;
 pub mod vcpu_boot;
 
