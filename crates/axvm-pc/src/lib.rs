@@ -20,7 +20,8 @@
 //! - [`vcpu_boot`]: the mode and registers each vCPU starts with, whichever backend.
 //!
 //! Shared by every host's vCPUs:
-//! - [`guest_paging`]: the walk of the guest's page tables, linear to guest-physical.
+//! - [`guest_paging`]: the walk of the guest's page tables, linear to guest-physical;
+//! - [`disassemble`]: guest code as Intel-syntax text (iced-x86), for reports.
 //!
 //! ```
 //! use axvm::AccessWidth;
@@ -39,6 +40,7 @@ extern crate alloc;
 pub mod boot_tables;
 mod devices;
 pub mod direct;
+pub mod disassemble;
 pub mod elf;
 pub mod guest_paging;
 pub mod load;
