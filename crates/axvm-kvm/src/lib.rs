@@ -59,7 +59,6 @@ mod devices;
 mod diagnostics;
 mod error;
 mod gdb;
-mod guest_paging;
 mod kvm;
 mod plan;
 mod platform;

@@ -19,6 +19,10 @@
 //!   same guest-physical addresses on every host;
 //! - [`vcpu_boot`]: the mode and registers each vCPU starts with, whichever backend.
 //!
+//! Shared by every host's vCPUs:
+//! - [`guest_paging`]: the walk of the guest's page tables, linear to guest-physical;
+//! - [`disassemble`]: guest code as Intel-syntax text (iced-x86), for reports.
+//!
 //! ```
 //! use axvm::AccessWidth;
 //! use axvm_pc::{PciHost, PortAccess};
@@ -36,7 +40,9 @@ extern crate alloc;
 pub mod boot_tables;
 mod devices;
 pub mod direct;
+pub mod disassemble;
 pub mod elf;
+pub mod guest_paging;
 pub mod load;
 pub mod vcpu_boot;
 

@@ -223,6 +223,6 @@ impl AxVMHal for SvmHal {
         bitness: u32,
         max_instructions: usize,
     ) -> Option<String> {
-        super::disassemble::instructions(bytes, ip, bitness, max_instructions)
+        axvm_pc::disassemble::disassemble(bytes, ip, bitness, max_instructions)
     }
 }

@@ -9,7 +9,6 @@
 //! runs the vCPUs until the guest stops the VM, and its exit status becomes QEMU's.
 
 mod console_uart;
-mod disassemble;
 mod exit_timing;
 mod hal;
 mod image;

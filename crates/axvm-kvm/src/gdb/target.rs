@@ -23,8 +23,8 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use super::arch::{SystemRegs, X86_64System};
 use super::control::Control;
 use super::debug_regs::{HwSlots, SlotUse};
-use crate::guest_paging::{translate, PagingRegs};
 use crate::kvm::{DebugStop, DebugSupport, KvmHal};
+use axvm_pc::guest_paging::{linear_to_phys, PagingRegs, ReadFn};
 
 /// The `int3` instruction.
 const INT3: u8 = 0xcc;
@@ -113,14 +113,9 @@ impl<'a> VmTarget<'a> {
                 efer: r.sregs.efer,
             })?;
         let memory = self.vm.memory();
-        let read = |gpa: u64, size: usize| {
-            let mut bytes = [0u8; 8];
-            memory
-                .read(GuestPhysAddr::new(gpa), bytes.get_mut(..size)?)
-                .ok()?;
-            Some(u64::from_le_bytes(bytes))
-        };
-        let gpa = translate(paging, addr, &read)?;
+        let read =
+            ReadFn(|gpa: u64, buf: &mut [u8]| memory.read(GuestPhysAddr::new(gpa), buf).ok());
+        let gpa = linear_to_phys(&read, &paging, addr).ok()?;
         Some((gpa, 0x1000 - (addr & 0xfff)))
     }
 

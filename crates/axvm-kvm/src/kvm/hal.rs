@@ -338,7 +338,7 @@ impl AxVMHal for KvmHal {
         bitness: u32,
         max_instructions: usize,
     ) -> Option<String> {
-        super::disasm::disassemble(bytes, ip, bitness, max_instructions)
+        axvm_pc::disassemble::disassemble(bytes, ip, bitness, max_instructions)
     }
 
     fn disassemble_access_before(
@@ -349,6 +349,6 @@ impl AxVMHal for KvmHal {
         width: usize,
         port: bool,
     ) -> Option<(usize, String)> {
-        super::disasm::access_ending_at(bytes, end_ip, bitness, width, port)
+        axvm_pc::disassemble::access_ending_at(bytes, end_ip, bitness, width, port)
     }
 }

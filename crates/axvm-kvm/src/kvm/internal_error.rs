@@ -9,7 +9,7 @@ use kvm_bindings::{
     KVM_INTERNAL_ERROR_SIMUL_EX, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 };
 
-use super::disasm::disassemble;
+use axvm_pc::disassemble::disassemble;
 
 /// The sub-error's name and what it means.
 fn suberror_name(suberror: u32) -> (&'static str, &'static str) {

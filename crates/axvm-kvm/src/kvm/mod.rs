@@ -4,7 +4,6 @@
 mod cpuid;
 mod debug;
 mod debug_probe;
-mod disasm;
 mod exit_ring;
 mod guest_ram;
 mod hal;

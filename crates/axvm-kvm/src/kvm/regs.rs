@@ -6,107 +6,57 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
 pub use axvm_pc::vcpu_boot::{BootRegs, CpuMode, StartPolicy, VCpuBoot};
 
-// GDT selectors of the GDT the boot loader writes (see `axvm_pc::boot_tables::GDT`).
-use axvm_pc::boot_tables::{CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR};
+use axvm_pc::vcpu_boot::{BootState, Segment};
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_MP: u64 = 1 << 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXMMEXCPT: u64 = 1 << 10;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-/// The GDT has four 8-byte descriptors.
-const GDT_LIMIT: u16 = 4 * 8 - 1;
-/// RFLAGS bit 1 is reserved and always set; everything else (IF included) is clear.
-const RFLAGS_RESERVED: u64 = 1 << 1;
-
-/// Sets `sregs` and `regs` so that the vCPU starts at `entry` as `boot` says.
+/// Sets `sregs` and `regs` so that the vCPU starts at `entry` as `boot` says: axvm-pc's
+/// [`BootState`], which starts from KVM's own reset state, converted into KVM's structures.
+/// LDTR, TR and IDTR (the reset ones in every mode) and what `BootState` does not describe
+/// (CR2, CR8, the APIC base, the pending interrupt) stay as KVM reset them.
 pub(crate) fn set_boot_state(
     boot: &VCpuBoot,
     entry: GuestPhysAddr,
     sregs: &mut kvm_sregs,
     regs: &mut kvm_regs,
 ) {
+    let state = BootState::new(boot, entry);
     *regs = kvm_regs {
-        rflags: RFLAGS_RESERVED,
-        rax: boot.regs.rax,
-        rbx: boot.regs.rbx,
-        rsi: boot.regs.rsi,
-        rsp: boot.regs.rsp,
+        rflags: state.rflags,
+        rip: state.rip,
+        rax: state.regs.rax,
+        rbx: state.regs.rbx,
+        rsi: state.regs.rsi,
+        rsp: state.regs.rsp,
         ..Default::default()
     };
-    match boot.mode {
-        CpuMode::Real => {
-            let entry = entry.as_u64();
-            // CS:IP reaches the entry; the other segments start at 0, like after reset.
-            let cs_base = entry & !0xffff;
-            sregs.cs.base = cs_base;
-            sregs.cs.selector = (cs_base >> 4) as u16;
-            for segment in [
-                &mut sregs.ds,
-                &mut sregs.es,
-                &mut sregs.fs,
-                &mut sregs.gs,
-                &mut sregs.ss,
-            ] {
-                segment.base = 0;
-                segment.selector = 0;
-            }
-            regs.rip = entry & 0xffff;
-        }
-        CpuMode::Protected32 { gdt_base } => {
-            set_flat_segments(sregs, flat_segment(CODE32_SELECTOR, 0xb, false), gdt_base);
-            sregs.cr0 = CR0_PE | CR0_ET;
-            sregs.cr3 = 0;
-            sregs.cr4 = 0;
-            sregs.efer = 0;
-            regs.rip = entry.as_u64();
-        }
-        CpuMode::Long {
-            page_table_root,
-            gdt_base,
-        } => {
-            set_flat_segments(sregs, flat_segment(CODE64_SELECTOR, 0xb, true), gdt_base);
-            sregs.cr3 = page_table_root.as_u64();
-            sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-            sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-            sregs.efer = EFER_LME | EFER_LMA;
-            regs.rip = entry.as_u64();
-        }
-    }
+    sregs.cs = kvm_segment_of(state.cs);
+    sregs.ds = kvm_segment_of(state.ds);
+    sregs.es = kvm_segment_of(state.es);
+    sregs.fs = kvm_segment_of(state.fs);
+    sregs.gs = kvm_segment_of(state.gs);
+    sregs.ss = kvm_segment_of(state.ss);
+    sregs.gdt.base = state.gdtr.base;
+    sregs.gdt.limit = state.gdtr.limit;
+    sregs.cr0 = state.cr0;
+    sregs.cr3 = state.cr3;
+    sregs.cr4 = state.cr4;
+    sregs.efer = state.efer;
 }
 
-/// Loads `code` into CS, the flat data segment into the others, and the GDT register.
-fn set_flat_segments(sregs: &mut kvm_sregs, code: kvm_segment, gdt_base: GuestPhysAddr) {
-    let data = flat_segment(DATA_SELECTOR, 0x3, false);
-    sregs.cs = code;
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.gdt.base = gdt_base.as_u64();
-    sregs.gdt.limit = GDT_LIMIT;
-}
-
-/// A flat 4 GiB segment (64-bit code when `long`).
-fn flat_segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
+/// `segment` as KVM spells it, one field per attribute bit.
+fn kvm_segment_of(segment: Segment) -> kvm_segment {
+    let attributes = segment.attributes;
     kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db: u8::from(!long),
-        s: 1,
-        l: u8::from(long),
-        g: 1,
+        base: segment.base,
+        limit: segment.limit,
+        selector: segment.selector,
+        type_: attributes.type_(),
+        present: attributes.present(),
+        dpl: attributes.dpl(),
+        db: attributes.db(),
+        s: attributes.s(),
+        l: attributes.long(),
+        g: attributes.granularity(),
+        avl: attributes.avl(),
         ..Default::default()
     }
 }
@@ -118,5 +68,54 @@ pub(crate) fn reset_fpu() -> kvm_fpu {
         fcw: 0x37f,
         mxcsr: 0x1f80,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_ioctls::Kvm;
+
+    /// The fields of a segment `set_boot_state` writes.
+    fn written(s: &kvm_segment) -> (u16, u64, u32, [u8; 8]) {
+        let bits = [s.type_, s.present, s.dpl, s.db, s.s, s.l, s.g, s.avl];
+        (s.selector, s.base, s.limit, bits)
+    }
+
+    /// A real-mode start writes the whole `BootState`, which must equal what KVM resets a
+    /// new vCPU to outside CS:IP, so that it changes nothing else (as when only the
+    /// selectors and bases were written).
+    #[test]
+    fn a_real_mode_start_keeps_kvms_reset_state_outside_cs_ip() {
+        let Ok(kvm) = Kvm::new() else {
+            return; // No /dev/kvm here: nothing to compare with.
+        };
+        let Ok(vcpu) = kvm.create_vm().and_then(|vm| vm.create_vcpu(0)) else {
+            return;
+        };
+        let reset = vcpu.get_sregs().expect("KVM_GET_SREGS of a new vCPU");
+        let mut sregs = reset;
+        let mut regs = kvm_regs::default();
+        let boot = VCpuBoot::default();
+        set_boot_state(&boot, GuestPhysAddr::new(0xf_0000), &mut sregs, &mut regs);
+        assert_eq!((sregs.cs.selector, sregs.cs.base), (0xf000, 0xf_0000));
+        assert_eq!(sregs.cs.limit, reset.cs.limit, "CS limit");
+        assert_eq!(written(&sregs.cs).3, written(&reset.cs).3, "CS attributes");
+        for (name, now, then) in [
+            ("DS", &sregs.ds, &reset.ds),
+            ("ES", &sregs.es, &reset.es),
+            ("FS", &sregs.fs, &reset.fs),
+            ("GS", &sregs.gs, &reset.gs),
+            ("SS", &sregs.ss, &reset.ss),
+        ] {
+            assert_eq!(written(now), written(then), "{name}");
+        }
+        assert_eq!(
+            (sregs.gdt.base, sregs.gdt.limit),
+            (reset.gdt.base, reset.gdt.limit)
+        );
+        let control = |s: &kvm_sregs| (s.cr0, s.cr3, s.cr4, s.efer);
+        assert_eq!(control(&sregs), control(&reset));
+        assert_eq!((regs.rip, regs.rflags), (0, 2));
     }
 }

@@ -4,8 +4,6 @@
 use alloc::string::String;
 use core::fmt::Write;
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
-
 use super::{guest_paging, SvmVCpu};
 use crate::exit::InsnBytes;
 use crate::memory::HostMemory;
@@ -115,16 +113,12 @@ fn write_segment(out: &mut String, name: &str, segment: &VmcbSegment) -> core::f
     )
 }
 
-/// The instruction in `bytes` in Intel syntax, and its length (0 when it does not decode).
+/// The instruction in `bytes` in Intel syntax (axvm-pc's, as every host formats it), and its
+/// length (0 when there is none, all of `bytes` when it does not decode).
 pub(super) fn disassemble(bytes: &[u8], bitness: u32, rip: u64) -> (String, usize) {
     if !matches!(bitness, 16 | 32 | 64) || bytes.is_empty() {
         return (String::from("(no instruction)"), 0);
     }
-    let instruction = Decoder::with_ip(bitness, bytes, rip, DecoderOptions::NONE).decode();
-    if instruction.is_invalid() {
-        return (String::from("(does not decode)"), bytes.len());
-    }
-    let mut text = String::new();
-    IntelFormatter::new().format(&instruction, &mut text);
-    (text, instruction.len())
+    axvm_pc::disassemble::first_instruction(bytes, rip, bitness)
+        .unwrap_or_else(|| (String::from("(does not decode)"), bytes.len()))
 }

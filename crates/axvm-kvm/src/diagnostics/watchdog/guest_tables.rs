@@ -10,8 +10,8 @@
 use axvm::{AxVM, GuestPhysAddr};
 use kvm_bindings::kvm_sregs;
 
-use crate::guest_paging::{translate_page, PagingRegs, GIB_PAGE};
 use crate::kvm::{KvmHal, KvmVCpu};
+use axvm_pc::guest_paging::{translate, PagingRegs, ReadFn, GIB_PAGE};
 
 /// How many vectors the CPU's exceptions use: the gates a guest must fill before its first
 /// fault.
@@ -162,13 +162,9 @@ pub(crate) fn unoffered_gib_page(vm: &AxVM<KvmHal>, sregs: &kvm_sregs, linear: u
         cr4: sregs.cr4,
         efer: sregs.efer,
     };
-    let read = |gpa: u64, size: usize| {
-        let mut entry = [0u8; 8];
-        let bytes = entry.get_mut(..size)?;
-        vm.memory().read(GuestPhysAddr::new(gpa), bytes).ok()?;
-        Some(u64::from_le_bytes(entry))
-    };
-    let page = translate_page(regs, linear, &read)?;
+    let read =
+        ReadFn(|gpa: u64, buf: &mut [u8]| vm.memory().read(GuestPhysAddr::new(gpa), buf).ok());
+    let page = translate(&read, &regs, linear).ok()?;
     (page.page_size == GIB_PAGE).then_some(page.gpa & !(GIB_PAGE - 1))
 }
 

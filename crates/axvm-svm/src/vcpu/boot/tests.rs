@@ -4,6 +4,11 @@
 use super::*;
 use crate::vmcb::Vmcb;
 
+const CR0_PE: u64 = 1 << 0;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+
 /// A segment as `kvm_segment` spells it.
 #[derive(Clone, Copy, Debug)]
 struct KvmSegment {

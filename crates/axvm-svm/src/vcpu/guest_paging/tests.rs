@@ -2,6 +2,7 @@
 
 use super::*;
 use alloc::{collections::BTreeMap, string::ToString, vec::Vec};
+use axvm_pc::guest_paging::{CR0_PG, CR4_PAE, CR4_PSE};
 
 /// Guest RAM as sparse pages.
 #[derive(Default)]

@@ -1,15 +1,33 @@
-//! Guest code as assembly text (iced-x86), for messages and diagnostics.
+//! Guest code as assembly text (iced-x86, Intel syntax), for messages and diagnostics: the
+//! one formatting every axvm host uses (the KVM host's and the bare-metal hypervisor's
+//! `AxVMHal::disassemble` and `disassemble_access_before`, the SVM backend's state report),
+//! so a stopped guest's code reads the same under either. `no_std`: iced-x86's decoder and
+//! Intel formatter only.
+
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, MemorySize, Mnemonic, OpKind};
 
+/// The first instruction of `bytes` at `ip` as `bitness`-bit code: its text and length.
+/// `None` for an invalid bitness or when it does not decode (cut off by the end of `bytes`
+/// included).
+pub fn first_instruction(bytes: &[u8], ip: u64, bitness: u32) -> Option<(String, usize)> {
+    if !matches!(bitness, 16 | 32 | 64) {
+        return None;
+    }
+    let instruction = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE).decode();
+    if instruction.is_invalid() {
+        return None;
+    }
+    let mut text = String::new();
+    IntelFormatter::new().format(&instruction, &mut text);
+    Some((text, instruction.len()))
+}
+
 /// Up to `max_instructions` instructions of `bytes` at `ip`, decoded as `bitness`-bit code,
 /// separated by "; ". An instruction cut off by the end of `bytes` is left out.
-pub(crate) fn disassemble(
-    bytes: &[u8],
-    ip: u64,
-    bitness: u32,
-    max_instructions: usize,
-) -> Option<String> {
+pub fn disassemble(bytes: &[u8], ip: u64, bitness: u32, max_instructions: usize) -> Option<String> {
     if !matches!(bitness, 16 | 32 | 64) {
         return None;
     }
@@ -33,7 +51,7 @@ pub(crate) fn disassemble(
 /// length and text. x86 code cannot be decoded backwards, so every start up to 15 bytes back
 /// is tried, the earliest first, and the first that decodes to exactly one such instruction
 /// ending at `end_ip` wins.
-pub(crate) fn access_ending_at(
+pub fn access_ending_at(
     bytes: &[u8],
     end_ip: u64,
     bitness: u32,
@@ -93,6 +111,7 @@ fn memory_bytes(size: MemorySize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn decodes_real_mode_and_long_mode_code() {
@@ -105,6 +124,18 @@ mod tests {
             Some("mov rbx,rax")
         );
         assert_eq!(disassemble(&[0x0f], 0, 64, 1), None);
+        assert_eq!(disassemble(&[0x90], 0, 8, 1), None, "no 8-bit code");
+    }
+
+    #[test]
+    fn the_first_instruction_comes_with_its_length() {
+        let code = [0x48, 0x89, 0xc3, 0x90];
+        assert_eq!(
+            first_instruction(&code, 0x20_0000, 64),
+            Some(("mov rbx,rax".to_string(), 3))
+        );
+        assert_eq!(first_instruction(&[0x48, 0x89], 0, 64), None, "cut off");
+        assert_eq!(first_instruction(&code, 0, 0), None);
     }
 
     #[test]
