@@ -33,11 +33,22 @@
 
 extern crate alloc;
 
+pub mod acpi;
+pub mod bda;
+pub mod boot_info;
 pub mod boot_tables;
+pub mod config_devices;
 mod devices;
 pub mod direct;
+pub mod e820;
 pub mod elf;
+pub mod layout;
 pub mod load;
+pub mod low_memory;
+pub mod mptable;
+pub mod placement;
+#[cfg(test)]
+mod test_config;
 pub mod vcpu_boot;
 
 pub use devices::{

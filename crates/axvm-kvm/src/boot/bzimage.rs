@@ -17,13 +17,13 @@ use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use vm_memory::ByteValued;
 
-use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
 use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
+use axvm_pc::boot_info::BootInfoWriter;
 use axvm_pc::boot_tables::write_boot_tables_at;
 use axvm_pc::elf::Segment;
 

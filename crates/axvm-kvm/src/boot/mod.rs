@@ -26,21 +26,20 @@
 //! The BIOS and device tree images, when given, are copied to their load addresses, and so is
 //! the ramdisk for the direct starts.
 
-pub mod acpi;
 pub(crate) mod bda;
 mod bios;
-mod boot_info;
 mod bzimage;
 mod direct;
-pub mod e820;
 mod low_memory;
-pub mod mptable;
 mod multiboot;
 mod placement;
 mod protocol;
 mod pvh;
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
+
+/// The firmware tables and the memory map are the platform's, shared with every host.
+pub use axvm_pc::{acpi, e820, mptable};
 
 /// The PC layout, where it was before `platform::pc::layout` took it over.
 pub use crate::platform::pc::layout;

@@ -24,13 +24,13 @@
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 
-use super::boot_info::BootInfoWriter;
 use super::e820::{e820_map, lower_and_upper_memory_kib};
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
 use crate::platform::pc::layout::{MULTIBOOT_STACK_END, MULTIBOOT_STACK_START};
+use axvm_pc::boot_info::BootInfoWriter;
 use axvm_pc::elf::{self, le32, Segment};
 
 /// The header's magic number.

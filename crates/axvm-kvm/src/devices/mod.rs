@@ -32,7 +32,7 @@ pub use console::{
 pub use console_input::{ConsoleInput, ReceiveFifo};
 pub use debug_port::DebugPort;
 pub use fw_cfg::FwCfg;
-pub use hpet::{Hpet, HpetLines, NoLines, HPET_CAPABILITIES};
+pub use hpet::{Hpet, HpetLines, NoLines};
 pub use i8042::I8042;
 pub use reset_control::ResetControl;
 pub use serial::{IrqLine, SerialConsole, Transmitter, COM1_IRQ};

@@ -5,6 +5,8 @@
 //! 32-bit port and length, and as the generic address ACPI 2.0+ readers prefer. Both forms
 //! must agree, or ACPICA warns and picks one.
 
+use alloc::vec::Vec;
+
 use super::sdt::{finish_sdt, sdt_header};
 use super::{
     PutLe, PM1A_CONTROL_PORT, PM1A_EVENT_PORT, PM1_CONTROL_LEN, PM1_EVENT_LEN, PM_TIMER_LEN,

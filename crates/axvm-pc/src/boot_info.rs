@@ -3,6 +3,9 @@
 //! an image is there: `low_memory.rs`), one item after the other, refusing what does not
 //! fit with the data named.
 
+use alloc::format;
+use alloc::vec::Vec;
+
 use axvm::{AxVM, AxVMHal, ConfigError, GuestPhysAddr};
 
 /// Hands out space in the boot-protocol data area and writes data there: each boot protocol
