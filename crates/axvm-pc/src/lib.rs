@@ -37,6 +37,7 @@ pub mod acpi;
 pub mod bda;
 pub mod boot_info;
 pub mod boot_tables;
+pub mod cmdline;
 pub mod config_devices;
 mod devices;
 pub mod direct;
@@ -46,6 +47,7 @@ pub mod layout;
 pub mod load;
 pub mod low_memory;
 pub mod mptable;
+pub mod multiboot;
 pub mod placement;
 #[cfg(test)]
 mod test_config;

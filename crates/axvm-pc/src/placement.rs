@@ -6,6 +6,7 @@
 //! can give the same answer without a VM.
 
 use alloc::format;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr, MappingFlags};
@@ -85,6 +86,21 @@ pub fn copy_ramdisk<H: AxVMHal>(
     Ok(())
 }
 
+/// Copies an image the host loads as it is (a BIOS, a device tree) to `gpa`, after checking
+/// that it fits in one RAM region; errors name `field`, its config field.
+pub fn copy_image<H: AxVMHal>(
+    vm: &AxVM<H>,
+    field: &str,
+    gpa: GuestPhysAddr,
+    image: &[u8],
+) -> Result<(), ConfigError> {
+    vm.config()
+        .check_image_fits(field, gpa, image.len() as u64)?;
+    vm.memory()
+        .write(gpa, image)
+        .map_err(|err| ConfigError::invalid(field, err.to_string()))
+}
+
 fn check_ramdisk_at(
     config: &AxVMConfig,
     gpa: u64,
@@ -152,7 +168,6 @@ pub fn overlaps(a: u64, a_len: u64, b: u64, b_len: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
     use axvm::{VmMemConfig, VmMemMappingType};
 
     fn config(ram: u64) -> AxVMConfig {

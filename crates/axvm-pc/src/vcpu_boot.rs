@@ -2,7 +2,11 @@
 //! in, and when it starts. One type for every x86 backend, so a boot loader decides a guest's
 //! initial state once and each backend (KVM's registers, an SVM VMCB) applies the same.
 
-use axvm::GuestPhysAddr;
+use alloc::format;
+
+use axvm::{AxVM, AxVMHal, ConfigError, GuestPhysAddr};
+
+use crate::boot_tables::write_gdt;
 
 /// The processor mode a vCPU starts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -63,3 +67,37 @@ pub struct VCpuBoot {
     /// When it starts.
     pub start: StartPolicy,
 }
+
+/// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
+/// interrupts off, flat segments from the GDT written at `gdt` (the boot layout's), and
+/// `regs`. Refused, naming the memory regions, when `gdt` is not RAM.
+pub fn protected32_boot<H: AxVMHal>(
+    vm: &AxVM<H>,
+    gdt: u64,
+    regs: BootRegs,
+) -> Result<VCpuBoot, ConfigError> {
+    let gdt_base = write_gdt(vm, gdt).map_err(|err| {
+        ConfigError::invalid(
+            "kernel.memory_regions",
+            format!("cannot write the GDT at {gdt:#x}, which must be RAM: {err}"),
+        )
+    })?;
+    Ok(VCpuBoot {
+        mode: CpuMode::Protected32 { gdt_base },
+        regs,
+        start: StartPolicy::AtBoot,
+    })
+}
+
+/// How an application processor starts under the PC boot protocols: it waits for the
+/// kernel's INIT-SIPI-SIPI, as on a PC, whose firmware hands over with only the BSP running.
+pub const WAIT_FOR_SIPI: VCpuBoot = VCpuBoot {
+    mode: CpuMode::Real,
+    regs: BootRegs {
+        rax: 0,
+        rbx: 0,
+        rsi: 0,
+        rsp: 0,
+    },
+    start: StartPolicy::WaitForSipi,
+};

@@ -37,8 +37,8 @@ pub use i8042::I8042;
 pub use reset_control::ResetControl;
 pub use serial::{IrqLine, SerialConsole, Transmitter, COM1_IRQ};
 pub use virtio::{
-    check_virtio_devices, is_virtio, virtio_devices, virtio_rows, BackendEvent, DeviceFault, Disk,
-    GuestRam, QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
+    check_virtio_devices, is_virtio, virtio_devices, BackendEvent, DeviceFault, Disk, GuestRam,
+    QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
     VIRTIO_F_VERSION_1,
 };
 pub use virtio::{

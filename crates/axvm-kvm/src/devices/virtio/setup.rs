@@ -19,7 +19,8 @@ use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
 
 /// Which rows are virtio devices is the platform's (`axvm_pc::config_devices`), so the
 /// firmware tables every host writes and this host's devices agree.
-pub use axvm_pc::config_devices::{is_virtio, virtio_rows};
+pub use axvm_pc::config_devices::is_virtio;
+use axvm_pc::config_devices::virtio_rows;
 
 /// The field name of row `index`, as messages name it.
 fn field(index: usize, row: &EmulatedDeviceConfig) -> String {
