@@ -7,7 +7,7 @@ use axvm::{AxVM, ConfigError};
 
 use super::protocol::{BootProtocol, KernelPlan};
 use super::ExtraImage;
-use crate::devices::cmos::host_unix_time;
+use crate::devices::host_clock::host_unix_time;
 use crate::kvm::KvmHal;
 pub(crate) use axvm_pc::bda::Occupied;
 

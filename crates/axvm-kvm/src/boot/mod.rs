@@ -41,8 +41,6 @@ use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 /// The firmware tables and the memory map are the platform's, shared with every host.
 pub use axvm_pc::{acpi, e820, mptable};
 
-/// The PC layout, where it was before `platform::pc::layout` took it over.
-pub use crate::platform::pc::layout;
 pub use low_memory::BootLayout;
 pub use placement::RamdiskPlacement;
 
