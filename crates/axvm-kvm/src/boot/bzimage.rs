@@ -10,7 +10,7 @@
 //!
 //! The zero page gets the image's setup header with the loader's fields set (loader type
 //! 0xff, command line, ramdisk), the e820 memory map and, from protocol 2.14, the ACPI RSDP
-//! address. It goes in the boot data area (`platform::pc::layout`, or where `low_memory.rs`
+//! address. It goes in the boot data area (`platform::pc::layout`, or where `axvm_pc::low_memory`
 //! moved it), after the command line.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};

@@ -6,7 +6,7 @@
 //! ArceOS hypervisor's x86 start (`bios.rs`). Otherwise the format is detected from the
 //! kernel's content, in this order:
 //!
-//! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`): 32-bit protected
+//! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`, on `axvm_pc::multiboot`): 32-bit protected
 //!    mode, EAX = 0x2BADB002, EBX = the Multiboot information;
 //! 2. an ELF image (ELF64 or ELF32) with a PVH note → PVH (`pvh.rs`): 32-bit protected mode
 //!    at the note's entry, EBX = `hvm_start_info`;
@@ -20,7 +20,7 @@
 //! The three boot protocols start vCPU 0 and leave the others waiting for INIT-SIPI-SIPI,
 //! as a PC's firmware does: real kernels wake their APs themselves. They pass
 //! `kernel.cmdline`, the ramdisk (at `ramdisk_load_addr`, or near the top of RAM below
-//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`platform::pc::layout`). The
+//! 4 GiB) and the memory map (`axvm_pc::e820`), with their data in low memory (`platform::pc::layout`). The
 //! direct starts run every vCPU at boot, at the config's (or the ELF's) entry.
 //!
 //! The BIOS and device tree images, when given, are copied to their load addresses, and so is

@@ -1,7 +1,7 @@
 //! The DSDT: the AML a kernel's ACPI interpreter loads at start. It declares
 //!
 //! - `\_S5`, the SLP_TYP values of the soft-off state: how a kernel powers the machine off
-//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which `devices::AcpiPm` turns into a VM exit),
+//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which the KVM host's `devices::AcpiPm` turns into a VM exit),
 //!   and `\_S0`, those of the working state, which ACPICA writes back when it leaves a sleep
 //!   state (without them its wake path fails with AE_NOT_FOUND);
 //! - `\_SB.PCI0`, the PCI root bridge (`PNP0A03`, bus 0) and, in its `_CRS`, what the bridge

@@ -7,8 +7,9 @@
 //!   `acpi_rsdp_addr`), points to both root tables:
 //! - the RSDT (32-bit pointers, what 32-bit kernels read) and the XSDT (64-bit pointers), each
 //!   listing the FADT, the MADT and the HPET table if any (`sdt.rs`);
-//! - the FADT ("FACP", `fadt.rs`): the fixed hardware, that is the ACPI PM block of
-//!   the ACPI PM device (the KVM host's `devices::AcpiPm`) (PM1a event and control blocks, PM timer) with its SCI on IRQ 9, and
+//! - the FADT ("FACP", `fadt.rs`): the fixed hardware, that is the ACPI PM block of the
+//!   host's ACPI PM device (the KVM host's `devices::AcpiPm`: PM1a event and control
+//!   blocks, PM timer) with its SCI on IRQ 9, and
 //!   reboot through the reset register (port 0xcf9). Not hardware-reduced, so kernels keep
 //!   using the legacy PIC and PIT. It points to the DSDT and the FACS;
 //! - the DSDT (`dsdt.rs`): AML declaring `\_S5` (how to power off), the PCI root bridge

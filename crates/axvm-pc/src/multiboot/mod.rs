@@ -282,3 +282,6 @@ impl MultibootPlan {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
