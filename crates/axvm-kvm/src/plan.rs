@@ -8,7 +8,6 @@
 use axvm::memory::merge_pass_through;
 use axvm::{AxVMConfig, ConfigError, GuestPhysAddr, VmMemConfig, VmMemMappingType};
 
-use crate::boot::bda::bda_contents;
 use crate::boot::e820::{e820_map, E820Kind};
 use crate::boot::mptable::MAX_MP_CPUS;
 use crate::boot::{
@@ -21,6 +20,7 @@ use crate::platform::pc::bda::{BDA_SIZE, BDA_START};
 use crate::platform::pc::layout::{
     ACPI_END, ACPI_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_END, MPTABLE_START,
 };
+use axvm_pc::bda::bda_contents;
 
 /// How this host gives a memory region its memory. A Linux process can only allocate
 /// anywhere: `KvmHal` cannot allocate at a chosen host-physical address (MapIdentical falls

@@ -7,6 +7,7 @@ mod protocol_common;
 
 use axvm::GuestPhysAddr;
 use axvm_kvm::{CpuMode, ImageFormat, StartPolicy, VmOutcome};
+use axvm_pc::multiboot::{self, MultibootImages};
 use common::{parse_config, require_kvm};
 use protocol_common::*;
 
@@ -301,8 +302,56 @@ fn a_ramdisk_over_the_kernel_is_refused() {
     );
 }
 
+/// The platform's Multiboot loader (`axvm_pc::multiboot`), which hosts without KVM use,
+/// leaves guest memory as the KVM host's loader does: a second VM with the same config, its
+/// RAM cleared and loaded through `plan` and `load`, holds the same bytes (all but the BIOS
+/// Data Area's tick count, each loader's own clock reading) and starts its vCPUs the same.
+fn the_platform_loader_leaves_the_same_memory_as_the_kvm_host() {
+    require_kvm();
+    let kernel = kludge_kernel(0x10_0000, 0x1000);
+    let (kvm_loaded, _) = create(config(2), &images(&kernel));
+    let (pc_loaded, _) = create(config(2), &images(&kernel));
+    let vm = pc_loaded.vm();
+    vm.memory()
+        .write(GuestPhysAddr::new(0), &vec![0; RAM as usize])
+        .expect("RAM is cleared");
+    let pc_images = MultibootImages {
+        kernel: &kernel,
+        ramdisk: Some(RAMDISK),
+        kernel_name: Some(KERNEL_NAME),
+        others: &[],
+    };
+    let plan = multiboot::plan(vm.config(), &pc_images).expect("the platform plans it");
+    let start = plan
+        .load(vm, &pc_images, 12 * 3600)
+        .expect("the platform loads it");
+    let expected = kvm_loaded.plan();
+    assert_eq!(
+        (start.vcpu(0), start.vcpu(1)),
+        (expected.vcpu(0), expected.vcpu(1))
+    );
+    assert_eq!(
+        (Some(start.info), start.ramdisk),
+        (expected.info, expected.ramdisk)
+    );
+    let mut by_kvm = read(&kvm_loaded, 0, RAM as usize);
+    let mut by_pc = read(&pc_loaded, 0, RAM as usize);
+    assert_eq!(
+        &by_pc[0xe_0000..0xe_0008],
+        b"RSD PTR ",
+        "the firmware tables too"
+    );
+    assert_eq!(by_pc[0x400..0x402], [0xf8, 0x03], "and the BDA");
+    const TICKS: std::ops::Range<usize> = 0x46c..0x470;
+    by_kvm[TICKS].fill(0);
+    by_pc[TICKS].fill(0);
+    let first_difference = (0..by_kvm.len()).find(|&at| by_kvm[at] != by_pc[at]);
+    assert_eq!(first_difference, None, "guest memory differs");
+}
+
 axvm_test_harness::main!(
     multiboot_images_are_detected_and_laid_out_without_a_vm,
+    the_platform_loader_leaves_the_same_memory_as_the_kvm_host,
     kludge_kernel_gets_the_magic_and_the_information_structure,
     the_kernel_wakes_vcpu_1_with_init_sipi_sipi,
     elf32_kernel_is_loaded_by_physical_address_and_entered_there,

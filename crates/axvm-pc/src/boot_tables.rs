@@ -2,7 +2,7 @@
 //! the low 4 GiB with 2 MiB pages (RAM and the device window below 4 GiB alike).
 //!
 //! Where they go is fixed ([`GDT_START`] and the pages after it), or for the KVM host's boot
-//! protocols wherever its `low_memory.rs` moved them, in the same order. Every axvm host
+//! protocols wherever [`low_memory`](crate::low_memory) moved them, in the same order. Every axvm host
 //! writes them with these functions, so a guest starts with the same tables on each.
 
 use alloc::vec::Vec;

@@ -3,7 +3,11 @@
 //! initial state once; and one description of the state that follows ([`BootState`]), which
 //! each backend (KVM's registers, an SVM VMCB) only converts.
 
-use axvm::GuestPhysAddr;
+use alloc::format;
+
+use axvm::{AxVM, AxVMHal, ConfigError, GuestPhysAddr};
+
+use crate::boot_tables::write_gdt;
 
 use crate::boot_tables::{CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR};
 
@@ -66,6 +70,40 @@ pub struct VCpuBoot {
     /// When it starts.
     pub start: StartPolicy,
 }
+
+/// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
+/// interrupts off, flat segments from the GDT written at `gdt` (the boot layout's), and
+/// `regs`. Refused, naming the memory regions, when `gdt` is not RAM.
+pub fn protected32_boot<H: AxVMHal>(
+    vm: &AxVM<H>,
+    gdt: u64,
+    regs: BootRegs,
+) -> Result<VCpuBoot, ConfigError> {
+    let gdt_base = write_gdt(vm, gdt).map_err(|err| {
+        ConfigError::invalid(
+            "kernel.memory_regions",
+            format!("cannot write the GDT at {gdt:#x}, which must be RAM: {err}"),
+        )
+    })?;
+    Ok(VCpuBoot {
+        mode: CpuMode::Protected32 { gdt_base },
+        regs,
+        start: StartPolicy::AtBoot,
+    })
+}
+
+/// How an application processor starts under the PC boot protocols: it waits for the
+/// kernel's INIT-SIPI-SIPI, as on a PC, whose firmware hands over with only the BSP running.
+pub const WAIT_FOR_SIPI: VCpuBoot = VCpuBoot {
+    mode: CpuMode::Real,
+    regs: BootRegs {
+        rax: 0,
+        rbx: 0,
+        rsi: 0,
+        rsp: 0,
+    },
+    start: StartPolicy::WaitForSipi,
+};
 
 /// A segment register's attributes, packed as AMD's VMCB keeps them: type (bits 0-3), S (4),
 /// DPL (5-6), P (7), AVL (8), L (9), D/B (10), G (11), i.e. the descriptor's bits 40-47 and

@@ -10,20 +10,20 @@
 //!
 //! The zero page gets the image's setup header with the loader's fields set (loader type
 //! 0xff, command line, ramdisk), the e820 memory map and, from protocol 2.14, the ACPI RSDP
-//! address. It goes in the boot data area (`platform::pc::layout`, or where `low_memory.rs`
+//! address. It goes in the boot data area (`platform::pc::layout`, or where `axvm_pc::low_memory`
 //! moved it), after the command line.
 
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use vm_memory::ByteValued;
 
-use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::placement::{self, RamdiskPlacement, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, BOOT_TABLES_AREA};
 use super::{BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, CpuMode, KvmHal, VCpuBoot};
 use crate::platform::pc::layout::BZIMAGE_LOAD_ADDR;
+use axvm_pc::boot_info::BootInfoWriter;
 use axvm_pc::boot_tables::write_boot_tables_at;
 use axvm_pc::elf::Segment;
 

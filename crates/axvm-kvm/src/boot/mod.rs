@@ -6,7 +6,7 @@
 //! ArceOS hypervisor's x86 start (`bios.rs`). Otherwise the format is detected from the
 //! kernel's content, in this order:
 //!
-//! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`): 32-bit protected
+//! 1. a Multiboot v1 header in the first 8 KiB → Multiboot (`multiboot.rs`, on `axvm_pc::multiboot`): 32-bit protected
 //!    mode, EAX = 0x2BADB002, EBX = the Multiboot information;
 //! 2. an ELF image (ELF64 or ELF32) with a PVH note → PVH (`pvh.rs`): 32-bit protected mode
 //!    at the note's entry, EBX = `hvm_start_info`;
@@ -20,21 +20,17 @@
 //! The three boot protocols start vCPU 0 and leave the others waiting for INIT-SIPI-SIPI,
 //! as a PC's firmware does: real kernels wake their APs themselves. They pass
 //! `kernel.cmdline`, the ramdisk (at `ramdisk_load_addr`, or near the top of RAM below
-//! 4 GiB) and the memory map (`e820.rs`), with their data in low memory (`platform::pc::layout`). The
+//! 4 GiB) and the memory map (`axvm_pc::e820`), with their data in low memory (`platform::pc::layout`). The
 //! direct starts run every vCPU at boot, at the config's (or the ELF's) entry.
 //!
 //! The BIOS and device tree images, when given, are copied to their load addresses, and so is
 //! the ramdisk for the direct starts.
 
-pub mod acpi;
 pub(crate) mod bda;
 mod bios;
-mod boot_info;
 mod bzimage;
 mod direct;
-pub mod e820;
 mod low_memory;
-pub mod mptable;
 mod multiboot;
 mod placement;
 mod protocol;
@@ -43,8 +39,9 @@ mod pvh;
 use axvm::{AxVM, AxVMConfig, ConfigError, GuestPhysAddr};
 use axvm_pc::load::copy_image;
 
-/// The PC layout, where it was before `platform::pc::layout` took it over.
-pub use crate::platform::pc::layout;
+/// The firmware tables and the memory map are the platform's, shared with every host.
+pub use axvm_pc::{acpi, e820, mptable};
+
 pub use low_memory::BootLayout;
 pub use placement::RamdiskPlacement;
 
@@ -66,74 +63,11 @@ pub(crate) fn protocol_for_vm(
 
 use crate::plan::VmPlan;
 
-/// The command line a boot protocol passes: `kernel.cmdline`, then a
-/// `virtio_mmio.device=SIZE@BASE:IRQ` entry per virtio device, as QEMU's microvm adds them,
-/// for kernels that find virtio-mmio devices only there (built with
-/// `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` and without ACPI; kernels with ACPI find them in the
-/// DSDT and take the entries for unknown parameters). A command line that already has such
-/// an entry is the user's choice and is left as it is. `None` when there is nothing to pass.
-///
-/// ```
-/// use axvm::config::toml::AxVMCrateConfig;
-///
-/// let text = r#"
-/// [base]
-/// id = 1
-/// name = "cmdline"
-/// vm_type = 1
-/// cpu_num = 1
-/// [kernel]
-/// entry_point = 0x100000
-/// image_location = "memory"
-/// kernel_path = "kernel"
-/// kernel_load_addr = 0x100000
-/// cmdline = "console=hvc0"
-/// memory_regions = [[0x0, 0x800_0000, 0x7, 0]]
-/// [devices]
-/// passthrough_devices = []
-/// emu_devices = [["hvc0", 0xd000_2000, 0x1000, 7, 0xE3, []]]
-/// interrupt_mode = "emu"
-/// "#;
-/// let config = AxVMCrateConfig::from_toml(text)?.into_vm_config()?;
-/// assert_eq!(
-///     axvm_kvm::kernel_cmdline(&config).as_deref(),
-///     Some("console=hvc0 virtio_mmio.device=4K@0xd0002000:7")
-/// );
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn kernel_cmdline(config: &AxVMConfig) -> Option<String> {
-    let user = config.cmdline.as_deref().unwrap_or("");
-    if user.contains("virtio_mmio.device=") {
-        return config.cmdline.clone();
-    }
-    let entries: Vec<String> = crate::devices::virtio_rows(config)
-        .map(|(_, row)| {
-            format!(
-                "virtio_mmio.device={}@{:#x}:{}",
-                size_text(row.length),
-                row.base_gpa.as_u64(),
-                row.irq_id
-            )
-        })
-        .collect();
-    if entries.is_empty() {
-        return config.cmdline.clone();
-    }
-    let mut words: Vec<&str> = user.split_whitespace().collect();
-    words.extend(entries.iter().map(String::as_str));
-    Some(words.join(" "))
-}
+/// The command line a boot protocol passes, and Multiboot's first word, are the platform's
+/// (`axvm_pc::cmdline`), so every host passes the same.
+pub use axvm_pc::cmdline::{kernel_cmdline, DEFAULT_KERNEL_NAME};
 
-/// A size as Linux's `memparse` reads it, in K when it is whole kibibytes.
-fn size_text(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
-        format!("{}K", bytes / 1024)
-    } else {
-        bytes.to_string()
-    }
-}
-
-use crate::kvm::{BootRegs, CpuMode, KvmHal, StartPolicy, VCpuBoot};
+use crate::kvm::{CpuMode, KvmHal, StartPolicy, VCpuBoot};
 
 /// The images of a VM, read by whoever knows where they come from (the `axvm` command reads
 /// the files a config names; tests and the demo embed them). The kernel's format (raw
@@ -166,10 +100,6 @@ pub struct BootImages {
     pub kernel_name: Option<String>,
 }
 
-/// The first word of a Multiboot command line when [`BootImages::kernel_name`] is unset:
-/// kernels drop that word as the loader's, so it must be there for the rest to reach them.
-pub const DEFAULT_KERNEL_NAME: &str = "kernel";
-
 /// The command line a kernel in `format` gets: for Multiboot, the kernel's name, a space
 /// and [`kernel_cmdline`] (empty when there is none), as QEMU's `-kernel PATH -append TEXT`
 /// passes `"PATH TEXT"` and GRUB the kernel's path and arguments (kernels skip the first
@@ -196,11 +126,10 @@ pub fn boot_cmdline(
     images: &BootImages,
 ) -> Option<String> {
     match format {
-        ImageFormat::Multiboot => {
-            let name = images.kernel_name.as_deref().unwrap_or(DEFAULT_KERNEL_NAME);
-            let args = kernel_cmdline(config).unwrap_or_default();
-            Some(format!("{name} {args}"))
-        }
+        ImageFormat::Multiboot => Some(axvm_pc::cmdline::multiboot_cmdline(
+            config,
+            images.kernel_name.as_deref(),
+        )),
         ImageFormat::Pvh | ImageFormat::BzImage => kernel_cmdline(config),
         ImageFormat::Raw | ImageFormat::Elf64 | ImageFormat::Bios => None,
     }
@@ -312,22 +241,8 @@ impl BootPlan {
     }
 }
 
-/// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): protected mode, paging and
-/// interrupts off, flat segments from the GDT written at `gdt` (the boot layout's), and
-/// `regs`.
-fn protected32_boot(vm: &AxVM<KvmHal>, gdt: u64, regs: BootRegs) -> Result<VCpuBoot, ConfigError> {
-    let gdt_base = axvm_pc::boot_tables::write_gdt(vm, gdt).map_err(|err| {
-        ConfigError::invalid(
-            "kernel.memory_regions",
-            format!("cannot write the GDT at {gdt:#x}, which must be RAM: {err}"),
-        )
-    })?;
-    Ok(VCpuBoot {
-        mode: CpuMode::Protected32 { gdt_base },
-        regs,
-        start: StartPolicy::AtBoot,
-    })
-}
+/// vCPU 0's state for the 32-bit protocols (Multiboot, PVH): the platform's.
+use axvm_pc::vcpu_boot::protected32_boot;
 
 /// Carries out `plan` on `vm`: writes the BIOS Data Area (`bda.rs`, for every PC boot
 /// that leaves it room), copies the images, writes the firmware tables (for the boot
@@ -450,16 +365,8 @@ pub(crate) fn check_cmdline_fits(
     config: &AxVMConfig,
     images: &BootImages,
 ) -> Result<(), ConfigError> {
-    let Some(line) = boot_cmdline(format, config, images) else {
-        return Ok(());
-    };
-    let room = layout::BOOT_INFO_END - layout::BOOT_INFO_START;
-    let needed = line.len() as u64 + 1; // NUL-terminated
-    if needed > room {
-        return Err(ConfigError::invalid(
-            "kernel.cmdline",
-            format!("the command line takes {needed} bytes with its NUL, more than the {room} bytes of the boot data area at {:#x}..{:#x}; shorten it", layout::BOOT_INFO_START, layout::BOOT_INFO_END),
-        ));
+    match boot_cmdline(format, config, images) {
+        Some(line) => axvm_pc::cmdline::check_cmdline_fits(&line),
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -21,13 +21,13 @@ use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::ByteValued;
 
-use super::boot_info::BootInfoWriter;
 use super::e820::e820_map;
 use super::placement::{self, RamdiskPlacement, FOUR_GIB, KERNEL_FIELD};
 use super::protocol::{boot_info_area, BootProtocol, KernelImage, KernelPlan, GDT_AREA};
 use super::{protected32_boot, BootImages, BootPlan, ImageFormat};
 use crate::kvm::{BootRegs, KvmHal};
 use crate::vm_memory_view::vm_memory_view;
+use axvm_pc::boot_info::BootInfoWriter;
 use axvm_pc::elf::{self, Segment};
 
 /// `hvm_start_info.magic`: tells the kernel the structure is there.

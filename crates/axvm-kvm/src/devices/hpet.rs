@@ -30,7 +30,8 @@ use axvm::{AccessWidth, EmulatedDeviceType};
 
 use crate::platform::pc::layout::{HPET_ADDRESS, HPET_LEN};
 use crate::sandbox::ThreadRole;
-pub use registers::CAPABILITIES as HPET_CAPABILITIES;
+#[cfg(test)]
+use registers::CAPABILITIES as HPET_CAPABILITIES;
 use registers::{Effects, Registers};
 
 /// Where the HPET's interrupts go: KVM's irqchip and PIT (`kvm/irq_lines.rs`), or a

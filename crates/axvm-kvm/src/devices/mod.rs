@@ -2,12 +2,10 @@
 //! built for QEMU's default PC expect to find.
 
 mod acpi_pm;
-mod civil_time;
-pub(crate) mod cmos;
 mod console;
 mod console_input;
 mod debug_port;
-mod fw_cfg;
+pub(crate) mod host_clock;
 mod hpet;
 mod i8042;
 mod reset_control;
@@ -24,21 +22,19 @@ use crate::kvm::KvmHal;
 
 pub use acpi_pm::AcpiPm;
 // The devices every axvm host shares, re-exported where the KVM host's other devices are.
-pub use axvm_pc::{ExitPort, IdentMsrs, PciHost};
-pub use cmos::Cmos;
+pub use axvm_pc::{Cmos, ExitPort, FwCfg, IdentMsrs, PciHost};
 pub use console::{
     ConsoleThread, OutputObserver, SharedConsole, CONSOLE_BUFFER_BYTES, DRAIN_PATIENCE,
 };
 pub use console_input::{ConsoleInput, ReceiveFifo};
 pub use debug_port::DebugPort;
-pub use fw_cfg::FwCfg;
-pub use hpet::{Hpet, HpetLines, NoLines, HPET_CAPABILITIES};
+pub use hpet::{Hpet, HpetLines, NoLines};
 pub use i8042::I8042;
 pub use reset_control::ResetControl;
 pub use serial::{IrqLine, SerialConsole, Transmitter, COM1_IRQ};
 pub use virtio::{
-    check_virtio_devices, is_virtio, virtio_devices, virtio_rows, BackendEvent, DeviceFault, Disk,
-    GuestRam, QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
+    check_virtio_devices, is_virtio, virtio_devices, BackendEvent, DeviceFault, Disk, GuestRam,
+    QueueContext, VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioMmio, VirtioThread,
     VIRTIO_F_VERSION_1,
 };
 pub use virtio::{
@@ -153,7 +149,7 @@ fn platform(
         Arc::new(ResetControl::noting(stop_note.clone())),
         Arc::new(PciHost::default()),
         Arc::new(FwCfg::for_vm(config)),
-        Arc::new(Cmos::for_vm(config)),
+        Arc::new(Cmos::with_clock(config, host_clock::host_unix_time)),
         Arc::new(AcpiPm::default()),
         Arc::new(IdentMsrs::default()),
     ]

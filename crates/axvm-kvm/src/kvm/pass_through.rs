@@ -6,7 +6,6 @@
 //! three (local APIC, IOAPIC, HPET), and they keep working. `KvmHal::map_passthrough`,
 //! `axvm check` and the platform's device list all ask here, so they cannot disagree.
 
-use axvm::memory::merge_pass_through;
 use axvm::{AxVMConfig, GuestPhysAddr, HostPhysAddr};
 use kvm_ioctls::{Cap, Kvm};
 
@@ -72,12 +71,8 @@ pub fn pass_through_plan(
 /// (no HPET table, no timer thread), so a kernel's clock choice never changes behind a
 /// config's back; QEMU's PC, which always has one, is what such a config reproduces.
 pub fn emulated_hpet(config: &AxVMConfig) -> bool {
-    let Ok(ranges) = merge_pass_through(&config.pass_through_devices) else {
-        return false;
-    };
-    ranges.iter().any(|range| {
-        pass_through_plan(range.gpa, range.hpa, range.size, false) == Ok("HPET (emulated)")
-    })
+    // The same rule as [`pass_through_plan`]'s HPET page, written once for every host.
+    axvm_pc::config_devices::has_hpet(config)
 }
 
 /// Whether KVM here has the in-kernel irqchip (false when /dev/kvm cannot be opened:

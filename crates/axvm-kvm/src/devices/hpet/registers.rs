@@ -13,28 +13,13 @@
 
 use crate::platform::pc::layout::{RTC_IRQ, TIMER_IOAPIC_PIN, TIMER_IRQ};
 
-/// Comparators (timers): three, as QEMU's and the spec's minimum.
-pub const TIMERS: usize = 3;
-/// The counter's period in femtoseconds: 10 ns, 100 MHz, as QEMU's HPET.
-pub const PERIOD_FS: u64 = 10_000_000;
+/// The HPET's identity (timer count, period, capabilities register), shared with the ACPI
+/// `HPET` table that describes it (`axvm_pc::acpi`), so the two cannot disagree.
+pub use axvm_pc::acpi::{
+    HPET_CAPABILITIES as CAPABILITIES, HPET_PERIOD_FS as PERIOD_FS, HPET_TIMERS as TIMERS,
+};
 /// Nanoseconds per counter tick.
 pub const NS_PER_TICK: u64 = PERIOD_FS / 1_000_000;
-
-/// GCAP_ID: revision 1.
-const REVISION: u64 = 1;
-/// GCAP_ID: COUNT_SIZE_CAP, the main counter is 64 bits wide.
-const COUNT_SIZE_CAP: u64 = 1 << 13;
-/// GCAP_ID: LEG_RT_CAP, legacy replacement routing is supported.
-const LEG_RT_CAP: u64 = 1 << 15;
-/// GCAP_ID: the vendor ID (Intel's, as the chipset QEMU models).
-const VENDOR_ID: u64 = 0x8086;
-/// The general capabilities and ID register (read-only).
-pub const CAPABILITIES: u64 = REVISION
-    | ((TIMERS as u64 - 1) << 8)
-    | COUNT_SIZE_CAP
-    | LEG_RT_CAP
-    | (VENDOR_ID << 16)
-    | (PERIOD_FS << 32);
 
 /// Register offsets.
 pub const CAPABILITIES_REG: u64 = 0x000;

@@ -32,7 +32,7 @@ pub use net::{
     FramePort, NetCounters, Switch, SwitchPort, Tap, VirtioNet, MAX_FRAME_LEN, NET_HDR_LEN,
     PORT_QUEUE_FRAMES,
 };
-pub use setup::{check_virtio_devices, is_virtio, virtio_devices, virtio_rows};
+pub use setup::{check_virtio_devices, is_virtio, virtio_devices};
 pub use thread::VirtioThread;
 
 use std::os::fd::RawFd;

@@ -17,31 +17,10 @@ use crate::error::{Error, KvmError};
 use crate::kvm::KvmHal;
 use crate::platform::pc::layout::{IOAPIC_PINS, PLATFORM_GSIS};
 
-/// Whether `emu_type` is a virtio device this host emulates (on the virtio-mmio transport,
-/// at the row's window and interrupt line).
-///
-/// ```
-/// use axvm::EmulatedDeviceType;
-/// assert!(axvm_kvm::is_virtio(EmulatedDeviceType::VirtioConsole));
-/// assert!(!axvm_kvm::is_virtio(EmulatedDeviceType::Dummy));
-/// ```
-pub fn is_virtio(emu_type: EmulatedDeviceType) -> bool {
-    matches!(
-        emu_type,
-        EmulatedDeviceType::VirtioBlk
-            | EmulatedDeviceType::VirtioConsole
-            | EmulatedDeviceType::VirtioNet
-    )
-}
-
-/// The `emu_devices` rows that are virtio devices, with their indices (for field names).
-pub fn virtio_rows(config: &AxVMConfig) -> impl Iterator<Item = (usize, &EmulatedDeviceConfig)> {
-    config
-        .emu_devices
-        .iter()
-        .enumerate()
-        .filter(|(_, row)| is_virtio(row.emu_type))
-}
+/// Which rows are virtio devices is the platform's (`axvm_pc::config_devices`), so the
+/// firmware tables every host writes and this host's devices agree.
+pub use axvm_pc::config_devices::is_virtio;
+use axvm_pc::config_devices::virtio_rows;
 
 /// The field name of row `index`, as messages name it.
 fn field(index: usize, row: &EmulatedDeviceConfig) -> String {

@@ -39,8 +39,8 @@ fn capabilities_say_3_timers_64_bits_legacy_capable_at_100_mhz() {
     let caps = read(&mut regs, CAPABILITIES_REG, 0);
     assert_eq!(caps & 0xff, 1, "revision");
     assert_eq!((caps >> 8 & 0x1f) + 1, 3, "timers");
-    assert_ne!(caps & COUNT_SIZE_CAP, 0);
-    assert_ne!(caps & LEG_RT_CAP, 0);
+    assert_ne!(caps & 1 << 13, 0, "COUNT_SIZE_CAP: a 64-bit counter");
+    assert_ne!(caps & 1 << 15, 0, "LEG_RT_CAP: legacy replacement routing");
     assert_eq!(caps >> 32, 10_000_000, "femtoseconds per tick");
     assert_eq!(caps, 0x0098_9680_8086_a201);
     // Read-only.

@@ -2,9 +2,11 @@
 //! on: Multiboot's mmap, PVH's memmap and Linux's e820 table, with the firmware's reserved
 //! ranges; and the RAM alone ([`ram_map`]), which fw_cfg's `etc/e820` lists as QEMU's does.
 
+use alloc::vec::Vec;
+
 use axvm::{AxVMConfig, MappingFlags};
 
-use crate::platform::pc::layout::{HIGH_MEMORY_START, LEGACY_HOLE_START};
+use crate::layout::{HIGH_MEMORY_START, LEGACY_HOLE_START};
 
 /// What a range of guest-physical memory is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The DSDT: the AML a kernel's ACPI interpreter loads at start. It declares
 //!
 //! - `\_S5`, the SLP_TYP values of the soft-off state: how a kernel powers the machine off
-//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which `devices::AcpiPm` turns into a VM exit),
+//!   (it writes SLP_TYP | SLP_EN to PM1_CNT, which the KVM host's `devices::AcpiPm` turns into a VM exit),
 //!   and `\_S0`, those of the working state, which ACPICA writes back when it leaves a sleep
 //!   state (without them its wake path fails with AE_NOT_FOUND);
 //! - `\_SB.PCI0`, the PCI root bridge (`PNP0A03`, bus 0) and, in its `_CRS`, what the bridge
@@ -23,15 +23,18 @@ use acpi_tables::aml::{
     Path, ResourceTemplate, Scope, IO, ZERO,
 };
 use acpi_tables::Aml;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
 use axvm::AxVMConfig;
 
 use super::sdt::{finish_sdt, sdt_header};
 use super::S5_SLEEP_TYPE;
-use crate::platform::pc::layout::{HPET_ADDRESS, HPET_LEN};
+use crate::layout::{HPET_ADDRESS, HPET_LEN};
 
 /// The last address of the PCI memory window (the PC layout's): right below the IOAPIC, as
 /// on PCs, since the IOAPIC, HPET, local APIC and BIOS ranges above it are not PCI's.
-pub use crate::platform::pc::layout::PCI_MEMORY_WINDOW_END;
+pub use crate::layout::PCI_MEMORY_WINDOW_END;
 /// The SLP_TYP of the working state S0 (never entered by a write with SLP_EN).
 const S0_SLEEP_TYPE: u8 = 0;
 /// The PCI configuration mechanism's ports (address at 0xcf8, data at 0xcfc-0xcff), which
@@ -72,7 +75,7 @@ impl VirtioMmioSlot {
     /// The virtio devices of `config`'s `emu_devices`, in row order; rows whose window or
     /// line does not fit the descriptors are left out (validation refuses them).
     pub fn of_config(config: &AxVMConfig) -> Vec<Self> {
-        crate::devices::virtio_rows(config)
+        crate::config_devices::virtio_rows(config)
             .filter_map(|(_, row)| {
                 Some(Self {
                     base: u32::try_from(row.base_gpa.as_u64()).ok()?,

@@ -1,6 +1,8 @@
 //! The table plumbing every ACPI table shares: the common header and its checksum, the
 //! RSDP and the two root tables that list the others, and the FACS.
 
+use alloc::vec::Vec;
+
 use super::{checksum, PutLe, CREATOR_ID, HEADER_LEN, OEM_ID, OEM_TABLE_ID, RSDP_LEN};
 
 /// The common 36-byte header of a system description table, length and checksum left for

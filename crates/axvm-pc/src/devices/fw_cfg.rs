@@ -7,13 +7,17 @@
 //! Items are a map from selector to bytes, fixed when the VM is created; named files get
 //! selectors from 0x20 on and are listed in the file directory (item 0x19).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use spin::{Mutex, MutexGuard};
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType, MappingFlags};
 
-use crate::boot::e820::{ram_map, E820Entry};
+use crate::e820::{ram_map, E820Entry};
 
 /// The selector port (16-bit writes).
 pub const FW_CFG_SELECTOR_PORT: u16 = 0x510;
@@ -129,10 +133,8 @@ impl FwCfg {
         dir
     }
 
-    fn cursor(&self) -> std::sync::MutexGuard<'_, Cursor> {
-        self.cursor
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn cursor(&self) -> MutexGuard<'_, Cursor> {
+        self.cursor.lock()
     }
 }
 
@@ -223,8 +225,8 @@ impl BaseDeviceOps for FwCfg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::config;
-    use axvm_pc::PortAccess;
+    use crate::test_config::config;
+    use crate::PortAccess;
 
     const SELECTOR: u64 = FW_CFG_SELECTOR_PORT as u64;
     const DATA: u64 = FW_CFG_DATA_PORT as u64;

@@ -1,5 +1,4 @@
 use super::*;
-use crate::boot::protocol::KernelImage;
 use axvm::{GuestPhysAddr, VmMemConfig, VmMemMappingType};
 
 const RAM: u64 = 0x800_0000;
@@ -15,9 +14,9 @@ fn config() -> AxVMConfig {
     config
 }
 
-/// A kernel whose segments cover `ranges` (`[start, end)`).
-fn kernel(ranges: &[(u64, u64)]) -> KernelPlan {
-    let segments = ranges
+/// Segments covering `ranges` (`[start, end)`).
+fn segments(ranges: &[(u64, u64)]) -> Vec<Segment> {
+    ranges
         .iter()
         .map(|&(start, end)| Segment {
             paddr: start,
@@ -26,17 +25,25 @@ fn kernel(ranges: &[(u64, u64)]) -> KernelPlan {
             filesz: 0,
             memsz: end - start,
         })
-        .collect();
-    KernelPlan {
-        image: KernelImage::new(ranges[0].0, segments),
+        .collect()
+}
+
+/// The inputs of `protocol` ("Multiboot", "Pvh" or "BzImage") for `kernel`, with the
+/// command line each passes for a config without one (Multiboot's is the kernel's name).
+fn inputs<'a>(protocol: &'a str, kernel: &'a [Segment]) -> LayoutInputs<'a> {
+    LayoutInputs {
+        protocol,
+        page_tables: protocol == "BzImage",
+        entry_stack: protocol == "Multiboot",
+        cmdline: (protocol == "Multiboot").then_some("kernel "),
+        kernel,
         ramdisk: None,
-        layout: None,
+        images: &[],
     }
 }
 
-fn layout(format: ImageFormat, ranges: &[(u64, u64)]) -> Result<BootLayout, ConfigError> {
-    let layout = plan_layout(&config(), &BootImages::default(), format, &kernel(ranges))?;
-    Ok(layout.expect("a boot protocol gets a layout"))
+fn layout(protocol: &str, ranges: &[(u64, u64)]) -> Result<BootLayout, ConfigError> {
+    plan_layout(&config(), &inputs(protocol, &segments(ranges)))
 }
 
 fn acpi_len() -> u64 {
@@ -54,35 +61,22 @@ fn images_above_1_mib_leave_the_pc_layout_as_it_is() {
         mptable: Some((MPTABLE_START, MPTABLE_END)),
         stack: None,
     };
-    assert_eq!(
-        layout(ImageFormat::Pvh, &[(0x10_0000, 0x12_0000)]).unwrap(),
-        expected
-    );
+    assert_eq!(layout("Pvh", &[(0x10_0000, 0x12_0000)]).unwrap(), expected);
     let multiboot = BootLayout {
         stack: Some((MULTIBOOT_STACK_START, MULTIBOOT_STACK_END)),
         ..expected
     };
     assert_eq!(
-        layout(ImageFormat::Multiboot, &[(0x10_0000, 0x12_0000)]).unwrap(),
+        layout("Multiboot", &[(0x10_0000, 0x12_0000)]).unwrap(),
         multiboot
     );
-    let linux = layout(ImageFormat::BzImage, &[(0x10_0000, 0x12_0000)]).unwrap();
+    let linux = layout("BzImage", &[(0x10_0000, 0x12_0000)]).unwrap();
     assert_eq!(linux.tables, (BOOT_TABLES_START, BOOT_TABLES_END));
-    assert_eq!(
-        plan_layout(
-            &config(),
-            &BootImages::default(),
-            ImageFormat::Elf64,
-            &kernel(&[(0x10_0000, 0x10_1000)])
-        ),
-        Ok(None),
-        "the direct starts keep their fixed places"
-    );
 }
 
 #[test]
 fn a_kernel_linked_at_0x9000_gets_its_boot_data_right_after_it() {
-    let layout = layout(ImageFormat::Multiboot, &[(0x9000, 0x3_2010)]).unwrap();
+    let layout = layout("Multiboot", &[(0x9000, 0x3_2010)]).unwrap();
     assert_eq!(layout.tables, (GDT_START, GDT_END));
     let (start, end) = layout.boot_info;
     assert_eq!(start, 0x3_3000, "the first page after the kernel");
@@ -92,10 +86,7 @@ fn a_kernel_linked_at_0x9000_gets_its_boot_data_right_after_it() {
 
 #[test]
 fn elf_headers_at_0xff000_collide_with_nothing() {
-    let layout = layout(
-        ImageFormat::Pvh,
-        &[(0xf_f000, 0xf_f159), (0x10_0000, 0x12_7010)],
-    );
+    let layout = layout("Pvh", &[(0xf_f000, 0xf_f159), (0x10_0000, 0x12_7010)]);
     assert_eq!(layout.unwrap().mptable, Some((MPTABLE_START, MPTABLE_END)));
 }
 
@@ -103,11 +94,7 @@ fn elf_headers_at_0xff000_collide_with_nothing() {
 fn firmware_tables_move_to_the_free_bytes_of_the_bios_area() {
     // A kernel over the first ACPI page and the MP table's: both move, within where kernels
     // scan, clear of the kernel and of each other.
-    let layout = layout(
-        ImageFormat::Multiboot,
-        &[(0xe_0000, 0xe_1000), (0xf_0000, 0xf_0800)],
-    )
-    .unwrap();
+    let layout = layout("Multiboot", &[(0xe_0000, 0xe_1000), (0xf_0000, 0xf_0800)]).unwrap();
     assert_eq!(layout.acpi, (0xe_1000, 0xe_1000 + acpi_len()));
     let (mp_start, mp_end) = layout.mptable.unwrap();
     assert_eq!(mp_start, 0xf_0800);
@@ -116,7 +103,7 @@ fn firmware_tables_move_to_the_free_bytes_of_the_bios_area() {
 
 #[test]
 fn a_kernel_over_the_whole_bios_area_is_refused_naming_the_bytes() {
-    let err = layout(ImageFormat::Multiboot, &[(0xd_0000, 0x11_0000)]).unwrap_err();
+    let err = layout("Multiboot", &[(0xd_0000, 0x11_0000)]).unwrap_err();
     assert_eq!(err.field(), Some("kernel.kernel_path"));
     let message = err.to_string();
     for words in [
@@ -132,16 +119,17 @@ fn a_kernel_over_the_whole_bios_area_is_refused_naming_the_bytes() {
 
 #[test]
 fn linux_page_tables_and_boot_data_move_around_a_low_ramdisk() {
-    let mut plan = kernel(&[(0x10_0000, 0x20_0000)]);
-    plan.ramdisk = Some(crate::boot::RamdiskPlacement {
-        gpa: GuestPhysAddr::new(0x2000),
-        size: 0x1000,
-    });
+    let kernel = segments(&[(0x10_0000, 0x20_0000)]);
+    let inputs = LayoutInputs {
+        ramdisk: Some(RamdiskPlacement {
+            gpa: GuestPhysAddr::new(0x2000),
+            size: 0x1000,
+        }),
+        ..inputs("BzImage", &kernel)
+    };
     let mut config = config();
     config.image_config.ramdisk_load_gpa = Some(GuestPhysAddr::new(0x2000));
-    let layout = plan_layout(&config, &BootImages::default(), ImageFormat::BzImage, &plan)
-        .unwrap()
-        .unwrap();
+    let layout = plan_layout(&config, &inputs).unwrap();
     assert_eq!(
         layout.tables,
         (0x3000, 0xa000),
@@ -154,19 +142,13 @@ fn linux_page_tables_and_boot_data_move_around_a_low_ramdisk() {
 fn the_multiboot_stack_moves_off_an_image_and_out_of_missing_ram() {
     // A kernel over 0x6000..0x7000 pushes the stack to the first free conventional memory,
     // after the GDT.
-    let layout = layout(ImageFormat::Multiboot, &[(0x5000, 0x8000)]).unwrap();
+    let layout = layout("Multiboot", &[(0x5000, 0x8000)]).unwrap();
     assert_eq!(layout.stack, Some((GDT_END, GDT_END + 0x1000)));
     // Without RAM below 1 MiB, it goes above, below 4 GiB.
     let mut high_only = config();
     high_only.memory_regions[0].gpa = GuestPhysAddr::new(HIGH_MEMORY_START);
-    let layout = plan_layout(
-        &high_only,
-        &BootImages::default(),
-        ImageFormat::Multiboot,
-        &kernel(&[(0x20_0000, 0x21_0000)]),
-    )
-    .unwrap()
-    .unwrap();
+    let kernel = segments(&[(0x20_0000, 0x21_0000)]);
+    let layout = plan_layout(&high_only, &inputs("Multiboot", &kernel)).unwrap();
     assert_eq!(
         layout.stack,
         Some((HIGH_MEMORY_START, HIGH_MEMORY_START + 0x1000))

@@ -7,8 +7,9 @@
 //!   `acpi_rsdp_addr`), points to both root tables:
 //! - the RSDT (32-bit pointers, what 32-bit kernels read) and the XSDT (64-bit pointers), each
 //!   listing the FADT, the MADT and the HPET table if any (`sdt.rs`);
-//! - the FADT ("FACP", `fadt.rs`): the fixed hardware, that is the ACPI PM block of
-//!   `devices::AcpiPm` (PM1a event and control blocks, PM timer) with its SCI on IRQ 9, and
+//! - the FADT ("FACP", `fadt.rs`): the fixed hardware, that is the ACPI PM block of the
+//!   host's ACPI PM device (the KVM host's `devices::AcpiPm`: PM1a event and control
+//!   blocks, PM timer) with its SCI on IRQ 9, and
 //!   reboot through the reset register (port 0xcf9). Not hardware-reduced, so kernels keep
 //!   using the legacy PIC and PIT. It points to the DSDT and the FACS;
 //! - the DSDT (`dsdt.rs`): AML declaring `\_S5` (how to power off), the PCI root bridge
@@ -31,15 +32,20 @@ mod hpet;
 mod madt;
 mod sdt;
 
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
 use axvm::config::MAX_CPU_NUM;
 use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 
 /// The interrupt controllers' addresses and the SCI's IRQ, which the tables declare, are the
 /// PC layout's; named here too for the tables' readers.
-pub use crate::platform::pc::layout::SCI_IRQ;
-use crate::platform::pc::layout::{ACPI_END, ACPI_START};
+pub use crate::layout::SCI_IRQ;
+use crate::layout::{ACPI_END, ACPI_START};
 
 pub use dsdt::{pci_memory_window, VirtioMmioSlot};
+pub use hpet::{HPET_CAPABILITIES, HPET_PERIOD_FS, HPET_TIMERS};
 
 /// The reset register the FADT names: the chipset's reset control port.
 pub const RESET_PORT: u16 = 0xcf9;
@@ -105,7 +111,7 @@ impl AcpiInputs {
             cpu_num: config.cpu_num,
             pci_memory_window: pci_memory_window(regions),
             virtio_devices,
-            hpet: crate::kvm::emulated_hpet(config),
+            hpet: crate::config_devices::has_hpet(config),
         }
     }
 }
@@ -194,7 +200,7 @@ pub fn write_acpi_tables<H: AxVMHal>(vm: &AxVM<H>) -> Result<GuestPhysAddr, Conf
 
 /// [`write_acpi_tables`] in `area` (`[start, end)`, inside 0xe0000-0xfffff so kernels find
 /// the RSDP), where the boot layout put them clear of the images.
-pub(crate) fn write_acpi_tables_at<H: AxVMHal>(
+pub fn write_acpi_tables_at<H: AxVMHal>(
     vm: &AxVM<H>,
     area: (u64, u64),
 ) -> Result<GuestPhysAddr, ConfigError> {
@@ -209,9 +215,9 @@ pub fn acpi_tables(inputs: &AcpiInputs) -> Result<Vec<u8>, ConfigError> {
     acpi_tables_at(inputs, ACPI_START)
 }
 
-/// [`acpi_tables`] for an area starting at `base`: the tables point to each other by
+/// [`acpi_tables()`] for an area starting at `base`: the tables point to each other by
 /// address.
-pub(crate) fn acpi_tables_at(inputs: &AcpiInputs, base: u64) -> Result<Vec<u8>, ConfigError> {
+pub fn acpi_tables_at(inputs: &AcpiInputs, base: u64) -> Result<Vec<u8>, ConfigError> {
     let cpu_num = inputs.cpu_num;
     let cpu_count = checked_cpu_count(cpu_num)?;
     let mut area = vec![0; RSDP_LEN];

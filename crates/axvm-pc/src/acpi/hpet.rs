@@ -1,11 +1,32 @@
 //! The ACPI `HPET` table (IA-PC HPET specification 1.0a, section 3.2.4): how a kernel finds
-//! the emulated HPET (`devices/hpet.rs`) and its capabilities without probing. Linux's
+//! the HPET (the KVM host's emulated one, `devices/hpet.rs`) and its capabilities without probing. Linux's
 //! `hpet` clocksource and clockevents come from it. Present only when the VM has the HPET.
 
 use super::sdt::{finish_sdt, sdt_header};
 use super::PutLe;
-use crate::devices::HPET_CAPABILITIES;
-use crate::platform::pc::layout::HPET_ADDRESS;
+use alloc::vec::Vec;
+
+use crate::layout::HPET_ADDRESS;
+
+/// Comparators (timers): three, as QEMU's and the spec's minimum.
+pub const HPET_TIMERS: usize = 3;
+/// The counter's period in femtoseconds: 10 ns, 100 MHz, as QEMU's HPET.
+pub const HPET_PERIOD_FS: u64 = 10_000_000;
+/// GCAP_ID: revision 1.
+const REVISION: u64 = 1;
+/// GCAP_ID: COUNT_SIZE_CAP, the main counter is 64 bits wide.
+const COUNT_SIZE_CAP: u64 = 1 << 13;
+/// GCAP_ID: LEG_RT_CAP, legacy replacement routing is supported.
+const LEG_RT_CAP: u64 = 1 << 15;
+/// GCAP_ID: the vendor ID (Intel's, as the chipset QEMU models).
+const VENDOR_ID: u64 = 0x8086;
+/// The general capabilities and ID register (read-only), whose low half the table repeats.
+pub const HPET_CAPABILITIES: u64 = REVISION
+    | ((HPET_TIMERS as u64 - 1) << 8)
+    | COUNT_SIZE_CAP
+    | LEG_RT_CAP
+    | (VENDOR_ID << 16)
+    | (HPET_PERIOD_FS << 32);
 
 /// The table's length: the header, then 20 bytes.
 pub(super) const HPET_TABLE_LEN: usize = 56;

@@ -1,5 +1,8 @@
 //! The BIOS Data Area (0x400-0x4ff) and the first bytes of the Extended BIOS Data Area,
-//! as PC firmware leaves them before any kernel runs. Kernels read them even when a boot
+//! as PC firmware leaves them before any kernel runs, and their writer ([`write_bda`]):
+//! for every PC boot whose RAM covers them and whose images leave them alone. A raw
+//! real-mode image loaded over 0x400 is its own firmware and keeps its bytes; a config
+//! without RAM there has no BDA. Kernels read them even when a boot
 //! protocol hands them everything else: Multiboot kernels take the smaller of the BDA's base
 //! memory size and `mem_lower` as their low memory (and put their AP trampoline below it),
 //! and kernels that look for the MP table search the first KiB of the EBDA the BDA points
@@ -31,7 +34,13 @@
 //! consistent with the e820 map (RAM up to 0x9fc00, reserved from there) and CMOS 0x15
 //! (640 KiB of base memory installed, of which the EBDA takes the last KiB).
 
-use super::layout::LEGACY_HOLE_START;
+use alloc::format;
+
+use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr, MappingFlags};
+
+use crate::e820::{e820_map, lower_and_upper_memory_kib};
+use crate::layout::LEGACY_HOLE_START;
+use crate::placement::overlaps;
 
 /// Where the BDA starts: segment 0x40.
 pub const BDA_START: u64 = 0x400;
@@ -134,9 +143,85 @@ pub fn bda_bytes(contents: &BdaContents) -> [u8; BDA_SIZE] {
     bda
 }
 
+/// The EBDA's size in bytes.
+const EBDA_BYTES: u64 = EBDA_KIB as u64 * 1024;
+
+/// A range of guest memory something else is loaded to: (start, length).
+pub type Occupied = (u64, u64);
+
+/// What the BDA says of `config`'s VM at `unix_time`, or None when the BDA cannot be
+/// written: no writable RAM under it, or `occupied` (the images and boot data) overlaps it.
+/// The EBDA is left out (segment 0) unless base memory reaches it and RAM covers it, free.
+pub fn bda_contents(
+    config: &AxVMConfig,
+    occupied: &[Occupied],
+    unix_time: u64,
+) -> Option<BdaContents> {
+    let free_ram = |start: u64, len: u64| {
+        writable_ram_covers(config, start, len)
+            && !occupied
+                .iter()
+                .any(|&(at, size)| overlaps(start, len, at, size))
+    };
+    if !free_ram(BDA_START, BDA_SIZE as u64) {
+        return None;
+    }
+    let (lower_kib, _) = lower_and_upper_memory_kib(&e820_map(config));
+    let ebda =
+        (lower_kib * 1024 == EBDA_START && free_ram(EBDA_START, EBDA_BYTES)).then_some(EBDA_START);
+    Some(BdaContents {
+        // axvm's one UART is COM1 (devices/serial.rs).
+        com_ports: [COM_PORTS[0], 0, 0, 0],
+        base_memory_kib: lower_kib.min(u64::from(u16::MAX)) as u16,
+        ebda,
+        seconds_since_midnight: unix_time % DAY_SECONDS,
+    })
+}
+
+/// Whether one writable memory region holds all of `start..start + len`.
+fn writable_ram_covers(config: &AxVMConfig, start: u64, len: u64) -> bool {
+    config.memory_regions.iter().any(|region| {
+        region.flags.contains(MappingFlags::WRITE)
+            && region.gpa.as_u64() <= start
+            && start.saturating_add(len) <= region.end().as_u64()
+    })
+}
+
+/// Writes the BDA and, when there is one, the EBDA (its size byte, then zeros), unless
+/// [`bda_contents`] says there is no room. `unix_time` (the host's wall clock, seconds since
+/// 1970 UTC) gives the tick count, as the CMOS clock shows the same time.
+pub fn write_bda<H: AxVMHal>(
+    vm: &AxVM<H>,
+    occupied: &[Occupied],
+    unix_time: u64,
+) -> Result<(), ConfigError> {
+    let Some(contents) = bda_contents(vm.config(), occupied, unix_time) else {
+        log::debug!("no BIOS Data Area: no free RAM at {BDA_START:#x}");
+        return Ok(());
+    };
+    let write = |gpa: u64, bytes: &[u8]| {
+        vm.memory()
+            .write(GuestPhysAddr::new(gpa), bytes)
+            .map_err(|err| {
+                ConfigError::invalid(
+                    "kernel.memory_regions",
+                    format!("cannot write the BIOS data at {gpa:#x}: {err}"),
+                )
+            })
+    };
+    write(BDA_START, &bda_bytes(&contents))?;
+    if let Some(ebda) = contents.ebda {
+        let mut bytes = [0u8; EBDA_BYTES as usize];
+        bytes[0] = EBDA_KIB;
+        write(ebda, &bytes)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     fn u16_at(bytes: &[u8], at: usize) -> u16 {
         u16::from_le_bytes([bytes[at], bytes[at + 1]])
@@ -186,5 +271,47 @@ mod tests {
         assert_eq!(u16_at(&bda, 0x10), 0x0806);
         assert_eq!(bda[0x7c..0x80], [10; 4]);
         assert_eq!(bda[0x6c..0x70], [0; 4], "midnight restarts the count");
+    }
+
+    // The BDA's contents for a config: what the loader writes.
+    use crate::test_config::config;
+
+    const NOON: u64 = 12 * 3600;
+
+    #[test]
+    fn a_pc_gets_com1_639_kib_and_the_ebda() {
+        let contents = bda_contents(&config(1, &[(0, 0x800_0000, 0x7)]), &[], NOON + DAY_SECONDS)
+            .expect("a BDA");
+        assert_eq!(
+            contents,
+            BdaContents {
+                com_ports: [0x3f8, 0, 0, 0],
+                base_memory_kib: 639,
+                ebda: Some(0x9_fc00),
+                seconds_since_midnight: NOON,
+            }
+        );
+    }
+
+    #[test]
+    fn no_bda_without_writable_ram_or_under_an_image() {
+        let high_only = config(1, &[(0x10_0000, 0x10_0000, 0x7)]);
+        assert_eq!(bda_contents(&high_only, &[], NOON), None);
+        let read_only = config(1, &[(0, 0x1000, 0x5), (0x1000, 0x800_0000, 0x7)]);
+        assert_eq!(bda_contents(&read_only, &[], NOON), None);
+        let pc = config(1, &[(0, 0x800_0000, 0x7)]);
+        // A raw image at 0x7c00 leaves it; one loaded at 0 covers it.
+        assert!(bda_contents(&pc, &[(0x7c00, 0x200)], NOON).is_some());
+        assert_eq!(bda_contents(&pc, &[(0, 0x10_0000)], NOON), None);
+    }
+
+    #[test]
+    fn the_ebda_needs_base_memory_up_to_it_and_must_be_free() {
+        let pc = config(1, &[(0, 0x800_0000, 0x7)]);
+        let under_image = bda_contents(&pc, &[(0x9_f000, 0x1000)], NOON).unwrap();
+        assert_eq!((under_image.ebda, under_image.base_memory_kib), (None, 639));
+        let small = config(1, &[(0, 0x8_0000, 0x7)]);
+        let small = bda_contents(&small, &[], NOON).unwrap();
+        assert_eq!((small.ebda, small.base_memory_kib), (None, 512));
     }
 }

@@ -1,7 +1,10 @@
 //! [`BootInfoWriter`]: how each boot protocol lays out its data (info block, command line,
 //! memory map, module list) in its boot data area (the PC layout's 0x9000..0x9f000 unless
-//! an image is there: `low_memory.rs`), one item after the other, refusing what does not
+//! an image is there: [`low_memory`](crate::low_memory)), one item after the other, refusing what does not
 //! fit with the data named.
+
+use alloc::format;
+use alloc::vec::Vec;
 
 use axvm::{AxVM, AxVMHal, ConfigError, GuestPhysAddr};
 

@@ -1,11 +1,11 @@
 //! The MADT ("APIC"): the table kernels enumerate CPUs and find the IOAPIC from, and that
 //! tells them which ISA IRQs reach another IOAPIC pin, or another trigger mode, than ISA's.
 
+use alloc::vec::Vec;
+
 use super::sdt::{finish_sdt, sdt_header};
 use super::{ioapic_id, PutLe};
-use crate::platform::pc::layout::{
-    IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, SCI_IRQ, TIMER_IOAPIC_PIN, TIMER_IRQ,
-};
+use crate::layout::{IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, SCI_IRQ, TIMER_IOAPIC_PIN, TIMER_IRQ};
 
 /// MADT flags: PCAT_COMPAT, the machine also has dual 8259 PICs, which kernels then mask.
 const MADT_PCAT_COMPAT: u32 = 1;

@@ -1,9 +1,11 @@
 //! The FADT ("FACP"): the fixed ACPI hardware a kernel's ACPI interpreter needs before it
 //! starts. Linux's ACPICA refuses to start without a PM1a event block and a PM1a control
 //! block ("Required FADT field Pm1aEventBlock has zero address and/or length"); they, and
-//! the PM timer, are the registers of `devices::AcpiPm`, each given twice: as the legacy
+//! the PM timer, are the registers of the KVM host's `devices::AcpiPm`, each given twice: as the legacy
 //! 32-bit port and length, and as the generic address ACPI 2.0+ readers prefer. Both forms
 //! must agree, or ACPICA warns and picks one.
+
+use alloc::vec::Vec;
 
 use super::sdt::{finish_sdt, sdt_header};
 use super::{

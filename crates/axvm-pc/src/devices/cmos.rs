@@ -2,15 +2,20 @@
 //! PC firmware leaves it: kernels read the wall-clock time here at boot, and older ones
 //! (and firmware built for QEMU) the memory size. The clock is the host's, in UTC, read at
 //! each access; RTC interrupts and alarms are not emulated, and time writes are dropped.
+//!
+//! The host gives the clock ([`WallClock`]): the KVM host its system time, a bare-metal
+//! host its own RTC or TSC reckoning.
 
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, AxVMConfig, EmulatedDeviceType};
+use spin::{Mutex, MutexGuard};
 
-use crate::boot::e820::{e820_map, lower_and_upper_memory_kib, ram_map, E820Kind};
-use crate::boot::layout::HIGH_MEMORY_START;
+use crate::e820::{e820_map, lower_and_upper_memory_kib, ram_map, E820Kind};
+use crate::layout::HIGH_MEMORY_START;
 
 use super::civil_time::DateTime;
 
@@ -47,22 +52,40 @@ struct State {
     ram: [u8; 128],
 }
 
+/// The wall clock the RTC shows: the host's, in seconds since 1970-01-01 00:00:00 UTC, read
+/// at each access to a clock register. Any `Fn() -> u64` is one.
+pub trait WallClock: Send + Sync {
+    /// Seconds since the Unix epoch, UTC.
+    fn unix_seconds(&self) -> u64;
+}
+
+impl<F: Fn() -> u64 + Send + Sync> WallClock for F {
+    fn unix_seconds(&self) -> u64 {
+        self()
+    }
+}
+
 /// The CMOS RAM and RTC.
 pub struct Cmos {
     state: Mutex<State>,
-    /// Seconds since the Unix epoch (a parameter so that tests can fix the time).
-    clock: fn() -> u64,
+    /// The host's clock (a parameter so that tests can fix the time).
+    clock: Box<dyn WallClock>,
 }
 
 impl Cmos {
     /// The CMOS of the VM `config` describes, with the memory-size registers filled from its
-    /// memory map, on the host's clock.
-    pub fn for_vm(config: &AxVMConfig) -> Self {
-        Self::with_clock(config, host_unix_time)
-    }
-
-    /// Like [`for_vm`](Self::for_vm), with time read from `clock` (seconds since 1970, UTC).
-    pub fn with_clock(config: &AxVMConfig, clock: fn() -> u64) -> Self {
+    /// memory map, its time read from `clock`.
+    ///
+    /// ```
+    /// use axvm::{AccessWidth, AxVMConfig};
+    /// use axvm_pc::{Cmos, PortAccess};
+    ///
+    /// // 2009-02-13 23:31:30 UTC; a host passes its own clock.
+    /// let cmos = Cmos::with_clock(&AxVMConfig::new("rtc", 1), || 1_234_567_890_u64);
+    /// cmos.write_port(0x70, AccessWidth::Byte, 0x04).unwrap(); // hours
+    /// assert_eq!(cmos.read_port(0x71, AccessWidth::Byte).unwrap(), 0x23); // BCD
+    /// ```
+    pub fn with_clock(config: &AxVMConfig, clock: impl WallClock + 'static) -> Self {
         let mut ram = [0u8; 128];
         ram[usize::from(STATUS_A)] = STATUS_A_RESET;
         ram[usize::from(STATUS_B)] = HOURS_24;
@@ -95,14 +118,12 @@ impl Cmos {
         set(0x5b, (above_4g >> 16).min(0xff_ffff), 3);
         Self {
             state: Mutex::new(State { index: 0, ram }),
-            clock,
+            clock: Box::new(clock),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// The register at `index`: clock registers from the clock, in the form status B asks.
@@ -115,7 +136,7 @@ impl Cmos {
                 ((value / 10) << 4) | (value % 10)
             }
         };
-        let now = || DateTime::from_unix((self.clock)());
+        let now = || DateTime::from_unix(self.clock.unix_seconds());
         match index {
             0x00 => encode(now().second),
             0x02 => encode(now().minute),
@@ -154,13 +175,6 @@ fn installed_base_kib(config: &AxVMConfig) -> u64 {
 /// The index and data ports' offsets in the device's one range.
 const INDEX_OFFSET: u64 = 0;
 const DATA_OFFSET: u64 = (CMOS_DATA_PORT - CMOS_INDEX_PORT) as u64;
-
-/// Seconds since the Unix epoch on the host's clock (0 if it reads before 1970).
-pub(crate) fn host_unix_time() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
-}
 
 impl BaseDeviceOps for Cmos {
     fn name(&self) -> &str {
@@ -217,8 +231,8 @@ impl BaseDeviceOps for Cmos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::tests::config;
-    use axvm_pc::PortAccess;
+    use crate::test_config::config;
+    use crate::PortAccess;
 
     const INDEX: u64 = CMOS_INDEX_PORT as u64;
     const DATA: u64 = CMOS_DATA_PORT as u64;
@@ -239,7 +253,7 @@ mod tests {
     #[test]
     fn clock_registers_are_bcd_24_hour() {
         // 2009-02-13 23:31:30, a Friday.
-        let cmos = Cmos::with_clock(&config(1, &[(0, 0x10_0000, 0x7)]), || 1_234_567_890);
+        let cmos = Cmos::with_clock(&config(1, &[(0, 0x10_0000, 0x7)]), || 1_234_567_890_u64);
         let registers = [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32];
         let values = registers.map(|index| read(&cmos, index));
         assert_eq!(values, [0x30, 0x31, 0x23, 0x06, 0x13, 0x02, 0x09, 0x20]);
@@ -255,7 +269,10 @@ mod tests {
     #[test]
     fn memory_size_registers() {
         // 1 MiB, then 31 MiB from 1 MiB, then 1 GiB above 4 GiB.
-        let cmos = Cmos::for_vm(&config(1, &[(0, 0x200_0000, 0x7), (4 * GIB, GIB, 0x7)]));
+        let cmos = Cmos::with_clock(
+            &config(1, &[(0, 0x200_0000, 0x7), (4 * GIB, GIB, 0x7)]),
+            || 0_u64,
+        );
         let word = |index: u8| u16::from_le_bytes([read(&cmos, index), read(&cmos, index + 1)]);
         assert_eq!(word(0x15), 640);
         assert_eq!(word(0x17), 31 * 1024);
@@ -264,19 +281,22 @@ mod tests {
         let high = [read(&cmos, 0x5b), read(&cmos, 0x5c), read(&cmos, 0x5d)];
         assert_eq!(high, [0x00, 0x40, 0x00]);
         // Extended memory caps at 0xffff KiB.
-        let big = Cmos::for_vm(&config(1, &[(0, 2 * GIB, 0x7)]));
+        let big = Cmos::with_clock(&config(1, &[(0, 2 * GIB, 0x7)]), || 0_u64);
         assert_eq!([read(&big, 0x17), read(&big, 0x18)], [0xff, 0xff]);
         assert_eq!([read(&big, 0x34), read(&big, 0x35)], [0x00, 0x7f]);
         // Base memory counts RAM from 0 only.
-        let small = Cmos::for_vm(&config(1, &[(0, 0x8_0000, 0x7), (0x10_0000, MIB, 0x7)]));
+        let small = Cmos::with_clock(
+            &config(1, &[(0, 0x8_0000, 0x7), (0x10_0000, MIB, 0x7)]),
+            || 0_u64,
+        );
         assert_eq!([read(&small, 0x15), read(&small, 0x16)], [0x00, 0x02]);
-        let none = Cmos::for_vm(&config(1, &[(0x10_0000, MIB, 0x7)]));
+        let none = Cmos::with_clock(&config(1, &[(0x10_0000, MIB, 0x7)]), || 0_u64);
         assert_eq!([read(&none, 0x15), read(&none, 0x16)], [0, 0]);
     }
 
     #[test]
     fn other_registers_are_ram_and_bit_7_of_the_index_is_nmi() {
-        let cmos = Cmos::for_vm(&config(1, &[(0, 0x10_0000, 0x7)]));
+        let cmos = Cmos::with_clock(&config(1, &[(0, 0x10_0000, 0x7)]), || 0_u64);
         write(&cmos, NMI_DISABLE | 0x40, 0xa5);
         assert_eq!(read(&cmos, 0x40), 0xa5);
         write(&cmos, 0x7f, 0x5a);

@@ -9,10 +9,13 @@
 //! [`MPTABLE_START`]..[`MPTABLE_END`] (or, when an image covers that, in the free bytes of
 //! 0xf0000-0xfffff the boot layout found), which the e820 map reports reserved.
 
+use alloc::format;
+use alloc::vec::Vec;
+
 use axvm::{AxVM, AxVMHal, ConfigError};
 
-use super::acpi::{checked_cpu_count, checksum, ioapic_id, write_area, PutLe};
-use crate::platform::pc::layout::{
+use crate::acpi::{checked_cpu_count, checksum, ioapic_id, write_area, PutLe};
+use crate::layout::{
     CASCADE_IRQ, IOAPIC_ADDRESS, ISA_IRQS, LOCAL_APIC_ADDRESS, MPTABLE_END, MPTABLE_START,
     TIMER_IOAPIC_PIN, TIMER_IRQ,
 };
@@ -62,10 +65,7 @@ pub fn write_mp_table<H: AxVMHal>(vm: &AxVM<H>) -> Result<(), ConfigError> {
 
 /// [`write_mp_table`] in `area` (`[start, end)`, inside 0xf0000-0xfffff so kernels find the
 /// floating pointer), where the boot layout put it clear of the images.
-pub(crate) fn write_mp_table_at<H: AxVMHal>(
-    vm: &AxVM<H>,
-    area: (u64, u64),
-) -> Result<(), ConfigError> {
+pub fn write_mp_table_at<H: AxVMHal>(vm: &AxVM<H>, area: (u64, u64)) -> Result<(), ConfigError> {
     let image = mp_table_at(vm.config().cpu_num, area.0)?;
     write_area(vm, "MP tables", area, &image)
 }
