@@ -62,9 +62,9 @@ use crate::elf::Segment;
 use crate::layout::{
     BOOT_INFO_END, BOOT_INFO_START, GDT_END, GDT_START, MULTIBOOT_STACK_END, MULTIBOOT_STACK_START,
 };
+use crate::load::copy_image;
 use crate::load::copy_segments;
 use crate::low_memory::{self, BootLayout, LayoutInputs};
-use crate::load::copy_image;
 use crate::placement::{copy_ramdisk, plan_ramdisk, RamdiskPlacement};
 use crate::vcpu_boot::{protected32_boot, BootRegs, VCpuBoot, WAIT_FOR_SIPI};
 use crate::{acpi, mptable};
