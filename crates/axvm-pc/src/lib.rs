@@ -8,6 +8,10 @@
 //! - [`ExitPort`]: port 0xf4, where a guest writes its exit status (QEMU's `isa-debug-exit`).
 //! - [`IdentMsrs`]: MSRs 0x4158_564d/e, which identify axvm and give a scratch register.
 //! - [`PciHost`]: PCI configuration mechanism #1 with an i440FX host bridge.
+//! - [`LocalApics`] (0xfee00000), [`IoApic`] (0xfec00000), [`Pit`] (ports 0x40-0x43 and
+//!   0x61) and [`SilentPics`] (the 8259 ports, masked): the interrupt controllers and timer
+//!   for a host without in-kernel ones (the SVM hypervisor; KVM has its own), each driven
+//!   by the host through a small trait ([`ApicHost`], [`Clock`]).
 //! - [`PortAccess`]: drives a device by port number, as the device manager would, for
 //!   tests and fuzzing.
 //!
@@ -34,12 +38,16 @@
 extern crate alloc;
 
 pub mod boot_tables;
-mod devices;
+pub mod devices;
 pub mod direct;
 pub mod elf;
 pub mod load;
 pub mod vcpu_boot;
 
+pub use devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_PINS};
+pub use devices::lapic::{ApicHost, Destination, LocalApics, LAPIC_BASE};
+pub use devices::pic::SilentPics;
+pub use devices::pit::{Clock, Pit};
 pub use devices::{
     exit_status, ExitPort, IdentMsrs, PciHost, PortAccess, AXVM_SIGNATURE, EXIT_PORT, IDENT_MSR,
     SATURATED_STATUS, SCRATCH_MSR,

@@ -2,7 +2,11 @@
 
 mod exit_port;
 mod ident_msr;
+pub mod ioapic;
+pub mod lapic;
 mod pci_host;
+pub mod pic;
+pub mod pit;
 mod port_access;
 
 pub use exit_port::{exit_status, ExitPort, EXIT_PORT, SATURATED_STATUS};
