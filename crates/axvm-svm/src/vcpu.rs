@@ -460,6 +460,8 @@ impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {
         let mut gprs = self.full_gprs();
         target.apply(&mut gprs, value);
         self.set_full_gprs(gprs);
+        let save = &mut self.vmcb_mut().save;
+        save.rflags = target.flags_after(save.rflags, &gprs, value);
         Ok(())
     }
 
