@@ -3,6 +3,7 @@
 //! page tables, and every vCPU is an `axvm_svm::SvmVCpu` on one physical CPU.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::ptr::NonNull;
 
 use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
@@ -11,6 +12,7 @@ use axvm_svm::npt::{NestedPageTables, NptError, NptRegion, PageTableMemory};
 use axvm_svm::{SvmError, SvmVCpu, VCpuResources};
 use spin::Mutex;
 
+use super::irq::VmInterrupts;
 use crate::mm::{self, frames};
 use crate::{apic, smp, svm, time};
 
@@ -40,9 +42,14 @@ pub enum HvError {
         /// The CPUs there are.
         cpus: usize,
     },
-    /// Something this host does not do yet.
-    #[error("{0} is not supported by the SVM hypervisor yet")]
-    Unsupported(&'static str),
+    /// The vCPU's local APIC did not take the interrupt.
+    #[error("vCPU {vcpu}'s local APIC dropped vector {vector:#x}: the guest has not software-enabled it (SVR bit 8), or the vector is below 16")]
+    InterruptDropped {
+        /// The vCPU.
+        vcpu: usize,
+        /// The vector.
+        vector: u8,
+    },
 }
 
 /// Host memory for the backend: frames from the frame allocator, reached through the
@@ -70,13 +77,15 @@ impl PageTableMemory for Frames {
     fn table(&self, host_phys: u64) -> Option<&[u64; 512]> {
         // SAFETY: page-table frames come from `alloc_zeroed_page`, are 4 KiB aligned RAM the
         // identity map covers, and live as long as the VM (never freed while it runs).
-        (host_phys % mm::PAGE_SIZE == 0)
+        host_phys
+            .is_multiple_of(mm::PAGE_SIZE)
             .then(|| unsafe { &*(mm::phys_to_virt(host_phys) as *const [u64; 512]) })
     }
 
     fn table_mut(&mut self, host_phys: u64) -> Option<&mut [u64; 512]> {
         // SAFETY: as in `table`; the NPT lock gives one writer at a time.
-        (host_phys % mm::PAGE_SIZE == 0)
+        host_phys
+            .is_multiple_of(mm::PAGE_SIZE)
             .then(|| unsafe { &mut *(mm::phys_to_virt(host_phys) as *mut [u64; 512]) })
     }
 }
@@ -87,12 +96,14 @@ pub struct SvmHal {
     npt: Mutex<NestedPageTables>,
     maps: PermissionMaps,
     vcpu_count: usize,
+    irq: Arc<VmInterrupts>,
 }
 
 impl SvmHal {
     /// A host for a VM of `vcpu_count` vCPUs, which must not exceed the physical CPUs (vCPU
     /// *i* runs on CPU *i*).
-    pub fn new(vcpu_count: usize) -> Result<Self, HvError> {
+    /// Interrupts go to `irq`'s local APICs.
+    pub fn new(vcpu_count: usize, irq: Arc<VmInterrupts>) -> Result<Self, HvError> {
         let cpus = smp::cpu_count();
         if vcpu_count > cpus {
             return Err(HvError::TooFewCpus {
@@ -104,6 +115,7 @@ impl SvmHal {
             npt: Mutex::new(NestedPageTables::new(&mut Frames)?),
             maps: PermissionMaps::install(&mut Frames, &default_iopm(), &default_msrpm())?,
             vcpu_count,
+            irq,
         })
     }
 
@@ -202,8 +214,16 @@ impl AxVMHal for SvmHal {
         }
     }
 
-    fn inject_irq_to_vcpu(&self, _vcpu_id: usize, _irq: u8) -> Result<(), HvError> {
-        Err(HvError::Unsupported("interrupt injection"))
+    /// A fixed interrupt to the vCPU's local APIC, which wakes or kicks the vCPU.
+    fn inject_irq_to_vcpu(&self, vcpu_id: usize, irq: u8) -> Result<(), HvError> {
+        if self.irq.inject(vcpu_id, irq) {
+            Ok(())
+        } else {
+            Err(HvError::InterruptDropped {
+                vcpu: vcpu_id,
+                vector: irq,
+            })
+        }
     }
 
     fn current_time_nanos(&self) -> u64 {
