@@ -41,7 +41,9 @@ impl Write for LineTee {
         stdout.flush()?;
         for &byte in bytes {
             if byte == b'\n' {
-                let text = String::from_utf8_lossy(&self.line).trim_end_matches('\r').to_string();
+                let text = String::from_utf8_lossy(&self.line)
+                    .trim_end_matches('\r')
+                    .to_string();
                 let _ = self.lines.send(text);
                 self.line.clear();
             } else {

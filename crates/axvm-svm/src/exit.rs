@@ -254,9 +254,10 @@ pub enum ExitDecodeError {
         /// The bytes.
         bytes: InsnBytes,
     },
-    /// An instruction the MMIO emulation does not know (only MOV, MOVZX, MOVSX, MOVSXD
-    /// between a general register or an immediate and memory so far).
-    #[error("MMIO access at {gpa:#x} (RIP {rip:#x}) by {mnemonic:?}: only MOV/MOVZX/MOVSX/MOVSXD with a general register or immediate are emulated")]
+    /// An instruction the MMIO emulation does not know (MOV, MOVZX, MOVSX, MOVSXD between
+    /// a general register or an immediate and memory; AND/OR/XOR into a register; BT with
+    /// an immediate and TEST, so far).
+    #[error("MMIO access at {gpa:#x} (RIP {rip:#x}) by {mnemonic:?}: only MOV/MOVZX/MOVSX/MOVSXD with a general register or immediate, AND/OR/XOR reg, mem, BT mem, imm8 and TEST mem are emulated")]
     UnsupportedMmioInstruction {
         /// The guest-physical address accessed.
         gpa: u64,

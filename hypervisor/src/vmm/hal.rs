@@ -42,6 +42,18 @@ pub enum HvError {
         /// The CPUs there are.
         cpus: usize,
     },
+    /// A pass-through range that covers part of an emulated interrupt controller's page.
+    #[error("pass-through {gpa:#x}+{size:#x} overlaps the {device} page at {page:#x}, which this host emulates: pass through exactly that page (host = guest address), or leave it out")]
+    PassThroughOverlapsEmulated {
+        /// The range's guest-physical start.
+        gpa: u64,
+        /// Its size.
+        size: u64,
+        /// The emulated device.
+        device: &'static str,
+        /// Its page.
+        page: u64,
+    },
     /// The vCPU's local APIC did not take the interrupt.
     #[error("vCPU {vcpu}'s local APIC dropped vector {vector:#x}: the guest has not software-enabled it (SVR bit 8), or the vector is below 16")]
     InterruptDropped {
@@ -130,6 +142,12 @@ impl SvmHal {
     }
 }
 
+/// The interrupt controller pages this host emulates (`axvm_pc`'s devices).
+const EMULATED_PAGES: [(&str, u64); 2] = [
+    ("local APIC", axvm_pc::LAPIC_BASE),
+    ("IOAPIC", axvm_pc::IOAPIC_BASE),
+];
+
 fn pages(size: u64) -> usize {
     size.div_ceil(mm::PAGE_SIZE) as usize
 }
@@ -181,6 +199,10 @@ impl AxVMHal for SvmHal {
         self.map(gpa.as_u64(), hpa, size, flags)
     }
 
+    /// Pass-throughs of the local APIC and IOAPIC pages (the ArceOS hypervisor's x86
+    /// configs list them) mean "give the guest that device": the emulated ones serve them, as
+    /// KVM's in-kernel ones do under the KVM host, and the page is left unmapped so that
+    /// accesses exit. (Mapping them would hand the guest this machine's own APIC.)
     fn map_passthrough(
         &self,
         gpa: GuestPhysAddr,
@@ -188,7 +210,24 @@ impl AxVMHal for SvmHal {
         size: u64,
         flags: MappingFlags,
     ) -> Result<(), HvError> {
-        self.map(gpa.as_u64(), hpa.as_u64(), size, flags)
+        let (gpa, hpa) = (gpa.as_u64(), hpa.as_u64());
+        for (device, page) in EMULATED_PAGES {
+            let inside = gpa >= page && gpa.saturating_add(size) <= page + mm::PAGE_SIZE;
+            let overlaps = gpa < page + mm::PAGE_SIZE && gpa.saturating_add(size) > page;
+            if inside && gpa == hpa {
+                log::info!("pass-through {gpa:#x}+{size:#x}: served by the emulated {device}");
+                return Ok(());
+            }
+            if overlaps {
+                return Err(HvError::PassThroughOverlapsEmulated {
+                    gpa,
+                    size,
+                    device,
+                    page,
+                });
+            }
+        }
+        self.map(gpa, hpa, size, flags)
     }
 
     fn create_vcpu(

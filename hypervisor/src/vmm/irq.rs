@@ -33,7 +33,9 @@ use crate::{apic, hv_println, smp, time};
 
 /// The IOAPIC input ISA IRQ 0 (the PIT) arrives on: GSI 2, as QEMU's MADT override says.
 const PIT_IOAPIC_PIN: usize = 2;
-/// Start-up mailbox: bit 8 set = a SIPI waits, its vector in bits 7:0.
+/// Start-up mailbox: bit 9 = the vCPU waits for a SIPI (others are ignored, as a running
+/// processor ignores SIPIs); bit 8 = one came, its vector in bits 7:0.
+const STARTUP_AWAITED: u16 = 1 << 9;
 const STARTUP_PENDING: u16 = 1 << 8;
 /// "No deadline" in the scheduled injection's deadline.
 const NEVER: u64 = u64::MAX;
@@ -66,8 +68,19 @@ impl ApicHost for HvApicHost {
     }
 
     fn start_up(&self, vcpu: usize, vector: u8) {
-        if let Some(mailbox) = self.startups.get(vcpu) {
-            mailbox.store(STARTUP_PENDING | u16::from(vector), Ordering::Release);
+        let Some(mailbox) = self.startups.get(vcpu) else {
+            return;
+        };
+        let arrived = STARTUP_AWAITED | STARTUP_PENDING | u16::from(vector);
+        if mailbox
+            .compare_exchange(
+                STARTUP_AWAITED,
+                arrived,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
             self.kick(vcpu);
         }
     }
@@ -141,11 +154,24 @@ impl VmInterrupts {
         self.apics.host().kick(vcpu);
     }
 
-    /// The vector of a start-up IPI sent to vCPU `vcpu`, taken from its mailbox.
+    /// Opens vCPU `vcpu`'s start-up mailbox: it waits for a start-up IPI from now on.
+    pub fn await_startup(&self, vcpu: usize) {
+        if let Some(mailbox) = self.apics.host().startups.get(vcpu) {
+            mailbox.store(STARTUP_AWAITED, Ordering::Release);
+        }
+    }
+
+    /// The vector of the first start-up IPI sent to vCPU `vcpu` since
+    /// [`await_startup`](Self::await_startup), taken from its mailbox, which closes (later
+    /// ones are ignored: the vCPU runs).
     pub fn take_startup(&self, vcpu: usize) -> Option<u8> {
         let mailbox = self.apics.host().startups.get(vcpu)?;
-        let value = mailbox.swap(0, Ordering::AcqRel);
-        (value & STARTUP_PENDING != 0).then_some(value as u8)
+        let value = mailbox.load(Ordering::Acquire);
+        if value & STARTUP_PENDING == 0 {
+            return None;
+        }
+        mailbox.store(0, Ordering::Release);
+        Some(value as u8)
     }
 
     /// Whether a start-up IPI waits in vCPU `vcpu`'s mailbox.
@@ -154,7 +180,7 @@ impl VmInterrupts {
             .host()
             .startups
             .get(vcpu)
-            .is_some_and(|mailbox| mailbox.load(Ordering::Acquire) != 0)
+            .is_some_and(|mailbox| mailbox.load(Ordering::Acquire) & STARTUP_PENDING != 0)
     }
 
     /// Whether any vCPU's start-up mailbox holds a start-up IPI.

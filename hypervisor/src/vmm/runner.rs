@@ -37,6 +37,13 @@ static FAILED: AtomicBool = AtomicBool::new(false);
 /// with.
 pub fn run(vm: Arc<AxVM<SvmHal>>, timing: &ExitTiming, irq: Arc<VmInterrupts>) -> u8 {
     let vcpus = vm.vcpu_num();
+    // Mailboxes open before any vCPU runs: vCPU 0 may send a start-up IPI before an AP's
+    // loop begins.
+    for id in 0..vcpus {
+        if waits_for_sipi(&vm, id) {
+            irq.await_startup(id);
+        }
+    }
     IRQ.call_once(|| irq);
     let vm = VM.call_once(|| vm);
     smp::run_on_aps(ap_entry);
@@ -71,17 +78,20 @@ fn irq() -> &'static VmInterrupts {
 /// IPI.
 fn run_vcpu(vm: &AxVM<SvmHal>, id: usize) {
     cpu::enable_interrupts();
-    let waits_for_sipi = vm
-        .try_inspect_vcpu(id, |vcpu| vcpu.is_waiting_for_sipi())
-        .ok()
-        .flatten()
-        .unwrap_or(false);
-    if !waits_for_sipi || wait_for_startup(vm, id) {
+    if !waits_for_sipi(vm, id) || wait_for_startup(vm, id) {
         while let Some(()) = step(vm, id) {}
     }
     cpu::disable_interrupts();
     apic::arm_timer(None);
     FINISHED.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Whether vCPU `id` waits for INIT-SIPI-SIPI.
+fn waits_for_sipi(vm: &AxVM<SvmHal>, id: usize) -> bool {
+    vm.try_inspect_vcpu(id, |vcpu| vcpu.is_waiting_for_sipi())
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Waits until vCPU `id` gets a start-up IPI and starts it there; `false` when the VM
