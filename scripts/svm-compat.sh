@@ -7,7 +7,7 @@
 #
 # Usage: scripts/svm-compat.sh [--no-build] [--keep] [CASE...]
 #
-#   CASE        demo, realmode, rom, bios-start, wakeup, wakeup-smp, timer (default: all)
+#   CASE        demo, realmode, rom, bios-start, sipi, wakeup, wakeup-smp, timer (default: all)
 #   --no-build  use the axvm binary, guest images and hypervisor already built
 #   --keep      keep the work directory (configs, consoles) and print its path
 #
@@ -44,6 +44,7 @@ all_cases=(
   "realmode:realmode:realmode:realmode:raw 16-bit image entered in real mode"
   "rom:rom:rom:rom:writes to a read-only region are dropped"
   "bios-start:biosboot:biosboot:biosboot bios-stub:the ArceOS hypervisor's BIOS start, its config unchanged"
+  "sipi:sipi:sipi:sipi:vCPU 0 starts vCPU 1 with INIT-SIPI-SIPI through its local APIC"
   "wakeup:wakeup:wakeup:wakeup:a halted vCPU woken by a host-injected interrupt"
   "wakeup-smp:wakeup:wakeup-smp:wakeup:the injected wake-up, then a fixed IPI to a halted vCPU 1"
   "timer:timer:timer:timer:PIT at 100 Hz through IOAPIC pin 2, LAPIC timer, CMOS RTC seconds"
@@ -80,7 +81,7 @@ for spec in "${all_cases[@]}"; do
 done
 for name in "${wanted[@]}"; do
   if [[ " ${all_cases[*]} " != *" $name:"* ]]; then
-    echo "svm-compat: unknown case '$name' (cases: demo realmode rom bios-start wakeup wakeup-smp timer)" >&2
+    echo "svm-compat: unknown case '$name' (cases: demo realmode rom bios-start sipi wakeup wakeup-smp timer)" >&2
     exit 2
   fi
 done

@@ -25,6 +25,7 @@ mod elf32;
 const GUESTS: &[&str] = &[
     "demo",
     "realmode",
+    "sipi",
     "rom",
     "timer",
     "wakeup",
