@@ -114,7 +114,15 @@ fn wait_for_startup(vm: &AxVM<SvmHal>, id: usize) -> bool {
             if let Some(vector) = irq().take_startup(id) {
                 let started = vm.try_inspect_vcpu(id, |vcpu| vcpu.start_at_sipi(vector));
                 cpu::enable_interrupts();
-                return matches!(started, Ok(Some(())));
+                if matches!(started, Ok(Some(()))) {
+                    return true;
+                }
+                fail(
+                    vm,
+                    id,
+                    "got a start-up IPI but could not be started (its state is in use)",
+                );
+                return false;
             }
         }
         cpu::wait_for_interrupt();
