@@ -31,7 +31,10 @@
 //! [`memory::PermissionMaps`] once; create each vCPU with [`SvmVCpu::new`]; call `run` with
 //! RFLAGS.IF set if host interrupts (a kick IPI) must be able to stop the guest — they exit
 //! it as [`AxVCpuExitReason::Interrupted`](axvm::AxVCpuExitReason::Interrupted) and are
-//! taken by the host's IDT inside `run`. `smoke/run.sh` runs five guests this way under
+//! taken by the host's IDT inside `run` — or, after
+//! [`SvmVCpu::set_host_interrupts_always_exit`], with IF clear: the guest then exits on a
+//! host interrupt all the same, and the interrupt waits for the caller to set IF (no kick
+//! is lost between a host's last check for work and `VMRUN`). `smoke/run.sh` runs five guests this way under
 //! QEMU (`-cpu EPYC`).
 //!
 //! The guest-visible local APIC, IOAPIC and PIT are the host's (`axvm_pc`'s emulations in

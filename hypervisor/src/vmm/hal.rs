@@ -244,7 +244,11 @@ impl AxVMHal for SvmHal {
                 cpus: self.vcpu_count,
             })?,
         };
-        Ok(SvmVCpu::new(vcpu_id, resources, Frames)?)
+        let mut vcpu = SvmVCpu::new(vcpu_id, resources, Frames)?;
+        // The runner checks for interrupts with IF clear and enters right after: a kick sent
+        // after its check must still make the guest exit (see `irq`).
+        vcpu.set_host_interrupts_always_exit(true);
+        Ok(vcpu)
     }
 
     fn kick_vcpu(&self, vcpu_id: usize) {

@@ -15,10 +15,11 @@
 //! - **Start-up IPIs** are left in a per-vCPU mailbox ([`VmInterrupts::take_startup`]) that
 //!   the vCPU waiting for one reads.
 //!
-//! A kick that lands while the target CPU is between its last check and `VMRUN` is taken in
-//! host mode and the guest enters without the interrupt; it gets it at its next exit. That
-//! costs nothing to guests that wait in `hlt` (which exits), and at most one period of a
-//! running virtual timer otherwise.
+//! No kick is lost between the check and `VMRUN`: [`VmInterrupts::before_entry`] checks with
+//! interrupts off and they stay off until the guest runs; the vCPUs are set to exit on a
+//! host interrupt whatever IF is (`SvmVCpu::set_host_interrupts_always_exit`), so a kick
+//! sent after the check is pending at `VMRUN` and the guest exits at once; it is taken (only
+//! acknowledged) at the next check.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -29,7 +30,7 @@ use axvm_pc::{ApicHost, Clock, IoApic, LocalApics, Pit, SilentPics};
 use axvm_svm::SvmVCpu;
 
 use super::hal::Frames;
-use crate::{apic, hv_println, smp, time};
+use crate::{apic, cpu, hv_println, smp, time};
 
 /// The IOAPIC input ISA IRQ 0 (the PIT) arrives on: GSI 2, as QEMU's MADT override says.
 const PIT_IOAPIC_PIN: usize = 2;
@@ -241,7 +242,15 @@ impl VmInterrupts {
 
     /// On vCPU `vcpu`'s CPU, before it enters the guest: fires due timers, queues the next
     /// deliverable interrupt unless one is queued already, and arms the host timer.
+    ///
+    /// Returns with interrupts off, which they stay until `VMRUN` (the vCPUs make host
+    /// interrupts exit the guest whatever IF is: `set_host_interrupts_always_exit`), so an
+    /// interrupt for this vCPU accepted after the check here kicks a guest that then exits at
+    /// once, instead of a kick taken in host mode and lost.
     pub fn before_entry(&self, vcpu_id: usize, vcpu: &mut SvmVCpu<Frames>) {
+        // Kicks that made the guest exit are pending: take them now (their handler only
+        // acknowledges them), then check with interrupts off.
+        cpu::take_pending_interrupts();
         self.poll_timers(vcpu_id);
         if vcpu.pending_interrupt().is_none() {
             if let Some(vector) = self.apics.take_interrupt(vcpu_id) {
