@@ -75,6 +75,15 @@ fn start() -> Result<StartedVm, String> {
     let plan = image::ImagePlan::for_config(&config, kernel, bios)
         .map_err(|err| format!("{source}: {err}"))?;
     let name = config.name.clone();
+    if let Some(request) = inject.as_ref().filter(|r| r.vcpu >= config.cpu_num) {
+        return Err(format!(
+            "kernel command line inject={:#x}@{}: VM `{name}` has {} vCPU(s) (0-{})",
+            request.vector,
+            request.vcpu,
+            config.cpu_num,
+            config.cpu_num.saturating_sub(1)
+        ));
+    }
     let irq = Arc::new(VmInterrupts::new(config.cpu_num));
     let trigger = inject.map(|request| {
         hv_println!(
