@@ -2,12 +2,14 @@
 # svm-run.sh: runs a VM under axvm's type-1 hypervisor kernel (hypervisor/) in QEMU with AMD
 # SVM emulated (TCG, `-cpu EPYC`), and exits with the guest's status.
 #
-# Usage: scripts/svm-run.sh [--no-build] [--smp N] CONFIG IMAGE [IMAGE...]
+# Usage: scripts/svm-run.sh [--no-build] [--smp N] [--append TEXT] CONFIG IMAGE [IMAGE...]
 #
 #   CONFIG      the VM's TOML config (the axvm/ArceOS format), the first Multiboot module
 #   IMAGE       guest images, the next modules, in order
 #   --no-build  use the kernel already built
 #   --smp N     physical CPUs of the emulated machine (default 2, or SVM_SMP)
+#   --append TEXT  the kernel's command line (QEMU -append), e.g.
+#               "inject=0x40@0 after=wakeup: waiting for an interrupt" (hypervisor/README.md)
 #
 # Environment: QEMU (default qemu-system-x86_64), SVM_TIMEOUT (seconds, default 120),
 # SVM_SMP, SVM_MEM (default 512M), CARGO_TARGET_DIR.
@@ -34,9 +36,10 @@ timeout_secs=${SVM_TIMEOUT:-120}
 smp=${SVM_SMP:-2}
 mem=${SVM_MEM:-512M}
 build=1
+append=()
 
 usage() {
-    echo "usage: $0 [--no-build] [--smp N] CONFIG IMAGE [IMAGE...]" >&2
+    echo "usage: $0 [--no-build] [--smp N] [--append KERNEL-CMDLINE] CONFIG IMAGE [IMAGE...]" >&2
     exit 2
 }
 
@@ -44,6 +47,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --no-build) build=0; shift ;;
         --smp) [[ $# -ge 2 ]] || usage; smp=$2; shift 2 ;;
+        --append) [[ $# -ge 2 ]] || usage; append=(-append "$2"); shift 2 ;;
         --help|-h) usage ;;
         --) shift; break ;;
         -*) echo "svm-run: unknown option $1" >&2; usage ;;
@@ -78,7 +82,7 @@ set +e
 (cd "$config_dir" && timeout "$timeout_secs" "$qemu" -accel tcg -cpu EPYC -smp "$smp" -m "$mem" \
     -nodefaults -no-reboot -serial stdio -display none -monitor none \
     -device isa-debug-exit,iobase=0xf4,iosize=4 \
-    -kernel "$kernel" -initrd "$modules" \
+    -kernel "$kernel" -initrd "$modules" "${append[@]}" \
     2> >(grep -v "TCG doesn't support requested feature" >&2))
 rc=$?
 set -e

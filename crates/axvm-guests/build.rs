@@ -26,6 +26,7 @@ const GUESTS: &[&str] = &[
     "demo",
     "realmode",
     "exitloop",
+    "sipi",
     "rom",
     "timer",
     "wakeup",

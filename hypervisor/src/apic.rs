@@ -6,6 +6,8 @@
 //! while a guest runs causes `#VMEXIT(INTR)` when the VMCB intercepts INTR). The PICs are
 //! remapped away from the exception vectors and masked: no legacy IRQ reaches the kernel.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::{cpu, mm, smp, time};
 
 /// The xAPIC's physical base after reset (QEMU never moves it; [`init`] checks).
@@ -31,6 +33,16 @@ const ICR_ASSERT: u32 = 1 << 14;
 const ICR_FIXED: u32 = 0;
 const ICR_INIT: u32 = 0b101 << 8;
 const ICR_STARTUP: u32 = 0b110 << 8;
+const LVT_TIMER: u64 = 0x320;
+const TIMER_INITIAL: u64 = 0x380;
+const TIMER_CURRENT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3e0;
+/// Divide configuration 0b1011: the timer counts at the bus clock itself.
+const DIVIDE_BY_1: u32 = 0b1011;
+/// How long [`calibrate_timer`] measures.
+const CALIBRATION_US: u64 = 5_000;
+/// The timer's ticks per millisecond, measured at boot (0 before).
+static TIMER_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// How long an IPI may stay undelivered before the sender gives up.
 const DELIVERY_TIMEOUT_NS: u64 = 100_000_000;
 
@@ -114,6 +126,35 @@ pub fn send_init(apic_id: u8) -> bool {
 /// A start-up IPI to `apic_id`: it starts in real mode at page `vector` (address vector << 12).
 pub fn send_startup(apic_id: u8, vector: u8) -> bool {
     send(apic_id, ICR_STARTUP | ICR_ASSERT | u32::from(vector))
+}
+
+/// Measures this CPU's APIC timer against the TSC (after [`time::calibrate`]), for
+/// [`arm_timer`]. Every CPU's timer runs at the same bus clock, so the BSP measures once.
+pub fn calibrate_timer() -> u64 {
+    write(TIMER_DIVIDE, DIVIDE_BY_1);
+    write(LVT_TIMER, (1 << 16) | u32::from(KICK_VECTOR));
+    write(TIMER_INITIAL, u32::MAX);
+    time::delay_us(CALIBRATION_US);
+    let elapsed = u64::from(u32::MAX - read(TIMER_CURRENT));
+    write(TIMER_INITIAL, 0);
+    let per_ms = (elapsed * 1000 / CALIBRATION_US).max(1);
+    TIMER_TICKS_PER_MS.store(per_ms, Ordering::Relaxed);
+    per_ms
+}
+
+/// Makes this CPU's APIC timer raise [`KICK_VECTOR`] once `nanos` from now (the one-shot
+/// deadline of a virtual timer: a guest running or a halted vCPU loop then gets control
+/// back), replacing any earlier one; `None` stops it.
+pub fn arm_timer(nanos: Option<u64>) {
+    let Some(nanos) = nanos else {
+        write(TIMER_INITIAL, 0);
+        return;
+    };
+    let per_ms = TIMER_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
+    let ticks = (u128::from(nanos) * u128::from(per_ms) / 1_000_000).clamp(1, u128::from(u32::MAX));
+    write(TIMER_DIVIDE, DIVIDE_BY_1);
+    write(LVT_TIMER, u32::from(KICK_VECTOR));
+    write(TIMER_INITIAL, ticks as u32);
 }
 
 /// Moves the two 8259 PICs to vectors 0x20-0x2f (so a spurious IRQ 7 cannot look like an

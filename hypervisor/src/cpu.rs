@@ -89,6 +89,13 @@ pub fn wait_for_interrupt() {
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
 }
 
+/// Takes the interrupts pending while IF was clear, then clears IF again: `sti; nop; cli`
+/// (the NOP because STI's shadow would cover a CLI right after it).
+pub fn take_pending_interrupts() {
+    // SAFETY: the IDT is loaded; every handler returns.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
 /// Stops this CPU for good: interrupts off, halted.
 pub fn halt_forever() -> ! {
     loop {

@@ -47,6 +47,8 @@ pub extern "C" fn bsp_main(magic: u32, info: u32) -> ! {
     smp::init_bsp();
     let tsc_hz = time::calibrate();
     hv_println!("TSC {} MHz (against PIT channel 2)", tsc_hz / 1_000_000);
+    let apic_timer_khz = apic::calibrate_timer();
+    hv_println!("APIC timer {} MHz (against the TSC)", apic_timer_khz / 1000);
     svm::enable(0);
     let cpus = smp::start_aps();
     hv_println!("{cpus} CPU(s) up; interrupts are off on all of them (parked APs halt with IF=1)");

@@ -74,6 +74,18 @@ pub const EXITLOOP_VALUE_OFFSET: usize = 6;
 /// How many exits [`EXITLOOP`] as built makes: 20 000 port writes and the exit-port write.
 pub const EXITLOOP_EXITS: u64 = 20_001;
 
+/// Image of the start-up IPI guest: a flat image for the BIOS start at 0x8000 (vCPU 0 in
+/// real mode) that starts vCPU 1 with INIT-SIPI-SIPI through its local APIC and checks that
+/// a second SIPI is ignored. It covers the VMM's local APIC ICR and `WaitForSipi` start.
+pub const SIPI: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/sipi"));
+
+/// Absolute path of the start-up IPI guest's image file.
+pub const SIPI_PATH: &str = concat!(env!("OUT_DIR"), "/images/sipi");
+
+/// The start-up IPI VM's config (`guests/sipi/sipi.toml`): 2 vCPUs, 16 MiB RAM, the image
+/// as `bios_path` at 0x8000 and as `kernel_path`.
+pub const SIPI_CONFIG: &str = include_str!("../../../guests/sipi/sipi.toml");
+
 /// Image of the ROM guest: an ELF64 loaded at 0x20_0000 that writes to a
 /// read-only page at 0x100_0000, expects the write to be ignored and prints
 /// `ROM write ignored`. It covers the VMM's read-only memory (nested page

@@ -160,7 +160,38 @@ fn no_bios_image_is_multiboot() {
     assert!(plan.start.starts_with("Multiboot: "), "{}", plan.start);
 }
 
+/// The `sipi` guest: vCPU 0, started the BIOS way, starts vCPU 1 with INIT-SIPI-SIPI through
+/// its local APIC; a second SIPI is ignored. `scripts/svm-compat.sh` compares the same lines
+/// under the SVM hypervisor, whose local APIC is `axvm-pc`'s.
+fn a_waiting_ap_is_started_by_init_sipi_sipi() {
+    require_kvm();
+    let console = Console::default();
+    let images = BootImages {
+        kernel: axvm_guests::SIPI.to_vec(),
+        bios: Some(axvm_guests::SIPI.to_vec()),
+        kernel_name: Some("sipi".into()),
+        ..BootImages::default()
+    };
+    let vm = KvmVm::create(
+        parse_config(axvm_guests::SIPI_CONFIG),
+        &images,
+        options(&console, UnclaimedAccessPolicy::Ignore),
+    )
+    .unwrap_or_else(|err| panic!("cannot create the VM: {err}"));
+    let outcome = run_bounded(vm, &console)
+        .unwrap_or_else(|err| panic!("the VM failed: {err}; console: {:?}", console.text()));
+    let text = console.text();
+    assert_eq!(outcome, VmOutcome::Exited(0), "console:\n{text}");
+    assert_eq!(
+        text,
+        "sipi: vCPU 0 sends INIT-SIPI-SIPI (vector 0x09) to APIC ID 1\n\
+         sipi: vCPU 1 started at 0x9000\n\
+         sipi: the second SIPI was ignored\n"
+    );
+}
+
 axvm_test_harness::main!(
+    a_waiting_ap_is_started_by_init_sipi_sipi,
     the_plan_is_the_bios_start_without_a_vm,
     the_stub_enters_the_kernel_as_axvisor_does,
     other_vcpus_wait_for_a_sipi,

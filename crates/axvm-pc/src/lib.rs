@@ -13,6 +13,10 @@
 //! - [`PciHost`]: PCI configuration mechanism #1 with an i440FX host bridge.
 //! - [`FwCfg`]: QEMU's fw_cfg (ports 0x510-0x511): CPU count, RAM size, `etc/e820`.
 //! - [`Cmos`]: the CMOS RAM and RTC (ports 0x70-0x71), on the host's [`WallClock`].
+//! - [`LocalApics`] (0xfee00000), [`IoApic`] (0xfec00000), [`Pit`] (ports 0x40-0x43 and
+//!   0x61) and [`SilentPics`] (the 8259 ports, masked): the interrupt controllers and timer
+//!   for a host without in-kernel ones (the SVM hypervisor; KVM has its own), each driven
+//!   by the host through a small trait ([`ApicHost`], [`Clock`]).
 //! - [`PortAccess`]: drives a device by port number, as the device manager would, for
 //!   tests and fuzzing.
 //!
@@ -61,7 +65,7 @@ pub mod boot_info;
 pub mod boot_tables;
 pub mod cmdline;
 pub mod config_devices;
-mod devices;
+pub mod devices;
 pub mod direct;
 pub mod disassemble;
 pub mod e820;
@@ -77,6 +81,10 @@ pub mod placement;
 mod test_config;
 pub mod vcpu_boot;
 
+pub use devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_PINS};
+pub use devices::lapic::{ApicHost, Destination, LocalApics, LAPIC_BASE};
+pub use devices::pic::SilentPics;
+pub use devices::pit::{Clock, Pit};
 pub use devices::{
     exit_status, Cmos, ExitPort, FwCfg, IdentMsrs, PciHost, PortAccess, WallClock, AXVM_SIGNATURE,
     CMOS_DATA_PORT, CMOS_INDEX_PORT, EXIT_PORT, FW_CFG_DATA_PORT, FW_CFG_SELECTOR_PORT, IDENT_MSR,

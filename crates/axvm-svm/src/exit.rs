@@ -15,7 +15,7 @@ use axvm::{
     AccessWidth, AxVCpuExitReason, GuestPhysAddr, MappingFlags,
 };
 
-pub use mmio::{GprTarget, InsnBytes};
+pub use mmio::{FlagsOp, GprTarget, InsnBytes, LogicOp};
 
 use crate::vmcb::{SvmExitCode, Vmcb};
 
@@ -126,9 +126,45 @@ pub enum ReadTarget {
         /// How the value extends into the register.
         extension: LoadExtension,
     },
+    /// `AND`/`OR`/`XOR reg, m` with an MMIO source: the register combined with the value,
+    /// flags from the result.
+    MmioLogic {
+        /// The register.
+        target: GprTarget,
+        /// The access width.
+        width: AccessWidth,
+        /// The operation.
+        op: LogicOp,
+    },
+    /// An MMIO read that only sets RFLAGS (`BT`, `TEST`): see [`ReadTarget::flags_after`].
+    MmioFlags {
+        /// The access width.
+        width: AccessWidth,
+        /// The instruction's flag computation.
+        op: FlagsOp,
+    },
 }
 
 impl ReadTarget {
+    /// RFLAGS after the read of `value`, for [`MmioFlags`](Self::MmioFlags) and
+    /// [`MmioLogic`](Self::MmioLogic) (`gprs` as [`apply`](Self::apply) left them);
+    /// `rflags` unchanged for the other targets.
+    pub fn flags_after(self, rflags: u64, gprs: &GuestGprs, value: u64) -> u64 {
+        match self {
+            Self::MmioFlags { width, op } => op.apply(rflags, value, width),
+            Self::MmioLogic { target, width, .. } => {
+                let register = gprs[usize::from(target.index) % 16];
+                let result = if target.high_byte {
+                    register >> 8
+                } else {
+                    register
+                };
+                mmio::logic_flags(rflags, result, width)
+            }
+            _ => rflags,
+        }
+    }
+
     /// Puts `value` (the access's bytes, zero-extended) into `gprs` the way the guest's
     /// instruction would have.
     pub fn apply(self, gprs: &mut GuestGprs, value: u64) {
@@ -148,6 +184,23 @@ impl ReadTarget {
                     extend_mmio_read(*register, value, width, extension)
                 };
             }
+            Self::MmioLogic { target, width, op } => {
+                let register = &mut gprs[usize::from(target.index) % 16];
+                *register = if target.high_byte {
+                    let result = op.combine(*register >> 8, value) & 0xff;
+                    (*register & !0xff00) | (result << 8)
+                } else {
+                    let result = width.truncate(op.combine(*register, value));
+                    // As a MOV of the result: 32-bit writes zero-extend, 8/16 merge.
+                    let extension = if width.size() >= 4 {
+                        LoadExtension::Zero
+                    } else {
+                        LoadExtension::Keep
+                    };
+                    extend_mmio_read(*register, result, width, extension)
+                };
+            }
+            Self::MmioFlags { .. } => {}
         }
     }
 }
@@ -201,9 +254,10 @@ pub enum ExitDecodeError {
         /// The bytes.
         bytes: InsnBytes,
     },
-    /// An instruction the MMIO emulation does not know (only MOV, MOVZX, MOVSX, MOVSXD
-    /// between a general register or an immediate and memory so far).
-    #[error("MMIO access at {gpa:#x} (RIP {rip:#x}) by {mnemonic:?}: only MOV/MOVZX/MOVSX/MOVSXD with a general register or immediate are emulated")]
+    /// An instruction the MMIO emulation does not know (MOV, MOVZX, MOVSX, MOVSXD between
+    /// a general register or an immediate and memory; AND/OR/XOR into a register; BT with
+    /// an immediate and TEST, so far).
+    #[error("MMIO access at {gpa:#x} (RIP {rip:#x}) by {mnemonic:?}: only MOV/MOVZX/MOVSX/MOVSXD with a general register or immediate, AND/OR/XOR reg, mem, BT mem, imm8 and TEST mem are emulated")]
     UnsupportedMmioInstruction {
         /// The guest-physical address accessed.
         gpa: u64,
@@ -388,6 +442,20 @@ fn decode_npf(info: &ExitInfo) -> Result<SvmExit, ExitDecodeError> {
                     width,
                     extension,
                 }),
+            }),
+        },
+        mmio::MmioAccess::Logic { width, target, op } => SvmExit::Core {
+            reason: AxVCpuExitReason::MmioRead { addr, width },
+            resume: Some(Resume {
+                next_rip,
+                read_target: Some(ReadTarget::MmioLogic { target, width, op }),
+            }),
+        },
+        mmio::MmioAccess::Flags { width, op } => SvmExit::Core {
+            reason: AxVCpuExitReason::MmioRead { addr, width },
+            resume: Some(Resume {
+                next_rip,
+                read_target: Some(ReadTarget::MmioFlags { width, op }),
             }),
         },
         mmio::MmioAccess::Store { width, data } => SvmExit::Core {

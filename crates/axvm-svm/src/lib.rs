@@ -31,13 +31,20 @@
 //! [`memory::PermissionMaps`] once; create each vCPU with [`SvmVCpu::new`]; call `run` with
 //! RFLAGS.IF set if host interrupts (a kick IPI) must be able to stop the guest — they exit
 //! it as [`AxVCpuExitReason::Interrupted`](axvm::AxVCpuExitReason::Interrupted) and are
-//! taken by the host's IDT inside `run`. `smoke/run.sh` runs five guests this way under
+//! taken by the host's IDT inside `run` — or, after
+//! [`SvmVCpu::set_host_interrupts_always_exit`], with IF clear: the guest then exits on a
+//! host interrupt all the same, and the interrupt waits for the caller to set IF (no kick
+//! is lost between a host's last check for work and `VMRUN`). `smoke/run.sh` runs five guests this way under
 //! QEMU (`-cpu EPYC`).
 //!
-//! Still to come: string I/O (INS/OUTS), MMIO instructions
-//! other than MOV/MOVZX/MOVSX/MOVSXD, x87/SSE/AVX state switching (needed once one CPU runs
-//! several vCPUs), a guest-visible local APIC (INIT/SIPI arrive from the host's emulation
-//! through [`SvmVCpu::start_at_sipi`]), and freeing a vCPU's pages.
+//! The guest-visible local APIC, IOAPIC and PIT are the host's (`axvm_pc`'s emulations in
+//! the hypervisor): it queues their interrupts with [`SvmVCpu::queue_interrupt`] and starts
+//! APs with [`SvmVCpu::start_at_sipi`].
+//!
+//! Still to come: string I/O (INS/OUTS), MMIO instructions other than MOV/MOVZX/MOVSX/MOVSXD,
+//! AND/OR/XOR into a register, BT with an immediate and TEST (read-modify-write ones such
+//! as `or [mem], reg` in particular), x87/SSE/AVX state switching (needed once one CPU runs
+//! several vCPUs), and freeing a vCPU's pages.
 
 #![no_std]
 #![deny(missing_docs)]

@@ -91,6 +91,8 @@ pub struct SvmVCpu<M: HostMemory> {
     stopped: Option<&'static str>,
     last_exit: Option<ExitInfo>,
     flush_tlb: bool,
+    /// See [`SvmVCpu::set_host_interrupts_always_exit`].
+    host_interrupts_always_exit: bool,
 }
 
 // SAFETY: the VMCB pointer is to a page this vCPU owns alone (allocated in `new`), so moving
@@ -136,6 +138,7 @@ impl<M: HostMemory> SvmVCpu<M> {
             stopped: None,
             last_exit: None,
             flush_tlb: true,
+            host_interrupts_always_exit: false,
         };
         let vmcb = vcpu.vmcb_mut();
         *vmcb = Vmcb::zeroed();
@@ -164,6 +167,17 @@ impl<M: HostMemory> SvmVCpu<M> {
         self.resume = None;
         self.pending_read = None;
         self.stopped = None;
+    }
+
+    /// With `on`, host interrupts make the guest exit ([`AxVCpuExitReason::Interrupted`])
+    /// whatever the caller's RFLAGS.IF when it calls `run`, and an interrupt that did so
+    /// stays pending until the caller sets IF (with IF set it is taken inside `run`, as
+    /// without this). A host can then check for work with interrupts off and call `run`
+    /// without losing a kick IPI sent after its check: the kick is pending at `VMRUN` and the
+    /// guest exits at once. Off by default: interrupts exit the guest only when the caller's
+    /// IF is set.
+    pub fn set_host_interrupts_always_exit(&mut self, on: bool) {
+        self.host_interrupts_always_exit = on;
     }
 
     /// Makes the next `VMRUN` flush the TLB: needed when the vCPU moves to another
@@ -267,10 +281,11 @@ impl<M: HostMemory> SvmVCpu<M> {
     /// One `VMRUN`, and the exit's snapshot.
     fn enter_guest(&mut self) -> ExitInfo {
         let (vmcb_pa, host_state_pa) = (self.vmcb_pa, self.host_state_pa);
+        let interrupts_exit = self.host_interrupts_always_exit;
         // SAFETY: the VMCB was set up in `new` (VMRUN intercepted, nonzero ASID, nested
         // paging, permission maps) and both pages are this vCPU's; enabling SVM on this CPU
         // is the caller's part of the `run` contract documented on the crate.
-        unsafe { entry::vmrun(&mut self.gprs, vmcb_pa, host_state_pa) };
+        unsafe { entry::vmrun(&mut self.gprs, vmcb_pa, host_state_pa, interrupts_exit) };
         requeue_interrupted_event(&mut self.vmcb_mut().control);
         ExitInfo::from_vmcb(self.vmcb(), &self.gprs)
     }
@@ -460,6 +475,8 @@ impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {
         let mut gprs = self.full_gprs();
         target.apply(&mut gprs, value);
         self.set_full_gprs(gprs);
+        let save = &mut self.vmcb_mut().save;
+        save.rflags = target.flags_after(save.rflags, &gprs, value);
         Ok(())
     }
 

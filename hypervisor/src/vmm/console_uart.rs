@@ -7,6 +7,7 @@
 //! register, the line control register) find a UART. Input is not delivered (nothing reads
 //! the physical COM1 for a guest yet).
 
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -14,6 +15,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use axvm::device::{BaseDeviceOps, DeviceError, DeviceOffset, DeviceRange, WriteOutcome};
 use axvm::{AccessWidth, EmulatedDeviceType};
 
+use super::inject::LineTrigger;
 use crate::console;
 
 /// COM1's first port.
@@ -39,6 +41,8 @@ const MODEM_READY: u8 = 0xb0;
 /// COM1, transmitting to the hypervisor's console.
 #[derive(Default)]
 pub struct ConsoleUart {
+    /// Sees every byte transmitted (the console-line injection trigger).
+    watcher: Option<Arc<LineTrigger>>,
     interrupt_enable: AtomicU8,
     line_control: AtomicU8,
     modem_control: AtomicU8,
@@ -47,6 +51,14 @@ pub struct ConsoleUart {
 }
 
 impl ConsoleUart {
+    /// COM1 whose output `watcher` also sees.
+    pub fn watched_by(watcher: Option<Arc<LineTrigger>>) -> Self {
+        Self {
+            watcher,
+            ..Self::default()
+        }
+    }
+
     fn divisor_latched(&self) -> bool {
         self.line_control.load(Ordering::Relaxed) & DIVISOR_LATCH_ACCESS != 0
     }
@@ -99,6 +111,9 @@ impl BaseDeviceOps for ConsoleUart {
         let byte = value as u8;
         if at.offset == DATA && !self.divisor_latched() {
             console::write_bytes(&[byte]);
+            if let Some(watcher) = &self.watcher {
+                watcher.feed(byte);
+            }
         } else if let Some(register) = self.storage(at.offset) {
             register.store(byte, Ordering::Relaxed);
         }

@@ -3,6 +3,7 @@
 //! page tables, and every vCPU is an `axvm_svm::SvmVCpu` on one physical CPU.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::ptr::NonNull;
 
 use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
@@ -11,6 +12,7 @@ use axvm_svm::npt::{NestedPageTables, NptError, NptRegion, PageTableMemory};
 use axvm_svm::{SvmError, SvmVCpu, VCpuResources};
 use spin::Mutex;
 
+use super::irq::VmInterrupts;
 use crate::mm::{self, frames};
 use crate::{apic, smp, svm, time};
 
@@ -40,9 +42,26 @@ pub enum HvError {
         /// The CPUs there are.
         cpus: usize,
     },
-    /// Something this host does not do yet.
-    #[error("{0} is not supported by the SVM hypervisor yet")]
-    Unsupported(&'static str),
+    /// A pass-through range that covers part of an emulated interrupt controller's page.
+    #[error("pass-through {gpa:#x}+{size:#x} overlaps the {device} page at {page:#x}, which this host emulates: pass through exactly that page (host = guest address), or leave it out")]
+    PassThroughOverlapsEmulated {
+        /// The range's guest-physical start.
+        gpa: u64,
+        /// Its size.
+        size: u64,
+        /// The emulated device.
+        device: &'static str,
+        /// Its page.
+        page: u64,
+    },
+    /// The vCPU's local APIC did not take the interrupt.
+    #[error("vCPU {vcpu}'s local APIC dropped vector {vector:#x}: the guest has not software-enabled it (SVR bit 8), or the vector is below 16")]
+    InterruptDropped {
+        /// The vCPU.
+        vcpu: usize,
+        /// The vector.
+        vector: u8,
+    },
 }
 
 /// Host memory for the backend: frames from the frame allocator, reached through the
@@ -89,12 +108,14 @@ pub struct SvmHal {
     npt: Mutex<NestedPageTables>,
     maps: PermissionMaps,
     vcpu_count: usize,
+    irq: Arc<VmInterrupts>,
 }
 
 impl SvmHal {
     /// A host for a VM of `vcpu_count` vCPUs, which must not exceed the physical CPUs (vCPU
     /// *i* runs on CPU *i*).
-    pub fn new(vcpu_count: usize) -> Result<Self, HvError> {
+    /// Interrupts go to `irq`'s local APICs.
+    pub fn new(vcpu_count: usize, irq: Arc<VmInterrupts>) -> Result<Self, HvError> {
         let cpus = smp::cpu_count();
         if vcpu_count > cpus {
             return Err(HvError::TooFewCpus {
@@ -106,6 +127,7 @@ impl SvmHal {
             npt: Mutex::new(NestedPageTables::new(&mut Frames)?),
             maps: PermissionMaps::install(&mut Frames, &default_iopm(), &default_msrpm())?,
             vcpu_count,
+            irq,
         })
     }
 
@@ -119,6 +141,12 @@ impl SvmHal {
         Ok(self.npt.lock().map(&mut Frames, &region)?)
     }
 }
+
+/// The interrupt controller pages this host emulates (`axvm_pc`'s devices).
+const EMULATED_PAGES: [(&str, u64); 2] = [
+    ("local APIC", axvm_pc::LAPIC_BASE),
+    ("IOAPIC", axvm_pc::IOAPIC_BASE),
+];
 
 fn pages(size: u64) -> usize {
     size.div_ceil(mm::PAGE_SIZE) as usize
@@ -171,6 +199,10 @@ impl AxVMHal for SvmHal {
         self.map(gpa.as_u64(), hpa, size, flags)
     }
 
+    /// Pass-throughs of the local APIC and IOAPIC pages (the ArceOS hypervisor's x86
+    /// configs list them) mean "give the guest that device": the emulated ones serve them, as
+    /// KVM's in-kernel ones do under the KVM host, and the page is left unmapped so that
+    /// accesses exit. (Mapping them would hand the guest this machine's own APIC.)
     fn map_passthrough(
         &self,
         gpa: GuestPhysAddr,
@@ -178,7 +210,24 @@ impl AxVMHal for SvmHal {
         size: u64,
         flags: MappingFlags,
     ) -> Result<(), HvError> {
-        self.map(gpa.as_u64(), hpa.as_u64(), size, flags)
+        let (gpa, hpa) = (gpa.as_u64(), hpa.as_u64());
+        for (device, page) in EMULATED_PAGES {
+            let inside = gpa >= page && gpa.saturating_add(size) <= page + mm::PAGE_SIZE;
+            let overlaps = gpa < page + mm::PAGE_SIZE && gpa.saturating_add(size) > page;
+            if inside && gpa == hpa {
+                log::info!("pass-through {gpa:#x}+{size:#x}: served by the emulated {device}");
+                return Ok(());
+            }
+            if overlaps {
+                return Err(HvError::PassThroughOverlapsEmulated {
+                    gpa,
+                    size,
+                    device,
+                    page,
+                });
+            }
+        }
+        self.map(gpa, hpa, size, flags)
     }
 
     fn create_vcpu(
@@ -195,7 +244,11 @@ impl AxVMHal for SvmHal {
                 cpus: self.vcpu_count,
             })?,
         };
-        Ok(SvmVCpu::new(vcpu_id, resources, Frames)?)
+        let mut vcpu = SvmVCpu::new(vcpu_id, resources, Frames)?;
+        // The runner checks for interrupts with IF clear and enters right after: a kick sent
+        // after its check must still make the guest exit (see `irq`).
+        vcpu.set_host_interrupts_always_exit(true);
+        Ok(vcpu)
     }
 
     fn kick_vcpu(&self, vcpu_id: usize) {
@@ -204,8 +257,16 @@ impl AxVMHal for SvmHal {
         }
     }
 
-    fn inject_irq_to_vcpu(&self, _vcpu_id: usize, _irq: u8) -> Result<(), HvError> {
-        Err(HvError::Unsupported("interrupt injection"))
+    /// A fixed interrupt to the vCPU's local APIC, which wakes or kicks the vCPU.
+    fn inject_irq_to_vcpu(&self, vcpu_id: usize, irq: u8) -> Result<(), HvError> {
+        if self.irq.inject(vcpu_id, irq) {
+            Ok(())
+        } else {
+            Err(HvError::InterruptDropped {
+                vcpu: vcpu_id,
+                vector: irq,
+            })
+        }
     }
 
     fn current_time_nanos(&self) -> u64 {

@@ -12,7 +12,10 @@ mod console_uart;
 mod exit_timing;
 mod hal;
 mod image;
+mod inject;
+mod irq;
 mod modules;
+mod rtc;
 mod runner;
 
 use alloc::format;
@@ -27,6 +30,7 @@ use crate::{boot, hv_println, qemu};
 
 use exit_timing::ExitTiming;
 pub use hal::SvmHal;
+use irq::VmInterrupts;
 
 /// The status QEMU reports (through `isa-debug-exit`) when the VM could not start or
 /// failed: 1, as `axvm run` exits with when a VM fails.
@@ -35,7 +39,7 @@ pub const VM_FAILED: u8 = 1;
 /// Creates the VM the modules describe, runs it, and ends QEMU with its status.
 pub fn main() -> ! {
     let status = match start() {
-        Ok((vm, timing)) => runner::run(vm, &timing),
+        Ok(started) => runner::run(started.vm, &started.timing, started.irq),
         Err(message) => {
             hv_println!("{message}");
             VM_FAILED
@@ -44,8 +48,16 @@ pub fn main() -> ! {
     qemu::exit(status)
 }
 
-/// The VM, created, loaded and booted, with its exit timing installed.
-fn start() -> Result<(Arc<AxVM<SvmHal>>, Arc<ExitTiming>), String> {
+/// A VM ready to run.
+struct StartedVm {
+    vm: Arc<AxVM<SvmHal>>,
+    timing: Arc<ExitTiming>,
+    irq: Arc<VmInterrupts>,
+}
+
+/// The VM, created, loaded and booted, with its exit timing and interrupts installed.
+fn start() -> Result<StartedVm, String> {
+    let inject = inject::InjectRequest::from_cmdline(boot::cmdline())?;
     let files = modules::VmFiles::find(boot::modules())?;
     let source = files.config_name;
     let file =
@@ -62,13 +74,37 @@ fn start() -> Result<(Arc<AxVM<SvmHal>>, Arc<ExitTiming>), String> {
     let plan = image::ImagePlan::for_config(&config, kernel, bios)
         .map_err(|err| format!("{source}: {err}"))?;
     let name = config.name.clone();
-    let hal = SvmHal::new(config.cpu_num).map_err(|err| format!("VM `{name}`: {err}"))?;
-    let vm = AxVM::new(config, hal, platform_devices()?)
+    if let Some(request) = inject.as_ref().filter(|r| r.vcpu >= config.cpu_num) {
+        return Err(format!(
+            "kernel command line inject={:#x}@{}: VM `{name}` has {} vCPU(s) (0-{})",
+            request.vector,
+            request.vcpu,
+            config.cpu_num,
+            config.cpu_num.saturating_sub(1)
+        ));
+    }
+    let irq = Arc::new(VmInterrupts::new(config.cpu_num));
+    let trigger = inject.map(|request| {
+        hv_println!(
+            "will inject vector {:#x} into vCPU {} after the console line `{}`",
+            request.vector,
+            request.vcpu,
+            request.after
+        );
+        Arc::new(inject::LineTrigger::new(request, irq.clone()))
+    });
+    let hal =
+        SvmHal::new(config.cpu_num, irq.clone()).map_err(|err| format!("VM `{name}`: {err}"))?;
+    let vm = AxVM::new(config, hal, platform_devices(&irq, trigger)?)
         .map_err(|err| format!("VM `{name}` cannot be created: {err}"))?;
     plan.load(&vm, kernel)
         .map_err(|err| format!("{source}: {err}"))?;
     let timing = Arc::new(ExitTiming::new(vm.vcpu_num()));
-    vm.set_exit_observer(timing.clone())
+    let hook = irq::EntryHook {
+        timing: timing.clone(),
+        irq: irq.clone(),
+    };
+    vm.set_exit_observer(Arc::new(hook))
         .map_err(|err| format!("VM `{name}`: {err}"))?;
     vm.boot().map_err(|err| format!("VM `{name}`: {err}"))?;
     hv_println!(
@@ -76,20 +112,25 @@ fn start() -> Result<(Arc<AxVM<SvmHal>>, Arc<ExitTiming>), String> {
         vm.vcpu_num(),
         plan.format()
     );
-    Ok((vm, timing))
+    Ok(StartedVm { vm, timing, irq })
 }
 
 /// The devices every VM gets here: `axvm_pc`'s (exit port, PCI host bridge, identification
-/// MSRs), exactly as on KVM, and COM1 onto this machine's console.
-fn platform_devices() -> Result<AxVmDevices, String> {
+/// MSRs), exactly as on KVM; COM1 onto this machine's console (watched by `trigger`); the
+/// interrupt controllers and timers that KVM has in its kernel (`irq`) and the RTC.
+fn platform_devices(
+    irq: &VmInterrupts,
+    trigger: Option<Arc<inject::LineTrigger>>,
+) -> Result<AxVmDevices, String> {
     let mut devices = AxVmDevices::new(UnclaimedAccessPolicy::Ignore);
-    let platform: [Arc<dyn BaseDeviceOps>; 4] = [
-        Arc::new(console_uart::ConsoleUart::default()),
+    let platform: [Arc<dyn BaseDeviceOps>; 5] = [
+        Arc::new(console_uart::ConsoleUart::watched_by(trigger)),
         Arc::new(axvm_pc::ExitPort),
         Arc::new(axvm_pc::PciHost::default()),
         Arc::new(axvm_pc::IdentMsrs::default()),
+        Arc::new(rtc::RtcClock::default()),
     ];
-    for device in platform {
+    for device in platform.into_iter().chain(irq.devices()) {
         let name = device.name().to_string();
         devices
             .add(device)

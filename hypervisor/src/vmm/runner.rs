@@ -2,8 +2,8 @@
 //! exit loop ([`AxVM::run_vcpu`]), until the guest stops the VM or a vCPU cannot go on.
 //!
 //! What the core returns is handled as `axvm run` on KVM handles it: the guest's exit
-//! status ends the run; a triple fault, an exit no one handles, or every vCPU halted with
-//! nothing to wake it is a failure, reported with the vCPU's registers and instruction and
+//! status ends the run; a halted vCPU waits for an interrupt ([`super::irq`]); a triple
+//! fault, an exit no one handles, or every vCPU halted with interrupts off is a failure, reported with the vCPU's registers and instruction and
 //! ending the run with [`VM_FAILED`].
 
 use alloc::string::String;
@@ -13,22 +13,38 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use axvm::{AxVCpuExitReason as Exit, AxVM, VMStatus};
 
 use super::exit_timing::ExitTiming;
+use super::irq::VmInterrupts;
 use super::{SvmHal, VM_FAILED};
-use crate::{cpu, hv_println, smp};
+use crate::{apic, cpu, hv_println, smp};
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// The running VM, for the APs' entry, which takes only a CPU number.
 static VM: spin::Once<Arc<AxVM<SvmHal>>> = spin::Once::new();
+/// Its interrupt controllers and timers.
+static IRQ: spin::Once<Arc<VmInterrupts>> = spin::Once::new();
 /// vCPUs whose loop has ended.
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
-/// vCPUs halted with nothing to wake them.
-static HALTED: AtomicUsize = AtomicUsize::new(0);
+/// vCPUs that only another vCPU could wake: halted with interrupts off, or waiting for a
+/// start-up IPI.
+static STUCK: AtomicUsize = AtomicUsize::new(0);
 /// Whether the run failed (reported already).
 static FAILED: AtomicBool = AtomicBool::new(false);
 
-/// Runs `vm` to its end on this CPU (vCPU 0) and the APs, then prints `timing`'s exit
-/// figures; returns the status QEMU should exit with.
-pub fn run(vm: Arc<AxVM<SvmHal>>, timing: &ExitTiming) -> u8 {
+/// Runs `vm` to its end on this CPU (vCPU 0) and the APs, with `irq` delivering its
+/// interrupts, then prints `timing`'s exit figures; returns the status QEMU should exit
+/// with.
+pub fn run(vm: Arc<AxVM<SvmHal>>, timing: &ExitTiming, irq: Arc<VmInterrupts>) -> u8 {
     let vcpus = vm.vcpu_num();
+    // Mailboxes open before any vCPU runs: vCPU 0 may send a start-up IPI before an AP's
+    // loop begins.
+    for id in 0..vcpus {
+        if waits_for_sipi(&vm, id) {
+            irq.await_startup(id);
+        }
+    }
+    IRQ.call_once(|| irq);
     let vm = VM.call_once(|| vm);
     smp::run_on_aps(ap_entry);
     run_vcpu(vm, 0);
@@ -52,28 +68,71 @@ fn ap_entry(cpu: usize) {
     }
 }
 
+fn irq() -> &'static VmInterrupts {
+    IRQ.get()
+        .expect("runner::run sets the interrupts before any vCPU runs")
+}
+
 /// Runs vCPU `id` until the VM stops; counts it finished. A vCPU that waits for
-/// INIT-SIPI-SIPI (an AP of the BIOS start) waits as a halted one does: this host has no
-/// local APIC to deliver a start-up IPI yet.
+/// INIT-SIPI-SIPI (an AP of a boot protocol or the BIOS start) first waits for its start-up
+/// IPI.
 fn run_vcpu(vm: &AxVM<SvmHal>, id: usize) {
     cpu::enable_interrupts();
-    let waits_for_sipi = vm
-        .try_inspect_vcpu(id, |vcpu| vcpu.is_waiting_for_sipi())
-        .ok()
-        .flatten()
-        .unwrap_or(false);
-    if waits_for_sipi {
-        wait_while_halted(vm, id);
-    } else {
+    if !waits_for_sipi(vm, id) || wait_for_startup(vm, id) {
         while let Some(()) = step(vm, id) {}
     }
+    cpu::disable_interrupts();
+    apic::arm_timer(None);
     FINISHED.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Whether vCPU `id` waits for INIT-SIPI-SIPI.
+fn waits_for_sipi(vm: &AxVM<SvmHal>, id: usize) -> bool {
+    vm.try_inspect_vcpu(id, |vcpu| vcpu.is_waiting_for_sipi())
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Waits until vCPU `id` gets a start-up IPI and starts it there; `false` when the VM
+/// stopped first.
+fn wait_for_startup(vm: &AxVM<SvmHal>, id: usize) -> bool {
+    if stuck(
+        vm,
+        id,
+        "waits for a start-up IPI, and every other vCPU is halted with interrupts off",
+    ) {
+        return false;
+    }
+    loop {
+        cpu::disable_interrupts();
+        if vm.status() != VMStatus::Running {
+            return false;
+        }
+        if irq().startup_pending(id) {
+            STUCK.fetch_sub(1, Ordering::SeqCst);
+            if let Some(vector) = irq().take_startup(id) {
+                let started = vm.try_inspect_vcpu(id, |vcpu| vcpu.start_at_sipi(vector));
+                cpu::enable_interrupts();
+                if matches!(started, Ok(Some(()))) {
+                    return true;
+                }
+                let why = alloc::format!(
+                    "vCPU {id} got a start-up IPI but could not be started (its state is in use)"
+                );
+                fail(vm, &why, None);
+                return false;
+            }
+        }
+        cpu::wait_for_interrupt();
+    }
 }
 
 /// One return of the exit loop; `None` when this vCPU is done.
 fn step(vm: &AxVM<SvmHal>, id: usize) -> Option<()> {
+    let _ = vm.try_inspect_vcpu(id, |vcpu| irq().before_entry(id, vcpu));
     match vm.run_vcpu(id) {
-        // A host interrupt (a kick) or a stop request: go on while the VM runs.
+        // A host interrupt (a kick, a timer) or a stop request: go on while the VM runs.
         Ok(Exit::Interrupted) => running(vm),
         Ok(Exit::Halt) => wait_while_halted(vm, id),
         Ok(Exit::SystemDown) if vm.exit_status().is_some() => None,
@@ -96,19 +155,63 @@ fn running(vm: &AxVM<SvmHal>) -> Option<()> {
     (vm.status() == VMStatus::Running).then_some(())
 }
 
-/// A halted vCPU waits until the VM stops: this host delivers no interrupts yet, so nothing
-/// can wake it. When every vCPU is halted, nothing ever will, and the VM is stopped as a
-/// failure (KVM's host says the same: "every vCPU halted and nothing can wake them").
+/// A halted vCPU waits for an interrupt to take (its APIC's, a due timer's, or one queued
+/// already), in `hlt` with the host timer armed for its next deadline. Halted with
+/// interrupts off, only the VM's end releases it; when every vCPU is in that state (or
+/// waits for a start-up IPI), nothing ever will, and the VM is stopped as a failure, as
+/// the KVM host does.
 fn wait_while_halted(vm: &AxVM<SvmHal>, id: usize) -> Option<()> {
-    let halted = HALTED.fetch_add(1, Ordering::AcqRel) + 1;
-    if halted == vm.vcpu_num() {
-        let why = alloc::format!("vCPU {id} halted, as every vCPU has, and nothing can wake them");
-        return fail(vm, &why, Some(id));
+    let (interrupts_on, queued) = vm
+        .try_inspect_vcpu(id, |vcpu| {
+            (
+                vcpu.vmcb().save.rflags & RFLAGS_IF != 0,
+                vcpu.pending_interrupt().is_some(),
+            )
+        })
+        .ok()
+        .flatten()
+        .unwrap_or((false, false));
+    if !interrupts_on {
+        if stuck(
+            vm,
+            id,
+            "halted with interrupts off, as every vCPU has, and nothing can wake them",
+        ) {
+            return None;
+        }
+        while vm.status() == VMStatus::Running {
+            cpu::wait_for_interrupt();
+        }
+        cpu::enable_interrupts();
+        return None;
     }
-    while vm.status() == VMStatus::Running {
+    if queued {
+        return Some(());
+    }
+    loop {
+        cpu::disable_interrupts();
+        if vm.status() != VMStatus::Running {
+            cpu::enable_interrupts();
+            return None;
+        }
+        if irq().wakes(id) {
+            cpu::enable_interrupts();
+            return Some(());
+        }
+        irq().arm_for_halt(id);
         cpu::wait_for_interrupt();
     }
-    None
+}
+
+/// Counts vCPU `id` as one only another vCPU can wake; when it is the last, fails the run
+/// (`why`) and returns `true`.
+fn stuck(vm: &AxVM<SvmHal>, id: usize, why: &str) -> bool {
+    let count = STUCK.fetch_add(1, Ordering::SeqCst) + 1;
+    if count == vm.vcpu_num() && !irq().any_startup_pending() {
+        fail(vm, &alloc::format!("vCPU {id} {why}"), Some(id));
+        return true;
+    }
+    false
 }
 
 /// Reports why the VM failed (`why`, several lines maybe), with the state of vCPU

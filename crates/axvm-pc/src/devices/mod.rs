@@ -5,7 +5,11 @@ mod cmos;
 mod exit_port;
 mod fw_cfg;
 mod ident_msr;
+pub mod ioapic;
+pub mod lapic;
 mod pci_host;
+pub mod pic;
+pub mod pit;
 mod port_access;
 
 pub use cmos::{Cmos, WallClock, CMOS_DATA_PORT, CMOS_INDEX_PORT};

@@ -19,6 +19,23 @@ pub(super) enum MmioAccess {
         /// How the value extends into the register.
         extension: LoadExtension,
     },
+    /// A read that only sets flags (`BT m, imm8`; `TEST m, imm`/`TEST m, r`), as a guest's
+    /// `read(REG) & BIT != 0` may compile to.
+    Flags {
+        /// The access width.
+        width: AccessWidth,
+        /// What sets the flags.
+        op: FlagsOp,
+    },
+    /// `AND`/`OR`/`XOR reg, m`: the register combined with the value read.
+    Logic {
+        /// The access width.
+        width: AccessWidth,
+        /// The register, source and destination.
+        target: GprTarget,
+        /// The operation.
+        op: LogicOp,
+    },
     /// A store of `data` (truncated to `width`).
     Store {
         /// The access width.
@@ -26,6 +43,86 @@ pub(super) enum MmioAccess {
         /// The stored value.
         data: u64,
     },
+}
+
+/// An instruction that reads memory only for its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagsOp {
+    /// `BT`: CF = the bit (taken modulo the operand's width); the other flags are left as
+    /// they were (the SDM leaves OF, SF, AF and PF undefined).
+    BitTest {
+        /// The bit number.
+        bit: u8,
+    },
+    /// `TEST`: ZF, SF and PF from `value & mask`; CF and OF cleared.
+    Test {
+        /// The other operand.
+        mask: u64,
+    },
+}
+
+/// A logic instruction with a register destination and an MMIO source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogicOp {
+    /// `AND`.
+    And,
+    /// `OR`.
+    Or,
+    /// `XOR`.
+    Xor,
+}
+
+impl LogicOp {
+    /// `register` (its operand bits) combined with `value`.
+    pub fn combine(self, register: u64, value: u64) -> u64 {
+        match self {
+            Self::And => register & value,
+            Self::Or => register | value,
+            Self::Xor => register ^ value,
+        }
+    }
+}
+
+/// RFLAGS after a logic result (`TEST`, `AND`, `OR`, `XOR`): ZF, SF, PF from `result`
+/// (`width` wide), CF and OF cleared, the rest kept.
+pub fn logic_flags(rflags: u64, result: u64, width: AccessWidth) -> u64 {
+    let bits = 8 * width.size() as u32;
+    let result = width.truncate(result);
+    let mut flags = rflags & !(FLAG_CF | FLAG_OF | FLAG_ZF | FLAG_SF | FLAG_PF);
+    if result == 0 {
+        flags |= FLAG_ZF;
+    }
+    if (result >> (bits - 1)) & 1 != 0 {
+        flags |= FLAG_SF;
+    }
+    if (result as u8).count_ones() % 2 == 0 {
+        flags |= FLAG_PF;
+    }
+    flags
+}
+
+const FLAG_CF: u64 = 1 << 0;
+const FLAG_PF: u64 = 1 << 2;
+const FLAG_ZF: u64 = 1 << 6;
+const FLAG_SF: u64 = 1 << 7;
+const FLAG_OF: u64 = 1 << 11;
+
+impl FlagsOp {
+    /// RFLAGS after the instruction read `value` (`width` wide) with RFLAGS `rflags`.
+    pub fn apply(self, rflags: u64, value: u64, width: AccessWidth) -> u64 {
+        let bits = 8 * width.size() as u32;
+        match self {
+            Self::BitTest { bit } => {
+                let set = (value >> (u32::from(bit) % bits)) & 1 != 0;
+                if set {
+                    rflags | FLAG_CF
+                } else {
+                    rflags & !FLAG_CF
+                }
+            }
+            Self::Test { mask } => logic_flags(rflags, value & mask, width),
+        }
+    }
 }
 
 /// A general register as an MMIO load's destination.
@@ -101,6 +198,35 @@ pub(super) fn decode_mmio(
                 extension,
             }
         }
+        (Mnemonic::And | Mnemonic::Or | Mnemonic::Xor, OpKind::Register, OpKind::Memory) => {
+            let (target, _) = gpr(instruction.op0_register(), gprs).ok_or_else(unsupported)?;
+            let op = match instruction.mnemonic() {
+                Mnemonic::And => LogicOp::And,
+                Mnemonic::Or => LogicOp::Or,
+                _ => LogicOp::Xor,
+            };
+            MmioAccess::Logic { width, target, op }
+        }
+        (Mnemonic::Bt, OpKind::Memory, _) if is_immediate(&instruction) => MmioAccess::Flags {
+            width,
+            op: FlagsOp::BitTest {
+                bit: instruction.immediate(1) as u8,
+            },
+        },
+        (Mnemonic::Test, OpKind::Memory, OpKind::Register) => {
+            let (target, value) = gpr(instruction.op1_register(), gprs).ok_or_else(unsupported)?;
+            let value = if target.high_byte { value >> 8 } else { value };
+            MmioAccess::Flags {
+                width,
+                op: FlagsOp::Test { mask: value },
+            }
+        }
+        (Mnemonic::Test, OpKind::Memory, _) if is_immediate(&instruction) => MmioAccess::Flags {
+            width,
+            op: FlagsOp::Test {
+                mask: instruction.immediate(1),
+            },
+        },
         _ => return Err(unsupported()),
     };
     Ok((access, instruction.len() as u64))

@@ -427,3 +427,59 @@ fn the_snapshot_takes_rax_rsp_and_code_size_from_the_vmcb() {
     );
     assert_eq!(core_exit(&exit).1.unwrap().next_rip, 0x1001);
 }
+
+#[test]
+fn mmio_bit_tests_and_tests_read_for_their_flags() {
+    // bt dword ptr [rbx], 0xc: the guest's `read(ICR) & PENDING != 0`.
+    let (width, target, len) = mmio_read(&[0x0f, 0xba, 0x23, 0x0c], 64);
+    assert_eq!((width, len), (AccessWidth::Dword, 4));
+    let cf = 1;
+    assert_eq!(target.flags_after(0x2, &[0; 16], 1 << 12), 0x2 | cf);
+    assert_eq!(target.flags_after(0x2 | cf, &[0; 16], 0), 0x2);
+    // test dword ptr [rax], 0x1000 (F7 /0 id).
+    let (width, target, len) = mmio_read(&[0xf7, 0x00, 0x00, 0x10, 0x00, 0x00], 64);
+    assert_eq!((width, len), (AccessWidth::Dword, 6));
+    let (zf, pf) = (1 << 6, 1 << 2);
+    assert_eq!(
+        target.flags_after(0x2 | cf, &[0; 16], 0x1000),
+        0x2 | pf,
+        "CF cleared, ZF clear"
+    );
+    assert_eq!(target.flags_after(0x2, &[0; 16], 0), 0x2 | zf | pf);
+    // test byte ptr [rax], cl: the mask is CL's value.
+    let (width, target, _) = mmio_read(&[0x84, 0x08], 64);
+    assert_eq!(width, AccessWidth::Byte);
+    let rcx_low = (0x0102_0304_0506_0708u64 * 2) & 0xff;
+    assert_eq!(target.flags_after(0x2, &[0; 16], 0) & zf, zf);
+    assert_eq!(target.flags_after(0x2, &[0; 16], rcx_low) & zf, 0);
+    // Registers are untouched.
+    let mut gprs = [7; 16];
+    target.apply(&mut gprs, 0xff);
+    assert_eq!(gprs, [7; 16]);
+}
+
+#[test]
+fn mmio_logic_loads_combine_into_the_register_and_set_flags() {
+    // and ecx, [rbx + 0x200020]: the guest's `read(ID) & mask`.
+    let (width, target, len) = mmio_read(&[0x23, 0x8b, 0x20, 0x00, 0x20, 0x00], 64);
+    assert_eq!((width, len), (AccessWidth::Dword, 6));
+    let mut gprs = [0; 16];
+    gprs[1] = 0xffff_ffff_ff00_0000;
+    target.apply(&mut gprs, 0x0100_0000);
+    assert_eq!(gprs[1], 0x0100_0000, "32-bit result, zero-extended");
+    assert_eq!(
+        target.flags_after(0x2 | 1, &gprs, 0x0100_0000),
+        0x2 | (1 << 2),
+        "CF cleared, PF of a zero low byte"
+    );
+    gprs[1] = 0xff;
+    target.apply(&mut gprs, 0);
+    assert_eq!(gprs[1], 0);
+    assert_eq!(target.flags_after(0x2, &gprs, 0) & (1 << 6), 1 << 6, "ZF");
+    // or al, [rax]: a byte merges.
+    let (_, target, _) = mmio_read(&[0x0a, 0x00], 64);
+    let mut gprs = [0; 16];
+    gprs[0] = 0x1234_5601;
+    target.apply(&mut gprs, 0x80);
+    assert_eq!(gprs[0], 0x1234_5681);
+}

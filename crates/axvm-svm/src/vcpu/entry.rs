@@ -7,7 +7,12 @@
 //!
 //! 1. saves the host's callee-saved registers on its stack and clears GIF (`clgi`), so no
 //!    host interrupt is taken between here and the guest (one that arrives while the guest
-//!    runs makes it exit with INTR, and is taken at `stgi` below);
+//!    runs makes it exit with INTR, and is taken at `stgi` below); in the
+//!    `interrupts_exit` mode it then sets IF, harmless with GIF clear, so that an interrupt
+//!    makes the guest exit even when the caller entered with IF clear (a caller that checks
+//!    for work with interrupts off and then enters: a kick sent after its check is pending
+//!    at `VMRUN` and exits the guest at once instead of being lost), and clears IF again
+//!    before `stgi`, leaving the interrupt pending for the caller;
 //! 2. `vmsave`s the host's FS/GS/TR/LDTR/MSR state into a host-state page of the vCPU's
 //!    own — the host kernel may use FS/GS bases (per-CPU data) or a TSS, and this keeps
 //!    them whatever the kernel does, at the cost of a `VMSAVE`/`VMLOAD` pair per entry;
@@ -30,10 +35,17 @@ core::arch::global_asm!(
     "push r13",
     "push r14",
     "push r15",
+    "push rcx", // [rsp + 24]: nonzero = host interrupts exit the guest whatever IF was
     "push rdi", // [rsp + 16]: the register array
     "push rdx", // [rsp + 8]: the host-state page
     "push rsi", // [rsp]: the guest's VMCB
     "clgi",
+    // With GIF clear nothing is taken, so IF=1 from here only means: a host interrupt
+    // pending at VMRUN or arriving in the guest makes it exit (V_INTR_MASKING).
+    "test rcx, rcx",
+    "jz 2f",
+    "sti",
+    "2:",
     "mov rax, rdx",
     "vmsave rax",
     // The guest's registers, RDI last (it holds the array); RAX and RSP are in the VMCB.
@@ -76,8 +88,14 @@ core::arch::global_asm!(
     "add rsp, 8", // the guest's VMCB
     "pop rax",    // the host-state page
     "vmload rax",
+    // #VMEXIT restored the IF of VMRUN: clear it again in that mode, so the interrupt
+    // stays pending for the caller instead of being taken at STGI.
+    "cmp qword ptr [rsp + 8], 0",
+    "je 3f",
+    "cli",
+    "3:",
     "stgi",
-    "add rsp, 8", // the register array
+    "add rsp, 16", // the register array and the mode
     "pop r15",
     "pop r14",
     "pop r13",
@@ -91,7 +109,12 @@ extern "sysv64" {
     /// Runs the guest of the VMCB at `guest_vmcb_pa` until its next `#VMEXIT`, with the
     /// general registers of `gprs` (x86 encoding order; entries 0 and 4, RAX and RSP, are
     /// neither read nor written: they live in the VMCB).
-    fn axvm_svm_vmrun(gprs: *mut [u64; 16], guest_vmcb_pa: u64, host_state_pa: u64);
+    fn axvm_svm_vmrun(
+        gprs: *mut [u64; 16],
+        guest_vmcb_pa: u64,
+        host_state_pa: u64,
+        interrupts_exit: u64,
+    );
 }
 
 /// Runs the guest once (see the module documentation).
@@ -102,8 +125,41 @@ extern "sysv64" {
 /// valid VMCB (intercepting VMRUN, with a valid ASID, nested page tables and permission
 /// maps) and `host_state_pa` a page only this vCPU uses; both must stay reserved for the
 /// vCPU. The guest's state must be consistent, or `VMRUN` exits with `VMEXIT_INVALID`.
-pub(super) unsafe fn vmrun(gprs: &mut [u64; 16], guest_vmcb_pa: u64, host_state_pa: u64) {
+///
+/// With `interrupts_exit`, host interrupts make the guest exit whatever the caller's
+/// RFLAGS.IF, and return with IF as the caller had it (an interrupt that made the guest exit
+/// stays pending while IF is clear); without, they do so only when IF is set, and are taken
+/// before this returns.
+pub(super) unsafe fn vmrun(
+    gprs: &mut [u64; 16],
+    guest_vmcb_pa: u64,
+    host_state_pa: u64,
+    interrupts_exit: bool,
+) {
+    let caller_if = interrupts_enabled();
     // SAFETY: the caller's contract; the routine preserves every callee-saved register and
     // the stack, and writes only `gprs`, the two pages and the hidden CPU state it restores.
-    unsafe { axvm_svm_vmrun(gprs, guest_vmcb_pa, host_state_pa) }
+    unsafe {
+        axvm_svm_vmrun(
+            gprs,
+            guest_vmcb_pa,
+            host_state_pa,
+            u64::from(interrupts_exit),
+        )
+    }
+    if interrupts_exit && caller_if {
+        // SAFETY: the caller had interrupts on; this gives them back (the routine cleared
+        // IF), and a pending interrupt is taken here as it would have been at STGI.
+        unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
+    }
+}
+
+/// Whether RFLAGS.IF is set.
+fn interrupts_enabled() -> bool {
+    let flags: u64;
+    // SAFETY: reads RFLAGS through the stack and changes nothing.
+    unsafe {
+        core::arch::asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags))
+    };
+    flags & (1 << 9) != 0
 }
