@@ -7,7 +7,8 @@
 #
 # Usage: scripts/svm-compat.sh [--no-build] [--keep] [CASE...]
 #
-#   CASE        demo, realmode, rom, bios-start, sipi, wakeup, wakeup-smp, timer (default: all)
+#   CASE        demo, realmode, rom, bios-start, sipi, wakeup, wakeup-smp, timer, multiboot
+#               (default: all)
 #   --no-build  use the axvm binary, guest images and hypervisor already built
 #   --keep      keep the work directory (configs, consoles) and print its path
 #
@@ -51,6 +52,7 @@ all_cases=(
   "wakeup:wakeup:wakeup:wakeup:a halted vCPU woken by a host-injected interrupt"
   "wakeup-smp:wakeup:wakeup-smp:wakeup:the injected wake-up, then a fixed IPI to a halted vCPU 1"
   "timer:timer:timer:timer:PIT at 100 Hz through IOAPIC pin 2, LAPIC timer, CMOS RTC seconds"
+  "multiboot:multiboot:multiboot:multiboot ramdisk:Multiboot: info block, module, BDA, CMOS, fw_cfg, ACPI, 3 APs by INIT-SIPI-SIPI"
 )
 # The injection the wake-up cases need (see above).
 wake_line="wakeup: waiting for an interrupt"
@@ -84,7 +86,7 @@ for spec in "${all_cases[@]}"; do
 done
 for name in "${wanted[@]}"; do
   if [[ " ${all_cases[*]} " != *" $name:"* ]]; then
-    say "unknown case '$name' (cases: demo realmode rom bios-start sipi wakeup wakeup-smp timer)" >&2
+    say "unknown case '$name' (cases: demo realmode rom bios-start sipi wakeup wakeup-smp timer multiboot)" >&2
     exit 2
   fi
 done
@@ -131,7 +133,9 @@ for spec in "${cases[@]}"; do
   (cd "$dir" && "${kvm[@]}" </dev/null >kvm.out 2>kvm.err)
   kvm_status=$?
   # shellcheck disable=SC2086 # the images are words
-  (cd "$dir" && bash "$root/scripts/svm-run.sh" --no-build "${append[@]}" "$config.toml" $case_images </dev/null >svm.out 2>svm.err)
+  # A CPU per vCPU: the hypervisor runs vCPU i on CPU i.
+  cpus=$(sed -nE 's/^cpu_num *= *([0-9]+).*/\1/p' "$dir/$config.toml")
+  (cd "$dir" && bash "$root/scripts/svm-run.sh" --no-build --smp "${cpus:-1}" "${append[@]}" "$config.toml" $case_images </dev/null >svm.out 2>svm.err)
   svm_status=$?
   set -e
   guest_lines "$dir/kvm.out" >"$dir/kvm.lines"

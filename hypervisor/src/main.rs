@@ -20,6 +20,7 @@ pub mod qemu;
 pub mod smp;
 pub mod svm;
 pub mod time;
+pub mod wall_clock;
 pub mod vmm;
 
 use boot::multiboot::{MultibootInfo, RAM};
@@ -47,6 +48,7 @@ pub extern "C" fn bsp_main(magic: u32, info: u32) -> ! {
     smp::init_bsp();
     let tsc_hz = time::calibrate();
     hv_println!("TSC {} MHz (against PIT channel 2)", tsc_hz / 1_000_000);
+    hv_println!("wall clock: Unix time {} (the RTC)", wall_clock::init());
     let apic_timer_khz = apic::calibrate_timer();
     hv_println!("APIC timer {} MHz (against the TSC)", apic_timer_khz / 1000);
     svm::enable(0);

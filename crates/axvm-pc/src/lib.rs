@@ -85,6 +85,7 @@ pub use devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_PINS};
 pub use devices::lapic::{ApicHost, Destination, LocalApics, LAPIC_BASE};
 pub use devices::pic::SilentPics;
 pub use devices::pit::{Clock, Pit};
+pub use devices::unix_time_of;
 pub use devices::{
     exit_status, Cmos, ExitPort, FwCfg, IdentMsrs, PciHost, PortAccess, WallClock, AXVM_SIGNATURE,
     CMOS_DATA_PORT, CMOS_INDEX_PORT, EXIT_PORT, FW_CFG_DATA_PORT, FW_CFG_SELECTOR_PORT, IDENT_MSR,

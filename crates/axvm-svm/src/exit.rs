@@ -136,6 +136,19 @@ pub enum ReadTarget {
         /// The operation.
         op: LogicOp,
     },
+    /// The read of an MMIO read-modify-write (`AND`/`OR`/`XOR m, reg/imm`): the value
+    /// combined with `operand` is written back to `addr` ([`write_back`](Self::write_back)),
+    /// flags from the result.
+    MmioUpdate {
+        /// The guest-physical address, read and then written.
+        addr: GuestPhysAddr,
+        /// The access width.
+        width: AccessWidth,
+        /// The operation.
+        op: LogicOp,
+        /// The other operand.
+        operand: u64,
+    },
     /// An MMIO read that only sets RFLAGS (`BT`, `TEST`): see [`ReadTarget::flags_after`].
     MmioFlags {
         /// The access width.
@@ -152,6 +165,9 @@ impl ReadTarget {
     pub fn flags_after(self, rflags: u64, gprs: &GuestGprs, value: u64) -> u64 {
         match self {
             Self::MmioFlags { width, op } => op.apply(rflags, value, width),
+            Self::MmioUpdate {
+                width, op, operand, ..
+            } => mmio::logic_flags(rflags, op.combine(value, operand), width),
             Self::MmioLogic { target, width, .. } => {
                 let register = gprs[usize::from(target.index) % 16];
                 let result = if target.high_byte {
@@ -200,7 +216,26 @@ impl ReadTarget {
                     extend_mmio_read(*register, result, width, extension)
                 };
             }
-            Self::MmioFlags { .. } => {}
+            Self::MmioFlags { .. } | Self::MmioUpdate { .. } => {}
+        }
+    }
+
+    /// The write that completes a read-modify-write after the read gave `value`: the
+    /// [`MmioWrite`](AxVCpuExitReason::MmioWrite) exit the backend reports next. `None`
+    /// for every other target.
+    pub fn write_back(self, value: u64) -> Option<AxVCpuExitReason> {
+        match self {
+            Self::MmioUpdate {
+                addr,
+                width,
+                op,
+                operand,
+            } => Some(AxVCpuExitReason::MmioWrite {
+                addr,
+                width,
+                data: width.truncate(op.combine(value, operand)),
+            }),
+            _ => None,
         }
     }
 }
@@ -449,6 +484,18 @@ fn decode_npf(info: &ExitInfo) -> Result<SvmExit, ExitDecodeError> {
             resume: Some(Resume {
                 next_rip,
                 read_target: Some(ReadTarget::MmioLogic { target, width, op }),
+            }),
+        },
+        mmio::MmioAccess::Update { width, op, operand } => SvmExit::Core {
+            reason: AxVCpuExitReason::MmioRead { addr, width },
+            resume: Some(Resume {
+                next_rip,
+                read_target: Some(ReadTarget::MmioUpdate {
+                    addr,
+                    width,
+                    op,
+                    operand,
+                }),
             }),
         },
         mmio::MmioAccess::Flags { width, op } => SvmExit::Core {

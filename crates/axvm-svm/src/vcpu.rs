@@ -87,6 +87,9 @@ pub struct SvmVCpu<M: HostMemory> {
     resume: Option<Resume>,
     /// Where the value of the last exit's read goes.
     pending_read: Option<ReadTarget>,
+    /// The write half of a read-modify-write whose read was answered: reported by the next
+    /// [`run`](AxArchVCpu::run) before the guest is entered again.
+    pending_write: Option<AxVCpuExitReason>,
     /// An exit the guest cannot continue from.
     stopped: Option<&'static str>,
     last_exit: Option<ExitInfo>,
@@ -135,6 +138,7 @@ impl<M: HostMemory> SvmVCpu<M> {
             waiting_for_sipi: false,
             resume: None,
             pending_read: None,
+            pending_write: None,
             stopped: None,
             last_exit: None,
             flush_tlb: true,
@@ -437,6 +441,7 @@ impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {
         self.boot_applied = false;
         self.stopped = None;
         self.resume = None;
+        self.pending_write = None;
         self.waiting_for_sipi = config.start == StartPolicy::WaitForSipi;
         Ok(())
     }
@@ -457,6 +462,9 @@ impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {
             });
         }
         self.pending_read = None;
+        if let Some(write) = self.pending_write.take() {
+            return Ok(write);
+        }
         loop {
             self.prepare_entry();
             let info = self.enter_guest();
@@ -477,6 +485,7 @@ impl<M: HostMemory + Send> AxArchVCpu for SvmVCpu<M> {
         self.set_full_gprs(gprs);
         let save = &mut self.vmcb_mut().save;
         save.rflags = target.flags_after(save.rflags, &gprs, value);
+        self.pending_write = target.write_back(value);
         Ok(())
     }
 

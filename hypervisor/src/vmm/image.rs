@@ -1,116 +1,133 @@
-//! Which start an image gets here: axvm's direct starts (`axvm_pc::direct`), with the same
-//! rules, checks and loading code as on the KVM host: the ArceOS hypervisor's BIOS start
-//! when the config loads a BIOS image holding `entry_point`, else ELF64 in long mode, else
-//! raw code in real mode. The boot protocols (Multiboot, PVH, Linux) need the firmware
-//! tables the KVM host writes, which this host does not have yet: such images are refused,
-//! naming the reason.
+//! Which start an image gets here, by the KVM host's rules and with its code (`axvm_pc`):
+//! the ArceOS hypervisor's BIOS start when the config loads a BIOS image holding
+//! `entry_point`; else Multiboot when the kernel has a Multiboot header (the BIOS Data Area,
+//! e820, ACPI and MP tables, the information structure: byte for byte the KVM host's);
+//! else ELF64 in long mode; else raw code in real mode. PVH and Linux kernels need the
+//! KVM host's std-only loaders (linux-loader) and are refused, naming why.
 
 use alloc::format;
+use alloc::string::String;
 
-use axvm::config::toml::AxVMCrateConfig;
 use axvm::{AxVM, AxVMConfig, AxVMHal, ConfigError, GuestPhysAddr};
 use axvm_pc::direct;
 use axvm_pc::elf::{self, ElfInfo};
-use axvm_pc::load::copy_image;
+use axvm_pc::load::{copy_image, KERNEL_FIELD};
+use axvm_pc::multiboot::{self, MultibootImages, MultibootPlan};
 use axvm_pc::vcpu_boot::VCpuBoot;
 
-/// The image's format and what loading it needs.
+use crate::wall_clock;
+
+/// The images a config names, found among the Multiboot modules.
+pub struct VmImages {
+    /// `kernel_path`, as the config spells it (Multiboot's command line starts with it).
+    pub kernel_path: String,
+    /// The kernel image.
+    pub kernel: &'static [u8],
+    /// `bios_path`'s image.
+    pub bios: Option<&'static [u8]>,
+    /// `ramdisk_path`'s image.
+    pub ramdisk: Option<&'static [u8]>,
+}
+
+impl VmImages {
+    fn multiboot(&self) -> MultibootImages<'_> {
+        MultibootImages {
+            kernel: self.kernel,
+            ramdisk: self.ramdisk,
+            kernel_name: Some(&self.kernel_path),
+            others: &[],
+        }
+    }
+}
+
+/// The image's start and what loading it needs.
 pub enum ImagePlan {
-    /// The BIOS start: the BIOS image (`bios_path`) at `bios_load_addr`, vCPU 0 in real mode
-    /// at `entry_point` inside it, the kernel copied as it is.
-    Bios(&'static [u8]),
+    /// The BIOS start: the BIOS image at `bios_load_addr`, vCPU 0 in real mode at
+    /// `entry_point` inside it, the kernel copied as it is.
+    Bios,
+    /// A Multiboot kernel: vCPU 0 in 32-bit protected mode with the information structure,
+    /// the others waiting for INIT-SIPI-SIPI.
+    Multiboot(MultibootPlan),
     /// An ELF64 image: long mode at its entry.
     Elf64(ElfInfo),
     /// Anything else: raw code at `kernel_load_addr`, real mode at the config's entries.
     Raw,
 }
 
-/// Refuses config fields this host does not load yet, naming them.
-pub fn refuse_unsupported(file: &AxVMCrateConfig) -> Result<(), ConfigError> {
-    let unsupported = [
-        ("kernel.ramdisk_path", file.kernel.ramdisk_path.is_some()),
-        ("kernel.dtb_path", file.kernel.dtb_path.is_some()),
-    ];
-    match unsupported.iter().find(|(_, given)| *given) {
-        Some((field, _)) => Err(ConfigError::invalid(
-            *field,
-            "the SVM hypervisor loads only the kernel image so far (axvm's direct ELF64 and raw starts); run this VM with `axvm run` on KVM",
-        )),
-        None => Ok(()),
-    }
-}
-
 impl ImagePlan {
-    /// The plan for `kernel` (and the config's BIOS image, `bios`), checked against
-    /// `config` before the VM exists.
-    pub fn for_config(
-        config: &AxVMConfig,
-        kernel: &[u8],
-        bios: Option<&'static [u8]>,
-    ) -> Result<Self, ConfigError> {
-        if let Some(bios) = bios {
+    /// The plan for `images`, checked against `config` before the VM exists.
+    pub fn for_config(config: &AxVMConfig, images: &VmImages) -> Result<Self, ConfigError> {
+        if let Some(bios) = images.bios {
             if direct::bios_holding_entry(config, Some(bios.len() as u64)).is_some() {
-                return Ok(Self::Bios(bios));
+                return Ok(Self::Bios);
             }
             return Err(ConfigError::invalid(
                 "kernel.entry_point",
                 "the BIOS image does not hold entry_point: only the BIOS start (entry_point inside the BIOS at bios_load_addr) loads a BIOS image here",
             ));
         }
-        if !elf::is_elf(kernel) {
-            return Ok(Self::Raw);
+        if multiboot::detect(images.kernel) {
+            return multiboot::plan(config, &images.multiboot()).map(Self::Multiboot);
         }
-        let info = direct::plan_elf64(config, kernel)?;
-        if elf::pvh_entry(kernel).ok().flatten().is_some() {
+        if images.ramdisk.is_some() {
             return Err(ConfigError::invalid(
-                axvm_pc::load::KERNEL_FIELD,
-                "a PVH kernel: the SVM hypervisor has no PVH loader yet (no start info, memory map or ACPI tables); run it with `axvm run` on KVM",
+                "kernel.ramdisk_path",
+                "only Multiboot kernels get a ramdisk on the SVM hypervisor (PVH and Linux kernels need the KVM host's loaders): run this VM with `axvm run` on KVM",
             ));
         }
-        Ok(Self::Elf64(info))
+        if !elf::is_elf(images.kernel) {
+            return Ok(Self::Raw);
+        }
+        if elf::pvh_entry(images.kernel).ok().flatten().is_some() {
+            return Err(ConfigError::invalid(
+                KERNEL_FIELD,
+                "a PVH kernel: the SVM hypervisor has no PVH loader (it needs linux-loader, std-only); run it with `axvm run` on KVM",
+            ));
+        }
+        direct::plan_elf64(config, images.kernel).map(Self::Elf64)
     }
 
-    /// "ELF64" or "raw", for messages.
+    /// The start's name, for messages.
     pub fn format(&self) -> &'static str {
         match self {
-            Self::Bios(_) => "BIOS start (real mode in the BIOS image)",
+            Self::Bios => "BIOS start (real mode in the BIOS image)",
+            Self::Multiboot(_) => "Multiboot",
             Self::Elf64(_) => "ELF64 (64-bit direct start)",
             Self::Raw => "raw (real-mode start)",
         }
     }
 
-    /// Loads the image and sets up every vCPU: the BSP at the image's or config's entry,
-    /// the APs at the AP entry (ELF64: the same entry, as on KVM).
-    pub fn load<H>(&self, vm: &AxVM<H>, kernel: &[u8]) -> Result<(), ConfigError>
+    /// Loads the images and sets up every vCPU.
+    pub fn load<H>(&self, vm: &AxVM<H>, images: &VmImages) -> Result<(), ConfigError>
     where
         H: AxVMHal,
         H::VCpu: axvm::AxArchVCpu<SetupConfig = VCpuBoot>,
     {
         let config = vm.config();
-        let (bsp_boot, ap_boot, bsp_entry, ap_entry) = match self {
-            Self::Bios(bios) => {
+        let starts = match self {
+            Self::Bios => {
                 let at = config.image_config.bios_load_gpa.unwrap_or_default();
-                copy_image(vm, "kernel.bios_load_addr", at, bios)?;
-                direct::load_raw(vm, kernel)?;
+                copy_image(vm, "kernel.bios_load_addr", at, images.bios.unwrap_or_default())?;
+                direct::load_raw(vm, images.kernel)?;
                 let (bsp, aps) = direct::bios_start_boot();
-                (bsp, aps, config.bsp_entry(), config.bsp_entry())
+                Starts::new(config.bsp_entry(), bsp, config.bsp_entry(), aps)
+            }
+            Self::Multiboot(plan) => {
+                let start = plan.load(vm, &images.multiboot(), wall_clock::unix_seconds())?;
+                Starts::new(start.entry, start.bsp, start.entry, start.ap)
             }
             Self::Elf64(info) => {
                 let entry = GuestPhysAddr::new(info.entry);
-                let boot = direct::load_elf64(vm, kernel, info)?;
-                (boot, boot, entry, entry)
+                let boot = direct::load_elf64(vm, images.kernel, info)?;
+                Starts::new(entry, boot, entry, boot)
             }
             Self::Raw => {
-                let boot = direct::load_raw(vm, kernel)?;
-                (boot, boot, config.bsp_entry(), config.ap_entry())
+                let boot = direct::load_raw(vm, images.kernel)?;
+                Starts::new(config.bsp_entry(), boot, config.ap_entry(), boot)
             }
         };
         for vcpu in 0..vm.vcpu_num() {
-            let (entry, boot) = if vcpu == 0 {
-                (bsp_entry, bsp_boot)
-            } else {
-                (ap_entry, ap_boot)
-            };
+            let (entry, boot) = starts.of(vcpu);
             let failed = |err: axvm::AxVMError| {
                 ConfigError::invalid(
                     "base.cpu_num",
@@ -121,5 +138,28 @@ impl ImagePlan {
             vm.setup_vcpu(vcpu, boot).map_err(failed)?;
         }
         Ok(())
+    }
+}
+
+/// Where and how vCPU 0 and the others start.
+struct Starts {
+    bsp: (GuestPhysAddr, VCpuBoot),
+    aps: (GuestPhysAddr, VCpuBoot),
+}
+
+impl Starts {
+    fn new(bsp_entry: GuestPhysAddr, bsp: VCpuBoot, ap_entry: GuestPhysAddr, aps: VCpuBoot) -> Self {
+        Self {
+            bsp: (bsp_entry, bsp),
+            aps: (ap_entry, aps),
+        }
+    }
+
+    fn of(&self, vcpu: usize) -> (GuestPhysAddr, VCpuBoot) {
+        if vcpu == 0 {
+            self.bsp
+        } else {
+            self.aps
+        }
     }
 }

@@ -15,7 +15,6 @@ mod image;
 mod inject;
 mod irq;
 mod modules;
-mod rtc;
 mod runner;
 
 use alloc::format;
@@ -24,9 +23,9 @@ use alloc::sync::Arc;
 
 use axvm::config::toml::AxVMCrateConfig;
 use axvm::device::{AxVmDevices, BaseDeviceOps, UnclaimedAccessPolicy};
-use axvm::AxVM;
+use axvm::{AxVM, AxVMConfig};
 
-use crate::{boot, hv_println, qemu};
+use crate::{boot, hv_println, qemu, wall_clock};
 
 use exit_timing::ExitTiming;
 pub use hal::SvmHal;
@@ -62,16 +61,11 @@ fn start() -> Result<StartedVm, String> {
     let source = files.config_name;
     let file =
         AxVMCrateConfig::from_toml(files.config_text).map_err(|err| format!("{source}: {err}"))?;
-    let kernel = files.image(&file.kernel.kernel_path, "kernel.kernel_path")?;
-    let bios = match &file.kernel.bios_path {
-        Some(path) => Some(files.image(path, "kernel.bios_path")?),
-        None => None,
-    };
-    image::refuse_unsupported(&file).map_err(|err| format!("{source}: {err}"))?;
+    let images = files.images(&file)?;
     let config = file
         .into_vm_config()
         .map_err(|err| format!("{source}: {err}"))?;
-    let plan = image::ImagePlan::for_config(&config, kernel, bios)
+    let plan = image::ImagePlan::for_config(&config, &images)
         .map_err(|err| format!("{source}: {err}"))?;
     let name = config.name.clone();
     if let Some(request) = inject.as_ref().filter(|r| r.vcpu >= config.cpu_num) {
@@ -95,9 +89,10 @@ fn start() -> Result<StartedVm, String> {
     });
     let hal =
         SvmHal::new(config.cpu_num, irq.clone()).map_err(|err| format!("VM `{name}`: {err}"))?;
-    let vm = AxVM::new(config, hal, platform_devices(&irq, trigger)?)
+    let devices = platform_devices(&config, &irq, trigger)?;
+    let vm = AxVM::new(config, hal, devices)
         .map_err(|err| format!("VM `{name}` cannot be created: {err}"))?;
-    plan.load(&vm, kernel)
+    plan.load(&vm, &images)
         .map_err(|err| format!("{source}: {err}"))?;
     let timing = Arc::new(ExitTiming::new(vm.vcpu_num()));
     let hook = irq::EntryHook {
@@ -116,19 +111,22 @@ fn start() -> Result<StartedVm, String> {
 }
 
 /// The devices every VM gets here: `axvm_pc`'s (exit port, PCI host bridge, identification
-/// MSRs), exactly as on KVM; COM1 onto this machine's console (watched by `trigger`); the
-/// interrupt controllers and timers that KVM has in its kernel (`irq`) and the RTC.
+/// MSRs, fw_cfg, the CMOS RTC on this machine's wall clock), exactly as on KVM; COM1 onto
+/// this machine's console (watched by `trigger`); and the interrupt controllers and timers
+/// that KVM has in its kernel (`irq`).
 fn platform_devices(
+    config: &AxVMConfig,
     irq: &VmInterrupts,
     trigger: Option<Arc<inject::LineTrigger>>,
 ) -> Result<AxVmDevices, String> {
     let mut devices = AxVmDevices::new(UnclaimedAccessPolicy::Ignore);
-    let platform: [Arc<dyn BaseDeviceOps>; 5] = [
+    let platform: [Arc<dyn BaseDeviceOps>; 6] = [
         Arc::new(console_uart::ConsoleUart::watched_by(trigger)),
         Arc::new(axvm_pc::ExitPort),
         Arc::new(axvm_pc::PciHost::default()),
         Arc::new(axvm_pc::IdentMsrs::default()),
-        Arc::new(rtc::RtcClock::default()),
+        Arc::new(axvm_pc::FwCfg::for_vm(config)),
+        Arc::new(axvm_pc::Cmos::with_clock(config, wall_clock::unix_seconds)),
     ];
     for device in platform.into_iter().chain(irq.devices()) {
         let name = device.name().to_string();

@@ -5,6 +5,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use axvm::config::toml::AxVMCrateConfig;
+
+use super::image::VmImages;
 use crate::boot::Module;
 use crate::hv_println;
 
@@ -54,6 +57,30 @@ impl VmFiles {
                     self.config_name, self.config_name
                 )
             })
+    }
+}
+
+impl VmFiles {
+    /// The images `file` names: the kernel, and the BIOS and ramdisk when it names them.
+    pub fn images(&self, file: &AxVMCrateConfig) -> Result<VmImages, String> {
+        let kernel = &file.kernel;
+        let optional = |path: &Option<String>, field| {
+            path.as_deref()
+                .map(|path| self.image(path, field))
+                .transpose()
+        };
+        if kernel.dtb_path.is_some() {
+            return Err(format!(
+                "{}: kernel.dtb_path: x86 guests take no device tree; remove it",
+                self.config_name
+            ));
+        }
+        Ok(VmImages {
+            kernel_path: kernel.kernel_path.clone(),
+            kernel: self.image(&kernel.kernel_path, "kernel.kernel_path")?,
+            bios: optional(&kernel.bios_path, "kernel.bios_path")?,
+            ramdisk: optional(&kernel.ramdisk_path, "kernel.ramdisk_path")?,
+        })
     }
 }
 

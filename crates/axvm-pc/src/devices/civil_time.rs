@@ -59,6 +59,25 @@ fn civil_from_days(days: u64) -> (u32, u8, u8) {
     (year as u32, month as u8, day as u8)
 }
 
+/// Seconds after 1970-01-01 00:00:00 UTC of a UTC date and time: the inverse of
+/// [`DateTime::from_unix`], for a host that reads a real RTC (the type-1 hypervisor gives
+/// its guests' CMOS the machine's time). Dates before 1970 count as 1970-01-01.
+///
+/// ```
+/// assert_eq!(axvm_pc::unix_time_of(2000, 2, 29, 0, 0, 0), 951_782_400);
+/// ```
+pub fn unix_time_of(year: u32, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> u64 {
+    // The same March-based eras as `civil_from_days`, backwards.
+    let year = u64::from(year) - u64::from(month <= 2);
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let march_month = (u64::from(month) + 9) % 12;
+    let day_of_year = (153 * march_month + 2) / 5 + u64::from(day).saturating_sub(1);
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).saturating_sub(719_468);
+    days * 86_400 + u64::from(hour) * 3600 + u64::from(minute) * 60 + u64::from(second)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +105,14 @@ mod tests {
         // The last day of a non-leap year (after leap 1972), and the first of the next.
         assert_eq!(civil_from_days(365 * 3 + 1 + 364), (1973, 12, 31));
         assert_eq!(civil_from_days(365 * 4 + 1), (1974, 1, 1));
+    }
+
+    #[test]
+    fn unix_time_of_inverts_from_unix() {
+        for seconds in [0, 951_782_400, 1_234_567_890, 1_709_164_800, 4_107_542_400] {
+            let t = DateTime::from_unix(seconds);
+            let back = unix_time_of(t.year, t.month, t.day, t.hour, t.minute, t.second);
+            assert_eq!(back, seconds, "{t:?}");
+        }
     }
 }

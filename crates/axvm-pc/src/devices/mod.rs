@@ -1,6 +1,7 @@
 //! The host-independent PC devices, one per file.
 
 mod civil_time;
+pub use civil_time::unix_time_of;
 mod cmos;
 mod exit_port;
 mod fw_cfg;

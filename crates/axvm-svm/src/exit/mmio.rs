@@ -1,5 +1,6 @@
 //! Decoding the instruction behind an MMIO nested page fault: which register it reads or
-//! writes, how wide the access is and how a load extends into its register — the facts KVM
+//! writes, how wide the access is, how a load extends into its register, and what a
+//! read-modify-write writes back — the facts KVM
 //! works out in its kernel and a type-1 backend must work out itself.
 
 use axvm::{vcpu::LoadExtension, AccessWidth};
@@ -35,6 +36,16 @@ pub(super) enum MmioAccess {
         target: GprTarget,
         /// The operation.
         op: LogicOp,
+    },
+    /// `AND`/`OR`/`XOR m, reg`/`m, imm`: a read, then a write of the value combined with
+    /// `operand`, flags from the result (a read-modify-write, as `reg |= BIT` may compile to).
+    Update {
+        /// The access width.
+        width: AccessWidth,
+        /// The operation.
+        op: LogicOp,
+        /// The register's or immediate's value.
+        operand: u64,
     },
     /// A store of `data` (truncated to `width`).
     Store {
@@ -207,6 +218,31 @@ pub(super) fn decode_mmio(
             };
             MmioAccess::Logic { width, target, op }
         }
+        (Mnemonic::And | Mnemonic::Or | Mnemonic::Xor, OpKind::Memory, _) => {
+            let operand = if instruction.op1_kind() == OpKind::Register {
+                let (target, value) =
+                    gpr(instruction.op1_register(), gprs).ok_or_else(unsupported)?;
+                if target.high_byte {
+                    value >> 8
+                } else {
+                    value
+                }
+            } else if is_immediate(&instruction) {
+                instruction.immediate(1)
+            } else {
+                return Err(unsupported());
+            };
+            let op = match instruction.mnemonic() {
+                Mnemonic::And => LogicOp::And,
+                Mnemonic::Or => LogicOp::Or,
+                _ => LogicOp::Xor,
+            };
+            MmioAccess::Update {
+                width,
+                op,
+                operand: width.truncate(operand),
+            }
+        }
         (Mnemonic::Bt, OpKind::Memory, _) if is_immediate(&instruction) => MmioAccess::Flags {
             width,
             op: FlagsOp::BitTest {
@@ -252,11 +288,18 @@ pub(super) fn instruction_len(
         })
 }
 
-/// Whether operand 1 is an immediate (MOV r/m, imm).
+/// Whether operand 1 is an immediate (MOV r/m, imm; the sign-extended imm8 of the logic
+/// instructions too, whose value `Instruction::immediate` gives extended).
 fn is_immediate(instruction: &Instruction) -> bool {
     matches!(
         instruction.op1_kind(),
-        OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate32to64
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate32to64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
     )
 }
 

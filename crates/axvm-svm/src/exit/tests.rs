@@ -483,3 +483,52 @@ fn mmio_logic_loads_combine_into_the_register_and_set_flags() {
     target.apply(&mut gprs, 0x80);
     assert_eq!(gprs[0], 0x1234_5681);
 }
+
+#[test]
+fn mmio_read_modify_writes_read_then_write_back_the_result() {
+    // or dword ptr [rax], 0x1ff: the guest's `write(SVR, read(SVR) | 0x1ff)`.
+    let (width, target, len) = mmio_read(&[0x81, 0x08, 0xff, 0x01, 0x00, 0x00], 64);
+    assert_eq!((width, len), (AccessWidth::Dword, 6));
+    let mut gprs = [3; 16];
+    target.apply(&mut gprs, 0x10);
+    assert_eq!(gprs, [3; 16], "no register changes");
+    assert_eq!(
+        target.write_back(0x10),
+        Some(AxVCpuExitReason::MmioWrite {
+            addr: GuestPhysAddr::new(0xfee0_0030),
+            width: AccessWidth::Dword,
+            data: 0x1ff,
+        })
+    );
+    assert_eq!(
+        target.flags_after(0x2 | 1, &gprs, 0x10) & 1,
+        0,
+        "CF cleared"
+    );
+    // and byte ptr [rax], 0xfe (imm8) and xor [rax], ecx (a register operand).
+    let (width, target, _) = mmio_read(&[0x80, 0x20, 0xfe], 64);
+    assert_eq!(width, AccessWidth::Byte);
+    let written = target.write_back(0x81);
+    assert!(
+        matches!(
+            written,
+            Some(AxVCpuExitReason::MmioWrite { data: 0x80, .. })
+        ),
+        "{written:?}"
+    );
+    let mut exit = npf_with(&[0x31, 0x08], 64, 0xfee0_0030, 0);
+    exit.gprs[1] = 0xffff_0000_0000_00f0;
+    let (_, resume) = core_exit(&exit);
+    let target = resume.and_then(|resume| resume.read_target).unwrap();
+    assert!(matches!(
+        target.write_back(0xff),
+        Some(AxVCpuExitReason::MmioWrite {
+            data: 0x0f,
+            width: AccessWidth::Dword,
+            ..
+        })
+    ));
+    // A plain load has nothing to write back.
+    let (_, target, _) = mmio_read(&[0x8b, 0x00], 64);
+    assert_eq!(target.write_back(1), None);
+}
