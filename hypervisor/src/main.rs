@@ -20,8 +20,8 @@ pub mod qemu;
 pub mod smp;
 pub mod svm;
 pub mod time;
-pub mod wall_clock;
 pub mod vmm;
+pub mod wall_clock;
 
 use boot::multiboot::{MultibootInfo, RAM};
 

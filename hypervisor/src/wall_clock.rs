@@ -38,7 +38,14 @@ fn read_registers() -> [u8; 6] {
         while cmos(0x0a) & UPDATE_IN_PROGRESS != 0 {
             core::hint::spin_loop();
         }
-        [cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09)]
+        [
+            cmos(0x00),
+            cmos(0x02),
+            cmos(0x04),
+            cmos(0x07),
+            cmos(0x08),
+            cmos(0x09),
+        ]
     };
     let mut last = once();
     loop {

@@ -107,7 +107,12 @@ impl ImagePlan {
         let starts = match self {
             Self::Bios => {
                 let at = config.image_config.bios_load_gpa.unwrap_or_default();
-                copy_image(vm, "kernel.bios_load_addr", at, images.bios.unwrap_or_default())?;
+                copy_image(
+                    vm,
+                    "kernel.bios_load_addr",
+                    at,
+                    images.bios.unwrap_or_default(),
+                )?;
                 direct::load_raw(vm, images.kernel)?;
                 let (bsp, aps) = direct::bios_start_boot();
                 Starts::new(config.bsp_entry(), bsp, config.bsp_entry(), aps)
@@ -148,7 +153,12 @@ struct Starts {
 }
 
 impl Starts {
-    fn new(bsp_entry: GuestPhysAddr, bsp: VCpuBoot, ap_entry: GuestPhysAddr, aps: VCpuBoot) -> Self {
+    fn new(
+        bsp_entry: GuestPhysAddr,
+        bsp: VCpuBoot,
+        ap_entry: GuestPhysAddr,
+        aps: VCpuBoot,
+    ) -> Self {
         Self {
             bsp: (bsp_entry, bsp),
             aps: (ap_entry, aps),

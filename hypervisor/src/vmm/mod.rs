@@ -65,8 +65,8 @@ fn start() -> Result<StartedVm, String> {
     let config = file
         .into_vm_config()
         .map_err(|err| format!("{source}: {err}"))?;
-    let plan = image::ImagePlan::for_config(&config, &images)
-        .map_err(|err| format!("{source}: {err}"))?;
+    let plan =
+        image::ImagePlan::for_config(&config, &images).map_err(|err| format!("{source}: {err}"))?;
     let name = config.name.clone();
     if let Some(request) = inject.as_ref().filter(|r| r.vcpu >= config.cpu_num) {
         return Err(format!(
