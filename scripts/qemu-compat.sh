@@ -112,24 +112,7 @@ named_cases=()
 disk_text="axvm-virtio-disk"
 disk_mib=1
 
-build=1
-keep=0
-wanted=()
-for arg in "$@"; do
-  case $arg in
-    --no-build) build=0 ;;
-    --keep) keep=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-      exit 0
-      ;;
-    -*)
-      say "unknown option $arg" >&2
-      exit 2
-      ;;
-    *) wanted+=("$arg") ;;
-  esac
-done
+parse_options "$@"
 
 cases=()
 if [ ${#wanted[@]} -eq 0 ]; then

@@ -58,24 +58,7 @@ all_cases=(
 wake_line="wakeup: waiting for an interrupt"
 
 
-build=1
-keep=0
-wanted=()
-for arg in "$@"; do
-  case $arg in
-    --no-build) build=0 ;;
-    --keep) keep=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-      exit 0
-      ;;
-    -*)
-      say "unknown option $arg" >&2
-      exit 2
-      ;;
-    *) wanted+=("$arg") ;;
-  esac
-done
+parse_options "$@"
 
 cases=()
 for spec in "${all_cases[@]}"; do
@@ -132,9 +115,9 @@ for spec in "${cases[@]}"; do
   set +e
   (cd "$dir" && "${kvm[@]}" </dev/null >kvm.out 2>kvm.err)
   kvm_status=$?
-  # shellcheck disable=SC2086 # the images are words
   # A CPU per vCPU: the hypervisor runs vCPU i on CPU i.
   cpus=$(sed -nE 's/^cpu_num *= *([0-9]+).*/\1/p' "$dir/$config.toml")
+  # shellcheck disable=SC2086 # the images are words
   (cd "$dir" && bash "$root/scripts/svm-run.sh" --no-build --smp "${cpus:-1}" "${append[@]}" "$config.toml" $case_images </dev/null >svm.out 2>svm.err)
   svm_status=$?
   set -e

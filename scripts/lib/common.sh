@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # script, keep and target_dir are the caller's
+# shellcheck disable=SC2154,SC2034 # script, keep and target_dir are the caller's, and it reads build and wanted
 # common.sh: what the comparison and benchmark scripts share; sourced, not run.
 #
 # The caller sets `script` (its name, for messages), `keep` (1 to keep the work directory)
@@ -44,4 +44,29 @@ guest_images() {
   # shellcheck disable=SC2012
   newest=$(ls -t "$target_dir/$1"/build/axvm-guests-*/out/images/"$2" 2>/dev/null | head -n 1 || true)
   [ -n "$newest" ] && dirname "$newest"
+}
+
+# parse_options ARG...: the options the comparison scripts share: --no-build (build=0),
+# --keep (keep=1), -h/--help (the script's header comment, then exit 0); other arguments
+# starting with - are refused (exit 2); the rest are collected in `wanted`.
+parse_options() {
+  build=1
+  keep=0
+  wanted=()
+  local arg
+  for arg in "$@"; do
+    case $arg in
+      --no-build) build=0 ;;
+      --keep) keep=1 ;;
+      -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+      -*)
+        say "unknown option $arg" >&2
+        exit 2
+        ;;
+      *) wanted+=("$arg") ;;
+    esac
+  done
 }
