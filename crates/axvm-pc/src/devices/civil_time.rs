@@ -59,9 +59,10 @@ fn civil_from_days(days: u64) -> (u32, u8, u8) {
     (year as u32, month as u8, day as u8)
 }
 
-/// Seconds after 1970-01-01 00:00:00 UTC of a UTC date and time: the inverse of
-/// [`DateTime::from_unix`], for a host that reads a real RTC (the type-1 hypervisor gives
-/// its guests' CMOS the machine's time). Dates before 1970 count as 1970-01-01.
+/// Seconds after 1970-01-01 00:00:00 UTC of a UTC date and time: the inverse of the
+/// conversion the CMOS model shows a Unix time with, for a host that reads a real RTC (the
+/// type-1 hypervisor gives its guests' CMOS the machine's time). Dates before 1970 count as
+/// 1970-01-01.
 ///
 /// ```
 /// assert_eq!(axvm_pc::unix_time_of(2000, 2, 29, 0, 0, 0), 951_782_400);
