@@ -28,6 +28,22 @@ pub(crate) fn set_boot_state(
         rsp: state.regs.rsp,
         ..Default::default()
     };
+    if matches!(boot.mode, CpuMode::Real) {
+        // KVM's reset state is already real mode, in each vendor's own attribute bits
+        // (kvm_amd resets CS to type 0xa, kvm_intel to 0xb): only where it starts changes.
+        for (segment, ours) in [
+            (&mut sregs.cs, state.cs),
+            (&mut sregs.ds, state.ds),
+            (&mut sregs.es, state.es),
+            (&mut sregs.fs, state.fs),
+            (&mut sregs.gs, state.gs),
+            (&mut sregs.ss, state.ss),
+        ] {
+            segment.selector = ours.selector;
+            segment.base = ours.base;
+        }
+        return;
+    }
     sregs.cs = kvm_segment_of(state.cs);
     sregs.ds = kvm_segment_of(state.ds);
     sregs.es = kvm_segment_of(state.es);
