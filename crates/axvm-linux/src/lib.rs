@@ -6,7 +6,9 @@
 //!
 //! - [`KickRegistry`]: getting a vCPU thread out of `KVM_RUN` by signal, with no window in
 //!   which a kick is lost;
-//! - [`map_guest_ram`]: host memory for guest RAM, reserved lazily and kept out of core dumps.
+//! - [`map_guest_ram`]: host memory for guest RAM, reserved lazily and kept out of core dumps;
+//! - [`BootImages`]: the images a VM boots from, as read from a config's files;
+//! - [`StopHandle`]: ends a VM's run from any thread.
 //!
 //! ```
 //! let ram = axvm_linux::map_guest_ram(1 << 20)?;
@@ -15,8 +17,12 @@
 //! ```
 #![deny(missing_docs)]
 
+mod boot_images;
 mod guest_ram;
 mod kick;
+mod stop_handle;
 
+pub use boot_images::BootImages;
 pub use guest_ram::{map_guest_ram, GuestRamError};
 pub use kick::{install_kick_handler, KickGuard, KickRegistry};
+pub use stop_handle::StopHandle;
