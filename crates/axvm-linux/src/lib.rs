@@ -8,7 +8,8 @@
 //!   which a kick is lost;
 //! - [`map_guest_ram`]: host memory for guest RAM, reserved lazily and kept out of core dumps;
 //! - [`BootImages`]: the images a VM boots from, as read from a config's files;
-//! - [`StopHandle`]: ends a VM's run from any thread.
+//! - [`StopHandle`]: ends a VM's run from any thread;
+//! - [`diagnostics`]: exit statistics and exit traces, fed by the core's exit observer.
 //!
 //! ```
 //! let ram = axvm_linux::map_guest_ram(1 << 20)?;
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod boot_images;
+pub mod diagnostics;
 mod guest_ram;
 mod kick;
 mod stop_handle;
