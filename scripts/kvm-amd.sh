@@ -15,7 +15,7 @@
 #             checks CPUs, memory, clocksource, /proc/cpuinfo and reports kernel errors.
 #             First the same kernel under QEMU -accel kvm -M pc in L1, the reference: the
 #             kernel must report the same machine under both, and print no error under
-#             axvm that it does not print under QEMU (scripts/kvm-amd/report.py)
+#             axvm that it does not print under QEMU (scripts/lib/l1-report.py)
 #   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1, and the
 #             Debian kernel's boot under axvm, QEMU -M pc and QEMU -M microvm with 1 and
 #             2 vCPUs, one after the other, and once under axvm --stats (docs/PERFORMANCE.md)
@@ -495,7 +495,7 @@ run_l1() {
 
 # One log per step, the Linux boot times, axvm compared with QEMU, and the verdict.
 report() {
-  python3 "$here/report.py" "$work/logs" "$work"/logs/console.*.log
+  python3 "$root/scripts/lib/l1-report.py" kvm-amd "$work/logs" "$work"/logs/console.*.log
 }
 
 install_tools
