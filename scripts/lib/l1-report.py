@@ -110,6 +110,10 @@ def compare(steps):
     problems = []
     for ours, reference in comparisons(steps):
         a, b = facts(steps[ours][2]), facts(steps[reference][2])
+        if not a.get("cpus"):
+            # The step failed before the guest's /init: its own failure says so.
+            print(f"{HARNESS}: {ours} vs {reference}: not compared (no guest report)")
+            continue
         differences = [f"{name}: {a.get(name)!r} under axvm, {b.get(name)!r} under QEMU"
                        for name in COMPARED_FACTS if a.get(name) != b.get(name)]
         print(f"{HARNESS}: {ours} vs {reference}: " + ("same " + ", ".join(COMPARED_FACTS)
