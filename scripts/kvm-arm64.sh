@@ -81,10 +81,6 @@ done
 [ ${#steps[@]} -gt 0 ] || steps=(suite linux)
 wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 
-die() {
-  echo "kvm-arm64: $*" >&2
-  exit 2
-}
 
 if wants bench; then
   die "the bench step is not written yet (issue 13's lead adds it); run suite, linux or mine"
@@ -122,7 +118,10 @@ apt_download() {
   local dir=$1
   shift
   mkdir -p "$dir"
-  (cd "$dir" && apt-get download -q "$@" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+  (
+    cd "$dir" || exit
+    apt-get download -q "$@" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+  )
 }
 
 # The newest Debian arm64 cloud kernel (linux-image-cloud-arm64 depends on it) and
@@ -374,51 +373,16 @@ add_mine() {
 
 # --- the run and its report -----------------------------------------------------------
 
-# One boot of L1 that runs $stage/harness/steps, its console in $1 (console.N.log; QEMU's
-# log of guest errors and CPU resets beside it, qemu.N.log). A console silent for
-# $silence_limit seconds means L1 froze, and QEMU is stopped.
-boot_l1() {
-  local log=$1
-  : >"$log"
-  set +e
-  timeout "$run_timeout" "$qemu" -M virt,virtualization=on,gic-version=3 \
-    -cpu max,pauth-impdef=on -smp "$l1_cpus" -m 4G -accel tcg \
-    -nographic -no-reboot -monitor none -nodefaults -serial "file:$log" \
-    -d guest_errors,cpu_reset -D "$work/logs/qemu.${log##*console.}" \
-    -kernel "$kernel" -initrd "$work/l1.cpio" \
-    -append "console=ttyAMA0 quiet panic=-1 rdinit=/init" </dev/null &
-  local qemu_pid=$!
-  (
-    while kill -0 $qemu_pid 2>/dev/null; do
-      sleep 10
-      if [ $(($(date +%s) - $(stat -c %Y "$log"))) -gt "$silence_limit" ]; then
-        say "L1 printed nothing for ${silence_limit} s: it froze; stopping QEMU"
-        kill $qemu_pid
-        break
-      fi
-    done
-  ) &
-  local silence_watch=$!
-  tail -n +1 -F --pid=$qemu_pid "$log" 2>/dev/null | grep --line-buffered -E '^@@@ (END|DONE)|^linux-boot:' |
-    sed -u 's/^@@@ //'
-  wait $qemu_pid
-  local status=$?
-  kill $silence_watch 2>/dev/null
-  wait $silence_watch 2>/dev/null
-  set -e
-  case $status in
-    0) ;;
-    124) say "L1 ran out of time (${run_timeout} s); QEMU was stopped" ;;
-    *) say "QEMU exited with status $status" ;;
-  esac
-}
-
+# L1: QEMU -M virt with EL2 (virtualization=on) and a GICv3, whose TCG emulates the
+# virtualization host extensions KVM starts with; booted by l1_run (scripts/lib/common.sh)
+# until every step has run.
 run_l1() {
-  rm -rf "$work/logs"
-  mkdir -p "$work/logs"
-  local log=$work/logs/console.1.log
-  say "booting L1: $qemu -M virt,virtualization=on -accel tcg -smp $l1_cpus -m 4G (log: $log)"
-  boot_l1 "$log"
+  # shellcheck disable=SC2054 # the commas are QEMU's
+  l1_qemu=("$qemu" -M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on
+    -smp "$l1_cpus" -m 4G -accel tcg
+    -kernel "$kernel" -initrd "$work/l1.cpio" -append "console=ttyAMA0 quiet panic=-1 rdinit=/init")
+  l1_summary="$qemu -M virt,virtualization=on,gic-version=3 -cpu max -accel tcg -smp $l1_cpus -m 4G"
+  l1_run
 }
 
 report() {

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2016 # check evaluates each CONDITION, written in single quotes
 # /init of the Debian arm64 kernel the kvm-arm64 harness boots as a guest (under axvm, and
 # under QEMU -M virt for comparison). It looks at what a user would look at after a boot and
 # prints one line per check, then powers off (poweroff -f: PSCI SYSTEM_OFF, after which the
