@@ -15,7 +15,7 @@
 #             checks CPUs, memory, clocksource, /proc/cpuinfo and reports kernel errors.
 #             First the same kernel under QEMU -accel kvm -M pc in L1, the reference: the
 #             kernel must report the same machine under both, and print no error under
-#             axvm that it does not print under QEMU (scripts/kvm-amd/report.py)
+#             axvm that it does not print under QEMU (scripts/lib/l1-report.py)
 #   bench     the exit benchmark (cargo bench -p axvm-kvm --bench exits) in L1, and the
 #             Debian kernel's boot under axvm, QEMU -M pc and QEMU -M microvm with 1 and
 #             2 vCPUs, one after the other, and once under axvm --stats (docs/PERFORMANCE.md)
@@ -72,6 +72,10 @@ suite_only=${KVM_AMD_SUITE:-}
 # The `mine` step's directory.
 mine=${KVM_AMD_MINE:-}
 
+script=kvm-amd
+# shellcheck source=scripts/lib/common.sh
+. "$root/scripts/lib/common.sh"
+
 build=1
 steps=()
 for arg in "$@"; do
@@ -91,11 +95,6 @@ done
 [ ${#steps[@]} -gt 0 ] || steps=(suite linux)
 wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 
-say() { echo "kvm-amd: $*"; }
-die() {
-  echo "kvm-amd: $*" >&2
-  exit 2
-}
 
 # --- tools and packages -------------------------------------------------------------------
 
@@ -428,74 +427,17 @@ add_virtio_bench() {
 
 # --- the run and its report -----------------------------------------------------------
 
-# One boot of L1 that runs $stage/harness/steps, its console in $1 (console.N.log; QEMU's
-# log of guest errors and CPU resets beside it, qemu.N.log). Steps print as they go (each
-# test as it ends, within its 30 s deadline; a Linux boot all along), so a console silent
-# for $silence_limit seconds means L1 froze, and QEMU is stopped. (A step silent that long
-# on its own would stop every boot there, and the report shows its last lines.)
-boot_l1() {
-  local log=$1
-  : >"$log"
-  set +e
-  timeout "$run_timeout" "$qemu" -accel "$l1_accel" -cpu "$l1_cpu" -smp "$l1_cpus" -m 4G \
-    -nographic -no-reboot -monitor none -nodefaults -serial "file:$log" \
-    -d guest_errors,cpu_reset -D "$work/logs/qemu.${log##*console.}" \
-    -kernel "$kernel" -initrd "$work/l1.cpio" \
-    -append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null \
-    2> >(grep -v "TCG doesn't support requested feature" >&2) &
-  local qemu_pid=$!
-  (
-    while kill -0 $qemu_pid 2>/dev/null; do
-      sleep 10
-      if [ $(($(date +%s) - $(stat -c %Y "$log"))) -gt "$silence_limit" ]; then
-        say "L1 printed nothing for ${silence_limit} s: it froze; stopping QEMU"
-        kill $qemu_pid
-        break
-      fi
-    done
-  ) &
-  local silence_watch=$!
-  tail -n +1 -F --pid=$qemu_pid "$log" 2>/dev/null | grep --line-buffered -E '^@@@ (END|DONE)|^linux-boot:|^virtio:' |
-    sed -u 's/^@@@ //'
-  wait $qemu_pid
-  local status=$?
-  kill $silence_watch 2>/dev/null
-  wait $silence_watch 2>/dev/null
-  set -e
-  case $status in
-    0) ;;
-    124) say "L1 ran out of time (${run_timeout} s); QEMU was stopped" ;;
-    *) say "QEMU exited with status $status" ;;
-  esac
-}
-
-# Boots L1 until every step has run. An L1 that stops before its last step (it froze, or
-# reset itself: under -no-reboot QEMU then exits) is a fault of the emulated machine or its
-# kernel, which no user program can cause; the steps it did not finish run again in a fresh
-# L1, at most three times, and the report names each stop.
+# L1 under QEMU, booted by l1_run (scripts/lib/common.sh) until every step has run.
 run_l1() {
-  rm -rf "$work/logs"
-  mkdir -p "$work/logs"
-  local attempt log all_steps=$stage/harness/steps.all
-  cp "$stage/harness/steps" "$all_steps"
-  for attempt in 1 2 3 4; do
-    log=$work/logs/console.$attempt.log
-    say "booting L1 (attempt $attempt): $qemu -accel $l1_accel -cpu $l1_cpu -smp $l1_cpus -m 4G (log: $log)"
-    boot_l1 "$log"
-    grep -aq '^@@@ DONE' "$log" && return
-    # Keep load-kvm and the steps without an END line, in their order.
-    awk 'NR == FNR { if ($1 == "@@@" && $2 == "END") done[$3] = 1; next }
-         $1 == "load-kvm" || !($1 in done)' <(tr -d '\r' <"$log") "$stage/harness/steps" \
-      >"$stage/harness/steps.next"
-    mv "$stage/harness/steps.next" "$stage/harness/steps"
-    say "L1 stopped during $(grep -a '^@@@ BEGIN' "$log" | tail -n 1 | cut -d' ' -f3 | tr -d '\r'); $(($(wc -l <"$stage/harness/steps") - 1)) step(s) left"
-    [ "$attempt" = 4 ] || (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
-  done
+  l1_qemu=("$qemu" -accel "$l1_accel" -cpu "$l1_cpu" -smp "$l1_cpus" -m 4G
+    -kernel "$kernel" -initrd "$work/l1.cpio" -append "console=ttyS0 quiet panic=-1 rdinit=/init")
+  l1_summary="$qemu -accel $l1_accel -cpu $l1_cpu -smp $l1_cpus -m 4G"
+  l1_run
 }
 
 # One log per step, the Linux boot times, axvm compared with QEMU, and the verdict.
 report() {
-  python3 "$here/report.py" "$work/logs" "$work"/logs/console.*.log
+  python3 "$root/scripts/lib/l1-report.py" kvm-amd "$work/logs" "$work"/logs/console.*.log
 }
 
 install_tools

@@ -50,7 +50,7 @@ check cpu-model '[ -n "$model" ] && ! echo "$model" | grep -qE "^[0-9a-f]+/[0-9a
 
 # Platform errors: anything at KERN_ERR or worse, and the messages of known firmware gaps
 # at any level, each as "dmesg-error TEXT" without its level and time. The harness judges
-# them (scripts/kvm-amd/report.py): a line the same kernel also prints under QEMU in the
+# them (scripts/lib/l1-report.py): a line the same kernel also prints under QEMU in the
 # same L1 machine belongs to that machine's emulated CPU, any other fails the boot.
 dmesg -r >/tmp/dmesg
 no_pci='^$'

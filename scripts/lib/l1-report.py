@@ -1,23 +1,24 @@
 #!/usr/bin/env python3
-"""report.py LOG_DIR CONSOLE_LOG...: turns what the kvm-amd harness's L1 machine printed
-into a verdict. There is one console log per boot of L1: when an L1 stopped before its
-last step (froze or reset itself), the harness ran the rest in a fresh one.
+"""l1-report.py HARNESS LOG_DIR CONSOLE_LOG...: turns what the L1 machine of a KVM harness
+(HARNESS: kvm-amd or kvm-arm64, the prefix of every line printed) printed into a verdict.
+There is one console log per boot of L1: when an L1 stopped before its last step (froze or
+reset itself), the harness ran the rest in a fresh one.
 
 Writes one log per step (the lines between "@@@ BEGIN name" and "@@@ END name status
 seconds") into LOG_DIR, compares what the Debian kernel reported about its machine under
 axvm and under QEMU (the reference), judges the kernel's errors against the reference's,
 prints the boot times side by side, the tail of each failed step's log, and a last line
-"kvm-amd: N passed, M failed". Exits 1 when a step failed, a comparison differs, axvm's
+"HARNESS: N passed, M failed". Exits 1 when a step failed, a comparison differs, axvm's
 kernel printed an error QEMU's did not, or L1 did not finish.
 """
 import os
 import re
 import sys
 
-# Facts the guest must report identically under axvm and QEMU -M pc (same kernel, CPUs, RAM).
+# Facts the guest must report identically under axvm and QEMU (same kernel, CPUs, RAM).
 COMPARED_FACTS = ("cpus", "clocksource", "cpu_model")
-# (axvm step, reference step) pairs compared when both ran.
-COMPARISONS = (("linux/axvm-smp2-poweroff", "linux/qemu-pc-smp2-poweroff"),)
+# The harness's name, the first argument: the prefix of every line printed.
+HARNESS = "kvm-amd"
 
 
 def split_steps(consoles, log_dir):
@@ -79,7 +80,7 @@ def judge_dmesg(steps):
         if name.startswith(("linux/qemu", "boot/qemu")):
             reference |= dmesg_errors(lines)
     if reference:
-        print("kvm-amd: kernel errors under QEMU too (the L1 machine's, not axvm's): "
+        print(f"{HARNESS}: kernel errors under QEMU too (the L1 machine's, not axvm's): "
               + "; ".join(sorted(reference)))
     problems = []
     for name, (_, _, lines) in steps.items():
@@ -90,19 +91,35 @@ def judge_dmesg(steps):
     return problems
 
 
+def comparisons(steps):
+    """(axvm step, reference step) pairs: each linux/axvm-smpN-END step and the step
+    linux/qemu-MACHINE-smpN-END that booted the same kernel the same way under QEMU."""
+    pairs = []
+    for ours in steps:
+        match = re.match(r"^linux/axvm-(smp\d+-\w+)$", ours)
+        if not match:
+            continue
+        for reference in steps:
+            if re.match(r"^linux/qemu-[a-z]+-" + re.escape(match.group(1)) + "$", reference):
+                pairs.append((ours, reference))
+    return pairs
+
+
 def compare(steps):
     """Failure messages for facts that differ between axvm and the reference."""
     problems = []
-    for ours, reference in COMPARISONS:
-        if ours not in steps or reference not in steps:
-            continue
+    for ours, reference in comparisons(steps):
         a, b = facts(steps[ours][2]), facts(steps[reference][2])
-        for name in COMPARED_FACTS:
-            if a.get(name) != b.get(name):
-                problems.append(f"{name}: {a.get(name)!r} under axvm, {b.get(name)!r} under QEMU")
-        print(f"kvm-amd: {ours} vs {reference}: " + ("same " + ", ".join(COMPARED_FACTS)
-                                                      if not problems else "DIFFERENT"))
-        problems = [f"axvm and QEMU disagree on {problem}" for problem in problems]
+        if not a.get("cpus"):
+            # The step failed before the guest's /init: its own failure says so.
+            print(f"{HARNESS}: {ours} vs {reference}: not compared (no guest report)")
+            continue
+        differences = [f"{name}: {a.get(name)!r} under axvm, {b.get(name)!r} under QEMU"
+                       for name in COMPARED_FACTS if a.get(name) != b.get(name)]
+        print(f"{HARNESS}: {ours} vs {reference}: " + ("same " + ", ".join(COMPARED_FACTS)
+                                                      if not differences else "DIFFERENT"))
+        problems += [f"{ours}: axvm and QEMU disagree on {difference}"
+                     for difference in differences]
     return problems
 
 
@@ -111,7 +128,7 @@ def boot_table(steps):
             for name, (status, seconds, lines) in steps.items()
             if name.startswith(("linux/", "boot/"))]
     if rows:
-        print("kvm-amd: Linux boots (guest uptime at /init; wall time from VMM start to stop):")
+        print(f"{HARNESS}: Linux boots (guest uptime at /init; wall time from VMM start to stop):")
         for name, at_init, seconds, status in rows:
             verdict = "passed" if status == 0 else "FAILED"
             print(f"  {name:32} /init at {at_init:>6} s   {seconds:6.1f} s   {verdict}")
@@ -124,7 +141,7 @@ def virtio_table(steps):
                 if name.startswith(("virtio/", "virtio-bench/"))
                 for line in lines if line.startswith("virtio: ")]
     if verdicts:
-        print("kvm-amd: virtio devices (QEMU -M microvm,acpi=on the reference, then axvm):")
+        print(f"{HARNESS}: virtio devices (QEMU -M microvm,acpi=on the reference, then axvm):")
         for line in verdicts:
             print("  " + line[len("virtio: "):])
 
@@ -162,17 +179,18 @@ def virtio_bench_table(steps):
                 figures.setdefault(metric, {})[vmm] = bench_figure(metric, rest)
     if not figures:
         return
-    print("kvm-amd: virtio performance, inside the guest (vbench; one VM, 1 vCPU, 256 MiB):")
+    print(f"{HARNESS}: virtio performance, inside the guest (vbench; one VM, 1 vCPU, 256 MiB):")
     print("  " + f"{'measure':18}" + "".join(f"{vmm:>24}" for vmm in vmms))
     for metric, by_vmm in figures.items():
         print("  " + f"{metric:18}" + "".join(f"{by_vmm.get(vmm, '-'):>24}" for vmm in vmms))
 
 
 def main():
-    log_dir, consoles = sys.argv[1], sys.argv[2:]
+    global HARNESS
+    HARNESS, log_dir, consoles = sys.argv[1], sys.argv[2], sys.argv[3:]
     steps, finished, stops = split_steps(consoles, log_dir)
     for console, step in stops:
-        print(f"kvm-amd: L1 stopped during {step or 'its start'} ({console}: it froze or reset "
+        print(f"{HARNESS}: L1 stopped during {step or 'its start'} ({console}: it froze or reset "
               f"itself, a fault of the emulated machine or its kernel; QEMU's qemu.N.log "
               f"beside it has the CPU resets); the steps it did not finish ran again in a "
               f"fresh L1")
@@ -182,7 +200,7 @@ def main():
     for name, (_, _, lines) in steps.items():
         for line in lines:
             if "RETRIED" in line:
-                print(f"kvm-amd: note: {line}")
+                print(f"{HARNESS}: note: {line}")
     problems = compare(steps) + judge_dmesg(steps)
     failed = [name for name, (status, _, _) in steps.items() if status != 0]
     for name in failed:
@@ -191,13 +209,13 @@ def main():
               f"{os.path.join(log_dir, name.replace('/', '_') + '.log')}:")
         print("\n".join(lines[-60:]))
     for problem in problems:
-        print(f"kvm-amd: FAILED: {problem}")
+        print(f"{HARNESS}: FAILED: {problem}")
     if not finished:
-        print("kvm-amd: L1 did not finish its steps in four boots; the end of the last "
+        print(f"{HARNESS}: L1 did not finish its steps in four boots; the end of the last "
               "console:")
         print("".join(open(consoles[-1], errors="replace").readlines()[-40:]).replace("\r", ""))
     passed = len(steps) - len(failed)
-    print(f"kvm-amd: {passed} passed, {len(failed) + len(problems) + (not finished)} failed")
+    print(f"{HARNESS}: {passed} passed, {len(failed) + len(problems) + (not finished)} failed")
     return 1 if failed or problems or not finished else 0
 
 
