@@ -48,11 +48,17 @@ fn require_qemu() {
 
 /// Boots `kernel` on `cpus` vCPUs and waits for QEMU to end.
 fn run_qemu(kernel: &str, cpus: u32) -> Run {
+    run_qemu_with(kernel, cpus, &[])
+}
+
+/// Boots `kernel` on `cpus` vCPUs with more QEMU arguments and waits for QEMU to end.
+fn run_qemu_with(kernel: &str, cpus: u32, more: &[&str]) -> Run {
     require_qemu();
     let mut child = Command::new(QEMU)
         .args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"])
         .args(["-nographic", "-no-reboot", "-kernel", kernel])
         .args(["-smp", &cpus.to_string()])
+        .args(more)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -177,6 +183,72 @@ fn arm_demo_elf_under_qemu_has_no_device_tree_in_x0() {
     ]);
 }
 
+/// QEMU's own device tree with an `/axvm-exit@9100000` node added (dumped by QEMU, edited
+/// as source with `dtc`): what the guests take for axvm. Skips the test without `dtc`.
+fn qemu_tree_with_axvm_node(dir: &std::path::Path) -> std::path::PathBuf {
+    require_qemu();
+    let dumped = dir.join("virt.dtb");
+    let dump = Command::new(QEMU)
+        .args(["-M"])
+        .arg(format!("virt,gic-version=3,dumpdtb={}", dumped.display()))
+        .args(["-cpu", "max", "-m", "128M", "-smp", "2", "-nographic"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{QEMU} dumpdtb: {e}"));
+    assert!(dumped.exists(), "{QEMU} dumped no tree: {dump:?}");
+    let source = match Command::new("dtc")
+        .args(["-q", "-I", "dtb", "-O", "dts"])
+        .arg(&dumped)
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => panic!("dtc could not read QEMU's tree: {out:?}"),
+        Err(e) => axvm_test_harness::skip(format!("needs dtc (device-tree-compiler): {e}")),
+    };
+    let root_end = source
+        .rfind("};")
+        .expect("a device tree source ends with the root's `};`");
+    let node = "\taxvm-exit@9100000 {\n\t\tcompatible = \"axvm,exit-device\";\n\t\treg = <0x00 0x9100000 0x00 0x1000>;\n\t};\n";
+    let edited = dir.join("virt-axvm.dts");
+    std::fs::write(
+        &edited,
+        format!("{}{node}{}", &source[..root_end], &source[root_end..]),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", edited.display()));
+    let tree = dir.join("virt-axvm.dtb");
+    let status = Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+        .arg(&tree)
+        .arg(&edited)
+        .status()
+        .unwrap_or_else(|e| panic!("dtc: {e}"));
+    assert!(
+        status.success(),
+        "dtc could not compile {}",
+        edited.display()
+    );
+    tree
+}
+
+/// With `/axvm-exit@9100000` in its device tree the demo believes it is on axvm and runs
+/// the MMIO check, whose first store to the scratch device (absent in QEMU) aborts:
+/// reported as an unexpected exception at 0x0a10_0000, status 100.
+fn arm_demo_takes_the_axvm_node_for_axvm() {
+    let dir = std::env::temp_dir().join(format!("axvm-arm64-qemu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let tree = qemu_tree_with_axvm_node(&dir);
+    let tree = tree.to_str().expect("a UTF-8 temporary path");
+    let run = run_qemu_with(ARM_DEMO_BIN_PATH, 2, &["-dtb", tree]);
+    run.expect_lines(&[
+        "axvm arm64 demo guest: device tree OK",
+        "guest exception: ESR_EL1 ",
+        "axvm-rt: exit status 100 ",
+    ]);
+    assert!(run.console.contains("FAR_EL1 0xa100000"), "{}", run.console);
+    assert!(!run.console.contains("MMIO skipped"), "{}", run.console);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Ten virtual timer interrupts through the GICv3, in 100 ms ± 50% of the counter.
 fn arm_timer_takes_ten_ticks() {
     let run = run_qemu(ARM_TIMER_BIN_PATH, 1);
@@ -267,6 +339,7 @@ axvm_test_harness::main!(
     arm_demo_runs_on_two_vcpus,
     arm_demo_on_one_vcpu_fails_at_cpu_on,
     arm_demo_elf_under_qemu_has_no_device_tree_in_x0,
+    arm_demo_takes_the_axvm_node_for_axvm,
     arm_timer_takes_ten_ticks,
     arm_exit_reports_status_42,
     arm_exitloop_skips_the_loop_off_axvm,
