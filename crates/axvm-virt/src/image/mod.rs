@@ -2,7 +2,7 @@
 //! anything is written: [`plan`] reads the kernel's format and the config's addresses and
 //! returns a [`LoadPlan`], every range checked to lie inside one RAM region and clear of
 //! the others; the host then copies the bytes with the core's guest-memory API. Errors are
-//! [`ConfigError`](axvm::ConfigError) messages naming the config field to change.
+//! [`ConfigError`] messages naming the config field to change.
 //!
 //! Formats ([`detect`]):
 //! - Linux arm64 `Image` (magic `ARM\x64` at offset 56): loaded at `kernel.kernel_load_addr`,
@@ -42,6 +42,13 @@ pub(crate) const KERNEL_PATH_FIELD: &str = "kernel.kernel_path";
 /// The config field that places raw and `Image` kernels.
 pub(crate) const KERNEL_ADDR_FIELD: &str = "kernel.kernel_load_addr";
 
+/// One piece of the kernel: `(guest-physical address, bytes of the kernel file, size in
+/// memory)`; memory beyond the file bytes, up to the size, is zero-filled.
+pub type Segment = (u64, Range<usize>, u64);
+
+/// A kernel's segments and entry point, as each format's planner gives them.
+type KernelPlan = (Vec<Segment>, u64);
+
 /// A kernel file's format, as [`detect`] reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ArmImageFormat {
@@ -58,9 +65,8 @@ pub enum ArmImageFormat {
 pub struct LoadPlan {
     /// The kernel's format.
     pub format: ArmImageFormat,
-    /// The kernel's pieces: `(guest-physical address, bytes of the kernel file, size in
-    /// memory)`; memory beyond the file bytes, up to the size, is zero-filled.
-    pub segments: Vec<(u64, Range<usize>, u64)>,
+    /// The kernel's pieces ([`Segment`]: address, file bytes, size in memory).
+    pub segments: Vec<Segment>,
     /// Where vCPU 0 starts (PC).
     pub entry: u64,
     /// Where the device tree goes; vCPU 0's x0.
@@ -126,10 +132,7 @@ pub fn plan(
 }
 
 /// A raw kernel: its bytes at `kernel.kernel_load_addr`, entered at `kernel.entry_point`.
-fn plan_raw(
-    config: &AxVMConfig,
-    kernel: &[u8],
-) -> Result<(Vec<(u64, Range<usize>, u64)>, u64), String> {
+fn plan_raw(config: &AxVMConfig, kernel: &[u8]) -> Result<KernelPlan, String> {
     if kernel.is_empty() {
         return Err(refuse(KERNEL_PATH_FIELD, "the kernel image is empty"));
     }
