@@ -32,9 +32,8 @@ use axvm::{AxVMConfig, ConfigError};
 
 use crate::layout::check_ram;
 
-/// The largest device tree the arm64 boot protocol accepts: 2 MiB. A host that generates
-/// the tree after planning (the tree names the initrd's addresses) passes this as
-/// `dtb_len`; the placed tree is given that much room anyway.
+/// The largest device tree the arm64 boot protocol accepts: 2 MiB. A placed tree is
+/// given that much room whatever its length.
 pub const MAX_DTB_SIZE: u64 = 2 << 20;
 
 /// The config field that names the kernel file.
@@ -93,9 +92,15 @@ pub(crate) fn refuse(field: &str, problem: impl Into<String>) -> String {
 }
 
 /// Plans the load of `kernel` (the file's bytes), an initrd of `initrd_len` bytes (when
-/// the config names one) and a device tree of `dtb_len` bytes (the `dtb_path` file's
-/// length, or [`MAX_DTB_SIZE`] for a tree generated afterwards) for `config`, checking
+/// the config names one) and a device tree of `dtb_len` bytes for `config`, checking
 /// every range (see the module documentation). Pure: nothing is written.
+///
+/// `dtb_len` is the `dtb_path` file's length, or for a generated tree, which names the
+/// initrd's addresses that only the plan gives, the length of the tree generated with any
+/// initrd addresses (say `(0, 0)`): [`generate_fdt`](crate::fdt::generate_fdt)'s length
+/// depends on whether there is an initrd, never on where. Generate it again with
+/// [`LoadPlan::initrd`] afterwards. ([`MAX_DTB_SIZE`] works too, but asks for 2 MiB at
+/// `kernel.dtb_load_addr`.)
 pub fn plan(
     config: &AxVMConfig,
     kernel: &[u8],
