@@ -1,5 +1,5 @@
 //! axvm's exit device, the arm64 counterpart of the PC's exit port: 4 KiB of MMIO at
-//! [`EXIT_DEVICE_BASE`](crate::layout::EXIT_DEVICE_BASE). A write of any width at offset 0
+//! [`EXIT_DEVICE_BASE`]. A write of any width at offset 0
 //! stops the VM with the low 8 bits of the value as its exit status; test guests report
 //! pass (0) or fail (non-zero) this way. Reads return 0 and writes elsewhere are ignored,
 //! so a guest probing the page changes nothing.

@@ -38,6 +38,9 @@
 //! A guest stops the VM by writing its status at offset 0 of the exit device (0 = success),
 //! or by PSCI `SYSTEM_OFF` (status 0).
 //!
+//! A host's boot sequence, with a generated device tree (sized first, since it names the
+//! initrd the plan places):
+//!
 //! ```
 //! use axvm_virt::fdt::{generate_fdt, FdtSpec};
 //! use axvm_virt::{image, layout, GicVersion};
@@ -49,18 +52,24 @@
 //!     .unwrap();
 //! layout::check_ram(&config).unwrap();
 //! let kernel = vec![0u8; 0x1000]; // a raw image: no header
-//! let plan = image::plan(&config, &kernel, None, image::MAX_DTB_SIZE as usize).unwrap();
-//! assert_eq!(plan.entry, 0x4020_0000);
-//! let dtb = generate_fdt(&FdtSpec {
+//! let initrd = vec![0u8; 0x800];
+//! let mut spec = FdtSpec {
 //!     vcpus: 1,
 //!     ram: vec![(0x4000_0000, 0x1000_0000)],
 //!     gic: GicVersion::V3,
-//!     bootargs: None,
-//!     initrd: plan.initrd,
+//!     bootargs: Some("console=ttyAMA0".into()),
+//!     initrd: Some((0, 0)), // any addresses: the length is the same
 //!     psci_1_0: false,
-//! })
-//! .unwrap();
-//! assert!(dtb.len() <= image::MAX_DTB_SIZE as usize);
+//! };
+//! let dtb_len = generate_fdt(&spec).unwrap().len();
+//! let plan = image::plan(&config, &kernel, Some(initrd.len()), dtb_len).unwrap();
+//! spec.initrd = plan.initrd;
+//! let dtb = generate_fdt(&spec).unwrap();
+//! assert_eq!(dtb.len(), dtb_len);
+//! assert_eq!(plan.entry, 0x4020_0000);
+//! assert_eq!(plan.initrd, Some((0x4020_1000, 0x4020_1800)));
+//! // The host now copies kernel segments, initrd and tree, and starts vCPU 0 at
+//! // `plan.entry` with x0 = `plan.dtb_gpa`.
 //! ```
 
 #![no_std]

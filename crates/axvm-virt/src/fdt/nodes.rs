@@ -85,6 +85,9 @@ pub(super) fn gic(fdt: &mut FdtWriter, version: GicVersion, vcpus: usize) -> Nod
     fdt.property_string("compatible", compatible)?;
     fdt.property_array_u64("reg", &reg)?;
     fdt.property_u32("#interrupt-cells", 3)?;
+    // No child nodes (no ITS, no v2m), but an interrupt provider states its address cells
+    // (interrupt-map parsing reads them; dtc warns without).
+    fdt.property_u32("#address-cells", 0)?;
     fdt.property_null("interrupt-controller")?;
     fdt.property_phandle(GIC_PHANDLE)?;
     Ok(fdt.end_node(node)?)

@@ -259,3 +259,15 @@ fn a_nul_in_the_bootargs_is_a_writer_error_not_a_panic() {
     assert!(matches!(err, FdtError::Writer(_)), "{err:?}");
     assert!(err.to_string().starts_with("device tree writer"));
 }
+
+#[test]
+fn the_length_depends_on_whether_there_is_an_initrd_not_where() {
+    // The image planner's documented recipe: size the tree with any initrd addresses.
+    let mut spec = spec(2, GicVersion::V3);
+    spec.initrd = Some((0, 0));
+    let placeholder = generate_fdt(&spec).unwrap().len();
+    spec.initrd = Some((0x4800_0000, 0xffff_ffff_0000));
+    assert_eq!(generate_fdt(&spec).unwrap().len(), placeholder);
+    spec.initrd = None;
+    assert!(generate_fdt(&spec).unwrap().len() < placeholder);
+}

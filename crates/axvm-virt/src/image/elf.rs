@@ -5,11 +5,10 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::ops::Range;
 
 use axvm::{AxVMConfig, GuestPhysAddr};
 
-use super::{refuse, KERNEL_PATH_FIELD};
+use super::{refuse, KernelPlan, Segment, KERNEL_PATH_FIELD};
 
 /// The first four bytes of every ELF file.
 pub(super) const ELF_MAGIC: &[u8] = b"\x7fELF";
@@ -125,7 +124,7 @@ fn segment(
     file: &[u8],
     index: usize,
     header: &ProgramHeader,
-) -> Result<(u64, Range<usize>, u64), String> {
+) -> Result<Segment, String> {
     let file_bytes = usize::try_from(header.offset).ok().and_then(|start| {
         let end = start.checked_add(usize::try_from(header.filesz).ok()?)?;
         (end <= file.len()).then_some(start..end)
@@ -147,7 +146,7 @@ fn segment(
     let at = GuestPhysAddr::new(header.paddr);
     if let Err(err) = config.check_image_fits(KERNEL_PATH_FIELD, at, header.memsz) {
         return Err(format!(
-            "{err} (PT_LOAD segment {index} of the ELF kernel, at p_paddr {:#x})",
+            "{err} (PT_LOAD segment {index} of the ELF kernel, linked at p_paddr {:#x}: relink it for the VM's RAM or add RAM there)",
             header.paddr
         ));
     }
@@ -171,10 +170,7 @@ fn physical_entry(entry: u64, headers: &[ProgramHeader]) -> Option<u64> {
 }
 
 /// The segments and entry of an ELF64 AArch64 kernel.
-pub(super) fn plan(
-    config: &AxVMConfig,
-    file: &[u8],
-) -> Result<(Vec<(u64, Range<usize>, u64)>, u64), String> {
+pub(super) fn plan(config: &AxVMConfig, file: &[u8]) -> Result<KernelPlan, String> {
     check_header(file)?;
     let headers = load_headers(file)?;
     if headers.is_empty() {
@@ -184,12 +180,9 @@ pub(super) fn plan(
     for (index, header) in headers.iter().enumerate() {
         let planned = segment(config, file, index, header)?;
         let range = planned.0..planned.0 + planned.2;
-        if let Some(other) =
-            segments
-                .iter()
-                .position(|(gpa, _, size): &(u64, Range<usize>, u64)| {
-                    range.start < gpa + size && *gpa < range.end
-                })
+        if let Some(other) = segments
+            .iter()
+            .position(|(gpa, _, size): &Segment| range.start < gpa + size && *gpa < range.end)
         {
             return Err(bad(format!(
                 "PT_LOAD segments {other} and {index} overlap in guest memory at {:#x}",

@@ -11,12 +11,10 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
-use alloc::vec::Vec;
-use core::ops::Range;
 
 use axvm::AxVMConfig;
 
-use super::{refuse, KERNEL_ADDR_FIELD};
+use super::{refuse, KernelPlan, KERNEL_ADDR_FIELD};
 
 /// `ARM\x64` as a little-endian u32.
 pub(super) const IMAGE_MAGIC: u32 = 0x644d_5241;
@@ -72,10 +70,7 @@ fn suggested_load(load: u64, text_offset: u64) -> Option<u64> {
 
 /// The `Image` at `kernel.kernel_load_addr`, refused unless that is a 2 MiB-aligned base
 /// plus `text_offset` with the whole `image_size` inside one RAM region.
-pub(super) fn plan(
-    config: &AxVMConfig,
-    kernel: &[u8],
-) -> Result<(Vec<(u64, Range<usize>, u64)>, u64), String> {
+pub(super) fn plan(config: &AxVMConfig, kernel: &[u8]) -> Result<KernelPlan, String> {
     let Some(header) = ImageHeader::parse(kernel) else {
         return Err(refuse(
             super::KERNEL_PATH_FIELD,

@@ -2,7 +2,7 @@
 //! anything is written: [`plan`] reads the kernel's format and the config's addresses and
 //! returns a [`LoadPlan`], every range checked to lie inside one RAM region and clear of
 //! the others; the host then copies the bytes with the core's guest-memory API. Errors are
-//! [`ConfigError`](axvm::ConfigError) messages naming the config field to change.
+//! [`ConfigError`] messages naming the config field to change.
 //!
 //! Formats ([`detect`]):
 //! - Linux arm64 `Image` (magic `ARM\x64` at offset 56): loaded at `kernel.kernel_load_addr`,
@@ -32,15 +32,21 @@ use axvm::{AxVMConfig, ConfigError};
 
 use crate::layout::check_ram;
 
-/// The largest device tree the arm64 boot protocol accepts: 2 MiB. A host that generates
-/// the tree after planning (the tree names the initrd's addresses) passes this as
-/// `dtb_len`; the placed tree is given that much room anyway.
+/// The largest device tree the arm64 boot protocol accepts: 2 MiB. A placed tree is
+/// given that much room whatever its length.
 pub const MAX_DTB_SIZE: u64 = 2 << 20;
 
 /// The config field that names the kernel file.
 pub(crate) const KERNEL_PATH_FIELD: &str = "kernel.kernel_path";
 /// The config field that places raw and `Image` kernels.
 pub(crate) const KERNEL_ADDR_FIELD: &str = "kernel.kernel_load_addr";
+
+/// One piece of the kernel: `(guest-physical address, bytes of the kernel file, size in
+/// memory)`; memory beyond the file bytes, up to the size, is zero-filled.
+pub type Segment = (u64, Range<usize>, u64);
+
+/// A kernel's segments and entry point, as each format's planner gives them.
+type KernelPlan = (Vec<Segment>, u64);
 
 /// A kernel file's format, as [`detect`] reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,9 +64,8 @@ pub enum ArmImageFormat {
 pub struct LoadPlan {
     /// The kernel's format.
     pub format: ArmImageFormat,
-    /// The kernel's pieces: `(guest-physical address, bytes of the kernel file, size in
-    /// memory)`; memory beyond the file bytes, up to the size, is zero-filled.
-    pub segments: Vec<(u64, Range<usize>, u64)>,
+    /// The kernel's pieces ([`Segment`]: address, file bytes, size in memory).
+    pub segments: Vec<Segment>,
     /// Where vCPU 0 starts (PC).
     pub entry: u64,
     /// Where the device tree goes; vCPU 0's x0.
@@ -87,9 +92,15 @@ pub(crate) fn refuse(field: &str, problem: impl Into<String>) -> String {
 }
 
 /// Plans the load of `kernel` (the file's bytes), an initrd of `initrd_len` bytes (when
-/// the config names one) and a device tree of `dtb_len` bytes (the `dtb_path` file's
-/// length, or [`MAX_DTB_SIZE`] for a tree generated afterwards) for `config`, checking
+/// the config names one) and a device tree of `dtb_len` bytes for `config`, checking
 /// every range (see the module documentation). Pure: nothing is written.
+///
+/// `dtb_len` is the `dtb_path` file's length, or for a generated tree, which names the
+/// initrd's addresses that only the plan gives, the length of the tree generated with any
+/// initrd addresses (say `(0, 0)`): [`generate_fdt`](crate::fdt::generate_fdt)'s length
+/// depends on whether there is an initrd, never on where. Generate it again with
+/// [`LoadPlan::initrd`] afterwards. ([`MAX_DTB_SIZE`] works too, but asks for 2 MiB at
+/// `kernel.dtb_load_addr`.)
 pub fn plan(
     config: &AxVMConfig,
     kernel: &[u8],
@@ -126,10 +137,7 @@ pub fn plan(
 }
 
 /// A raw kernel: its bytes at `kernel.kernel_load_addr`, entered at `kernel.entry_point`.
-fn plan_raw(
-    config: &AxVMConfig,
-    kernel: &[u8],
-) -> Result<(Vec<(u64, Range<usize>, u64)>, u64), String> {
+fn plan_raw(config: &AxVMConfig, kernel: &[u8]) -> Result<KernelPlan, String> {
     if kernel.is_empty() {
         return Err(refuse(KERNEL_PATH_FIELD, "the kernel image is empty"));
     }

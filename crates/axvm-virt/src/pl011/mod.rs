@@ -4,7 +4,11 @@
 //!
 //! The host gives it two callbacks: where transmitted bytes go, and how to set the level
 //! of the UART's interrupt line (the host drives the in-kernel GIC's SPI). Received bytes
-//! come from the host through [`Pl011::push_input`].
+//! come from the host through [`Pl011::push_input`], as many as the receive FIFO has room
+//! for (16 bytes with the guest's FIFOs on, 1 with them off, as on the real UART); a host
+//! that wants to hear when the guest has read them all adds [`Pl011::with_rx_drained`].
+//! Transmitting never waits: the transmit FIFO always reads empty (FR.TXFE set, TXFF
+//! clear), and the transmit interrupt is raised after every byte, as in QEMU's model.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -45,6 +49,10 @@ pub type Pl011Output = Box<dyn FnMut(&[u8]) + Send>;
 /// in order: it must not call back into the [`Pl011`].
 pub type Pl011Irq = Box<dyn Fn(bool) + Send + Sync>;
 
+/// Told when the guest has read the receive FIFO empty, so a host feeding input can offer
+/// more (see [`Pl011::with_rx_drained`]). Called after the UART's state is unlocked.
+pub type Pl011RxDrained = Box<dyn Fn() + Send + Sync>;
+
 /// A PL011 UART shared by the VM's vCPUs and the host's input thread.
 pub struct Pl011 {
     state: Mutex<Pl011State>,
@@ -52,6 +60,7 @@ pub struct Pl011 {
     level: Mutex<bool>,
     output: Mutex<Pl011Output>,
     irq: Pl011Irq,
+    rx_drained: Option<Pl011RxDrained>,
 }
 
 impl Pl011 {
@@ -63,7 +72,16 @@ impl Pl011 {
             level: Mutex::new(false),
             output: Mutex::new(output),
             irq,
+            rx_drained: None,
         }
+    }
+
+    /// The same UART, also calling `drained` each time a guest read leaves the receive
+    /// FIFO empty: the moment to [`push_input`](Pl011::push_input) what did not fit, so
+    /// an input thread can wait for it instead of polling [`Pl011::rx_room`].
+    pub fn with_rx_drained(mut self, drained: Pl011RxDrained) -> Self {
+        self.rx_drained = Some(drained);
+        self
     }
 
     /// Queues received `bytes` in the receive FIFO, as many as fit (16 with the guest's
@@ -115,8 +133,14 @@ impl BaseDeviceOps for Pl011 {
     fn handle_read(&self, at: DeviceOffset, _width: AccessWidth) -> Result<u64, DeviceError> {
         let (reg, shift) = register_of(at.offset);
         let mut state = self.state.lock();
+        let waiting = state.rx_len();
         let value = state.read(reg);
         self.update_line(&state);
+        let drained = waiting > 0 && state.rx_len() == 0;
+        drop(state);
+        if let (true, Some(notify)) = (drained, &self.rx_drained) {
+            notify();
+        }
         Ok(u64::from(value >> shift))
     }
 

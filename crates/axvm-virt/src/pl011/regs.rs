@@ -110,6 +110,11 @@ impl Pl011State {
         }
     }
 
+    /// How many received bytes wait to be read.
+    pub fn rx_len(&self) -> usize {
+        self.rx_fifo.len()
+    }
+
     /// Room left in the receive FIFO.
     pub fn rx_room(&self) -> usize {
         self.rx_capacity().saturating_sub(self.rx_fifo.len())

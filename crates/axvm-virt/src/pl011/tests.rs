@@ -240,3 +240,26 @@ fn a_read_of_the_data_register_drops_the_line_only_when_it_changes() {
     rig.read(DR);
     assert_eq!(rig.levels(), [true, false]);
 }
+
+#[test]
+fn the_host_hears_when_the_guest_has_read_the_rx_fifo_empty() {
+    let drained = Arc::new(Mutex::new(0));
+    let count = drained.clone();
+    let uart = Pl011::new(Box::new(|_: &[u8]| {}), Box::new(|_| {}))
+        .with_rx_drained(Box::new(move || *count.lock() += 1));
+    let read = |offset| uart.handle_read(DeviceOffset::first(offset), AccessWidth::Dword);
+    uart.handle_write(
+        DeviceOffset::first(LCR_H),
+        AccessWidth::Dword,
+        u64::from(LCR_H_FEN),
+    )
+    .unwrap();
+    read(DR).unwrap();
+    assert_eq!(*drained.lock(), 0, "reading an empty FIFO drains nothing");
+    uart.push_input(b"ab");
+    read(DR).unwrap();
+    assert_eq!(*drained.lock(), 0, "one byte still waits");
+    read(FR).unwrap();
+    read(DR).unwrap();
+    assert_eq!(*drained.lock(), 1);
+}
