@@ -78,6 +78,7 @@ mod arm64 {
             "axvm arm64 demo guest: hello from vCPU 1 (AP)",
             "axvm arm64 demo guest: device tree OK",
             "axvm arm64 demo guest: MMIO OK",
+            "axvm arm64 demo guest: MMIO signed loads ",
             "axvm arm64 demo guest: all checks passed",
         ] {
             assert!(text.contains(line), "no `{line}` in:\n{text}");
@@ -157,6 +158,77 @@ mod arm64 {
         assert!(err.contains("0xa200000"), "{err}");
     }
 
+    /// `movz x1, #0x900, lsl #16; ldrsb x0, [x1, #0xffc]` (the PL011's PrimeCell id byte
+    /// 0xb1), then `Y` on the UART when bit 63 is set (sign-extended), else `N`, and PSCI
+    /// SYSTEM_OFF.
+    const SIGN_PROBE: [u32; 10] = [
+        0xd2a1_2001,
+        0x39bf_f020,
+        0x5280_09c2,
+        0xb6f8_0040,
+        0x5280_0b22,
+        0xb900_0022,
+        0x5280_0100,
+        0x72b0_8000,
+        0xd400_0002,
+        0x1400_0000,
+    ];
+
+    /// Whether a signed MMIO load comes back sign-extended is the host hypervisor's answer
+    /// (it completes the load from the data abort's syndrome): axvm must give the answer
+    /// QEMU `-accel kvm` gives on the same host. (In the QEMU 7.2 harness both say `N`; on
+    /// hardware both say `Y`.)
+    pub fn signed_mmio_loads_match_qemu_on_this_host() {
+        require_kvm();
+        let Some(qemu) = qemu_kvm_answer() else {
+            if std::env::var("AXVM_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!(
+                    "AXVM_REQUIRE_KVM=1 but qemu-system-aarch64 -accel kvm could not run the probe"
+                );
+            }
+            axvm_test_harness::skip("needs qemu-system-aarch64 for the reference");
+        };
+        let console = Console::default();
+        let images = BootImages {
+            kernel: raw_image(&SIGN_PROBE),
+            ..Default::default()
+        };
+        let vm = Arm64Vm::create(
+            raw_config(),
+            &images,
+            options(&console, UnclaimedAccessPolicy::Ignore),
+        )
+        .expect("created");
+        assert_eq!(vm.run().expect("runs"), VmOutcome::Exited(0));
+        assert_eq!(console.text(), qemu, "axvm against QEMU -accel kvm");
+    }
+
+    /// What the probe prints under QEMU `-M virt -accel kvm`, or `None` without QEMU.
+    fn qemu_kvm_answer() -> Option<String> {
+        let dir = std::env::temp_dir().join(format!("axvm-sign-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let image = dir.join("probe.bin");
+        std::fs::write(&image, raw_image(&SIGN_PROBE)).ok()?;
+        let output = std::process::Command::new("qemu-system-aarch64")
+            .args([
+                "-M",
+                "virt,gic-version=3",
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-m",
+                "64M",
+            ])
+            .args(["-nographic", "-nic", "none", "-no-reboot", "-kernel"])
+            .arg(&image)
+            .output()
+            .ok()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success() && (text == "Y" || text == "N")).then_some(text)
+    }
+
     pub fn a_stop_handle_ends_a_spinning_guest() {
         require_kvm();
         let images = BootImages {
@@ -193,6 +265,7 @@ axvm_test_harness::main!(
     psci_system_reset_is_reported_as_a_reset,
     an_unclaimed_access_under_the_error_policy_names_the_address,
     a_stop_handle_ends_a_spinning_guest,
+    signed_mmio_loads_match_qemu_on_this_host,
 );
 
 /// The arm64 host's tests run on aarch64 only (scripts/kvm-arm64.sh).

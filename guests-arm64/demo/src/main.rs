@@ -4,8 +4,9 @@
 //! waits for its hello and signal; a second CPU_ON of the running vCPU 1 must
 //! answer ALREADY_ON. vCPU 0 then checks the device tree at x0 (its magic), and
 //! on axvm (the tree has `/axvm-exit@9100000`) the MMIO paths against the
-//! scratch device: stores and loads of 1, 2, 4 and 8 bytes and the
-//! sign-extending loads. It prints `all checks passed` and powers off (PSCI
+//! scratch device: stores and loads of 1, 2, 4 and 8 bytes; it reports
+//! whether the sign-extending loads came back extended (see
+//! [`report_sign_extension`]). It prints `all checks passed` and powers off (PSCI
 //! SYSTEM_OFF). A failed check prints `FAIL: ...` and exits with its status.
 #![no_std]
 #![no_main]
@@ -49,6 +50,7 @@ fn main(x0: usize) -> ! {
     if unsafe { rt::on_axvm(dtb) } {
         check_mmio();
         println!("{PREFIX}: MMIO OK");
+        report_sign_extension();
     } else {
         println!("{PREFIX}: MMIO skipped (not axvm)");
     }
@@ -117,27 +119,38 @@ fn check_mmio() {
         );
         expect(
             6,
-            "ldrsb",
-            read8_signed(base + 0x10) as u64,
-            -0x80i64 as u64,
-        );
-        expect(
-            6,
-            "ldrsh",
-            read16_signed(base + 0x12) as u64,
-            -0x7fffi64 as u64,
-        );
-        expect(
-            6,
-            "ldrsw",
-            read32_signed(base + 0x14) as u64,
-            -0x7fff_fffei64 as u64,
-        );
-        expect(
-            6,
             "ldrsb of a positive byte",
             read8_signed(base + 7) as u64,
             0x11,
+        );
+    }
+}
+
+/// The sign-extending loads `ldrsb`/`ldrsh`/`ldrsw` of negative values: reported, not
+/// failed. The VMM hands back the bytes read; the hypervisor that decoded the data abort
+/// extends them as the syndrome (ESR_EL2.SSE) says. QEMU 7.2's emulated EL2 leaves SSE clear,
+/// so under KVM in QEMU (the project's arm64 harness) neither axvm nor QEMU `-accel kvm`
+/// sign-extends: `crates/axvm-kvm-arm64/tests/guests.rs` compares the two.
+fn report_sign_extension() {
+    let base = rt::SCRATCH_BASE;
+    // SAFETY: the scratch device, written by `check_mmio` at 0x10..0x18.
+    let (byte, half, word) = unsafe {
+        (
+            read8_signed(base + 0x10) as u64,
+            read16_signed(base + 0x12) as u64,
+            read32_signed(base + 0x14) as u64,
+        )
+    };
+    let extended = (-0x80i64 as u64, -0x7fffi64 as u64, -0x7fff_fffei64 as u64);
+    let zero_extended = (0x80, 0x8001, 0x8000_0002);
+    if (byte, half, word) == extended {
+        println!("{PREFIX}: MMIO signed loads sign-extended");
+    } else if (byte, half, word) == zero_extended {
+        println!("{PREFIX}: MMIO signed loads not sign-extended by this host's hypervisor");
+    } else {
+        fail!(
+            6,
+            "MMIO signed loads read {byte:#x}, {half:#x}, {word:#x}: neither the bytes written nor their sign extension"
         );
     }
 }

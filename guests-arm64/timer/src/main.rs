@@ -1,6 +1,6 @@
 //! axvm's arm64 timer guest: takes the virtual timer's PPI (INTID 27) through
 //! the GICv3 ten times, re-arming it for 10 ms in each interrupt, and checks
-//! with the virtual counter that the ten periods took 100 ms ± 50%. Prints
+//! with the virtual counter that the ten periods took at least 100 ms and at most 1 s. Prints
 //! `axvm arm64 timer guest: 10 ticks in <n> us` and exits 0; failures print
 //! `FAIL: ...` and exit non-zero (2: no interrupt within a second).
 #![no_std]
@@ -77,15 +77,17 @@ fn wait_for_ticks(start: u64, second: u64) {
     }
 }
 
-/// The elapsed counter ticks must be the expected ones ± 50%.
+/// The elapsed counter ticks: never fewer than the ten periods (a timer interrupt cannot
+/// come early), and at most ten times as many (a timer that slow is broken, not slow: under
+/// nested emulation the periods take ~50% longer, from the time each interrupt takes).
 fn check_elapsed(elapsed: u64, expected: u64, second: u64) {
     let micros = elapsed * 1_000_000 / second;
     println!("axvm arm64 timer guest: {TICKS} ticks in {micros} us");
-    if elapsed < expected / 2 || elapsed > expected + expected / 2 {
+    if elapsed < expected || elapsed > expected * 10 {
         let wanted = expected * 1_000_000 / second;
         fail!(
             6,
-            "{TICKS} ticks took {micros} us, expected {wanted} us +- 50%"
+            "{TICKS} ticks took {micros} us, expected {wanted} us to 10 times that"
         );
     }
 }

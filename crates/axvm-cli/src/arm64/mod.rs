@@ -30,14 +30,18 @@ pub fn execute(command: Command) -> Result<ExitCode, CommandError> {
             gdb_wait: _,
         } => {
             if gdb.is_some() {
-                return Err("--gdb: the arm64 host has no GDB stub yet (x86 hosts have one)"
-                    .to_string()
-                    .into());
+                return Err(
+                    "--gdb: the arm64 host has no GDB stub yet (x86 hosts have one)"
+                        .to_string()
+                        .into(),
+                );
             }
             if configs.len() > 1 {
-                return Err("the arm64 host runs one VM per axvm process for now: give one config"
-                    .to_string()
-                    .into());
+                return Err(
+                    "the arm64 host runs one VM per axvm process for now: give one config"
+                        .to_string()
+                        .into(),
+                );
             }
             let files = match configs.first() {
                 Some(path) => vm_files::load(path),

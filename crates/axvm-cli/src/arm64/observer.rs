@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use axvm::{ExitEvent, ExitObserver};
 use axvm::AxVCpuExitReason;
+use axvm::{ExitEvent, ExitObserver};
 use axvm_kvm_arm64::Arm64VCpu;
 use axvm_linux::diagnostics::stats::ExitStats;
 use axvm_linux::diagnostics::trace::ExitTrace;
@@ -49,7 +49,10 @@ impl RunObserver {
             AxVCpuExitReason::MmioRead { addr, .. } => addr.as_u64(),
             _ => 0,
         };
-        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if seen.insert((exit.kind(), place)) {
             self.progress.fetch_add(1, Ordering::Relaxed);
         }

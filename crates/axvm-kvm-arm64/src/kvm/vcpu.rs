@@ -231,7 +231,9 @@ impl AxArchVCpu for Arm64VCpu {
 
     fn instruction_pointer(&mut self) -> Option<InstructionPointer> {
         let pc = self.get(regs::PC, "KVM_GET_ONE_REG (PC)").ok()?;
-        let sctlr = self.get(regs::SCTLR_EL1, "KVM_GET_ONE_REG (SCTLR_EL1)").ok()?;
+        let sctlr = self
+            .get(regs::SCTLR_EL1, "KVM_GET_ONE_REG (SCTLR_EL1)")
+            .ok()?;
         // The core's names are x86's: `rip` is the PC. With the stage-1 MMU off the PC is a
         // guest-physical address; with it on, this host does not walk the guest's tables.
         let mmu_on = sctlr & 1 != 0;

@@ -71,9 +71,7 @@ impl Arm64Vm {
         devices
             .add(Arc::new(pl011(&console, &vm_slot)))
             .map_err(device_error)?;
-        devices
-            .add(Arc::new(ExitDevice))
-            .map_err(device_error)?;
+        devices.add(Arc::new(ExitDevice)).map_err(device_error)?;
         let vm = AxVM::new_validated(valid, Arm64Hal::new()?, devices)?;
         let _ = vm_slot.set(Arc::downgrade(&vm));
         let gic = vm.hal().create_vgic()?;
