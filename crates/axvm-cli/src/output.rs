@@ -150,6 +150,21 @@ macro_rules! err_text {
 
 pub(crate) use {err_text, errln, outln};
 
+/// `bytes` in the largest unit that divides it exactly, else in bytes.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    if bytes < 1 << 10 {
+        format!("{bytes} B")
+    } else {
+        format!("{bytes:#x} B")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,20 +179,5 @@ mod tests {
             error.to_string(),
             "cannot write to stdout: No space left on device"
         );
-    }
-}
-
-/// `bytes` in the largest unit that divides it exactly, else in bytes.
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (unit, name) in UNITS {
-        if bytes >= unit && bytes % unit == 0 {
-            return format!("{} {name}", bytes / unit);
-        }
-    }
-    if bytes < 1 << 10 {
-        format!("{bytes} B")
-    } else {
-        format!("{bytes:#x} B")
     }
 }

@@ -81,6 +81,7 @@ pub mod exit_device;
 pub mod fdt;
 pub mod image;
 pub mod layout;
+pub mod pass_through;
 pub mod pl011;
 
 pub use exit_device::ExitDevice;

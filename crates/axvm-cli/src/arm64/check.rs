@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use axvm_kvm_arm64::{check_host, device_tree, layout_of, plan_images, GicVersion, HostReport};
 use axvm_virt::layout::check_ram;
+use axvm_virt::pass_through::pass_through_plan;
 
 use crate::output::{self, outln};
 use crate::vm_files::{config_error, VmFiles};
@@ -82,11 +83,20 @@ fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bo
         ok = false;
     }
     for device in &config.pass_through_devices {
-        outln!(
-            "  [FAIL] devices.passthrough_devices `{}`: a Linux host cannot pass host-physical memory through; the GIC, UART and timer a guest needs are emulated, so remove the row",
-            device.name
-        )?;
-        ok = false;
+        let (gpa, hpa) = (device.base_gpa.as_u64(), device.base_hpa.as_u64());
+        match pass_through_plan(gpa, hpa, device.length) {
+            Ok(served) => outln!(
+                "  [ ok ] pass-through `{}` (host {hpa:#x}): {served}",
+                device.name
+            )?,
+            Err(reason) => {
+                outln!(
+                    "  [FAIL] devices.passthrough_devices `{}`: {reason}",
+                    device.name
+                )?;
+                ok = false;
+            }
+        }
     }
     let plan = match plan_images(config, &files.images) {
         Ok(plan) => plan,

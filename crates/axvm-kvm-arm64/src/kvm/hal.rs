@@ -7,6 +7,7 @@ use std::time::Instant;
 use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
 use axvm_linux::{install_kick_handler, map_guest_ram, KickGuard, KickRegistry};
 use axvm_virt::layout::SPI_BASE_INTID;
+use axvm_virt::pass_through::pass_through_plan;
 use axvm_virt::GicVersion;
 use kvm_bindings::{
     kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI,
@@ -158,9 +159,11 @@ impl AxVMHal for Arm64Hal {
         size: u64,
         _flags: MappingFlags,
     ) -> Result<(), Arm64Error> {
-        Err(Arm64Error::Boot(format!(
-            "cannot pass host-physical {hpa} ({size:#x} bytes) through at guest {gpa}: a Linux process cannot map host-physical memory into a guest; remove the row from devices.passthrough_devices (the GIC, UART and timer a guest needs are emulated)"
-        )))
+        // The board's own GIC and UART at their addresses need no mapping: the vGIC and the
+        // emulated PL011 serve them. Anything else is refused with the fix.
+        pass_through_plan(gpa.as_u64(), hpa.as_u64(), size)
+            .map(drop)
+            .map_err(Arm64Error::Boot)
     }
 
     fn create_vcpu(
