@@ -17,7 +17,10 @@
 #             interrupts and reports kernel errors. First the same kernel under QEMU -accel
 #             kvm -M virt in L1, the reference: the kernel must report the same machine
 #             under both, and print no error under axvm that it does not print under QEMU
-#   bench     not written yet (issue 13's lead adds it): asking for it stops the script
+#   bench     the exit benchmark (cargo bench -p axvm-kvm-arm64 --bench exits: the MMIO exit
+#             round trip under axvm and under a bare KVM_RUN loop) in L1; `bench linux` adds
+#             the Debian kernel's time to /init under axvm and QEMU -M virt -accel kvm in
+#             the same L1 run: the figures of docs/PERFORMANCE.md
 #   mine      your own kernel on arm64 KVM: the directory KVM_ARM64_MINE names (a config,
 #             its images, a run.sh) is copied into L1, where `sh run.sh` runs in it with the
 #             release aarch64 axvm as `axvm` on PATH when it is built (and QEMU as
@@ -81,10 +84,6 @@ done
 [ ${#steps[@]} -gt 0 ] || steps=(suite linux)
 wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 
-
-if wants bench; then
-  die "the bench step is not written yet (issue 13's lead adds it); run suite, linux or mine"
-fi
 
 # Notes printed again after the report (a skipped suite, an axvm that did not build).
 note() {
@@ -248,6 +247,18 @@ build_workspace() {
       die "axvm did not build for $triple (cargo's errors above; --keep-going runs the steps anyway)"
     fi
   fi
+  if wants bench; then
+    say "building the exit benchmark"
+    cargo bench --manifest-path "$root/Cargo.toml" --target "$triple" -p axvm-kvm-arm64 \
+      --bench exits --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message.get("executable"):
+        print(message["executable"])
+' >"$work/bench-exe"
+    [ -s "$work/bench-exe" ] || die "the exit benchmark did not build (cargo bench -p axvm-kvm-arm64 --bench exits --no-run)"
+  fi
   if wants suite; then
     local args
     for args in "${suite_args[@]}"; do
@@ -291,6 +302,7 @@ make_l1() {
   echo "qemu-tcg $("$qemu" --version | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p')" >"$stage/harness/l0"
   echo "kvm sh check-kvm.sh" >"$stage/harness/steps"
   if wants suite; then add_suite; fi
+  if wants bench; then add_bench; fi
   if wants linux; then add_linux; fi
   if wants mine; then add_mine; fi
 
@@ -364,6 +376,15 @@ add_linux() {
 }
 
 # The `mine` step: KVM_ARM64_MINE's directory at /harness/mine, run by its run.sh.
+# The bench step: the exit benchmark's executable, run once in L1.
+add_bench() {
+  local exe
+  exe=$(head -n 1 "$work/bench-exe" 2>/dev/null) || true
+  [ -x "$exe" ] || die "no exit benchmark built (run without --no-build)"
+  copy_elf "$exe" /bin/axvm-exit-bench
+  echo "bench/exits /bin/axvm-exit-bench" >>"$stage/harness/steps"
+}
+
 add_mine() {
   [ -n "$mine" ] || die "the mine step needs KVM_ARM64_MINE=DIR (a directory with a run.sh)"
   [ -f "$mine/run.sh" ] || die "KVM_ARM64_MINE=$mine has no run.sh"
