@@ -6,6 +6,7 @@ mod bounded_read;
 mod cli;
 mod output;
 mod signals;
+mod stdin;
 mod vm_files;
 
 #[cfg(target_arch = "x86_64")]

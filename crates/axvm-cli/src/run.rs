@@ -1,7 +1,7 @@
 //! `axvm run`.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
@@ -51,7 +51,7 @@ pub fn run(
     };
     let options = VmOptions {
         console: Box::new(std::io::stdout()),
-        console_input: stdin_as_console_input(),
+        console_input: crate::stdin::stdin_as_console_input(),
         extra_devices: Vec::new(),
         unclaimed: unclaimed_policy(flags.unclaimed),
         diagnostics: DiagnosticsOptions {
@@ -202,20 +202,6 @@ pub fn unclaimed_policy(unclaimed: Unclaimed) -> UnclaimedAccessPolicy {
         Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
         Unclaimed::Error => UnclaimedAccessPolicy::Error,
     }
-}
-
-/// Stdin, unless it is /dev/null (or closed): what the user types or pipes in reaches the
-/// guest's serial console. A /dev/null stdin (`< /dev/null`, a service) gives no input at
-/// all rather than an immediate end of file, and starts no thread.
-fn stdin_as_console_input() -> Option<Box<dyn Read + Send>> {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-    let stdin = std::io::stdin();
-    let fd = stdin.as_fd().try_clone_to_owned().ok()?;
-    let opened = File::from(fd).metadata().ok()?;
-    let is_null = std::fs::metadata("/dev/null")
-        .is_ok_and(|null| null.dev() == opened.dev() && null.ino() == opened.ino());
-    (!is_null).then(|| Box::new(stdin) as Box<dyn Read + Send>)
 }
 
 /// What the VM left to say once it stopped, on stderr: the `--stats` report, the accesses

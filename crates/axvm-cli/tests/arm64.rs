@@ -11,13 +11,26 @@ mod common;
 
 #[cfg(target_arch = "aarch64")]
 mod arm64 {
-    use super::common::{axvm, require_kvm, run, Scratch};
+    use super::common::{axvm, axvm_fed, require_kvm, run, Scratch};
 
     /// `b .`: spins without an exit.
     const SPIN: [u32; 1] = [0x1400_0000];
     /// `movz x1, #0x910, lsl #16; mov w0, #42; str w0, [x1]; b .`: status 42 through the exit
     /// device.
     const EXIT_42: [u32; 4] = [0xd2a1_2201, 0x5280_0540, 0xb900_0020, 0x1400_0000];
+
+    /// `movz x1, #0x900, lsl #16; 1: ldr w2, [x1, #0x18]; tbnz w2, #4, 1b; ldr w0, [x1];
+    /// movz x3, #0x910, lsl #16; str w0, [x3]; b .`: waits for a byte on the PL011 (FR.RXFE
+    /// clear) and exits with it as the status.
+    const ECHO_STATUS: [u32; 7] = [
+        0xd2a1_2001,
+        0xb940_1822,
+        0x3727_ffe2,
+        0xb940_0020,
+        0xd2a1_2203,
+        0xb900_0060,
+        0x1400_0000,
+    ];
 
     fn words(code: &[u32]) -> Vec<u8> {
         code.iter().flat_map(|word| word.to_le_bytes()).collect()
@@ -103,6 +116,17 @@ interrupt_mode = "passthrough"
         let scratch = Scratch::new("arm64-exit");
         let output = run(&raw_guest(&scratch, &EXIT_42));
         assert_eq!(output.code(), 42, "{output:#?}");
+    }
+
+    pub fn stdin_reaches_the_guests_uart() {
+        require_kvm();
+        let scratch = Scratch::new("arm64-input");
+        let config = raw_guest(&scratch, &ECHO_STATUS);
+        let output = axvm_fed(
+            &[std::ffi::OsStr::new("run"), config.as_os_str()],
+            Some(b"A"),
+        );
+        assert_eq!(output.code(), i32::from(b'A'), "{output:#?}");
     }
 
     pub fn check_speaks_about_the_arm64_host() {
@@ -224,6 +248,7 @@ use arm64::*;
 axvm_test_harness::main!(
     the_demo_runs_without_arguments,
     the_exit_status_is_the_guests,
+    stdin_reaches_the_guests_uart,
     check_speaks_about_the_arm64_host,
     stats_and_the_exit_trace_report_the_exits,
     the_watchdog_stops_a_spinning_guest_and_says_where,

@@ -41,6 +41,7 @@ mod arm64 {
     fn options(console: &Console, unclaimed: UnclaimedAccessPolicy) -> Arm64VmOptions {
         Arm64VmOptions {
             console: Box::new(console.clone()),
+            console_input: None,
             unclaimed,
             observer: None,
         }

@@ -83,6 +83,7 @@ pub mod image;
 pub mod layout;
 pub mod pass_through;
 pub mod pl011;
+pub mod syndrome;
 
 pub use exit_device::ExitDevice;
 pub use pl011::Pl011;

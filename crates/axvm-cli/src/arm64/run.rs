@@ -49,6 +49,7 @@ pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandErro
     let observer = Arc::new(RunObserver::new(stats, trace, (PL011_BASE, PL011_SIZE)));
     let options = Arm64VmOptions {
         console: Box::new(std::io::stdout()),
+        console_input: crate::stdin::stdin_as_console_input(),
         unclaimed: match flags.unclaimed {
             Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
             Unclaimed::Error => UnclaimedAccessPolicy::Error,

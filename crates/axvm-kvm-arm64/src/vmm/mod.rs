@@ -17,6 +17,7 @@ use crate::boot::{self, layout_of, BootLayout};
 use crate::error::Arm64Error;
 use crate::kvm::{Arm64Hal, VCpuStart};
 
+mod console_input;
 mod options;
 mod vcpu_threads;
 
@@ -68,8 +69,10 @@ impl Arm64Vm {
         let vm_slot: Arc<OnceLock<Weak<AxVM<Arm64Hal>>>> = Arc::default();
         let mut devices = AxVmDevices::new(options.unclaimed);
         let device_error = |err: axvm::device::DeviceError| Arm64Error::Boot(err.to_string());
+        let drained = Arc::new(console_input::Drained::default());
+        let uart = Arc::new(pl011(&console, &vm_slot, &drained));
         devices
-            .add(Arc::new(pl011(&console, &vm_slot)))
+            .add(Arc::clone(&uart) as Arc<dyn axvm::device::BaseDeviceOps>)
             .map_err(device_error)?;
         devices.add(Arc::new(ExitDevice)).map_err(device_error)?;
         let vm = AxVM::new_validated(valid, Arm64Hal::new()?, devices)?;
@@ -80,6 +83,11 @@ impl Arm64Vm {
         vm.setup_vcpu(0, VCpuStart { x0: load.dtb_gpa })?;
         if let Some(observer) = options.observer {
             vm.set_exit_observer(observer)?;
+        }
+        if let Some(input) = options.console_input {
+            console_input::start(input, Arc::downgrade(&uart), drained).map_err(|cause| {
+                Arm64Error::Boot(format!("cannot start the console input thread: {cause}"))
+            })?;
         }
         Ok(Self {
             vm,
@@ -129,9 +137,14 @@ impl Arm64Vm {
 
 /// The PL011 on the caller's console, its interrupt on SPI [`PL011_SPI`] of the VM that
 /// `vm_slot` will name once it exists.
-fn pl011(console: &Console, vm_slot: &Arc<OnceLock<Weak<AxVM<Arm64Hal>>>>) -> Pl011 {
+fn pl011(
+    console: &Console,
+    vm_slot: &Arc<OnceLock<Weak<AxVM<Arm64Hal>>>>,
+    drained: &Arc<console_input::Drained>,
+) -> Pl011 {
     let console = Arc::clone(console);
     let vm_slot = Arc::clone(vm_slot);
+    let drained = Arc::clone(drained);
     Pl011::new(
         Box::new(move |bytes: &[u8]| {
             let mut console = console
@@ -148,4 +161,5 @@ fn pl011(console: &Console, vm_slot: &Arc<OnceLock<Weak<AxVM<Arm64Hal>>>>) -> Pl
             }
         }),
     )
+    .with_rx_drained(Box::new(move || drained.notify()))
 }

@@ -1,7 +1,7 @@
 //! What a caller says about a VM beyond its config ([`Arm64VmOptions`]) and how its run
 //! ended ([`VmOutcome`]).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use axvm::device::UnclaimedAccessPolicy;
@@ -20,6 +20,8 @@ use crate::kvm::Arm64VCpu;
 pub struct Arm64VmOptions {
     /// Receives every byte the guest sends through its PL011 (default: stdout).
     pub console: Box<dyn Write + Send>,
+    /// What the guest receives through its PL011, queued as it reads (default: none).
+    pub console_input: Option<Box<dyn Read + Send>>,
     /// Accesses to addresses no device claims: ignored (reads 0) or an error that stops the
     /// VM.
     pub unclaimed: UnclaimedAccessPolicy,
@@ -31,6 +33,7 @@ impl Default for Arm64VmOptions {
     fn default() -> Self {
         Self {
             console: Box::new(std::io::stdout()),
+            console_input: None,
             unclaimed: UnclaimedAccessPolicy::Ignore,
             observer: None,
         }

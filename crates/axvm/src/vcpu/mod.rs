@@ -4,7 +4,7 @@ mod access;
 mod exit;
 
 pub use access::{extend_mmio_read, merge_port_read, split_msr_value, LoadExtension};
-pub use exit::{AxVCpuExitReason, SysRegAddr};
+pub use exit::{arm64_sysreg, AxVCpuExitReason, SysRegAddr};
 
 use crate::GuestPhysAddr;
 
