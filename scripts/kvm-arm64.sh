@@ -42,7 +42,8 @@
 # when every step passed, 1 when one failed, 2 when it could not run.
 #
 # Environment: QEMU (default qemu-system-aarch64), KVM_ARM64_TIMEOUT (seconds for each L1
-# boot, default 3600), KVM_ARM64_SMP (L1's CPUs, default 2), KVM_ARM64_SUITE (the suite's
+# boot, default 3600), KVM_ARM64_SMP (L1's CPUs, default 2), KVM_ARM64_GIC (L1's GIC version,
+# default 3; 2 tries axvm's GICv2 path: the GICv3 guests then fail), KVM_ARM64_SUITE (the suite's
 # test targets, comma-separated; default all), KVM_ARM64_MINE (the directory the `mine` step
 # runs), KVM_ARM64_BIN (comma-separated static aarch64 executables copied to L1's /bin).
 set -euo pipefail
@@ -56,6 +57,8 @@ qemu=${QEMU:-qemu-system-aarch64}
 run_timeout=${KVM_ARM64_TIMEOUT:-3600}
 silence_limit=180
 l1_cpus=${KVM_ARM64_SMP:-2}
+# L1's interrupt controller: 3, or 2 to try axvm's GICv2 path (KVM then offers a vGICv2 only).
+l1_gic=${KVM_ARM64_GIC:-3}
 suite_only=${KVM_ARM64_SUITE:-}
 mine=${KVM_ARM64_MINE:-}
 extra_bins=${KVM_ARM64_BIN:-}
@@ -401,10 +404,10 @@ add_mine() {
 # until every step has run.
 run_l1() {
   # shellcheck disable=SC2054 # the commas are QEMU's
-  l1_qemu=("$qemu" -M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on
+  l1_qemu=("$qemu" -M "virt,virtualization=on,gic-version=$l1_gic" -cpu max,pauth-impdef=on
     -smp "$l1_cpus" -m 4G -accel tcg
     -kernel "$kernel" -initrd "$work/l1.cpio" -append "console=ttyAMA0 quiet panic=-1 rdinit=/init")
-  l1_summary="$qemu -M virt,virtualization=on,gic-version=3 -cpu max -accel tcg -smp $l1_cpus -m 4G"
+  l1_summary="$qemu -M virt,virtualization=on,gic-version=$l1_gic -cpu max -accel tcg -smp $l1_cpus -m 4G"
   l1_run
 }
 

@@ -31,7 +31,7 @@ boot() {
       ;;
     qemu-virt)
       # -no-reboot turns a reboot into a QEMU exit; poweroff ends QEMU with status 0.
-      timeout 280 qemu-system-aarch64 -accel kvm -cpu host -M virt,gic-version=3 -smp "$cpus" \
+      timeout 280 qemu-system-aarch64 -accel kvm -cpu host -M virt,gic-version=host -smp "$cpus" \
         -m "$mem_mib" -nographic -no-reboot -monitor none -nodefaults -serial stdio \
         -kernel Image -initrd initramfs.cpio.gz -append "$cmdline" >"$log" 2>&1
       status=$?
