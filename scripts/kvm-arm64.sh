@@ -97,6 +97,11 @@ mkdir -p "$work"
 # --- tools and packages -------------------------------------------------------------------
 
 install_tools() {
+  if [ $build = 1 ] && command -v rustup >/dev/null &&
+    ! rustup target list --installed | grep -qx "$triple"; then
+    say "adding the Rust target $triple"
+    rustup target add "$triple"
+  fi
   local need=()
   command -v "$qemu" >/dev/null || need+=(qemu-system-arm)
   command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
