@@ -329,6 +329,8 @@ add_suite() {
     echo "suite/$package/$name cd $root/crates/$package && $path --color never" >>"$stage/harness/steps"
   done <"$work/tests"
   [ ! -x "$debug_axvm" ] || copy_elf "$debug_axvm" "$debug_axvm"
+  # Tests compare axvm with QEMU -accel kvm on the same L1 (the reference).
+  copy_qemu
   for images in "$target_dir/$triple"/debug/build/axvm-guests-*/out/images; do
     [ -d "$images" ] || continue
     mkdir -p "$stage$images"

@@ -1,9 +1,11 @@
-//! Builds the freestanding guest programs in `<repo>/guests` and copies the
-//! images into `OUT_DIR/images`, where `src/lib.rs` embeds them.
+//! Builds the freestanding guest programs in `<repo>/guests` (x86) and
+//! `<repo>/guests-arm64` (aarch64-unknown-none) and copies the images into
+//! `OUT_DIR/images`, where `src/lib.rs` embeds them.
 //!
-//! The guests are a separate Cargo workspace with their own code-generation
-//! flags (`guests/.cargo/config.toml`: no SSE, static relocation, no C
-//! runtime), so they are built by a nested `cargo build` in that directory.
+//! Each is a separate Cargo workspace with its own code-generation flags
+//! (`guests/.cargo/config.toml`: no SSE, static relocation, no C runtime;
+//! `guests-arm64/.cargo/config.toml`: the target), so they are built by a
+//! nested `cargo build` in that directory.
 //! The nested cargo must see none of the settings the outer build passes to
 //! build scripts (flags, wrappers such as clippy-driver, target directory,
 //! profile overrides), or it would build the guests wrongly or contend for
@@ -19,6 +21,8 @@ use std::process::Command;
 mod bzimage;
 #[path = "build/elf32.rs"]
 mod elf32;
+#[path = "build/flat.rs"]
+mod flat;
 
 /// The binaries built from the guests workspace; each image keeps its name
 /// (which is also the `kernel_path` its config file names).
@@ -45,22 +49,59 @@ const GUESTS: &[&str] = &[
 /// too; passed explicitly so the artifact path is certain).
 const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// The binaries built from the `guests-arm64` workspace (ELF images, named as their
+/// configs' `kernel_path`).
+const ARM64_GUESTS: &[&str] = &["arm-demo", "arm-timer", "arm-exit", "arm-exitloop"];
+
+/// The target the arm64 guests are compiled for (`guests-arm64/.cargo/config.toml`).
+const ARM64_GUEST_TARGET: &str = "aarch64-unknown-none";
+
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let guests_dir = manifest_dir
-        .join("../../guests")
-        .canonicalize()
-        .expect("the guests workspace should be at <repo>/guests");
-
-    emit_rerun_if_changed(&guests_dir);
-
-    let target_dir = out_dir.join("guests-target");
+    let images = out_dir.join("images");
+    fs::create_dir_all(&images)
+        .unwrap_or_else(|e| panic!("could not create {}: {e}", images.display()));
     // The cargo running this build script, so both use the same toolchain.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    fetch_dependencies(&cargo, &guests_dir);
-    let mut command = Command::new(&cargo);
+
+    let built = build_workspace(&cargo, &manifest_dir, &out_dir, "guests", GUEST_TARGET);
+    copy_images(&built, &images, GUESTS);
+    write_bzimage(&built, &images);
+    write_pvh_elf32(&built, &images);
+
+    let built = build_workspace(
+        &cargo,
+        &manifest_dir,
+        &out_dir,
+        "guests-arm64",
+        ARM64_GUEST_TARGET,
+    );
+    copy_images(&built, &images, ARM64_GUESTS);
+    write_arm64_flat_images(&built, &images);
+}
+
+/// Builds the guest workspace `<repo>/<name>` for `target` into its own target directory
+/// under `OUT_DIR` with a nested `cargo build --release`, and returns the directory of the
+/// built binaries. The workspace's `.cargo/config.toml` applies, as cargo runs there.
+fn build_workspace(
+    cargo: &OsStr,
+    manifest_dir: &Path,
+    out_dir: &Path,
+    name: &str,
+    target: &str,
+) -> PathBuf {
+    let guests_dir = manifest_dir
+        .join("../..")
+        .join(name)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("the {name} workspace should be at <repo>/{name}: {e}"));
+    emit_rerun_if_changed(&guests_dir);
+
+    let target_dir = out_dir.join(format!("{name}-target"));
+    fetch_dependencies(cargo, &guests_dir);
+    let mut command = Command::new(cargo);
     command
         // The guests' .cargo/config.toml is found from the current directory.
         .current_dir(&guests_dir)
@@ -70,7 +111,7 @@ fn main() {
             "--offline",
             "--locked",
             "--target",
-            GUEST_TARGET,
+            target,
             "--manifest-path",
         ])
         .arg(guests_dir.join("Cargo.toml"))
@@ -92,12 +133,12 @@ fn main() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    target_dir.join(target).join("release")
+}
 
-    let built = target_dir.join(GUEST_TARGET).join("release");
-    let images = out_dir.join("images");
-    fs::create_dir_all(&images)
-        .unwrap_or_else(|e| panic!("could not create {}: {e}", images.display()));
-    for guest in GUESTS {
+/// Copies each of `guests` from `built` into `images`, under the same name.
+fn copy_images(built: &Path, images: &Path, guests: &[&str]) {
+    for guest in guests {
         let from = built.join(guest);
         let to = images.join(guest);
         fs::copy(&from, &to).unwrap_or_else(|e| {
@@ -108,8 +149,21 @@ fn main() {
             )
         });
     }
-    write_bzimage(&built, &images);
-    write_pvh_elf32(&built, &images);
+}
+
+/// Each arm64 guest's ELF laid out flat (`build/flat.rs`) as `images/<name>.bin`: its first
+/// bytes are a Linux arm64 Image header, so this is an `Image` that QEMU loads at
+/// 0x4008_0000 and enters with x0 = the device tree (it passes none to an ELF).
+fn write_arm64_flat_images(built: &Path, images: &Path) {
+    for guest in ARM64_GUESTS {
+        let elf_path = built.join(guest);
+        let elf = fs::read(&elf_path)
+            .unwrap_or_else(|e| panic!("could not read {}: {e}", elf_path.display()));
+        let flat = flat::arm64_image(&elf)
+            .unwrap_or_else(|e| panic!("{}: cannot lay it out flat: {e}", elf_path.display()));
+        let to = images.join(format!("{guest}.bin"));
+        fs::write(&to, flat).unwrap_or_else(|e| panic!("could not write {}: {e}", to.display()));
+    }
 }
 
 /// The `pvh` guest as an i386 ELF32 (`build/elf32.rs`), written as `images/pvh-elf32`: the
@@ -199,10 +253,11 @@ fn emit_rerun_if_changed(guests_dir: &Path) {
         }
         println!("cargo:rerun-if-changed={}", entry.path().display());
     }
-    // A new guest also needs a new member in guests/Cargo.toml, listed above.
+    // A new guest also needs a new member in its workspace's Cargo.toml, listed above.
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build/bzimage.rs");
     println!("cargo:rerun-if-changed=build/elf32.rs");
+    println!("cargo:rerun-if-changed=build/flat.rs");
 }
 
 /// Removes from the nested cargo's environment everything through which the

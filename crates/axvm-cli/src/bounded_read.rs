@@ -12,7 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::check::human_size;
+use crate::output::human_size;
 
 /// The largest config file axvm reads. Configs are a few KiB; 16 MiB leaves room for
 /// thousands of generated device rows while keeping a wrong path (a disk image, a log)

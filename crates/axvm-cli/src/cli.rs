@@ -89,6 +89,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// `axvm` alone: `axvm run` of the embedded demo, every flag at its default.
+    pub fn demo() -> Self {
+        Self::Run {
+            configs: Vec::new(),
+            unclaimed: Unclaimed::Ignore,
+            stats: false,
+            trace_exits: None,
+            watchdog: None,
+            no_seccomp: false,
+            gdb: None,
+            gdb_wait: false,
+        }
+    }
+}
+
 /// The unclaimed-access policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Unclaimed {

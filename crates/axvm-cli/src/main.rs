@@ -1,16 +1,28 @@
 //! `axvm`: run and check VMs from ArceOS hypervisor config files, on Linux KVM.
 
+// The modules every host shares; then the x86 PC host's (`axvm-kvm`) and the arm64 virt
+// board's (`axvm-kvm-arm64`): one command, the same flags, on either.
 mod bounded_read;
-mod check;
 mod cli;
-mod host_memory;
 mod output;
-mod prefixed;
-mod run;
-mod several;
 mod signals;
 mod vm_files;
+
+#[cfg(target_arch = "x86_64")]
+mod check;
+#[cfg(target_arch = "x86_64")]
+mod host_memory;
+#[cfg(target_arch = "x86_64")]
+mod prefixed;
+#[cfg(target_arch = "x86_64")]
+mod run;
+#[cfg(target_arch = "x86_64")]
+mod several;
+#[cfg(target_arch = "x86_64")]
 mod warnings;
+
+#[cfg(target_arch = "aarch64")]
+mod arm64;
 
 use std::process::ExitCode;
 
@@ -18,6 +30,7 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 use output::CommandError;
+#[cfg(target_arch = "x86_64")]
 use signals::SignalStop;
 
 fn main() -> ExitCode {
@@ -26,18 +39,16 @@ fn main() -> ExitCode {
     output::finish(execute(cli.command))
 }
 
-/// Runs `command` (`axvm run` of the demo when there is none).
+/// Runs `command` (`axvm run` of the demo when there is none) on the arm64 host.
+#[cfg(target_arch = "aarch64")]
 fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
-    let command = command.unwrap_or(Command::Run {
-        configs: Vec::new(),
-        unclaimed: cli::Unclaimed::Ignore,
-        stats: false,
-        trace_exits: None,
-        watchdog: None,
-        no_seccomp: false,
-        gdb: None,
-        gdb_wait: false,
-    });
+    arm64::execute(command.unwrap_or_else(Command::demo))
+}
+
+/// Runs `command` (`axvm run` of the demo when there is none).
+#[cfg(target_arch = "x86_64")]
+fn execute(command: Option<Command>) -> Result<ExitCode, CommandError> {
+    let command = command.unwrap_or_else(Command::demo);
     match command {
         Command::Run {
             configs,

@@ -166,3 +166,18 @@ mod tests {
         );
     }
 }
+
+/// `bytes` in the largest unit that divides it exactly, else in bytes.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    if bytes < 1 << 10 {
+        format!("{bytes} B")
+    } else {
+        format!("{bytes:#x} B")
+    }
+}

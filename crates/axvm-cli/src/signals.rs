@@ -12,8 +12,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
-use axvm_kvm::StopHandle;
+use axvm::AxVMHal;
+use axvm_linux::StopHandle;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -41,8 +41,8 @@ impl Action {
 struct State {
     /// The first signal, once it came.
     received: Option<i32>,
-    /// The VMs to stop.
-    vms: Vec<StopHandle>,
+    /// How to stop each VM (their stop handles, whatever their host).
+    vms: Vec<Box<dyn Fn() + Send>>,
 }
 
 /// Stops the VMs it [watches](Self::watch) on SIGINT or SIGTERM (see the module doc).
@@ -51,7 +51,7 @@ pub struct SignalStop(Arc<Mutex<State>>);
 
 impl SignalStop {
     /// Takes over SIGINT and SIGTERM for the rest of the process; the thread that takes
-    /// them is confined by seccomp ([`ThreadRole::Supervisor`]) when `sandbox`.
+    /// them is confined by seccomp (`ThreadRole::Supervisor`) when `sandbox`.
     pub fn install(sandbox: bool) -> Result<Self, String> {
         let mut signals = Signals::new([SIGINT, SIGTERM])
             .map_err(|err| format!("cannot handle SIGINT and SIGTERM: {err}"))?;
@@ -62,7 +62,7 @@ impl SignalStop {
             .name("axvm-signals".into())
             .spawn(move || {
                 let result = match sandbox {
-                    true => confine_current_thread(ThreadRole::Supervisor),
+                    true => confine_supervisor(),
                     false => Ok(()),
                 };
                 let go = result.is_ok();
@@ -76,24 +76,24 @@ impl SignalStop {
             .map_err(|err| format!("cannot start the signal thread: {err}"))?;
         match confined.recv() {
             Ok(Ok(())) => Ok(stop),
-            Ok(Err(err)) => Err(err.to_string()),
+            Ok(Err(err)) => Err(err),
             Err(_) => Err("the signal thread ended at its start".into()),
         }
     }
 
     /// Stops every VM watched so far, as a first signal would (without one).
     pub fn stop_all(&self) {
-        self.state().vms.iter().for_each(StopHandle::stop);
+        self.state().vms.iter().for_each(|stop| stop());
     }
 
     /// Stops `vm` on the first signal, or at once if it already came (a signal during VM
     /// creation makes the VM's run return as soon as it starts).
-    pub fn watch(&self, vm: StopHandle) {
+    pub fn watch<H: AxVMHal>(&self, vm: StopHandle<H>) {
         let mut state = self.state();
         if state.received.is_some() {
             vm.stop();
         }
-        state.vms.push(vm);
+        state.vms.push(Box::new(move || vm.stop()));
     }
 
     /// The first signal, if one came.
@@ -114,11 +114,24 @@ impl SignalStop {
             Action::StopVms => {
                 state.received = Some(signal);
                 log::info!("{}: stopping every VM", name(signal));
-                state.vms.iter().for_each(StopHandle::stop);
+                state.vms.iter().for_each(|stop| stop());
             }
             Action::ExitNow => exit_now(signal),
         }
     }
+}
+
+/// Confines the signal thread by seccomp ([`ThreadRole::Supervisor`]).
+#[cfg(target_arch = "x86_64")]
+fn confine_supervisor() -> Result<(), String> {
+    use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
+    confine_current_thread(ThreadRole::Supervisor).map_err(|err| err.to_string())
+}
+
+/// The arm64 host has no seccomp filters yet: its threads run unconfined (the README says so).
+#[cfg(not(target_arch = "x86_64"))]
+fn confine_supervisor() -> Result<(), String> {
+    Ok(())
 }
 
 /// Ends axvm on a second signal: one line on stderr, then `_exit`. The line is written

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use axvm::config::toml::AxVMCrateConfig;
 use axvm::config::DeviceBackend;
 use axvm::{AxVMConfig, ConfigError};
-use axvm_kvm::BootImages;
+use axvm_linux::BootImages;
 
 use crate::bounded_read::{self, Bound};
 
@@ -72,16 +72,27 @@ pub fn load(path: &Path) -> Result<VmFiles, ConfigFileError> {
     })
 }
 
+/// The demo guest of this host's architecture: the PC demo on x86, the virt-board demo on
+/// arm64 (both check the VMM and say `all checks passed`).
+#[cfg(target_arch = "x86_64")]
+const DEMO_IMAGE: &[u8] = axvm_guests::DEMO;
+#[cfg(target_arch = "x86_64")]
+const DEMO_CONFIG: &str = axvm_guests::DEMO_CONFIG;
+#[cfg(target_arch = "aarch64")]
+const DEMO_IMAGE: &[u8] = axvm_guests::ARM_DEMO;
+#[cfg(target_arch = "aarch64")]
+const DEMO_CONFIG: &str = axvm_guests::ARM_DEMO_CONFIG;
+
 /// The embedded demo VM: its config and guest image are built into axvm.
 pub fn demo() -> Result<VmFiles, ConfigFileError> {
     let origin = "embedded demo config".to_string();
-    let file = parse(&origin, axvm_guests::DEMO_CONFIG)?;
+    let file = parse(&origin, DEMO_CONFIG)?;
     let config = file
         .clone()
         .into_vm_config()
         .map_err(|err| config_error(&origin, err))?;
     let images = BootImages {
-        kernel: axvm_guests::DEMO.to_vec(),
+        kernel: DEMO_IMAGE.to_vec(),
         ..Default::default()
     };
     Ok(VmFiles {

@@ -12,8 +12,15 @@
 //!   ...), whose `kernel_path` is the image's file name, relative to the
 //!   config: copy the image next to the config under that name.
 //!
-//! Guests report on COM1 (port 0x3f8) and end the VM by writing a status byte
-//! to port 0xf4 (0 = success).
+//! The x86 guests report on COM1 (port 0x3f8) and end the VM by writing a
+//! status byte to port 0xf4 (0 = success).
+//!
+//! The arm64 guests (`ARM_*`, from `<repo>/guests-arm64`, see its README) are
+//! ELF64 images for the arm64 contract's board: loaded at 0x4008_0000, they
+//! report on the PL011 at 0x0900_0000 and end the VM through the exit device
+//! at 0x0910_0000 or PSCI SYSTEM_OFF. Each also comes flat (`ARM_*_BIN_PATH`),
+//! a Linux arm64 `Image` of the same program, which QEMU `-M virt` boots with
+//! x0 = its device tree.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -296,3 +303,80 @@ pub const BIOSBOOT_PATH: &str = concat!(env!("OUT_DIR"), "/images/biosboot");
 /// "biosboot"` at 0x20_0000, 16 MiB, `image_location = "memory"`, `phys_cpu_sets`,
 /// `interrupt_mode = "passthrough"` and the IOAPIC and local APIC passed through.
 pub const BIOSBOOT_CONFIG: &str = include_str!("../../../guests/biosboot/biosboot.toml");
+
+/// Image of the arm64 demo guest: an AArch64 ELF64 loaded and entered at 0x4008_0000 whose
+/// vCPU 0 prints `axvm arm64 demo guest: hello from vCPU 0 (BSP)`, starts vCPU 1 with PSCI
+/// CPU_ON (checking SUCCESS, then ALREADY_ON for a second call), which prints `... hello
+/// from vCPU 1 (AP)`; vCPU 0 then checks the device tree at x0 (`... device tree OK`) and,
+/// on axvm (the tree has `/axvm-exit@9100000`), MMIO of each width and the sign-extending
+/// loads against the scratch device (`... MMIO OK`; elsewhere `... MMIO skipped (not
+/// axvm)`), prints `... all checks passed` and powers off with PSCI SYSTEM_OFF. The `axvm`
+/// command's demo on arm64.
+pub const ARM_DEMO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/arm-demo"));
+
+/// Absolute path of the arm64 demo guest's ELF image file.
+pub const ARM_DEMO_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-demo");
+
+/// Absolute path of the arm64 demo guest as a flat Linux arm64 `Image` (text_offset
+/// 0x8_0000: it runs only at 0x4008_0000), for QEMU and the VMM's Image path.
+pub const ARM_DEMO_BIN_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-demo.bin");
+
+/// The arm64 demo VM's config (`guests-arm64/demo/arm-demo.toml`): 2 vCPUs, 128 MiB RAM at
+/// 0x4000_0000, the scratch device at 0x0a10_0000; `kernel_path = "arm-demo"`.
+pub const ARM_DEMO_CONFIG: &str = include_str!("../../../guests-arm64/demo/arm-demo.toml");
+
+/// Image of the arm64 timer guest: an AArch64 ELF64 at 0x4008_0000 that sets up the GICv3
+/// (distributor, its redistributor, the ICC system registers), takes the virtual timer's
+/// PPI 27 ten times at 10 ms, checks with CNTVCT that it took 100 ms ± 50%, prints `axvm
+/// arm64 timer guest: 10 ticks in <n> us` and exits 0. No interrupt within a second:
+/// `FAIL: ...` and status 2.
+pub const ARM_TIMER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/arm-timer"));
+
+/// Absolute path of the arm64 timer guest's ELF image file.
+pub const ARM_TIMER_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-timer");
+
+/// Absolute path of the arm64 timer guest as a flat Linux arm64 `Image`.
+pub const ARM_TIMER_BIN_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-timer.bin");
+
+/// The arm64 timer VM's config (`guests-arm64/timer/arm-timer.toml`): 1 vCPU, 128 MiB RAM;
+/// `kernel_path = "arm-timer"`.
+pub const ARM_TIMER_CONFIG: &str = include_str!("../../../guests-arm64/timer/arm-timer.toml");
+
+/// Image of the arm64 exit guest: an AArch64 ELF64 at 0x4008_0000 that prints `axvm arm64
+/// exit guest: exiting with status 42` and writes [`ARM_EXIT_STATUS`] to the exit device.
+pub const ARM_EXIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/arm-exit"));
+
+/// Absolute path of the arm64 exit guest's ELF image file.
+pub const ARM_EXIT_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-exit");
+
+/// Absolute path of the arm64 exit guest as a flat Linux arm64 `Image`.
+pub const ARM_EXIT_BIN_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-exit.bin");
+
+/// The arm64 exit VM's config (`guests-arm64/exit/arm-exit.toml`): 1 vCPU, 128 MiB RAM;
+/// `kernel_path = "arm-exit"`.
+pub const ARM_EXIT_CONFIG: &str = include_str!("../../../guests-arm64/exit/arm-exit.toml");
+
+/// The exit status [`ARM_EXIT`] ends its VM with.
+pub const ARM_EXIT_STATUS: u8 = 42;
+
+/// Image of the arm64 exit-loop guest: an AArch64 ELF64 at 0x4008_0000 that makes 20 000
+/// 32-bit stores to the scratch device at 0x0a10_0000 and then writes status 0 to the exit
+/// device: [`ARM_EXITLOOP_EXITS`] exits, nothing printed. The arm64 workload of the exit
+/// round-trip figures. Where the device tree has no `/axvm-exit@9100000` (QEMU) it prints
+/// that it skipped the loop and exits 0.
+pub const ARM_EXITLOOP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images/arm-exitloop"));
+
+/// Absolute path of the arm64 exit-loop guest's ELF image file.
+pub const ARM_EXITLOOP_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-exitloop");
+
+/// Absolute path of the arm64 exit-loop guest as a flat Linux arm64 `Image`.
+pub const ARM_EXITLOOP_BIN_PATH: &str = concat!(env!("OUT_DIR"), "/images/arm-exitloop.bin");
+
+/// The arm64 exit-loop VM's config (`guests-arm64/exitloop/arm-exitloop.toml`): 1 vCPU,
+/// 128 MiB RAM, the scratch device; `kernel_path = "arm-exitloop"`.
+pub const ARM_EXITLOOP_CONFIG: &str =
+    include_str!("../../../guests-arm64/exitloop/arm-exitloop.toml");
+
+/// How many exits [`ARM_EXITLOOP`] makes on axvm: 20 000 scratch-device stores and the
+/// exit-device write.
+pub const ARM_EXITLOOP_EXITS: u64 = 20_001;

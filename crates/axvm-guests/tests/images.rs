@@ -2,6 +2,8 @@
 //! rely on, without running them (running needs /dev/kvm and the VMM).
 
 use axvm_guests::{
+    ARM_DEMO, ARM_DEMO_CONFIG, ARM_DEMO_PATH, ARM_EXIT, ARM_EXITLOOP, ARM_EXITLOOP_CONFIG,
+    ARM_EXITLOOP_PATH, ARM_EXIT_CONFIG, ARM_EXIT_PATH, ARM_TIMER, ARM_TIMER_CONFIG, ARM_TIMER_PATH,
     BZIMAGE, BZIMAGE_CONFIG, BZIMAGE_ELF_PATH, BZIMAGE_PATH, DEMO, DEMO_CONFIG, DEMO_PATH,
     EXITLOOP, EXITLOOP_CONFIG, EXITLOOP_COUNT_OFFSET, EXITLOOP_PATH, EXITLOOP_PORT_OFFSET,
     EXITLOOP_VALUE_OFFSET, RAMDISK, RAMDISK_PATH, REALMODE, REALMODE_CONFIG, REALMODE_PATH, ROM,
@@ -187,6 +189,10 @@ fn paths_hold_the_embedded_images() {
         (WAKEUP_PATH, WAKEUP),
         (BZIMAGE_PATH, BZIMAGE),
         (RAMDISK_PATH, RAMDISK),
+        (ARM_DEMO_PATH, ARM_DEMO),
+        (ARM_TIMER_PATH, ARM_TIMER),
+        (ARM_EXIT_PATH, ARM_EXIT),
+        (ARM_EXITLOOP_PATH, ARM_EXITLOOP),
     ] {
         let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(on_disk, image, "{path} differs from the embedded image");
@@ -206,6 +212,10 @@ fn configs_name_their_images() {
         (WAKEUP_SMP_CONFIG, "kernel_path", WAKEUP_PATH),
         (BZIMAGE_CONFIG, "kernel_path", BZIMAGE_PATH),
         (BZIMAGE_CONFIG, "ramdisk_path", RAMDISK_PATH),
+        (ARM_DEMO_CONFIG, "kernel_path", ARM_DEMO_PATH),
+        (ARM_TIMER_CONFIG, "kernel_path", ARM_TIMER_PATH),
+        (ARM_EXIT_CONFIG, "kernel_path", ARM_EXIT_PATH),
+        (ARM_EXITLOOP_CONFIG, "kernel_path", ARM_EXITLOOP_PATH),
     ] {
         let file_name = std::path::Path::new(path)
             .file_name()

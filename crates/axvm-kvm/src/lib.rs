@@ -63,7 +63,6 @@ mod kvm;
 mod plan;
 mod platform;
 pub mod sandbox;
-mod stop_handle;
 pub mod testing;
 mod vm_memory_view;
 mod vmm;
@@ -91,5 +90,22 @@ pub use kvm::{
 };
 pub use kvm::{emulated_hpet, has_in_kernel_irqchip, pass_through_plan};
 pub use plan::{PlannedRange, RegionFate, VmPlan};
-pub use stop_handle::StopHandle;
+/// Ends a running [`KvmVm::run`] from another thread (see [`axvm_linux::StopHandle`]).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use axvm::AxVMConfig;
+/// use axvm_kvm::{BootImages, KvmVm, VmOptions, VmOutcome};
+///
+/// let config = AxVMConfig::builder("spin").ram(0, 1 << 20).kernel_at(0x8000).build().unwrap();
+/// let images = BootImages { kernel: vec![0xeb, 0xfe], ..Default::default() }; // jmp $
+/// let vm = KvmVm::create(config, &images, VmOptions::default()).unwrap();
+/// let stop = vm.stop_handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(Duration::from_millis(100));
+///     stop.stop();
+/// });
+/// assert_eq!(vm.run().unwrap(), VmOutcome::Stopped);
+/// ```
+pub type StopHandle = axvm_linux::StopHandle<KvmHal>;
 pub use vmm::{KvmVm, VmOptions, VmOutcome};

@@ -22,9 +22,9 @@ use crate::gdb::GdbServer;
 use crate::kvm::KvmHal;
 use crate::plan::VmPlan;
 use crate::sandbox::{self, StartGate, ThreadRole};
-use crate::stop_handle::StopHandle;
 use crate::vm_memory_view::vm_memory_view;
 use crate::Error;
+use crate::StopHandle;
 
 mod options;
 mod outcome;

@@ -10,8 +10,7 @@
 //! `watcher.rs`, which leaves running vCPUs alone.
 
 pub(crate) mod halts;
-pub mod stats;
-pub mod trace;
+pub use axvm_linux::diagnostics::{stats, trace};
 pub mod watchdog;
 pub(crate) mod watcher;
 

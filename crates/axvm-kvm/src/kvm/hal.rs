@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use axvm::{
     AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags, VmMemConfig, VmMemMappingType,
 };
+use axvm_linux::{install_kick_handler, map_guest_ram, GuestRamError, KickGuard, KickRegistry};
 use kvm_bindings::{
     kvm_enable_cap, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, CpuId,
     KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
@@ -17,10 +18,8 @@ use vmm_sys_util::errno::Error as Errno;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::cpuid::{cpuid_for_vcpu, offers_gib_pages};
-use super::guest_ram::map_guest_ram;
 use super::irq_lines::KvmHpetLines;
 use super::irq_routing::set_pc_routing;
-use super::kick::{install_kick_handler, KickGuard, KickRegistry};
 use super::limits::{region_refusal, HostLimits};
 use super::pass_through::pass_through_plan;
 use super::system::require_capabilities;
@@ -61,7 +60,9 @@ impl KvmHal {
     pub fn new(vm_id: usize) -> Result<Self, KvmError> {
         let kvm = Kvm::new().map_err(|errno| KvmError::Open { errno })?;
         require_capabilities(&kvm)?;
-        install_kick_handler()?;
+        install_kick_handler().map_err(KvmError::ioctl(
+            "cannot install the vCPU kick signal handler",
+        ))?;
         let vm = kvm.create_vm().map_err(KvmError::ioctl("KVM_CREATE_VM"))?;
         vm.set_tss_address(KVM_TSS_ADDRESS as usize)
             .map_err(KvmError::ioctl("KVM_SET_TSS_ADDR"))?;
@@ -187,7 +188,10 @@ impl AxVMHal for KvmHal {
     }
 
     fn alloc_memory_region(&self, size: u64) -> Result<HostVirtAddr, KvmError> {
-        map_guest_ram(size)
+        map_guest_ram(size).map_err(|error| match error {
+            GuestRamError::TooLarge { size } => KvmError::TooLarge { size },
+            GuestRamError::Mmap { size, errno } => KvmError::Mmap { size, errno },
+        })
     }
 
     fn alloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) -> bool {
@@ -279,7 +283,9 @@ impl AxVMHal for KvmHal {
             // Every exit then brings RIP with it, for the vCPU's ring of last exits.
             fd.set_sync_valid_reg(SyncReg::Register);
         }
-        self.kicks.add_vcpu(vcpu_id, fd.get_kvm_run());
+        // SAFETY: the page is the vCPU's kvm_run mapping, which lives as long as `fd`, and
+        // the vCPU unregisters its thread (KickGuard) before it is dropped.
+        unsafe { self.kicks.add_vcpu(vcpu_id, fd.get_kvm_run()) };
         let read_only = Arc::new(self.lock_read_only().clone());
         Ok(KvmVCpu::new(
             vcpu_id,

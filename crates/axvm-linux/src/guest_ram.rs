@@ -6,11 +6,44 @@
 use axvm::HostVirtAddr;
 use vmm_sys_util::errno::Error as Errno;
 
-use crate::error::KvmError;
+/// Why guest RAM could not be mapped.
+#[derive(Debug)]
+pub enum GuestRamError {
+    /// The size does not fit this host's address space.
+    TooLarge {
+        /// The size asked for.
+        size: u64,
+    },
+    /// `mmap` refused.
+    Mmap {
+        /// The size asked for.
+        size: u64,
+        /// Why.
+        errno: Errno,
+    },
+}
+
+impl std::fmt::Display for GuestRamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { size } => {
+                write!(
+                    f,
+                    "{size:#x} bytes of guest RAM do not fit this host's address space"
+                )
+            }
+            Self::Mmap { size, errno } => {
+                write!(f, "cannot map {size:#x} bytes of guest RAM: {errno}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GuestRamError {}
 
 /// Maps `size` bytes for guest RAM (see the module doc); freed with `munmap`.
-pub fn map_guest_ram(size: u64) -> Result<HostVirtAddr, KvmError> {
-    let len = usize::try_from(size).map_err(|_| KvmError::TooLarge { size })?;
+pub fn map_guest_ram(size: u64) -> Result<HostVirtAddr, GuestRamError> {
+    let len = usize::try_from(size).map_err(|_| GuestRamError::TooLarge { size })?;
     // SAFETY: an anonymous private mapping; the arguments are valid and the result is
     // checked.
     let addr = unsafe {
@@ -24,7 +57,7 @@ pub fn map_guest_ram(size: u64) -> Result<HostVirtAddr, KvmError> {
         )
     };
     if addr == libc::MAP_FAILED {
-        return Err(KvmError::Mmap {
+        return Err(GuestRamError::Mmap {
             size,
             errno: Errno::last(),
         });

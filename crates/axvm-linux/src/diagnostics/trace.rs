@@ -26,8 +26,6 @@ use std::sync::{Mutex, PoisonError};
 
 use axvm::{AxArchVCpu, AxVCpuExitReason, ExitDisposition, ExitEvent};
 
-use crate::kvm::KvmVCpu;
-
 struct Out {
     writer: BufWriter<Box<dyn Write + Send>>,
     /// Host time of the first traced exit: `t_ns` counts from it.
@@ -42,7 +40,8 @@ pub struct ExitTrace {
 }
 
 impl ExitTrace {
-    pub(crate) fn new(out: Box<dyn Write + Send>) -> Self {
+    /// A trace written to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self {
             out: Mutex::new(Out {
                 writer: BufWriter::with_capacity(64 * 1024, out),
@@ -53,7 +52,7 @@ impl ExitTrace {
     }
 
     /// Writes `event` (on the exiting vCPU's thread; reads its RIP).
-    pub(crate) fn record(&self, event: &ExitEvent, vcpu: &mut KvmVCpu) {
+    pub fn record<V: AxArchVCpu>(&self, event: &ExitEvent, vcpu: &mut V) {
         // Read the registers before taking the lock: the other vCPUs need not wait for it.
         let rip = vcpu.instruction_pointer().map(|ip| ip.rip);
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);

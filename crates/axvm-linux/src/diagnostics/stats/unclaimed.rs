@@ -16,7 +16,7 @@ const MAX_LINES: usize = 16;
 /// first, e.g. `unclaimed: 12034 x 1-byte read at port 0x3e5 (nearest device: serial at
 /// port 0x3f8-0x3ff)` or `unclaimed: 1024 x 1-byte write at MMIO 0xa0000-0xa03ff`; `None`
 /// when the guest touched nothing unclaimed.
-pub(crate) fn unclaimed_summary(devices: &AxVmDevices) -> Option<String> {
+pub fn unclaimed_summary(devices: &AxVmDevices) -> Option<String> {
     let (runs, overflow) = devices.unclaimed_accesses();
     if runs.is_empty() && overflow == 0 {
         return None;

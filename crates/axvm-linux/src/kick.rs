@@ -13,8 +13,6 @@ use kvm_bindings::kvm_run;
 use libc::{c_int, c_void, siginfo_t};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
-use crate::error::KvmError;
-
 thread_local! {
     /// The `kvm_run` page of the vCPU this thread runs (null when it runs none). Constant-
     /// initialized, so reading it from a signal handler allocates nothing.
@@ -35,14 +33,13 @@ extern "C" fn on_kick(_: c_int, _: *mut siginfo_t, _: *mut c_void) {
     }
 }
 
-/// Installs the kick signal handler once per process.
-pub(crate) fn install_kick_handler() -> Result<(), KvmError> {
+/// Installs the kick signal handler once per process; fails with the errno of the signal
+/// registration.
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
     static INSTALL: Once = Once::new();
     let mut result = Ok(());
     INSTALL.call_once(|| {
-        result = register_signal_handler(kick_signal(), on_kick).map_err(KvmError::ioctl(
-            "cannot install the vCPU kick signal handler",
-        ));
+        result = register_signal_handler(kick_signal(), on_kick);
     });
     result
 }
@@ -55,7 +52,7 @@ struct Slot {
 
 /// Which thread runs which vCPU, so that a kick reaches it.
 #[derive(Default)]
-pub(crate) struct KickRegistry {
+pub struct KickRegistry {
     slots: Mutex<Vec<Slot>>,
 }
 
@@ -67,7 +64,12 @@ unsafe impl Sync for KickRegistry {}
 
 impl KickRegistry {
     /// Records vCPU `vcpu_id`'s `kvm_run` page.
-    pub(crate) fn add_vcpu(&self, vcpu_id: usize, kvm_run: *mut kvm_run) {
+    ///
+    /// # Safety
+    ///
+    /// `kvm_run` must be the vCPU's live `kvm_run` mapping, and stay mapped while a thread is
+    /// registered for it: the kick signal handler writes its `immediate_exit`.
+    pub unsafe fn add_vcpu(&self, vcpu_id: usize, kvm_run: *mut kvm_run) {
         let mut slots = self.lock();
         if slots.len() <= vcpu_id {
             slots.resize(
@@ -85,7 +87,7 @@ impl KickRegistry {
     }
 
     /// Makes the calling thread the one that runs `vcpu_id` until the guard drops.
-    pub(crate) fn register(&self, vcpu_id: usize) -> KickGuard<'_> {
+    pub fn register(&self, vcpu_id: usize) -> KickGuard<'_> {
         let mut slots = self.lock();
         if let Some(slot) = slots.get_mut(vcpu_id) {
             // Point the handler at the page before the thread becomes kickable.
@@ -101,7 +103,7 @@ impl KickRegistry {
 
     /// Kicks `vcpu_id` if a thread runs it; does nothing otherwise (a vCPU that no thread
     /// runs is not in guest mode, and sees the status change when it next starts).
-    pub(crate) fn kick(&self, vcpu_id: usize) {
+    pub fn kick(&self, vcpu_id: usize) {
         let slots = self.lock();
         if let Some(Slot {
             thread: Some(thread),
@@ -125,7 +127,7 @@ impl KickRegistry {
 }
 
 /// Keeps the current thread registered as a vCPU's runner.
-pub(crate) struct KickGuard<'a> {
+pub struct KickGuard<'a> {
     registry: &'a KickRegistry,
     vcpu_id: usize,
 }

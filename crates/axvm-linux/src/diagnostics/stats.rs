@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError};
 use axvm::device::DeviceSpace;
 use axvm::{AxVCpuExitReason, ExitDisposition, ExitEvent};
 
-pub(crate) use unclaimed::unclaimed_summary;
+pub use unclaimed::unclaimed_summary;
 
 /// How many distinct (kind, address) pairs one vCPU keeps; beyond that, exits are counted
 /// per kind only, so that a guest scanning addresses cannot grow the VMM without bound.
@@ -95,14 +95,16 @@ pub struct ExitStats {
 }
 
 impl ExitStats {
-    pub(crate) fn new(vcpu_num: usize) -> Self {
+    /// Empty statistics for a VM of `vcpu_num` vCPUs.
+    pub fn new(vcpu_num: usize) -> Self {
         Self {
             shards: (0..vcpu_num.max(1)).map(|_| Mutex::default()).collect(),
         }
     }
 
     /// Counts one exit (on the exiting vCPU's thread).
-    pub(crate) fn record(&self, event: &ExitEvent) {
+    /// Counts `event` (called from the VM's exit observer, on the exiting vCPU's thread).
+    pub fn record(&self, event: &ExitEvent) {
         let shard = &self.shards[event.vcpu % self.shards.len()];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         let mut key = (event.exit.kind(), ExitTarget::of(event));

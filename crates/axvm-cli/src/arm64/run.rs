@@ -1,0 +1,103 @@
+//! `axvm run` on arm64.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axvm::device::UnclaimedAccessPolicy;
+use axvm_kvm_arm64::{Arm64Vm, Arm64VmOptions, VmOutcome};
+use axvm_linux::diagnostics::stats::{unclaimed_summary, ExitStats};
+use axvm_linux::diagnostics::trace::ExitTrace;
+use axvm_virt::layout::{PL011_BASE, PL011_SIZE};
+
+use super::observer::RunObserver;
+use super::watchdog::Watchdog;
+use crate::cli::Unclaimed;
+use crate::output::{err_text, errln, CommandError};
+use crate::signals::{self, SignalStop};
+use crate::vm_files::VmFiles;
+
+/// The `axvm run` flags.
+pub struct RunFlags<'a> {
+    /// `--unclaimed`.
+    pub unclaimed: Unclaimed,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--trace-exits FILE`.
+    pub trace_exits: Option<&'a Path>,
+    /// `--watchdog SECS`.
+    pub watchdog: Option<Duration>,
+    /// Not `--no-seccomp` (the arm64 host has no seccomp filters yet: see the README).
+    pub sandbox: bool,
+}
+
+/// Boots the VM of `files` and maps how it ended to the command's exit status.
+pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandError> {
+    let signals = SignalStop::install(flags.sandbox)?;
+    let trace = match flags.trace_exits {
+        Some(path) => Some(ExitTrace::new(Box::new(
+            File::create(path)
+                .map_err(|err| format!("cannot create the exit trace {}: {err}", path.display()))?,
+        ) as Box<dyn Write + Send>)),
+        None => None,
+    };
+    let name = files.config.name.clone();
+    let stats = flags.stats.then(|| ExitStats::new(files.config.cpu_num));
+    let observer = Arc::new(RunObserver::new(stats, trace, (PL011_BASE, PL011_SIZE)));
+    let options = Arm64VmOptions {
+        console: Box::new(std::io::stdout()),
+        unclaimed: match flags.unclaimed {
+            Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
+            Unclaimed::Error => UnclaimedAccessPolicy::Error,
+        },
+        observer: Some(observer.clone()),
+    };
+    let origin = files.origin.clone();
+    let vm = Arm64Vm::create(files.config, &files.images, options)
+        .map_err(|err| format!("cannot create VM `{name}` ({origin}): {err}"))?;
+    log::info!("VM `{name}`: {:?}, GIC{:?}", vm.layout(), vm.gic_version());
+    signals.watch(vm.stop_handle());
+    let watchdog = flags
+        .watchdog
+        .map(|limit| Watchdog::start(vm.vm().clone(), observer.clone(), limit));
+    let result = vm.run();
+    let watchdog_report = watchdog.and_then(Watchdog::finish);
+    report_after_run(&vm, &observer, result.is_err())?;
+    if let Some(report) = watchdog_report {
+        return Err(report.into());
+    }
+    if let (Ok(VmOutcome::Stopped), Some(signal)) = (&result, signals.received()) {
+        return Ok(signals::stopped_by(signal)?);
+    }
+    match result.map_err(|err| format!("VM `{name}` failed: {err}"))? {
+        VmOutcome::Exited(status) => Ok(ExitCode::from(status)),
+        VmOutcome::GuestReset { vcpu } => {
+            errln!("axvm: VM `{name}`: vCPU {vcpu} asked for a reset (PSCI SYSTEM_RESET); axvm does not restart it: status 0")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        VmOutcome::Stopped => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The `--stats` report, the accesses no device claimed and the end of the trace, on
+/// stderr once the VM stopped (as on x86).
+fn report_after_run(vm: &Arm64Vm, observer: &RunObserver, failed: bool) -> crate::output::Result {
+    if let Some(trace) = &observer.trace {
+        if let Err(err) = trace.flush() {
+            errln!("axvm: cannot write the exit trace: {err}")?;
+        }
+    }
+    let unclaimed = unclaimed_summary(vm.vm().devices()).filter(|_| !failed);
+    if let Some(stats) = &observer.stats {
+        err_text!("{}", stats.report(vm.vm().devices()))?;
+        err_text!("{}", unclaimed.unwrap_or_default())?;
+    } else if let Some(summary) = unclaimed {
+        for line in summary.lines() {
+            log::info!("{line}");
+        }
+    }
+    Ok(())
+}
