@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kvm-arm64.sh: runs axvm on arm64 KVM, on any x86_64 (or arm64) Linux machine.
+# kvm-arm64.sh: runs axvm on arm64 KVM, on any x86_64 Linux machine.
 #
 # QEMU's TCG emulates an arm64 -M virt machine with EL2 and a GICv3, and Debian's arm64
 # cloud kernel (KVM built in) starts there in VHE mode: that is the "L1" machine this
@@ -99,6 +99,11 @@ mkdir -p "$work"
 # --- tools and packages -------------------------------------------------------------------
 
 install_tools() {
+  if [ $build = 1 ] && command -v rustup >/dev/null &&
+    ! rustup target list --installed | grep -qx "$triple"; then
+    say "adding the Rust target $triple"
+    rustup target add "$triple"
+  fi
   local need=()
   command -v "$qemu" >/dev/null || need+=(qemu-system-arm)
   command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
