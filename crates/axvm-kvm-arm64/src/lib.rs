@@ -3,13 +3,13 @@
 //! The arm64 sibling of `axvm-kvm`: it implements the axvm core's host traits on an arm64
 //! `/dev/kvm`, and gives guests the board of `axvm-virt` (the layout of QEMU's `-M virt`):
 //!
-//! - [`Arm64Hal`] is the core's `AxVMHal`: guest RAM as anonymous memory in KVM memory slots,
+//! - `Arm64Hal` is the core's `AxVMHal`: guest RAM as anonymous memory in KVM memory slots,
 //!   vCPUs made with `KVM_ARM_VCPU_INIT` (PSCI 0.2, secondaries powered off until a
 //!   `CPU_ON`), kicks by signal, SPIs through the in-kernel vGIC;
-//! - [`Arm64VCpu`] is the core's `AxArchVCpu`: KVM decodes the data abort's syndrome (width,
+//! - `Arm64VCpu` is the core's `AxArchVCpu`: KVM decodes the data abort's syndrome (width,
 //!   sign extension, register) and the core's devices answer the access; PSCI, WFI and the
 //!   timer stay in the kernel, and `SYSTEM_OFF`/`SYSTEM_RESET` come back as `SystemDown`;
-//! - [`Arm64Vm`] is the VMM: the in-kernel vGICv3 (v2 where that is what the host has), the
+//! - `Arm64Vm` is the VMM: the in-kernel vGICv3 (v2 where that is what the host has), the
 //!   PL011 console, the exit device, a device tree generated from the config when it names
 //!   none, the images loaded by `axvm-virt`'s plan (Linux `Image`, ELF, raw), a thread per
 //!   vCPU.
