@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -140,4 +140,19 @@ fn parse_host_port(text: &str) -> Result<String, String> {
     port.parse::<u16>()
         .map_err(|_| format!("`{port}` is not a port number (0-65535): {shape}"))?;
     Ok(text.to_string())
+}
+
+/// The `axvm run` flags every VM of a run shares.
+#[derive(Clone, Copy)]
+pub struct RunFlags<'a> {
+    /// `--unclaimed`.
+    pub unclaimed: Unclaimed,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--trace-exits FILE` (one VM only).
+    pub trace_exits: Option<&'a Path>,
+    /// `--watchdog SECS`.
+    pub watchdog: Option<Duration>,
+    /// Seccomp on: not `--no-seccomp` (the arm64 host has no seccomp filters yet).
+    pub sandbox: bool,
 }

@@ -3,34 +3,18 @@
 use std::fs::File;
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
 use axvm_kvm::{BootImages, DiagnosticsOptions, GdbOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
+pub use crate::cli::RunFlags;
 use crate::cli::Unclaimed;
 use crate::output::{self, err_text, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
 use crate::warnings::config_warnings;
-
-/// The `axvm run` flags every VM of a run shares.
-#[derive(Clone, Copy)]
-pub struct RunFlags<'a> {
-    /// `--unclaimed`.
-    pub unclaimed: Unclaimed,
-    /// `--stats`.
-    pub stats: bool,
-    /// `--trace-exits FILE` (one VM only).
-    pub trace_exits: Option<&'a Path>,
-    /// `--watchdog SECS`.
-    pub watchdog: Option<Duration>,
-    /// Seccomp on: not `--no-seccomp`.
-    pub sandbox: bool,
-}
 
 /// Boots the VM with `flags` and, when given, a GDB stub (stopped by `signals`; its threads
 /// and this one confined by seccomp when `flags.sandbox`) and maps how it ended to the

@@ -42,25 +42,16 @@ mod arm64 {
         let kvm = Kvm::new().expect("/dev/kvm");
         let vm = kvm.create_vm().expect("KVM_CREATE_VM");
         let size = 16usize << 20;
-        // SAFETY: an anonymous mapping for guest RAM, checked below, never unmapped while
-        // the VM lives (the process ends first).
-        let ram = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ram, libc::MAP_FAILED, "mmap");
+        let ram = axvm_linux::map_guest_ram(size as u64)
+            .expect("guest RAM")
+            .as_u64() as *mut u8;
         let code = code();
-        // SAFETY: the code fits in the fresh mapping at offset ENTRY - RAM.
+        // SAFETY: the code fits in the fresh mapping at offset ENTRY - RAM; the mapping is
+        // never unmapped while the VM lives (the process ends first).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 code.as_ptr(),
-                (ram as *mut u8).add((ENTRY - RAM) as usize),
+                ram.add((ENTRY - RAM) as usize),
                 code.len(),
             )
         };

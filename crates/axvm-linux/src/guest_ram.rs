@@ -72,6 +72,26 @@ pub fn map_guest_ram(size: u64) -> Result<HostVirtAddr, GuestRamError> {
     Ok(HostVirtAddr::new(addr as u64))
 }
 
+/// Unmaps guest RAM that [`map_guest_ram`] mapped; a failure is logged (the memory is
+/// then only leaked).
+///
+/// # Safety
+///
+/// `hva` and `size` must be those of one `map_guest_ram` mapping, which nothing uses any
+/// more (the VM, and so KVM, has stopped using it) and which is unmapped only once.
+pub unsafe fn unmap_guest_ram(hva: HostVirtAddr, size: u64) {
+    let Ok(len) = usize::try_from(size) else {
+        return;
+    };
+    // SAFETY: the caller's promise above.
+    if unsafe { libc::munmap(hva.as_u64() as *mut libc::c_void, len) } != 0 {
+        log::warn!(
+            "munmap of guest memory at {hva} failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,8 +114,8 @@ mod tests {
         let size = 4 << 20;
         let hva = map_guest_ram(size).expect("4 MiB of guest RAM");
         let flags = vm_flags(hva.as_u64());
-        // SAFETY: unmaps the mapping made above, which nothing else uses.
-        unsafe { libc::munmap(hva.as_u64() as *mut libc::c_void, size as usize) };
+        // SAFETY: the mapping made above, which nothing else uses.
+        unsafe { unmap_guest_ram(hva, size) };
         // "dd": do not include in core dumps; "nr": no swap space reserved.
         let flags: Vec<&str> = flags.split_whitespace().collect();
         assert!(flags.contains(&"dd"), "{flags:?}");

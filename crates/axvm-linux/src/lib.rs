@@ -25,6 +25,6 @@ mod kick;
 mod stop_handle;
 
 pub use boot_images::BootImages;
-pub use guest_ram::{map_guest_ram, GuestRamError};
+pub use guest_ram::{map_guest_ram, unmap_guest_ram, GuestRamError};
 pub use kick::{install_kick_handler, KickGuard, KickRegistry};
 pub use stop_handle::StopHandle;

@@ -48,7 +48,7 @@ pub fn execute(command: Command) -> Result<ExitCode, CommandError> {
                 None => vm_files::demo(),
             }
             .map_err(|err| err.to_string())?;
-            let flags = run::RunFlags {
+            let flags = crate::cli::RunFlags {
                 unclaimed,
                 stats,
                 trace_exits: trace_exits.as_deref(),

@@ -2,10 +2,8 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm_arm64::{Arm64Vm, Arm64VmOptions, VmOutcome};
@@ -15,24 +13,10 @@ use axvm_virt::layout::{PL011_BASE, PL011_SIZE};
 
 use super::observer::RunObserver;
 use super::watchdog::Watchdog;
-use crate::cli::Unclaimed;
+use crate::cli::{RunFlags, Unclaimed};
 use crate::output::{err_text, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::VmFiles;
-
-/// The `axvm run` flags.
-pub struct RunFlags<'a> {
-    /// `--unclaimed`.
-    pub unclaimed: Unclaimed,
-    /// `--stats`.
-    pub stats: bool,
-    /// `--trace-exits FILE`.
-    pub trace_exits: Option<&'a Path>,
-    /// `--watchdog SECS`.
-    pub watchdog: Option<Duration>,
-    /// Not `--no-seccomp` (the arm64 host has no seccomp filters yet: see the README).
-    pub sandbox: bool,
-}
 
 /// Boots the VM of `files` and maps how it ended to the command's exit status.
 pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandError> {

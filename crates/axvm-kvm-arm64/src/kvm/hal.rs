@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axvm::{AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
-use axvm_linux::{install_kick_handler, map_guest_ram, KickGuard, KickRegistry};
+use axvm_linux::{install_kick_handler, map_guest_ram, unmap_guest_ram, KickGuard, KickRegistry};
 use axvm_virt::layout::SPI_BASE_INTID;
 use axvm_virt::pass_through::pass_through_plan;
 use axvm_virt::GicVersion;
@@ -128,12 +128,9 @@ impl AxVMHal for Arm64Hal {
     }
 
     fn dealloc_memory_region(&self, hva: HostVirtAddr, size: u64) {
-        let Ok(len) = usize::try_from(size) else {
-            return;
-        };
-        // SAFETY: `hva` is a mapping of `size` bytes made by `alloc_memory_region`, which the
-        // core frees once, after the VM (and so KVM) stopped using it.
-        unsafe { libc::munmap(hva.as_u64() as *mut libc::c_void, len) };
+        // SAFETY: a mapping made by `alloc_memory_region`, which the core frees once, after
+        // the VM (and so KVM) stopped using it.
+        unsafe { unmap_guest_ram(hva, size) };
     }
 
     fn dealloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) {}

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use axvm::{
     AxVMHal, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags, VmMemConfig, VmMemMappingType,
 };
-use axvm_linux::{install_kick_handler, map_guest_ram, GuestRamError, KickGuard, KickRegistry};
+use axvm_linux::{
+    install_kick_handler, map_guest_ram, unmap_guest_ram, GuestRamError, KickGuard, KickRegistry,
+};
 use kvm_bindings::{
     kvm_enable_cap, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, CpuId,
     KVM_CAP_X86_USER_SPACE_MSR, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
@@ -202,13 +204,7 @@ impl AxVMHal for KvmHal {
     fn dealloc_memory_region(&self, hva: HostVirtAddr, size: u64) {
         // SAFETY: `hva`/`size` come from `alloc_memory_region`, and axvm frees each once,
         // after the last vCPU has stopped.
-        let ret = unsafe { libc::munmap(hva.as_u64() as *mut libc::c_void, size as usize) };
-        if ret != 0 {
-            log::warn!(
-                "munmap of guest memory at {hva} failed: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        unsafe { unmap_guest_ram(hva, size) };
     }
 
     fn dealloc_memory_region_at(&self, _base: HostPhysAddr, _size: u64) {}
