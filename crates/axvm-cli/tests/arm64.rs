@@ -11,7 +11,7 @@ mod common;
 
 #[cfg(target_arch = "aarch64")]
 mod arm64 {
-    use super::common::{axvm, axvm_fed, require_kvm, run, Scratch};
+    use super::common::{assert_refused, axvm, axvm_fed, replace, require_kvm, run, Scratch};
 
     /// `b .`: spins without an exit.
     const SPIN: [u32; 1] = [0x1400_0000];
@@ -194,10 +194,9 @@ interrupt_mode = "passthrough"
         );
         // vCPU 0 spins at the entry: its PC and the branch there, disassembled.
         assert!(
-            output.stderr.contains("vCPU 0: RIP 0x40080000"),
+            output.stderr.contains("vCPU 0: PC 0x40080000: b "),
             "{output:#?}"
         );
-        assert!(output.stderr.contains(": b "), "{output:#?}");
     }
 
     pub fn an_axvisor_aarch64_config_runs_unchanged() {
@@ -234,6 +233,39 @@ interrupt_mode = "passthrough"
         assert_eq!(output.stdout, "", "{output:#?}");
     }
 
+    pub fn ram_in_the_device_window_is_refused_naming_the_region() {
+        require_kvm();
+        let scratch = Scratch::new("arm64-window");
+        let config = raw_guest(&scratch, &EXIT_42);
+        let text = std::fs::read_to_string(&config).expect("the config");
+        // 16 MiB at 0x0800_0000: over the GIC; the entry moves with it.
+        let text = replace(
+            &text,
+            "[[0x4000_0000, 0x100_0000",
+            "[[0x0800_0000, 0x100_0000",
+        );
+        let text = replace(
+            &text,
+            "entry_point = 0x4008_0000",
+            "entry_point = 0x0808_0000",
+        );
+        let text = replace(
+            &text,
+            "kernel_load_addr = 0x4008_0000",
+            "kernel_load_addr = 0x0808_0000",
+        );
+        std::fs::write(&config, text).expect("the edited config");
+        let line = assert_refused(&run(&config), "kernel.memory_regions[0]");
+        assert!(line.contains("GIC distributor"), "{line}");
+        let check = axvm(&[std::ffi::OsStr::new("check"), config.as_os_str()]);
+        assert_eq!(check.code(), 1, "{check:#?}");
+        let fails = check
+            .stdout
+            .matches("[FAIL] config field `kernel.memory_regions[0]`")
+            .count();
+        assert_eq!(fails, 1, "the problem once: {check:#?}");
+    }
+
     pub fn gdb_is_refused_on_arm64_with_the_reason() {
         let output = axvm(&["run", "--gdb", "127.0.0.1:0"]);
         assert_eq!(output.code(), 1, "{output:#?}");
@@ -254,6 +286,7 @@ axvm_test_harness::main!(
     the_watchdog_stops_a_spinning_guest_and_says_where,
     an_axvisor_aarch64_config_runs_unchanged,
     a_pass_through_the_board_cannot_serve_is_refused_with_the_reason,
+    ram_in_the_device_window_is_refused_naming_the_region,
     gdb_is_refused_on_arm64_with_the_reason,
 );
 

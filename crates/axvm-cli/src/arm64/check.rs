@@ -73,37 +73,42 @@ fn print_host() -> output::Result<Option<HostReport>> {
 fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bool> {
     let config = &files.config;
     outln!("\nConfig {} (VM `{}`):", files.origin, config.name)?;
-    let mut ok = true;
+    // Each problem once: the plan repeats the board's RAM rule, for example.
+    let mut problems: Vec<String> = Vec::new();
+    let mut note = |problem: String| {
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    };
     if let Err(err) = config.clone().into_valid() {
-        outln!("  [FAIL] {}", config_error(&files.origin, err))?;
-        ok = false;
+        note(config_error(&files.origin, err).to_string());
     }
     if let Err(problem) = check_ram(config) {
-        outln!("  [FAIL] {problem}")?;
-        ok = false;
+        note(problem);
     }
+    let mut served = Vec::new();
     for device in &config.pass_through_devices {
         let (gpa, hpa) = (device.base_gpa.as_u64(), device.base_hpa.as_u64());
         match pass_through_plan(gpa, hpa, device.length) {
-            Ok(served) => outln!(
-                "  [ ok ] pass-through `{}` (host {hpa:#x}): {served}",
+            Ok(by) => served.push(format!(
+                "pass-through `{}` (host {hpa:#x}): {by}",
                 device.name
-            )?,
-            Err(reason) => {
-                outln!(
-                    "  [FAIL] devices.passthrough_devices `{}`: {reason}",
-                    device.name
-                )?;
-                ok = false;
-            }
+            )),
+            Err(reason) => note(format!(
+                "devices.passthrough_devices `{}`: {reason}",
+                device.name
+            )),
         }
     }
-    let plan = match plan_images(config, &files.images) {
-        Ok(plan) => plan,
-        Err(err) => {
-            outln!("  [FAIL] {err}")?;
-            return Ok(false);
-        }
+    let plan = plan_images(config, &files.images).map_err(|err| note(err.to_string()));
+    for line in &served {
+        outln!("  [ ok ] {line}")?;
+    }
+    for problem in &problems {
+        outln!("  [FAIL] {problem}")?;
+    }
+    let (Ok(plan), true) = (plan, problems.is_empty()) else {
+        return Ok(false);
     };
     let layout = layout_of(&plan, files.images.dtb.is_none());
     outln!(
@@ -129,10 +134,10 @@ fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bo
                 Ok(blob) => outln!("  [ ok ] device tree: {} bytes, GIC{gic:?}", blob.len())?,
                 Err(err) => {
                     outln!("  [FAIL] {err}")?;
-                    ok = false;
+                    return Ok(false);
                 }
             }
         }
     }
-    Ok(ok)
+    Ok(true)
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axvm::{AxVM, VMStatus};
+use axvm::{AxArchVCpu, AxVM, VMStatus};
 use axvm_kvm_arm64::Arm64Hal;
 
 use super::observer::RunObserver;
@@ -68,9 +68,13 @@ fn stuck_report(vm: &Arc<AxVM<Arm64Hal>>, limit: Duration) -> String {
     for id in 0..vm.vcpu_num() {
         let line = vm
             .try_inspect_vcpu(id, |vcpu| {
-                let place = vm
-                    .describe_instruction(vcpu, 3)
-                    .unwrap_or_else(|| "where it is cannot be read".to_string());
+                let place = match vcpu.instruction_pointer() {
+                    Some(ip) => match vm.disassemble_at_rip(vcpu, 3) {
+                        Some(code) => format!("PC {:#x}: {code}", ip.rip),
+                        None => format!("PC {:#x} (MMU on: the code there is not read)", ip.rip),
+                    },
+                    None => "its PC cannot be read".to_string(),
+                };
                 let registers = vcpu
                     .registers()
                     .map(|all| {
