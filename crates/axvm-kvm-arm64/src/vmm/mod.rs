@@ -2,10 +2,10 @@
 //! images, and runs a host thread per vCPU until the guest or the host stops it.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock, Weak};
 
-use axvm::device::AxVmDevices;
+use axvm::device::{AxVmDevices, BaseDeviceOps, DeviceError, UnclaimedAccessPolicy};
 use axvm::{AxVM, AxVMConfig, GuestPhysAddr};
 use axvm_linux::BootImages;
 use axvm_virt::exit_device::ExitDevice;
@@ -41,10 +41,6 @@ pub use options::{Arm64VmOptions, VmOutcome};
 /// ```
 pub type StopHandle = axvm_linux::StopHandle<Arm64Hal>;
 
-/// The guest's console: the caller's writer, shared by the PL011 and flushed per write so
-/// that a guest's last line is out before the VM ends.
-type Console = Arc<Mutex<Box<dyn Write + Send>>>;
-
 /// An arm64 VM on KVM with its images loaded, ready to [`run`](Self::run).
 pub struct Arm64Vm {
     vm: Arc<AxVM<Arm64Hal>>,
@@ -65,16 +61,10 @@ impl Arm64Vm {
         let entry = GuestPhysAddr::new(load.entry);
         let valid = config.into_valid()?.with_entries(entry, entry)?;
         check_ram(&valid).map_err(Arm64Error::Boot)?;
-        let console: Console = Arc::new(Mutex::new(options.console));
-        let vm_slot: Arc<OnceLock<Weak<AxVM<Arm64Hal>>>> = Arc::default();
-        let mut devices = AxVmDevices::new(options.unclaimed);
-        let device_error = |err: axvm::device::DeviceError| Arm64Error::Boot(err.to_string());
+        let vm_slot: VmSlot = Arc::default();
         let drained = Arc::new(console_input::Drained::default());
-        let uart = Arc::new(pl011(&console, &vm_slot, &drained));
-        devices
-            .add(Arc::clone(&uart) as Arc<dyn axvm::device::BaseDeviceOps>)
-            .map_err(device_error)?;
-        devices.add(Arc::new(ExitDevice)).map_err(device_error)?;
+        let uart = Arc::new(pl011(options.console, &vm_slot, &drained));
+        let devices = board_devices(options.unclaimed, &uart)?;
         let vm = AxVM::new_validated(valid, Arm64Hal::new()?, devices)?;
         let _ = vm_slot.set(Arc::downgrade(&vm));
         let gic = vm.hal().create_vgic()?;
@@ -127,30 +117,46 @@ impl Arm64Vm {
         if let Some(vcpu) = ends.reset_by {
             return Ok(VmOutcome::GuestReset { vcpu });
         }
-        match self.vm.exit_status() {
-            Some(status) => Ok(VmOutcome::Exited(status)),
-            None if self.stop_requested.load(Ordering::SeqCst) => Ok(VmOutcome::Stopped),
-            None => Ok(VmOutcome::Stopped),
-        }
+        // No status: a StopHandle (or the caller's watchdog) stopped it.
+        Ok(self
+            .vm
+            .exit_status()
+            .map_or(VmOutcome::Stopped, VmOutcome::Exited))
     }
 }
 
-/// The PL011 on the caller's console, its interrupt on SPI [`PL011_SPI`] of the VM that
-/// `vm_slot` will name once it exists.
+/// Where the PL011's interrupt finds its VM, which exists only after the device does.
+type VmSlot = Arc<OnceLock<Weak<AxVM<Arm64Hal>>>>;
+
+/// The board's devices besides the vGIC: the PL011 and the exit device.
+fn board_devices(
+    unclaimed: UnclaimedAccessPolicy,
+    uart: &Arc<Pl011>,
+) -> Result<AxVmDevices, Arm64Error> {
+    let mut devices = AxVmDevices::new(unclaimed);
+    let refused = |err: DeviceError| Arm64Error::Boot(err.to_string());
+    devices
+        .add(Arc::clone(uart) as Arc<dyn BaseDeviceOps>)
+        .map_err(refused)?;
+    devices.add(Arc::new(ExitDevice)).map_err(refused)?;
+    Ok(devices)
+}
+
+/// The PL011 on the caller's console (flushed per write, so that a guest's last line is out
+/// before the VM ends), its interrupt on SPI [`PL011_SPI`] of the VM that `vm_slot` will
+/// name once it exists.
 fn pl011(
-    console: &Console,
-    vm_slot: &Arc<OnceLock<Weak<AxVM<Arm64Hal>>>>,
+    console: Box<dyn Write + Send>,
+    vm_slot: &VmSlot,
     drained: &Arc<console_input::Drained>,
 ) -> Pl011 {
-    let console = Arc::clone(console);
+    let mut console = console;
     let vm_slot = Arc::clone(vm_slot);
     let drained = Arc::clone(drained);
     Pl011::new(
+        // The PL011 serializes its output calls. A console that cannot be written loses the
+        // guest's output, not the VM.
         Box::new(move |bytes: &[u8]| {
-            let mut console = console
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // A console that cannot be written loses the guest's output, not the VM.
             let _ = console.write_all(bytes).and_then(|()| console.flush());
         }),
         Box::new(move |level: bool| {
