@@ -62,7 +62,7 @@ mod gdb;
 mod kvm;
 mod plan;
 mod platform;
-pub mod sandbox;
+pub use axvm_linux::sandbox;
 pub mod testing;
 mod vm_memory_view;
 mod vmm;

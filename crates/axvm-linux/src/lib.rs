@@ -9,7 +9,8 @@
 //! - [`map_guest_ram`]: host memory for guest RAM, reserved lazily and kept out of core dumps;
 //! - [`BootImages`]: the images a VM boots from, as read from a config's files;
 //! - [`StopHandle`]: ends a VM's run from any thread;
-//! - [`diagnostics`]: exit statistics and exit traces, fed by the core's exit observer.
+//! - [`diagnostics`]: exit statistics and exit traces, fed by the core's exit observer;
+//! - [`sandbox`]: the seccomp filter of each kind of thread of a running VM.
 //!
 //! ```
 //! let ram = axvm_linux::map_guest_ram(1 << 20)?;
@@ -22,6 +23,7 @@ mod boot_images;
 pub mod diagnostics;
 mod guest_ram;
 mod kick;
+pub mod sandbox;
 mod stop_handle;
 
 pub use boot_images::BootImages;

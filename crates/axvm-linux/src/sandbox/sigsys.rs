@@ -62,7 +62,7 @@ pub(super) fn install_handler() -> std::io::Result<()> {
 
 /// The number of the system call that raised `SIGSYS`: `si_syscall`, which the kernel puts
 /// after `si_signo`, `si_errno`, `si_code` (padded to 16 bytes) and `si_call_addr` on
-/// x86_64. The `libc` crate's `siginfo_t` has no accessor for it.
+/// x86_64 and aarch64 alike. The `libc` crate's `siginfo_t` has no accessor for it.
 ///
 /// # Safety
 /// `info` must be the `siginfo_t` the kernel passed with a seccomp `SIGSYS`.
@@ -167,8 +167,16 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn syscall_names_come_from_the_table() {
         assert_eq!(Sysno::new(39).map(|s| s.name()), Some("getpid"));
         assert_eq!(Sysno::new(16).map(|s| s.name()), Some("ioctl"));
+    }
+
+    #[test]
+    #[cfg(target_arch = "aarch64")]
+    fn syscall_names_come_from_the_table() {
+        assert_eq!(Sysno::new(172).map(|s| s.name()), Some("getpid"));
+        assert_eq!(Sysno::new(29).map(|s| s.name()), Some("ioctl"));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Condvar, Mutex};
 /// it waits for); each vCPU thread confines itself, then waits here before its first
 /// `KVM_RUN`, so no guest instruction runs before every filter is in force.
 #[derive(Default)]
-pub(crate) struct StartGate {
+pub struct StartGate {
     /// `None` while closed; then whether the vCPUs may run.
     state: Mutex<Option<bool>>,
     opened: Condvar,
@@ -14,13 +14,13 @@ pub(crate) struct StartGate {
 
 impl StartGate {
     /// Opens the gate: the vCPUs run when `go`, and stop without running otherwise.
-    pub(crate) fn open(&self, go: bool) {
+    pub fn open(&self, go: bool) {
         *self.lock() = Some(go);
         self.opened.notify_all();
     }
 
     /// Waits for the gate to open; whether the vCPU may run.
-    pub(crate) fn wait(&self) -> bool {
+    pub fn wait(&self) -> bool {
         let mut state = self.lock();
         loop {
             if let Some(go) = *state {

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
-use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
+use super::ioctls::{timer_ioctls, vcpu_ioctls, watcher_ioctls};
 use super::ThreadRole;
 
 /// A syscall number with the rules of which one must match (none: any arguments).
@@ -54,6 +54,7 @@ const VCPU: &[i64] = &[libc::SYS_read];
 /// The virtio device thread: epoll, eventfds, disk images (positioned reads and writes,
 /// flushes) and tap devices.
 const DEVICES: &[i64] = &[
+    #[cfg(target_arch = "x86_64")]
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_ctl,
@@ -72,7 +73,13 @@ const DEVICES: &[i64] = &[
 const CONSOLE_OUTPUT: &[i64] = &[libc::SYS_writev];
 
 /// The console-input thread reads the host's input.
-const CONSOLE_INPUT: &[i64] = &[libc::SYS_read, libc::SYS_readv, libc::SYS_poll];
+const CONSOLE_INPUT: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_readv,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+];
 
 /// The HPET's timer thread sleeps (futex, clocks) and raises lines: nothing but
 /// `ioctl(KVM_IRQ_LINE)` (see [`timer_ioctls`]).
@@ -86,6 +93,7 @@ const WATCHER: &[i64] = &[libc::SYS_pread64];
 const SUPERVISOR: &[i64] = &[
     libc::SYS_read,
     libc::SYS_recvfrom,
+    #[cfg(target_arch = "x86_64")]
     libc::SYS_poll,
     libc::SYS_ppoll,
     libc::SYS_writev,
@@ -96,6 +104,7 @@ const SUPERVISOR: &[i64] = &[
 /// The GDB thread: waits for and accepts a connection on its listener (made non-blocking
 /// before), then polls, reads and writes it.
 const GDB: &[i64] = &[
+    #[cfg(target_arch = "x86_64")]
     libc::SYS_poll,
     libc::SYS_ppoll,
     libc::SYS_accept,
@@ -104,128 +113,6 @@ const GDB: &[i64] = &[
     libc::SYS_recvfrom,
     libc::SYS_getpeername,
 ];
-
-ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
-ioctl_ior_nr!(
-    KVM_GET_REGS,
-    kvm_bindings::KVMIO,
-    0x81,
-    kvm_bindings::kvm_regs
-);
-ioctl_iow_nr!(
-    KVM_SET_REGS,
-    kvm_bindings::KVMIO,
-    0x82,
-    kvm_bindings::kvm_regs
-);
-ioctl_ior_nr!(
-    KVM_GET_SREGS,
-    kvm_bindings::KVMIO,
-    0x83,
-    kvm_bindings::kvm_sregs
-);
-ioctl_iow_nr!(
-    KVM_SET_SREGS,
-    kvm_bindings::KVMIO,
-    0x84,
-    kvm_bindings::kvm_sregs
-);
-ioctl_iowr_nr!(
-    KVM_TRANSLATE,
-    kvm_bindings::KVMIO,
-    0x85,
-    kvm_bindings::kvm_translation
-);
-ioctl_ior_nr!(
-    KVM_GET_FPU,
-    kvm_bindings::KVMIO,
-    0x8c,
-    kvm_bindings::kvm_fpu
-);
-ioctl_iow_nr!(
-    KVM_SET_FPU,
-    kvm_bindings::KVMIO,
-    0x8d,
-    kvm_bindings::kvm_fpu
-);
-ioctl_ior_nr!(
-    KVM_GET_MP_STATE,
-    kvm_bindings::KVMIO,
-    0x98,
-    kvm_bindings::kvm_mp_state
-);
-ioctl_iow_nr!(
-    KVM_SET_MP_STATE,
-    kvm_bindings::KVMIO,
-    0x99,
-    kvm_bindings::kvm_mp_state
-);
-ioctl_iow_nr!(
-    KVM_SIGNAL_MSI,
-    kvm_bindings::KVMIO,
-    0xa5,
-    kvm_bindings::kvm_msi
-);
-ioctl_iow_nr!(
-    KVM_SET_GUEST_DEBUG,
-    kvm_bindings::KVMIO,
-    0x9b,
-    kvm_bindings::kvm_guest_debug
-);
-ioctl_iow_nr!(
-    KVM_IRQ_LINE,
-    kvm_bindings::KVMIO,
-    0x61,
-    kvm_bindings::kvm_irq_level
-);
-ioctl_ior_nr!(
-    KVM_GET_PIT2,
-    kvm_bindings::KVMIO,
-    0x9f,
-    kvm_bindings::kvm_pit_state2
-);
-ioctl_iow_nr!(
-    KVM_SET_PIT2,
-    kvm_bindings::KVMIO,
-    0xa0,
-    kvm_bindings::kvm_pit_state2
-);
-ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
-
-/// The only `ioctl`s of a vCPU thread, the same on every KVM (kvm_intel, kvm_amd, kvm_pvm):
-/// running the vCPU; its registers and run state (boot state, string I/O, MMIO reads, the
-/// watchdog's snapshot, an emulation failure's report); translating the guest's RIP for
-/// disassembly; raising interrupts (MSIs; lines: the HPET's level-triggered interrupts drop
-/// when the guest clears them); the PIT's state, which the HPET's legacy replacement
-/// switches (`KVM_PIT_FLAGS_HPET_LEGACY`, and `KVM_REINJECT_CONTROL` to drop the ticks KVM
-/// holds back); and arming a debugger's breakpoints and steps
-/// (`--gdb`).
-fn vcpu_ioctls() -> [u64; 16] {
-    [
-        KVM_RUN(),
-        KVM_GET_REGS(),
-        KVM_SET_REGS(),
-        KVM_GET_SREGS(),
-        KVM_SET_SREGS(),
-        KVM_TRANSLATE(),
-        KVM_GET_FPU(),
-        KVM_SET_FPU(),
-        KVM_GET_MP_STATE(),
-        KVM_SET_MP_STATE(),
-        KVM_SIGNAL_MSI(),
-        KVM_IRQ_LINE(),
-        KVM_GET_PIT2(),
-        KVM_SET_PIT2(),
-        KVM_REINJECT_CONTROL(),
-        KVM_SET_GUEST_DEBUG(),
-    ]
-    .map(u64::from)
-}
-
-/// The only `ioctl` of the HPET's timer thread: raising and lowering a GSI.
-fn timer_ioctls() -> [u64; 1] {
-    [KVM_IRQ_LINE()]
-}
 
 /// The rules of a thread of `role` in process `pid`.
 pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Error> {
@@ -266,9 +153,10 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         gdb_socket_rules(&mut rules)?;
     }
     let ioctls = match role {
-        ThreadRole::Vcpu => &vcpu_ioctls()[..],
-        ThreadRole::Timer => &timer_ioctls()[..],
-        _ => &[],
+        ThreadRole::Vcpu => vcpu_ioctls(),
+        ThreadRole::Timer => timer_ioctls(),
+        ThreadRole::Watcher => watcher_ioctls(),
+        _ => Vec::new(),
     };
     if !ioctls.is_empty() {
         let ioctls = ioctls
@@ -343,27 +231,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kvm_ioctl_numbers_are_the_kernel_ones() {
-        // From <linux/kvm.h> on x86_64.
-        assert_eq!(KVM_RUN(), 0xae80);
-        assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
-        assert_eq!(KVM_SET_SREGS(), 0x4138_ae84);
-        assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
-        assert_eq!(KVM_IRQ_LINE(), 0x4008_ae61);
-        assert_eq!(KVM_GET_PIT2(), 0x8070_ae9f);
-        assert_eq!(KVM_SET_PIT2(), 0x4070_aea0);
-        assert_eq!(KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
-    }
-
-    #[test]
-    fn only_vcpus_and_the_timer_thread_may_ioctl() {
+    fn only_the_threads_with_kvm_ioctls_may_ioctl() {
+        // x86: the vCPUs and the HPET's timer thread; arm64: the vCPUs and the watchdog.
+        #[cfg(target_arch = "x86_64")]
+        let allowed = [ThreadRole::Vcpu, ThreadRole::Timer];
+        #[cfg(target_arch = "aarch64")]
+        let allowed = [ThreadRole::Vcpu, ThreadRole::Watcher];
         for role in ThreadRole::ALL {
             let rules = rules(role, 1).unwrap();
             assert_eq!(
                 rules.contains_key(&libc::SYS_ioctl),
-                matches!(role, ThreadRole::Vcpu | ThreadRole::Timer),
+                allowed.contains(&role),
                 "{role:?}"
             );
+            #[cfg(target_arch = "x86_64")]
             if role == ThreadRole::Timer {
                 assert_eq!(rules[&libc::SYS_ioctl].len(), 1, "KVM_IRQ_LINE only");
             }

@@ -12,10 +12,13 @@
 //! [`BLOCKED_SYSCALL_STATUS`] (128 + `SIGSYS`), since a process killed by the kernel could
 //! not say why.
 //!
-//! [`VmOptions::sandbox`](crate::VmOptions::sandbox) turns it on for a VM: the `axvm`
-//! command does, unless given `--no-seccomp`.
+//! Both Linux hosts use it (`axvm_kvm::VmOptions::sandbox`,
+//! `axvm_kvm_arm64::Arm64VmOptions::sandbox` turn it on for a VM): the `axvm` command does,
+//! unless given `--no-seccomp`. The system calls are the same on both; the KVM `ioctl`s a
+//! thread may issue are each architecture's (`ioctls/`).
 
 mod gate;
+mod ioctls;
 mod rules;
 mod sigsys;
 
@@ -23,7 +26,7 @@ use std::cell::Cell;
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
-pub(crate) use gate::StartGate;
+pub use gate::StartGate;
 pub use sigsys::BLOCKED_SYSCALL_STATUS;
 
 /// The kinds of threads axvm runs, each with its own filter.
@@ -99,12 +102,12 @@ pub fn current_thread_is_confined() -> bool {
 /// `PR_SET_NO_NEW_PRIVS` first, which the kernel requires of an unprivileged filter.
 ///
 /// ```no_run
-/// use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
+/// use axvm_linux::sandbox::{confine_current_thread, ThreadRole};
 ///
 /// std::thread::spawn(|| {
 ///     confine_current_thread(ThreadRole::Watcher)?;
 ///     // From here on, opening a file would end the process.
-///     Ok::<(), axvm_kvm::sandbox::SandboxError>(())
+///     Ok::<(), axvm_linux::sandbox::SandboxError>(())
 /// });
 /// ```
 pub fn confine_current_thread(role: ThreadRole) -> Result<(), SandboxError> {
@@ -126,7 +129,7 @@ pub fn confine_current_thread(role: ThreadRole) -> Result<(), SandboxError> {
 }
 
 /// [`confine_current_thread`] when `sandboxed`.
-pub(crate) fn confine_if(sandboxed: bool, role: ThreadRole) -> Result<(), SandboxError> {
+pub fn confine_if(sandboxed: bool, role: ThreadRole) -> Result<(), SandboxError> {
     match sandboxed {
         true => confine_current_thread(role),
         false => Ok(()),
@@ -136,7 +139,7 @@ pub(crate) fn confine_if(sandboxed: bool, role: ThreadRole) -> Result<(), Sandbo
 /// Spawns `body` on a thread built by `builder`, confined as `role` first (when there is
 /// one); returns once the thread is confined, or with the reason it could not be (the thread
 /// then ends without running `body`).
-pub(crate) fn spawn_confined(
+pub fn spawn_confined(
     builder: std::thread::Builder,
     role: Option<ThreadRole>,
     body: impl FnOnce() + Send + 'static,
@@ -158,6 +161,12 @@ pub(crate) fn spawn_confined(
 }
 
 /// The compiled filter of `role`: its rules allow, anything else traps.
+/// The architecture the filters are built for: this process's.
+#[cfg(target_arch = "x86_64")]
+const TARGET_ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const TARGET_ARCH: TargetArch = TargetArch::aarch64;
+
 fn program(role: ThreadRole) -> Result<BpfProgram, SandboxError> {
     let build = |err: &dyn std::fmt::Display| SandboxError::Build {
         role,
@@ -168,7 +177,7 @@ fn program(role: ThreadRole) -> Result<BpfProgram, SandboxError> {
         rules,
         SeccompAction::Trap,
         SeccompAction::Allow,
-        TargetArch::x86_64,
+        TARGET_ARCH,
     )
     .map_err(|err| build(&err))?;
     filter
@@ -179,10 +188,10 @@ fn program(role: ThreadRole) -> Result<BpfProgram, SandboxError> {
 /// Test hook: when the environment has `AXVM_TEST_BLOCKED_SYSCALL=1`, a confined vCPU thread
 /// makes a system call outside its list (`getppid`) before the guest's first instruction, so
 /// a test can see the sandbox end the process with its message. Never set it otherwise.
-pub(crate) const BLOCKED_SYSCALL_TEST_HOOK: &str = "AXVM_TEST_BLOCKED_SYSCALL";
+pub const BLOCKED_SYSCALL_TEST_HOOK: &str = "AXVM_TEST_BLOCKED_SYSCALL";
 
 /// Makes a system call no filter allows (see [`BLOCKED_SYSCALL_TEST_HOOK`]).
-pub(crate) fn make_a_blocked_syscall() {
+pub fn make_a_blocked_syscall() {
     // SAFETY: getppid takes no arguments and cannot fail.
     unsafe { libc::getppid() };
 }
