@@ -8,9 +8,9 @@
 #
 # Usage: scripts/kvm-arm64.sh [--no-build] [--keep-going] [STEP...]
 #
-#   suite     the KVM tests of axvm-kvm-arm64 (cargo test --no-run executables) and axvm-cli's
-#             `arm64` test target, with AXVM_REQUIRE_KVM=1, one result per test executable;
-#             a package or target that does not exist yet is skipped, saying so
+#   suite     the KVM tests of axvm-kvm-arm64 (cargo test --no-run executables), axvm-cli's
+#             `arm64` test target, and the unit tests of axvm-linux and axvm-virt, with
+#             AXVM_REQUIRE_KVM=1, one result per test executable
 #   linux     the Debian arm64 kernel (L1's own) as an axvm guest with 1 and 2 vCPUs ending
 #             in poweroff (PSCI SYSTEM_OFF: axvm exits 0); its /init
 #             (scripts/kvm-arm64/linux-init.sh) checks CPUs, memory, the arch timer's
@@ -199,34 +199,11 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS=${CARGO_TARGET_AARCH64_U
 release_axvm=$target_dir/$triple/release/axvm
 debug_axvm=$target_dir/$triple/debug/axvm
 
-# workspace_has PACKAGE [TEST]: whether the workspace has PACKAGE (and its test target TEST).
-workspace_has() {
-  cargo metadata --manifest-path "$root/Cargo.toml" --no-deps --format-version 1 2>/dev/null |
-    python3 -c '
-import json, sys
-package, test = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
-for found in json.load(sys.stdin)["packages"]:
-    if found["name"] == package:
-        sys.exit(0 if test is None or any(
-            t["name"] == test and "test" in t["kind"] for t in found["targets"]) else 1)
-sys.exit(1)
-' "$@"
-}
-
-# The cargo arguments of the suite's test executables: axvm-kvm-arm64's (all its test
-# targets) and axvm-cli's `arm64` target, each only when it exists (noted otherwise).
+# The cargo arguments of the suite's test executables: the arm64 host's (all its test
+# targets), the command's `arm64` target, and the unit tests of the crates it is built on
+# that have arm64-specific code (the sandbox's rules, the board's devices and device tree).
 suite_packages() {
-  suite_args=()
-  if workspace_has axvm-kvm-arm64; then
-    suite_args+=("-p axvm-kvm-arm64")
-  else
-    note "suite: skipped axvm-kvm-arm64: the workspace has no such package yet"
-  fi
-  if workspace_has axvm-cli arm64; then
-    suite_args+=("-p axvm-cli --test arm64")
-  else
-    note "suite: skipped axvm-cli's arm64 tests: crates/axvm-cli has no test target arm64 yet"
-  fi
+  suite_args=("-p axvm-kvm-arm64" "-p axvm-cli --test arm64" "-p axvm-linux --lib" "-p axvm-virt --lib")
 }
 
 # test_executables ARGS: the aarch64 test executables cargo builds for ARGS (one word

@@ -153,6 +153,6 @@ pub struct RunFlags<'a> {
     pub trace_exits: Option<&'a Path>,
     /// `--watchdog SECS`.
     pub watchdog: Option<Duration>,
-    /// Seccomp on: not `--no-seccomp` (the arm64 host has no seccomp filters yet).
+    /// Seccomp on: not `--no-seccomp`.
     pub sandbox: bool,
 }

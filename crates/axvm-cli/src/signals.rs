@@ -122,17 +122,10 @@ impl SignalStop {
     }
 }
 
-/// Confines the signal thread by seccomp ([`ThreadRole::Supervisor`]).
-#[cfg(target_arch = "x86_64")]
+/// Confines the signal thread by seccomp (`ThreadRole::Supervisor`).
 fn confine_supervisor() -> Result<(), String> {
-    use axvm_kvm::sandbox::{confine_current_thread, ThreadRole};
+    use axvm_linux::sandbox::{confine_current_thread, ThreadRole};
     confine_current_thread(ThreadRole::Supervisor).map_err(|err| err.to_string())
-}
-
-/// The arm64 host has no seccomp filters yet: its threads run unconfined (the README says so).
-#[cfg(not(target_arch = "x86_64"))]
-fn confine_supervisor() -> Result<(), String> {
-    Ok(())
 }
 
 /// Ends axvm on a second signal: one line on stderr, then `_exit`. The line is written

@@ -32,6 +32,17 @@ mod arm64 {
         0x1400_0000,
     ];
 
+    /// `movz x1, #0x900, lsl #16; mov w0, #'R'; str w0, [x1]; mov w0, #'\n'; str w0, [x1];
+    /// b .`: prints "R" and spins.
+    const READY_THEN_SPIN: [u32; 6] = [
+        0xd2a1_2001,
+        0x5280_0a40,
+        0xb900_0020,
+        0x5280_0140,
+        0xb900_0020,
+        0x1400_0000,
+    ];
+
     fn words(code: &[u32]) -> Vec<u8> {
         code.iter().flat_map(|word| word.to_le_bytes()).collect()
     }
@@ -266,6 +277,99 @@ interrupt_mode = "passthrough"
         assert_eq!(fails, 1, "the problem once: {check:#?}");
     }
 
+    /// Each thread of a running `axvm run --watchdog 60` (stdin a pipe, so the console-input
+    /// thread runs too) with its seccomp mode, once the guest printed "R"; then the run killed.
+    fn threads_of_a_spinning_run(extra: &[&str]) -> Vec<(String, u32)> {
+        use std::io::Read;
+        let scratch = Scratch::new("arm64-threads");
+        let config = raw_guest(&scratch, &READY_THEN_SPIN);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_axvm"))
+            .args(["run", "--watchdog", "60"])
+            .args(extra)
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("axvm starts");
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut text = Vec::new();
+        let mut chunk = [0u8; 64];
+        while !text.ends_with(b"R\n") {
+            match stdout.read(&mut chunk) {
+                Ok(n @ 1..) => text.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).expect("tasks");
+        let modes = tasks
+            .map(|task| {
+                let dir = task.expect("a task").path();
+                let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+                let mode = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Seccomp:"))
+                    .and_then(|mode| mode.trim().parse().ok())
+                    .unwrap_or(u32::MAX);
+                (name.trim().to_string(), mode)
+            })
+            .collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(text.ends_with(b"R\n"), "the guest did not print R");
+        modes
+    }
+
+    pub fn every_thread_of_a_run_is_confined() {
+        require_kvm();
+        let modes = threads_of_a_spinning_run(&[]);
+        let names: Vec<&str> = modes.iter().map(|(name, _)| name.as_str()).collect();
+        for expected in ["axvm", "axvm-signals", "console-input", "watchdog", "vcpu0"] {
+            assert!(names.contains(&expected), "no thread {expected}: {modes:?}");
+        }
+        assert!(
+            modes.iter().all(|(_, mode)| *mode == 2),
+            "a thread runs without its filter: {modes:?}"
+        );
+        let unconfined = threads_of_a_spinning_run(&["--no-seccomp"]);
+        assert!(
+            unconfined.iter().all(|(_, mode)| *mode == 0),
+            "--no-seccomp: {unconfined:?}"
+        );
+    }
+
+    /// `axvm run EXTRA.. CONFIG` with the test hook that makes each vCPU thread call
+    /// `getppid` (in no list) before the guest's first instruction.
+    fn run_with_a_blocked_syscall(extra: &[&str]) -> std::process::Output {
+        let scratch = Scratch::new("arm64-blocked");
+        let config = raw_guest(&scratch, &EXIT_42);
+        std::process::Command::new(env!("CARGO_BIN_EXE_axvm"))
+            .arg("run")
+            .args(extra)
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env("AXVM_TEST_BLOCKED_SYSCALL", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("axvm runs")
+    }
+
+    pub fn a_blocked_syscall_ends_axvm_with_a_message() {
+        require_kvm();
+        let output = run_with_a_blocked_syscall(&[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(128 + libc::SIGSYS), "{stderr}");
+        let expected = format!(
+            "axvm: blocked system call {} (getppid) on thread vcpu0",
+            libc::SYS_getppid
+        );
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        let through = run_with_a_blocked_syscall(&["--no-seccomp"]);
+        assert_eq!(through.status.code(), Some(42), "{through:?}");
+    }
+
     pub fn gdb_is_refused_on_arm64_with_the_reason() {
         let output = axvm(&["run", "--gdb", "127.0.0.1:0"]);
         assert_eq!(output.code(), 1, "{output:#?}");
@@ -287,6 +391,8 @@ axvm_test_harness::main!(
     an_axvisor_aarch64_config_runs_unchanged,
     a_pass_through_the_board_cannot_serve_is_refused_with_the_reason,
     ram_in_the_device_window_is_refused_naming_the_region,
+    every_thread_of_a_run_is_confined,
+    a_blocked_syscall_ends_axvm_with_a_message,
     gdb_is_refused_on_arm64_with_the_reason,
 );
 

@@ -48,6 +48,12 @@ pub enum Arm64Error {
     /// The axvm core refused or failed.
     #[error(transparent)]
     Vm(#[from] AxVMError),
+    /// A thread of the run could not be confined by the sandbox.
+    #[error(transparent)]
+    Sandbox(#[from] axvm_linux::sandbox::SandboxError),
+    /// A sandboxed VM was created or run on a thread that an earlier sandboxed run confined.
+    #[error("this thread already ran a sandboxed VM and is confined: create and run each sandboxed VM from a thread of its own (see Arm64VmOptions::sandbox)")]
+    AlreadyConfined,
     /// A vCPU thread could not be started.
     #[error("cannot start the thread of vCPU {vcpu}: {cause}")]
     Thread {

@@ -44,6 +44,7 @@ mod arm64 {
             console_input: None,
             unclaimed,
             observer: None,
+            sandbox: false,
         }
     }
 

@@ -39,6 +39,7 @@ pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandErro
             Unclaimed::Error => UnclaimedAccessPolicy::Error,
         },
         observer: Some(observer.clone()),
+        sandbox: flags.sandbox,
     };
     let origin = files.origin.clone();
     let vm = Arm64Vm::create(files.config, &files.images, options)
@@ -47,7 +48,8 @@ pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandErro
     signals.watch(vm.stop_handle());
     let watchdog = flags
         .watchdog
-        .map(|limit| Watchdog::start(vm.vm().clone(), observer.clone(), limit));
+        .map(|limit| Watchdog::start(vm.vm().clone(), observer.clone(), limit, flags.sandbox))
+        .transpose()?;
     let result = vm.run();
     let watchdog_report = watchdog.and_then(Watchdog::finish);
     report_after_run(&vm, &observer, result.is_err())?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use axvm::{AxArchVCpu, AxVM, VMStatus};
 use axvm_kvm_arm64::Arm64Hal;
+use axvm_linux::sandbox::{spawn_confined, ThreadRole};
 
 use super::observer::RunObserver;
 
@@ -19,12 +20,20 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Watches `vm`'s progress (as `observer` counts it) with patience `limit`.
-    pub fn start(vm: Arc<AxVM<Arm64Hal>>, observer: Arc<RunObserver>, limit: Duration) -> Self {
+    /// Watches `vm`'s progress (as `observer` counts it) with patience `limit`; the thread
+    /// is confined by seccomp (`ThreadRole::Watcher`) when `sandboxed`.
+    pub fn start(
+        vm: Arc<AxVM<Arm64Hal>>,
+        observer: Arc<RunObserver>,
+        limit: Duration,
+        sandboxed: bool,
+    ) -> Result<Self, String> {
         let done = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(None));
         let (thread_done, thread_report) = (Arc::clone(&done), Arc::clone(&report));
-        let thread = std::thread::spawn(move || {
+        let builder = std::thread::Builder::new().name("watchdog".into());
+        let role = sandboxed.then_some(ThreadRole::Watcher);
+        let thread = spawn_confined(builder, role, move || {
             let mut last = (observer.progress.load(Ordering::Relaxed), Instant::now());
             while !thread_done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -38,12 +47,13 @@ impl Watchdog {
                     return;
                 }
             }
-        });
-        Self {
+        })
+        .map_err(|err| format!("cannot start the watchdog thread: {err}"))?;
+        Ok(Self {
             thread,
             done,
             report,
-        }
+        })
     }
 
     /// Ends the thread; the report, if the watchdog stopped the VM.

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
+use axvm_linux::sandbox::{self, ThreadRole};
 use axvm_virt::pl011::Pl011;
 
 /// Wakes the input thread when the guest has read the FIFO empty.
@@ -47,29 +48,30 @@ pub(super) fn start(
     mut input: Box<dyn Read + Send>,
     uart: Weak<Pl011>,
     drained: Arc<Drained>,
+    sandboxed: bool,
 ) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("console-input".into())
-        .spawn(move || {
-            let mut buffer = [0u8; 256];
-            loop {
-                let count = match input.read(&mut buffer) {
-                    Ok(0) | Err(_) => return,
-                    Ok(count) => count,
+    let builder = std::thread::Builder::new().name("console-input".into());
+    let role = sandboxed.then_some(ThreadRole::ConsoleInput);
+    sandbox::spawn_confined(builder, role, move || {
+        let mut buffer = [0u8; 256];
+        loop {
+            let count = match input.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(count) => count,
+            };
+            let mut pending = &buffer[..count];
+            while !pending.is_empty() {
+                let Some(uart) = uart.upgrade() else {
+                    return;
                 };
-                let mut pending = &buffer[..count];
-                while !pending.is_empty() {
-                    let Some(uart) = uart.upgrade() else {
-                        return;
-                    };
-                    let taken = uart.push_input(pending);
-                    drop(uart);
-                    pending = &pending[taken..];
-                    if !pending.is_empty() {
-                        drained.wait(Duration::from_millis(100));
-                    }
+                let taken = uart.push_input(pending);
+                drop(uart);
+                pending = &pending[taken..];
+                if !pending.is_empty() {
+                    drained.wait(Duration::from_millis(100));
                 }
             }
-        })
-        .map(drop)
+        }
+    })
+    .map(drop)
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use axvm::device::{AxVmDevices, BaseDeviceOps, DeviceError, UnclaimedAccessPolicy};
 use axvm::{AxVM, AxVMConfig, GuestPhysAddr};
+use axvm_linux::sandbox;
 use axvm_linux::BootImages;
 use axvm_virt::exit_device::ExitDevice;
 use axvm_virt::layout::{check_ram, PL011_SPI};
@@ -47,6 +48,8 @@ pub struct Arm64Vm {
     layout: BootLayout,
     gic: GicVersion,
     stop_requested: Arc<AtomicBool>,
+    /// Whether the run confines its threads ([`Arm64VmOptions::sandbox`]).
+    sandboxed: bool,
 }
 
 impl Arm64Vm {
@@ -75,15 +78,16 @@ impl Arm64Vm {
             vm.set_exit_observer(observer)?;
         }
         if let Some(input) = options.console_input {
-            console_input::start(input, Arc::downgrade(&uart), drained).map_err(|cause| {
-                Arm64Error::Boot(format!("cannot start the console input thread: {cause}"))
-            })?;
+            console_input::start(input, Arc::downgrade(&uart), drained, options.sandbox).map_err(
+                |cause| Arm64Error::Boot(format!("cannot start the console input thread: {cause}")),
+            )?;
         }
         Ok(Self {
             vm,
             layout: layout_of(&load, images.dtb.is_none()),
             gic,
             stop_requested: Arc::default(),
+            sandboxed: options.sandbox,
         })
     }
 
@@ -109,8 +113,11 @@ impl Arm64Vm {
 
     /// Boots the VM and runs every vCPU on its own thread until the VM stops.
     pub fn run(&self) -> Result<VmOutcome, Arm64Error> {
+        if self.sandboxed && sandbox::current_thread_is_confined() {
+            return Err(Arm64Error::AlreadyConfined);
+        }
         self.vm.boot()?;
-        let ends = vcpu_threads::run_all(&self.vm)?;
+        let ends = vcpu_threads::run_all(&self.vm, self.sandboxed)?;
         if let Some(err) = ends.error {
             return Err(err);
         }

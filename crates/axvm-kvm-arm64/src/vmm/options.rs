@@ -27,6 +27,11 @@ pub struct Arm64VmOptions {
     pub unclaimed: UnclaimedAccessPolicy,
     /// Sees every exit, after the core handled it (statistics, traces).
     pub observer: Option<Arc<dyn ExitObserver<Arm64VCpu>>>,
+    /// Confine every thread of the run by seccomp (`axvm_linux::sandbox`): the vCPU threads
+    /// to `KVM_RUN`, their registers and the UART's interrupt line; the console-input thread
+    /// to reading; the calling thread, once the vCPU threads run, to waiting and reporting
+    /// (it can create no VM afterwards). Off by default; the `axvm` command turns it on.
+    pub sandbox: bool,
 }
 
 impl Default for Arm64VmOptions {
@@ -36,6 +41,7 @@ impl Default for Arm64VmOptions {
             console_input: None,
             unclaimed: UnclaimedAccessPolicy::Ignore,
             observer: None,
+            sandbox: false,
         }
     }
 }

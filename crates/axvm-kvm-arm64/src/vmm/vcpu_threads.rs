@@ -5,6 +5,8 @@ use std::thread;
 
 use axvm::{AxArchVCpu, AxVCpuExitReason, AxVM, AxVMError, VMStatus};
 
+use axvm_linux::sandbox::{self, StartGate, ThreadRole};
+
 use crate::error::Arm64Error;
 use crate::kvm::{Arm64Hal, SystemEvent};
 
@@ -17,25 +19,51 @@ pub(super) struct Ends {
     pub(super) reset_by: Option<usize>,
 }
 
-/// Runs every vCPU of the booted `vm` on its own thread until the VM stops.
-pub(super) fn run_all(vm: &Arc<AxVM<Arm64Hal>>) -> Result<Ends, Arm64Error> {
+/// Runs every vCPU of the booted `vm` on its own thread until the VM stops. When
+/// `sandboxed`, each vCPU thread confines itself before it enters the guest, and so does the
+/// calling thread once every vCPU thread is started (it can start no thread after that):
+/// no guest instruction runs before every thread of the run is confined.
+pub(super) fn run_all(vm: &Arc<AxVM<Arm64Hal>>, sandboxed: bool) -> Result<Ends, Arm64Error> {
     let ends = Arc::new(Mutex::new(Ends::default()));
+    let gate = Arc::new(StartGate::default());
+    let blocked_syscall_hook =
+        std::env::var_os(sandbox::BLOCKED_SYSCALL_TEST_HOOK).is_some_and(|value| value == "1");
     let mut threads = Vec::new();
     for vcpu in 0..vm.vcpu_num() {
         let (thread_vm, thread_ends) = (Arc::clone(vm), Arc::clone(&ends));
+        let thread_gate = Arc::clone(&gate);
         let spawned = thread::Builder::new()
             .name(format!("vcpu{vcpu}"))
-            .spawn(move || run_one(&thread_vm, vcpu, &thread_ends));
+            .spawn(move || {
+                let _kickable = thread_vm.hal().register_vcpu_thread(vcpu);
+                if let Err(err) = sandbox::confine_if(sandboxed, ThreadRole::Vcpu) {
+                    thread_gate.wait();
+                    return fail(&thread_vm, &thread_ends, err.into());
+                }
+                if sandboxed && blocked_syscall_hook {
+                    sandbox::make_a_blocked_syscall();
+                }
+                if thread_gate.wait() {
+                    run_one(&thread_vm, vcpu, &thread_ends);
+                }
+            });
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(cause) => {
                 vm.shutdown();
+                gate.open(false);
                 join(threads);
                 return Err(Arm64Error::Thread { vcpu, cause });
             }
         }
     }
+    let confined = sandbox::confine_if(sandboxed, ThreadRole::Supervisor);
+    if confined.is_err() {
+        vm.shutdown();
+    }
+    gate.open(confined.is_ok());
     join(threads);
+    confined?;
     let mut ends = ends.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     Ok(std::mem::take(&mut *ends))
 }
@@ -49,7 +77,6 @@ fn join(threads: Vec<thread::JoinHandle<()>>) {
 
 /// vCPU `vcpu`'s loop: the core handles MMIO; what it returns ends the VM or is a kick.
 fn run_one(vm: &Arc<AxVM<Arm64Hal>>, vcpu: usize, ends: &Mutex<Ends>) {
-    let _kickable = vm.hal().register_vcpu_thread(vcpu);
     loop {
         if matches!(vm.status(), VMStatus::Stopping | VMStatus::Stopped) {
             return;

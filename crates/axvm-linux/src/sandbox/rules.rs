@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
-use super::ioctls::{timer_ioctls, vcpu_ioctls, watcher_ioctls};
+use super::ioctls::{console_input_ioctls, timer_ioctls, vcpu_ioctls, watcher_ioctls};
 use super::ThreadRole;
 
 /// A syscall number with the rules of which one must match (none: any arguments).
@@ -156,6 +156,7 @@ pub(super) fn rules(role: ThreadRole, pid: u32) -> Result<Rules, seccompiler::Er
         ThreadRole::Vcpu => vcpu_ioctls(),
         ThreadRole::Timer => timer_ioctls(),
         ThreadRole::Watcher => watcher_ioctls(),
+        ThreadRole::ConsoleInput => console_input_ioctls(),
         _ => Vec::new(),
     };
     if !ioctls.is_empty() {
@@ -232,11 +233,16 @@ mod tests {
 
     #[test]
     fn only_the_threads_with_kvm_ioctls_may_ioctl() {
-        // x86: the vCPUs and the HPET's timer thread; arm64: the vCPUs and the watchdog.
+        // x86: the vCPUs and the HPET's timer thread; arm64: the vCPUs, the watchdog and the
+        // console input (the PL011's interrupt line).
         #[cfg(target_arch = "x86_64")]
         let allowed = [ThreadRole::Vcpu, ThreadRole::Timer];
         #[cfg(target_arch = "aarch64")]
-        let allowed = [ThreadRole::Vcpu, ThreadRole::Watcher];
+        let allowed = [
+            ThreadRole::Vcpu,
+            ThreadRole::Watcher,
+            ThreadRole::ConsoleInput,
+        ];
         for role in ThreadRole::ALL {
             let rules = rules(role, 1).unwrap();
             assert_eq!(

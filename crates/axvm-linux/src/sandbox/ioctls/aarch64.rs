@@ -41,6 +41,11 @@ pub(in crate::sandbox) fn timer_ioctls() -> Vec<u64> {
     Vec::new()
 }
 
+/// The console-input thread raises the PL011's receive interrupt when it queues input.
+pub(in crate::sandbox) fn console_input_ioctls() -> Vec<u64> {
+    vec![KVM_IRQ_LINE()]
+}
+
 /// The watchdog reads each stopped vCPU's PC, registers and SCTLR_EL1 for its report.
 pub(in crate::sandbox) fn watcher_ioctls() -> Vec<u64> {
     vec![KVM_GET_ONE_REG()]

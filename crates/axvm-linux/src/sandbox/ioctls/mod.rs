@@ -7,6 +7,10 @@ mod aarch64;
 mod x86_64;
 
 #[cfg(target_arch = "aarch64")]
-pub(in crate::sandbox) use aarch64::{timer_ioctls, vcpu_ioctls, watcher_ioctls};
+pub(in crate::sandbox) use aarch64::{
+    console_input_ioctls, timer_ioctls, vcpu_ioctls, watcher_ioctls,
+};
 #[cfg(target_arch = "x86_64")]
-pub(in crate::sandbox) use x86_64::{timer_ioctls, vcpu_ioctls, watcher_ioctls};
+pub(in crate::sandbox) use x86_64::{
+    console_input_ioctls, timer_ioctls, vcpu_ioctls, watcher_ioctls,
+};
