@@ -220,8 +220,11 @@ make_l1() {
   : >"$work/elves"
   cp /bin/busybox "$stage/bin/busybox"
   ln -s busybox "$stage/bin/sh"
-  cp "$here/l1-init.sh" "$stage/init"
+  cp "$root/scripts/lib/l1-init.sh" "$stage/init"
   chmod +x "$stage/init"
+  echo kvm-amd >"$stage/harness/name"
+  # Each step stops after 4 minutes (status 143).
+  echo 240 >"$stage/harness/step-seconds"
 
   # kvm-amd.ko and what it depends on, in load order; tun.ko for the tests that open a tap
   # (the suite's virtio-net tap test, the virtio step's tap test).
@@ -238,7 +241,7 @@ make_l1() {
   make_linux_initramfs
 
   cp "$here/load-kvm.sh" "$stage/harness/"
-  # What runs L1, e.g. "qemu-tcg 7.2.22": l1-init.sh exports it as KVM_AMD_L0, from which
+  # What runs L1, e.g. "qemu-tcg 7.2.22": scripts/lib/l1-init.sh exports it as KVM_AMD_L0, from which
   # the GDB tests know which debug stops a nested KVM gets here (QEMU's TCG delivers an L2
   # int3 to the guest itself, and before 9.1 arms no DR7 that VMRUN loads).
   echo "qemu-$l1_accel $("$qemu" --version | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p')" >"$stage/harness/l0"

@@ -270,8 +270,12 @@ make_l1() {
   mkdir -p "$stage"/{bin,proc,sys,dev,tmp,root,harness}
   cp "$busybox" "$stage/bin/busybox"
   ln -s busybox "$stage/bin/sh"
-  cp "$here/l1-init.sh" "$stage/init"
+  cp "$root/scripts/lib/l1-init.sh" "$stage/init"
   chmod +x "$stage/init"
+  echo kvm-arm64 >"$stage/harness/name"
+  # Each step stops after 10 minutes (status 143): an arm64 Linux guest under KVM inside TCG
+  # boots in minutes at worst, not seconds.
+  echo 600 >"$stage/harness/step-seconds"
   if [ -x "$release_axvm" ]; then
     copy_elf "$release_axvm" /usr/bin/axvm
   else
