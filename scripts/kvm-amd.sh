@@ -266,15 +266,6 @@ make_l1() {
   (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
 }
 
-# The lines of test_executables whose target KVM_AMD_SUITE names (all when it is empty).
-suite_filter() {
-  local package name path
-  while read -r package name path; do
-    [[ -z $suite_only || ",$suite_only," == *",$name,"* ]] && echo "$package $name $path"
-  done
-  return 0
-}
-
 # The test executables, at the absolute paths cargo built them at: they name the axvm
 # binary and the guest images by those paths.
 add_suite() {

@@ -148,3 +148,13 @@ l1_run() {
     [ "$attempt" = 4 ] || (cd "$stage" && find . | cpio -o -H newc --quiet) >"$work/l1.cpio"
   done
 }
+
+# suite_filter: of the "package target path" lines of test executables on stdin, those whose
+# target $suite_only names (comma-separated: the harness's KVM_*_SUITE), all when it is empty.
+suite_filter() {
+  local package name path
+  while read -r package name path; do
+    [[ -z $suite_only || ",$suite_only," == *",$name,"* ]] && echo "$package $name $path"
+  done
+  return 0
+}

@@ -148,7 +148,36 @@ macro_rules! err_text {
     };
 }
 
-pub(crate) use {err_text, errln, outln};
+pub(crate) use {errln, outln};
+
+/// What a VM left to say once it stopped, on stderr, whatever its host: the end of the
+/// `--trace-exits` file (flushed first, so that a failing stderr cannot cost it its end), the
+/// `--stats` report, and the accesses no device claimed (`unclaimed`: part of the `--stats`
+/// report, otherwise an info message, since a stock kernel probes absent devices on every
+/// boot; left out when the run `failed`, whose one-line reason already names the access
+/// that stopped it under `--unclaimed error`).
+pub fn report_after_run(
+    trace: Option<&axvm_linux::diagnostics::trace::ExitTrace>,
+    stats: Option<&axvm_linux::diagnostics::stats::ExitStats>,
+    devices: &axvm::device::AxVmDevices,
+    failed: bool,
+) -> Result {
+    if let Some(trace) = trace {
+        if let Err(err) = trace.flush() {
+            errln!("axvm: cannot write the exit trace: {err}")?;
+        }
+    }
+    let unclaimed = axvm_linux::diagnostics::stats::unclaimed_summary(devices).filter(|_| !failed);
+    if let Some(stats) = stats {
+        err_text!("{}", stats.report(devices))?;
+        err_text!("{}", unclaimed.unwrap_or_default())?;
+    } else if let Some(summary) = unclaimed {
+        for line in summary.lines() {
+            log::info!("{line}");
+        }
+    }
+    Ok(())
+}
 
 /// `bytes` in the largest unit that divides it exactly, else in bytes.
 pub(crate) fn human_size(bytes: u64) -> String {

@@ -11,7 +11,7 @@ use axvm_kvm::{BootImages, DiagnosticsOptions, GdbOptions, KvmVm, VmOptions, VmO
 
 pub use crate::cli::RunFlags;
 use crate::cli::Unclaimed;
-use crate::output::{self, err_text, errln, CommandError};
+use crate::output::{self, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
 use crate::warnings::config_warnings;
@@ -188,30 +188,13 @@ pub fn unclaimed_policy(unclaimed: Unclaimed) -> UnclaimedAccessPolicy {
     }
 }
 
-/// What the VM left to say once it stopped, on stderr: the `--stats` report, the accesses
-/// no device claimed, and the end of the `--trace-exits` file.
-///
-/// The unclaimed accesses are part of the `--stats` report, and otherwise an info message
-/// (`-v`): a stock kernel probes absent devices on every boot, so they are no warning; they
-/// are left out when the run `failed`, whose one-line reason already names the access that
-/// stopped it under `--unclaimed error`.
-///
-/// The trace is flushed first, so that a failing stderr cannot cost it its end.
+/// What the VM left to say once it stopped, on stderr (see [`output::report_after_run`]).
 pub fn report_after_run(vm: &KvmVm, failed: bool) -> output::Result {
     let diagnostics = vm.diagnostics();
-    if let Some(trace) = diagnostics.and_then(|d| d.trace()) {
-        if let Err(err) = trace.flush() {
-            errln!("axvm: cannot write the exit trace: {err}")?;
-        }
-    }
-    let unclaimed = vm.unclaimed_summary().filter(|_| !failed);
-    if let Some(stats) = diagnostics.and_then(|d| d.stats()) {
-        err_text!("{}", stats.report(vm.vm().devices()))?;
-        err_text!("{}", unclaimed.unwrap_or_default())?;
-    } else if let Some(summary) = unclaimed {
-        for line in summary.lines() {
-            log::info!("{line}");
-        }
-    }
-    Ok(())
+    output::report_after_run(
+        diagnostics.and_then(|d| d.trace()),
+        diagnostics.and_then(|d| d.stats()),
+        vm.vm().devices(),
+        failed,
+    )
 }

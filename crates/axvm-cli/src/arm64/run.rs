@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use axvm::device::UnclaimedAccessPolicy;
 use axvm_kvm_arm64::{Arm64Vm, Arm64VmOptions, VmOutcome};
-use axvm_linux::diagnostics::stats::{unclaimed_summary, ExitStats};
+use axvm_linux::diagnostics::stats::ExitStats;
 use axvm_linux::diagnostics::trace::ExitTrace;
 use axvm_virt::layout::{PL011_BASE, PL011_SIZE};
 
 use super::observer::RunObserver;
 use super::watchdog::Watchdog;
 use crate::cli::{RunFlags, Unclaimed};
-use crate::output::{err_text, errln, CommandError};
+use crate::output::{self, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::VmFiles;
 
@@ -52,7 +52,12 @@ pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandErro
         .transpose()?;
     let result = vm.run();
     let watchdog_report = watchdog.and_then(Watchdog::finish);
-    report_after_run(&vm, &observer, result.is_err())?;
+    output::report_after_run(
+        observer.trace.as_ref(),
+        observer.stats.as_ref(),
+        vm.vm().devices(),
+        result.is_err(),
+    )?;
     if let Some(report) = watchdog_report {
         return Err(report.into());
     }
@@ -67,24 +72,4 @@ pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandErro
         }
         VmOutcome::Stopped => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// The `--stats` report, the accesses no device claimed and the end of the trace, on
-/// stderr once the VM stopped (as on x86).
-fn report_after_run(vm: &Arm64Vm, observer: &RunObserver, failed: bool) -> crate::output::Result {
-    if let Some(trace) = &observer.trace {
-        if let Err(err) = trace.flush() {
-            errln!("axvm: cannot write the exit trace: {err}")?;
-        }
-    }
-    let unclaimed = unclaimed_summary(vm.vm().devices()).filter(|_| !failed);
-    if let Some(stats) = &observer.stats {
-        err_text!("{}", stats.report(vm.vm().devices()))?;
-        err_text!("{}", unclaimed.unwrap_or_default())?;
-    } else if let Some(summary) = unclaimed {
-        for line in summary.lines() {
-            log::info!("{line}");
-        }
-    }
-    Ok(())
 }
