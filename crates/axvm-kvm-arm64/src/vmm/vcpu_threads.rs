@@ -103,7 +103,9 @@ fn run_one(vm: &Arc<AxVM<Arm64Hal>>, vcpu: usize, ends: &Mutex<Ends>) {
     }
 }
 
-/// PSCI `SYSTEM_OFF` or `SYSTEM_RESET`: the VM ends with status 0 (a reset is said so).
+/// PSCI `SYSTEM_OFF` or `SYSTEM_RESET`: the VM ends with status 0 (a reset is said so). Any
+/// other system event (KVM reports none other unless a capability asks it to) fails the VM,
+/// naming it, rather than passing for a power-off.
 fn system_down(vm: &AxVM<Arm64Hal>, vcpu: usize, ends: &Mutex<Ends>) {
     let event = vm
         .try_inspect_vcpu(vcpu, |cpu| cpu.last_event())
@@ -116,7 +118,8 @@ fn system_down(vm: &AxVM<Arm64Hal>, vcpu: usize, ends: &Mutex<Ends>) {
             log::info!("vCPU {vcpu} asked for a reset (PSCI SYSTEM_RESET); the VM stops");
         }
         Some(SystemEvent::Other(kind)) => {
-            log::warn!("vCPU {vcpu}: KVM system event {kind}; the VM stops");
+            let message = format!("KVM reported system event {kind}, which axvm does not handle");
+            return fail(vm, ends, Arm64Error::Vm(AxVMError::vcpu(vcpu, message)));
         }
         Some(SystemEvent::Off) | None => {
             log::info!("vCPU {vcpu} powered the VM off (PSCI SYSTEM_OFF)");
