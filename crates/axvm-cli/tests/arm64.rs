@@ -370,6 +370,56 @@ interrupt_mode = "passthrough"
         assert_eq!(through.status.code(), Some(42), "{through:?}");
     }
 
+    /// `lsr x0, x0, #20; movz x3, #0x910, lsl #16; str w0, [x3]; b .`: exits with bits 20..27
+    /// of x0, the device tree's address at entry.
+    const EXIT_DTB_MIB: [u32; 4] = [0xd354_fc00, 0xd2a1_2203, 0xb900_0060, 0x1400_0000];
+
+    /// The raw guest's config with `dtb_path = "board.dtb"` and `dtb_load_addr`.
+    fn dtb_guest(scratch: &Scratch, dtb: &[u8]) -> std::path::PathBuf {
+        let config = raw_guest(scratch, &EXIT_DTB_MIB);
+        scratch.write("board.dtb", dtb);
+        let text = std::fs::read_to_string(&config).expect("the config");
+        let text = replace(
+            &text,
+            "kernel_load_addr = 0x4008_0000",
+            "kernel_load_addr = 0x4008_0000\ndtb_path = \"board.dtb\"\ndtb_load_addr = 0x4020_0000",
+        );
+        scratch.write("vm.toml", text)
+    }
+
+    pub fn a_dtb_path_is_loaded_at_dtb_load_addr_and_given_in_x0() {
+        require_kvm();
+        let scratch = Scratch::new("arm64-dtb");
+        let spec = axvm_virt::fdt::FdtSpec {
+            vcpus: 1,
+            ram: vec![(0x4000_0000, 0x100_0000)],
+            gic: axvm_virt::GicVersion::V3,
+            bootargs: None,
+            initrd: None,
+            psci_1_0: false,
+        };
+        let blob = axvm_virt::fdt::generate_fdt(&spec).expect("a device tree");
+        let config = dtb_guest(&scratch, &blob);
+        let check = axvm(&[std::ffi::OsStr::new("check"), config.as_os_str()]);
+        assert!(
+            check
+                .stdout
+                .contains("device tree at 0x40200000 (x0 at entry), kernel.dtb_path"),
+            "{check:#?}"
+        );
+        // 0x4020_0000 >> 20 = 0x402: status 0x02.
+        let output = run(&config);
+        assert_eq!(output.code(), 0x02, "{output:#?}");
+    }
+
+    pub fn a_dtb_path_that_is_no_device_tree_is_refused() {
+        require_kvm();
+        let scratch = Scratch::new("arm64-not-dtb");
+        let config = dtb_guest(&scratch, b"not a device tree");
+        let line = assert_refused(&run(&config), "kernel.dtb_path");
+        assert!(line.contains("not a flattened device tree"), "{line}");
+    }
+
     pub fn gdb_is_refused_on_arm64_with_the_reason() {
         let output = axvm(&["run", "--gdb", "127.0.0.1:0"]);
         assert_eq!(output.code(), 1, "{output:#?}");
@@ -392,6 +442,8 @@ axvm_test_harness::main!(
     a_pass_through_the_board_cannot_serve_is_refused_with_the_reason,
     ram_in_the_device_window_is_refused_naming_the_region,
     every_thread_of_a_run_is_confined,
+    a_dtb_path_is_loaded_at_dtb_load_addr_and_given_in_x0,
+    a_dtb_path_that_is_no_device_tree_is_refused,
     a_blocked_syscall_ends_axvm_with_a_message,
     gdb_is_refused_on_arm64_with_the_reason,
 );

@@ -65,6 +65,7 @@ pub fn device_tree(
     gic: GicVersion,
 ) -> Result<Vec<u8>, Arm64Error> {
     if let Some(given) = &images.dtb {
+        check_fdt_magic(given)?;
         return Ok(given.clone());
     }
     let spec = FdtSpec {
@@ -88,6 +89,19 @@ pub fn device_tree(
         )));
     }
     Ok(blob)
+}
+
+/// A flattened device tree starts with the magic 0xd00dfeed (big-endian): a file without it
+/// is no device tree, whatever the guest would make of it.
+fn check_fdt_magic(blob: &[u8]) -> Result<(), Arm64Error> {
+    const FDT_MAGIC: [u8; 4] = [0xd0, 0x0d, 0xfe, 0xed];
+    match blob.get(..4) {
+        Some(magic) if magic == FDT_MAGIC => Ok(()),
+        first => Err(Arm64Error::Boot(format!(
+            "config field `kernel.dtb_path`: the file is not a flattened device tree (it starts with {:02x?}, not the magic d0 0d fe ed); give a .dtb (dtc -O dtb), or remove dtb_path to have axvm generate one",
+            first.unwrap_or(blob)
+        ))),
+    }
 }
 
 /// Copies the kernel's segments, the initrd and the device tree into guest memory.
