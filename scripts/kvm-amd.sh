@@ -209,6 +209,7 @@ make_linux_initramfs() {
   cp /bin/busybox "$dir/bin/busybox"
   ln -s busybox "$dir/bin/sh"
   cp "$here/linux-init.sh" "$dir/init"
+  cp "$root/scripts/lib/linux-guest.sh" "$dir/linux-guest.sh"
   chmod +x "$dir/init"
   (cd "$dir" && find . | cpio -o -H newc --quiet | gzip -9) >"$stage/harness/linux/initramfs.cpio.gz"
 }

@@ -10,35 +10,8 @@
 # Lines start with "linux-guest: ": "fact NAME=VALUE" for what the harness compares between
 # VMMs, "dmesg-error TEXT" per kernel error, "ok"/"FAIL" per check, and last "all checks
 # passed" or "N check(s) failed".
-export PATH=/bin
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-say() { echo "linux-guest: $*"; }
-say "fact uptime_at_init=$(cut -d' ' -f1 /proc/uptime)"
-
-arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^axvm\.$1=//p"; }
-cpus=$(arg cpus)
-mem_mib=$(arg mem_mib)
+. /linux-guest.sh
 end=$(arg end)
-failed=0
-check() { # check NAME CONDITION DETAIL
-  if eval "$2"; then say "ok   $1: $3"; else say "FAIL $1: $3"; failed=$((failed + 1)); fi
-}
-
-fact() { say "fact $1=$2"; }
-
-online=$(grep -c '^processor' /proc/cpuinfo)
-fact cpus "$online"
-check cpus '[ "$online" = "$cpus" ] && [ "$(nproc)" = "$cpus" ]' \
-  "$online CPU(s) in /proc/cpuinfo, nproc $(nproc), expected $cpus"
-
-mem_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
-check memory '[ "$mem_kb" -le $((mem_mib * 1024)) ] && [ "$mem_kb" -ge $((mem_mib * 1024 * 3 / 4)) ]' \
-  "MemTotal $mem_kb kB of $mem_mib MiB"
-
-source=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
 available=$(cat /sys/devices/system/clocksource/clocksource0/available_clocksource)
 fact clocksource "$source"
 check clocksource 'case $source in kvm-clock | tsc) true ;; *) false ;; esac' \

@@ -20,20 +20,9 @@ struct Ram {
 
 impl Ram {
     fn new(len: usize) -> Self {
-        // SAFETY: an anonymous private mapping with valid arguments; the result is checked.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(addr, libc::MAP_FAILED, "mmap of the guest RAM failed");
+        let hva = axvm_linux::map_guest_ram(len as u64).expect("guest RAM for the bare VM");
         Self {
-            addr: addr.cast(),
+            addr: hva.as_u64() as *mut u8,
             len,
         }
     }
@@ -43,7 +32,9 @@ impl Drop for Ram {
     fn drop(&mut self) {
         // SAFETY: `addr`/`len` are the mapping made in `new`; the VM using it is gone
         // (`BareVm` declares its fds before its `Ram`, so they are closed first).
-        unsafe { libc::munmap(self.addr.cast(), self.len) };
+        unsafe {
+            axvm_linux::unmap_guest_ram(axvm::HostVirtAddr::new(self.addr as u64), self.len as u64)
+        };
     }
 }
 
