@@ -282,7 +282,7 @@ add_suite() {
     # each ends (and prints) well within it.
     serial=""
     case $name in stalled_*) serial=" --test-threads 1" ;; esac
-    echo "suite/$package/$name cd $root/crates/$package && $path --color never$serial" >>"$stage/harness/steps"
+    suite_step "suite/$package/$name" "$root/crates/$package" "$path --color never$serial" >>"$stage/harness/steps"
   done <"$work/tests"
   copy_elf "$target_dir/debug/axvm" "$target_dir/debug/axvm"
   # Host tools the tests run (busybox provides the rest: unshare, setpriv, sh).

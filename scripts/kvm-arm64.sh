@@ -313,7 +313,7 @@ add_suite() {
   while read -r package name path; do
     copy_elf "$path" "$path"
     mkdir -p "$stage$root/crates/$package"
-    echo "suite/$package/$name cd $root/crates/$package && $path --color never" >>"$stage/harness/steps"
+    suite_step "suite/$package/$name" "$root/crates/$package" "$path --color never" >>"$stage/harness/steps"
   done <"$work/tests"
   [ ! -x "$debug_axvm" ] || copy_elf "$debug_axvm" "$debug_axvm"
   # Tests compare axvm with QEMU -accel kvm on the same L1 (the reference).

@@ -158,3 +158,11 @@ suite_filter() {
   done
   return 0
 }
+
+# suite_step NAME DIR COMMAND: the L1 step line that runs a test executable's COMMAND in DIR,
+# and once more when it fails, saying so on a "RETRIED" line (the report prints it): the
+# emulated L1 now and then stalls a vCPU thread or loses an interrupt (a guest that hangs
+# mid-line, or resets), which a second run tells from a test that fails every time.
+suite_step() {
+  echo "$1 cd $2 && { $3 || { echo \"$1: RETRIED: the first run failed (above)\"; $3; }; }"
+}
