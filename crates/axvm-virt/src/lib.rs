@@ -2,11 +2,13 @@
 //! depending on the core only: the guest-physical layout ([`layout`]), the device tree a
 //! guest gets when its config names none ([`fdt`]), the devices that need nothing from a
 //! host ([`pl011::Pl011`], the console UART, and [`exit_device::ExitDevice`]), and where a
-//! kernel, initrd and device tree go in RAM ([`image::plan`]). It is pure data code, so it
+//! kernel, initrd and device tree go in RAM ([`image::plan`]), which pass-through rows the
+//! board serves itself ([`pass_through`]), and a data abort's syndrome decoded for a host
+//! that takes guest aborts itself ([`syndrome`]). It is pure data code, so it
 //! builds and is unit-tested on x86_64 as well; the host (`axvm-kvm-arm64`) creates the vCPUs
 //! and the in-kernel GIC at these addresses and copies the planned bytes.
 //!
-//! # The board (issue 13's contract)
+//! # The board
 //!
 //! The layout mirrors QEMU's `-M virt` where it has the same device:
 //!
@@ -22,8 +24,8 @@
 //! | RAM | from the config's `memory_regions` (QEMU virt: 0x4000_0000; axvisor: 0x4000_0000 or 0x8000_0000) | | |
 //!
 //! The architected timer's PPIs are INTIDs 29 (secure physical), 30 (non-secure physical),
-//! 27 (virtual) and 26 (hypervisor). PSCI (0.2, or 1.0 when the host has it) is called
-//! through HVC.
+//! 27 (virtual) and 26 (hypervisor). PSCI 0.2 is called through HVC (the generated tree
+//! can say 1.0 too, [`fdt::FdtSpec::psci_1_0`], for a host that offers it).
 //!
 //! # How a vCPU starts
 //!
