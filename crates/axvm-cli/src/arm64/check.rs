@@ -3,7 +3,10 @@
 
 use std::process::ExitCode;
 
-use axvm_kvm_arm64::{check_host, device_tree, layout_of, plan_images, GicVersion, HostReport};
+use axvm_kvm_arm64::{
+    check_host, device_tree, layout_of, plan_images, BootLayout, GicVersion, HostReport,
+};
+use axvm_virt::image::LoadPlan;
 use axvm_virt::layout::check_ram;
 use axvm_virt::pass_through::pass_through_plan;
 
@@ -73,7 +76,42 @@ fn print_host() -> output::Result<Option<HostReport>> {
 fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bool> {
     let config = &files.config;
     outln!("\nConfig {} (VM `{}`):", files.origin, config.name)?;
-    // Each problem once: the plan repeats the board's RAM rule, for example.
+    let verdict = verdict(files);
+    for line in &verdict.served {
+        outln!("  [ ok ] {line}")?;
+    }
+    for problem in &verdict.problems {
+        outln!("  [FAIL] {problem}")?;
+    }
+    let (Some(plan), true) = (verdict.plan, verdict.problems.is_empty()) else {
+        return Ok(false);
+    };
+    print_layout(&layout_of(&plan, files.images.dtb.is_none()))?;
+    let Some(gic) = host.and_then(|host| host.gic) else {
+        return Ok(true);
+    };
+    match device_tree(config, &files.images, &plan, gic) {
+        Ok(blob) => outln!("  [ ok ] device tree: {} bytes, GIC{gic:?}", blob.len())?,
+        Err(err) => {
+            outln!("  [FAIL] {err}")?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// What `check` found in a config before printing it.
+struct Verdict {
+    /// "pass-through `NAME` (host ADDR): what serves it", for each row the board serves.
+    served: Vec<String>,
+    /// Each problem once (the plan repeats the board's RAM rule, for example).
+    problems: Vec<String>,
+    /// Where the images go, when they fit.
+    plan: Option<LoadPlan>,
+}
+
+fn verdict(files: &VmFiles) -> Verdict {
+    let config = &files.config;
     let mut problems: Vec<String> = Vec::new();
     let mut note = |problem: String| {
         if !problems.contains(&problem) {
@@ -100,17 +138,18 @@ fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bo
             )),
         }
     }
-    let plan = plan_images(config, &files.images).map_err(|err| note(err.to_string()));
-    for line in &served {
-        outln!("  [ ok ] {line}")?;
+    let plan = plan_images(config, &files.images)
+        .map_err(|err| note(err.to_string()))
+        .ok();
+    Verdict {
+        served,
+        problems,
+        plan,
     }
-    for problem in &problems {
-        outln!("  [FAIL] {problem}")?;
-    }
-    let (Ok(plan), true) = (plan, problems.is_empty()) else {
-        return Ok(false);
-    };
-    let layout = layout_of(&plan, files.images.dtb.is_none());
+}
+
+/// Where vCPU 0 starts, the device tree and the initrd.
+fn print_layout(layout: &BootLayout) -> output::Result {
     outln!(
         "  [ ok ] kernel: {:?}, vCPU 0 starts at {:#x}",
         layout.format,
@@ -128,16 +167,5 @@ fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bo
     if let Some((start, end)) = layout.initrd {
         outln!("  [ ok ] initrd at {start:#x}..{end:#x}")?;
     }
-    if let Some(host) = host {
-        if let Some(gic) = host.gic {
-            match device_tree(config, &files.images, &plan, gic) {
-                Ok(blob) => outln!("  [ ok ] device tree: {} bytes, GIC{gic:?}", blob.len())?,
-                Err(err) => {
-                    outln!("  [FAIL] {err}")?;
-                    return Ok(false);
-                }
-            }
-        }
-    }
-    Ok(true)
+    Ok(())
 }
