@@ -142,6 +142,16 @@ fn parse_host_port(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+impl Unclaimed {
+    /// The device manager's policy for `--unclaimed`.
+    pub fn policy(self) -> axvm::device::UnclaimedAccessPolicy {
+        match self {
+            Self::Ignore => axvm::device::UnclaimedAccessPolicy::Ignore,
+            Self::Error => axvm::device::UnclaimedAccessPolicy::Error,
+        }
+    }
+}
+
 /// The `axvm run` flags every VM of a run shares.
 #[derive(Clone, Copy)]
 pub struct RunFlags<'a> {

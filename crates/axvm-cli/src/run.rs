@@ -5,12 +5,10 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use axvm::device::UnclaimedAccessPolicy;
 use axvm::AxVMConfig;
 use axvm_kvm::{BootImages, DiagnosticsOptions, GdbOptions, KvmVm, VmOptions, VmOutcome, VmPlan};
 
 pub use crate::cli::RunFlags;
-use crate::cli::Unclaimed;
 use crate::output::{self, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::{config_error, VmFiles};
@@ -37,7 +35,7 @@ pub fn run(
         console: Box::new(std::io::stdout()),
         console_input: crate::stdin::stdin_as_console_input(),
         extra_devices: Vec::new(),
-        unclaimed: unclaimed_policy(flags.unclaimed),
+        unclaimed: flags.unclaimed.policy(),
         diagnostics: DiagnosticsOptions {
             stats: flags.stats,
             trace_exits,
@@ -177,14 +175,6 @@ pub fn conclude(
             || format!("VM `{name}`: the watchdog stopped it"),
             |report| report.trim_end().to_string(),
         )),
-    }
-}
-
-/// The device manager's policy for `--unclaimed`.
-pub fn unclaimed_policy(unclaimed: Unclaimed) -> UnclaimedAccessPolicy {
-    match unclaimed {
-        Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
-        Unclaimed::Error => UnclaimedAccessPolicy::Error,
     }
 }
 

@@ -18,7 +18,7 @@ use axvm_kvm::{DiagnosticsOptions, KvmVm, VmOptions, VmOutcome};
 
 use crate::output::{errln, CommandError};
 use crate::prefixed::PrefixedLines;
-use crate::run::{conclude, create_vm, report_after_run, unclaimed_policy, RunFlags};
+use crate::run::{conclude, create_vm, report_after_run, RunFlags};
 use crate::signals::{self, SignalStop};
 use crate::vm_files;
 
@@ -59,7 +59,7 @@ pub fn run_several(
         console: Box::new(PrefixedLines::new(name)),
         console_input: None,
         extra_devices: Vec::new(),
-        unclaimed: unclaimed_policy(unclaimed),
+        unclaimed: unclaimed.policy(),
         diagnostics: DiagnosticsOptions {
             stats,
             trace_exits: None,

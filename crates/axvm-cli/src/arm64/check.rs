@@ -7,7 +7,6 @@ use axvm_kvm_arm64::{
     check_host, device_tree, layout_of, plan_images, BootLayout, GicVersion, HostReport,
 };
 use axvm_virt::image::LoadPlan;
-use axvm_virt::layout::check_ram;
 use axvm_virt::pass_through::pass_through_plan;
 
 use crate::output::{self, outln};
@@ -104,7 +103,7 @@ fn check_config(files: &VmFiles, host: Option<&HostReport>) -> output::Result<bo
 struct Verdict {
     /// "pass-through `NAME` (host ADDR): what serves it", for each row the board serves.
     served: Vec<String>,
-    /// Each problem once (the plan repeats the board's RAM rule, for example).
+    /// The core's validation's, the pass-through rows' and the image plan's problems.
     problems: Vec<String>,
     /// Where the images go, when they fit.
     plan: Option<LoadPlan>,
@@ -112,17 +111,9 @@ struct Verdict {
 
 fn verdict(files: &VmFiles) -> Verdict {
     let config = &files.config;
-    let mut problems: Vec<String> = Vec::new();
-    let mut note = |problem: String| {
-        if !problems.contains(&problem) {
-            problems.push(problem);
-        }
-    };
+    let mut problems = Vec::new();
     if let Err(err) = config.clone().into_valid() {
-        note(config_error(&files.origin, err).to_string());
-    }
-    if let Err(problem) = check_ram(config) {
-        note(problem);
+        problems.push(config_error(&files.origin, err).to_string());
     }
     let mut served = Vec::new();
     for device in &config.pass_through_devices {
@@ -132,14 +123,14 @@ fn verdict(files: &VmFiles) -> Verdict {
                 "pass-through `{}` (host {hpa:#x}): {by}",
                 device.name
             )),
-            Err(reason) => note(format!(
+            Err(reason) => problems.push(format!(
                 "devices.passthrough_devices `{}`: {reason}",
                 device.name
             )),
         }
     }
     let plan = plan_images(config, &files.images)
-        .map_err(|err| note(err.to_string()))
+        .map_err(|err| problems.push(err.to_string()))
         .ok();
     Verdict {
         served,

@@ -21,12 +21,18 @@ pub struct RunObserver {
     /// place not seen before (the watchdog's measure, as on x86).
     pub progress: AtomicU64,
     seen: Mutex<HashSet<(&'static str, u64)>>,
-    console: (u64, u64),
+    /// The console's MMIO range when the watchdog measures progress; `None` without it.
+    console: Option<(u64, u64)>,
 }
 
 impl RunObserver {
-    /// An observer with the given outputs; `console` is the UART's MMIO range.
-    pub fn new(stats: Option<ExitStats>, trace: Option<ExitTrace>, console: (u64, u64)) -> Self {
+    /// An observer with the given outputs; `console`, the UART's MMIO range, when the
+    /// watchdog needs progress counted.
+    pub fn new(
+        stats: Option<ExitStats>,
+        trace: Option<ExitTrace>,
+        console: Option<(u64, u64)>,
+    ) -> Self {
         Self {
             stats,
             trace,
@@ -36,11 +42,19 @@ impl RunObserver {
         }
     }
 
+    /// Whether anything asked for the exits: statistics, a trace or the watchdog.
+    pub fn is_needed(&self) -> bool {
+        self.stats.is_some() || self.trace.is_some() || self.console.is_some()
+    }
+
     fn note_progress(&self, exit: &AxVCpuExitReason) {
+        let Some((console, console_len)) = self.console else {
+            return;
+        };
         let place = match *exit {
             AxVCpuExitReason::MmioWrite { addr, .. } => {
                 let addr = addr.as_u64();
-                if addr >= self.console.0 && addr < self.console.0 + self.console.1 {
+                if addr >= console && addr - console < console_len {
                     self.progress.fetch_add(1, Ordering::Relaxed);
                     return;
                 }

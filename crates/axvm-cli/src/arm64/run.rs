@@ -5,15 +5,15 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axvm::device::UnclaimedAccessPolicy;
-use axvm_kvm_arm64::{Arm64Vm, Arm64VmOptions, VmOutcome};
+use axvm::ExitObserver;
+use axvm_kvm_arm64::{Arm64VCpu, Arm64Vm, Arm64VmOptions, VmOutcome};
 use axvm_linux::diagnostics::stats::ExitStats;
 use axvm_linux::diagnostics::trace::ExitTrace;
 use axvm_virt::layout::{PL011_BASE, PL011_SIZE};
 
 use super::observer::RunObserver;
 use super::watchdog::Watchdog;
-use crate::cli::{RunFlags, Unclaimed};
+use crate::cli::RunFlags;
 use crate::output::{self, errln, CommandError};
 use crate::signals::{self, SignalStop};
 use crate::vm_files::VmFiles;
@@ -30,15 +30,15 @@ pub fn run(files: VmFiles, flags: &RunFlags<'_>) -> Result<ExitCode, CommandErro
     };
     let name = files.config.name.clone();
     let stats = flags.stats.then(|| ExitStats::new(files.config.cpu_num));
-    let observer = Arc::new(RunObserver::new(stats, trace, (PL011_BASE, PL011_SIZE)));
+    let progress = flags.watchdog.map(|_| (PL011_BASE, PL011_SIZE));
+    let observer = Arc::new(RunObserver::new(stats, trace, progress));
+    // Nothing watches the exits unless a flag asks: the exit path stays the core's alone.
+    let observed = observer.is_needed();
     let options = Arm64VmOptions {
         console: Box::new(std::io::stdout()),
         console_input: crate::stdin::stdin_as_console_input(),
-        unclaimed: match flags.unclaimed {
-            Unclaimed::Ignore => UnclaimedAccessPolicy::Ignore,
-            Unclaimed::Error => UnclaimedAccessPolicy::Error,
-        },
-        observer: Some(observer.clone()),
+        unclaimed: flags.unclaimed.policy(),
+        observer: observed.then(|| Arc::clone(&observer) as Arc<dyn ExitObserver<Arm64VCpu>>),
         sandbox: flags.sandbox,
     };
     let origin = files.origin.clone();

@@ -10,7 +10,7 @@ use axvm::{AxVM, AxVMConfig, GuestPhysAddr};
 use axvm_linux::sandbox;
 use axvm_linux::BootImages;
 use axvm_virt::exit_device::ExitDevice;
-use axvm_virt::layout::{check_ram, PL011_SPI};
+use axvm_virt::layout::PL011_SPI;
 use axvm_virt::pl011::Pl011;
 use axvm_virt::GicVersion;
 
@@ -62,8 +62,8 @@ impl Arm64Vm {
     ) -> Result<Self, Arm64Error> {
         let load = boot::plan_images(&config, images)?;
         let entry = GuestPhysAddr::new(load.entry);
+        // The plan checked the board's RAM rules (`axvm_virt::layout::check_ram`) too.
         let valid = config.into_valid()?.with_entries(entry, entry)?;
-        check_ram(&valid).map_err(Arm64Error::Boot)?;
         let vm_slot: VmSlot = Arc::default();
         let drained = Arc::new(console_input::Drained::default());
         let uart = Arc::new(pl011(options.console, &vm_slot, &drained));
